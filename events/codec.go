@@ -1,0 +1,445 @@
+package events
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Stream field names. FieldType, FieldTask, FieldFire, FieldAt, FieldPayload
+// and FieldID are part of the Redis contract users see (DESIGN.md): they do
+// not change without a migration note.
+const (
+	FieldV        = "v"        // encoding version, "1"; may be absent on a hand-written fire
+	FieldType     = "type"     // event type
+	FieldTask     = "task"     // task name
+	FieldFire     = "fire"     // fire id, on events
+	FieldID       = "id"       // fire id, on fire entries (idempotency key of a manual trigger)
+	FieldAt       = "at"       // scheduled time, Unix milliseconds
+	FieldPayload  = "payload"  // task payload text
+	FieldAttempt  = "attempt"  // 1 for the first try
+	FieldQueue    = "queue"    // the queue a fire went to
+	FieldMode     = "mode"     // single or broadcast
+	FieldWorker   = "worker"   // the worker or planner node that did it
+	FieldStatus   = "status"   // outcome
+	FieldCostMs   = "cost_ms"  // run time, milliseconds
+	FieldError    = "error"    // failure text
+	FieldVersion  = "version"  // task-set version
+	FieldPrevious = "previous" // task-set version replaced
+	FieldAdded    = "added"    // tasks added by a reload
+	FieldChanged  = "changed"  // tasks changed by a reload
+	FieldRemoved  = "removed"  // tasks removed by a reload
+	FieldChange   = "change"   // registered: added, changed or removed
+	FieldCount    = "count"    // missed: slots this event stands for
+	FieldUntil    = "until"    // missed: last slot, when count > 1
+	FieldPolicy   = "policy"   // missed: the policy that decided it
+	FieldReason   = "reason"   // why (a dead letter, a miss)
+)
+
+// EncodingVersion is the value of FieldV written by this package.
+const EncodingVersion = "1"
+
+// DecodeError is a stream entry that does not decode: which field, and what
+// is wrong with it.
+type DecodeError struct {
+	Field   string
+	Problem string
+}
+
+func (e *DecodeError) Error() string {
+	if e.Field == "" {
+		return e.Problem
+	}
+	return fmt.Sprintf("field %q: %s", e.Field, e.Problem)
+}
+
+func decodeErr(field, format string, args ...any) error {
+	return &DecodeError{Field: field, Problem: fmt.Sprintf(format, args...)}
+}
+
+// FireID is the id of the fire of task at scheduled time at: the same task
+// and slot give the same id on every planner, which is what lets a store
+// refuse a second fire for one slot and a handler be idempotent.
+func FireID(task string, at time.Time) string {
+	return task + "@" + strconv.FormatInt(at.UnixMilli(), 10)
+}
+
+// Fire is one entry of a fire stream: a request to run a task once.
+type Fire struct {
+	// ID identifies the fire: FireID for planned fires, the caller's id
+	// for a manual trigger that gave one, "m-" and the entry id otherwise.
+	ID string
+	// Task names the task to run.
+	Task string
+	// At is the scheduled time (for a manual trigger without one, the time
+	// the entry was added).
+	At time.Time
+	// Payload is the task's payload text.
+	Payload string
+	// Attempt counts tries, 1 for the first.
+	Attempt int
+}
+
+// MaxFireIDLen bounds the id a manual trigger may give.
+const MaxFireIDLen = 256
+
+// Fields encodes the fire as stream fields, in XADD order.
+func (f Fire) Fields() []string {
+	out := []string{FieldV, EncodingVersion, FieldTask, f.Task, FieldID, f.ID, FieldAt, ms(f.At)}
+	if f.Payload != "" {
+		out = append(out, FieldPayload, f.Payload)
+	}
+	if f.Attempt > 1 {
+		out = append(out, FieldAttempt, strconv.Itoa(f.Attempt))
+	}
+	return out
+}
+
+// DecodeFire decodes a fire entry. entryID is the stream entry id; it gives
+// the fire's id and time when a hand-written entry has neither. Fields not
+// in the fire form, a bad task name, a payload over MaxPayload or text that
+// is not UTF-8 are errors.
+func DecodeFire(entryID string, fields map[string]string) (Fire, error) {
+	if err := checkVersion(fields); err != nil {
+		return Fire{}, err
+	}
+	f := Fire{Attempt: 1}
+	for k, v := range fields {
+		switch k {
+		case FieldV:
+		case FieldTask:
+			f.Task = v
+		case FieldID:
+			if v == "" || len(v) > MaxFireIDLen || !utf8.ValidString(v) {
+				return Fire{}, decodeErr(k, "want 1 to %d bytes of UTF-8 text", MaxFireIDLen)
+			}
+			f.ID = v
+		case FieldAt:
+			t, err := parseMs(k, v)
+			if err != nil {
+				return Fire{}, err
+			}
+			f.At = t
+		case FieldPayload:
+			if err := validatePayload("", v); err != nil {
+				return Fire{}, decodeErr(k, "%s", err.(*SpecError).Problem)
+			}
+			f.Payload = v
+		case FieldAttempt:
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return Fire{}, decodeErr(k, "%q; want a whole number from 1", clip(v))
+			}
+			f.Attempt = n
+		default:
+			return Fire{}, decodeErr(k, "not a field of a fire entry; want task, and optionally id, payload, at")
+		}
+	}
+	if _, ok := fields[FieldTask]; !ok {
+		return Fire{}, decodeErr(FieldTask, "missing; a fire entry names the task to run")
+	}
+	if err := ValidateName(f.Task); err != nil {
+		return Fire{}, decodeErr(FieldTask, "%s", err.(*SpecError).Problem)
+	}
+	if f.ID == "" {
+		f.ID = "m-" + entryID
+	}
+	if f.At.IsZero() {
+		t, err := entryTime(entryID)
+		if err != nil {
+			return Fire{}, err
+		}
+		f.At = t
+	}
+	return f, nil
+}
+
+// Type is the kind of a lifecycle event.
+type Type string
+
+// The event types.
+const (
+	TypeRegistered Type = "registered" // a task was added, changed or removed by a reload
+	TypeReload     Type = "reload"     // a new task-set version was applied
+	TypeFired      Type = "fired"      // a planner appended a fire
+	TypeMissed     Type = "missed"     // slots that were not fired, under the misfire policy
+	TypeStarted    Type = "started"    // a worker started a run
+	TypeCompleted  Type = "completed"  // a run succeeded
+	TypeFailed     Type = "failed"     // a run failed
+	TypeRetried    Type = "retried"    // a failed fire was scheduled again
+	TypeDead       Type = "dead"       // a fire or entry was dead-lettered
+	TypeLastRun    Type = "lastrun"    // a task's last-run record changed
+	TypeNodeUp     Type = "node_up"    // a planner or worker started
+	TypeNodeDown   Type = "node_down"  // a planner or worker stopped
+)
+
+// Event is one entry of the events stream. Which fields an event carries
+// depends on its type (see the fields table in this file); the others are
+// zero.
+type Event struct {
+	// ID is the stream entry id; set by the reader, never encoded.
+	ID       string
+	Type     Type
+	Task     string
+	Fire     string
+	At       time.Time
+	Payload  string
+	Attempt  int
+	Queue    string
+	Mode     Mode
+	Worker   string
+	Status   string
+	CostMs   int64
+	Error    string
+	Version  int64
+	Previous int64
+	Added    int
+	Changed  int
+	Removed  int
+	Change   string
+	Count    int64
+	Until    time.Time
+	Policy   Misfire
+	Reason   string
+}
+
+// field describes one event field: how to read it from an Event (ok false
+// when it is zero and so not written) and how to set it from text.
+type field struct {
+	get func(e *Event) (string, bool)
+	set func(e *Event, v string) error
+}
+
+func strField(p func(e *Event) *string) field {
+	return field{
+		get: func(e *Event) (string, bool) { return *p(e), *p(e) != "" },
+		set: func(e *Event, v string) error { *p(e) = v; return nil },
+	}
+}
+
+func intField(name string, p func(e *Event) *int64) field {
+	return field{
+		get: func(e *Event) (string, bool) { return strconv.FormatInt(*p(e), 10), *p(e) != 0 },
+		set: func(e *Event, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return decodeErr(name, "%q is not a whole number", clip(v))
+			}
+			*p(e) = n
+			return nil
+		},
+	}
+}
+
+func smallIntField(name string, p func(e *Event) *int) field {
+	return field{
+		get: func(e *Event) (string, bool) { return strconv.Itoa(*p(e)), *p(e) != 0 },
+		set: func(e *Event, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return decodeErr(name, "%q is not a whole number", clip(v))
+			}
+			*p(e) = n
+			return nil
+		},
+	}
+}
+
+func timeField(name string, p func(e *Event) *time.Time) field {
+	return field{
+		get: func(e *Event) (string, bool) { return ms(*p(e)), !p(e).IsZero() },
+		set: func(e *Event, v string) error {
+			t, err := parseMs(name, v)
+			*p(e) = t
+			return err
+		},
+	}
+}
+
+var fields = map[string]field{
+	FieldTask:     strField(func(e *Event) *string { return &e.Task }),
+	FieldFire:     strField(func(e *Event) *string { return &e.Fire }),
+	FieldAt:       timeField(FieldAt, func(e *Event) *time.Time { return &e.At }),
+	FieldPayload:  strField(func(e *Event) *string { return &e.Payload }),
+	FieldAttempt:  smallIntField(FieldAttempt, func(e *Event) *int { return &e.Attempt }),
+	FieldQueue:    strField(func(e *Event) *string { return &e.Queue }),
+	FieldMode:     strField(func(e *Event) *string { return (*string)(&e.Mode) }),
+	FieldWorker:   strField(func(e *Event) *string { return &e.Worker }),
+	FieldStatus:   strField(func(e *Event) *string { return &e.Status }),
+	FieldCostMs:   intField(FieldCostMs, func(e *Event) *int64 { return &e.CostMs }),
+	FieldError:    strField(func(e *Event) *string { return &e.Error }),
+	FieldVersion:  intField(FieldVersion, func(e *Event) *int64 { return &e.Version }),
+	FieldPrevious: intField(FieldPrevious, func(e *Event) *int64 { return &e.Previous }),
+	FieldAdded:    smallIntField(FieldAdded, func(e *Event) *int { return &e.Added }),
+	FieldChanged:  smallIntField(FieldChanged, func(e *Event) *int { return &e.Changed }),
+	FieldRemoved:  smallIntField(FieldRemoved, func(e *Event) *int { return &e.Removed }),
+	FieldChange:   strField(func(e *Event) *string { return &e.Change }),
+	FieldCount:    intField(FieldCount, func(e *Event) *int64 { return &e.Count }),
+	FieldUntil:    timeField(FieldUntil, func(e *Event) *time.Time { return &e.Until }),
+	FieldPolicy:   strField(func(e *Event) *string { return (*string)(&e.Policy) }),
+	FieldReason:   strField(func(e *Event) *string { return &e.Reason }),
+}
+
+// typeFields lists, per type, the fields it may carry; the ones before the
+// "|" are required.
+var typeFields = map[Type]string{
+	TypeRegistered: "task change | version",
+	TypeReload:     "version | previous added changed removed",
+	TypeFired:      "task fire at | queue mode payload attempt worker",
+	TypeMissed:     "task at count policy | until reason worker",
+	TypeStarted:    "task fire at | attempt worker queue",
+	TypeCompleted:  "task fire at | attempt worker cost_ms status queue",
+	TypeFailed:     "task fire at | attempt worker cost_ms status error queue",
+	TypeRetried:    "task fire at attempt | worker error reason",
+	TypeDead:       "reason | task fire at attempt worker error queue",
+	TypeLastRun:    "task | fire at status error cost_ms worker",
+	TypeNodeUp:     "worker | status",
+	TypeNodeDown:   "worker | status",
+}
+
+type fieldSet struct {
+	required []string
+	allowed  map[string]bool
+	order    []string
+}
+
+var typeSets = func() map[Type]fieldSet {
+	out := make(map[Type]fieldSet, len(typeFields))
+	for t, s := range typeFields {
+		req, opt, _ := strings.Cut(s, "|")
+		fs := fieldSet{allowed: map[string]bool{}}
+		fs.required = strings.Fields(req)
+		fs.order = append(strings.Fields(req), strings.Fields(opt)...)
+		for _, f := range fs.order {
+			if _, ok := fields[f]; !ok {
+				panic("events: type " + string(t) + " lists unknown field " + f)
+			}
+			fs.allowed[f] = true
+		}
+		out[t] = fs
+	}
+	return out
+}()
+
+// Types lists every event type, sorted.
+func Types() []Type {
+	out := make([]Type, 0, len(typeSets))
+	for t := range typeSets {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// Encode returns the event as stream fields in XADD order: v, type, then the
+// type's fields that are set. It fails on an unknown type, a missing required
+// field, or a field set that the type does not carry.
+func (e Event) Encode() ([]string, error) {
+	fs, ok := typeSets[e.Type]
+	if !ok {
+		return nil, decodeErr(FieldType, "unknown event type %q", clip(string(e.Type)))
+	}
+	out := []string{FieldV, EncodingVersion, FieldType, string(e.Type)}
+	for name, f := range fields {
+		if _, set := f.get(&e); set && !fs.allowed[name] {
+			return nil, decodeErr(name, "set, but a %s event does not carry it", e.Type)
+		}
+	}
+	for _, name := range fs.order {
+		v, set := fields[name].get(&e)
+		if !set {
+			if isRequired(fs, name) {
+				return nil, decodeErr(name, "missing; a %s event requires it", e.Type)
+			}
+			continue
+		}
+		out = append(out, name, v)
+	}
+	return out, nil
+}
+
+func isRequired(fs fieldSet, name string) bool {
+	for _, r := range fs.required {
+		if r == name {
+			return true
+		}
+	}
+	return false
+}
+
+// DecodeEvent decodes an events-stream entry, strictly: the encoding
+// version must be 1, the type known, required fields present, no field
+// outside the type's, numbers well formed, text UTF-8.
+func DecodeEvent(entryID string, in map[string]string) (Event, error) {
+	if err := checkVersion(in); err != nil {
+		return Event{}, err
+	}
+	if _, ok := in[FieldV]; !ok {
+		return Event{}, decodeErr(FieldV, "missing; an event carries its encoding version")
+	}
+	e := Event{ID: entryID, Type: Type(in[FieldType])}
+	fs, ok := typeSets[e.Type]
+	if !ok {
+		return Event{}, decodeErr(FieldType, "unknown event type %q", clip(in[FieldType]))
+	}
+	for k, v := range in {
+		if k == FieldV || k == FieldType {
+			continue
+		}
+		if !fs.allowed[k] {
+			return Event{}, decodeErr(k, "not a field of a %s event", e.Type)
+		}
+		if !utf8.ValidString(v) {
+			return Event{}, decodeErr(k, "not valid UTF-8 text")
+		}
+		if err := fields[k].set(&e, v); err != nil {
+			return Event{}, err
+		}
+	}
+	for _, r := range fs.required {
+		if _, set := fields[r].get(&e); !set {
+			return Event{}, decodeErr(r, "missing; a %s event requires it", e.Type)
+		}
+	}
+	return e, nil
+}
+
+func checkVersion(in map[string]string) error {
+	if v, ok := in[FieldV]; ok && v != EncodingVersion {
+		return decodeErr(FieldV, "encoding version %q; this build reads %q", clip(v), EncodingVersion)
+	}
+	return nil
+}
+
+func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+func parseMs(name, v string) (time.Time, error) {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return time.Time{}, decodeErr(name, "%q; want Unix milliseconds, a whole number from 0", clip(v))
+	}
+	return time.UnixMilli(n).UTC(), nil
+}
+
+// entryTime is the time part of a stream entry id "ms-seq".
+func entryTime(id string) (time.Time, error) {
+	msPart, _, _ := strings.Cut(id, "-")
+	n, err := strconv.ParseInt(msPart, 10, 64)
+	if err != nil || n < 0 {
+		return time.Time{}, decodeErr("", "stream entry id %q is not of the form ms-seq", clip(id))
+	}
+	return time.UnixMilli(n).UTC(), nil
+}
+
+// clip shortens text quoted in an error, so a 1 MiB field does not make a
+// 1 MiB error.
+func clip(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "..."
+}
