@@ -1,0 +1,178 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/taskino/taskino/events"
+)
+
+// A planner's hold on a task is a lease: the claim writes its token and an
+// expiry into the task's state and hides the task from other planners until
+// then; the plan script compares the token before writing and deletes it
+// after. A planner that dies holding a lease loses nothing: the task is due
+// again when the lease ends. The lease spreads work between planners; the
+// watermark in the plan script, not the lease, is what makes a slot fire at
+// most once.
+
+// ClaimedTask is one task leased to a planner, with what it needs to plan it.
+type ClaimedTask struct {
+	Name string
+	// Spec is the stored spec; SpecErr is set instead when it does not
+	// decode (the planner reports it and leaves the task).
+	Spec    events.Spec
+	SpecErr error
+	// Raw is the stored encoding of Spec (a cache key for its schedule).
+	Raw string
+	// Since is the earliest a slot may be.
+	Since time.Time
+	// Next is the next slot not yet planned, zero when not yet computed.
+	Next time.Time
+	// Gen is the spec's generation, handed back to Plan.
+	Gen string
+	// Planned is the watermark: the latest slot fired or missed, zero when
+	// none. Slots at or before it are never fired.
+	Planned time.Time
+}
+
+// Claim is the result of a claim: the tasks leased, the server's clock when
+// they were, and when the next unclaimed task is due.
+type Claim struct {
+	Token string
+	// Now is the Redis server time of the claim.
+	Now time.Time
+	// NextDue is the earliest due time left in the index after the claim
+	// (it may be a lease end); zero when the index is empty.
+	NextDue time.Time
+	Tasks   []ClaimedTask
+}
+
+// Claim leases up to max due tasks to token for lease.
+func (s *Store) Claim(ctx context.Context, token string, lease time.Duration, max int) (Claim, error) {
+	keys := []string{s.keys.Due(), s.keys.Specs(), s.keys.Planned()}
+	res, err := claimScript.Run(ctx, s.rdb, keys, s.keys.statePrefix(), token, lease.Milliseconds(), max).Slice()
+	if err != nil {
+		return Claim{}, fmt.Errorf("claim due tasks: %w", err)
+	}
+	c := Claim{Token: token, Now: time.UnixMilli(res[0].(int64)).UTC()}
+	if nd := res[1].(int64); nd >= 0 {
+		c.NextDue = time.UnixMilli(nd).UTC()
+	}
+	for i := 2; i+5 < len(res); i += 6 {
+		str := func(j int) string { v, _ := res[i+j].(string); return v }
+		t := ClaimedTask{Name: str(0), Raw: str(1), Since: msTime(str(2)), Gen: str(4), Planned: msTime(str(5))}
+		if n := str(3); n != "-1" {
+			t.Next = msTime(n)
+		}
+		t.Spec, t.SpecErr = events.UnmarshalSpec([]byte(t.Raw))
+		c.Tasks = append(c.Tasks, t)
+	}
+	return c, nil
+}
+
+// Op is one slot of a plan: a fire (Fire set) or a miss, with the event
+// that records it. A range of missed slots is one Op whose Slot is the last
+// of them.
+type Op struct {
+	Slot  time.Time
+	Fire  *events.Fire
+	Event events.Event
+}
+
+// TaskPlan is what a planner decided for one claimed task.
+type TaskPlan struct {
+	Name string
+	Gen  string
+	// Queue and Mode pick the stream the fires go to.
+	Queue string
+	Mode  events.Mode
+	// Ops are the slots handled, in ascending order.
+	Ops []Op
+	// Next is the next slot to plan; zero when the trigger has none left.
+	Next time.Time
+	// LastRun is recorded when at least one fire is appended.
+	LastRun *events.LastRun
+}
+
+// PlanResult counts what a Plan call wrote.
+type PlanResult struct {
+	Fires  int // fire entries appended
+	Events int // events appended
+	Lost   int // tasks no longer leased to the token (or changed by a reload): left alone
+	// Dropped counts ops refused because their slot was already planned or
+	// not yet due; non-zero only when a planner's view was stale.
+	Dropped int
+}
+
+// Plan records plans for tasks leased to token in one atomic script, and
+// ends their leases. See planScript for the rules.
+func (s *Store) Plan(ctx context.Context, token string, plans []TaskPlan) (PlanResult, error) {
+	if len(plans) == 0 {
+		return PlanResult{}, nil
+	}
+	args := []any{s.keys.statePrefix(), token, s.eventsMaxLen, len(plans)}
+	for _, p := range plans {
+		next := int64(-1)
+		if !p.Next.IsZero() {
+			next = p.Next.UnixMilli()
+		}
+		lr := ""
+		if p.LastRun != nil {
+			b, err := events.MarshalLastRun(*p.LastRun)
+			if err != nil {
+				return PlanResult{}, err
+			}
+			lr = string(b)
+		}
+		args = append(args, p.Name, p.Gen, next, lr, len(p.Ops))
+		stream := s.keys.FireStream(p.Queue, p.Mode)
+		for _, op := range p.Ops {
+			ev, err := op.Event.Encode()
+			if err != nil {
+				return PlanResult{}, fmt.Errorf("task %q: %w", p.Name, err)
+			}
+			if op.Fire != nil {
+				ff := op.Fire.Fields()
+				args = append(args, op.Slot.UnixMilli(), stream, len(ff))
+				for _, f := range ff {
+					args = append(args, f)
+				}
+			} else {
+				args = append(args, op.Slot.UnixMilli(), "", 0)
+			}
+			args = append(args, len(ev))
+			for _, f := range ev {
+				args = append(args, f)
+			}
+		}
+	}
+	keys := []string{s.keys.Due(), s.keys.Planned(), s.keys.LastRun(), s.keys.Events()}
+	res, err := planScript.Run(ctx, s.rdb, keys, args...).Int64Slice()
+	if err != nil {
+		return PlanResult{}, fmt.Errorf("plan %d tasks: %w", len(plans), err)
+	}
+	return PlanResult{Fires: int(res[0]), Events: int(res[1]), Lost: int(res[2]), Dropped: int(res[3])}, nil
+}
+
+// Release hands back tasks leased to token without planning them, so another
+// planner can take them at once. It returns how many were still held.
+func (s *Store) Release(ctx context.Context, token string, names []string) (int, error) {
+	if len(names) == 0 {
+		return 0, nil
+	}
+	args := make([]any, 0, 2+len(names))
+	args = append(args, s.keys.statePrefix(), token)
+	for _, n := range names {
+		args = append(args, n)
+	}
+	n, err := releaseScript.Run(ctx, s.rdb, []string{s.keys.Due()}, args...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("release %d tasks: %w", len(names), err)
+	}
+	return n, nil
+}
+
+// formatMs is a time as Unix milliseconds in text.
+func formatMs(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }

@@ -1,0 +1,94 @@
+package store
+
+import (
+	"fmt"
+	"regexp"
+
+	"github.com/taskino/taskino/events"
+)
+
+// DefaultNamespace is the namespace used when none is given.
+const DefaultNamespace = "default"
+
+var namespaceRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// ValidateNamespace reports whether ns can name a namespace: 1 to 64
+// letters, digits or . _ - (no braces: the namespace is the Redis Cluster
+// hash tag).
+func ValidateNamespace(ns string) error {
+	if !namespaceRE.MatchString(ns) {
+		return fmt.Errorf("namespace %q: want 1 to 64 letters, digits or . _ -", ns)
+	}
+	return nil
+}
+
+// Keys builds every Redis key name of one namespace. All of them share the
+// prefix "taskino:{ns}:", whose hash tag keeps a namespace on one Redis
+// Cluster slot, so the multi-key scripts are valid on Cluster.
+//
+// Fires, Broadcast and Events are the Redis contract users see
+// (DESIGN.md); every other key is internal and may change between versions.
+type Keys struct {
+	prefix string
+}
+
+// NewKeys returns the key names of namespace ns.
+func NewKeys(ns string) Keys { return Keys{prefix: "taskino:{" + ns + "}:"} }
+
+// Prefix is the common prefix of the namespace's keys.
+func (k Keys) Prefix() string { return k.prefix }
+
+// Fires is the stream of fires of single-mode tasks on queue (one worker
+// runs each entry). Users XADD manual triggers here.
+func (k Keys) Fires(queue string) string { return k.prefix + "fires:" + queue }
+
+// Broadcast is the stream of fires of broadcast-mode tasks on queue (every
+// live worker runs each entry).
+func (k Keys) Broadcast(queue string) string { return k.prefix + "broadcast:" + queue }
+
+// FireStream is the stream a fire of a task with this queue and mode goes to.
+func (k Keys) FireStream(queue string, mode events.Mode) string {
+	if mode == events.ModeBroadcast {
+		return k.Broadcast(queue)
+	}
+	return k.Fires(queue)
+}
+
+// Events is the stream of lifecycle events.
+func (k Keys) Events() string { return k.prefix + "events" }
+
+// Dead is the dead-letter stream.
+func (k Keys) Dead() string { return k.prefix + "dead" }
+
+// Version is a string: the task-set version in force.
+func (k Keys) Version() string { return k.prefix + "version" }
+
+// Specs is a hash: task name -> stored spec (events.MarshalSpec).
+func (k Keys) Specs() string { return k.prefix + "specs" }
+
+// Due is a sorted set: task name -> when a planner should next look at it
+// (Unix ms). A claimed task's score is moved to the end of its lease, which
+// hides it from other planners until then.
+func (k Keys) Due() string { return k.prefix + "due" }
+
+// statePrefix + name is a hash with a task's schedule state: since (the
+// first slot may not be earlier), next (the next slot not yet planned; -1
+// when no slot is left), gen (bumped by every change of the spec), skey (the
+// schedule key), lease and lease_until (the planner holding it).
+func (k Keys) statePrefix() string { return k.prefix + "state:" }
+
+// State is the schedule-state hash of a task.
+func (k Keys) State(task string) string { return k.statePrefix() + task }
+
+// Planned is a hash: task name -> the latest slot (Unix ms) fired or
+// recorded missed. A slot at or before it is never fired again. It is kept
+// when a task is removed, so a task removed and added again cannot fire an
+// old slot twice.
+func (k Keys) Planned() string { return k.prefix + "planned" }
+
+// LastRun is a hash: task name -> events.MarshalLastRun.
+func (k Keys) LastRun() string { return k.prefix + "lastrun" }
+
+// Wake is the pub/sub channel that tells planners the due index changed
+// earlier than they planned to look (a new task set).
+func (k Keys) Wake() string { return k.prefix + "wake" }

@@ -1,0 +1,274 @@
+package store
+
+import "github.com/redis/go-redis/v9"
+
+// Every multi-key transition is one Lua script, documented like a function.
+// Scripts read the clock with TIME (Redis 5+ replicates script effects, so
+// this is allowed and replicas see the same result): every planning decision
+// uses the server's clock. Numbers are written with string.format('%.0f'),
+// since Lua's own number-to-text would round 13-digit milliseconds.
+// Keys derived inside a script (a task's state hash, a fire stream) carry the
+// namespace's hash tag, so they are on the same Cluster slot as KEYS[1].
+// Stream field names are never written here: Go passes them in (events owns
+// them).
+
+// applyScript replaces the task set with a new version, atomically.
+//
+// KEYS[1] -> version (string)
+// KEYS[2] -> specs (hash name -> spec)
+// KEYS[3] -> due (zset)
+// KEYS[4] -> events (stream)
+// ARGV[1] -> state key prefix
+// ARGV[2] -> the new version
+// ARGV[3] -> events stream approximate MAXLEN
+// ARGV[4] -> wake channel
+// ARGV[5] -> n, the number of tasks
+// ARGV[6..20] -> stream field names and values, in this order: v, "1", type,
+// reload, registered, version, previous, added, changed, removed, task,
+// change, and the change values for added, changed and removed
+// ARGV[21..] -> n triples: name, encoded spec, schedule key
+//
+// Returns {"adopted", current} when a newer version is stored (nothing
+// written), {"unchanged", current} when this version is stored with the same
+// specs, {"conflict", current} when it is stored with other specs, or
+// {"applied", previous, nadded, nchanged, nremoved, names...} where names
+// lists the added, then the changed (each prefixed "!" when rescheduled),
+// then the removed tasks.
+var applyScript = redis.NewScript(`
+local function s(x) return string.format('%.0f', x) end
+local A = ARGV
+local ver = tonumber(A[2])
+local n = tonumber(A[5])
+local base = 21
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local c = tonumber(cur)
+  if c > ver then return {'adopted', cur} end
+  if c == ver then
+    local stored = redis.call('HLEN', KEYS[2])
+    if stored > 0 then
+      if stored ~= n then return {'conflict', cur} end
+      for i = 0, n - 1 do
+        if redis.call('HGET', KEYS[2], A[base + i*3]) ~= A[base + i*3 + 1] then
+          return {'conflict', cur}
+        end
+      end
+      return {'unchanged', cur}
+    end
+  end
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local seen = {}
+local added, changed, removed = {}, {}, {}
+for i = 0, n - 1 do
+  local name, spec, skey = A[base + i*3], A[base + i*3 + 1], A[base + i*3 + 2]
+  seen[name] = true
+  local st = A[1] .. name
+  local old = redis.call('HGET', KEYS[2], name)
+  if not old then
+    redis.call('HSET', KEYS[2], name, spec)
+    redis.call('DEL', st)
+    redis.call('HSET', st, 'since', s(now), 'skey', skey, 'gen', '1')
+    redis.call('ZADD', KEYS[3], now, name)
+    added[#added + 1] = name
+  elseif old ~= spec then
+    redis.call('HSET', KEYS[2], name, spec)
+    redis.call('HINCRBY', st, 'gen', 1)
+    if redis.call('HGET', st, 'skey') ~= skey then
+      redis.call('HSET', st, 'since', s(now), 'skey', skey)
+      redis.call('HDEL', st, 'next', 'lease', 'lease_until')
+      redis.call('ZADD', KEYS[3], now, name)
+      changed[#changed + 1] = '!' .. name
+    else
+      changed[#changed + 1] = name
+    end
+  end
+end
+for _, name in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if not seen[name] then
+    redis.call('HDEL', KEYS[2], name)
+    redis.call('DEL', A[1] .. name)
+    redis.call('ZREM', KEYS[3], name)
+    removed[#removed + 1] = name
+  end
+end
+redis.call('SET', KEYS[1], s(ver))
+local prev = cur or '0'
+local ev = {A[6], A[7], A[8], A[9], A[11], s(ver)}
+if prev ~= '0' then ev[#ev+1] = A[12]; ev[#ev+1] = prev end
+if #added > 0 then ev[#ev+1] = A[13]; ev[#ev+1] = tostring(#added) end
+if #changed > 0 then ev[#ev+1] = A[14]; ev[#ev+1] = tostring(#changed) end
+if #removed > 0 then ev[#ev+1] = A[15]; ev[#ev+1] = tostring(#removed) end
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', A[3], '*', unpack(ev))
+local function registered(list, change)
+  for _, name in ipairs(list) do
+    if string.sub(name, 1, 1) == '!' then name = string.sub(name, 2) end
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', A[3], '*', A[6], A[7], A[8], A[10],
+      A[16], name, A[17], change, A[11], s(ver))
+  end
+end
+registered(added, A[18])
+registered(changed, A[19])
+registered(removed, A[20])
+redis.call('PUBLISH', A[4], s(ver))
+local out = {'applied', prev, #added, #changed, #removed}
+for _, l in ipairs({added, changed, removed}) do
+  for _, name in ipairs(l) do out[#out + 1] = name end
+end
+return out
+`)
+
+// claimScript leases up to a batch of due tasks to one planner.
+//
+// KEYS[1] -> due (zset)
+// KEYS[2] -> specs (hash)
+// KEYS[3] -> planned (hash)
+// ARGV[1] -> state key prefix
+// ARGV[2] -> lease token
+// ARGV[3] -> lease length, ms
+// ARGV[4] -> the most tasks to claim
+//
+// A task is due when its due score is at or before the server's now. Each
+// claimed task gets lease and lease_until in its state hash, and its due
+// score moves to the end of the lease, so other planners skip it until then
+// (and take it over if this planner dies holding it).
+// Returns {now, earliest due score after the claim or -1, then per task:
+// name, spec, since, next, gen, planned} with "" for absent values.
+var claimScript = redis.NewScript(`
+local function s(x) return string.format('%.0f', x) end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local untl = now + tonumber(ARGV[3])
+local names = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', s(now), 'LIMIT', 0, tonumber(ARGV[4]))
+local out = {now, -1}
+for _, name in ipairs(names) do
+  local spec = redis.call('HGET', KEYS[2], name)
+  if not spec then
+    redis.call('ZREM', KEYS[1], name)
+  else
+    local st = ARGV[1] .. name
+    redis.call('ZADD', KEYS[1], untl, name)
+    redis.call('HSET', st, 'lease', ARGV[2], 'lease_until', s(untl))
+    local v = redis.call('HMGET', st, 'since', 'next', 'gen')
+    out[#out + 1] = name
+    out[#out + 1] = spec
+    out[#out + 1] = v[1] or ''
+    out[#out + 1] = v[2] or ''
+    out[#out + 1] = v[3] or ''
+    out[#out + 1] = redis.call('HGET', KEYS[3], name) or ''
+  end
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if first[2] then out[2] = tonumber(first[2]) end
+return out
+`)
+
+// planScript records the planning of a batch of claimed tasks: fires,
+// missed slots and each task's next slot, atomically. It is what makes
+// "one fire per slot" true: a slot is appended only when it is later than
+// the task's stored watermark (planned), and the watermark moves in the same
+// script, so no two planners, however their clocks or leases, can append
+// the same slot twice.
+//
+// KEYS[1] -> due (zset)
+// KEYS[2] -> planned (hash)
+// KEYS[3] -> lastrun (hash)
+// KEYS[4] -> events (stream)
+// ARGV[1] -> state key prefix
+// ARGV[2] -> lease token
+// ARGV[3] -> events stream approximate MAXLEN
+// ARGV[4] -> number of tasks
+// ARGV[5..] -> per task: name, gen, next slot (ms, or -1 when none is left),
+// last-run record ("" for none), number of ops, then the ops. An op is: slot
+// (ms; for a range of missed slots, the last one), fire stream key ("" when
+// the op fires nothing), number of fire fields, the fire fields, number of
+// event fields, the event fields.
+//
+// A task whose lease is no longer this token's (it expired and another
+// planner took over) or whose gen changed (a reload changed the task) is
+// left alone. An op whose slot is not after the watermark, or is after the
+// server's now, is dropped.
+// Returns {fires appended, events appended, tasks left alone, ops dropped}.
+var planScript = redis.NewScript(`
+local function s(x) return string.format('%.0f', x) end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local A = ARGV
+local i = 5
+local fires, evs, lost, dropped = 0, 0, 0, 0
+for _ = 1, tonumber(A[4]) do
+  local name, gen, nxt, lr, nops = A[i], A[i+1], tonumber(A[i+2]), A[i+3], tonumber(A[i+4])
+  i = i + 5
+  local st = A[1] .. name
+  local cur = redis.call('HMGET', st, 'lease', 'gen')
+  local mine = cur[1] == A[2] and cur[2] == gen
+  local w = tonumber(redis.call('HGET', KEYS[2], name) or '-1')
+  local w0 = w
+  local fired = false
+  for _ = 1, nops do
+    local slot, stream, nf = tonumber(A[i]), A[i+1], tonumber(A[i+2])
+    local fstart = i + 3
+    local ne = tonumber(A[fstart + nf])
+    local estart = fstart + nf + 1
+    i = estart + ne
+    if not mine then
+      -- skip
+    elseif slot <= w or slot > now then
+      dropped = dropped + 1
+    else
+      if stream ~= '' then
+        redis.call('XADD', stream, '*', unpack(A, fstart, fstart + nf - 1))
+        fires = fires + 1
+        fired = true
+      end
+      redis.call('XADD', KEYS[4], 'MAXLEN', '~', A[3], '*', unpack(A, estart, estart + ne - 1))
+      evs = evs + 1
+      w = slot
+    end
+  end
+  if mine then
+    if w ~= w0 then redis.call('HSET', KEYS[2], name, s(w)) end
+    if nxt >= 0 then
+      redis.call('HSET', st, 'next', s(nxt))
+      redis.call('ZADD', KEYS[1], nxt, name)
+    else
+      redis.call('HSET', st, 'next', '-1')
+      redis.call('ZREM', KEYS[1], name)
+    end
+    redis.call('HDEL', st, 'lease', 'lease_until')
+    if fired and lr ~= '' then redis.call('HSET', KEYS[3], name, lr) end
+  else
+    lost = lost + 1
+  end
+end
+return {fires, evs, lost, dropped}
+`)
+
+// releaseScript hands back claimed tasks that will not be planned (a
+// planner stopping), so another planner can take them at once.
+//
+// KEYS[1] -> due (zset)
+// ARGV[1] -> state key prefix
+// ARGV[2] -> lease token
+// ARGV[3..] -> task names
+//
+// A task still leased to the token gets its lease removed and its due score
+// back to its next slot (now, when that is not computed yet).
+// Returns the number of tasks released.
+var releaseScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = 0
+for i = 3, #ARGV do
+  local st = ARGV[1] .. ARGV[i]
+  if redis.call('HGET', st, 'lease') == ARGV[2] then
+    redis.call('HDEL', st, 'lease', 'lease_until')
+    local nxt = tonumber(redis.call('HGET', st, 'next') or '')
+    if nxt == nil then nxt = now end
+    if nxt >= 0 then redis.call('ZADD', KEYS[1], nxt, ARGV[i]) end
+    n = n + 1
+  end
+end
+return n
+`)

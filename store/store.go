@@ -1,0 +1,348 @@
+// Package store is everything of taskino that speaks Redis: key names, Lua
+// scripts, task-set versions, planning claims (leases), stream reads and
+// writes, last-run records.
+//
+// It takes a redis.UniversalClient, so a single server, Sentinel or Cluster
+// all work: the keys of one namespace share a hash tag and so one slot.
+// Redis types do not leave this package; callers see events types, and
+// ErrNotFound where Redis says nil.
+//
+// It does not decide when anything fires: the planner computes slots and
+// hands this package the result, which the plan script records atomically
+// (see planScript for the one-fire-per-slot rule).
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/taskino/taskino/events"
+)
+
+// ErrNotFound is returned where a key or field that was asked for does not exist.
+var ErrNotFound = errors.New("store: not found")
+
+// VersionConflictError is an apply of a version that is already stored with
+// a different task set: two programs claim the same version for different
+// tasks, and neither may silently win.
+type VersionConflictError struct {
+	Version int64
+}
+
+func (e *VersionConflictError) Error() string {
+	return fmt.Sprintf("task-set version %d is already applied with different tasks; apply these with a higher version", e.Version)
+}
+
+// Options tune a Store. The zero value is usable.
+type Options struct {
+	// EventsMaxLen bounds the events stream, trimmed approximately
+	// (default 100,000 entries).
+	EventsMaxLen int64
+}
+
+// DefaultEventsMaxLen is the events stream bound used when Options leaves it zero.
+const DefaultEventsMaxLen = 100_000
+
+// Store is one namespace of taskino on a Redis deployment. It is safe for
+// concurrent use.
+type Store struct {
+	rdb          redis.UniversalClient
+	ns           string
+	keys         Keys
+	eventsMaxLen string
+}
+
+// New returns the store of namespace ns on rdb.
+func New(rdb redis.UniversalClient, ns string, opts Options) (*Store, error) {
+	if ns == "" {
+		ns = DefaultNamespace
+	}
+	if err := ValidateNamespace(ns); err != nil {
+		return nil, err
+	}
+	if opts.EventsMaxLen <= 0 {
+		opts.EventsMaxLen = DefaultEventsMaxLen
+	}
+	return &Store{rdb: rdb, ns: ns, keys: NewKeys(ns), eventsMaxLen: strconv.FormatInt(opts.EventsMaxLen, 10)}, nil
+}
+
+// Namespace is the store's namespace.
+func (s *Store) Namespace() string { return s.ns }
+
+// Keys is the store's key names.
+func (s *Store) Keys() Keys { return s.keys }
+
+// Time is the Redis server's clock, the only clock taskino plans by.
+func (s *Store) Time(ctx context.Context) (time.Time, error) {
+	return s.rdb.Time(ctx).Result()
+}
+
+// ApplyOutcome says what an apply did.
+type ApplyOutcome string
+
+// The apply outcomes.
+const (
+	// Applied: the version was newer (or the store empty) and is now in force.
+	Applied ApplyOutcome = "applied"
+	// Unchanged: the same version with the same tasks was already in force.
+	Unchanged ApplyOutcome = "unchanged"
+	// Adopted: a newer version is in force; nothing was written, and the
+	// caller goes on with the stored set.
+	Adopted ApplyOutcome = "adopted"
+)
+
+// ApplyResult reports an apply.
+type ApplyResult struct {
+	Outcome ApplyOutcome
+	// Version is the version in force after the call.
+	Version int64
+	// Previous is the version replaced (Applied), 0 when there was none.
+	Previous int64
+	// Added, Changed and Removed name the tasks the apply touched;
+	// Rescheduled is the part of Changed whose schedule changed (the others
+	// keep their next slot).
+	Added, Changed, Rescheduled, Removed []string
+}
+
+// Apply makes specs, at version, the namespace's task set, atomically. A
+// higher version than the stored one replaces it: added tasks are scheduled
+// from the server's now, changed ones keep their place unless their trigger
+// changed, removed ones stop. An older version writes nothing (Adopted). The
+// same version is Unchanged, or a *VersionConflictError if its tasks differ.
+// A store with no version (new, or flushed) takes any version: empty Redis
+// means "republish", never "cancel everything".
+//
+// The caller validates specs (planner.Validate); Apply refuses only what
+// would corrupt the store: a version below 1 and duplicate names.
+func (s *Store) Apply(ctx context.Context, version int64, specs []events.Spec) (ApplyResult, error) {
+	if version < 1 {
+		return ApplyResult{}, fmt.Errorf("task-set version %d: want a whole number from 1", version)
+	}
+	args := []any{
+		s.keys.statePrefix(), version, s.eventsMaxLen, s.keys.Wake(), len(specs),
+		events.FieldV, events.EncodingVersion, events.FieldType, string(events.TypeReload), string(events.TypeRegistered),
+		events.FieldVersion, events.FieldPrevious, events.FieldAdded, events.FieldChanged, events.FieldRemoved,
+		events.FieldTask, events.FieldChange, events.ChangeAdded, events.ChangeChanged, events.ChangeRemoved,
+	}
+	seen := make(map[string]bool, len(specs))
+	for _, sp := range specs {
+		if seen[sp.Name] {
+			return ApplyResult{}, &events.SpecError{Task: sp.Name, Field: "name", Problem: "appears twice in the task set; want unique names"}
+		}
+		seen[sp.Name] = true
+		raw, err := events.MarshalSpec(sp)
+		if err != nil {
+			return ApplyResult{}, fmt.Errorf("task %q: %w", sp.Name, err)
+		}
+		args = append(args, sp.Name, string(raw), events.ScheduleKey(sp))
+	}
+	keys := []string{s.keys.Version(), s.keys.Specs(), s.keys.Due(), s.keys.Events()}
+	res, err := applyScript.Run(ctx, s.rdb, keys, args...).Slice()
+	if err != nil {
+		return ApplyResult{}, fmt.Errorf("apply task set version %d: %w", version, err)
+	}
+	outcome, _ := res[0].(string)
+	cur, _ := strconv.ParseInt(fmt.Sprint(res[1]), 10, 64)
+	switch outcome {
+	case "adopted":
+		return ApplyResult{Outcome: Adopted, Version: cur}, nil
+	case "unchanged":
+		return ApplyResult{Outcome: Unchanged, Version: cur}, nil
+	case "conflict":
+		return ApplyResult{}, &VersionConflictError{Version: cur}
+	}
+	r := ApplyResult{Outcome: Applied, Version: version, Previous: cur}
+	nAdded, nChanged := int(res[2].(int64)), int(res[3].(int64))
+	for i, v := range res[5:] {
+		name := v.(string)
+		switch {
+		case i < nAdded:
+			r.Added = append(r.Added, name)
+		case i < nAdded+nChanged:
+			if strings.HasPrefix(name, "!") {
+				name = name[1:]
+				r.Rescheduled = append(r.Rescheduled, name)
+			}
+			r.Changed = append(r.Changed, name)
+		default:
+			r.Removed = append(r.Removed, name)
+		}
+	}
+	return r, nil
+}
+
+// Version is the task-set version in force, 0 when none is stored.
+func (s *Store) Version(ctx context.Context) (int64, error) {
+	v, err := s.rdb.Get(ctx, s.keys.Version()).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	return v, err
+}
+
+// Specs is the stored task set, sorted by name.
+func (s *Store) Specs(ctx context.Context) ([]events.Spec, error) {
+	m, err := s.rdb.HGetAll(ctx, s.keys.Specs()).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]events.Spec, 0, len(m))
+	for name, raw := range m {
+		sp, err := events.UnmarshalSpec([]byte(raw))
+		if err != nil {
+			return nil, fmt.Errorf("task %q: %w", name, err)
+		}
+		out = append(out, sp)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// TaskState is where a task stands in the schedule.
+type TaskState struct {
+	// Since is the earliest a slot may be (the time it was last scheduled).
+	Since time.Time
+	// Next is the next slot not yet planned; zero when it is not computed
+	// yet (just scheduled) or Done.
+	Next time.Time
+	// Done is true when the trigger has no slot left.
+	Done bool
+	// Gen counts changes of the task's spec.
+	Gen int64
+	// Planned is the latest slot fired or recorded missed; zero when none.
+	Planned time.Time
+}
+
+// State is the schedule state of a task, or ErrNotFound.
+func (s *Store) State(ctx context.Context, task string) (TaskState, error) {
+	pipe := s.rdb.Pipeline()
+	st := pipe.HMGet(ctx, s.keys.State(task), "since", "next", "gen")
+	pl := pipe.HGet(ctx, s.keys.Planned(), task)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return TaskState{}, err
+	}
+	v := st.Val()
+	if v[0] == nil {
+		return TaskState{}, ErrNotFound
+	}
+	var ts TaskState
+	ts.Since = msTime(v[0])
+	if n, _ := v[1].(string); n == "-1" {
+		ts.Done = true
+	} else {
+		ts.Next = msTime(v[1])
+	}
+	ts.Gen, _ = strconv.ParseInt(fmt.Sprint(v[2]), 10, 64)
+	if p, err := pl.Result(); err == nil {
+		ts.Planned = msTime(p)
+	}
+	return ts, nil
+}
+
+func msTime(v any) time.Time {
+	str, _ := v.(string)
+	n, err := strconv.ParseInt(str, 10, 64)
+	if err != nil || str == "" {
+		return time.Time{}
+	}
+	return time.UnixMilli(n).UTC()
+}
+
+// LastRun is what is known of a task's latest fire; ok is false when it
+// never fired (not an error).
+func (s *Store) LastRun(ctx context.Context, task string) (run events.LastRun, ok bool, err error) {
+	raw, err := s.rdb.HGet(ctx, s.keys.LastRun(), task).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return events.LastRun{}, false, nil
+	}
+	if err != nil {
+		return events.LastRun{}, false, err
+	}
+	run, err = events.UnmarshalLastRun(raw)
+	return run, err == nil, err
+}
+
+// LastRuns is the last-run record of every task that has one.
+func (s *Store) LastRuns(ctx context.Context) (map[string]events.LastRun, error) {
+	m, err := s.rdb.HGetAll(ctx, s.keys.LastRun()).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]events.LastRun, len(m))
+	for name, raw := range m {
+		r, err := events.UnmarshalLastRun([]byte(raw))
+		if err != nil {
+			return nil, fmt.Errorf("task %q: %w", name, err)
+		}
+		out[name] = r
+	}
+	return out, nil
+}
+
+// Wake subscribes to the namespace's wake-up channel: a value arrives on the
+// returned channel (capacity 1, never blocking the sender) whenever a task
+// set is applied. close ends the subscription.
+func (s *Store) Wake(ctx context.Context) (wake <-chan struct{}, close func() error) {
+	ps := s.rdb.Subscribe(ctx, s.keys.Wake())
+	ch := make(chan struct{}, 1)
+	go func() {
+		for range ps.Channel() {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return ch, ps.Close
+}
+
+// RangeEvents decodes the events stream from start to end (stream ids, "-"
+// and "+" for the ends). An entry that does not decode is an error naming
+// its id.
+func (s *Store) RangeEvents(ctx context.Context, start, end string) ([]events.Event, error) {
+	msgs, err := s.rdb.XRange(ctx, s.keys.Events(), start, end).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]events.Event, 0, len(msgs))
+	for _, m := range msgs {
+		e, err := events.DecodeEvent(m.ID, stringFields(m.Values))
+		if err != nil {
+			return nil, fmt.Errorf("event %s: %w", m.ID, err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// RangeFires decodes a fire stream (Keys.Fires or Keys.Broadcast) from start
+// to end. An entry that does not decode is an error naming its id.
+func (s *Store) RangeFires(ctx context.Context, stream, start, end string) ([]events.Fire, error) {
+	msgs, err := s.rdb.XRange(ctx, stream, start, end).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]events.Fire, 0, len(msgs))
+	for _, m := range msgs {
+		f, err := events.DecodeFire(m.ID, stringFields(m.Values))
+		if err != nil {
+			return nil, fmt.Errorf("fire %s: %w", m.ID, err)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+func stringFields(v map[string]any) map[string]string {
+	out := make(map[string]string, len(v))
+	for k, x := range v {
+		out[k] = fmt.Sprint(x)
+	}
+	return out
+}

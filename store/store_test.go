@@ -1,0 +1,162 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store"
+	"github.com/taskino/taskino/store/redistest"
+)
+
+type testBundle struct {
+	srv *redistest.Server
+	st  *store.Store
+	ctx context.Context
+}
+
+func setup(t *testing.T) testBundle {
+	t.Helper()
+	t.Parallel()
+	srv := redistest.Start(t)
+	st, err := store.New(srv.Client(t), "test", store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testBundle{srv: srv, st: st, ctx: context.Background()}
+}
+
+func every(name string, d time.Duration) events.Spec {
+	return events.Spec{Name: name, Trigger: events.Every(d)}
+}
+
+func TestApplyOutcomes(t *testing.T) {
+	b := setup(t)
+	v1 := []events.Spec{every("a", time.Hour), every("b", time.Hour)}
+	res, err := b.st.Apply(b.ctx, 1, v1)
+	if err != nil || res.Outcome != store.Applied || len(res.Added) != 2 || res.Previous != 0 {
+		t.Fatalf("first apply: %+v, %v", res, err)
+	}
+	res, err = b.st.Apply(b.ctx, 1, v1)
+	if err != nil || res.Outcome != store.Unchanged || res.Version != 1 {
+		t.Fatalf("same version, same set: %+v, %v", res, err)
+	}
+	_, err = b.st.Apply(b.ctx, 1, v1[:1])
+	var conflict *store.VersionConflictError
+	if !errors.As(err, &conflict) || conflict.Version != 1 {
+		t.Fatalf("same version, other set: %v, want a VersionConflictError", err)
+	}
+	if _, err := b.st.Apply(b.ctx, 0, v1); err == nil {
+		t.Fatal("version 0 accepted")
+	}
+	if _, err := b.st.Apply(b.ctx, 3, []events.Spec{every("a", time.Hour), every("a", time.Minute)}); err == nil {
+		t.Fatal("duplicate names accepted")
+	}
+	res, err = b.st.Apply(b.ctx, 3, v1[:1])
+	if err != nil || res.Outcome != store.Applied || len(res.Removed) != 1 || res.Removed[0] != "b" || res.Previous != 1 {
+		t.Fatalf("v3 removing b: %+v, %v", res, err)
+	}
+	res, err = b.st.Apply(b.ctx, 2, v1)
+	if err != nil || res.Outcome != store.Adopted || res.Version != 3 {
+		t.Fatalf("older version: %+v, %v, want adopted v3", res, err)
+	}
+	specs, err := b.st.Specs(b.ctx)
+	if err != nil || len(specs) != 1 || specs[0].Name != "a" {
+		t.Fatalf("specs after adopting: %+v, %v; the older apply must not write", specs, err)
+	}
+}
+
+// claimAll claims every due task for token and fails the test on error.
+func claimAll(t *testing.T, b testBundle, token string) store.Claim {
+	t.Helper()
+	c, err := b.st.Claim(b.ctx, token, 10*time.Second, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func firePlan(ct store.ClaimedTask, slot time.Time) store.TaskPlan {
+	f := events.Fire{ID: events.FireID(ct.Name, slot), Task: ct.Name, At: slot, Attempt: 1}
+	return store.TaskPlan{
+		Name: ct.Name, Gen: ct.Gen, Queue: "default", Mode: events.ModeSingle, Next: slot.Add(time.Hour),
+		Ops:     []store.Op{{Slot: slot, Fire: &f, Event: events.Event{Type: events.TypeFired, Task: ct.Name, Fire: f.ID, At: slot}}},
+		LastRun: &events.LastRun{Task: ct.Name, Fire: f.ID, Scheduled: slot, Status: events.StatusFired},
+	}
+}
+
+// The plan script appends a slot only after the watermark: a second plan
+// for the same slot, even with a valid lease, appends nothing.
+func TestPlanRefusesASlotTwice(t *testing.T) {
+	b := setup(t)
+	if _, err := b.st.Apply(b.ctx, 1, []events.Spec{every("a", time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	c := claimAll(t, b, "p1")
+	if len(c.Tasks) != 1 {
+		t.Fatalf("claimed %d tasks, want 1", len(c.Tasks))
+	}
+	slot := c.Now.Add(-time.Second).Truncate(time.Millisecond)
+	res, err := b.st.Plan(b.ctx, "p1", []store.TaskPlan{firePlan(c.Tasks[0], slot)})
+	if err != nil || res.Fires != 1 {
+		t.Fatalf("first plan: %+v, %v", res, err)
+	}
+	// The task is no longer due (next is an hour away): reclaim it by
+	// making it due again, as a stale planner view would.
+	if err := b.srv.Client(t).ZAdd(b.ctx, b.st.Keys().Due(), redisZ(0, "a")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c2 := claimAll(t, b, "p2")
+	res, err = b.st.Plan(b.ctx, "p2", []store.TaskPlan{firePlan(c2.Tasks[0], slot)})
+	if err != nil || res.Fires != 0 || res.Dropped != 1 {
+		t.Fatalf("second plan of the same slot: %+v, %v; want 0 fires, 1 dropped", res, err)
+	}
+	fires, err := b.st.RangeFires(b.ctx, b.st.Keys().Fires("default"), "-", "+")
+	if err != nil || len(fires) != 1 || fires[0].ID != events.FireID("a", slot) {
+		t.Fatalf("fires: %+v, %v", fires, err)
+	}
+	lr, ok, err := b.st.LastRun(b.ctx, "a")
+	if err != nil || !ok || !lr.Scheduled.Equal(slot) {
+		t.Fatalf("last run: %+v %v %v", lr, ok, err)
+	}
+	if _, ok, err := b.st.LastRun(b.ctx, "never"); ok || err != nil {
+		t.Fatalf("a task that never ran: ok=%v err=%v, want false, nil", ok, err)
+	}
+}
+
+// A planner whose lease was taken over writes nothing for that task.
+func TestPlanWithALostLeaseWritesNothing(t *testing.T) {
+	b := setup(t)
+	if _, err := b.st.Apply(b.ctx, 1, []events.Spec{every("a", time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	c1, err := b.st.Claim(b.ctx, "p1", time.Millisecond, 10)
+	if err != nil || len(c1.Tasks) != 1 {
+		t.Fatalf("claim: %+v %v", c1, err)
+	}
+	// Wait for the 1ms lease to end on the server's clock, then p2 takes over.
+	var c2 store.Claim
+	for len(c2.Tasks) == 0 {
+		c2 = claimAll(t, b, "p2")
+	}
+	slot := c1.Now.Truncate(time.Millisecond)
+	res, err := b.st.Plan(b.ctx, "p1", []store.TaskPlan{firePlan(c1.Tasks[0], slot)})
+	if err != nil || res.Lost != 1 || res.Fires != 0 {
+		t.Fatalf("plan with a lost lease: %+v %v, want 1 lost, 0 fires", res, err)
+	}
+	// Release hands the task back at once, only for its holder.
+	if n, err := b.st.Release(b.ctx, "p1", []string{"a"}); err != nil || n != 0 {
+		t.Fatalf("release by a non-holder: %d %v", n, err)
+	}
+	if n, err := b.st.Release(b.ctx, "p2", []string{"a"}); err != nil || n != 1 {
+		t.Fatalf("release by the holder: %d %v", n, err)
+	}
+	if c3 := claimAll(t, b, "p3"); len(c3.Tasks) != 1 {
+		t.Fatalf("after release, claimed %d tasks, want 1", len(c3.Tasks))
+	}
+}
+
+func redisZ(score float64, member string) redis.Z { return redis.Z{Score: score, Member: member} }
