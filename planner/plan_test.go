@@ -1,0 +1,161 @@
+package planner
+
+import (
+	"testing"
+	"time"
+
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store"
+)
+
+// summary counts a plan's ops: fired slots, missed slots (ranges counted by
+// their size), and the missed events written.
+type summary struct {
+	fired, missed, missedEvents int
+	firstFired, lastFired       time.Time
+}
+
+func summarize(p store.TaskPlan) summary {
+	var s summary
+	for _, op := range p.Ops {
+		if op.Fire != nil {
+			if s.fired == 0 {
+				s.firstFired = op.Slot
+			}
+			s.fired++
+			s.lastFired = op.Slot
+			continue
+		}
+		s.missed += int(op.Event.Count)
+		s.missedEvents++
+	}
+	return s
+}
+
+func TestPlanTaskMisfirePolicies(t *testing.T) {
+	t.Parallel()
+	base := time.UnixMilli(1_800_000_000_000).UTC()
+	// Ten slots, base+1s .. base+10s, all due; now is 30s later, far past
+	// the 1s grace.
+	trig := events.Every(time.Second).From(base.Add(time.Second)).Until(base.Add(10 * time.Second))
+	sched, err := Compile(trig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := base.Add(40 * time.Second)
+	for _, c := range []struct {
+		policy         events.Misfire
+		limit          int
+		fired, missed  int
+		lastFired      time.Time
+		firstFiredWant time.Time
+	}{
+		{events.MisfireFireOnce, 0, 1, 9, base.Add(10 * time.Second), base.Add(10 * time.Second)},
+		{events.MisfireFireAll, 0, 10, 0, base.Add(10 * time.Second), base.Add(time.Second)},
+		{events.MisfireFireAll, 4, 4, 6, base.Add(10 * time.Second), base.Add(7 * time.Second)},
+		{events.MisfireSkip, 0, 0, 10, time.Time{}, time.Time{}},
+	} {
+		t.Run(string(c.policy), func(t *testing.T) {
+			spec := events.Spec{Name: "t", Trigger: trig, Misfire: c.policy, MisfireLimit: c.limit, MisfireGrace: time.Second}
+			p := planTask(store.ClaimedTask{Name: "t", Spec: spec, Since: base, Gen: "1"}, sched, now, "n", 1000)
+			s := summarize(p)
+			if s.fired != c.fired || s.missed != c.missed || s.missedEvents != c.missed {
+				t.Fatalf("fired %d, missed %d in %d events; want %d fired, %d missed in as many events", s.fired, s.missed, s.missedEvents, c.fired, c.missed)
+			}
+			if !s.lastFired.Equal(c.lastFired) || !s.firstFired.Equal(c.firstFiredWant) {
+				t.Fatalf("fired %s..%s, want %s..%s", s.firstFired, s.lastFired, c.firstFiredWant, c.lastFired)
+			}
+			if !p.Next.IsZero() {
+				t.Fatalf("next %s, want none: the trigger ended", p.Next)
+			}
+			for i := 1; i < len(p.Ops); i++ {
+				if !p.Ops[i-1].Slot.Before(p.Ops[i].Slot) {
+					t.Fatalf("ops not in ascending slot order at %d", i)
+				}
+			}
+		})
+	}
+}
+
+func TestPlanTaskOnTimeSlotsAlwaysFire(t *testing.T) {
+	t.Parallel()
+	base := time.UnixMilli(1_800_000_000_000).UTC()
+	sched, _ := Compile(events.Every(time.Second))
+	// Slots base+1s..base+5s are due at base+5s; with a 2s grace the last
+	// three are on time and the first two late.
+	now := base.Add(5 * time.Second)
+	for _, c := range []struct {
+		policy        events.Misfire
+		fired, missed int
+	}{
+		{events.MisfireFireOnce, 3, 2}, // an on-time run is due: late ones are missed
+		{events.MisfireFireAll, 5, 0},
+		{events.MisfireSkip, 3, 2},
+	} {
+		spec := events.Spec{Name: "t", Trigger: events.Every(time.Second), Misfire: c.policy, MisfireGrace: 2 * time.Second}
+		p := planTask(store.ClaimedTask{Name: "t", Spec: spec, Since: base.Add(time.Millisecond), Gen: "1"}, sched, now, "n", 1000)
+		if s := summarize(p); s.fired != c.fired || s.missed != c.missed {
+			t.Errorf("%s: fired %d missed %d, want %d and %d", c.policy, s.fired, s.missed, c.fired, c.missed)
+		}
+		if want := base.Add(6 * time.Second); !p.Next.Equal(want) {
+			t.Errorf("%s: next %s, want %s", c.policy, p.Next, want)
+		}
+	}
+}
+
+func TestPlanTaskStartsAfterWatermark(t *testing.T) {
+	t.Parallel()
+	base := time.UnixMilli(1_800_000_000_000).UTC()
+	sched, _ := Compile(events.Every(time.Second))
+	spec := events.Spec{Name: "t", Trigger: events.Every(time.Second)}
+	// Rescheduled at base (since), but slots up to base+3s were already
+	// planned: they must not be offered again.
+	ct := store.ClaimedTask{Name: "t", Spec: spec, Since: base, Planned: base.Add(3 * time.Second), Gen: "2"}
+	p := planTask(ct, sched, base.Add(5*time.Second), "n", 1000)
+	s := summarize(p)
+	if s.fired != 2 || !s.firstFired.Equal(base.Add(4*time.Second)) {
+		t.Fatalf("fired %d from %s; want 2 from %s", s.fired, s.firstFired, base.Add(4*time.Second))
+	}
+	// A slot exactly at since is the task's first.
+	p = planTask(store.ClaimedTask{Name: "t", Spec: spec, Since: base, Gen: "1"}, sched, base, "n", 1000)
+	if s := summarize(p); s.fired != 1 || !s.firstFired.Equal(base) {
+		t.Fatalf("slot at since: fired %d at %s, want 1 at %s", s.fired, s.firstFired, base)
+	}
+}
+
+func TestPlanTaskLongOutageInChunks(t *testing.T) {
+	t.Parallel()
+	base := time.UnixMilli(1_800_000_000_000).UTC()
+	sched, _ := Compile(events.Every(time.Second))
+	spec := events.Spec{Name: "t", Trigger: events.Every(time.Second), Misfire: events.MisfireFireAll, MisfireLimit: 5, MisfireGrace: time.Second}
+	// At base+2501.5s, slots base+1s .. base+2500s are late (2,500 of them)
+	// and base+2501s is on time. With a chunk of 1000, two passes record
+	// 1000 missed each as a range, then the third resolves the rest: 495
+	// missed, the latest 5 late ones fired, and the on-time one fired.
+	now := base.Add(2500*time.Second + 1500*time.Millisecond)
+	ct := store.ClaimedTask{Name: "t", Spec: spec, Since: base.Add(time.Millisecond), Gen: "1"}
+	total := summary{}
+	for pass := 0; pass < 10; pass++ {
+		p := planTask(ct, sched, now, "n", 1000)
+		s := summarize(p)
+		total.fired += s.fired
+		total.missed += s.missed
+		total.missedEvents += s.missedEvents
+		if len(p.Ops) > 0 {
+			ct.Planned = p.Ops[len(p.Ops)-1].Slot
+		}
+		ct.Next = p.Next
+		if p.Next.After(now) {
+			if pass != 2 {
+				t.Fatalf("caught up after %d passes, want 3", pass+1)
+			}
+			break
+		}
+	}
+	if total.fired != 6 || total.missed != 2495 {
+		t.Fatalf("fired %d missed %d, want 6 and 2495", total.fired, total.missed)
+	}
+	if total.missedEvents != 2+495 {
+		t.Fatalf("%d missed events, want 2 range events and 495 single ones", total.missedEvents)
+	}
+}

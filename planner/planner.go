@@ -1,0 +1,396 @@
+// Package planner computes when tasks fire and appends their fires to Redis
+// streams: the scheduling half of taskino.
+//
+// Any number of planners run at once, all active. Each loops: claim a batch
+// of due tasks (a lease per task, so planners share the work), compute their
+// due slots from the Redis server's clock, record fires and misses in one
+// atomic script, sleep until the earliest due time or a wake-up (a new task
+// set). Two planners can never append the same slot twice: the store refuses
+// any slot at or before the task's watermark. A planner that dies holding
+// tasks loses nothing: their leases end and another planner takes them.
+//
+// # Clock
+//
+// Every decision uses Redis TIME, never the host clock. The host clock
+// (Config.Clock) only measures how long to sleep, so planners whose clocks
+// disagree by minutes still plan every slot once. Next slots come from the
+// previous scheduled slot, not from now, so they never drift.
+//
+// # Catch-up
+//
+// After an outage the planner catches up from the stored watermark under
+// each task's misfire policy (see events.Misfire); every slot not fired is
+// recorded as a missed event.
+//
+// # Registering tasks
+//
+// Programs register specs and a version, then Apply (or Run, which applies
+// first). A higher version replaces the stored set; an older one is adopted
+// without writing (see store.Apply).
+//
+// It does not run tasks: workers (package consumer and dispatcher) do.
+package planner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store"
+)
+
+// Clock is the host clock, asked only to measure sleeps; planning uses
+// Redis time. Tests inject skewed clocks.
+type Clock interface {
+	Now() time.Time
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+// Config tunes a Planner. The zero value (plus a namespace, or the default)
+// is usable; WithDefaults fills the rest.
+type Config struct {
+	// Namespace of the task set (default "default").
+	Namespace string
+	// Logger receives the planner's logs (default: none).
+	Logger zerolog.Logger
+	// Clock measures sleeps (default: the system clock).
+	Clock Clock
+	// Node names this planner in events and logs (default: host-pid-random).
+	Node string
+	// BatchSize is the most tasks claimed per round trip (default 256).
+	BatchSize int
+	// Lease is how long a claim holds tasks (default 5s). A planner that
+	// dies holding tasks delays them by up to this long, so keep it below
+	// the tasks' MisfireGrace.
+	Lease time.Duration
+	// MaxSleep bounds a sleep when nothing is due sooner (default 1s): the
+	// longest a task set applied while a wake-up was lost waits.
+	MaxSleep time.Duration
+	// CatchUpChunk is the most late slots of one task recorded per pass
+	// beyond the misfire limit (default 1000).
+	CatchUpChunk int
+	// EventsMaxLen bounds the events stream (default store.DefaultEventsMaxLen).
+	EventsMaxLen int64
+	// AfterClaim, when set, is called after each non-empty claim and before
+	// its plan is recorded: for instrumentation and fault tests. Blocking in
+	// it holds the claimed tasks, as a planner stopped dead would.
+	AfterClaim func(ctx context.Context, tasks []string)
+}
+
+// WithDefaults returns the config with every unset field at its default.
+func (c Config) WithDefaults() Config {
+	if c.Namespace == "" {
+		c.Namespace = store.DefaultNamespace
+	}
+	if c.Clock == nil {
+		c.Clock = systemClock{}
+	}
+	if c.Node == "" {
+		host, _ := os.Hostname()
+		c.Node = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), uuid.NewString()[:8])
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 256
+	}
+	if c.Lease <= 0 {
+		c.Lease = 5 * time.Second
+	}
+	if c.MaxSleep <= 0 {
+		c.MaxSleep = time.Second
+	}
+	if c.CatchUpChunk <= 0 {
+		c.CatchUpChunk = 1000
+	}
+	return c
+}
+
+// Planner plans the fires of one namespace. Register, SetVersion and Apply
+// are safe to call from any goroutine; Run once at a time.
+type Planner struct {
+	cfg   Config
+	store *store.Store
+	log   zerolog.Logger
+
+	mu      sync.Mutex
+	version int64
+	specs   []events.Spec
+
+	seq       atomic.Int64
+	schedules map[string]compiled // by task name; used by Run's goroutine only
+}
+
+type compiled struct {
+	raw   string
+	sched Schedule
+	err   error
+}
+
+// New returns a planner of cfg.Namespace on rdb (a single server, Sentinel
+// or Cluster client).
+func New(rdb redis.UniversalClient, cfg Config) (*Planner, error) {
+	cfg = cfg.WithDefaults()
+	st, err := store.New(rdb, cfg.Namespace, store.Options{EventsMaxLen: cfg.EventsMaxLen})
+	if err != nil {
+		return nil, err
+	}
+	return &Planner{
+		cfg: cfg, store: st, schedules: map[string]compiled{},
+		log: cfg.Logger.With().Str("component", "planner").Str("node", cfg.Node).Logger(),
+	}, nil
+}
+
+// Store is the planner's store (its namespace on Redis).
+func (p *Planner) Store() *store.Store { return p.store }
+
+// Register adds tasks to the set this process applies. Each spec is
+// validated at once; the first invalid one is returned as an
+// *events.SpecError and nothing of this call is kept.
+func (p *Planner) Register(specs ...events.Spec) error {
+	for _, s := range specs {
+		if err := Validate(s); err != nil {
+			return err
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.specs = append(p.specs, specs...)
+	return nil
+}
+
+// SetVersion sets the version of the registered task set. Bump it whenever
+// the set changes: a process with an older version adopts the newer one
+// instead of overwriting it.
+func (p *Planner) SetVersion(v int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.version = v
+}
+
+// Apply stores the registered tasks at the set version (see Apply).
+func (p *Planner) Apply(ctx context.Context) (store.ApplyResult, error) {
+	p.mu.Lock()
+	version, specs := p.version, append([]events.Spec(nil), p.specs...)
+	p.mu.Unlock()
+	return Apply(ctx, p.store, version, specs)
+}
+
+// Apply validates every spec, then makes them the task set at version (see
+// store.Apply for what that changes). Invalid specs are all reported,
+// joined, and nothing is written.
+func Apply(ctx context.Context, st *store.Store, version int64, specs []events.Spec) (store.ApplyResult, error) {
+	var errs []error
+	for _, s := range specs {
+		if err := Validate(s); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return store.ApplyResult{}, errors.Join(errs...)
+	}
+	return st.Apply(ctx, version, specs)
+}
+
+// LastRun is what is known of a task's latest fire; ok is false when it
+// never fired, which is not an error.
+func (p *Planner) LastRun(ctx context.Context, task string) (run events.LastRun, ok bool, err error) {
+	return p.store.LastRun(ctx, task)
+}
+
+// LastRunTime is the scheduled time of the task's latest fire (the seed's
+// GetLastRunTime); ok is false when it never fired.
+func (p *Planner) LastRunTime(ctx context.Context, task string) (t time.Time, ok bool, err error) {
+	r, ok, err := p.store.LastRun(ctx, task)
+	return r.Scheduled, ok, err
+}
+
+// LastRunTimes is the scheduled time of the latest fire of every task that
+// fired (the seed's GetAllLastRunTimes).
+func (p *Planner) LastRunTimes(ctx context.Context) (map[string]time.Time, error) {
+	runs, err := p.store.LastRuns(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]time.Time, len(runs))
+	for name, r := range runs {
+		out[name] = r.Scheduled
+	}
+	return out, nil
+}
+
+// Run applies the registered tasks, if any, then plans until ctx is
+// cancelled, and returns nil then. A plan being recorded when ctx ends is
+// finished first; claimed tasks not yet planned are handed back. Redis
+// errors are logged and retried with backoff; only an apply error (an
+// invalid set, a version conflict) ends Run early.
+func (p *Planner) Run(ctx context.Context) error {
+	p.mu.Lock()
+	registered := p.version != 0 || len(p.specs) > 0
+	p.mu.Unlock()
+	if registered {
+		res, err := p.Apply(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		p.log.Info().Str("outcome", string(res.Outcome)).Int64("version", res.Version).
+			Int("added", len(res.Added)).Int("changed", len(res.Changed)).Int("removed", len(res.Removed)).Msg("task set")
+	}
+
+	wake, closeWake := p.store.Wake(ctx)
+	defer func() { _ = closeWake() }()
+	p.log.Info().Msg("planner started")
+	defer p.log.Info().Msg("planner stopped")
+
+	backoff := newBackoff(50*time.Millisecond, 5*time.Second)
+	for ctx.Err() == nil {
+		sleep, err := p.round(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			d := backoff.next()
+			p.log.Warn().Err(err).Dur("retry_in", d).Msg("planning round failed")
+			sleep = d
+		} else {
+			backoff.reset()
+		}
+		if sleep <= 0 {
+			continue
+		}
+		timer := time.NewTimer(sleep)
+		select {
+		case <-ctx.Done():
+		case <-wake:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+	return nil
+}
+
+// round claims one batch, plans it, and says how long to sleep before the
+// next (0: at once, more may be due).
+func (p *Planner) round(ctx context.Context) (time.Duration, error) {
+	token := p.cfg.Node + "/" + strconv.FormatInt(p.seq.Add(1), 10)
+	start := p.cfg.Clock.Now()
+	claim, err := p.store.Claim(ctx, token, p.cfg.Lease, p.cfg.BatchSize)
+	if err != nil {
+		return 0, err
+	}
+	end := p.cfg.Clock.Now()
+	// The server's clock minus ours, measured at the round trip's midpoint:
+	// only used to turn a due time into a sleep.
+	offset := claim.Now.Sub(start.Add(end.Sub(start) / 2))
+	sleepUntil := func(due time.Time) time.Duration {
+		d := p.cfg.MaxSleep
+		if !due.IsZero() {
+			if until := due.Sub(p.cfg.Clock.Now().Add(offset)); until < d {
+				d = until
+			}
+		}
+		return d
+	}
+	if len(claim.Tasks) == 0 {
+		return sleepUntil(claim.NextDue), nil
+	}
+
+	if p.cfg.AfterClaim != nil {
+		names := make([]string, len(claim.Tasks))
+		for i, t := range claim.Tasks {
+			names[i] = t.Name
+		}
+		p.cfg.AfterClaim(ctx, names)
+	}
+	plans := make([]store.TaskPlan, 0, len(claim.Tasks))
+	var broken []string
+	for _, t := range claim.Tasks {
+		sched, err := p.schedule(t)
+		if err != nil {
+			// A stored spec this build cannot read (written by a newer
+			// version?): leave it to a planner that can, and say so.
+			p.log.Error().Err(err).Str("task", t.Name).Msg("cannot plan task")
+			broken = append(broken, t.Name)
+			continue
+		}
+		plans = append(plans, planTask(t, sched, claim.Now, p.cfg.Node, p.cfg.CatchUpChunk))
+	}
+
+	// The lease is trusted until start + lease - margin, measured from
+	// before the claim's round trip. Past that another planner may hold the
+	// tasks; the store would refuse our plan anyway, so do not send it.
+	margin := p.cfg.Lease / 5
+	if p.cfg.Clock.Now().After(start.Add(p.cfg.Lease - margin)) {
+		p.log.Warn().Int("tasks", len(plans)).Msg("lease ran out before the plan was recorded; tasks left to the next claim")
+		return 0, nil
+	}
+	// A plan is recorded even when ctx ends meanwhile: stopping finishes
+	// what the planner holds.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Lease)
+	defer cancel()
+	res, err := p.store.Plan(pctx, token, plans)
+	if err != nil {
+		return 0, err
+	}
+	if len(broken) > 0 {
+		if _, err := p.store.Release(pctx, token, broken); err != nil {
+			p.log.Warn().Err(err).Msg("release unplannable tasks")
+		}
+	}
+	p.log.Debug().Int("tasks", len(plans)).Int("fires", res.Fires).Int("events", res.Events).
+		Int("lost", res.Lost).Int("dropped", res.Dropped).Msg("planned")
+	if len(claim.Tasks) == p.cfg.BatchSize {
+		return 0, nil
+	}
+	// Planned tasks may now be due before claim.NextDue; claim again soon
+	// after the earliest next slot this batch produced.
+	due := claim.NextDue
+	for _, pl := range plans {
+		if !pl.Next.IsZero() && (due.IsZero() || pl.Next.Before(due)) {
+			due = pl.Next
+		}
+	}
+	return sleepUntil(due), nil
+}
+
+func (p *Planner) schedule(t store.ClaimedTask) (Schedule, error) {
+	if t.SpecErr != nil {
+		return nil, t.SpecErr
+	}
+	if c, ok := p.schedules[t.Name]; ok && c.raw == t.Raw {
+		return c.sched, c.err
+	}
+	sched, err := Compile(t.Spec.Trigger)
+	p.schedules[t.Name] = compiled{raw: t.Raw, sched: sched, err: err}
+	return sched, err
+}
+
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func newBackoff(min, max time.Duration) *backoff { return &backoff{min: min, max: max} }
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else if b.cur *= 2; b.cur > b.max {
+		b.cur = b.max
+	}
+	return b.cur
+}
+
+func (b *backoff) reset() { b.cur = 0 }
