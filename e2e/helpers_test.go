@@ -1,0 +1,190 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/planner"
+	"github.com/taskino/taskino/store"
+	"github.com/taskino/taskino/store/redistest"
+)
+
+const ns = "e2e"
+
+type testBundle struct {
+	srv *redistest.Server
+	rdb *redis.Client
+	st  *store.Store
+	ctx context.Context
+}
+
+func setup(t *testing.T) testBundle {
+	t.Helper()
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	st, err := store.New(rdb, ns, store.Options{EventsMaxLen: 10_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testBundle{srv: srv, rdb: rdb, st: st, ctx: context.Background()}
+}
+
+// skewedClock is a host clock set off by a fixed offset, as a machine whose
+// clock drifted would be.
+type skewedClock struct{ off time.Duration }
+
+func (c skewedClock) Now() time.Time { return time.Now().Add(c.off) }
+
+// runningPlanner is a planner running in its own goroutine.
+type runningPlanner struct {
+	p      *planner.Planner
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+// startPlanner starts a planner on the bundle's server and stops it (and
+// checks it returned nil) when the test ends, unless stop was called first.
+func startPlanner(t *testing.T, b testBundle, cfg planner.Config, register func(p *planner.Planner)) *runningPlanner {
+	t.Helper()
+	cfg.Namespace = ns
+	cfg.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
+	p, err := planner.New(b.rdb, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if register != nil {
+		register(p)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	rp := &runningPlanner{p: p, cancel: cancel, done: make(chan error, 1)}
+	go func() { rp.done <- p.Run(ctx) }()
+	t.Cleanup(func() { rp.stop(t) })
+	return rp
+}
+
+// stop cancels the planner and checks that Run returned nil.
+func (rp *runningPlanner) stop(t *testing.T) {
+	t.Helper()
+	rp.once.Do(func() {
+		rp.cancel()
+		select {
+		case err := <-rp.done:
+			if err != nil {
+				t.Errorf("planner Run returned %v, want nil after a stop", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("planner did not return within 30s of its stop")
+		}
+	})
+}
+
+// awaitEvents reads the events stream as it grows (XREAD BLOCK, so the
+// wait is on Redis, not a sleep) until cond holds for everything read so far,
+// and returns it. It fails the test after limit.
+func awaitEvents(t *testing.T, b testBundle, limit time.Duration, cond func(all []events.Event) bool) []events.Event {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	var all []events.Event
+	last := "0"
+	for {
+		if cond(all) {
+			return all
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met after %s (%d events read)", limit, len(all))
+		}
+		res, err := b.rdb.XRead(b.ctx, &redis.XReadArgs{Streams: []string{b.st.Keys().Events(), last}, Block: time.Second, Count: 10_000}).Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range res[0].Messages {
+			last = m.ID
+			e, err := b.st.RangeEvents(b.ctx, m.ID, m.ID)
+			if err != nil {
+				t.Fatalf("event %s does not decode: %v", m.ID, err)
+			}
+			all = append(all, e...)
+		}
+	}
+}
+
+// slotKey names one (task, scheduled time) slot.
+type slotKey struct {
+	task string
+	at   int64
+}
+
+func (k slotKey) String() string { return fmt.Sprintf("%s@%d", k.task, k.at) }
+
+// ledger is what the streams say happened, per slot.
+type ledger struct {
+	fires   map[slotKey]int // entries on the fire stream
+	fired   map[slotKey]int // fired events
+	missed  map[slotKey]int // missed events (ranges expanded by the caller's period)
+	firedBy map[slotKey]string
+}
+
+// readLedger reads the whole fire stream and events stream of the bundle.
+func readLedger(t *testing.T, b testBundle) ledger {
+	t.Helper()
+	l := ledger{fires: map[slotKey]int{}, fired: map[slotKey]int{}, missed: map[slotKey]int{}, firedBy: map[slotKey]string{}}
+	fires, err := b.st.RangeFires(b.ctx, b.st.Keys().Fires("default"), "-", "+")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fires {
+		k := slotKey{f.Task, f.At.UnixMilli()}
+		if f.ID != events.FireID(f.Task, f.At) {
+			t.Fatalf("fire %s has id %q, want the id derived from task and slot", k, f.ID)
+		}
+		l.fires[k]++
+	}
+	evs, err := b.st.RangeEvents(b.ctx, "-", "+")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		k := slotKey{e.Task, e.At.UnixMilli()}
+		switch e.Type {
+		case events.TypeFired:
+			l.fired[k]++
+			l.firedBy[k] = e.Worker
+		case events.TypeMissed:
+			if e.Count != 1 {
+				t.Fatalf("missed range %+v: these tests expect single-slot misses", e)
+			}
+			l.missed[k]++
+		}
+	}
+	return l
+}
+
+// safeNames collects task names handed to a hook from a planner goroutine.
+type safeNames struct {
+	mu    sync.Mutex
+	names []string
+}
+
+func (s *safeNames) set(n []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.names = append([]string(nil), n...)
+}
+
+func (s *safeNames) get() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.names
+}
