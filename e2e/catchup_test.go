@@ -1,0 +1,122 @@
+package e2e
+
+import (
+	"testing"
+	"time"
+
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/planner"
+)
+
+// waitRedisTime waits until the Redis server's clock reaches t. Waiting for
+// time to pass is the point here (planners down for a number of slots); it
+// is measured on the clock planners use.
+func waitRedisTime(t *testing.T, b testBundle, at time.Time) {
+	t.Helper()
+	for {
+		now, err := b.st.Time(b.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !now.Before(at) {
+			return
+		}
+		time.Sleep(at.Sub(now))
+	}
+}
+
+// Promise 2 (no silent miss): all planners down for 10 slots, then one
+// starts. Each policy gives what it says, every slot not fired has a missed
+// event, and the fire-all bound is respected.
+func TestCatchUpAfterAllPlannersWereDown(t *testing.T) {
+	b := setup(t)
+	now, err := b.st.Time(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := now.Truncate(time.Second).Add(2 * time.Second)
+	end := start.Add(9 * time.Second) // ten slots, start .. end
+	const grace = 500 * time.Millisecond
+	every := events.Every(time.Second).From(start).Until(end)
+	cron := events.Cron("* * * * * *").From(start).Until(end)
+	type want struct {
+		fired, missed int
+	}
+	cases := map[string]struct {
+		spec events.Spec
+		want want
+	}{
+		"fire-once":     {events.Spec{Trigger: every, Misfire: events.MisfireFireOnce}, want{1, 9}},
+		"fire-all":      {events.Spec{Trigger: every, Misfire: events.MisfireFireAll}, want{10, 0}},
+		"fire-all-4":    {events.Spec{Trigger: every, Misfire: events.MisfireFireAll, MisfireLimit: 4}, want{4, 6}},
+		"skip":          {events.Spec{Trigger: every, Misfire: events.MisfireSkip}, want{0, 10}},
+		"cron-fire-all": {events.Spec{Trigger: cron, Misfire: events.MisfireFireAll}, want{10, 0}},
+		"cron-skip":     {events.Spec{Trigger: cron, Misfire: events.MisfireSkip}, want{0, 10}},
+	}
+	var specs []events.Spec
+	for name, c := range cases {
+		c.spec.Name = name
+		c.spec.MisfireGrace = grace
+		specs = append(specs, c.spec)
+	}
+	if _, err := planner.Apply(b.ctx, b.st, 1, specs); err != nil {
+		t.Fatal(err)
+	}
+
+	// No planner runs while the ten slots pass and fall out of their grace.
+	waitRedisTime(t, b, end.Add(grace+100*time.Millisecond))
+	startPlanner(t, b, planner.Config{Node: "late"}, nil)
+
+	awaitEvents(t, b, time.Minute, func(all []events.Event) bool {
+		n := map[string]int{}
+		for _, e := range all {
+			if e.Type == events.TypeFired || e.Type == events.TypeMissed {
+				n[e.Task] += max(1, int(e.Count))
+			}
+		}
+		for name := range cases {
+			if n[name] < 10 {
+				return false
+			}
+		}
+		return true
+	})
+
+	l := readLedger(t, b)
+	for name, c := range cases {
+		var fired, missed []int64
+		for i := 0; i < 10; i++ {
+			k := slotKey{name, start.Add(time.Duration(i) * time.Second).UnixMilli()}
+			if l.fires[k]+l.missed[k] != 1 || l.fired[k] != l.fires[k] {
+				t.Errorf("%s: slot %d has %d fires, %d fired events and %d missed events; want exactly one fire or one miss",
+					name, i, l.fires[k], l.fired[k], l.missed[k])
+			}
+			if l.fires[k] == 1 {
+				fired = append(fired, k.at)
+			} else {
+				missed = append(missed, k.at)
+			}
+		}
+		if len(fired) != c.want.fired || len(missed) != c.want.missed {
+			t.Errorf("%s: %d fired, %d missed; want %d and %d", name, len(fired), len(missed), c.want.fired, c.want.missed)
+			continue
+		}
+		// What fires is the latest slots; what is missed, the oldest.
+		if len(fired) > 0 && len(missed) > 0 && missed[len(missed)-1] > fired[0] {
+			t.Errorf("%s: missed slot %d is later than fired slot %d; the latest slots should fire", name, missed[len(missed)-1], fired[0])
+		}
+		st, err := b.st.State(b.ctx, name)
+		if err != nil || !st.Done {
+			t.Errorf("%s: state %+v, %v; want done (the trigger ended)", name, st, err)
+		}
+		if st.Planned.UnixMilli() != end.UnixMilli() {
+			t.Errorf("%s: watermark %s, want the last slot %s", name, st.Planned, end)
+		}
+	}
+	// Nothing outside the ten slots.
+	for k := range l.fires {
+		if k.at < start.UnixMilli() || k.at > end.UnixMilli() {
+			t.Errorf("fire outside the trigger's window: %s", k)
+		}
+	}
+}
