@@ -257,7 +257,7 @@ func (p *Planner) Run(ctx context.Context) error {
 
 	backoff := newBackoff(50*time.Millisecond, 5*time.Second)
 	for ctx.Err() == nil {
-		sleep, err := p.round(ctx)
+		sleep, _, err := p.round(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -283,13 +283,13 @@ func (p *Planner) Run(ctx context.Context) error {
 }
 
 // round claims one batch, plans it, and says how long to sleep before the
-// next (0: at once, more may be due).
-func (p *Planner) round(ctx context.Context) (time.Duration, error) {
+// next (0: at once, more may be due) and how many tasks it planned.
+func (p *Planner) round(ctx context.Context) (sleep time.Duration, planned int, err error) {
 	token := p.cfg.Node + "/" + strconv.FormatInt(p.seq.Add(1), 10)
 	start := p.cfg.Clock.Now()
 	claim, err := p.store.Claim(ctx, token, p.cfg.Lease, p.cfg.BatchSize)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	end := p.cfg.Clock.Now()
 	// The server's clock minus ours, measured at the round trip's midpoint:
@@ -305,7 +305,7 @@ func (p *Planner) round(ctx context.Context) (time.Duration, error) {
 		return d
 	}
 	if len(claim.Tasks) == 0 {
-		return sleepUntil(claim.NextDue), nil
+		return sleepUntil(claim.NextDue), 0, nil
 	}
 
 	if p.cfg.AfterClaim != nil {
@@ -335,7 +335,7 @@ func (p *Planner) round(ctx context.Context) (time.Duration, error) {
 	margin := p.cfg.Lease / 5
 	if p.cfg.Clock.Now().After(start.Add(p.cfg.Lease - margin)) {
 		p.log.Warn().Int("tasks", len(plans)).Msg("lease ran out before the plan was recorded; tasks left to the next claim")
-		return 0, nil
+		return 0, 0, nil
 	}
 	// A plan is recorded even when ctx ends meanwhile: stopping finishes
 	// what the planner holds.
@@ -343,7 +343,7 @@ func (p *Planner) round(ctx context.Context) (time.Duration, error) {
 	defer cancel()
 	res, err := p.store.Plan(pctx, token, plans)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if len(broken) > 0 {
 		if _, err := p.store.Release(pctx, token, broken); err != nil {
@@ -353,7 +353,7 @@ func (p *Planner) round(ctx context.Context) (time.Duration, error) {
 	p.log.Debug().Int("tasks", len(plans)).Int("fires", res.Fires).Int("events", res.Events).
 		Int("lost", res.Lost).Int("dropped", res.Dropped).Msg("planned")
 	if len(claim.Tasks) == p.cfg.BatchSize {
-		return 0, nil
+		return 0, len(plans), nil
 	}
 	// Planned tasks may now be due before claim.NextDue; claim again soon
 	// after the earliest next slot this batch produced.
@@ -363,7 +363,7 @@ func (p *Planner) round(ctx context.Context) (time.Duration, error) {
 			due = pl.Next
 		}
 	}
-	return sleepUntil(due), nil
+	return sleepUntil(due), len(plans), nil
 }
 
 func (p *Planner) schedule(t store.ClaimedTask) (Schedule, error) {
