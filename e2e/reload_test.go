@@ -27,7 +27,7 @@ func TestReloadChangesOnlyWhatChanged(t *testing.T) {
 	spec := func(name string, period time.Duration) events.Spec {
 		return events.Spec{Name: name, Trigger: events.Every(period).From(far)}
 	}
-	v1 := []events.Spec{spec("keep-a", time.Minute), spec("change-b", time.Minute), spec("delete-c", time.Minute), spec("keep-d", 2 * time.Minute)}
+	v1 := []events.Spec{spec("keep-a", time.Minute), spec("change-b", time.Minute), spec("delete-c", time.Minute), spec("keep-d", 2*time.Minute)}
 	v1[3].Payload = "d"
 
 	p1 := startPlanner(t, b, planner.Config{Node: "v1-a"}, func(p *planner.Planner) {

@@ -33,7 +33,6 @@ func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 	}
 }
 
-
 // BenchmarkPlanThroughput measures one planner draining N tasks that are all
 // due at the same instant (one-shot tasks): fires planned per second and
 // Redis round trips per fire. Redis runs on the same machine.
