@@ -230,38 +230,30 @@ func (p *Planner) LastRunTimes(ctx context.Context) (map[string]time.Time, error
 }
 
 // Run applies the registered tasks, if any, then plans until ctx is
-// cancelled, and returns nil then. A plan being recorded when ctx ends is
-// finished first; claimed tasks not yet planned are handed back. Redis
-// errors are logged and retried with backoff; only an apply error (an
-// invalid set, a version conflict) ends Run early.
+// cancelled, and returns nil then. The round under way when ctx ends (a
+// claim and its plan, milliseconds) is finished first, so the planner holds
+// nothing when Run returns. It appends node_up and node_down events. Redis
+// errors are logged and retried with backoff; only an invalid task set or a
+// version conflict ends Run early, with that error.
 func (p *Planner) Run(ctx context.Context) error {
-	p.mu.Lock()
-	registered := p.version != 0 || len(p.specs) > 0
-	p.mu.Unlock()
-	if registered {
-		res, err := p.Apply(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		p.log.Info().Str("outcome", string(res.Outcome)).Int64("version", res.Version).
-			Int("added", len(res.Added)).Int("changed", len(res.Changed)).Int("removed", len(res.Removed)).Msg("task set")
+	backoff := newBackoff(50*time.Millisecond, 5*time.Second)
+	if err := p.applyRegistered(ctx, backoff); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return nil
 	}
 
 	wake, closeWake := p.store.Wake(ctx)
 	defer func() { _ = closeWake() }()
+	p.announce(ctx, events.TypeNodeUp)
+	defer p.announce(ctx, events.TypeNodeDown)
 	p.log.Info().Msg("planner started")
 	defer p.log.Info().Msg("planner stopped")
 
-	backoff := newBackoff(50*time.Millisecond, 5*time.Second)
 	for ctx.Err() == nil {
 		sleep, _, err := p.round(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
 			d := backoff.next()
 			p.log.Warn().Err(err).Dur("retry_in", d).Msg("planning round failed")
 			sleep = d
@@ -282,12 +274,62 @@ func (p *Planner) Run(ctx context.Context) error {
 	return nil
 }
 
+// applyRegistered applies the registered task set, if any, retrying while
+// Redis is unreachable. An invalid set or a version conflict is returned:
+// retrying cannot fix it.
+func (p *Planner) applyRegistered(ctx context.Context, backoff *backoff) error {
+	p.mu.Lock()
+	registered := p.version != 0 || len(p.specs) > 0
+	p.mu.Unlock()
+	for registered && ctx.Err() == nil {
+		res, err := p.Apply(ctx)
+		if err == nil {
+			p.log.Info().Str("outcome", string(res.Outcome)).Int64("version", res.Version).
+				Int("added", len(res.Added)).Int("changed", len(res.Changed)).Int("removed", len(res.Removed)).Msg("task set")
+			backoff.reset()
+			return nil
+		}
+		var spec *events.SpecError
+		var conflict *store.VersionConflictError
+		if errors.As(err, &spec) || errors.As(err, &conflict) || ctx.Err() != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		d := backoff.next()
+		p.log.Warn().Err(err).Dur("retry_in", d).Msg("apply task set failed")
+		select {
+		case <-ctx.Done():
+		case <-time.After(d):
+		}
+	}
+	return nil
+}
+
+// announce appends a node_up or node_down event for this planner; a failure
+// is logged, never fatal.
+func (p *Planner) announce(ctx context.Context, typ events.Type) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	e := events.Event{Type: typ, Worker: p.cfg.Node, Status: "planner"}
+	if err := p.store.AppendEvent(actx, e); err != nil {
+		p.log.Warn().Err(err).Str("event", string(typ)).Msg("announce")
+	}
+}
+
 // round claims one batch, plans it, and says how long to sleep before the
 // next (0: at once, more may be due) and how many tasks it planned.
+//
+// A round is not interrupted by ctx: once tasks are claimed they are
+// planned (or their leases run out), so a stop never strands them for a
+// lease. It is bounded by the lease instead.
 func (p *Planner) round(ctx context.Context) (sleep time.Duration, planned int, err error) {
 	token := p.cfg.Node + "/" + strconv.FormatInt(p.seq.Add(1), 10)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Lease)
+	defer cancel()
 	start := p.cfg.Clock.Now()
-	claim, err := p.store.Claim(ctx, token, p.cfg.Lease, p.cfg.BatchSize)
+	claim, err := p.store.Claim(rctx, token, p.cfg.Lease, p.cfg.BatchSize)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -337,16 +379,12 @@ func (p *Planner) round(ctx context.Context) (sleep time.Duration, planned int, 
 		p.log.Warn().Int("tasks", len(plans)).Msg("lease ran out before the plan was recorded; tasks left to the next claim")
 		return 0, 0, nil
 	}
-	// A plan is recorded even when ctx ends meanwhile: stopping finishes
-	// what the planner holds.
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Lease)
-	defer cancel()
-	res, err := p.store.Plan(pctx, token, plans)
+	res, err := p.store.Plan(rctx, token, plans)
 	if err != nil {
 		return 0, 0, err
 	}
 	if len(broken) > 0 {
-		if _, err := p.store.Release(pctx, token, broken); err != nil {
+		if _, err := p.store.Release(rctx, token, broken); err != nil {
 			p.log.Warn().Err(err).Msg("release unplannable tasks")
 		}
 	}

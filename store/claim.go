@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/taskino/taskino/events"
@@ -173,6 +172,3 @@ func (s *Store) Release(ctx context.Context, token string, names []string) (int,
 	}
 	return n, nil
 }
-
-// formatMs is a time as Unix milliseconds in text.
-func formatMs(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }

@@ -56,6 +56,8 @@ type Store struct {
 	ns           string
 	keys         Keys
 	eventsMaxLen string
+	// eventsMaxLenN is eventsMaxLen as a number, for go-redis calls.
+	eventsMaxLenN int64
 }
 
 // New returns the store of namespace ns on rdb.
@@ -69,7 +71,8 @@ func New(rdb redis.UniversalClient, ns string, opts Options) (*Store, error) {
 	if opts.EventsMaxLen <= 0 {
 		opts.EventsMaxLen = DefaultEventsMaxLen
 	}
-	return &Store{rdb: rdb, ns: ns, keys: NewKeys(ns), eventsMaxLen: strconv.FormatInt(opts.EventsMaxLen, 10)}, nil
+	return &Store{rdb: rdb, ns: ns, keys: NewKeys(ns), eventsMaxLen: strconv.FormatInt(opts.EventsMaxLen, 10),
+		eventsMaxLenN: opts.EventsMaxLen}, nil
 }
 
 // Namespace is the store's namespace.
@@ -345,4 +348,17 @@ func stringFields(v map[string]any) map[string]string {
 		out[k] = fmt.Sprint(x)
 	}
 	return out
+}
+
+// AppendEvent appends one event to the events stream.
+func (s *Store) AppendEvent(ctx context.Context, e events.Event) error {
+	kv, err := e.Encode()
+	if err != nil {
+		return err
+	}
+	args := make([]any, len(kv))
+	for i, v := range kv {
+		args[i] = v
+	}
+	return s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.Events(), MaxLen: s.eventsMaxLenN, Approx: true, Values: args}).Err()
 }
