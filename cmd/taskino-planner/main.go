@@ -113,10 +113,10 @@ func (m *Main) Run(ctx context.Context) error {
 		g.Add(func() error { return p.Run(ctx) }, func(error) { cancel() })
 	}
 	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
-	err = g.Run()
-	var sig run.SignalError
-	if errors.As(err, &sig) {
-		log.Info().Str("signal", sig.Signal.String()).Msg("stopped")
+	// run.SignalError's As matches without filling the target; compare
+	// with ErrSignal, as oklog/run advises.
+	if err = g.Run(); errors.Is(err, run.ErrSignal) {
+		log.Info().Str("reason", err.Error()).Msg("stopped")
 		return nil
 	}
 	return err

@@ -1,0 +1,96 @@
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/planner"
+)
+
+// buildBinary builds a command of this module into the test's temp dir.
+func buildBinary(t *testing.T, pkg string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, "github.com/taskino/taskino/"+pkg)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", pkg, err, msg)
+	}
+	return out
+}
+
+// The planner binary plans, and on SIGTERM stops cleanly: exit 0, a
+// node_down event, nothing on stderr but its JSON log lines.
+func TestPlannerBinaryStopsCleanlyOnSIGTERM(t *testing.T) {
+	b := setup(t)
+	bin := buildBinary(t, "cmd/taskino-planner")
+	if _, err := planner.Apply(b.ctx, b.st, 1, []events.Spec{{Name: "tick", Trigger: events.Every(200 * time.Millisecond)}}); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, "--redis", "redis://"+b.srv.Addr+"/0", "--namespace", ns, "--node", "bin")
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool {
+		for _, e := range all {
+			if e.Type == events.TypeFired && e.Worker == "bin" {
+				return true
+			}
+		}
+		return false
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("after SIGTERM: %v, want exit 0\n%s", err, stderr.String())
+	}
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		if !strings.HasPrefix(line, "{") {
+			t.Errorf("stderr line is not a JSON log line: %q", line)
+		}
+	}
+	awaitEvents(t, b, 10*time.Second, func(all []events.Event) bool {
+		for _, e := range all {
+			if e.Type == events.TypeNodeDown && e.Worker == "bin" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// A planner that cannot start says why in one line and exits non-zero.
+func TestPlannerBinaryBadInput(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t, "cmd/taskino-planner")
+	for _, c := range []struct {
+		args []string
+		want string
+		code int
+	}{
+		{[]string{"--redis", "redis://127.0.0.1:1/0"}, "cannot reach Redis at 127.0.0.1:1", 1},
+		{[]string{"--redis", "http://example"}, `--redis "http://example"`, 1},
+		{[]string{"--namespace", "a b"}, `namespace "a b"`, 2},
+		{[]string{"--log-level", "loud", "--redis", "redis://127.0.0.1:1/0"}, `--log-level "loud"`, 1},
+		{[]string{"extra"}, `unexpected argument "extra"`, 2},
+	} {
+		out, err := exec.Command(bin, c.args...).CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != c.code {
+			t.Errorf("%v: %v, want exit code %d", c.args, err, c.code)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if len(lines) != 1 || !strings.Contains(lines[0], c.want) || !strings.HasPrefix(lines[0], "taskino-planner: ") {
+			t.Errorf("%v: output %q, want one line naming %q", c.args, out, c.want)
+		}
+	}
+}
