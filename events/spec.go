@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	_ "time/tzdata" // zones resolve the same on every host, even one without tzdata
 	"unicode/utf8"
 )
 

@@ -244,7 +244,12 @@ func (p *Planner) Run(ctx context.Context) error {
 		return nil
 	}
 
-	wake, closeWake := p.store.Wake(ctx)
+	// Wake-ups make a new task set plan at once; without them (pub/sub
+	// lost) it waits at most MaxSleep.
+	wake, closeWake, err := p.store.Wake(ctx)
+	if err != nil {
+		p.log.Warn().Err(err).Dur("max_sleep", p.cfg.MaxSleep).Msg("no wake-ups yet; new task sets wait up to max_sleep")
+	}
 	defer func() { _ = closeWake() }()
 	p.announce(ctx, events.TypeNodeUp)
 	defer p.announce(ctx, events.TypeNodeDown)
@@ -358,14 +363,14 @@ func (p *Planner) round(ctx context.Context) (sleep time.Duration, planned int, 
 		p.cfg.AfterClaim(ctx, names)
 	}
 	plans := make([]store.TaskPlan, 0, len(claim.Tasks))
-	var broken []string
 	for _, t := range claim.Tasks {
 		sched, err := p.schedule(t)
 		if err != nil {
 			// A stored spec this build cannot read (written by a newer
-			// version?): leave it to a planner that can, and say so.
-			p.log.Error().Err(err).Str("task", t.Name).Msg("cannot plan task")
-			broken = append(broken, t.Name)
+			// version?): keep the lease, so the task comes back once per
+			// lease (to a planner that can read it, perhaps) rather than
+			// in a hot loop, and say so each time.
+			p.log.Error().Err(err).Str("task", t.Name).Dur("retry_in", p.cfg.Lease).Msg("cannot plan task")
 			continue
 		}
 		plans = append(plans, planTask(t, sched, claim.Now, p.cfg.Node, p.cfg.CatchUpChunk))
@@ -374,19 +379,23 @@ func (p *Planner) round(ctx context.Context) (sleep time.Duration, planned int, 
 	// The lease is trusted until start + lease - margin, measured from
 	// before the claim's round trip. Past that another planner may hold the
 	// tasks; the store would refuse our plan anyway, so do not send it.
+	// Hand the tasks back instead: release only touches tasks still leased
+	// to this token, and makes them due at once.
 	margin := p.cfg.Lease / 5
 	if p.cfg.Clock.Now().After(start.Add(p.cfg.Lease - margin)) {
-		p.log.Warn().Int("tasks", len(plans)).Msg("lease ran out before the plan was recorded; tasks left to the next claim")
+		names := make([]string, len(plans))
+		for i, pl := range plans {
+			names[i] = pl.Name
+		}
+		relctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Lease)
+		defer cancel()
+		n, err := p.store.Release(relctx, token, names)
+		p.log.Warn().Err(err).Int("tasks", len(plans)).Int("released", n).Msg("lease ran out before the plan was recorded; tasks handed back")
 		return 0, 0, nil
 	}
 	res, err := p.store.Plan(rctx, token, plans)
 	if err != nil {
 		return 0, 0, err
-	}
-	if len(broken) > 0 {
-		if _, err := p.store.Release(rctx, token, broken); err != nil {
-			p.log.Warn().Err(err).Msg("release unplannable tasks")
-		}
 	}
 	p.log.Debug().Int("tasks", len(plans)).Int("fires", res.Fires).Int("events", res.Events).
 		Int("lost", res.Lost).Int("dropped", res.Dropped).Msg("planned")

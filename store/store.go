@@ -290,9 +290,15 @@ func (s *Store) LastRuns(ctx context.Context) (map[string]events.LastRun, error)
 
 // Wake subscribes to the namespace's wake-up channel: a value arrives on the
 // returned channel (capacity 1, never blocking the sender) whenever a task
-// set is applied. close ends the subscription.
-func (s *Store) Wake(ctx context.Context) (wake <-chan struct{}, close func() error) {
+// set is applied. close ends the subscription. It returns once Redis has
+// confirmed the subscription; err says it could not (the subscription is
+// still retried in the background, but wake-ups before it succeeds are
+// lost: pub/sub keeps nothing).
+func (s *Store) Wake(ctx context.Context) (wake <-chan struct{}, close func() error, err error) {
 	ps := s.rdb.Subscribe(ctx, s.keys.Wake())
+	if _, err = ps.Receive(ctx); err != nil {
+		err = fmt.Errorf("subscribe to wake-ups: %w", err)
+	}
 	ch := make(chan struct{}, 1)
 	go func() {
 		for range ps.Channel() {
@@ -302,7 +308,7 @@ func (s *Store) Wake(ctx context.Context) (wake <-chan struct{}, close func() er
 			}
 		}
 	}()
-	return ch, ps.Close
+	return ch, ps.Close, err
 }
 
 // RangeEvents decodes the events stream from start to end (stream ids, "-"
