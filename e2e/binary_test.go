@@ -39,14 +39,7 @@ func TestPlannerBinaryStopsCleanlyOnSIGTERM(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool {
-		for _, e := range all {
-			if e.Type == events.TypeFired && e.Worker == "bin" {
-				return true
-			}
-		}
-		return false
-	})
+	awaitEvent(t, b, 30*time.Second, events.TypeFired, func(e events.Event) bool { return e.Worker == "bin" })
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -58,14 +51,7 @@ func TestPlannerBinaryStopsCleanlyOnSIGTERM(t *testing.T) {
 			t.Errorf("stderr line is not a JSON log line: %q", line)
 		}
 	}
-	awaitEvents(t, b, 10*time.Second, func(all []events.Event) bool {
-		for _, e := range all {
-			if e.Type == events.TypeNodeDown && e.Worker == "bin" {
-				return true
-			}
-		}
-		return false
-	})
+	awaitEvent(t, b, 10*time.Second, events.TypeNodeDown, func(e events.Event) bool { return e.Worker == "bin" })
 }
 
 // A planner that cannot start says why in one line and exits non-zero.

@@ -120,6 +120,20 @@ func awaitEvents(t *testing.T, b testBundle, limit time.Duration, cond func(all 
 	}
 }
 
+// awaitEvent waits until an event of type typ for which match holds has
+// been appended (match nil: any of that type), and returns every event read.
+func awaitEvent(t *testing.T, b testBundle, limit time.Duration, typ events.Type, match func(e events.Event) bool) []events.Event {
+	t.Helper()
+	return awaitEvents(t, b, limit, func(all []events.Event) bool {
+		for _, e := range all {
+			if e.Type == typ && (match == nil || match(e)) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 // slotKey names one (task, scheduled time) slot.
 type slotKey struct {
 	task string

@@ -114,14 +114,7 @@ func TestReloadChangesOnlyWhatChanged(t *testing.T) {
 		}
 		p.SetVersion(1)
 	})
-	all := awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool {
-		for _, e := range all {
-			if e.Type == events.TypeFired && e.Task == "add-e" {
-				return true
-			}
-		}
-		return false
-	})
+	all := awaitEvent(t, b, 30*time.Second, events.TypeFired, func(e events.Event) bool { return e.Task == "add-e" })
 	for _, e := range all[eventsAtV2:] {
 		if e.Type == events.TypeReload || e.Type == events.TypeRegistered {
 			t.Errorf("the v1 process wrote %+v", e)

@@ -15,14 +15,7 @@ import (
 func TestNewTaskSetWakesIdlePlanners(t *testing.T) {
 	b := setup(t)
 	startPlanner(t, b, planner.Config{Node: "idle", MaxSleep: 10 * time.Minute}, nil)
-	awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool {
-		for _, e := range all {
-			if e.Type == events.TypeNodeUp && e.Worker == "idle" {
-				return true // subscribed to wake-ups before announcing itself
-			}
-		}
-		return false
-	})
+	awaitEvent(t, b, 30*time.Second, events.TypeNodeUp, func(e events.Event) bool { return e.Worker == "idle" }) // subscribed to wake-ups before announcing itself
 	now, err := b.st.Time(b.ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -30,14 +23,7 @@ func TestNewTaskSetWakesIdlePlanners(t *testing.T) {
 	if _, err := planner.Apply(b.ctx, b.st, 1, []events.Spec{{Name: "now", Trigger: events.Once(now.Add(100 * time.Millisecond))}}); err != nil {
 		t.Fatal(err)
 	}
-	awaitEvents(t, b, 2*time.Minute, func(all []events.Event) bool {
-		for _, e := range all {
-			if e.Type == events.TypeFired && e.Task == "now" {
-				return true
-			}
-		}
-		return false
-	})
+	awaitEvent(t, b, 2*time.Minute, events.TypeFired, func(e events.Event) bool { return e.Task == "now" })
 }
 
 // The seed lost a fire when Redis hiccuped at the fire moment. Here Redis
