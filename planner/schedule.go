@@ -47,9 +47,9 @@ func Compile(t events.Trigger) (Schedule, error) {
 	if !ok {
 		return nil, &events.SpecError{Field: "cron", Problem: fmt.Sprintf("%q is a fixed interval; use an every trigger for it", t.Cron)}
 	}
-	inZone, naive := *spec, *spec
-	inZone.Location, naive.Location = loc, time.UTC
-	c := cronSchedule{spec: &inZone, naive: &naive, loc: loc, start: t.Start, end: endMs(t.End),
+	naive := *spec
+	naive.Location = time.UTC
+	c := cronSchedule{naive: &naive, loc: loc, start: t.Start, end: endMs(t.End),
 		everyHour: spec.Hour&(1<<24-1) == 1<<24-1}
 	if naive.Next(time.Now()).IsZero() {
 		return nil, &events.SpecError{Field: "cron", Problem: fmt.Sprintf("%q never fires (no matching date within five years)", t.Cron)}
@@ -116,74 +116,79 @@ func (e everySchedule) Next(t time.Time) (time.Time, bool) {
 }
 
 // cronSchedule is a parsed cron expression in a zone, with these rules for
-// daylight-saving changes (robfig/cron alone skips the first and runs the
-// second twice):
+// daylight-saving changes:
 //   - spring forward: a wall time that does not exist that day fires once,
 //     at the instant the gap ends (02:30 in a 02:00-03:00 gap fires at 03:00);
 //   - fall back: a wall time that occurs twice fires at its first
 //     occurrence only, unless the hour field is "*" (every hour), in which
 //     case the repeated hour runs like any other hour.
+//
+// robfig/cron's own zone handling assumes whole-hour shifts at hour
+// boundaries (it skips or doubles slots in zones such as
+// Australia/Lord_Howe or Asia/Gaza), so it is used only to match wall-clock
+// times (naive, on UTC); mapping them to instants is done here.
 type cronSchedule struct {
-	spec, naive *cron.SpecSchedule // naive: the same fields on UTC, read as wall-clock time
-	loc         *time.Location
-	start       time.Time
-	end         int64
-	everyHour   bool
+	naive     *cron.SpecSchedule // the fields on UTC, read as wall-clock time
+	loc       *time.Location
+	start     time.Time
+	end       int64
+	everyHour bool
 }
 
 func (c cronSchedule) Next(t time.Time) (time.Time, bool) {
 	if !c.start.IsZero() && t.Before(c.start) {
 		t = c.start.Add(-time.Nanosecond)
 	}
-	for {
-		n := c.spec.Next(t)
-		if n.IsZero() {
-			return time.Time{}, false
-		}
-		if g, ok := c.gapSlot(t, n); ok {
-			n = g
-		} else if !c.everyHour && repeatedWallTime(n.In(c.loc)) {
-			t = n
-			continue
-		}
-		if c.end >= 0 && n.UnixMilli() > c.end {
-			return time.Time{}, false
-		}
-		return n.UTC(), true
+	n, ok := c.next(t)
+	if !ok || (c.end >= 0 && n.UnixMilli() > c.end) {
+		return time.Time{}, false
 	}
+	return n.UTC(), true
 }
 
-// gapSlot finds the first spring-forward gap ending in (t, n] in which the
-// expression matches a wall time, and returns the instant that gap ends.
-func (c cronSchedule) gapSlot(t, n time.Time) (time.Time, bool) {
-	p := t.In(c.loc)
-	for {
-		_, end := p.ZoneBounds()
-		if end.IsZero() || end.After(n) {
-			return time.Time{}, false
-		}
-		_, before := end.Add(-time.Nanosecond).Zone()
-		_, after := end.Zone()
-		if after > before {
-			// Wall times [end+before, end+after) do not exist; read them naively.
-			gapStart := end.UTC().Add(time.Duration(before) * time.Second)
-			gapEnd := end.UTC().Add(time.Duration(after) * time.Second)
-			if m := c.naive.Next(gapStart.Add(-time.Nanosecond)); !m.IsZero() && m.Before(gapEnd) {
-				return end.UTC(), true
+// next walks the zone's offset periods from t. Within a period the wall
+// clock is the instant plus a fixed offset, so the first naive match after
+// the wall time of t that falls inside the period is the next slot, unless
+// it is the second occurrence of a wall time repeated at the period's start.
+// A period with no slot left may end in a spring-forward gap whose wall
+// times match: that fires once, at the gap's end.
+func (c cronSchedule) next(t time.Time) (time.Time, bool) {
+	after, p := t, t // slots are strictly after `after`; p selects the period
+	for periods := 0; periods < 1000; periods++ {
+		lt := p.In(c.loc)
+		_, off := lt.Zone()
+		start, end := lt.ZoneBounds()
+		o := time.Duration(off) * time.Second
+		var repeatedUntil time.Time // walls before it, at this period's start, occurred in the previous period
+		if !start.IsZero() {
+			if _, prev := start.Add(-time.Nanosecond).Zone(); prev > off {
+				repeatedUntil = start.UTC().Add(time.Duration(prev) * time.Second)
 			}
 		}
-		p = end
+		wall := after.UTC().Add(o)
+		for {
+			m := c.naive.Next(wall)
+			if m.IsZero() {
+				return time.Time{}, false
+			}
+			u := m.Add(-o)
+			if !end.IsZero() && !u.Before(end) {
+				break
+			}
+			if !c.everyHour && m.Before(repeatedUntil) {
+				wall = m
+				continue
+			}
+			return u, true
+		}
+		if _, nextOff := end.Zone(); nextOff > off {
+			gapStart := end.UTC().Add(o)
+			gapEnd := end.UTC().Add(time.Duration(nextOff) * time.Second)
+			if m := c.naive.Next(gapStart.Add(-time.Nanosecond)); !m.IsZero() && m.Before(gapEnd) {
+				return end, true
+			}
+		}
+		after, p = end.Add(-time.Nanosecond), end
 	}
-}
-
-// repeatedWallTime reports whether t's wall-clock time already occurred
-// earlier, in the hour that a fall-back change repeats.
-func repeatedWallTime(t time.Time) bool {
-	start, _ := t.ZoneBounds()
-	if start.IsZero() {
-		return false
-	}
-	_, before := start.Add(-time.Nanosecond).Zone()
-	_, now := t.Zone()
-	return before > now && t.Sub(start) < time.Duration(before-now)*time.Second
+	return time.Time{}, false
 }
