@@ -89,7 +89,12 @@ type Config struct {
 	AfterClaim func(ctx context.Context, tasks []string)
 }
 
-// WithDefaults returns the config with every unset field at its default.
+// minLease is the shortest lease a planner takes: a claim and its plan must
+// fit in it with room to spare.
+const minLease = 100 * time.Millisecond
+
+// WithDefaults returns the config with every unset field at its default
+// (and a Lease of at least 100ms).
 func (c Config) WithDefaults() Config {
 	if c.Namespace == "" {
 		c.Namespace = store.DefaultNamespace
@@ -106,6 +111,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Lease <= 0 {
 		c.Lease = 5 * time.Second
+	}
+	if c.Lease < minLease {
+		c.Lease = minLease
 	}
 	if c.MaxSleep <= 0 {
 		c.MaxSleep = time.Second
@@ -127,8 +135,32 @@ type Planner struct {
 	version int64
 	specs   []events.Spec
 
+	// instance and seq make lease tokens unique, even between planners
+	// that share a Node name or a restarted one.
+	instance  string
 	seq       atomic.Int64
 	schedules map[string]compiled // by task name; used by Run's goroutine only
+	batch     int                 // current claim size: halved when a plan overruns its lease
+}
+
+// maxOpsPerPlan bounds the slots one plan call records.
+const maxOpsPerPlan = 20_000
+
+// splitByOps keeps the leading plans whose ops add up to at most max (and
+// at least one plan), so a catch-up of many frequent tasks does not block
+// Redis for long; it names the rest, to be handed back and claimed again at
+// once.
+func splitByOps(plans []store.TaskPlan, max int) (keep []store.TaskPlan, handBack []string) {
+	ops := 0
+	for i, pl := range plans {
+		if ops += len(pl.Ops); ops > max && i > 0 {
+			for _, rest := range plans[i:] {
+				handBack = append(handBack, rest.Name)
+			}
+			return plans[:i], handBack
+		}
+	}
+	return plans, nil
 }
 
 type compiled struct {
@@ -146,7 +178,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Planner, error) {
 		return nil, err
 	}
 	return &Planner{
-		cfg: cfg, store: st, schedules: map[string]compiled{},
+		cfg: cfg, store: st, schedules: map[string]compiled{}, instance: uuid.NewString()[:8], batch: cfg.BatchSize,
 		log: cfg.Logger.With().Str("component", "planner").Str("node", cfg.Node).Logger(),
 	}, nil
 }
@@ -296,7 +328,7 @@ func (p *Planner) applyRegistered(ctx context.Context, backoff *backoff) error {
 		}
 		var spec *events.SpecError
 		var conflict *store.VersionConflictError
-		if errors.As(err, &spec) || errors.As(err, &conflict) || ctx.Err() != nil {
+		if errors.As(err, &spec) || errors.As(err, &conflict) || errors.Is(err, store.ErrBadVersion) || ctx.Err() != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -330,11 +362,11 @@ func (p *Planner) announce(ctx context.Context, typ events.Type) {
 // planned (or their leases run out), so a stop never strands them for a
 // lease. It is bounded by the lease instead.
 func (p *Planner) round(ctx context.Context) (sleep time.Duration, planned int, err error) {
-	token := p.cfg.Node + "/" + strconv.FormatInt(p.seq.Add(1), 10)
+	token := p.cfg.Node + "/" + p.instance + "/" + strconv.FormatInt(p.seq.Add(1), 10)
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Lease)
 	defer cancel()
 	start := p.cfg.Clock.Now()
-	claim, err := p.store.Claim(rctx, token, p.cfg.Lease, p.cfg.BatchSize)
+	claim, err := p.store.Claim(rctx, token, p.cfg.Lease, p.batch)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -375,7 +407,7 @@ func (p *Planner) round(ctx context.Context) (sleep time.Duration, planned int, 
 		}
 		plans = append(plans, planTask(t, sched, claim.Now, p.cfg.Node, p.cfg.CatchUpChunk))
 	}
-
+	plans, handBack := splitByOps(plans, maxOpsPerPlan)
 	// The lease is trusted until start + lease - margin, measured from
 	// before the claim's round trip. Past that another planner may hold the
 	// tasks; the store would refuse our plan anyway, so do not send it.
@@ -389,17 +421,28 @@ func (p *Planner) round(ctx context.Context) (sleep time.Duration, planned int, 
 		}
 		relctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Lease)
 		defer cancel()
-		n, err := p.store.Release(relctx, token, names)
-		p.log.Warn().Err(err).Int("tasks", len(plans)).Int("released", n).Msg("lease ran out before the plan was recorded; tasks handed back")
+		n, err := p.store.Release(relctx, token, append(names, handBack...))
+		// Claim less next time, or a batch too big to plan within the
+		// lease would be claimed and handed back forever.
+		p.batch = max(1, p.batch/2)
+		p.log.Warn().Err(err).Int("tasks", len(plans)).Int("released", n).Int("next_batch", p.batch).
+			Msg("lease ran out before the plan was recorded; tasks handed back")
 		return 0, 0, nil
 	}
 	res, err := p.store.Plan(rctx, token, plans)
 	if err != nil {
 		return 0, 0, err
 	}
+	if len(handBack) > 0 {
+		if _, err := p.store.Release(rctx, token, handBack); err != nil {
+			p.log.Warn().Err(err).Int("tasks", len(handBack)).Msg("hand back tasks over the plan size")
+		}
+	}
+	full := len(claim.Tasks) == p.batch || len(handBack) > 0
+	p.batch = min(p.cfg.BatchSize, p.batch*2)
 	p.log.Debug().Int("tasks", len(plans)).Int("fires", res.Fires).Int("events", res.Events).
 		Int("lost", res.Lost).Int("dropped", res.Dropped).Msg("planned")
-	if len(claim.Tasks) == p.cfg.BatchSize {
+	if full {
 		return 0, len(plans), nil
 	}
 	// Planned tasks may now be due before claim.NextDue; claim again soon

@@ -19,7 +19,7 @@ import "github.com/redis/go-redis/v9"
 // KEYS[3] -> due (zset)
 // KEYS[4] -> events (stream)
 // ARGV[1] -> state key prefix
-// ARGV[2] -> the new version
+// ARGV[2] -> the new version, decimal (compared as text, so any int64 is exact)
 // ARGV[3] -> events stream approximate MAXLEN
 // ARGV[4] -> wake channel
 // ARGV[5] -> n, the number of tasks
@@ -36,15 +36,21 @@ import "github.com/redis/go-redis/v9"
 // then the removed tasks.
 var applyScript = redis.NewScript(`
 local function s(x) return string.format('%.0f', x) end
+-- Versions are decimal text without leading zeros: compare length, then text.
+local function vcmp(a, b)
+  if #a ~= #b then return #a < #b and -1 or 1 end
+  if a == b then return 0 end
+  return a < b and -1 or 1
+end
 local A = ARGV
-local ver = tonumber(A[2])
+local ver = A[2]
 local n = tonumber(A[5])
 local base = 21
 local cur = redis.call('GET', KEYS[1])
 if cur then
-  local c = tonumber(cur)
-  if c > ver then return {'adopted', cur} end
-  if c == ver then
+  local c = vcmp(cur, ver)
+  if c > 0 then return {'adopted', cur} end
+  if c == 0 then
     local stored = redis.call('HLEN', KEYS[2])
     if stored > 0 then
       if stored ~= n then return {'conflict', cur} end
@@ -81,6 +87,11 @@ for i = 0, n - 1 do
       redis.call('ZADD', KEYS[3], now, name)
       changed[#changed + 1] = '!' .. name
     else
+      -- Same schedule: keep the next slot, but end any lease (its holder's
+      -- plan is refused by the new gen) so the task is planned on time.
+      redis.call('HDEL', st, 'lease', 'lease_until')
+      local nx = redis.call('HGET', st, 'next')
+      if nx ~= '-1' then redis.call('ZADD', KEYS[3], nx or s(now), name) end
       changed[#changed + 1] = name
     end
   end
@@ -93,9 +104,9 @@ for _, name in ipairs(redis.call('HKEYS', KEYS[2])) do
     removed[#removed + 1] = name
   end
 end
-redis.call('SET', KEYS[1], s(ver))
+redis.call('SET', KEYS[1], ver)
 local prev = cur or '0'
-local ev = {A[6], A[7], A[8], A[9], A[11], s(ver)}
+local ev = {A[6], A[7], A[8], A[9], A[11], ver}
 if prev ~= '0' then ev[#ev+1] = A[12]; ev[#ev+1] = prev end
 if #added > 0 then ev[#ev+1] = A[13]; ev[#ev+1] = tostring(#added) end
 if #changed > 0 then ev[#ev+1] = A[14]; ev[#ev+1] = tostring(#changed) end
@@ -105,13 +116,13 @@ local function registered(list, change)
   for _, name in ipairs(list) do
     if string.sub(name, 1, 1) == '!' then name = string.sub(name, 2) end
     redis.call('XADD', KEYS[4], 'MAXLEN', '~', A[3], '*', A[6], A[7], A[8], A[10],
-      A[16], name, A[17], change, A[11], s(ver))
+      A[16], name, A[17], change, A[11], ver)
   end
 end
 registered(added, A[18])
 registered(changed, A[19])
 registered(removed, A[20])
-redis.call('PUBLISH', A[4], s(ver))
+redis.call('PUBLISH', A[4], ver)
 local out = {'applied', prev, #added, #changed, #removed}
 for _, l in ipairs({added, changed, removed}) do
   for _, name in ipairs(l) do out[#out + 1] = name end
@@ -185,10 +196,12 @@ return out
 // the op fires nothing), number of fire fields, the fire fields, number of
 // event fields, the event fields.
 //
-// A task whose lease is no longer this token's (it expired and another
-// planner took over) or whose gen changed (a reload changed the task) is
-// left alone. An op whose slot is not after the watermark, or is after the
-// server's now, is dropped.
+// A task whose lease is no longer this token's, or has expired, or whose
+// gen changed (a reload changed the task) is left alone: it is due again and
+// the next claim plans it afresh. An op whose slot is not after the
+// watermark is dropped. An op whose slot is after the server's now (its
+// clock went back since the claim) is dropped with every op after it, and
+// becomes the task's next slot, so it is neither lost nor fired early.
 // Returns {fires appended, events appended, tasks left alone, ops dropped}.
 var planScript = redis.NewScript(`
 local function s(x) return string.format('%.0f', x) end
@@ -201,11 +214,12 @@ for _ = 1, tonumber(A[4]) do
   local name, gen, nxt, lr, nops = A[i], A[i+1], tonumber(A[i+2]), A[i+3], tonumber(A[i+4])
   i = i + 5
   local st = A[1] .. name
-  local cur = redis.call('HMGET', st, 'lease', 'gen')
-  local mine = cur[1] == A[2] and cur[2] == gen
+  local cur = redis.call('HMGET', st, 'lease', 'gen', 'lease_until')
+  local mine = cur[1] == A[2] and cur[2] == gen and tonumber(cur[3] or '0') >= now
   local w = tonumber(redis.call('HGET', KEYS[2], name) or '-1')
   local w0 = w
   local fired = false
+  local stopAt = nil
   for _ = 1, nops do
     local slot, stream, nf = tonumber(A[i]), A[i+1], tonumber(A[i+2])
     local fstart = i + 3
@@ -214,7 +228,10 @@ for _ = 1, tonumber(A[4]) do
     i = estart + ne
     if not mine then
       -- skip
-    elseif slot <= w or slot > now then
+    elseif stopAt or slot > now then
+      stopAt = stopAt or slot
+      dropped = dropped + 1
+    elseif slot <= w then
       dropped = dropped + 1
     else
       if stream ~= '' then
@@ -228,6 +245,7 @@ for _ = 1, tonumber(A[4]) do
     end
   end
   if mine then
+    if stopAt then nxt = stopAt end
     if w ~= w0 then redis.call('HSET', KEYS[2], name, s(w)) end
     if nxt >= 0 then
       redis.call('HSET', st, 'next', s(nxt))

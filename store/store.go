@@ -28,6 +28,10 @@ import (
 // ErrNotFound is returned where a key or field that was asked for does not exist.
 var ErrNotFound = errors.New("store: not found")
 
+// ErrBadVersion is wrapped by an apply whose version is not a whole number
+// from 1.
+var ErrBadVersion = errors.New("task-set version: want a whole number from 1")
+
 // VersionConflictError is an apply of a version that is already stored with
 // a different task set: two programs claim the same version for different
 // tasks, and neither may silently win.
@@ -125,10 +129,10 @@ type ApplyResult struct {
 // would corrupt the store: a version below 1 and duplicate names.
 func (s *Store) Apply(ctx context.Context, version int64, specs []events.Spec) (ApplyResult, error) {
 	if version < 1 {
-		return ApplyResult{}, fmt.Errorf("task-set version %d: want a whole number from 1", version)
+		return ApplyResult{}, fmt.Errorf("%w; got %d (set one with SetVersion or --version)", ErrBadVersion, version)
 	}
 	args := []any{
-		s.keys.statePrefix(), version, s.eventsMaxLen, s.keys.Wake(), len(specs),
+		s.keys.statePrefix(), strconv.FormatInt(version, 10), s.eventsMaxLen, s.keys.Wake(), len(specs),
 		events.FieldV, events.EncodingVersion, events.FieldType, string(events.TypeReload), string(events.TypeRegistered),
 		events.FieldVersion, events.FieldPrevious, events.FieldAdded, events.FieldChanged, events.FieldRemoved,
 		events.FieldTask, events.FieldChange, events.ChangeAdded, events.ChangeChanged, events.ChangeRemoved,

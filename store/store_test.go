@@ -160,3 +160,71 @@ func TestPlanWithALostLeaseWritesNothing(t *testing.T) {
 }
 
 func redisZ(score float64, member string) redis.Z { return redis.Z{Score: score, Member: member} }
+
+// Versions are exact over the whole int64 range (Unix-nanosecond versions
+// are a natural choice): a higher one applies, a lower one is adopted.
+func TestApplyLargeVersions(t *testing.T) {
+	b := setup(t)
+	const v = int64(1_700_000_000_000_000_000)
+	if _, err := b.st.Apply(b.ctx, v, []events.Spec{every("a", time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.st.Apply(b.ctx, v+1, []events.Spec{every("b", time.Hour)})
+	if err != nil || res.Outcome != store.Applied || res.Previous != v {
+		t.Fatalf("apply v+1: %+v, %v", res, err)
+	}
+	if got, _ := b.st.Version(b.ctx); got != v+1 {
+		t.Fatalf("stored version %d, want %d", got, v+1)
+	}
+	res, err = b.st.Apply(b.ctx, 9, []events.Spec{every("c", time.Hour)})
+	if err != nil || res.Outcome != store.Adopted {
+		t.Fatalf("apply 9 after %d: %+v, %v; want adopted (9 has fewer digits, so it is older)", v+1, res, err)
+	}
+	if _, err := b.st.Apply(b.ctx, 0, nil); !errors.Is(err, store.ErrBadVersion) {
+		t.Fatalf("version 0: %v, want ErrBadVersion", err)
+	}
+}
+
+// A slot after the server's now (its clock went back since the claim) is
+// not fired and becomes the next slot, with every op after it dropped.
+func TestPlanKeepsAFutureSlotAsNext(t *testing.T) {
+	b := setup(t)
+	if _, err := b.st.Apply(b.ctx, 1, []events.Spec{every("a", time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	c := claimAll(t, b, "p1")
+	past, future := c.Now.Add(-time.Second).Truncate(time.Millisecond), c.Now.Add(time.Hour).Truncate(time.Millisecond)
+	plan := firePlan(c.Tasks[0], past)
+	later := firePlan(c.Tasks[0], future)
+	plan.Ops = append(plan.Ops, later.Ops...)
+	plan.Next = future.Add(time.Hour)
+	res, err := b.st.Plan(b.ctx, "p1", []store.TaskPlan{plan})
+	if err != nil || res.Fires != 1 || res.Dropped != 1 {
+		t.Fatalf("plan: %+v, %v; want the past slot fired, the future one dropped", res, err)
+	}
+	st, err := b.st.State(b.ctx, "a")
+	if err != nil || !st.Next.Equal(future) || !st.Planned.Equal(past) {
+		t.Fatalf("state %+v, %v; want next %s (the dropped slot), watermark %s", st, err, future, past)
+	}
+}
+
+// A reload that changes a task but not its schedule ends the lease on it,
+// so it is planned on time rather than after the lease.
+func TestReloadOfASameScheduleTaskEndsItsLease(t *testing.T) {
+	b := setup(t)
+	if _, err := b.st.Apply(b.ctx, 1, []events.Spec{every("a", time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if c := claimAll(t, b, "p1"); len(c.Tasks) != 1 {
+		t.Fatalf("claimed %d", len(c.Tasks))
+	}
+	changed := every("a", time.Hour)
+	changed.Payload = "new"
+	res, err := b.st.Apply(b.ctx, 2, []events.Spec{changed})
+	if err != nil || len(res.Changed) != 1 || len(res.Rescheduled) != 0 {
+		t.Fatalf("apply v2: %+v, %v", res, err)
+	}
+	if c := claimAll(t, b, "p2"); len(c.Tasks) != 1 || c.Tasks[0].Spec.Payload != "new" {
+		t.Fatalf("after the reload another planner claimed %+v; want the task, with its new payload", c.Tasks)
+	}
+}

@@ -1,0 +1,103 @@
+package planner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store"
+	"github.com/taskino/taskino/store/redistest"
+)
+
+// jumpClock is the host clock plus a skip that a test can grow, as a
+// planner paused mid-round (GC, VM stall) would see.
+type jumpClock struct{ skip atomic.Int64 }
+
+func (c *jumpClock) Now() time.Time { return time.Now().Add(time.Duration(c.skip.Load())) }
+
+// A round whose plan would be recorded after its lease is trusted hands its
+// tasks back at once (not after the lease), and claims half as many next
+// time, so a batch too big to plan in time cannot loop forever; the size
+// grows back after rounds that fit.
+func TestRoundShrinksItsBatchAfterALeaseOverrun(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	specs := make([]events.Spec, 8)
+	for i := range specs {
+		specs[i] = events.Spec{Name: fmt.Sprintf("t%d", i), Trigger: events.Every(time.Hour)}
+	}
+	clock := &jumpClock{}
+	var stall atomic.Bool
+	p, err := New(rdb, Config{Namespace: "r", BatchSize: 8, Lease: time.Second, Clock: clock,
+		Logger: zerolog.New(zerolog.NewTestWriter(t)),
+		AfterClaim: func(context.Context, []string) {
+			if stall.Load() {
+				clock.skip.Add(int64(2 * time.Second))
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Apply(ctx, p.Store(), 1, specs); err != nil {
+		t.Fatal(err)
+	}
+	stall.Store(true)
+	if _, planned, err := p.round(ctx); err != nil || planned != 0 {
+		t.Fatalf("stalled round planned %d (%v), want 0", planned, err)
+	}
+	if p.batch != 4 {
+		t.Fatalf("batch %d after an overrun, want 4", p.batch)
+	}
+	c, err := p.Store().Claim(ctx, "other", time.Second, 100)
+	if err != nil || len(c.Tasks) != 8 {
+		t.Fatalf("another planner claimed %d tasks (%v); the stalled round should have handed all 8 back", len(c.Tasks), err)
+	}
+	if _, err := p.Store().Release(ctx, "other", []string{"t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"}); err != nil {
+		t.Fatal(err)
+	}
+	stall.Store(false)
+	if _, planned, err := p.round(ctx); err != nil || planned != 4 || p.batch != 8 {
+		t.Fatalf("next round planned %d with batch now %d (%v), want 4 and 8", planned, p.batch, err)
+	}
+}
+
+func TestSplitByOps(t *testing.T) {
+	t.Parallel()
+	plan := func(name string, ops int) store.TaskPlan {
+		return store.TaskPlan{Name: name, Ops: make([]store.Op, ops)}
+	}
+	keep, back := splitByOps([]store.TaskPlan{plan("a", 6), plan("b", 4), plan("c", 1), plan("d", 0)}, 10)
+	if len(keep) != 2 || fmt.Sprint(back) != "[c d]" {
+		t.Fatalf("kept %d, handed back %v; want a and b kept, [c d] back", len(keep), back)
+	}
+	keep, back = splitByOps([]store.TaskPlan{plan("huge", 50), plan("b", 1)}, 10)
+	if len(keep) != 1 || keep[0].Name != "huge" || fmt.Sprint(back) != "[b]" {
+		t.Fatalf("kept %v, back %v; a plan bigger than the bound still goes alone", keep, back)
+	}
+}
+
+// Tasks registered without a version: Run says so and returns, instead of
+// retrying forever as if Redis were down.
+func TestRunWithoutAVersionFails(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	p, err := New(srv.Client(t), Config{Namespace: "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Register(events.Spec{Name: "a", Trigger: events.Every(time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := p.Run(ctx); !errors.Is(err, store.ErrBadVersion) || ctx.Err() != nil {
+		t.Fatalf("Run = %v (ctx %v), want ErrBadVersion at once", err, ctx.Err())
+	}
+}
