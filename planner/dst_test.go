@@ -1,7 +1,11 @@
 package planner
 
 import (
+	"archive/zip"
 	"fmt"
+	"io"
+	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -60,36 +64,112 @@ func referenceSlots(t *testing.T, expr string, loc *time.Location, from, to time
 	return out
 }
 
+// goZone loads a zone from the data shipped with Go (what time/tzdata
+// embeds): it lists transitions only to about 2007 and covers later years
+// by rule, which is where Go's ZoneBounds goes wrong at the end of leap
+// years.
+func goZone(t *testing.T, name string) *time.Location {
+	t.Helper()
+	r, err := zip.OpenReader(filepath.Join(runtime.GOROOT(), "lib", "time", "zoneinfo.zip"))
+	if err != nil {
+		t.Skipf("Go's zoneinfo.zip is not available: %v", err)
+	}
+	defer r.Close()
+	f, err := r.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, err := time.LoadLocationFromTZData(name, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
+}
+
+// compileIn compiles a cron expression and reads it in loc.
+func compileIn(t *testing.T, expr string, loc *time.Location) cronSchedule {
+	t.Helper()
+	sched, err := Compile(events.Cron(expr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := sched.(cronSchedule)
+	c.loc = loc
+	return c
+}
+
+// A daily and an hourly task in a DST zone go on across the end of a leap
+// year, with the zone data that covers later years by rule (Go's ZoneBounds
+// returns an end before the instant asked about there).
+func TestCronAcrossLeapYearEndWithRuleBasedZoneData(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"America/New_York", "Europe/Paris", "Australia/Sydney"} {
+		loc := goZone(t, name)
+		for _, year := range []int{2028, 2040} {
+			for _, c := range []struct {
+				expr string
+				step time.Duration
+			}{{"0 0 20 * * *", 24 * time.Hour}, {"0 0 * * * *", time.Hour}} {
+				sched := compileIn(t, c.expr, loc)
+				from := time.Date(year, 12, 29, 0, 0, 0, 0, loc)
+				cur := from
+				for cur.Before(from.AddDate(0, 0, 4)) {
+					n, ok := sched.Next(cur)
+					if !ok {
+						t.Fatalf("%s %q: no slot after %s", name, c.expr, cur.In(loc))
+					}
+					if cur != from && n.Sub(cur) != c.step {
+						t.Fatalf("%s %q: %s then %s, want %s apart", name, c.expr, cur.In(loc), n.In(loc), c.step)
+					}
+					cur = n
+				}
+			}
+		}
+	}
+}
+
 // TestCronDSTAgainstReference compares Next with the brute-force rules
 // around every transition of a year in zones with one-hour, half-hour,
-// midnight and year-round shifts.
+// midnight and year-round shifts, with the host's zone data and with Go's.
 func TestCronDSTAgainstReference(t *testing.T) {
 	t.Parallel()
 	zones := []string{"America/New_York", "Europe/Paris", "Australia/Lord_Howe", "Asia/Gaza", "America/Santiago", "Asia/Beirut", "Antarctica/Troll", "America/Asuncion"}
 	exprs := []string{"0 30 2 * * *", "0 0 * * * *", "0 */15 * * * *", "0 0 0 * * *", "0 30 1 * * *", "0 0 1 * * *", "0 */20 1-2 * * *", "0 15 0 * * *", "0 45 23 * * *", "0 0 3 * * *"}
+	var locs []*time.Location
 	for _, tz := range zones {
 		loc, err := time.LoadLocation(tz)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, year := range []int{2011, 2024} {
+		locs = append(locs, loc)
+	}
+	for _, tz := range []string{"America/New_York", "Australia/Lord_Howe", "America/Santiago"} {
+		locs = append(locs, goZone(t, tz))
+	}
+	for _, loc := range locs {
+		tz := loc.String()
+		for _, year := range []int{2011, 2024, 2028} {
 			var transitions []time.Time
 			for p := time.Date(year, 1, 1, 0, 0, 0, 0, time.UTC).In(loc); ; {
-				_, end := p.ZoneBounds()
+				_, end := zoneBounds(p)
 				if end.IsZero() || end.Year() > year {
 					break
 				}
-				transitions = append(transitions, end)
-				p = end
+				if _, before := end.Add(-time.Second).Zone(); func() bool { _, after := end.Zone(); return after != before }() {
+					transitions = append(transitions, end)
+				}
+				p = end.In(loc)
 			}
 			for _, tr := range transitions {
 				from, to := tr.Add(-30*time.Hour).Truncate(time.Minute), tr.Add(30*time.Hour)
 				for _, expr := range exprs {
-					sched, err := Compile(events.Cron(expr).In(tz))
-					if err != nil {
-						t.Fatal(err)
-					}
-					want := referenceSlots(t, expr, loc, from, to, sched.(cronSchedule).everyHour)
+					sched := compileIn(t, expr, loc)
+					want := referenceSlots(t, expr, loc, from, to, sched.everyHour)
 					var got []time.Time
 					for cur := from.Add(-time.Millisecond); ; {
 						n, ok := sched.Next(cur)

@@ -157,7 +157,7 @@ func (c cronSchedule) next(t time.Time) (time.Time, bool) {
 	for periods := 0; periods < 1000; periods++ {
 		lt := p.In(c.loc)
 		_, off := lt.Zone()
-		start, end := lt.ZoneBounds()
+		start, end := zoneBounds(lt)
 		o := time.Duration(off) * time.Second
 		var repeatedUntil time.Time // walls before it, at this period's start, occurred in the previous period
 		if !start.IsZero() {
@@ -188,7 +188,53 @@ func (c cronSchedule) next(t time.Time) (time.Time, bool) {
 				return end, true
 			}
 		}
-		after, p = end.Add(-time.Nanosecond), end
+		if e := end.Add(-time.Nanosecond); e.After(after) {
+			after = e
+		}
+		p = end
 	}
 	return time.Time{}, false
+}
+
+// zoneBounds is t's offset period [start, end) (zero end: none). It takes
+// time.Time.ZoneBounds, except where that is wrong: for years a zone file
+// covers by its closing rule, Go (as of 1.26) can return an end at or
+// before t (at the end of leap years); the end is then found from Zone
+// offsets, which are right. An end with the same offset on both sides (a
+// year boundary) is harmless to next.
+func zoneBounds(t time.Time) (start, end time.Time) {
+	start, end = t.ZoneBounds()
+	if end.IsZero() || end.After(t) {
+		return start, end
+	}
+	return start, nextOffsetChange(t)
+}
+
+// nextOffsetChange finds the first instant after t whose UTC offset differs
+// from t's, stepping 12 hours at a time (offset periods are longer) and then
+// bisecting to the second; it returns t plus about 400 days when there is
+// none that soon (an end with the same offset on both sides).
+func nextOffsetChange(t time.Time) time.Time {
+	_, off := t.Zone()
+	const step = 12 * time.Hour
+	lo := t.Truncate(time.Second) // transitions fall on whole seconds, so bisecting ends on one
+	for i := 0; i < 800; i++ {
+		hi := lo.Add(step)
+		if _, o := hi.Zone(); o != off {
+			for hi.Sub(lo) > time.Second {
+				mid := lo.Add(hi.Sub(lo) / 2).Truncate(time.Second)
+				if !mid.After(lo) {
+					break
+				}
+				if _, o := mid.Zone(); o != off {
+					hi = mid
+				} else {
+					lo = mid
+				}
+			}
+			return hi
+		}
+		lo = hi
+	}
+	return lo
 }
