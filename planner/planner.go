@@ -140,7 +140,7 @@ type Planner struct {
 	instance  string
 	seq       atomic.Int64
 	schedules map[string]compiled // by task name; used by Run's goroutine only
-	batch     int                 // current claim size: halved when a plan overruns its lease
+	batch     int                 // current claim size: halved when a plan overruns its lease, grown by BatchSize/16 after one that fits
 }
 
 // maxOpsPerPlan bounds the slots one plan call records.
@@ -411,10 +411,13 @@ func (p *Planner) round(ctx context.Context) (sleep time.Duration, planned int, 
 	// The lease is trusted until start + lease - margin, measured from
 	// before the claim's round trip. Past that another planner may hold the
 	// tasks; the store would refuse our plan anyway, so do not send it.
-	// Hand the tasks back instead: release only touches tasks still leased
-	// to this token, and makes them due at once.
+	// Hand the tasks back instead (release only touches tasks still leased
+	// to this token, and makes them due at once) and claim half as many next
+	// time. At one task there is nothing left to halve: send the plan, and
+	// let the store's own lease check decide.
 	margin := p.cfg.Lease / 5
-	if p.cfg.Clock.Now().After(start.Add(p.cfg.Lease - margin)) {
+	overran := p.cfg.Clock.Now().After(start.Add(p.cfg.Lease - margin))
+	if overran && p.batch > 1 {
 		names := make([]string, len(plans))
 		for i, pl := range plans {
 			names[i] = pl.Name
@@ -422,8 +425,6 @@ func (p *Planner) round(ctx context.Context) (sleep time.Duration, planned int, 
 		relctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Lease)
 		defer cancel()
 		n, err := p.store.Release(relctx, token, append(names, handBack...))
-		// Claim less next time, or a batch too big to plan within the
-		// lease would be claimed and handed back forever.
 		p.batch = max(1, p.batch/2)
 		p.log.Warn().Err(err).Int("tasks", len(plans)).Int("released", n).Int("next_batch", p.batch).
 			Msg("lease ran out before the plan was recorded; tasks handed back")
@@ -434,12 +435,18 @@ func (p *Planner) round(ctx context.Context) (sleep time.Duration, planned int, 
 		return 0, 0, err
 	}
 	if len(handBack) > 0 {
-		if _, err := p.store.Release(rctx, token, handBack); err != nil {
+		relctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Lease)
+		defer cancel()
+		if _, err := p.store.Release(relctx, token, handBack); err != nil {
 			p.log.Warn().Err(err).Int("tasks", len(handBack)).Msg("hand back tasks over the plan size")
 		}
 	}
 	full := len(claim.Tasks) == p.batch || len(handBack) > 0
-	p.batch = min(p.cfg.BatchSize, p.batch*2)
+	// Grow back additively after a halving, so the size settles below the
+	// one that overran instead of swinging between the two.
+	if !overran {
+		p.batch = min(p.cfg.BatchSize, p.batch+max(1, p.cfg.BatchSize/16))
+	}
 	p.log.Debug().Int("tasks", len(plans)).Int("fires", res.Fires).Int("events", res.Events).
 		Int("lost", res.Lost).Int("dropped", res.Dropped).Msg("planned")
 	if full {

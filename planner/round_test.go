@@ -63,8 +63,15 @@ func TestRoundShrinksItsBatchAfterALeaseOverrun(t *testing.T) {
 		t.Fatal(err)
 	}
 	stall.Store(false)
-	if _, planned, err := p.round(ctx); err != nil || planned != 4 || p.batch != 8 {
-		t.Fatalf("next round planned %d with batch now %d (%v), want 4 and 8", planned, p.batch, err)
+	if _, planned, err := p.round(ctx); err != nil || planned != 4 || p.batch != 5 {
+		t.Fatalf("next round planned %d with batch now %d (%v), want 4 and 5 (grown by one)", planned, p.batch, err)
+	}
+	// At a batch of one, a stalled round still sends its plan: the store's
+	// lease check decides, and a fixed stall cannot loop forever unplanned.
+	p.batch = 1
+	stall.Store(true)
+	if _, planned, err := p.round(ctx); err != nil || planned != 1 || p.batch != 1 {
+		t.Fatalf("stalled round at batch 1 planned %d (%v), batch %d; want 1 planned, batch 1", planned, err, p.batch)
 	}
 }
 

@@ -199,9 +199,11 @@ return out
 // A task whose lease is no longer this token's, or has expired, or whose
 // gen changed (a reload changed the task) is left alone: it is due again and
 // the next claim plans it afresh. An op whose slot is not after the
-// watermark is dropped. An op whose slot is after the server's now (its
+// watermark is dropped. A fire whose slot is after the server's now (its
 // clock went back since the claim) is dropped with every op after it, and
 // becomes the task's next slot, so it is neither lost nor fired early.
+// Missed ops, which come before fires, are recorded: the claim's clock
+// found them late.
 // Returns {fires appended, events appended, tasks left alone, ops dropped}.
 var planScript = redis.NewScript(`
 local function s(x) return string.format('%.0f', x) end
@@ -228,7 +230,7 @@ for _ = 1, tonumber(A[4]) do
     i = estart + ne
     if not mine then
       -- skip
-    elseif stopAt or slot > now then
+    elseif stopAt or (stream ~= '' and slot > now) then
       stopAt = stopAt or slot
       dropped = dropped + 1
     elseif slot <= w then

@@ -228,3 +228,25 @@ func TestReloadOfASameScheduleTaskEndsItsLease(t *testing.T) {
 		t.Fatalf("after the reload another planner claimed %+v; want the task, with its new payload", c.Tasks)
 	}
 }
+
+// Missed ops are recorded even past the server's now (the claim's clock
+// found them late); only a fire stops at now and becomes the next slot.
+func TestPlanRecordsMissesPastNowAndStopsAtAFire(t *testing.T) {
+	b := setup(t)
+	if _, err := b.st.Apply(b.ctx, 1, []events.Spec{every("a", time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	c := claimAll(t, b, "p1")
+	m1, f1 := c.Now.Add(time.Hour).Truncate(time.Millisecond), c.Now.Add(2*time.Hour).Truncate(time.Millisecond)
+	plan := firePlan(c.Tasks[0], f1)
+	miss := store.Op{Slot: m1, Event: events.Event{Type: events.TypeMissed, Task: "a", At: m1, Count: 1, Policy: events.MisfireSkip}}
+	plan.Ops = append([]store.Op{miss}, plan.Ops...)
+	res, err := b.st.Plan(b.ctx, "p1", []store.TaskPlan{plan})
+	if err != nil || res.Events != 1 || res.Fires != 0 || res.Dropped != 1 {
+		t.Fatalf("plan: %+v, %v; want the miss recorded and the fire dropped", res, err)
+	}
+	st, err := b.st.State(b.ctx, "a")
+	if err != nil || !st.Next.Equal(f1) || !st.Planned.Equal(m1) {
+		t.Fatalf("state %+v, %v; want next %s, watermark %s", st, err, f1, m1)
+	}
+}
