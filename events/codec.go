@@ -2,7 +2,6 @@ package events
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -323,16 +322,6 @@ var typeSets = func() map[Type]fieldSet {
 	}
 	return out
 }()
-
-// Types lists every event type, sorted.
-func Types() []Type {
-	out := make([]Type, 0, len(typeSets))
-	for t := range typeSets {
-		out = append(out, t)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
-}
 
 // Encode returns the event as stream fields in XADD order: v, type, then the
 // type's fields that are set. It fails on an unknown type, a missing required

@@ -59,9 +59,7 @@ type Store struct {
 	rdb          redis.UniversalClient
 	ns           string
 	keys         Keys
-	eventsMaxLen string
-	// eventsMaxLenN is eventsMaxLen as a number, for go-redis calls.
-	eventsMaxLenN int64
+	eventsMaxLen int64
 }
 
 // New returns the store of namespace ns on rdb.
@@ -75,8 +73,7 @@ func New(rdb redis.UniversalClient, ns string, opts Options) (*Store, error) {
 	if opts.EventsMaxLen <= 0 {
 		opts.EventsMaxLen = DefaultEventsMaxLen
 	}
-	return &Store{rdb: rdb, ns: ns, keys: NewKeys(ns), eventsMaxLen: strconv.FormatInt(opts.EventsMaxLen, 10),
-		eventsMaxLenN: opts.EventsMaxLen}, nil
+	return &Store{rdb: rdb, ns: ns, keys: NewKeys(ns), eventsMaxLen: opts.EventsMaxLen}, nil
 }
 
 // Namespace is the store's namespace.
@@ -319,35 +316,28 @@ func (s *Store) Wake(ctx context.Context) (wake <-chan struct{}, close func() er
 // and "+" for the ends). An entry that does not decode is an error naming
 // its id.
 func (s *Store) RangeEvents(ctx context.Context, start, end string) ([]events.Event, error) {
-	msgs, err := s.rdb.XRange(ctx, s.keys.Events(), start, end).Result()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]events.Event, 0, len(msgs))
-	for _, m := range msgs {
-		e, err := events.DecodeEvent(m.ID, stringFields(m.Values))
-		if err != nil {
-			return nil, fmt.Errorf("event %s: %w", m.ID, err)
-		}
-		out = append(out, e)
-	}
-	return out, nil
+	return xrange(ctx, s, s.keys.Events(), start, end, "event", events.DecodeEvent)
 }
 
 // RangeFires decodes a fire stream (Keys.Fires or Keys.Broadcast) from start
 // to end. An entry that does not decode is an error naming its id.
 func (s *Store) RangeFires(ctx context.Context, stream, start, end string) ([]events.Fire, error) {
+	return xrange(ctx, s, stream, start, end, "fire", events.DecodeFire)
+}
+
+// xrange reads stream entries from start to end and decodes each with decode.
+func xrange[T any](ctx context.Context, s *Store, stream, start, end, what string, decode func(id string, f map[string]string) (T, error)) ([]T, error) {
 	msgs, err := s.rdb.XRange(ctx, stream, start, end).Result()
 	if err != nil {
 		return nil, err
 	}
-	out := make([]events.Fire, 0, len(msgs))
+	out := make([]T, 0, len(msgs))
 	for _, m := range msgs {
-		f, err := events.DecodeFire(m.ID, stringFields(m.Values))
+		v, err := decode(m.ID, stringFields(m.Values))
 		if err != nil {
-			return nil, fmt.Errorf("fire %s: %w", m.ID, err)
+			return nil, fmt.Errorf("%s %s: %w", what, m.ID, err)
 		}
-		out = append(out, f)
+		out = append(out, v)
 	}
 	return out, nil
 }
@@ -370,5 +360,5 @@ func (s *Store) AppendEvent(ctx context.Context, e events.Event) error {
 	for i, v := range kv {
 		args[i] = v
 	}
-	return s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.Events(), MaxLen: s.eventsMaxLenN, Approx: true, Values: args}).Err()
+	return s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.Events(), MaxLen: s.eventsMaxLen, Approx: true, Values: args}).Err()
 }
