@@ -288,7 +288,7 @@ var typeFields = map[Type]string{
 	TypeRegistered: "task change | version",
 	TypeReload:     "version | previous added changed removed",
 	TypeFired:      "task fire at | queue mode payload attempt worker",
-	TypeMissed:     "task at count policy | until reason worker",
+	TypeMissed:     "task at count policy | until reason worker fire queue",
 	TypeStarted:    "task fire at | attempt worker queue",
 	TypeCompleted:  "task fire at | attempt worker cost_ms status queue",
 	TypeFailed:     "task fire at | attempt worker cost_ms status error queue",

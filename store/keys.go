@@ -92,3 +92,21 @@ func (k Keys) LastRun() string { return k.prefix + "lastrun" }
 // Wake is the pub/sub channel that tells planners the due index changed
 // earlier than they planned to look (a new task set).
 func (k Keys) Wake() string { return k.prefix + "wake" }
+
+// Retry is a sorted set of fires waiting to be tried again: member a JSON
+// array [stream, field, value, ...] (the fire entry to append), score the
+// Unix ms it is due. Workers move due members back to their streams.
+func (k Keys) Retry() string { return k.prefix + "retry" }
+
+// Running is a string: the id of the fire of task now running, for the
+// overlap policies skip and buffer-one. It expires unless the worker
+// running it keeps extending it, so a dead worker does not hold it.
+func (k Keys) Running(task string) string { return k.prefix + "running:" + task }
+
+// Buffer is a string: the one fire of task kept waiting under the overlap
+// policy buffer-one, in the form of a Retry member.
+func (k Keys) Buffer(task string) string { return k.prefix + "buffer:" + task }
+
+// WorkerGroup is the consumer group of workers on every single-mode fire
+// stream.
+const WorkerGroup = "workers"

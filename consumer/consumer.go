@@ -1,0 +1,951 @@
+// Package consumer is the stream side of a taskino worker: it reads fires
+// from Redis, keeps hold of them while they run, and records how each one
+// ended. It does not run anything; package dispatcher does, and asks a
+// Consumer for work through its Source interface.
+//
+// # Single and broadcast fires
+//
+// Single-mode fires are read through the consumer group "workers" on
+// taskino:{ns}:fires:<queue>: each entry goes to one worker and stays
+// pending until its outcome is recorded. Broadcast fires on
+// taskino:{ns}:broadcast:<queue> are read by every live worker from its own
+// cursor, set when the worker starts: a worker runs the broadcast fires
+// appended while it is up.
+//
+// # Holding, reclaiming, handing back
+//
+// A running fire's claim is extended every third of VisibilityTimeout, so
+// a long run on a live worker is never taken away. Entries pending with a
+// worker that stopped answering for VisibilityTimeout are reclaimed
+// (XAUTOCLAIM, following its cursor) by the next worker with free slots. A
+// stopping worker hands back what it will not finish, and any worker
+// reclaims those at once. An entry handed out MaxDeliveries times without
+// an outcome (every worker that took it died) is dead-lettered.
+//
+// # Outcomes
+//
+// Each outcome is recorded atomically with the ack of its entry: the
+// completed or failed event, a retry (a new entry, due after the backoff,
+// kept in the retry set, never in memory), a dead letter with its reason,
+// and the task's last-run record. Outcomes are written in batches by one
+// goroutine, and kept and retried while Redis is unreachable.
+//
+// # Bad entries
+//
+// An entry that does not decode (no task field, a bad field, a payload over
+// 64 KiB, text that is not UTF-8) goes to taskino:{ns}:dead with the reason
+// at once, and the worker goes on.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store"
+)
+
+// Config tunes a Consumer. The zero value (plus a namespace, or the
+// default) is usable; WithDefaults fills the rest.
+type Config struct {
+	// Namespace of the task set (default "default").
+	Namespace string
+	// Queues this worker reads, single and broadcast (default: "default").
+	Queues []string
+	// Node names this worker in the group, in events and logs (default:
+	// host-pid-random). Two live workers must not share one.
+	Node string
+	// Logger receives the consumer's logs (default: none).
+	Logger zerolog.Logger
+	// VisibilityTimeout is how long a fire whose worker stopped answering
+	// waits before another worker takes it (default 30s). Claims of running
+	// fires are extended every third of it.
+	VisibilityTimeout time.Duration
+	// Block bounds one blocking read (default 1s): the longest a stop waits
+	// for a read under way.
+	Block time.Duration
+	// MaxDeliveries is how often an entry may be handed out with no
+	// outcome before it is dead-lettered (default 10).
+	MaxDeliveries int64
+	// FireRetention is how long acked fire entries stay on their streams
+	// for inspection (default 10m); entries not yet acked are never trimmed.
+	FireRetention time.Duration
+	// TrimInterval is how often the streams are trimmed (default 1m).
+	TrimInterval time.Duration
+	// EventsMaxLen bounds the events stream (default store.DefaultEventsMaxLen).
+	EventsMaxLen int64
+	// FlushBatch is the most outcomes recorded per round trip (default 256).
+	FlushBatch int
+}
+
+// WithDefaults returns the config with every unset field at its default.
+func (c Config) WithDefaults() Config {
+	if c.Namespace == "" {
+		c.Namespace = store.DefaultNamespace
+	}
+	if len(c.Queues) == 0 {
+		c.Queues = []string{events.DefaultQueue}
+	}
+	if c.Node == "" {
+		host, _ := os.Hostname()
+		c.Node = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), uuid.NewString()[:8])
+	}
+	if c.VisibilityTimeout <= 0 {
+		c.VisibilityTimeout = 30 * time.Second
+	}
+	if c.Block <= 0 {
+		c.Block = time.Second
+	}
+	if c.MaxDeliveries <= 0 {
+		c.MaxDeliveries = 10
+	}
+	if c.FireRetention <= 0 {
+		c.FireRetention = 10 * time.Minute
+	}
+	if c.TrimInterval <= 0 {
+		c.TrimInterval = time.Minute
+	}
+	if c.FlushBatch <= 0 {
+		c.FlushBatch = 256
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	seen := map[string]bool{}
+	for _, q := range c.Queues {
+		sp := events.Spec{Name: "x", Queue: q, Trigger: events.Every(time.Second)}.WithDefaults()
+		if err := sp.Validate(); err != nil {
+			var se *events.SpecError
+			if errors.As(err, &se) && se.Field == "queue" {
+				return fmt.Errorf("queue %q: %s", q, se.Problem)
+			}
+		}
+		if seen[q] {
+			return fmt.Errorf("queue %q is listed twice", q)
+		}
+		seen[q] = true
+	}
+	if strings.ContainsAny(c.Node, " \n") || c.Node == "" {
+		return fmt.Errorf("node %q: want a name without spaces", c.Node)
+	}
+	return nil
+}
+
+// Consumer reads and records the fires of one worker. Fetch, Start and
+// Finish are for one dispatcher; Run does the background work and must be
+// running for Fetch to return anything.
+type Consumer struct {
+	cfg      Config
+	st       *store.Store
+	log      zerolog.Logger
+	single   []string // fire streams
+	bstreams []string // broadcast streams
+	ready    chan struct{}
+
+	// Set up by Run.
+	runCtx   context.Context
+	bcursors map[string]string
+	bcast    chan []store.Delivery
+	reads    chan readResult
+	reading  bool // a ReadFires is under way (Fetch's goroutine only)
+	// Fetch's goroutine only:
+	reclaimCursor map[string]string
+	lastReclaim   time.Time
+	later         []store.Delivery // read, to be returned by the next Fetch
+
+	mu         sync.Mutex
+	held       map[string]store.Held // entry key -> what is held
+	outbox     []store.Outcome
+	specs      map[string]events.Spec
+	specsAt    time.Time
+	localRun   map[string]bool            // broadcast tasks with an overlap policy running here
+	localBuf   map[string]*store.Delivery // broadcast buffer-one: the one waiting
+	flushSig   chan struct{}
+	retrySig   chan struct{}
+	flushedSig chan struct{} // closed and replaced after each flush
+}
+
+type readResult struct {
+	ds  []store.Delivery
+	err error
+}
+
+// New returns a consumer of cfg.Queues on rdb (a single server, Sentinel
+// or Cluster client).
+func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	st, err := store.New(rdb, cfg.Namespace, store.Options{EventsMaxLen: cfg.EventsMaxLen})
+	if err != nil {
+		return nil, err
+	}
+	c := &Consumer{
+		cfg: cfg, st: st, ready: make(chan struct{}),
+		log:           cfg.Logger.With().Str("component", "consumer").Str("node", cfg.Node).Logger(),
+		bcast:         make(chan []store.Delivery, 16),
+		reads:         make(chan readResult, 1),
+		reclaimCursor: map[string]string{},
+		held:          map[string]store.Held{},
+		specs:         map[string]events.Spec{},
+		localRun:      map[string]bool{},
+		localBuf:      map[string]*store.Delivery{},
+		flushSig:      make(chan struct{}, 1),
+		retrySig:      make(chan struct{}, 1),
+		flushedSig:    make(chan struct{}),
+	}
+	for _, q := range cfg.Queues {
+		c.single = append(c.single, st.Keys().Fires(q))
+		c.bstreams = append(c.bstreams, st.Keys().Broadcast(q))
+	}
+	return c, nil
+}
+
+// Store is the consumer's store (its namespace on Redis).
+func (c *Consumer) Store() *store.Store { return c.st }
+
+// Node is the worker's name in the consumer group and in events.
+func (c *Consumer) Node() string { return c.cfg.Node }
+
+// TriggerTask runs task once now, on whichever worker of its queue takes
+// it (every worker, for a broadcast task), with payload (the task's own
+// when empty). It returns the fire's entry id. See store.Trigger.
+func (c *Consumer) TriggerTask(ctx context.Context, task, payload string) (string, error) {
+	return c.st.Trigger(ctx, task, payload, "")
+}
+
+func heldKey(stream, id string) string { return stream + "\x00" + id }
+
+// Run sets the consumer up (consumer groups, broadcast cursors, the task
+// specs), then does its background work until ctx is cancelled: extending
+// claims, moving due retries back, trimming streams, recording outcomes.
+// When ctx ends it stops reading, hands back every fire it still holds,
+// records the outcomes reported so far, appends node_down and returns nil.
+// Redis errors are logged and retried with backoff.
+func (c *Consumer) Run(ctx context.Context) error {
+	if err := c.setUp(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	readCtx, stopReads := context.WithCancel(ctx)
+	c.runCtx = readCtx
+	close(c.ready)
+	c.announce(ctx, events.TypeNodeUp)
+	c.log.Info().Strs("queues", c.cfg.Queues).Msg("worker started")
+
+	// Flushing outlives ctx: outcomes reported during the stop are recorded
+	// before Run returns.
+	flushCtx, stopFlush := context.WithCancel(context.WithoutCancel(ctx))
+	var flushWG sync.WaitGroup
+	flushWG.Add(1)
+	go func() { defer flushWG.Done(); c.flushLoop(flushCtx) }()
+
+	var wg sync.WaitGroup
+	for _, f := range []func(context.Context){c.broadcastLoop, c.heartbeatLoop, c.retryLoop, c.trimLoop, c.specLoop} {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(readCtx) }()
+	}
+	<-ctx.Done()
+	stopReads()
+	wg.Wait()
+
+	// A read under way is waited for: what it returns is held and handed back.
+	c.mu.Lock()
+	reading := c.reading
+	c.mu.Unlock()
+	if reading {
+		r := <-c.reads
+		c.mu.Lock()
+		c.reading = false
+		c.mu.Unlock()
+		c.hold(r.ds)
+	}
+	c.handBackAll()
+	c.drain(5 * time.Second)
+	stopFlush()
+	flushWG.Wait()
+	c.announce(context.Background(), events.TypeNodeDown)
+	c.log.Info().Msg("worker stopped")
+	return nil
+}
+
+// setUp creates the groups, sets the broadcast cursors and loads the specs,
+// retrying while Redis is unreachable.
+func (c *Consumer) setUp(ctx context.Context) error {
+	b := newBackoff(50*time.Millisecond, 5*time.Second)
+	for {
+		err := c.trySetUp(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d := b.next()
+		c.log.Warn().Err(err).Dur("retry_in", d).Msg("worker set-up failed")
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+		}
+	}
+}
+
+func (c *Consumer) trySetUp(ctx context.Context) error {
+	for _, s := range c.single {
+		if err := c.st.EnsureGroup(ctx, s); err != nil {
+			return err
+		}
+	}
+	cur := map[string]string{}
+	for _, s := range c.bstreams {
+		id, err := c.st.BroadcastCursor(ctx, s)
+		if err != nil {
+			return err
+		}
+		cur[s] = id
+	}
+	c.bcursors = cur
+	return c.loadSpecs(ctx)
+}
+
+func (c *Consumer) loadSpecs(ctx context.Context) error {
+	specs, err := c.st.Specs(ctx)
+	if err != nil {
+		return err
+	}
+	m := make(map[string]events.Spec, len(specs))
+	for _, s := range specs {
+		m[s.Name] = s.WithDefaults()
+	}
+	c.mu.Lock()
+	c.specs, c.specsAt = m, time.Now()
+	c.mu.Unlock()
+	return nil
+}
+
+// spec is task's spec, reloaded at most once a second when unknown; a task
+// not in the set gets the defaults (a task run only by manual triggers).
+func (c *Consumer) spec(ctx context.Context, task string) events.Spec {
+	c.mu.Lock()
+	sp, ok := c.specs[task]
+	stale := time.Since(c.specsAt) > time.Second
+	c.mu.Unlock()
+	if ok {
+		return sp
+	}
+	if stale {
+		if err := c.loadSpecs(ctx); err != nil {
+			c.log.Warn().Err(err).Msg("reload task specs")
+		}
+		c.mu.Lock()
+		sp, ok = c.specs[task]
+		c.mu.Unlock()
+		if ok {
+			return sp
+		}
+	}
+	return events.Spec{Name: task}.WithDefaults()
+}
+
+// specLoop reloads the specs when a task set is applied, and every 30s.
+func (c *Consumer) specLoop(ctx context.Context) {
+	wake, closeWake, err := c.st.Wake(ctx)
+	if err != nil {
+		c.log.Warn().Err(err).Msg("no task-set wake-ups yet; specs reload every 30s")
+	}
+	defer func() { _ = closeWake() }()
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-wake:
+		case <-t.C:
+		}
+		if err := c.loadSpecs(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn().Err(err).Msg("reload task specs")
+		}
+	}
+}
+
+// announce appends node_up or node_down; a failure is logged.
+func (c *Consumer) announce(ctx context.Context, typ events.Type) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	if err := c.st.AppendEvent(actx, events.Event{Type: typ, Worker: c.cfg.Node, Status: "worker"}); err != nil {
+		c.log.Warn().Err(err).Str("event", string(typ)).Msg("announce")
+	}
+}
+
+// Fetch returns fires to run: broadcast fires, fires reclaimed from
+// workers that stopped answering, and new ones, at most max of the latter
+// two (a read started by an earlier call may add up to that call's max).
+// It waits up to Config.Block for one, and returns nothing when ctx ends.
+// Entries that cannot run (malformed, handed out too often, dropped by the
+// overlap policy) are recorded here and not returned. Every fire returned
+// must be given to Finish.
+func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error) {
+	select {
+	case <-c.ready:
+	case <-ctx.Done():
+		return nil, nil
+	}
+	if c.runCtx.Err() != nil {
+		return nil, nil
+	}
+	out := c.takeLater()
+	out = append(out, c.takeBroadcast()...)
+	if max > 0 && time.Since(c.lastReclaim) >= c.cfg.VisibilityTimeout/4 {
+		c.lastReclaim = time.Now()
+		for _, s := range c.single {
+			ds, err := c.reclaim(ctx, s, max)
+			if err != nil {
+				return c.admit(ctx, out), err
+			}
+			out = append(out, ds...)
+			max -= len(ds)
+		}
+	}
+	if len(out) == 0 && max > 0 {
+		c.startRead(max)
+		select {
+		case r := <-c.reads:
+			c.mu.Lock()
+			c.reading = false
+			c.mu.Unlock()
+			c.hold(r.ds)
+			out = append(out, r.ds...)
+			if r.err != nil {
+				if strings.Contains(r.err.Error(), "NOGROUP") {
+					// The stream or group went (a flush): set them up again.
+					for _, s := range c.single {
+						_ = c.st.EnsureGroup(ctx, s)
+					}
+				}
+				return c.admit(ctx, out), r.err
+			}
+		case b := <-c.bcast:
+			out = append(out, b...)
+		case <-ctx.Done():
+		}
+	}
+	return c.admit(ctx, out), nil
+}
+
+func (c *Consumer) takeLater() []store.Delivery {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.later
+	c.later = nil
+	return out
+}
+
+func (c *Consumer) takeBroadcast() []store.Delivery {
+	var out []store.Delivery
+	for {
+		select {
+		case b := <-c.bcast:
+			out = append(out, b...)
+		default:
+			return out
+		}
+	}
+}
+
+// startRead starts a blocking read of up to max new fires, unless one is
+// under way; its result arrives on c.reads.
+func (c *Consumer) startRead(max int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reading {
+		return
+	}
+	c.reading = true
+	go func() {
+		ds, err := c.st.ReadFires(c.runCtx, c.cfg.Node, c.single, max, c.cfg.Block)
+		if c.runCtx.Err() != nil && errors.Is(err, context.Canceled) {
+			err = nil
+		}
+		c.reads <- readResult{ds, err}
+	}()
+}
+
+func (c *Consumer) reclaim(ctx context.Context, stream string, max int) ([]store.Delivery, error) {
+	cur := c.reclaimCursor[stream]
+	if cur == "" {
+		cur = "0-0"
+	}
+	ds, next, err := c.st.Reclaim(ctx, c.cfg.Node, stream, c.cfg.VisibilityTimeout, cur, max)
+	c.reclaimCursor[stream] = next
+	if err != nil {
+		return nil, err
+	}
+	if len(ds) > 0 {
+		c.log.Info().Int("fires", len(ds)).Str("stream", stream).Msg("reclaimed fires of a worker that stopped answering")
+	}
+	c.hold(ds)
+	return ds, nil
+}
+
+// hold records single-mode deliveries as held, so heartbeats extend them.
+func (c *Consumer) hold(ds []store.Delivery) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, d := range ds {
+		if !d.Broadcast {
+			c.held[heldKey(d.Stream, d.EntryID)] = store.Held{Stream: d.Stream, EntryID: d.EntryID, Task: d.Fire.Task, FireID: d.Fire.ID}
+		}
+	}
+}
+
+// admit resolves specs, dead-letters what cannot run and applies the
+// overlap policies; it returns what is to run.
+func (c *Consumer) admit(ctx context.Context, ds []store.Delivery) []store.Delivery {
+	out := ds[:0]
+	for _, d := range ds {
+		if d.Err != nil {
+			c.deadLetter(d, "malformed entry: "+d.Err.Error(), "")
+			continue
+		}
+		d.Spec = c.spec(ctx, d.Fire.Task)
+		if d.Deliveries > c.cfg.MaxDeliveries {
+			c.deadLetter(d, fmt.Sprintf("handed out %d times with no outcome: every worker that took it stopped answering", d.Deliveries), "")
+			continue
+		}
+		if d.Spec.Overlap != events.OverlapAllow {
+			if !c.beginOverlap(ctx, &d) {
+				continue
+			}
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// beginOverlap applies the task's overlap policy; it reports whether the
+// fire is to run now.
+func (c *Consumer) beginOverlap(ctx context.Context, d *store.Delivery) bool {
+	missed := events.Event{Type: events.TypeMissed, Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Count: 1,
+		Policy: events.Misfire("overlap-" + string(d.Spec.Overlap)), Worker: c.cfg.Node, Queue: d.Queue,
+		Reason: "the previous run of the task was still running"}
+	if d.Broadcast {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !c.localRun[d.Fire.Task] {
+			c.localRun[d.Fire.Task] = true
+			return true
+		}
+		if d.Spec.Overlap == events.OverlapBufferOne && c.localBuf[d.Fire.Task] == nil {
+			cp := *d
+			c.localBuf[d.Fire.Task] = &cp
+			return false
+		}
+		c.outbox = append(c.outbox, store.Outcome{Delivery: *d, Events: []events.Event{missed}})
+		c.signalFlush()
+		return false
+	}
+	for {
+		res, err := c.st.Begin(ctx, *d, d.Spec.Overlap, c.cfg.VisibilityTimeout, missed)
+		if err == nil {
+			if res == store.BeginRun {
+				c.mu.Lock()
+				h := c.held[heldKey(d.Stream, d.EntryID)]
+				h.Overlap = true
+				c.held[heldKey(d.Stream, d.EntryID)] = h
+				c.mu.Unlock()
+				return true
+			}
+			c.release(*d)
+			return false
+		}
+		if ctx.Err() != nil || c.runCtx.Err() != nil {
+			// Keep holding it: the hand-back at stop gives it to another worker.
+			return false
+		}
+		c.log.Warn().Err(err).Str("fire", d.Fire.ID).Msg("overlap check failed; retrying")
+		sleep(ctx, 100*time.Millisecond)
+	}
+}
+
+// release forgets a held entry.
+func (c *Consumer) release(d store.Delivery) {
+	c.mu.Lock()
+	delete(c.held, heldKey(d.Stream, d.EntryID))
+	c.mu.Unlock()
+}
+
+func (c *Consumer) deadLetter(d store.Delivery, reason, lastErr string) {
+	e := events.Event{Type: events.TypeDead, Reason: clean(reason), Worker: c.cfg.Node, Queue: d.Queue, Error: clean(lastErr)}
+	if d.Err == nil {
+		e.Task, e.Fire, e.At, e.Attempt = d.Fire.Task, d.Fire.ID, d.Fire.At, d.Fire.Attempt
+	}
+	c.log.Warn().Str("entry", d.EntryID).Str("stream", d.Stream).Str("reason", e.Reason).Msg("dead-lettered")
+	c.enqueue(store.Outcome{Delivery: d, Events: []events.Event{e}, Dead: e.Reason, DeadError: e.Error})
+}
+
+// Start records that the run of d started (a started event).
+func (c *Consumer) Start(d store.Delivery) {
+	e := events.Event{Type: events.TypeStarted, Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Attempt: d.Fire.Attempt,
+		Worker: c.cfg.Node, Queue: d.Queue}
+	c.mu.Lock()
+	c.outbox = append(c.outbox, store.Outcome{Delivery: store.Delivery{Stream: d.Stream, Broadcast: true}, Events: []events.Event{e}})
+	c.mu.Unlock()
+	c.signalFlush()
+}
+
+// Finish records how the run of d ended: completed, failed and retried,
+// failed and dead-lettered, or handed back unfinished. It does not block:
+// outcomes are written in batches, and kept while Redis is unreachable.
+func (c *Consumer) Finish(d store.Delivery, r store.Result) {
+	overlap := d.Spec.Overlap != events.OverlapAllow && d.Spec.Overlap != ""
+	if overlap && d.Broadcast {
+		c.mu.Lock()
+		delete(c.localRun, d.Fire.Task)
+		if b := c.localBuf[d.Fire.Task]; b != nil {
+			delete(c.localBuf, d.Fire.Task)
+			c.localRun[d.Fire.Task] = true
+			c.later = append(c.later, *b)
+		}
+		c.mu.Unlock()
+	}
+	if r.HandBack {
+		if !d.Broadcast {
+			c.handBack([]store.Delivery{d})
+		}
+		return
+	}
+	if r.Dead != "" && r.Err == nil && r.Started.IsZero() {
+		c.deadLetter(d, r.Dead, "")
+		return
+	}
+	base := events.Event{Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Attempt: d.Fire.Attempt, Worker: c.cfg.Node}
+	cost := r.Finished.Sub(r.Started).Milliseconds()
+	lr := &events.LastRun{Task: d.Fire.Task, Fire: d.Fire.ID, Scheduled: d.Fire.At, Started: r.Started, Finished: r.Finished}
+	o := store.Outcome{Delivery: d, LastRun: lr, EndOverlap: overlap && !d.Broadcast}
+	if r.Err == nil {
+		e := base
+		e.Type, e.Status, e.CostMs, e.Queue = events.TypeCompleted, events.StatusCompleted, cost, d.Queue
+		lr.Status = events.StatusCompleted
+		o.Events = []events.Event{e}
+	} else {
+		msg := clean(r.Err.Error())
+		e := base
+		e.Type, e.Status, e.CostMs, e.Queue, e.Error = events.TypeFailed, events.StatusFailed, cost, d.Queue, msg
+		lr.Status, lr.Error = events.StatusFailed, msg
+		o.Events = []events.Event{e}
+		switch {
+		case r.RetryIn > 0 && !d.Broadcast:
+			re := base
+			re.Type, re.Attempt, re.Error = events.TypeRetried, d.Fire.Attempt+1, msg
+			re.Reason = fmt.Sprintf("attempt %d of %d failed; next in %s", d.Fire.Attempt, d.Spec.Attempts, r.RetryIn.Round(time.Millisecond))
+			o.Events = append(o.Events, re)
+			o.RetryIn = r.RetryIn
+		case r.Dead != "":
+			de := base
+			de.Type, de.Reason, de.Error, de.Queue = events.TypeDead, clean(r.Dead), msg, d.Queue
+			o.Events = append(o.Events, de)
+			o.Dead, o.DeadError = de.Reason, msg
+		}
+	}
+	c.enqueue(o)
+	if o.RetryIn > 0 {
+		select {
+		case c.retrySig <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (c *Consumer) enqueue(o store.Outcome) {
+	c.mu.Lock()
+	c.outbox = append(c.outbox, o)
+	c.mu.Unlock()
+	c.signalFlush()
+}
+
+func (c *Consumer) signalFlush() {
+	select {
+	case c.flushSig <- struct{}{}:
+	default:
+	}
+}
+
+// maxText bounds an error text kept in an event (a panic's stack included).
+const maxText = 8 << 10
+
+// clean makes text fit an event field: valid UTF-8, at most maxText bytes.
+func clean(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) > maxText {
+		s = strings.ToValidUTF8(s[:maxText], "") + "..."
+	}
+	return s
+}
+
+// flushLoop records queued outcomes in batches until ctx ends, retrying
+// with backoff while Redis fails.
+func (c *Consumer) flushLoop(ctx context.Context) {
+	b := newBackoff(50*time.Millisecond, 5*time.Second)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.flushSig:
+		}
+		for {
+			n, err := c.flushOnce(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				d := b.next()
+				c.log.Warn().Err(err).Dur("retry_in", d).Msg("record outcomes")
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(d):
+				}
+				continue
+			}
+			b.reset()
+			if n == 0 {
+				break
+			}
+		}
+	}
+}
+
+// flushOnce records up to FlushBatch queued outcomes; it returns how many
+// it took from the queue.
+func (c *Consumer) flushOnce(ctx context.Context) (int, error) {
+	c.mu.Lock()
+	n := min(len(c.outbox), c.cfg.FlushBatch)
+	batch := c.outbox[:n:n]
+	c.mu.Unlock()
+	if n == 0 {
+		return 0, nil
+	}
+	if _, err := c.st.Finish(ctx, c.cfg.Node, batch); err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	c.outbox = c.outbox[n:]
+	for _, o := range batch {
+		if o.Delivery.EntryID != "" && !o.Delivery.Broadcast {
+			delete(c.held, heldKey(o.Delivery.Stream, o.Delivery.EntryID))
+		}
+	}
+	close(c.flushedSig)
+	c.flushedSig = make(chan struct{})
+	c.mu.Unlock()
+	return n, nil
+}
+
+// drain waits up to limit for the outbox to be recorded.
+func (c *Consumer) drain(limit time.Duration) {
+	deadline := time.After(limit)
+	for {
+		c.mu.Lock()
+		left := len(c.outbox)
+		sig := c.flushedSig
+		c.mu.Unlock()
+		if left == 0 {
+			return
+		}
+		c.signalFlush()
+		select {
+		case <-sig:
+		case <-deadline:
+			c.log.Error().Int("outcomes", left).Msg("stopping with outcomes not recorded; their fires are run again by another worker")
+			return
+		}
+	}
+}
+
+// handBack gives held single-mode fires back at once (see store.HandBack).
+func (c *Consumer) handBack(ds []store.Delivery) {
+	var hs []store.Held
+	c.mu.Lock()
+	for _, d := range ds {
+		if h, ok := c.held[heldKey(d.Stream, d.EntryID)]; ok {
+			hs = append(hs, h)
+			delete(c.held, heldKey(d.Stream, d.EntryID))
+		}
+	}
+	c.mu.Unlock()
+	c.handBackHeld(hs)
+}
+
+func (c *Consumer) handBackAll() {
+	c.mu.Lock()
+	var hs []store.Held
+	queued := map[string]bool{}
+	for _, o := range c.outbox {
+		queued[heldKey(o.Delivery.Stream, o.Delivery.EntryID)] = true
+	}
+	for k, h := range c.held {
+		if !queued[k] {
+			hs = append(hs, h)
+			delete(c.held, k)
+		}
+	}
+	c.mu.Unlock()
+	c.handBackHeld(hs)
+}
+
+func (c *Consumer) handBackHeld(hs []store.Held) {
+	if len(hs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n, err := c.st.HandBack(ctx, c.cfg.Node, 100*c.cfg.VisibilityTimeout, hs)
+	if err != nil {
+		c.log.Warn().Err(err).Int("fires", len(hs)).Msg("hand back fires; they are reclaimed after the visibility timeout")
+		return
+	}
+	c.log.Info().Int("fires", n).Msg("handed back fires")
+}
+
+// broadcastLoop reads broadcast fires from the cursors set at start.
+func (c *Consumer) broadcastLoop(ctx context.Context) {
+	b := newBackoff(50*time.Millisecond, 5*time.Second)
+	for ctx.Err() == nil {
+		ds, err := c.st.ReadBroadcast(ctx, c.bcursors, 100, c.cfg.Block)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			d := b.next()
+			c.log.Warn().Err(err).Dur("retry_in", d).Msg("read broadcast fires")
+			sleep(ctx, d)
+			continue
+		}
+		b.reset()
+		if len(ds) > 0 {
+			select {
+			case c.bcast <- ds:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// heartbeatLoop extends the claims of held fires every third of the
+// visibility timeout.
+func (c *Consumer) heartbeatLoop(ctx context.Context) {
+	t := time.NewTicker(c.cfg.VisibilityTimeout / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		hs := make([]store.Held, 0, len(c.held))
+		for _, h := range c.held {
+			hs = append(hs, h)
+		}
+		c.mu.Unlock()
+		lost, err := c.st.Heartbeat(ctx, c.cfg.Node, c.cfg.VisibilityTimeout, hs)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.log.Warn().Err(err).Int("fires", len(hs)).Msg("extend claims")
+			}
+			continue
+		}
+		if len(lost) > 0 {
+			c.log.Warn().Strs("entries", lost).Msg("fires this worker runs were reclaimed by another worker (this one stopped answering for the visibility timeout)")
+		}
+	}
+}
+
+// retryLoop moves due retries back to their streams: at the earliest due
+// retry, at most a second apart, and when this worker scheduled one.
+func (c *Consumer) retryLoop(ctx context.Context) {
+	wait := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.retrySig:
+		case <-time.After(wait):
+		}
+		n, next, err := c.st.PromoteRetries(ctx, 500)
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				c.log.Warn().Err(err).Msg("move due retries")
+			}
+			wait = time.Second
+		case n == 500:
+			wait = 0
+		case next.IsZero():
+			wait = time.Second
+		default:
+			now, terr := c.st.Time(ctx)
+			wait = time.Second
+			if terr == nil {
+				wait = min(max(next.Sub(now), time.Millisecond), time.Second)
+			}
+		}
+	}
+}
+
+// trimLoop trims the fire streams every TrimInterval.
+func (c *Consumer) trimLoop(ctx context.Context) {
+	t := time.NewTicker(c.cfg.TrimInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, s := range append(append([]string(nil), c.single...), c.bstreams...) {
+			if _, err := c.st.TrimFires(ctx, s, c.cfg.FireRetention); err != nil && ctx.Err() == nil {
+				c.log.Warn().Err(err).Str("stream", s).Msg("trim")
+			}
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+type backoff struct{ min, max, cur time.Duration }
+
+func newBackoff(min, max time.Duration) *backoff { return &backoff{min: min, max: max} }
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(2*b.cur, b.max)
+	}
+	return b.cur
+}
+
+func (b *backoff) reset() { b.cur = 0 }

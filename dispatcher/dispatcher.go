@@ -1,0 +1,412 @@
+// Package dispatcher is the execution side of a taskino worker, and what a
+// Go program embeds: a registry of handlers, one per task name, run with
+// bounded concurrency on the fires a Source (a *consumer.Consumer) hands
+// it.
+//
+// # Runs
+//
+// Each fire runs its task's handler with the fire's id, task, scheduled
+// time, attempt and payload. The handler's context ends at the task's
+// Timeout and on a hard stop. A handler that returns an error, times out or
+// panics (the stack goes into the failed event) has failed: the fire is
+// tried again after a backoff until the task's Attempts are used, then
+// dead-lettered. A fire of a task with no handler here is dead-lettered at
+// once: every worker of a queue is expected to handle all its tasks.
+// Broadcast fires are not retried (each worker runs its own copy once).
+//
+// # Stopping
+//
+// Stop stops taking fires, lets the runs under way finish (until its
+// context ends, then it cancels them), and returns when every fire is
+// recorded or handed back to the other workers. StopAndCancel cancels the
+// runs at once. Run, when its context is cancelled, stops gracefully
+// within Config.Grace.
+//
+// Handlers run at least once per fire: a fire runs again when its worker
+// stopped answering while it ran, so handlers should use the fire id to be
+// idempotent.
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store"
+)
+
+// Source is where fires come from and outcomes go: a *consumer.Consumer.
+type Source interface {
+	// Run does the source's background work until ctx ends, then records
+	// what Finish was given and returns.
+	Run(ctx context.Context) error
+	// Fetch returns fires to run, about max of them, waiting a bounded
+	// time; nothing when ctx ends.
+	Fetch(ctx context.Context, max int) ([]store.Delivery, error)
+	// Start records that a run began.
+	Start(d store.Delivery)
+	// Finish records how a run ended; it must not block.
+	Finish(d store.Delivery, r store.Result)
+}
+
+// Handler runs one task's fires.
+type Handler interface {
+	Run(ctx context.Context, f events.Fire) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, f events.Fire) error
+
+// Run calls f.
+func (f HandlerFunc) Run(ctx context.Context, fire events.Fire) error { return f(ctx, fire) }
+
+// Config tunes a Dispatcher. The zero value is usable.
+type Config struct {
+	// Concurrency is the most runs at once (default 10).
+	Concurrency int
+	// Grace is how long Run, when its context is cancelled, lets runs under
+	// way finish before it cancels them (default 30s).
+	Grace time.Duration
+	// Backoff is the wait before attempt+1 after attempt failed (default:
+	// 1s doubling per attempt, at most 5m, with up to 20% added at random).
+	Backoff func(attempt int) time.Duration
+	// Logger receives the dispatcher's logs (default: none).
+	Logger zerolog.Logger
+}
+
+// WithDefaults returns the config with every unset field at its default.
+func (c Config) WithDefaults() Config {
+	if c.Concurrency <= 0 {
+		c.Concurrency = 10
+	}
+	if c.Grace <= 0 {
+		c.Grace = 30 * time.Second
+	}
+	if c.Backoff == nil {
+		c.Backoff = DefaultBackoff
+	}
+	return c
+}
+
+// DefaultBackoff waits 1s after the first failure, doubling per attempt up
+// to 5m, plus up to 20% at random so retries of many fires spread out.
+func DefaultBackoff(attempt int) time.Duration {
+	d := time.Second << min(max(attempt-1, 0), 9)
+	d = min(d, 5*time.Minute)
+	return d + time.Duration(rand.Int64N(int64(d)/5+1))
+}
+
+// Dispatcher runs handlers on the fires of a Source.
+type Dispatcher struct {
+	src Source
+	cfg Config
+	log zerolog.Logger
+
+	mu       sync.Mutex
+	handlers map[string]Handler
+	inflight map[*job]struct{}
+	started  bool
+
+	stopOnce sync.Once
+	stopCh   chan struct{} // closed by Stop: stop taking fires
+	hardOnce sync.Once
+	hardCh   chan struct{} // closed by a hard stop: cancel runs
+	done     chan struct{} // closed when Run returns
+}
+
+// New returns a dispatcher of the fires of src.
+func New(src Source, cfg Config) *Dispatcher {
+	cfg = cfg.WithDefaults()
+	return &Dispatcher{
+		src: src, cfg: cfg, log: cfg.Logger.With().Str("component", "dispatcher").Logger(),
+		handlers: map[string]Handler{}, inflight: map[*job]struct{}{},
+		stopCh: make(chan struct{}), hardCh: make(chan struct{}), done: make(chan struct{}),
+	}
+}
+
+// Handle registers h for the fires of task, replacing any earlier one. It
+// fails on a name that no task can have.
+func (dp *Dispatcher) Handle(task string, h Handler) error {
+	if err := events.ValidateName(task); err != nil {
+		return err
+	}
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	dp.handlers[task] = h
+	return nil
+}
+
+// HandleFunc registers f for the fires of task (see Handle).
+func (dp *Dispatcher) HandleFunc(task string, f func(ctx context.Context, fire events.Fire) error) error {
+	return dp.Handle(task, HandlerFunc(f))
+}
+
+type job struct {
+	d      store.Delivery
+	cancel context.CancelFunc
+	once   sync.Once
+}
+
+// finish reports the job's end once: a handler that outlives a hard stop
+// has already been handed back.
+func (dp *Dispatcher) finish(j *job, r store.Result) {
+	j.once.Do(func() { dp.src.Finish(j.d, r) })
+}
+
+// Run runs handlers on fetched fires until ctx is cancelled or Stop is
+// called, then stops (gracefully, within Grace, when ctx ended) and
+// returns nil once the source has recorded every outcome. It returns the
+// source's error if the source fails.
+func (dp *Dispatcher) Run(ctx context.Context) error {
+	dp.mu.Lock()
+	if dp.started {
+		dp.mu.Unlock()
+		return errors.New("dispatcher: Run called twice")
+	}
+	dp.started = true
+	dp.mu.Unlock()
+	defer close(dp.done)
+
+	srcCtx, stopSrc := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSrc()
+	srcDone := make(chan error, 1)
+	go func() { srcDone <- dp.src.Run(srcCtx) }()
+
+	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRuns()
+	fetchCtx, stopFetch := context.WithCancel(ctx)
+	defer stopFetch()
+	var srcErr error
+	go func() {
+		select {
+		case <-dp.stopCh:
+		case <-fetchCtx.Done():
+		}
+		stopFetch()
+	}()
+
+	slots := make(chan struct{}, dp.cfg.Concurrency)
+	for range dp.cfg.Concurrency {
+		slots <- struct{}{}
+	}
+	var wg sync.WaitGroup
+	b := newBackoff(50*time.Millisecond, 5*time.Second)
+fetching:
+	for fetchCtx.Err() == nil {
+		select {
+		case err := <-srcDone:
+			srcErr = err
+			srcDone <- err
+			break fetching
+		case <-slots:
+		case <-fetchCtx.Done():
+			break fetching
+		}
+		n := 1
+		for more := true; more; {
+			select {
+			case <-slots:
+				n++
+			default:
+				more = false
+			}
+		}
+		ds, err := dp.src.Fetch(fetchCtx, n)
+		for i, dl := range ds {
+			if i >= n {
+				select {
+				case <-slots:
+				case <-fetchCtx.Done():
+					for _, rest := range ds[i:] {
+						dp.src.Finish(rest, store.Result{HandBack: true})
+					}
+					break fetching
+				}
+			}
+			dp.start(runCtx, dl, slots, &wg)
+		}
+		for k := len(ds); k < n; k++ {
+			slots <- struct{}{}
+		}
+		if err != nil {
+			w := b.next()
+			dp.log.Warn().Err(err).Dur("retry_in", w).Msg("fetch fires")
+			select {
+			case <-fetchCtx.Done():
+			case <-time.After(w):
+			}
+			continue
+		}
+		b.reset()
+	}
+
+	// Stopping: let the runs under way finish, within Grace when ctx ended
+	// (Stop's own context bounds it otherwise), then cancel them.
+	allDone := make(chan struct{})
+	go func() { wg.Wait(); close(allDone) }()
+	var grace <-chan time.Time
+	select {
+	case <-dp.stopCh:
+	default:
+		grace = time.After(dp.cfg.Grace)
+	}
+	dp.log.Info().Int("running", dp.running()).Msg("stopping: letting runs finish")
+	select {
+	case <-allDone:
+	case <-dp.hardCh:
+	case <-grace:
+	}
+	cancelRuns()
+	select {
+	case <-allDone:
+	case <-time.After(time.Second):
+		// Handlers that ignore their context are left behind; their fires
+		// are handed back, and another worker runs them.
+		dp.mu.Lock()
+		left := make([]*job, 0, len(dp.inflight))
+		for j := range dp.inflight {
+			left = append(left, j)
+		}
+		dp.mu.Unlock()
+		dp.log.Warn().Int("runs", len(left)).Msg("runs did not end when cancelled; handing their fires back")
+		for _, j := range left {
+			dp.finish(j, store.Result{HandBack: true})
+		}
+	}
+	stopSrc()
+	if err := <-srcDone; err != nil && srcErr == nil {
+		srcErr = err
+	}
+	return srcErr
+}
+
+func (dp *Dispatcher) running() int {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	return len(dp.inflight)
+}
+
+// start runs one fire in its own goroutine, holding a slot until it ends.
+func (dp *Dispatcher) start(runCtx context.Context, dl store.Delivery, slots chan struct{}, wg *sync.WaitGroup) {
+	ctx, cancel := context.WithCancel(runCtx)
+	j := &job{d: dl, cancel: cancel}
+	dp.mu.Lock()
+	dp.inflight[j] = struct{}{}
+	h := dp.handlers[dl.Fire.Task]
+	dp.mu.Unlock()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer func() { slots <- struct{}{} }()
+		defer func() {
+			dp.mu.Lock()
+			delete(dp.inflight, j)
+			dp.mu.Unlock()
+			cancel()
+		}()
+		if h == nil {
+			dp.finish(j, store.Result{Dead: fmt.Sprintf("no handler for task %q on this worker (queue %q)", dl.Fire.Task, dl.Queue)})
+			return
+		}
+		dp.finish(j, dp.execute(ctx, runCtx, h, dl))
+	}()
+}
+
+// execute runs the handler and decides what becomes of the fire.
+func (dp *Dispatcher) execute(ctx, runCtx context.Context, h Handler, dl store.Delivery) store.Result {
+	if t := dl.Spec.Timeout; t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
+	dp.src.Start(dl)
+	r := store.Result{Started: time.Now()}
+	r.Err = call(ctx, h, dl.Fire)
+	r.Finished = time.Now()
+	if r.Err == nil {
+		return r
+	}
+	if runCtx.Err() != nil {
+		// Cancelled by a hard stop: not the handler's failure.
+		return store.Result{HandBack: true}
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		r.Err = fmt.Errorf("timed out after %s: %w", dl.Spec.Timeout, r.Err)
+	}
+	if dl.Broadcast {
+		return r
+	}
+	if dl.Fire.Attempt < dl.Spec.Attempts {
+		r.RetryIn = max(dp.cfg.Backoff(dl.Fire.Attempt), time.Millisecond)
+	} else {
+		r.Dead = fmt.Sprintf("failed %d of %d attempts", dl.Fire.Attempt, dl.Spec.Attempts)
+	}
+	dp.log.Debug().Err(r.Err).Str("fire", dl.Fire.ID).Int("attempt", dl.Fire.Attempt).Msg("run failed")
+	return r
+}
+
+// PanicError is a handler's panic, with the stack where it happened.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v\n%s", e.Value, e.Stack) }
+
+func call(ctx context.Context, h Handler, f events.Fire) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return h.Run(ctx, f)
+}
+
+// Stop stops taking fires and waits for the runs under way to finish and
+// be recorded; when ctx ends first, it cancels them, waits for Run to
+// return, and returns ctx's error. Run must have been called.
+func (dp *Dispatcher) Stop(ctx context.Context) error {
+	dp.stopOnce.Do(func() { close(dp.stopCh) })
+	select {
+	case <-dp.done:
+		return nil
+	case <-ctx.Done():
+		dp.hardOnce.Do(func() { close(dp.hardCh) })
+		<-dp.done
+		return ctx.Err()
+	}
+}
+
+// StopAndCancel stops taking fires, cancels the runs under way at once and
+// waits, until ctx ends, for Run to return.
+func (dp *Dispatcher) StopAndCancel(ctx context.Context) error {
+	dp.stopOnce.Do(func() { close(dp.stopCh) })
+	dp.hardOnce.Do(func() { close(dp.hardCh) })
+	select {
+	case <-dp.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+type backoff struct{ min, max, cur time.Duration }
+
+func newBackoff(min, max time.Duration) *backoff { return &backoff{min: min, max: max} }
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(2*b.cur, b.max)
+	}
+	return b.cur
+}
+
+func (b *backoff) reset() { b.cur = 0 }

@@ -1,0 +1,513 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/taskino/taskino/events"
+)
+
+// The worker side of the store. Single-mode fires are read through the
+// consumer group WorkerGroup, so each entry is handed to one worker and stays
+// pending until its outcome is recorded (Finish acks it in the same script).
+// Broadcast fires are read without a group, by every worker from its own
+// cursor. Retries wait in the Retry set, not in a worker's memory.
+
+// Delivery is one fire handed to this worker.
+type Delivery struct {
+	// Stream is the stream the entry was read from; Queue its queue.
+	Stream string
+	Queue  string
+	// Broadcast is true for a broadcast fire: nothing to ack, every worker
+	// runs it.
+	Broadcast bool
+	// EntryID is the stream entry id.
+	EntryID string
+	// Fire is the decoded entry; zero when Err is set.
+	Fire events.Fire
+	// Err says why the entry does not decode; such an entry is dead-lettered.
+	Err error
+	// Raw is the entry's fields as they were read.
+	Raw map[string]string
+	// Deliveries counts how often the entry was handed out, 1 the first
+	// time; more means a worker holding it stopped answering.
+	Deliveries int64
+	// Spec is the task's spec as the worker knows it (the defaults for a
+	// task with a handler but no stored spec); set by the consumer.
+	Spec events.Spec
+}
+
+// Held identifies a fire a worker is running, for heartbeats and hand-backs.
+type Held struct {
+	Stream  string
+	EntryID string // "" for a broadcast fire
+	// Task and FireID, with Overlap set, name the running key to extend.
+	Task    string
+	FireID  string
+	Overlap bool
+}
+
+// EnsureGroup creates the worker consumer group on a fire stream (and the
+// stream) if missing. The group starts at the stream's beginning, so fires
+// appended before any worker existed are run.
+func (s *Store) EnsureGroup(ctx context.Context, stream string) error {
+	err := s.rdb.XGroupCreateMkStream(ctx, stream, WorkerGroup, "0").Err()
+	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return fmt.Errorf("create consumer group on %s: %w", stream, err)
+	}
+	return nil
+}
+
+// QueueOf is the queue of a fire or broadcast stream of this namespace, and
+// whether the stream is a broadcast one.
+func (s *Store) QueueOf(stream string) (queue string, broadcast bool) {
+	rest := strings.TrimPrefix(stream, s.keys.prefix)
+	if q, ok := strings.CutPrefix(rest, "broadcast:"); ok {
+		return q, true
+	}
+	return strings.TrimPrefix(rest, "fires:"), false
+}
+
+func (s *Store) delivery(stream string, m redis.XMessage, deliveries int64) Delivery {
+	q, bc := s.QueueOf(stream)
+	d := Delivery{Stream: stream, Queue: q, Broadcast: bc, EntryID: m.ID, Raw: stringFields(m.Values), Deliveries: deliveries}
+	d.Fire, d.Err = events.DecodeFire(m.ID, d.Raw)
+	return d
+}
+
+// ReadFires reads up to count new entries for consumer from the single-mode
+// fire streams, waiting up to block for one to arrive. The entries are
+// pending for consumer until finished.
+func (s *Store) ReadFires(ctx context.Context, consumer string, streams []string, count int, block time.Duration) ([]Delivery, error) {
+	args := make([]string, 0, 2*len(streams))
+	args = append(args, streams...)
+	for range streams {
+		args = append(args, ">")
+	}
+	res, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: WorkerGroup, Consumer: consumer, Streams: args, Count: int64(count), Block: block}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read fires: %w", err)
+	}
+	var out []Delivery
+	for _, st := range res {
+		for _, m := range st.Messages {
+			out = append(out, s.delivery(st.Stream, m, 1))
+		}
+	}
+	return out, nil
+}
+
+// Reclaim takes over up to count entries of stream that have been pending
+// with other consumers for at least minIdle, scanning from cursor (start
+// with "0-0"). It returns them with their delivery counts, and the cursor
+// to go on from ("0-0" when the scan went round).
+func (s *Store) Reclaim(ctx context.Context, consumer, stream string, minIdle time.Duration, cursor string, count int) ([]Delivery, string, error) {
+	msgs, next, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: stream, Group: WorkerGroup, Consumer: consumer,
+		MinIdle: minIdle, Start: cursor, Count: int64(count)}).Result()
+	if err != nil {
+		return nil, cursor, fmt.Errorf("reclaim fires of %s: %w", stream, err)
+	}
+	if len(msgs) == 0 {
+		return nil, next, nil
+	}
+	counts := map[string]int64{}
+	pend, err := s.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: WorkerGroup, Consumer: consumer,
+		Start: msgs[0].ID, End: msgs[len(msgs)-1].ID, Count: int64(len(msgs) * 2)}).Result()
+	if err != nil {
+		return nil, next, fmt.Errorf("read delivery counts of %s: %w", stream, err)
+	}
+	for _, p := range pend {
+		counts[p.ID] = p.RetryCount
+	}
+	out := make([]Delivery, 0, len(msgs))
+	for _, m := range msgs {
+		n := counts[m.ID]
+		if n == 0 {
+			n = 2
+		}
+		out = append(out, s.delivery(stream, m, n))
+	}
+	return out, next, nil
+}
+
+// BroadcastCursor is the id of the last entry of a broadcast stream ("0-0"
+// when it is empty): a worker that reads from it runs every broadcast fire
+// appended after this call.
+func (s *Store) BroadcastCursor(ctx context.Context, stream string) (string, error) {
+	msgs, err := s.rdb.XRevRangeN(ctx, stream, "+", "-", 1).Result()
+	if err != nil {
+		return "", fmt.Errorf("read the end of %s: %w", stream, err)
+	}
+	if len(msgs) == 0 {
+		return "0-0", nil
+	}
+	return msgs[0].ID, nil
+}
+
+// ReadBroadcast reads up to count entries after each stream's cursor,
+// waiting up to block, and advances the cursors.
+func (s *Store) ReadBroadcast(ctx context.Context, cursors map[string]string, count int, block time.Duration) ([]Delivery, error) {
+	args := make([]string, 0, 2*len(cursors))
+	for st := range cursors {
+		args = append(args, st)
+	}
+	for _, st := range args[:len(cursors)] {
+		args = append(args, cursors[st])
+	}
+	res, err := s.rdb.XRead(ctx, &redis.XReadArgs{Streams: args, Count: int64(count), Block: block}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read broadcast fires: %w", err)
+	}
+	var out []Delivery
+	for _, st := range res {
+		for _, m := range st.Messages {
+			out = append(out, s.delivery(st.Stream, m, 1))
+			cursors[st.Stream] = m.ID
+		}
+	}
+	return out, nil
+}
+
+// Heartbeat extends consumer's hold on the fires it runs (see
+// heartbeatScript) and returns the entry ids it no longer holds.
+func (s *Store) Heartbeat(ctx context.Context, consumer string, ttl time.Duration, held []Held) ([]string, error) {
+	if len(held) == 0 {
+		return nil, nil
+	}
+	args := []any{WorkerGroup, consumer, ttl.Milliseconds()}
+	for _, h := range held {
+		rk := ""
+		if h.Overlap {
+			rk = s.keys.Running(h.Task)
+		}
+		args = append(args, h.Stream, h.EntryID, rk, h.FireID)
+	}
+	lost, err := heartbeatScript.Run(ctx, s.rdb, []string{s.keys.Events()}, args...).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("extend claims: %w", err)
+	}
+	return lost, nil
+}
+
+// HandBack makes the single-mode fires in held that consumer still holds
+// reclaimable by any worker at once. It returns how many it handed back.
+func (s *Store) HandBack(ctx context.Context, consumer string, idle time.Duration, held []Held) (int, error) {
+	args := []any{WorkerGroup, consumer, idle.Milliseconds()}
+	for _, h := range held {
+		if h.EntryID != "" {
+			args = append(args, h.Stream, h.EntryID)
+		}
+	}
+	if len(args) == 3 {
+		return 0, nil
+	}
+	n, err := handBackScript.Run(ctx, s.rdb, []string{s.keys.Events()}, args...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("hand back fires: %w", err)
+	}
+	return n, nil
+}
+
+// BeginResult says what the overlap policy made of a fire.
+type BeginResult string
+
+// The begin results.
+const (
+	BeginRun      BeginResult = "run"      // run it
+	BeginBuffered BeginResult = "buffered" // kept waiting for the run under way (buffer-one)
+	BeginSkipped  BeginResult = "skipped"  // dropped, recorded missed
+	BeginGone     BeginResult = "gone"     // already acked elsewhere
+)
+
+// Begin applies a task's overlap policy (skip or buffer-one) to a
+// single-mode delivery: see beginScript. ttl is how long the running mark
+// lives unless a heartbeat extends it; missed is the event recorded when
+// the fire is dropped.
+func (s *Store) Begin(ctx context.Context, d Delivery, policy events.Overlap, ttl time.Duration, missed events.Event) (BeginResult, error) {
+	member, err := retryMember(d.Stream, d.Fire)
+	if err != nil {
+		return "", err
+	}
+	kv, err := missed.Encode()
+	if err != nil {
+		return "", err
+	}
+	args := []any{d.Fire.ID, ttl.Milliseconds(), string(policy), d.Stream, WorkerGroup, d.EntryID, s.eventsMaxLen, member}
+	for _, v := range kv {
+		args = append(args, v)
+	}
+	keys := []string{s.keys.Running(d.Fire.Task), s.keys.Buffer(d.Fire.Task), s.keys.Events()}
+	res, err := beginScript.Run(ctx, s.rdb, keys, args...).Text()
+	if err != nil {
+		return "", fmt.Errorf("begin fire %s: %w", d.Fire.ID, err)
+	}
+	return BeginResult(res), nil
+}
+
+func retryMember(stream string, f events.Fire) (string, error) {
+	b, err := json.Marshal(append([]string{stream}, f.Fields()...))
+	return string(b), err
+}
+
+// Outcome is what to record of one delivery, atomically with its ack.
+type Outcome struct {
+	// Delivery is the fire the outcome is of. Its entry is acked unless it
+	// is a broadcast fire; a zero Delivery records the events alone.
+	Delivery Delivery
+	// Events are appended to the events stream.
+	Events []events.Event
+	// Dead, when set, dead-letters the entry with this reason (and
+	// DeadError, the last failure, if any).
+	Dead      string
+	DeadError string
+	// RetryIn, when positive, appends Delivery's fire again after this
+	// long, with its attempt count one higher.
+	RetryIn time.Duration
+	// LastRun, when set, updates the task's last-run record (see
+	// finishScript for when it is kept).
+	LastRun *events.LastRun
+	// EndOverlap ends the run's hold of the task's overlap policy, and
+	// releases the buffered fire if there is one.
+	EndOverlap bool
+}
+
+// Dead-letter entry fields. An entry on the dead-letter stream carries the
+// reason, where it came from, and the original fields, each prefixed with
+// DeadFieldPrefix, byte for byte.
+const (
+	DeadReason      = "reason"
+	DeadError       = "error"
+	DeadSource      = "source"
+	DeadEntry       = "entry"
+	DeadWorker      = "worker"
+	DeadFieldPrefix = "f:"
+)
+
+// DefaultDeadMaxLen bounds the dead-letter stream (approximately).
+const DefaultDeadMaxLen = 1_000_000
+
+// Finish records outcomes, each atomically with the ack of its entry (see
+// finishScript), in one round trip. It returns how many were recorded: an
+// entry acked before (another worker reclaimed and finished it) records
+// nothing.
+func (s *Store) Finish(ctx context.Context, worker string, outs []Outcome) (int, error) {
+	if len(outs) == 0 {
+		return 0, nil
+	}
+	args := []any{WorkerGroup, s.eventsMaxLen, DefaultDeadMaxLen, len(outs)}
+	for _, o := range outs {
+		d := o.Delivery
+		ack := d.EntryID
+		if d.Broadcast {
+			ack = ""
+		}
+		var ops []any
+		nops := 0
+		op := func(code string, a ...any) {
+			ops = append(ops, code, len(a))
+			ops = append(ops, a...)
+			nops++
+		}
+		for _, e := range o.Events {
+			kv, err := e.Encode()
+			if err != nil {
+				return 0, fmt.Errorf("event %s of fire %s: %w", e.Type, d.Fire.ID, err)
+			}
+			op("E", strs(kv)...)
+		}
+		if o.Dead != "" {
+			kv := []any{DeadReason, o.Dead, DeadSource, d.Stream, DeadEntry, d.EntryID, DeadWorker, worker}
+			if o.DeadError != "" {
+				kv = append(kv, DeadError, o.DeadError)
+			}
+			for k, v := range d.Raw {
+				kv = append(kv, DeadFieldPrefix+k, v)
+			}
+			op("D", kv...)
+		}
+		if o.RetryIn > 0 {
+			f := d.Fire
+			f.Attempt++
+			m, err := retryMember(d.Stream, f)
+			if err != nil {
+				return 0, err
+			}
+			op("R", o.RetryIn.Milliseconds(), m)
+		}
+		if o.LastRun != nil {
+			b, err := events.MarshalLastRun(*o.LastRun)
+			if err != nil {
+				return 0, err
+			}
+			op("L", o.LastRun.Task, string(b))
+		}
+		if o.EndOverlap {
+			op("U", s.keys.Running(d.Fire.Task), s.keys.Buffer(d.Fire.Task), d.Fire.ID)
+		}
+		args = append(args, d.Stream, ack, nops)
+		args = append(args, ops...)
+	}
+	keys := []string{s.keys.Events(), s.keys.Dead(), s.keys.Retry(), s.keys.LastRun()}
+	n, err := finishScript.Run(ctx, s.rdb, keys, args...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("record %d outcomes: %w", len(outs), err)
+	}
+	return n, nil
+}
+
+func strs(kv []string) []any {
+	out := make([]any, len(kv))
+	for i, v := range kv {
+		out[i] = v
+	}
+	return out
+}
+
+// PromoteRetries appends up to max due retries to their streams. It
+// returns how many, and when the next one is due (zero when none waits).
+func (s *Store) PromoteRetries(ctx context.Context, max int) (int, time.Time, error) {
+	res, err := promoteScript.Run(ctx, s.rdb, []string{s.keys.Retry()}, max).Int64Slice()
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("move due retries: %w", err)
+	}
+	var next time.Time
+	if res[1] >= 0 {
+		next = time.UnixMilli(res[1]).UTC()
+	}
+	return int(res[0]), next, nil
+}
+
+// TrimFires trims a fire stream: entries older than keep (by their ids'
+// time, which is the Redis clock) go, but never one the worker group has
+// not acked: the cut stops at the oldest pending entry and at the group's
+// last-delivered entry. A broadcast stream (no group) is trimmed by age
+// alone. It returns how many entries went.
+func (s *Store) TrimFires(ctx context.Context, stream string, keep time.Duration) (int64, error) {
+	now, err := s.Time(ctx)
+	if err != nil {
+		return 0, err
+	}
+	cut := now.Add(-keep).UnixMilli()
+	minID := strconv.FormatInt(cut, 10) + "-0"
+	if _, bc := s.QueueOf(stream); !bc {
+		groups, err := s.rdb.XInfoGroups(ctx, stream).Result()
+		if err != nil {
+			return 0, fmt.Errorf("read groups of %s: %w", stream, err)
+		}
+		for _, g := range groups {
+			if g.Name != WorkerGroup {
+				continue
+			}
+			if lessID(g.LastDeliveredID, minID) {
+				minID = g.LastDeliveredID
+			}
+			if g.Pending > 0 {
+				p, err := s.rdb.XPending(ctx, stream, WorkerGroup).Result()
+				if err != nil {
+					return 0, fmt.Errorf("read pending of %s: %w", stream, err)
+				}
+				if p.Count > 0 && lessID(p.Lower, minID) {
+					minID = p.Lower
+				}
+			}
+		}
+	}
+	n, err := s.rdb.XTrimMinIDApprox(ctx, stream, minID, 0).Result()
+	if err != nil {
+		return 0, fmt.Errorf("trim %s: %w", stream, err)
+	}
+	return n, nil
+}
+
+// lessID compares stream ids "ms-seq".
+func lessID(a, b string) bool {
+	am, as, _ := strings.Cut(a, "-")
+	bm, bs, _ := strings.Cut(b, "-")
+	ai, _ := strconv.ParseUint(am, 10, 64)
+	bi, _ := strconv.ParseUint(bm, 10, 64)
+	if ai != bi {
+		return ai < bi
+	}
+	asq, _ := strconv.ParseUint(as, 10, 64)
+	bsq, _ := strconv.ParseUint(bs, 10, 64)
+	return asq < bsq
+}
+
+// ErrUnknownTask is wrapped by Trigger when the task set has no such task.
+var ErrUnknownTask = errors.New("unknown task")
+
+// Trigger runs a task now, on whichever worker takes it: it appends a fire
+// to the task's stream (its queue, and broadcast for a broadcast task),
+// with payload (the spec's payload when empty) and, when id is not empty,
+// that fire id, so a handler can tell a repeated trigger. It returns the
+// entry id. A task not in the stored set is an error wrapping
+// ErrUnknownTask.
+func (s *Store) Trigger(ctx context.Context, task, payload, id string) (string, error) {
+	raw, err := s.rdb.HGet(ctx, s.keys.Specs(), task).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", fmt.Errorf("trigger %q: %w in namespace %q (apply a task set that has it)", task, ErrUnknownTask, s.ns)
+	}
+	if err != nil {
+		return "", fmt.Errorf("trigger %q: %w", task, err)
+	}
+	sp, err := events.UnmarshalSpec([]byte(raw))
+	if err != nil {
+		return "", fmt.Errorf("trigger %q: %w", task, err)
+	}
+	if payload == "" {
+		payload = sp.Payload
+	}
+	kv := []any{events.FieldTask, task}
+	if payload != "" {
+		kv = append(kv, events.FieldPayload, payload)
+	}
+	if id != "" {
+		kv = append(kv, events.FieldID, id)
+	}
+	if _, err := events.DecodeFire("0-1", stringFields(pairs(kv))); err != nil {
+		return "", fmt.Errorf("trigger %q: %w", task, err)
+	}
+	sp = sp.WithDefaults()
+	eid, err := s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.FireStream(sp.Queue, sp.Mode), Values: kv}).Result()
+	if err != nil {
+		return "", fmt.Errorf("trigger %q: %w", task, err)
+	}
+	return eid, nil
+}
+
+func pairs(kv []any) map[string]any {
+	m := make(map[string]any, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i].(string)] = kv[i+1]
+	}
+	return m
+}
+
+// Result is how a worker's run of a delivery ended, as the dispatcher
+// reports it to the consumer, which turns it into an Outcome.
+type Result struct {
+	// Started and Finished bound the run (host clock); zero when it never
+	// started.
+	Started, Finished time.Time
+	// Err is the failure, nil on success.
+	Err error
+	// RetryIn, when positive, tries the fire again after this long.
+	RetryIn time.Duration
+	// Dead, when set, dead-letters the fire with this reason.
+	Dead string
+	// HandBack gives the fire up unfinished (a stopping worker): another
+	// worker takes it at once.
+	HandBack bool
+}

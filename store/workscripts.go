@@ -1,0 +1,207 @@
+package store
+
+import "github.com/redis/go-redis/v9"
+
+// The worker side's scripts. Like the planner's, they read the clock with
+// TIME, derive keys that carry the namespace's hash tag, and never write
+// stream field names of their own: Go passes every event and entry in as
+// field lists.
+
+// finishScript records the outcomes of a batch of fires, each atomically
+// with the ack of its entry.
+//
+// KEYS[1] -> events (stream)
+// KEYS[2] -> dead (stream)
+// KEYS[3] -> retry (zset)
+// KEYS[4] -> lastrun (hash)
+// ARGV[1] -> consumer group
+// ARGV[2] -> events stream approximate MAXLEN
+// ARGV[3] -> dead stream approximate MAXLEN
+// ARGV[4] -> number of items
+// ARGV[5..] -> per item: stream, entry id ("" when there is nothing to ack:
+// a broadcast fire, or an event alone), number of ops, then the ops. An op
+// is a code, its number of arguments, and the arguments:
+//
+//	E fields...         XADD the fields to the events stream
+//	D fields...         XADD the fields to the dead-letter stream
+//	R delay_ms member   add member to the retry set, due delay_ms from now
+//	L task record       the task's last-run record, JSON; kept only if it is
+//	                    of the stored fire or a later one ("fire" and
+//	                    "scheduled" keys), and "fired" carried over from the
+//	                    stored record of the same fire
+//	U running buffer id end the run of fire id for the overlap policy: delete
+//	                    the running key if it holds id, and move a buffered
+//	                    fire (if any, and no other run holds the key) to its
+//	                    stream
+//
+// An item whose entry id is set does its ops only if XACK acked it: a fire
+// already acked (by the worker that reclaimed it from this one) has its
+// outcome recorded once, by whoever acked it first.
+// Returns the number of items whose ops were done.
+var finishScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local A = ARGV
+local i = 5
+local done = 0
+for _ = 1, tonumber(A[4]) do
+  local stream, id, nops = A[i], A[i+1], tonumber(A[i+2])
+  i = i + 3
+  local ok = true
+  if id ~= '' then ok = redis.call('XACK', stream, A[1], id) == 1 end
+  if ok then done = done + 1 end
+  for _ = 1, nops do
+    local code, n = A[i], tonumber(A[i+1])
+    local a = i + 2
+    i = a + n
+    if ok then
+      if code == 'E' then
+        redis.call('XADD', KEYS[1], 'MAXLEN', '~', A[2], '*', unpack(A, a, a + n - 1))
+      elseif code == 'D' then
+        redis.call('XADD', KEYS[2], 'MAXLEN', '~', A[3], '*', unpack(A, a, a + n - 1))
+      elseif code == 'R' then
+        redis.call('ZADD', KEYS[3], string.format('%.0f', now + tonumber(A[a])), A[a+1])
+      elseif code == 'L' then
+        local new = cjson.decode(A[a+1])
+        local raw = redis.call('HGET', KEYS[4], A[a])
+        local keep = true
+        if raw then
+          local old = cjson.decode(raw)
+          if old.fire == new.fire then
+            new.fired = old.fired
+          elseif (tonumber(old.scheduled) or 0) > (tonumber(new.scheduled) or 0) then
+            keep = false
+          end
+        end
+        if keep then redis.call('HSET', KEYS[4], A[a], cjson.encode(new)) end
+      elseif code == 'U' then
+        local cur = redis.call('GET', A[a])
+        if cur == A[a+2] then redis.call('DEL', A[a]); cur = false end
+        if not cur then
+          local b = redis.call('GET', A[a+1])
+          if b then
+            redis.call('DEL', A[a+1])
+            local e = cjson.decode(b)
+            redis.call('XADD', e[1], '*', unpack(e, 2))
+          end
+        end
+      end
+    end
+  end
+end
+return done
+`)
+
+// beginScript starts a run under the overlap policy skip or buffer-one.
+//
+// KEYS[1] -> the task's running key (string)
+// KEYS[2] -> the task's buffer key (string)
+// KEYS[3] -> events (stream)
+// ARGV[1] -> fire id
+// ARGV[2] -> how long the running key lives unless extended, ms
+// ARGV[3] -> policy: "skip" or "buffer-one"
+// ARGV[4] -> the fire's stream
+// ARGV[5] -> consumer group
+// ARGV[6] -> the fire's entry id
+// ARGV[7] -> events stream approximate MAXLEN
+// ARGV[8] -> the fire as a Retry member (what a buffer holds)
+// ARGV[9..] -> the fields of the missed event recorded when the fire is dropped
+//
+// When no other fire of the task runs (or this one does: a reclaim), the
+// running key is set to this fire and the result is "run". Otherwise, under
+// buffer-one with an empty buffer, the fire goes to the buffer and its entry
+// is acked: "buffered". Otherwise the entry is acked and the missed event
+// appended: "skipped". An entry no longer pending (acked elsewhere) is left
+// alone: "gone".
+var beginScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if not cur or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 'run'
+end
+if redis.call('XACK', ARGV[4], ARGV[5], ARGV[6]) == 0 then return 'gone' end
+if ARGV[3] == 'buffer-one' and redis.call('SET', KEYS[2], ARGV[8], 'NX') then
+  return 'buffered'
+end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', unpack(ARGV, 9))
+return 'skipped'
+`)
+
+// heartbeatScript extends a worker's hold on the fires it is running, so a
+// live worker's long run is never reclaimed by another.
+//
+// ARGV[1] -> consumer group
+// ARGV[2] -> consumer (this worker)
+// ARGV[3] -> how long a running key lives unless extended, ms
+// ARGV[4..] -> per fire: stream, entry id ("" for a broadcast fire),
+// running key ("" when the task has no overlap policy), fire id
+//
+// An entry still pending for this consumer has its idle time reset (XCLAIM
+// to itself, JUSTID, so its delivery count does not grow); a running key
+// that still holds the fire id has its expiry pushed back.
+// Returns the entry ids that are no longer this consumer's (another worker
+// reclaimed them, or they were acked).
+var heartbeatScript = redis.NewScript(`
+local lost = {}
+for i = 4, #ARGV, 4 do
+  local stream, id, rk, fire = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
+  if id ~= '' then
+    local p = redis.call('XPENDING', stream, ARGV[1], id, id, 1)
+    if p[1] and p[1][2] == ARGV[2] then
+      redis.call('XCLAIM', stream, ARGV[1], ARGV[2], 0, id, 'JUSTID')
+    else
+      lost[#lost + 1] = id
+    end
+  end
+  if rk ~= '' and redis.call('GET', rk) == fire then
+    redis.call('PEXPIRE', rk, ARGV[3])
+  end
+end
+return lost
+`)
+
+// handBackScript gives up fires a stopping worker will not finish, so the
+// next reclaim by any worker takes them at once instead of after the
+// visibility timeout.
+//
+// ARGV[1] -> consumer group
+// ARGV[2] -> consumer (this worker)
+// ARGV[3] -> idle time to set, ms (at least the visibility timeout)
+// ARGV[4..] -> pairs: stream, entry id
+//
+// Entries still pending for this consumer get their idle time set (XCLAIM
+// to itself with IDLE, JUSTID: the delivery count does not grow).
+// Returns the number handed back.
+var handBackScript = redis.NewScript(`
+local n = 0
+for i = 4, #ARGV, 2 do
+  local stream, id = ARGV[i], ARGV[i+1]
+  local p = redis.call('XPENDING', stream, ARGV[1], id, id, 1)
+  if p[1] and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', stream, ARGV[1], ARGV[2], 0, id, 'IDLE', ARGV[3], 'JUSTID')
+    n = n + 1
+  end
+end
+return n
+`)
+
+// promoteScript moves retries that are due back to their streams.
+//
+// KEYS[1] -> retry (zset)
+// ARGV[1] -> the most to move
+//
+// Returns {moved, the earliest due score left or -1}.
+var promoteScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now), 'LIMIT', 0, tonumber(ARGV[1]))
+for _, m in ipairs(due) do
+  local e = cjson.decode(m)
+  redis.call('XADD', e[1], '*', unpack(e, 2))
+  redis.call('ZREM', KEYS[1], m)
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local next = -1
+if first[2] then next = tonumber(first[2]) end
+return {#due, next}
+`)
