@@ -166,7 +166,7 @@ type Consumer struct {
 	held       map[string]store.Held // entry key -> what is held
 	outbox     []store.Outcome
 	specs      map[string]events.Spec
-	specsAt    time.Time
+	unknown    map[string]time.Time // tasks with no stored spec, when last looked up
 	localRun   map[string]bool            // broadcast tasks with an overlap policy running here
 	localBuf   map[string]*store.Delivery // broadcast buffer-one: the one waiting
 	flushSig   chan struct{}
@@ -198,6 +198,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 		reclaimCursor: map[string]string{},
 		held:          map[string]store.Held{},
 		specs:         map[string]events.Spec{},
+		unknown:       map[string]time.Time{},
 		localRun:      map[string]bool{},
 		localBuf:      map[string]*store.Delivery{},
 		flushSig:      make(chan struct{}, 1),
@@ -284,7 +285,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 // setUp creates the groups, sets the broadcast cursors and loads the specs,
 // retrying while Redis is unreachable.
 func (c *Consumer) setUp(ctx context.Context) error {
-	b := newBackoff(50*time.Millisecond, 5*time.Second)
+	b := store.NewBackoff()
 	for {
 		err := c.trySetUp(ctx)
 		if err == nil {
@@ -293,7 +294,7 @@ func (c *Consumer) setUp(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		d := b.next()
+		d := b.Next()
 		c.log.Warn().Err(err).Dur("retry_in", d).Msg("worker set-up failed")
 		select {
 		case <-ctx.Done():
@@ -331,30 +332,37 @@ func (c *Consumer) loadSpecs(ctx context.Context) error {
 		m[s.Name] = s.WithDefaults()
 	}
 	c.mu.Lock()
-	c.specs, c.specsAt = m, time.Now()
+	c.specs, c.unknown = m, map[string]time.Time{}
 	c.mu.Unlock()
 	return nil
 }
 
-// spec is task's spec, reloaded at most once a second when unknown; a task
-// not in the set gets the defaults (a task run only by manual triggers).
+// spec is task's spec: from the cache, which every task-set apply
+// refreshes, or read from Redis when the cache lacks it (a set applied a
+// moment ago); a task not in the set gets the defaults (a task run only by
+// manual triggers), and is looked up again after a second.
 func (c *Consumer) spec(ctx context.Context, task string) events.Spec {
 	c.mu.Lock()
 	sp, ok := c.specs[task]
-	stale := time.Since(c.specsAt) > time.Second
+	missAt, missed := c.unknown[task]
 	c.mu.Unlock()
 	if ok {
 		return sp
 	}
-	if stale {
-		if err := c.loadSpecs(ctx); err != nil {
-			c.log.Warn().Err(err).Msg("reload task specs")
-		}
+	if !missed || time.Since(missAt) > time.Second {
+		got, err := c.st.Spec(ctx, task)
 		c.mu.Lock()
-		sp, ok = c.specs[task]
-		c.mu.Unlock()
-		if ok {
+		defer c.mu.Unlock()
+		switch {
+		case err == nil:
+			sp = got.WithDefaults()
+			c.specs[task] = sp
+			delete(c.unknown, task)
 			return sp
+		case errors.Is(err, store.ErrNotFound):
+			c.unknown[task] = time.Now()
+		default:
+			c.log.Warn().Err(err).Str("task", task).Msg("read task spec")
 		}
 	}
 	return events.Spec{Name: task}.WithDefaults()
@@ -699,7 +707,7 @@ func clean(s string) string {
 // flushLoop records queued outcomes in batches until ctx ends, retrying
 // with backoff while Redis fails.
 func (c *Consumer) flushLoop(ctx context.Context) {
-	b := newBackoff(50*time.Millisecond, 5*time.Second)
+	b := store.NewBackoff()
 	for {
 		select {
 		case <-ctx.Done():
@@ -712,7 +720,7 @@ func (c *Consumer) flushLoop(ctx context.Context) {
 				if ctx.Err() != nil {
 					return
 				}
-				d := b.next()
+				d := b.Next()
 				c.log.Warn().Err(err).Dur("retry_in", d).Msg("record outcomes")
 				select {
 				case <-ctx.Done():
@@ -721,7 +729,7 @@ func (c *Consumer) flushLoop(ctx context.Context) {
 				}
 				continue
 			}
-			b.reset()
+			b.Reset()
 			if n == 0 {
 				break
 			}
@@ -823,19 +831,19 @@ func (c *Consumer) handBackHeld(hs []store.Held) {
 
 // broadcastLoop reads broadcast fires from the cursors set at start.
 func (c *Consumer) broadcastLoop(ctx context.Context) {
-	b := newBackoff(50*time.Millisecond, 5*time.Second)
+	b := store.NewBackoff()
 	for ctx.Err() == nil {
 		ds, err := c.st.ReadBroadcast(ctx, c.bcursors, 100, c.cfg.Block)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			d := b.next()
+			d := b.Next()
 			c.log.Warn().Err(err).Dur("retry_in", d).Msg("read broadcast fires")
 			sleep(ctx, d)
 			continue
 		}
-		b.reset()
+		b.Reset()
 		if len(ds) > 0 {
 			select {
 			case c.bcast <- ds:
@@ -934,18 +942,3 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	}
 }
-
-type backoff struct{ min, max, cur time.Duration }
-
-func newBackoff(min, max time.Duration) *backoff { return &backoff{min: min, max: max} }
-
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else {
-		b.cur = min(2*b.cur, b.max)
-	}
-	return b.cur
-}
-
-func (b *backoff) reset() { b.cur = 0 }

@@ -196,7 +196,7 @@ func (dp *Dispatcher) Run(ctx context.Context) error {
 		slots <- struct{}{}
 	}
 	var wg sync.WaitGroup
-	b := newBackoff(50*time.Millisecond, 5*time.Second)
+	b := store.NewBackoff()
 fetching:
 	for fetchCtx.Err() == nil {
 		select {
@@ -235,7 +235,7 @@ fetching:
 			slots <- struct{}{}
 		}
 		if err != nil {
-			w := b.next()
+			w := b.Next()
 			dp.log.Warn().Err(err).Dur("retry_in", w).Msg("fetch fires")
 			select {
 			case <-fetchCtx.Done():
@@ -243,7 +243,7 @@ fetching:
 			}
 			continue
 		}
-		b.reset()
+		b.Reset()
 	}
 
 	// Stopping: let the runs under way finish, within Grace when ctx ended
@@ -395,18 +395,3 @@ func (dp *Dispatcher) StopAndCancel(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
-
-type backoff struct{ min, max, cur time.Duration }
-
-func newBackoff(min, max time.Duration) *backoff { return &backoff{min: min, max: max} }
-
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else {
-		b.cur = min(2*b.cur, b.max)
-	}
-	return b.cur
-}
-
-func (b *backoff) reset() { b.cur = 0 }

@@ -268,7 +268,7 @@ func (p *Planner) LastRunTimes(ctx context.Context) (map[string]time.Time, error
 // errors are logged and retried with backoff; only an invalid task set or a
 // version conflict ends Run early, with that error.
 func (p *Planner) Run(ctx context.Context) error {
-	backoff := newBackoff(50*time.Millisecond, 5*time.Second)
+	backoff := store.NewBackoff()
 	if err := p.applyRegistered(ctx, backoff); err != nil {
 		return err
 	}
@@ -291,11 +291,11 @@ func (p *Planner) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		sleep, _, err := p.round(ctx)
 		if err != nil {
-			d := backoff.next()
+			d := backoff.Next()
 			p.log.Warn().Err(err).Dur("retry_in", d).Msg("planning round failed")
 			sleep = d
 		} else {
-			backoff.reset()
+			backoff.Reset()
 		}
 		if sleep <= 0 {
 			continue
@@ -314,7 +314,7 @@ func (p *Planner) Run(ctx context.Context) error {
 // applyRegistered applies the registered task set, if any, retrying while
 // Redis is unreachable. An invalid set or a version conflict is returned:
 // retrying cannot fix it.
-func (p *Planner) applyRegistered(ctx context.Context, backoff *backoff) error {
+func (p *Planner) applyRegistered(ctx context.Context, backoff *store.Backoff) error {
 	p.mu.Lock()
 	registered := p.version != 0 || len(p.specs) > 0
 	p.mu.Unlock()
@@ -323,7 +323,7 @@ func (p *Planner) applyRegistered(ctx context.Context, backoff *backoff) error {
 		if err == nil {
 			p.log.Info().Str("outcome", string(res.Outcome)).Int64("version", res.Version).
 				Int("added", len(res.Added)).Int("changed", len(res.Changed)).Int("removed", len(res.Removed)).Msg("task set")
-			backoff.reset()
+			backoff.Reset()
 			return nil
 		}
 		var spec *events.SpecError
@@ -334,7 +334,7 @@ func (p *Planner) applyRegistered(ctx context.Context, backoff *backoff) error {
 			}
 			return err
 		}
-		d := backoff.next()
+		d := backoff.Next()
 		p.log.Warn().Err(err).Dur("retry_in", d).Msg("apply task set failed")
 		select {
 		case <-ctx.Done():
@@ -474,20 +474,3 @@ func (p *Planner) schedule(t store.ClaimedTask) (Schedule, error) {
 	p.schedules[t.Name] = compiled{raw: t.Raw, sched: sched, err: err}
 	return sched, err
 }
-
-type backoff struct {
-	min, max, cur time.Duration
-}
-
-func newBackoff(min, max time.Duration) *backoff { return &backoff{min: min, max: max} }
-
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else if b.cur *= 2; b.cur > b.max {
-		b.cur = b.max
-	}
-	return b.cur
-}
-
-func (b *backoff) reset() { b.cur = 0 }

@@ -208,6 +208,22 @@ func (s *Store) Specs(ctx context.Context) ([]events.Spec, error) {
 	return out, nil
 }
 
+// Spec is the stored spec of task, or ErrNotFound.
+func (s *Store) Spec(ctx context.Context, task string) (events.Spec, error) {
+	raw, err := s.rdb.HGet(ctx, s.keys.Specs(), task).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return events.Spec{}, ErrNotFound
+	}
+	if err != nil {
+		return events.Spec{}, err
+	}
+	sp, err := events.UnmarshalSpec(raw)
+	if err != nil {
+		return events.Spec{}, fmt.Errorf("task %q: %w", task, err)
+	}
+	return sp, nil
+}
+
 // TaskState is where a task stands in the schedule.
 type TaskState struct {
 	// Since is the earliest a slot may be (the time it was last scheduled).

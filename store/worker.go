@@ -455,14 +455,10 @@ var ErrUnknownTask = errors.New("unknown task")
 // entry id. A task not in the stored set is an error wrapping
 // ErrUnknownTask.
 func (s *Store) Trigger(ctx context.Context, task, payload, id string) (string, error) {
-	raw, err := s.rdb.HGet(ctx, s.keys.Specs(), task).Result()
-	if errors.Is(err, redis.Nil) {
+	sp, err := s.Spec(ctx, task)
+	if errors.Is(err, ErrNotFound) {
 		return "", fmt.Errorf("trigger %q: %w in namespace %q (apply a task set that has it)", task, ErrUnknownTask, s.ns)
 	}
-	if err != nil {
-		return "", fmt.Errorf("trigger %q: %w", task, err)
-	}
-	sp, err := events.UnmarshalSpec([]byte(raw))
 	if err != nil {
 		return "", fmt.Errorf("trigger %q: %w", task, err)
 	}

@@ -1,0 +1,376 @@
+// Package listeners delivers the events of a taskino namespace (the stream
+// taskino:{ns}:events) to Go callbacks: the seed's OnStartup, OnStop,
+// OnReload and OnComplete (with the run's cost in milliseconds), and more.
+// A listener implements only the callbacks it wants: each is its own
+// one-method interface.
+//
+// # Live and durable
+//
+// A live subscription (Config.Durable empty) sees the events appended while
+// it runs, from the moment Run starts (or from Config.From). A durable one
+// is a Redis consumer group named by the listener: it resumes after a
+// restart where it stopped, so a listener stopped cleanly while events
+// pass receives exactly those events when it runs again. After a crash the
+// event being handled is delivered again (at least once). Two processes
+// running the same durable listener share its events.
+//
+// # Failures
+//
+// A listener that panics is contained: the panic and its stack are logged
+// and given to Config.OnError, and delivery goes on with the next event. An
+// entry that does not decode is reported the same way and skipped.
+//
+// The events stream is bounded (approximately 100,000 entries by default);
+// a durable listener stopped for longer than the stream holds misses the
+// trimmed events, and Run reports that through Config.OnError when it
+// starts.
+package listeners
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store"
+)
+
+// StartupListener is told when a planner or worker starts (node_up).
+type StartupListener interface {
+	OnStartup(ctx context.Context, e events.Event)
+}
+
+// StopListener is told when a planner or worker stops (node_down).
+type StopListener interface {
+	OnStop(ctx context.Context, e events.Event)
+}
+
+// ReloadListener is told when a new task-set version is applied.
+type ReloadListener interface {
+	OnReload(ctx context.Context, e events.Event)
+}
+
+// CompleteListener is told when a run succeeds; e.CostMs is its cost in
+// milliseconds.
+type CompleteListener interface {
+	OnComplete(ctx context.Context, e events.Event)
+}
+
+// FiredListener is told when a planner fires a task.
+type FiredListener interface {
+	OnFired(ctx context.Context, e events.Event)
+}
+
+// StartedListener is told when a worker starts a run.
+type StartedListener interface {
+	OnStarted(ctx context.Context, e events.Event)
+}
+
+// FailedListener is told when a run fails (e.Error says why).
+type FailedListener interface {
+	OnFailed(ctx context.Context, e events.Event)
+}
+
+// RetriedListener is told when a failed fire is scheduled again.
+type RetriedListener interface {
+	OnRetried(ctx context.Context, e events.Event)
+}
+
+// DeadListener is told when a fire or a bad entry is dead-lettered.
+type DeadListener interface {
+	OnDead(ctx context.Context, e events.Event)
+}
+
+// MissedListener is told of slots not fired (misfire or overlap policy).
+type MissedListener interface {
+	OnMissed(ctx context.Context, e events.Event)
+}
+
+// EventListener is told of every event, whatever its type.
+type EventListener interface {
+	OnEvent(ctx context.Context, e events.Event)
+}
+
+// Config says which events a Subscription reads and how.
+type Config struct {
+	// Namespace of the events (default "default").
+	Namespace string
+	// Durable, when set, names a durable subscription: a consumer group of
+	// that name on the events stream (letters, digits and . _ - : /).
+	Durable string
+	// From is where a subscription starts: "$" (default) for events
+	// appended after Run starts, "0" for the whole stream, or a stream
+	// entry id. For a durable subscription it applies only when its group
+	// is created, the first time it runs.
+	From string
+	// Block bounds one blocking read (default 1s): the longest a stop waits.
+	Block time.Duration
+	// Logger receives the subscription's logs (default: none).
+	Logger zerolog.Logger
+	// OnError, when set, is given every listener panic, undecodable entry
+	// and detected gap, besides the log.
+	OnError func(err error)
+}
+
+// Subscription delivers events to listeners.
+type Subscription struct {
+	st        *store.Store
+	rdb       redis.UniversalClient
+	cfg       Config
+	log       zerolog.Logger
+	listeners []any
+}
+
+// New returns a subscription of cfg.Namespace's events for listeners, each
+// of which must implement at least one of this package's interfaces.
+func New(rdb redis.UniversalClient, cfg Config, listeners ...any) (*Subscription, error) {
+	if cfg.From == "" {
+		cfg.From = "$"
+	}
+	if cfg.Block <= 0 {
+		cfg.Block = time.Second
+	}
+	st, err := store.New(rdb, cfg.Namespace, store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Durable != "" {
+		if err := events.ValidateName(cfg.Durable); err != nil {
+			return nil, fmt.Errorf("durable listener name: %w", err)
+		}
+	}
+	if len(listeners) == 0 {
+		return nil, errors.New("listeners: no listener given")
+	}
+	for i, l := range listeners {
+		if !isListener(l) {
+			return nil, fmt.Errorf("listeners: listener %d (%T) implements none of the listener interfaces", i, l)
+		}
+	}
+	log := cfg.Logger.With().Str("component", "listeners").Str("durable", cfg.Durable).Logger()
+	return &Subscription{st: st, rdb: rdb, cfg: cfg, log: log, listeners: listeners}, nil
+}
+
+func isListener(l any) bool {
+	switch l.(type) {
+	case StartupListener, StopListener, ReloadListener, CompleteListener, FiredListener, StartedListener,
+		FailedListener, RetriedListener, DeadListener, MissedListener, EventListener:
+		return true
+	}
+	return false
+}
+
+// Run delivers events until ctx is cancelled, then returns nil after the
+// event being delivered (a durable subscription acks every event it
+// delivered). Redis errors are logged and retried with backoff.
+func (s *Subscription) Run(ctx context.Context) error {
+	if s.cfg.Durable != "" {
+		return s.runDurable(ctx)
+	}
+	return s.runLive(ctx)
+}
+
+func (s *Subscription) runLive(ctx context.Context) error {
+	stream := s.st.Keys().Events()
+	cursor := s.cfg.From
+	b := store.NewBackoff()
+	for ctx.Err() == nil && cursor == "$" {
+		id, err := s.st.BroadcastCursor(ctx, stream)
+		if err != nil {
+			s.retry(ctx, b, err, "read the end of the events stream")
+			continue
+		}
+		cursor = id
+	}
+	for ctx.Err() == nil {
+		res, err := s.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{stream, cursor}, Count: 100, Block: s.cfg.Block}).Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				s.retry(ctx, b, err, "read events")
+			}
+			continue
+		}
+		b.Reset()
+		for _, m := range res[0].Messages {
+			s.deliver(ctx, m)
+			cursor = m.ID
+		}
+	}
+	return nil
+}
+
+// consumerName is the one consumer of a durable group: a restarted process
+// takes over what its predecessor was delivered and did not ack.
+const consumerName = "listener"
+
+func (s *Subscription) runDurable(ctx context.Context) error {
+	stream, group := s.st.Keys().Events(), s.cfg.Durable
+	b := store.NewBackoff()
+	for ctx.Err() == nil {
+		err := s.rdb.XGroupCreateMkStream(ctx, stream, group, s.cfg.From).Err()
+		if err == nil || strings.HasPrefix(err.Error(), "BUSYGROUP") {
+			break
+		}
+		s.retry(ctx, b, err, "create the listener's group")
+	}
+	s.checkGap(ctx, stream, group)
+	// The backlog first: what was delivered before a crash and not acked.
+	cursor := "0"
+	for ctx.Err() == nil {
+		res, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: consumerName,
+			Streams: []string{stream, cursor}, Count: 100, Block: s.cfg.Block}).Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				if strings.Contains(err.Error(), "NOGROUP") {
+					_ = s.rdb.XGroupCreateMkStream(ctx, stream, group, "0").Err()
+				}
+				s.retry(ctx, b, err, "read events")
+			}
+			continue
+		}
+		b.Reset()
+		msgs := res[0].Messages
+		if cursor != ">" && len(msgs) == 0 {
+			cursor = ">"
+			continue
+		}
+		var acks []string
+		for _, m := range msgs {
+			if ctx.Err() != nil {
+				break
+			}
+			if m.Values != nil {
+				s.deliver(ctx, m)
+			}
+			acks = append(acks, m.ID)
+			if cursor != ">" {
+				cursor = m.ID
+			}
+		}
+		if len(acks) > 0 {
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if err := s.rdb.XAck(actx, stream, group, acks...).Err(); err != nil {
+				s.log.Warn().Err(err).Int("events", len(acks)).Msg("ack events; they are delivered again")
+			}
+			cancel()
+		}
+	}
+	return nil
+}
+
+// checkGap reports events trimmed before a durable listener read them.
+func (s *Subscription) checkGap(ctx context.Context, stream, group string) {
+	info, err := s.rdb.XInfoStream(ctx, stream).Result()
+	if err != nil {
+		return
+	}
+	groups, err := s.rdb.XInfoGroups(ctx, stream).Result()
+	if err != nil {
+		return
+	}
+	for _, g := range groups {
+		if g.Name == group && info.MaxDeletedEntryID != "" && info.MaxDeletedEntryID != "0-0" &&
+			store.LessID(g.LastDeliveredID, info.MaxDeletedEntryID) && info.FirstEntry.ID != "" && store.LessID(g.LastDeliveredID, info.FirstEntry.ID) {
+			s.report(fmt.Errorf("durable listener %q missed events: the stream was trimmed past %s while it was stopped (it had read up to %s)",
+				group, info.MaxDeletedEntryID, g.LastDeliveredID))
+		}
+	}
+}
+
+// deliver decodes one entry and calls every listener that wants it.
+func (s *Subscription) deliver(ctx context.Context, m redis.XMessage) {
+	fields := make(map[string]string, len(m.Values))
+	for k, v := range m.Values {
+		fields[k] = fmt.Sprint(v)
+	}
+	e, err := events.DecodeEvent(m.ID, fields)
+	if err != nil {
+		s.report(fmt.Errorf("event %s does not decode: %w", m.ID, err))
+		return
+	}
+	for _, l := range s.listeners {
+		s.call(ctx, l, e)
+	}
+}
+
+func (s *Subscription) call(ctx context.Context, l any, e events.Event) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.report(fmt.Errorf("listener %T panicked on event %s (%s): %v\n%s", l, e.ID, e.Type, v, debug.Stack()))
+		}
+	}()
+	if el, ok := l.(EventListener); ok {
+		el.OnEvent(ctx, e)
+	}
+	switch e.Type {
+	case events.TypeNodeUp:
+		if x, ok := l.(StartupListener); ok {
+			x.OnStartup(ctx, e)
+		}
+	case events.TypeNodeDown:
+		if x, ok := l.(StopListener); ok {
+			x.OnStop(ctx, e)
+		}
+	case events.TypeReload:
+		if x, ok := l.(ReloadListener); ok {
+			x.OnReload(ctx, e)
+		}
+	case events.TypeCompleted:
+		if x, ok := l.(CompleteListener); ok {
+			x.OnComplete(ctx, e)
+		}
+	case events.TypeFired:
+		if x, ok := l.(FiredListener); ok {
+			x.OnFired(ctx, e)
+		}
+	case events.TypeStarted:
+		if x, ok := l.(StartedListener); ok {
+			x.OnStarted(ctx, e)
+		}
+	case events.TypeFailed:
+		if x, ok := l.(FailedListener); ok {
+			x.OnFailed(ctx, e)
+		}
+	case events.TypeRetried:
+		if x, ok := l.(RetriedListener); ok {
+			x.OnRetried(ctx, e)
+		}
+	case events.TypeDead:
+		if x, ok := l.(DeadListener); ok {
+			x.OnDead(ctx, e)
+		}
+	case events.TypeMissed:
+		if x, ok := l.(MissedListener); ok {
+			x.OnMissed(ctx, e)
+		}
+	}
+}
+
+func (s *Subscription) report(err error) {
+	s.log.Error().Err(err).Msg("listener")
+	if s.cfg.OnError != nil {
+		s.cfg.OnError(err)
+	}
+}
+
+func (s *Subscription) retry(ctx context.Context, b *store.Backoff, err error, what string) {
+	d := b.Next()
+	s.log.Warn().Err(err).Dur("retry_in", d).Msg(what)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
