@@ -166,7 +166,7 @@ type Consumer struct {
 	held       map[string]store.Held // entry key -> what is held
 	outbox     []store.Outcome
 	specs      map[string]events.Spec
-	unknown    map[string]time.Time // tasks with no stored spec, when last looked up
+	unknown    map[string]time.Time       // tasks with no stored spec, when last looked up
 	localRun   map[string]bool            // broadcast tasks with an overlap policy running here
 	localBuf   map[string]*store.Delivery // broadcast buffer-one: the one waiting
 	flushSig   chan struct{}
