@@ -1,0 +1,243 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/taskino/taskino/consumer"
+	"github.com/taskino/taskino/dispatcher"
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/listeners"
+)
+
+// recorder is a listener that keeps what it is told, and signals each event.
+type recorder struct {
+	mu    sync.Mutex
+	calls []string
+	evs   []events.Event
+	got   chan events.Event
+}
+
+func newRecorder() *recorder { return &recorder{got: make(chan events.Event, 10_000)} }
+
+func (r *recorder) note(call string, e events.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, call)
+	if call == "event" {
+		r.evs = append(r.evs, e)
+		r.got <- e
+	}
+}
+
+func (r *recorder) OnEvent(ctx context.Context, e events.Event)   { r.note("event", e) }
+func (r *recorder) OnStartup(ctx context.Context, e events.Event) { r.note("startup:"+e.Worker, e) }
+func (r *recorder) OnStop(ctx context.Context, e events.Event)    { r.note("stop:"+e.Worker, e) }
+func (r *recorder) OnReload(ctx context.Context, e events.Event) {
+	r.note(fmt.Sprintf("reload:%d", e.Version), e)
+}
+func (r *recorder) OnComplete(ctx context.Context, e events.Event) {
+	r.note(fmt.Sprintf("complete:%s", e.Task), e)
+}
+
+func (r *recorder) snapshot() ([]string, []events.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.calls...), append([]events.Event(nil), r.evs...)
+}
+
+// await waits until the recorder has been told of n events in all.
+func (r *recorder) await(t *testing.T, n int) {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		r.mu.Lock()
+		have := len(r.evs)
+		r.mu.Unlock()
+		if have >= n {
+			return
+		}
+		select {
+		case <-r.got:
+		case <-timeout:
+			t.Fatalf("listener told of %d events after 30s, want %d", have, n)
+		}
+	}
+}
+
+type runningSub struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func subscribe(t *testing.T, b testBundle, cfg listeners.Config, ls ...any) *runningSub {
+	t.Helper()
+	cfg.Namespace = ns
+	cfg.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
+	s, err := listeners.New(b.rdb, cfg, ls...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	rs := &runningSub{cancel: cancel, done: make(chan error, 1)}
+	go func() { rs.done <- s.Run(ctx) }()
+	t.Cleanup(func() { rs.stop(t) })
+	return rs
+}
+
+func (rs *runningSub) stop(t *testing.T) {
+	t.Helper()
+	if rs.cancel == nil {
+		return
+	}
+	rs.cancel()
+	rs.cancel = nil
+	select {
+	case err := <-rs.done:
+		if err != nil {
+			t.Errorf("subscription Run returned %v, want nil", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("subscription did not stop within 30s")
+	}
+}
+
+func appendMarks(t *testing.T, b testBundle, prefix string, n int) {
+	t.Helper()
+	for i := range n {
+		if err := b.st.AppendEvent(b.ctx, events.Event{Type: events.TypeNodeUp, Worker: fmt.Sprintf("%s-%d", prefix, i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestDurableListenerResumesExactly: a durable listener stopped while 100
+// events pass receives exactly those 100, in order, when it restarts.
+func TestDurableListenerResumesExactly(t *testing.T) {
+	b := setup(t)
+	first := newRecorder()
+	sub := subscribe(t, b, listeners.Config{Durable: "audit"}, first)
+	// The group exists once the listener has seen an event appended after
+	// it started; keep appending until it has.
+	for i := 0; ; i++ {
+		appendMarks(t, b, fmt.Sprintf("before%d", i), 1)
+		select {
+		case <-first.got:
+		case <-time.After(200 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	appendMarks(t, b, "before", 10)
+	first.await(t, 11)
+	sub.stop(t)
+
+	appendMarks(t, b, "during", 100)
+
+	second := newRecorder()
+	subscribe(t, b, listeners.Config{Durable: "audit"}, second)
+	second.await(t, 100)
+	appendMarks(t, b, "after", 1)
+	second.await(t, 101)
+	_, got := second.snapshot()
+	if len(got) != 101 {
+		t.Fatalf("restarted listener got %d events, want the 100 that passed and 1 after", len(got))
+	}
+	for i, e := range got[:100] {
+		if want := fmt.Sprintf("during-%d", i); e.Worker != want {
+			t.Errorf("event %d after the restart is %s %q, want %q", i, e.Type, e.Worker, want)
+		}
+	}
+	if got[100].Worker != "after-0" {
+		t.Errorf("last event %q, want after-0", got[100].Worker)
+	}
+}
+
+type panicky struct{ seen chan string }
+
+func (p *panicky) OnStartup(ctx context.Context, e events.Event) {
+	if e.Worker == "boom" {
+		panic("listener bug")
+	}
+	p.seen <- e.Worker
+}
+
+// TestListenerCallbacksAndPanic: a live listener is told of startups,
+// reloads, completions with their cost, and stops; a panicking listener is
+// contained and reported, and the events after it still arrive.
+func TestListenerCallbacksAndPanic(t *testing.T) {
+	b := setup(t)
+	rec := newRecorder()
+	p := &panicky{seen: make(chan string, 10)}
+	reported := make(chan error, 10)
+	subscribe(t, b, listeners.Config{OnError: func(err error) { reported <- err }}, rec, p)
+	// A live subscription starts at the end of the stream once running:
+	// wait until it sees a mark.
+	for i := 0; ; i++ {
+		appendMarks(t, b, "ping", 1)
+		select {
+		case <-p.seen:
+		case <-time.After(200 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	if err := b.st.AppendEvent(b.ctx, events.Event{Type: events.TypeNodeUp, Worker: "boom"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-reported:
+		if !strings.Contains(err.Error(), "listener bug") || !strings.Contains(err.Error(), "goroutine") {
+			t.Errorf("reported %q, want the panic value and its stack", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the panic was not reported")
+	}
+	w := startWorker(t, b, consumer.Config{Node: "w"}, dispatcher.Config{}, map[string]dispatcher.HandlerFunc{
+		"nap": func(ctx context.Context, f events.Fire) error { time.Sleep(30 * time.Millisecond); return nil },
+	})
+	manualTasks(t, b, events.Spec{Name: "nap"})
+	if _, err := b.st.Trigger(b.ctx, "nap", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	awaitEvent(t, b, 30*time.Second, events.TypeCompleted, nil)
+	w.stop(t)
+	awaitEvent(t, b, 30*time.Second, events.TypeNodeDown, func(e events.Event) bool { return e.Worker == "w" })
+	// The node_down is the last event: once the listener has it, it has all.
+	_, all := rec.snapshot()
+	for {
+		if n := len(all); n > 0 && all[n-1].Type == events.TypeNodeDown {
+			break
+		}
+		select {
+		case <-rec.got:
+		case <-time.After(30 * time.Second):
+			t.Fatal("listener was not told of the worker's stop")
+		}
+		_, all = rec.snapshot()
+	}
+	calls, evs := rec.snapshot()
+	has := func(c string) bool {
+		for _, x := range calls {
+			if x == c {
+				return true
+			}
+		}
+		return false
+	}
+	for _, c := range []string{"startup:boom", "startup:w", "reload:1", "complete:nap", "stop:w"} {
+		if !has(c) {
+			t.Errorf("listener was not told %s; calls: %v", c, calls)
+		}
+	}
+	for _, e := range evs {
+		if e.Type == events.TypeCompleted && e.CostMs < 30 {
+			t.Errorf("completion cost %dms, want at least the handler's 30ms", e.CostMs)
+		}
+	}
+}
