@@ -345,3 +345,66 @@ func TestOverlapSkipAcrossWorkers(t *testing.T) {
 		t.Errorf("the running mark is still set after the runs ended (err %v)", err)
 	}
 }
+
+// TestOverlapBufferOneAcrossWorkers: with buffer-one, fires that come while
+// the task runs on any worker keep one waiting (the first of them) and drop
+// the rest as missed; the waiting one runs when the run ends.
+func TestOverlapBufferOneAcrossWorkers(t *testing.T) {
+	b := setup(t)
+	var running, maxRunning atomic.Int32
+	runs := newRunLog()
+	release := make(chan struct{})
+	var once sync.Once
+	releaseAll := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(releaseAll)
+	var ws []*runningWorker
+	for w := range 3 {
+		node := fmt.Sprintf("w%d", w)
+		ws = append(ws, startWorker(t, b, consumer.Config{Node: node}, dispatcher.Config{}, map[string]dispatcher.HandlerFunc{
+			"sync": func(ctx context.Context, f events.Fire) error {
+				if n := running.Add(1); n > maxRunning.Load() {
+					maxRunning.Store(n)
+				}
+				defer running.Add(-1)
+				runs.add(node, f)
+				if f.ID == "first" {
+					<-release
+				}
+				return nil
+			},
+		}))
+	}
+	awaitNodesUp(t, b, ws...)
+	manualTasks(t, b, events.Spec{Name: "sync", Overlap: events.OverlapBufferOne})
+	if _, err := b.st.Trigger(b.ctx, "sync", "", "first"); err != nil {
+		t.Fatal(err)
+	}
+	awaitEvent(t, b, 30*time.Second, events.TypeStarted, func(e events.Event) bool { return e.Fire == "first" })
+	for i := range 3 {
+		if _, err := b.st.Trigger(b.ctx, "sync", "", fmt.Sprintf("during-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool { return len(startsOfType(all, events.TypeMissed)) == 2 })
+	releaseAll()
+	all := awaitEvent(t, b, 30*time.Second, events.TypeCompleted, func(e events.Event) bool { return e.Fire == "during-0" })
+	for _, w := range ws {
+		w.stop(t)
+	}
+	all = append(all, mustRange(t, b, nextID(all))...)
+	got, _ := runs.snapshot()
+	if len(got) != 2 || got["first"] != 1 || got["during-0"] != 1 {
+		t.Errorf("runs %v, want first and during-0 once each", got)
+	}
+	missed := map[string]bool{}
+	for _, e := range startsOfType(all, events.TypeMissed) {
+		missed[e.Fire] = e.Policy == "overlap-buffer-one"
+	}
+	if len(missed) != 2 || !missed["during-1"] || !missed["during-2"] {
+		t.Errorf("missed %v, want during-1 and during-2 under overlap-buffer-one", missed)
+	}
+	if m := maxRunning.Load(); m != 1 {
+		t.Errorf("up to %d runs at once, want 1", m)
+	}
+	assertNothingPending(t, b, "default")
+}

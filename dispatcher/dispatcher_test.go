@@ -1,0 +1,228 @@
+package dispatcher_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/taskino/taskino/dispatcher"
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store"
+)
+
+// fakeSource hands out a fixed list of fires and keeps the results. It
+// tests the execution side alone; the Redis side is tested in e2e.
+type fakeSource struct {
+	mu      sync.Mutex
+	pending []store.Delivery
+	started []string
+	results map[string]store.Result
+	done    chan string
+}
+
+func newSource(ds ...store.Delivery) *fakeSource {
+	return &fakeSource{pending: ds, results: map[string]store.Result{}, done: make(chan string, 100)}
+}
+
+func (s *fakeSource) Run(ctx context.Context) error { <-ctx.Done(); return nil }
+
+func (s *fakeSource) Fetch(ctx context.Context, max int) ([]store.Delivery, error) {
+	s.mu.Lock()
+	n := min(max, len(s.pending))
+	out := s.pending[:n]
+	s.pending = s.pending[n:]
+	s.mu.Unlock()
+	if n == 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return out, nil
+}
+
+func (s *fakeSource) Start(d store.Delivery) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.started = append(s.started, d.Fire.ID)
+}
+
+func (s *fakeSource) Finish(d store.Delivery, r store.Result) {
+	s.mu.Lock()
+	s.results[d.Fire.ID] = r
+	s.mu.Unlock()
+	s.done <- d.Fire.ID
+}
+
+func (s *fakeSource) await(t *testing.T, n int) map[string]store.Result {
+	t.Helper()
+	for range n {
+		select {
+		case <-s.done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no result after 10s")
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]store.Result{}
+	for k, v := range s.results {
+		out[k] = v
+	}
+	return out
+}
+
+func fire(id, task string, attempt int, spec events.Spec) store.Delivery {
+	spec.Name = task
+	return store.Delivery{Fire: events.Fire{ID: id, Task: task, Attempt: attempt}, Spec: spec.WithDefaults(), Queue: "default"}
+}
+
+func run(t *testing.T, d *dispatcher.Dispatcher) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run returned %v", err)
+		}
+	}
+}
+
+func TestOutcomes(t *testing.T) {
+	src := newSource(
+		fire("ok", "ok", 1, events.Spec{}),
+		fire("fails-early", "fails", 1, events.Spec{Attempts: 3}),
+		fire("fails-last", "fails", 3, events.Spec{Attempts: 3}),
+		fire("slow", "slow", 1, events.Spec{Timeout: 20 * time.Millisecond, Attempts: 1}),
+		fire("panics", "panics", 1, events.Spec{Attempts: 1}),
+		fire("orphan", "nobody", 1, events.Spec{}),
+	)
+	d := dispatcher.New(src, dispatcher.Config{Backoff: func(a int) time.Duration { return time.Duration(a) * time.Second }})
+	must(t, d.HandleFunc("ok", func(ctx context.Context, f events.Fire) error { return nil }))
+	must(t, d.HandleFunc("fails", func(ctx context.Context, f events.Fire) error { return errors.New("boom") }))
+	must(t, d.HandleFunc("slow", func(ctx context.Context, f events.Fire) error { <-ctx.Done(); return ctx.Err() }))
+	must(t, d.HandleFunc("panics", func(ctx context.Context, f events.Fire) error { panic("bad index") }))
+	if err := d.HandleFunc("bad name!", func(ctx context.Context, f events.Fire) error { return nil }); err == nil {
+		t.Error("a handler for an impossible task name was accepted")
+	}
+	stop := run(t, d)
+	res := src.await(t, 6)
+	stop()
+
+	if r := res["ok"]; r.Err != nil || r.Started.IsZero() || r.Finished.Before(r.Started) {
+		t.Errorf("ok: %+v", r)
+	}
+	if r := res["fails-early"]; r.Err == nil || r.RetryIn != time.Second || r.Dead != "" {
+		t.Errorf("a first failure of 3 attempts: %+v, want a retry in 1s (the backoff of attempt 1)", r)
+	}
+	if r := res["fails-last"]; r.Err == nil || r.RetryIn != 0 || !strings.Contains(r.Dead, "3 of 3") {
+		t.Errorf("the last attempt's failure: %+v, want it dead", r)
+	}
+	if r := res["slow"]; r.Err == nil || !strings.Contains(r.Err.Error(), "timed out after 20ms") {
+		t.Errorf("a run past its timeout: %+v, want a timed-out failure", r)
+	}
+	var pe *dispatcher.PanicError
+	if r := res["panics"]; !errors.As(r.Err, &pe) || pe.Value != "bad index" || !strings.Contains(string(pe.Stack), "dispatcher_test.go") {
+		t.Errorf("a panic: %+v, want a PanicError with its value and stack", r)
+	}
+	if r := res["orphan"]; !strings.Contains(r.Dead, `no handler for task "nobody"`) || !r.Started.IsZero() {
+		t.Errorf("a fire with no handler: %+v, want it dead-lettered unstarted", r)
+	}
+	if len(src.started) != 5 {
+		t.Errorf("%d runs started, want 5 (not the one with no handler)", len(src.started))
+	}
+}
+
+func TestConcurrencyBound(t *testing.T) {
+	var ds []store.Delivery
+	for i := range 20 {
+		ds = append(ds, fire(string(rune('a'+i)), "work", 1, events.Spec{}))
+	}
+	src := newSource(ds...)
+	var mu sync.Mutex
+	running, peak := 0, 0
+	d := dispatcher.New(src, dispatcher.Config{Concurrency: 3})
+	must(t, d.HandleFunc("work", func(ctx context.Context, f events.Fire) error {
+		mu.Lock()
+		running++
+		peak = max(peak, running)
+		mu.Unlock()
+		time.Sleep(5 * time.Millisecond) // the work
+		mu.Lock()
+		running--
+		mu.Unlock()
+		return nil
+	}))
+	stop := run(t, d)
+	src.await(t, 20)
+	stop()
+	if peak != 3 {
+		t.Errorf("peak concurrency %d, want 3", peak)
+	}
+}
+
+func TestStopWaitsAndStopAndCancelCancels(t *testing.T) {
+	release := make(chan struct{})
+	src := newSource(fire("graceful", "wait", 1, events.Spec{}))
+	d := dispatcher.New(src, dispatcher.Config{})
+	entered := make(chan struct{})
+	must(t, d.HandleFunc("wait", func(ctx context.Context, f events.Fire) error {
+		close(entered)
+		<-release
+		return nil
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	<-entered
+	stopped := make(chan error, 1)
+	go func() { stopped <- d.Stop(context.Background()) }()
+	select {
+	case <-stopped:
+		t.Fatal("Stop returned while a run was under way")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if r := src.results["graceful"]; r.Err != nil || r.HandBack {
+		t.Errorf("the run under way at Stop: %+v, want it finished", r)
+	}
+
+	src2 := newSource(fire("cancelled", "block", 1, events.Spec{}))
+	d2 := dispatcher.New(src2, dispatcher.Config{})
+	entered2 := make(chan struct{})
+	must(t, d2.HandleFunc("block", func(ctx context.Context, f events.Fire) error {
+		close(entered2)
+		<-ctx.Done()
+		return ctx.Err()
+	}))
+	go func() { done <- d2.Run(context.Background()) }()
+	<-entered2
+	if err := d2.StopAndCancel(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if r := src2.results["cancelled"]; !r.HandBack {
+		t.Errorf("a run cancelled by StopAndCancel: %+v, want it handed back, not failed", r)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

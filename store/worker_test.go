@@ -1,0 +1,122 @@
+package store_test
+
+import (
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store"
+)
+
+// TestTrimKeepsWhatTheGroupHolds: trimming removes acked entries older than
+// the retention, but never one still pending or not yet delivered.
+func TestTrimKeepsWhatTheGroupHolds(t *testing.T) {
+	b := setup(t)
+	rdb := b.srv.Client(t)
+	stream := b.st.Keys().Fires("q")
+	if err := b.st.EnsureGroup(b.ctx, stream); err != nil {
+		t.Fatal(err)
+	}
+	// Old entries (explicit ids in the past): 300 acked, then 1 pending,
+	// then 300 acked, then 50 never delivered.
+	ms := time.Now().Add(-time.Hour).UnixMilli()
+	var ids []string
+	for i := range 651 {
+		id, err := rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: stream, ID: strconv.FormatInt(ms+int64(i), 10) + "-0", Values: []any{"task", "a"}}).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	ds, err := b.st.ReadFires(b.ctx, "w", []string{stream}, 601, 0)
+	if err != nil || len(ds) != 601 {
+		t.Fatalf("read %d (err %v), want 601", len(ds), err)
+	}
+	for i, d := range ds {
+		if i == 300 {
+			continue // stays pending
+		}
+		if err := rdb.XAck(b.ctx, stream, store.WorkerGroup, d.EntryID).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.st.TrimFires(b.ctx, stream, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	left, err := rdb.XRange(b.ctx, stream, "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) == 651 {
+		t.Error("nothing trimmed: acked entries before the pending one are older than the retention")
+	}
+	if len(left) == 0 || store.LessID(ids[300], left[0].ID) {
+		t.Fatalf("trimmed past the pending entry %s (first left: %v)", ids[300], left)
+	}
+	if last := left[len(left)-1].ID; last != ids[650] {
+		t.Errorf("the undelivered entries were trimmed (last left %s, want %s)", last, ids[650])
+	}
+	// Once the pending one is acked, the cut moves to the undelivered ones.
+	if err := rdb.XAck(b.ctx, stream, store.WorkerGroup, ids[300]).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.st.TrimFires(b.ctx, stream, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	left, err = rdb.XRange(b.ctx, stream, "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) < 50 || store.LessID(ids[601], left[len(left)-50].ID) {
+		t.Errorf("%d entries left; the 50 undelivered must all stay", len(left))
+	}
+}
+
+// TestFinishKeepsTheLatestLastRun: an outcome of an older fire (a retry
+// finishing late) does not overwrite the last run of a newer one, and an
+// outcome keeps the fired time its planner recorded.
+func TestFinishKeepsTheLatestLastRun(t *testing.T) {
+	b := setup(t)
+	rdb := b.srv.Client(t)
+	at := time.UnixMilli(1_700_000_000_000).UTC()
+	fired := at.Add(3 * time.Millisecond)
+	raw, err := events.MarshalLastRun(events.LastRun{Task: "a", Fire: "a@2", Scheduled: at.Add(time.Minute), Fired: fired, Status: events.StatusFired})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(b.ctx, b.st.Keys().LastRun(), "a", raw).Err(); err != nil {
+		t.Fatal(err)
+	}
+	old := store.Outcome{Delivery: store.Delivery{Broadcast: true, Fire: events.Fire{ID: "a@1", Task: "a", At: at}},
+		LastRun: &events.LastRun{Task: "a", Fire: "a@1", Scheduled: at, Started: at, Finished: at, Status: events.StatusCompleted}}
+	if _, err := b.st.Finish(b.ctx, "w", []store.Outcome{old}); err != nil {
+		t.Fatal(err)
+	}
+	r, _, err := b.st.LastRun(b.ctx, "a")
+	if err != nil || r.Fire != "a@2" || r.Status != events.StatusFired {
+		t.Fatalf("last run %+v (err %v): an older fire's outcome replaced the newer fire's record", r, err)
+	}
+	started := at.Add(time.Minute + 10*time.Millisecond)
+	cur := store.Outcome{Delivery: store.Delivery{Broadcast: true, Fire: events.Fire{ID: "a@2", Task: "a", At: at.Add(time.Minute)}},
+		LastRun: &events.LastRun{Task: "a", Fire: "a@2", Scheduled: at.Add(time.Minute), Started: started, Finished: started.Add(time.Second), Status: events.StatusFailed, Error: "no disk"}}
+	if _, err := b.st.Finish(b.ctx, "w", []store.Outcome{cur}); err != nil {
+		t.Fatal(err)
+	}
+	r, _, err = b.st.LastRun(b.ctx, "a")
+	if err != nil || r.Status != events.StatusFailed || r.Error != "no disk" || !r.Fired.Equal(fired) || !r.Started.Equal(started) || !r.Finished.Equal(started.Add(time.Second)) {
+		t.Errorf("last run %+v (err %v), want failed with the error, the planner's fired time and the run's times", r, err)
+	}
+}
+
+// TestTriggerUnknownTask: a manual trigger of a task not in the set is
+// refused with an error naming it.
+func TestTriggerUnknownTask(t *testing.T) {
+	b := setup(t)
+	_, err := b.st.Trigger(b.ctx, "ghost", "", "")
+	if !errors.Is(err, store.ErrUnknownTask) {
+		t.Errorf("trigger of an unknown task: %v, want ErrUnknownTask", err)
+	}
+}
