@@ -80,7 +80,7 @@ func fire(id, task string, attempt int, spec events.Spec) store.Delivery {
 	return store.Delivery{Fire: events.Fire{ID: id, Task: task, Attempt: attempt}, Spec: spec.WithDefaults(), Queue: "default"}
 }
 
-func run(t *testing.T, d *dispatcher.Dispatcher) (stop func()) {
+func start(t *testing.T, d *dispatcher.Dispatcher) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -110,7 +110,7 @@ func TestOutcomes(t *testing.T) {
 	if err := d.HandleFunc("bad name!", func(ctx context.Context, f events.Fire) error { return nil }); err == nil {
 		t.Error("a handler for an impossible task name was accepted")
 	}
-	stop := run(t, d)
+	stop := start(t, d)
 	res := src.await(t, 6)
 	stop()
 
@@ -158,7 +158,7 @@ func TestConcurrencyBound(t *testing.T) {
 		mu.Unlock()
 		return nil
 	}))
-	stop := run(t, d)
+	stop := start(t, d)
 	src.await(t, 20)
 	stop()
 	if peak != 3 {

@@ -3,13 +3,13 @@ package planner_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/planner"
+	"github.com/taskino/taskino/store/redistest"
 )
 
 // The seed's Register / SetVersion / Start, on taskino: register tasks with
@@ -18,10 +18,10 @@ import (
 // of its own that it deletes afterwards.)
 func Example() {
 	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: exampleRedis()})
+	rdb := redis.NewClient(&redis.Options{Addr: redistest.SharedAddr()})
 	defer rdb.Close()
 	ns := "example-" + uuid.NewString()[:8]
-	defer deleteNamespace(rdb, ns)
+	defer redistest.DeleteNamespace(rdb, ns)
 
 	p, err := planner.New(rdb, planner.Config{Namespace: ns})
 	if err != nil {
@@ -73,23 +73,4 @@ func Example() {
 	// fired hello
 	// hello has a last run: true
 	// report has a last run: false
-}
-
-func exampleRedis() string {
-	if u := os.Getenv("TASKINO_REDIS"); u != "" {
-		if o, err := redis.ParseURL(u); err == nil {
-			return o.Addr
-		}
-	}
-	return "127.0.0.1:6379"
-}
-
-// deleteNamespace removes every key of a namespace (only that namespace:
-// the server may be shared).
-func deleteNamespace(rdb *redis.Client, ns string) {
-	ctx := context.Background()
-	iter := rdb.Scan(ctx, 0, "taskino:{"+ns+"}:*", 1000).Iterator()
-	for iter.Next(ctx) {
-		rdb.Del(ctx, iter.Val())
-	}
 }

@@ -234,6 +234,15 @@ func Apply(ctx context.Context, st *store.Store, version int64, specs []events.S
 	return st.Apply(ctx, version, specs)
 }
 
+// TriggerTask runs task once now, on the cluster: whichever worker of its
+// queue takes the fire (every worker, for a broadcast task), with the
+// task's payload. It returns the fire's stream entry id; a task not in the
+// stored set is an error wrapping store.ErrUnknownTask. (The seed ran the
+// task in the caller's goroutine only.)
+func (p *Planner) TriggerTask(ctx context.Context, task string) (string, error) {
+	return p.store.Trigger(ctx, task, "", "")
+}
+
 // LastRun is what is known of a task's latest fire; ok is false when it
 // never fired, which is not an error.
 func (p *Planner) LastRun(ctx context.Context, task string) (run events.LastRun, ok bool, err error) {

@@ -135,3 +135,25 @@ func tail(b []byte) string {
 	}
 	return string(b)
 }
+
+// SharedAddr is the address of the machine's shared Redis for runnable
+// examples: $TASKINO_REDIS's, or 127.0.0.1:6379. Examples using it work in
+// a namespace of their own and delete it with DeleteNamespace.
+func SharedAddr() string {
+	if u := os.Getenv("TASKINO_REDIS"); u != "" {
+		if o, err := redis.ParseURL(u); err == nil {
+			return o.Addr
+		}
+	}
+	return "127.0.0.1:6379"
+}
+
+// DeleteNamespace removes every key of namespace ns, and nothing else (the
+// server may be shared).
+func DeleteNamespace(rdb redis.UniversalClient, ns string) {
+	ctx := context.Background()
+	iter := rdb.Scan(ctx, 0, "taskino:{"+ns+"}:*", 1000).Iterator()
+	for iter.Next(ctx) {
+		rdb.Del(ctx, iter.Val())
+	}
+}
