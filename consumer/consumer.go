@@ -534,6 +534,9 @@ func (c *Consumer) admit(ctx context.Context, ds []store.Delivery) []store.Deliv
 			c.deadLetter(d, fmt.Sprintf("handed out %d times with no outcome: every worker that took it stopped answering", d.Deliveries), "")
 			continue
 		}
+		if !c.firstTrigger(ctx, d) {
+			continue
+		}
 		if d.Spec.Overlap != events.OverlapAllow {
 			if !c.beginOverlap(ctx, &d) {
 				continue
@@ -542,6 +545,33 @@ func (c *Consumer) admit(ctx context.Context, ds []store.Delivery) []store.Deliv
 		out = append(out, d)
 	}
 	return out
+}
+
+// firstTrigger makes a hand-written single-mode entry with an id field
+// idempotent: only the first entry with that id runs. Entries taskino
+// writes (planned fires, retries, buffered fires) carry the encoding
+// version and are unique already.
+func (c *Consumer) firstTrigger(ctx context.Context, d store.Delivery) bool {
+	if d.Broadcast || d.Raw[events.FieldID] == "" || d.Raw[events.FieldV] != "" {
+		return true
+	}
+	missed := events.Event{Type: events.TypeMissed, Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Count: 1,
+		Policy: "duplicate-id", Worker: c.cfg.Node, Queue: d.Queue,
+		Reason: "a trigger with this id was run already (ids are remembered for 24h)"}
+	for {
+		first, err := c.st.FirstTrigger(ctx, d, missed)
+		if err == nil {
+			if !first {
+				c.release(d)
+			}
+			return first
+		}
+		if ctx.Err() != nil || c.runCtx.Err() != nil {
+			return false // still held: the hand-back at stop gives it to another worker
+		}
+		c.log.Warn().Err(err).Str("fire", d.Fire.ID).Msg("trigger id check failed; retrying")
+		sleep(ctx, 100*time.Millisecond)
+	}
 }
 
 // beginOverlap applies the task's overlap policy; it reports whether the

@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"regexp"
+	"time"
 
 	"github.com/taskino/taskino/events"
 )
@@ -106,6 +107,14 @@ func (k Keys) Running(task string) string { return k.prefix + "running:" + task 
 // Buffer is a string: the one fire of task kept waiting under the overlap
 // policy buffer-one, in the form of a Retry member.
 func (k Keys) Buffer(task string) string { return k.prefix + "buffer:" + task }
+
+// TriggerID is a string: the entry id of the first manual trigger that
+// gave this fire id, kept for TriggerIDTTL, so a repeated trigger with the
+// same id is not run again.
+func (k Keys) TriggerID(id string) string { return k.prefix + "trigger:" + id }
+
+// TriggerIDTTL is how long a manual trigger's id is remembered.
+const TriggerIDTTL = 24 * time.Hour
 
 // WorkerGroup is the consumer group of workers on every single-mode fire
 // stream.

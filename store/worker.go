@@ -450,9 +450,10 @@ var ErrUnknownTask = errors.New("unknown task")
 
 // Trigger runs a task now, on whichever worker takes it: it appends a fire
 // to the task's stream (its queue, and broadcast for a broadcast task),
-// with payload (the spec's payload when empty) and, when id is not empty,
-// that fire id, so a handler can tell a repeated trigger. It returns the
-// entry id. A task not in the stored set is an error wrapping
+// with payload (the spec's payload when empty). When id is not empty it is
+// the fire id, and it makes the trigger idempotent: a trigger with an id
+// used in the last TriggerIDTTL appends nothing and returns the first
+// one's entry id. It returns the entry id. A task not in the stored set is an error wrapping
 // ErrUnknownTask.
 func (s *Store) Trigger(ctx context.Context, task, payload, id string) (string, error) {
 	sp, err := s.Spec(ctx, task)
@@ -476,11 +477,37 @@ func (s *Store) Trigger(ctx context.Context, task, payload, id string) (string, 
 		return "", fmt.Errorf("trigger %q: %w", task, err)
 	}
 	sp = sp.WithDefaults()
-	eid, err := s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.FireStream(sp.Queue, sp.Mode), Values: kv}).Result()
+	stream := s.keys.FireStream(sp.Queue, sp.Mode)
+	if id == "" {
+		eid, err := s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: kv}).Result()
+		if err != nil {
+			return "", fmt.Errorf("trigger %q: %w", task, err)
+		}
+		return eid, nil
+	}
+	args := append([]any{TriggerIDTTL.Milliseconds()}, kv...)
+	res, err := addTriggerScript.Run(ctx, s.rdb, []string{s.keys.TriggerID(id), stream}, args...).Slice()
 	if err != nil {
 		return "", fmt.Errorf("trigger %q: %w", task, err)
 	}
-	return eid, nil
+	return res[0].(string), nil
+}
+
+// FirstTrigger makes a manual trigger with an id idempotent when a worker
+// reads it (see triggerIDScript): it reports whether d is the first entry
+// with its fire id; a repeat is acked and missed recorded.
+func (s *Store) FirstTrigger(ctx context.Context, d Delivery, missed events.Event) (bool, error) {
+	kv, err := missed.Encode()
+	if err != nil {
+		return false, err
+	}
+	args := []any{d.EntryID, TriggerIDTTL.Milliseconds(), d.Stream, WorkerGroup, s.eventsMaxLen}
+	args = append(args, strs(kv)...)
+	n, err := triggerIDScript.Run(ctx, s.rdb, []string{s.keys.TriggerID(d.Fire.ID), s.keys.Events()}, args...).Int()
+	if err != nil {
+		return false, fmt.Errorf("check trigger id %q: %w", d.Fire.ID, err)
+	}
+	return n == 1, nil
 }
 
 func pairs(kv []any) map[string]any {

@@ -205,3 +205,48 @@ local next = -1
 if first[2] then next = tonumber(first[2]) end
 return {#due, next}
 `)
+
+// triggerIDScript makes a manual trigger with an id idempotent, when it is
+// read: the first entry that gives the id runs, any later one is dropped.
+//
+// KEYS[1] -> the id's trigger key (string)
+// KEYS[2] -> events (stream)
+// ARGV[1] -> this entry id
+// ARGV[2] -> how long the id is remembered, ms
+// ARGV[3] -> the entry's stream
+// ARGV[4] -> consumer group
+// ARGV[5] -> events stream approximate MAXLEN
+// ARGV[6..] -> the fields of the missed event recorded for a repeat
+//
+// Returns 1 when the entry is the first with its id (or a redelivery of
+// it): run it. Returns 0 when another entry had the id: this one is acked
+// and the missed event appended.
+var triggerIDScript = redis.NewScript(`
+local first = redis.call('GET', KEYS[1])
+if not first then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if first == ARGV[1] then return 1 end
+if redis.call('XACK', ARGV[3], ARGV[4], ARGV[1]) == 1 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', unpack(ARGV, 6))
+end
+return 0
+`)
+
+// addTriggerScript appends a manual trigger with an id, unless one with
+// that id was appended within the id's memory.
+//
+// KEYS[1] -> the id's trigger key (string)
+// KEYS[2] -> the fire stream
+// ARGV[1] -> how long the id is remembered, ms
+// ARGV[2..] -> the entry's fields
+//
+// Returns {entry id, 1} when appended, {the first entry's id, 0} when not.
+var addTriggerScript = redis.NewScript(`
+local first = redis.call('GET', KEYS[1])
+if first then return {first, 0} end
+local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+redis.call('SET', KEYS[1], id, 'PX', ARGV[1])
+return {id, 1}
+`)
