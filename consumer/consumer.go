@@ -156,7 +156,8 @@ type Consumer struct {
 	bcursors map[string]string
 	bcast    chan []store.Delivery
 	reads    chan readResult
-	reading  bool // a ReadFires is under way (Fetch's goroutine only)
+	reading  bool // a ReadFires is under way (under mu)
+	readWG   sync.WaitGroup
 	// Fetch's goroutine only:
 	reclaimCursor map[string]string
 	lastReclaim   time.Time
@@ -262,17 +263,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	stopReads()
 	wg.Wait()
 
-	// A read under way is waited for: what it returns is held and handed back.
-	c.mu.Lock()
-	reading := c.reading
-	c.mu.Unlock()
-	if reading {
-		r := <-c.reads
-		c.mu.Lock()
-		c.reading = false
-		c.mu.Unlock()
-		c.hold(r.ds)
-	}
+	// A read under way is waited for: what it returns is held, and handed
+	// back with the rest.
+	c.readWG.Wait()
 	c.handBackAll()
 	c.drain(5 * time.Second)
 	stopFlush()
@@ -417,9 +410,17 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 	}
 	out := c.takeLater()
 	out = append(out, c.takeBroadcast()...)
+	select {
+	case r := <-c.reads:
+		return c.afterRead(ctx, out, r)
+	default:
+	}
 	if max > 0 && time.Since(c.lastReclaim) >= c.cfg.VisibilityTimeout/4 {
 		c.lastReclaim = time.Now()
 		for _, s := range c.single {
+			if max <= 0 {
+				break
+			}
 			ds, err := c.reclaim(ctx, s, max)
 			if err != nil {
 				return c.admit(ctx, out), err
@@ -432,26 +433,28 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 		c.startRead(max)
 		select {
 		case r := <-c.reads:
-			c.mu.Lock()
-			c.reading = false
-			c.mu.Unlock()
-			c.hold(r.ds)
-			out = append(out, r.ds...)
-			if r.err != nil {
-				if strings.Contains(r.err.Error(), "NOGROUP") {
-					// The stream or group went (a flush): set them up again.
-					for _, s := range c.single {
-						_ = c.st.EnsureGroup(ctx, s)
-					}
-				}
-				return c.admit(ctx, out), r.err
-			}
+			return c.afterRead(ctx, out, r)
 		case b := <-c.bcast:
 			out = append(out, b...)
 		case <-ctx.Done():
 		}
 	}
 	return c.admit(ctx, out), nil
+}
+
+// afterRead takes the result of a finished read.
+func (c *Consumer) afterRead(ctx context.Context, out []store.Delivery, r readResult) ([]store.Delivery, error) {
+	c.mu.Lock()
+	c.reading = false
+	c.mu.Unlock()
+	out = append(out, r.ds...)
+	if r.err != nil && strings.Contains(r.err.Error(), "NOGROUP") {
+		// The stream or group went (a flush): set them up again.
+		for _, s := range c.single {
+			_ = c.st.EnsureGroup(ctx, s)
+		}
+	}
+	return c.admit(ctx, out), r.err
 }
 
 func (c *Consumer) takeLater() []store.Delivery {
@@ -483,11 +486,16 @@ func (c *Consumer) startRead(max int) {
 		return
 	}
 	c.reading = true
+	c.readWG.Add(1)
 	go func() {
+		defer c.readWG.Done()
 		ds, err := c.st.ReadFires(c.runCtx, c.cfg.Node, c.single, max, c.cfg.Block)
 		if c.runCtx.Err() != nil && errors.Is(err, context.Canceled) {
 			err = nil
 		}
+		// Held at once, so heartbeats extend them even while no Fetch
+		// takes them, and a stop hands them back.
+		c.hold(ds)
 		c.reads <- readResult{ds, err}
 	}()
 }
@@ -502,11 +510,21 @@ func (c *Consumer) reclaim(ctx context.Context, stream string, max int) ([]store
 	if err != nil {
 		return nil, err
 	}
-	if len(ds) > 0 {
-		c.log.Info().Int("fires", len(ds)).Str("stream", stream).Msg("reclaimed fires of a worker that stopped answering")
+	c.mu.Lock()
+	fresh := ds[:0]
+	for _, d := range ds {
+		// One this worker holds already went idle (its heartbeats failed):
+		// it is running or queued here, and must not run twice.
+		if _, mine := c.held[heldKey(d.Stream, d.EntryID)]; !mine {
+			fresh = append(fresh, d)
+		}
 	}
-	c.hold(ds)
-	return ds, nil
+	c.mu.Unlock()
+	if len(fresh) > 0 {
+		c.log.Info().Int("fires", len(fresh)).Str("stream", stream).Msg("reclaimed fires of a worker that stopped answering")
+	}
+	c.hold(fresh)
+	return fresh, nil
 }
 
 // hold records single-mode deliveries as held, so heartbeats extend them.
@@ -526,12 +544,12 @@ func (c *Consumer) admit(ctx context.Context, ds []store.Delivery) []store.Deliv
 	out := ds[:0]
 	for _, d := range ds {
 		if d.Err != nil {
-			c.deadLetter(d, "malformed entry: "+d.Err.Error(), "")
+			c.deadLetter(d, "malformed entry: "+d.Err.Error(), "", false)
 			continue
 		}
 		d.Spec = c.spec(ctx, d.Fire.Task)
 		if d.Deliveries > c.cfg.MaxDeliveries {
-			c.deadLetter(d, fmt.Sprintf("handed out %d times with no outcome: every worker that took it stopped answering", d.Deliveries), "")
+			c.deadLetter(d, fmt.Sprintf("handed out %d times with no outcome: every worker that took it stopped answering", d.Deliveries), "", false)
 			continue
 		}
 		if !c.firstTrigger(ctx, d) {
@@ -626,13 +644,15 @@ func (c *Consumer) release(d store.Delivery) {
 	c.mu.Unlock()
 }
 
-func (c *Consumer) deadLetter(d store.Delivery, reason, lastErr string) {
+// deadLetter queues d's dead letter; endOverlap also ends its overlap
+// hold (a fire that began under skip or buffer-one).
+func (c *Consumer) deadLetter(d store.Delivery, reason, lastErr string, endOverlap bool) {
 	e := events.Event{Type: events.TypeDead, Reason: clean(reason), Worker: c.cfg.Node, Queue: d.Queue, Error: clean(lastErr)}
 	if d.Err == nil {
 		e.Task, e.Fire, e.At, e.Attempt = d.Fire.Task, d.Fire.ID, d.Fire.At, d.Fire.Attempt
 	}
 	c.log.Warn().Str("entry", d.EntryID).Str("stream", d.Stream).Str("reason", e.Reason).Msg("dead-lettered")
-	c.enqueue(store.Outcome{Delivery: d, Events: []events.Event{e}, Dead: e.Reason, DeadError: e.Error})
+	c.enqueue(store.Outcome{Delivery: d, Events: []events.Event{e}, Dead: e.Reason, DeadError: e.Error, EndOverlap: endOverlap})
 }
 
 // Start records that the run of d started (a started event).
@@ -654,8 +674,8 @@ func (c *Consumer) Finish(d store.Delivery, r store.Result) {
 		c.mu.Lock()
 		delete(c.localRun, d.Fire.Task)
 		if b := c.localBuf[d.Fire.Task]; b != nil {
+			// The next Fetch admits it first, and it takes the run.
 			delete(c.localBuf, d.Fire.Task)
-			c.localRun[d.Fire.Task] = true
 			c.later = append(c.later, *b)
 		}
 		c.mu.Unlock()
@@ -667,7 +687,7 @@ func (c *Consumer) Finish(d store.Delivery, r store.Result) {
 		return
 	}
 	if r.Dead != "" && r.Err == nil && r.Started.IsZero() {
-		c.deadLetter(d, r.Dead, "")
+		c.deadLetter(d, r.Dead, "", overlap && !d.Broadcast)
 		return
 	}
 	base := events.Event{Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Attempt: d.Fire.Attempt, Worker: c.cfg.Node}

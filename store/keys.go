@@ -108,10 +108,10 @@ func (k Keys) Running(task string) string { return k.prefix + "running:" + task 
 // policy buffer-one, in the form of a Retry member.
 func (k Keys) Buffer(task string) string { return k.prefix + "buffer:" + task }
 
-// TriggerID is a string: the entry id of the first manual trigger that
-// gave this fire id, kept for TriggerIDTTL, so a repeated trigger with the
-// same id is not run again.
-func (k Keys) TriggerID(id string) string { return k.prefix + "trigger:" + id }
+// TriggerID is a string: the entry id of the first manual trigger of task
+// that gave this fire id, kept for TriggerIDTTL, so a repeated trigger with
+// the same id is not run again. ("@" cannot be in a task name.)
+func (k Keys) TriggerID(task, id string) string { return k.prefix + "trigger:" + task + "@" + id }
 
 // TriggerIDTTL is how long a manual trigger's id is remembered.
 const TriggerIDTTL = 24 * time.Hour

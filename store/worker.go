@@ -111,6 +111,9 @@ func (s *Store) ReadFires(ctx context.Context, consumer string, streams []string
 // with "0-0"). It returns them with their delivery counts, and the cursor
 // to go on from ("0-0" when the scan went round).
 func (s *Store) Reclaim(ctx context.Context, consumer, stream string, minIdle time.Duration, cursor string, count int) ([]Delivery, string, error) {
+	if count <= 0 {
+		return nil, cursor, nil
+	}
 	msgs, next, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: stream, Group: WorkerGroup, Consumer: consumer,
 		MinIdle: minIdle, Start: cursor, Count: int64(count)}).Result()
 	if err != nil {
@@ -284,8 +287,8 @@ type Outcome struct {
 }
 
 // Dead-letter entry fields. An entry on the dead-letter stream carries the
-// reason, where it came from, and the original fields, each prefixed with
-// DeadFieldPrefix, byte for byte.
+// reason, where it came from, and the original fields (up to
+// MaxDeadFields), each prefixed with DeadFieldPrefix, byte for byte.
 const (
 	DeadReason      = "reason"
 	DeadError       = "error"
@@ -293,7 +296,13 @@ const (
 	DeadEntry       = "entry"
 	DeadWorker      = "worker"
 	DeadFieldPrefix = "f:"
+	// DeadTruncated, on an entry with more than MaxDeadFields fields, counts
+	// the fields not copied (a script passes at most about 8,000 values).
+	DeadTruncated = "truncated"
 )
+
+// MaxDeadFields bounds the original fields a dead letter copies.
+const MaxDeadFields = 2000
 
 // DefaultDeadMaxLen bounds the dead-letter stream (approximately).
 const DefaultDeadMaxLen = 1_000_000
@@ -332,8 +341,14 @@ func (s *Store) Finish(ctx context.Context, worker string, outs []Outcome) (int,
 			if o.DeadError != "" {
 				kv = append(kv, DeadError, o.DeadError)
 			}
+			n := 0
 			for k, v := range d.Raw {
+				if n == MaxDeadFields {
+					kv = append(kv, DeadTruncated, strconv.Itoa(len(d.Raw)-n))
+					break
+				}
 				kv = append(kv, DeadFieldPrefix+k, v)
+				n++
 			}
 			op("D", kv...)
 		}
@@ -405,6 +420,13 @@ func (s *Store) TrimFires(ctx context.Context, stream string, keep time.Duration
 		groups, err := s.rdb.XInfoGroups(ctx, stream).Result()
 		if err != nil {
 			return 0, fmt.Errorf("read groups of %s: %w", stream, err)
+		}
+		found := false
+		for _, g := range groups {
+			found = found || g.Name == WorkerGroup
+		}
+		if !found {
+			return 0, nil // no group (a flush removed it): nothing is known to be acked
 		}
 		for _, g := range groups {
 			if g.Name != WorkerGroup {
@@ -486,7 +508,7 @@ func (s *Store) Trigger(ctx context.Context, task, payload, id string) (string, 
 		return eid, nil
 	}
 	args := append([]any{TriggerIDTTL.Milliseconds()}, kv...)
-	res, err := addTriggerScript.Run(ctx, s.rdb, []string{s.keys.TriggerID(id), stream}, args...).Slice()
+	res, err := addTriggerScript.Run(ctx, s.rdb, []string{s.keys.TriggerID(task, id), stream}, args...).Slice()
 	if err != nil {
 		return "", fmt.Errorf("trigger %q: %w", task, err)
 	}
@@ -503,7 +525,7 @@ func (s *Store) FirstTrigger(ctx context.Context, d Delivery, missed events.Even
 	}
 	args := []any{d.EntryID, TriggerIDTTL.Milliseconds(), d.Stream, WorkerGroup, s.eventsMaxLen}
 	args = append(args, strs(kv)...)
-	n, err := triggerIDScript.Run(ctx, s.rdb, []string{s.keys.TriggerID(d.Fire.ID), s.keys.Events()}, args...).Int()
+	n, err := triggerIDScript.Run(ctx, s.rdb, []string{s.keys.TriggerID(d.Fire.Task, d.Fire.ID), s.keys.Events()}, args...).Int()
 	if err != nil {
 		return false, fmt.Errorf("check trigger id %q: %w", d.Fire.ID, err)
 	}

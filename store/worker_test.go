@@ -120,3 +120,60 @@ func TestTriggerUnknownTask(t *testing.T) {
 		t.Errorf("trigger of an unknown task: %v, want ErrUnknownTask", err)
 	}
 }
+
+// TestReclaimOfNothing: a reclaim asked for no entries takes none (Redis
+// would take its default 100 for COUNT 0).
+func TestReclaimOfNothing(t *testing.T) {
+	b := setup(t)
+	rdb := b.srv.Client(t)
+	stream := b.st.Keys().Fires("q")
+	if err := b.st.EnsureGroup(b.ctx, stream); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if err := rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: stream, Values: []any{"task", "a"}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.st.ReadFires(b.ctx, "ghost", []string{stream}, 5, 0); err != nil {
+		t.Fatal(err)
+	}
+	ds, _, err := b.st.Reclaim(b.ctx, "w", stream, 0, "0-0", 0)
+	if err != nil || len(ds) != 0 {
+		t.Errorf("reclaim of 0 took %d (err %v), want none", len(ds), err)
+	}
+	ds, _, err = b.st.Reclaim(b.ctx, "w", stream, 0, "0-0", 2)
+	if err != nil || len(ds) != 2 || ds[0].Deliveries != 2 {
+		t.Errorf("reclaim of 2 took %d (err %v), want 2 delivered twice each", len(ds), err)
+	}
+}
+
+// TestHandBackIsNotADeliveryLost: a fire handed back by a stopping worker
+// is reclaimed at once, and the hand-back does not count as a worker that
+// stopped answering.
+func TestHandBackIsNotADeliveryLost(t *testing.T) {
+	b := setup(t)
+	rdb := b.srv.Client(t)
+	stream := b.st.Keys().Fires("q")
+	if err := b.st.EnsureGroup(b.ctx, stream); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: stream, Values: []any{"task", "a"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := b.st.ReadFires(b.ctx, "stopping", []string{stream}, 1, 0)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("read %d (err %v)", len(ds), err)
+	}
+	n, err := b.st.HandBack(b.ctx, "stopping", time.Hour, []store.Held{{Stream: stream, EntryID: ds[0].EntryID}})
+	if err != nil || n != 1 {
+		t.Fatalf("handed back %d (err %v), want 1", n, err)
+	}
+	got, _, err := b.st.Reclaim(b.ctx, "other", stream, 30*time.Second, "0-0", 10)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("reclaimed %d (err %v), want the handed-back fire at once", len(got), err)
+	}
+	if got[0].Deliveries != 1 {
+		t.Errorf("delivery count %d after a hand-back, want 1", got[0].Deliveries)
+	}
+}

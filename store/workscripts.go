@@ -34,9 +34,15 @@ import "github.com/redis/go-redis/v9"
 //	                    fire (if any, and no other run holds the key) to its
 //	                    stream
 //
-// An item whose entry id is set does its ops only if XACK acked it: a fire
-// already acked (by the worker that reclaimed it from this one) has its
-// outcome recorded once, by whoever acked it first.
+// An item whose entry id is set does its ops only if the entry is still
+// pending in the group, and acks it after them: a fire already acked (by
+// the worker that reclaimed it from this one) has its outcome recorded
+// once, by whoever finished it first. Redis does not undo a script that
+// fails half way, so the ack comes last: a failure leaves the entry pending
+// and the batch is written again (its events may then repeat; its fire is
+// never acked without its outcome). Items without an entry id (started
+// events, broadcast outcomes) may likewise repeat after a failed or timed
+// out call.
 // Returns the number of items whose ops were done.
 var finishScript = redis.NewScript(`
 local t = redis.call('TIME')
@@ -48,7 +54,7 @@ for _ = 1, tonumber(A[4]) do
   local stream, id, nops = A[i], A[i+1], tonumber(A[i+2])
   i = i + 3
   local ok = true
-  if id ~= '' then ok = redis.call('XACK', stream, A[1], id) == 1 end
+  if id ~= '' then ok = #redis.call('XPENDING', stream, A[1], id, id, 1) == 1 end
   if ok then done = done + 1 end
   for _ = 1, nops do
     local code, n = A[i], tonumber(A[i+1])
@@ -88,6 +94,7 @@ for _ = 1, tonumber(A[4]) do
       end
     end
   end
+  if ok and id ~= '' then redis.call('XACK', stream, A[1], id) end
 end
 return done
 `)
@@ -170,7 +177,9 @@ return lost
 // ARGV[4..] -> pairs: stream, entry id
 //
 // Entries still pending for this consumer get their idle time set (XCLAIM
-// to itself with IDLE, JUSTID: the delivery count does not grow).
+// to itself with IDLE, JUSTID) and their delivery count lowered by one, so
+// the reclaim that takes them (which adds one) does not count a clean
+// hand-back as a worker that stopped answering.
 // Returns the number handed back.
 var handBackScript = redis.NewScript(`
 local n = 0
@@ -178,7 +187,7 @@ for i = 4, #ARGV, 2 do
   local stream, id = ARGV[i], ARGV[i+1]
   local p = redis.call('XPENDING', stream, ARGV[1], id, id, 1)
   if p[1] and p[1][2] == ARGV[2] then
-    redis.call('XCLAIM', stream, ARGV[1], ARGV[2], 0, id, 'IDLE', ARGV[3], 'JUSTID')
+    redis.call('XCLAIM', stream, ARGV[1], ARGV[2], 0, id, 'IDLE', ARGV[3], 'RETRYCOUNT', math.max(p[1][4] - 1, 0), 'JUSTID')
     n = n + 1
   end
 end
