@@ -966,7 +966,8 @@ func (c *Consumer) retryLoop(ctx context.Context) {
 	}
 }
 
-// trimLoop trims the fire streams every TrimInterval.
+// trimLoop trims the fire streams every TrimInterval, and removes from the
+// group the consumers of workers idle for an hour that hold nothing.
 func (c *Consumer) trimLoop(ctx context.Context) {
 	t := time.NewTicker(c.cfg.TrimInterval)
 	defer t.Stop()
@@ -979,6 +980,11 @@ func (c *Consumer) trimLoop(ctx context.Context) {
 		for _, s := range append(append([]string(nil), c.single...), c.bstreams...) {
 			if _, err := c.st.TrimFires(ctx, s, c.cfg.FireRetention); err != nil && ctx.Err() == nil {
 				c.log.Warn().Err(err).Str("stream", s).Msg("trim")
+			}
+		}
+		for _, s := range c.single {
+			if _, err := c.st.PruneConsumers(ctx, s, time.Hour); err != nil && ctx.Err() == nil {
+				c.log.Warn().Err(err).Str("stream", s).Msg("remove consumers of stopped workers")
 			}
 		}
 	}

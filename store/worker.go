@@ -81,8 +81,18 @@ func (s *Store) delivery(stream string, m redis.XMessage, deliveries int64) Deli
 	return d
 }
 
+// noForever turns a wait of zero or less into go-redis's "do not block"
+// (its Block 0 would block forever).
+func noForever(block time.Duration) time.Duration {
+	if block <= 0 {
+		return -1
+	}
+	return block
+}
+
 // ReadFires reads up to count new entries for consumer from the single-mode
-// fire streams, waiting up to block for one to arrive. The entries are
+// fire streams, waiting up to block for one to arrive (block <= 0: not at
+// all). The entries are
 // pending for consumer until finished.
 func (s *Store) ReadFires(ctx context.Context, consumer string, streams []string, count int, block time.Duration) ([]Delivery, error) {
 	args := make([]string, 0, 2*len(streams))
@@ -90,7 +100,7 @@ func (s *Store) ReadFires(ctx context.Context, consumer string, streams []string
 	for range streams {
 		args = append(args, ">")
 	}
-	res, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: WorkerGroup, Consumer: consumer, Streams: args, Count: int64(count), Block: block}).Result()
+	res, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: WorkerGroup, Consumer: consumer, Streams: args, Count: int64(count), Block: noForever(block)}).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -157,7 +167,7 @@ func (s *Store) BroadcastCursor(ctx context.Context, stream string) (string, err
 }
 
 // ReadBroadcast reads up to count entries after each stream's cursor,
-// waiting up to block, and advances the cursors.
+// waiting up to block (block <= 0: not at all), and advances the cursors.
 func (s *Store) ReadBroadcast(ctx context.Context, cursors map[string]string, count int, block time.Duration) ([]Delivery, error) {
 	args := make([]string, 0, 2*len(cursors))
 	for st := range cursors {
@@ -166,7 +176,7 @@ func (s *Store) ReadBroadcast(ctx context.Context, cursors map[string]string, co
 	for _, st := range args[:len(cursors)] {
 		args = append(args, cursors[st])
 	}
-	res, err := s.rdb.XRead(ctx, &redis.XReadArgs{Streams: args, Count: int64(count), Block: block}).Result()
+	res, err := s.rdb.XRead(ctx, &redis.XReadArgs{Streams: args, Count: int64(count), Block: noForever(block)}).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -449,6 +459,27 @@ func (s *Store) TrimFires(ctx context.Context, stream string, keep time.Duration
 	n, err := s.rdb.XTrimMinIDApprox(ctx, stream, minID, 0).Result()
 	if err != nil {
 		return 0, fmt.Errorf("trim %s: %w", stream, err)
+	}
+	return n, nil
+}
+
+// PruneConsumers removes from a fire stream's group the consumers that
+// hold nothing and were idle for longer than idle: workers that stopped.
+// A live worker removed this way is added again by its next read. It
+// returns how many went.
+func (s *Store) PruneConsumers(ctx context.Context, stream string, idle time.Duration) (int, error) {
+	cs, err := s.rdb.XInfoConsumers(ctx, stream, WorkerGroup).Result()
+	if err != nil {
+		return 0, fmt.Errorf("read consumers of %s: %w", stream, err)
+	}
+	n := 0
+	for _, c := range cs {
+		if c.Pending == 0 && c.Idle > idle {
+			if err := s.rdb.XGroupDelConsumer(ctx, stream, WorkerGroup, c.Name).Err(); err != nil {
+				return n, fmt.Errorf("remove consumer %s of %s: %w", c.Name, stream, err)
+			}
+			n++
+		}
 	}
 	return n, nil
 }

@@ -177,3 +177,38 @@ func TestHandBackIsNotADeliveryLost(t *testing.T) {
 		t.Errorf("delivery count %d after a hand-back, want 1", got[0].Deliveries)
 	}
 }
+
+// TestPruneConsumers: consumers that hold nothing go; one holding a fire
+// stays.
+func TestPruneConsumers(t *testing.T) {
+	b := setup(t)
+	rdb := b.srv.Client(t)
+	stream := b.st.Keys().Fires("q")
+	if err := b.st.EnsureGroup(b.ctx, stream); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: stream, Values: []any{"task", "a"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.st.ReadFires(b.ctx, "holder", []string{stream}, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: stream, Values: []any{"task", "a"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := b.st.ReadFires(b.ctx, "empty", []string{stream}, 1, 0)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("read %d (err %v)", len(ds), err)
+	}
+	if err := rdb.XAck(b.ctx, stream, store.WorkerGroup, ds[0].EntryID).Err(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := b.st.PruneConsumers(b.ctx, stream, -1)
+	if err != nil || n != 1 {
+		t.Fatalf("pruned %d (err %v), want 1", n, err)
+	}
+	cs, err := rdb.XInfoConsumers(b.ctx, stream, store.WorkerGroup).Result()
+	if err != nil || len(cs) != 1 || cs[0].Name != "holder" {
+		t.Errorf("consumers left %+v (err %v), want only the one holding a fire", cs, err)
+	}
+}
