@@ -305,7 +305,7 @@ func (c *Consumer) trySetUp(ctx context.Context) error {
 	}
 	cur := map[string]string{}
 	for _, s := range c.bstreams {
-		id, err := c.st.BroadcastCursor(ctx, s)
+		id, err := c.st.LastEntryID(ctx, s)
 		if err != nil {
 			return err
 		}
@@ -573,67 +573,81 @@ func (c *Consumer) firstTrigger(ctx context.Context, d store.Delivery) bool {
 	if d.Broadcast || d.Raw[events.FieldID] == "" || d.Raw[events.FieldV] != "" {
 		return true
 	}
-	missed := events.Event{Type: events.TypeMissed, Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Count: 1,
-		Policy: "duplicate-id", Worker: c.cfg.Node, Queue: d.Queue,
-		Reason: "a trigger with this id was run already (ids are remembered for 24h)"}
-	for {
-		first, err := c.st.FirstTrigger(ctx, d, missed)
-		if err == nil {
-			if !first {
-				c.release(d)
-			}
-			return first
-		}
-		if ctx.Err() != nil || c.runCtx.Err() != nil {
-			return false // still held: the hand-back at stop gives it to another worker
-		}
-		c.log.Warn().Err(err).Str("fire", d.Fire.ID).Msg("trigger id check failed; retrying")
-		sleep(ctx, 100*time.Millisecond)
+	missed := c.missed(d, "duplicate-id", "a trigger with this id was run already (ids are remembered for 24h)")
+	var first bool
+	if !c.retry(ctx, d, "trigger id check", func() (err error) {
+		first, err = c.st.FirstTrigger(ctx, d, missed)
+		return err
+	}) {
+		return false
 	}
+	if !first {
+		c.release(d)
+	}
+	return first
 }
 
 // beginOverlap applies the task's overlap policy; it reports whether the
 // fire is to run now.
 func (c *Consumer) beginOverlap(ctx context.Context, d *store.Delivery) bool {
-	missed := events.Event{Type: events.TypeMissed, Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Count: 1,
-		Policy: events.Misfire("overlap-" + string(d.Spec.Overlap)), Worker: c.cfg.Node, Queue: d.Queue,
-		Reason: "the previous run of the task was still running"}
+	missed := c.missed(*d, events.Misfire("overlap-"+string(d.Spec.Overlap)), "the previous run of the task was still running")
 	if d.Broadcast {
 		c.mu.Lock()
-		defer c.mu.Unlock()
-		if !c.localRun[d.Fire.Task] {
+		run := !c.localRun[d.Fire.Task]
+		buffer := !run && d.Spec.Overlap == events.OverlapBufferOne && c.localBuf[d.Fire.Task] == nil
+		switch {
+		case run:
 			c.localRun[d.Fire.Task] = true
-			return true
-		}
-		if d.Spec.Overlap == events.OverlapBufferOne && c.localBuf[d.Fire.Task] == nil {
+		case buffer:
 			cp := *d
 			c.localBuf[d.Fire.Task] = &cp
-			return false
 		}
-		c.outbox = append(c.outbox, store.Outcome{Delivery: *d, Events: []events.Event{missed}})
-		c.signalFlush()
+		c.mu.Unlock()
+		if !run && !buffer {
+			c.enqueue(store.Outcome{Delivery: *d, Events: []events.Event{missed}})
+		}
+		return run
+	}
+	var res store.BeginResult
+	if !c.retry(ctx, *d, "overlap check", func() (err error) {
+		res, err = c.st.Begin(ctx, *d, d.Spec.Overlap, c.cfg.VisibilityTimeout, missed)
+		return err
+	}) {
 		return false
 	}
+	if res != store.BeginRun {
+		c.release(*d)
+		return false
+	}
+	c.mu.Lock()
+	h := c.held[heldKey(d.Stream, d.EntryID)]
+	h.Overlap = true
+	c.held[heldKey(d.Stream, d.EntryID)] = h
+	c.mu.Unlock()
+	return true
+}
+
+// missed is the missed event of a fire dropped under policy.
+func (c *Consumer) missed(d store.Delivery, policy events.Misfire, reason string) events.Event {
+	return events.Event{Type: events.TypeMissed, Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Count: 1,
+		Policy: policy, Worker: c.cfg.Node, Queue: d.Queue, Reason: reason}
+}
+
+// retry calls f until it succeeds, pacing the tries, and reports false
+// when the worker stops first: d stays held, and the hand-back at stop
+// gives it to another worker.
+func (c *Consumer) retry(ctx context.Context, d store.Delivery, what string, f func() error) bool {
+	b := store.NewBackoff()
 	for {
-		res, err := c.st.Begin(ctx, *d, d.Spec.Overlap, c.cfg.VisibilityTimeout, missed)
+		err := f()
 		if err == nil {
-			if res == store.BeginRun {
-				c.mu.Lock()
-				h := c.held[heldKey(d.Stream, d.EntryID)]
-				h.Overlap = true
-				c.held[heldKey(d.Stream, d.EntryID)] = h
-				c.mu.Unlock()
-				return true
-			}
-			c.release(*d)
-			return false
+			return true
 		}
 		if ctx.Err() != nil || c.runCtx.Err() != nil {
-			// Keep holding it: the hand-back at stop gives it to another worker.
 			return false
 		}
-		c.log.Warn().Err(err).Str("fire", d.Fire.ID).Msg("overlap check failed; retrying")
-		sleep(ctx, 100*time.Millisecond)
+		c.log.Warn().Err(err).Str("fire", d.Fire.ID).Msg(what + " failed; retrying")
+		sleep(ctx, b.Next())
 	}
 }
 
@@ -659,10 +673,7 @@ func (c *Consumer) deadLetter(d store.Delivery, reason, lastErr string, endOverl
 func (c *Consumer) Start(d store.Delivery) {
 	e := events.Event{Type: events.TypeStarted, Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Attempt: d.Fire.Attempt,
 		Worker: c.cfg.Node, Queue: d.Queue}
-	c.mu.Lock()
-	c.outbox = append(c.outbox, store.Outcome{Delivery: store.Delivery{Stream: d.Stream, Broadcast: true}, Events: []events.Event{e}})
-	c.mu.Unlock()
-	c.signalFlush()
+	c.enqueue(store.Outcome{Events: []events.Event{e}}) // no entry: nothing to ack
 }
 
 // Finish records how the run of d ended: completed, failed and retried,

@@ -18,7 +18,7 @@ import (
 	"github.com/taskino/taskino/store"
 )
 
-// manualTask applies tasks that only run when triggered.
+// manualTasks applies tasks that only run when triggered.
 func manualTasks(t *testing.T, b testBundle, specs ...events.Spec) {
 	t.Helper()
 	for i := range specs {
@@ -166,12 +166,12 @@ func TestBadEntriesAreDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	all := awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool {
-		return len(startsOfType(all, events.TypeDead)) == len(bad) && countEvents(all, events.TypeCompleted)["after-the-bad-ones"] == 1
+		return len(ofType(all, events.TypeDead)) == len(bad) && countEvents(all, events.TypeCompleted)["after-the-bad-ones"] == 1
 	})
 	if ran.Load() != 1 {
 		t.Errorf("the good entry ran %d times, want 1", ran.Load())
 	}
-	for _, e := range startsOfType(all, events.TypeDead) {
+	for _, e := range ofType(all, events.TypeDead) {
 		if e.Reason == "" {
 			t.Errorf("dead event without a reason: %+v", e)
 		}
@@ -318,7 +318,7 @@ func TestOverlapSkipAcrossWorkers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	all := awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool { return len(startsOfType(all, events.TypeMissed)) == 5 })
+	all := awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool { return len(ofType(all, events.TypeMissed)) == 5 })
 	releaseAll()
 	awaitEvent(t, b, 30*time.Second, events.TypeCompleted, func(e events.Event) bool { return e.Fire == "first" })
 	// Free again: the next fire runs.
@@ -335,7 +335,7 @@ func TestOverlapSkipAcrossWorkers(t *testing.T) {
 	if n := runs.Load(); n != 2 {
 		t.Errorf("%d runs, want 2 (the first and the one after)", n)
 	}
-	for _, e := range startsOfType(all, events.TypeMissed) {
+	for _, e := range ofType(all, events.TypeMissed) {
 		if !strings.HasPrefix(e.Fire, "during-") || e.Policy != "overlap-skip" {
 			t.Errorf("missed event %+v, want one per fire during the run, policy overlap-skip", e)
 		}
@@ -385,7 +385,7 @@ func TestOverlapBufferOneAcrossWorkers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool { return len(startsOfType(all, events.TypeMissed)) == 2 })
+	awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool { return len(ofType(all, events.TypeMissed)) == 2 })
 	releaseAll()
 	all := awaitEvent(t, b, 30*time.Second, events.TypeCompleted, func(e events.Event) bool { return e.Fire == "during-0" })
 	for _, w := range ws {
@@ -397,7 +397,7 @@ func TestOverlapBufferOneAcrossWorkers(t *testing.T) {
 		t.Errorf("runs %v, want first and during-0 once each", got)
 	}
 	missed := map[string]bool{}
-	for _, e := range startsOfType(all, events.TypeMissed) {
+	for _, e := range ofType(all, events.TypeMissed) {
 		missed[e.Fire] = e.Policy == "overlap-buffer-one"
 	}
 	if len(missed) != 2 || !missed["during-1"] || !missed["during-2"] {
@@ -458,7 +458,7 @@ func TestTriggerIDIsIdempotent(t *testing.T) {
 		t.Errorf("%d runs of triggers without an id, want 2", anon)
 	}
 	dups := 0
-	for _, e := range startsOfType(all, events.TypeMissed) {
+	for _, e := range ofType(all, events.TypeMissed) {
 		if e.Fire == "invoice-7" && e.Policy == "duplicate-id" {
 			dups++
 		}

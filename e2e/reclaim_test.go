@@ -178,18 +178,8 @@ func TestLongRunOnALiveWorkerIsNotStolen(t *testing.T) {
 		w.stop(t)
 	}
 	all = append(all, mustRange(t, b, nextID(all))...)
-	if n := len(startsOfType(all, events.TypeStarted)); n != 1 {
+	if n := len(ofType(all, events.TypeStarted)); n != 1 {
 		t.Errorf("%d started events, want 1", n)
 	}
 	assertNothingPending(t, b, "default")
-}
-
-func startsOfType(all []events.Event, typ events.Type) []events.Event {
-	var out []events.Event
-	for _, e := range all {
-		if e.Type == typ {
-			out = append(out, e)
-		}
-	}
-	return out
 }

@@ -111,7 +111,7 @@ func TestHugeMalformedEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool {
-		return len(startsOfType(all, events.TypeDead)) == 1 && countEvents(all, events.TypeCompleted)["after"] == 1
+		return len(ofType(all, events.TypeDead)) == 1 && countEvents(all, events.TypeCompleted)["after"] == 1
 	})
 	w.stop(t)
 	letters, err := b.rdb.XRange(b.ctx, b.st.Keys().Dead(), "-", "+").Result()

@@ -119,3 +119,14 @@ func countEvents(all []events.Event, typ events.Type) map[string]int {
 	}
 	return out
 }
+
+// ofType is the events of type typ, in order.
+func ofType(all []events.Event, typ events.Type) []events.Event {
+	var out []events.Event
+	for _, e := range all {
+		if e.Type == typ {
+			out = append(out, e)
+		}
+	}
+	return out
+}

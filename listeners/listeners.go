@@ -156,11 +156,48 @@ func New(rdb redis.UniversalClient, cfg Config, listeners ...any) (*Subscription
 	return &Subscription{st: st, rdb: rdb, cfg: cfg, log: log, listeners: listeners}, nil
 }
 
+// callback is one listener interface: whether l implements it, and a call
+// of its method when it does.
+type callback struct {
+	implements func(l any) bool
+	call       func(l any, ctx context.Context, e events.Event)
+}
+
+func on[L any](method func(L, context.Context, events.Event)) callback {
+	return callback{
+		implements: func(l any) bool { _, ok := l.(L); return ok },
+		call: func(l any, ctx context.Context, e events.Event) {
+			if x, ok := l.(L); ok {
+				method(x, ctx, e)
+			}
+		},
+	}
+}
+
+// callbacks maps each event type to the listener interface told of it.
+var callbacks = map[events.Type]callback{
+	events.TypeNodeUp:    on(StartupListener.OnStartup),
+	events.TypeNodeDown:  on(StopListener.OnStop),
+	events.TypeReload:    on(ReloadListener.OnReload),
+	events.TypeCompleted: on(CompleteListener.OnComplete),
+	events.TypeFired:     on(FiredListener.OnFired),
+	events.TypeStarted:   on(StartedListener.OnStarted),
+	events.TypeFailed:    on(FailedListener.OnFailed),
+	events.TypeRetried:   on(RetriedListener.OnRetried),
+	events.TypeDead:      on(DeadListener.OnDead),
+	events.TypeMissed:    on(MissedListener.OnMissed),
+}
+
+var every = on(EventListener.OnEvent)
+
 func isListener(l any) bool {
-	switch l.(type) {
-	case StartupListener, StopListener, ReloadListener, CompleteListener, FiredListener, StartedListener,
-		FailedListener, RetriedListener, DeadListener, MissedListener, EventListener:
+	if every.implements(l) {
 		return true
+	}
+	for _, cb := range callbacks {
+		if cb.implements(l) {
+			return true
+		}
 	}
 	return false
 }
@@ -180,7 +217,7 @@ func (s *Subscription) runLive(ctx context.Context) error {
 	cursor := s.cfg.From
 	b := store.NewBackoff()
 	for ctx.Err() == nil && cursor == "$" {
-		id, err := s.st.BroadcastCursor(ctx, stream)
+		id, err := s.st.LastEntryID(ctx, stream)
 		if err != nil {
 			s.retry(ctx, b, err, "read the end of the events stream")
 			continue
@@ -310,50 +347,9 @@ func (s *Subscription) call(ctx context.Context, l any, e events.Event) {
 			s.report(fmt.Errorf("listener %T panicked on event %s (%s): %v\n%s", l, e.ID, e.Type, v, debug.Stack()))
 		}
 	}()
-	if el, ok := l.(EventListener); ok {
-		el.OnEvent(ctx, e)
-	}
-	switch e.Type {
-	case events.TypeNodeUp:
-		if x, ok := l.(StartupListener); ok {
-			x.OnStartup(ctx, e)
-		}
-	case events.TypeNodeDown:
-		if x, ok := l.(StopListener); ok {
-			x.OnStop(ctx, e)
-		}
-	case events.TypeReload:
-		if x, ok := l.(ReloadListener); ok {
-			x.OnReload(ctx, e)
-		}
-	case events.TypeCompleted:
-		if x, ok := l.(CompleteListener); ok {
-			x.OnComplete(ctx, e)
-		}
-	case events.TypeFired:
-		if x, ok := l.(FiredListener); ok {
-			x.OnFired(ctx, e)
-		}
-	case events.TypeStarted:
-		if x, ok := l.(StartedListener); ok {
-			x.OnStarted(ctx, e)
-		}
-	case events.TypeFailed:
-		if x, ok := l.(FailedListener); ok {
-			x.OnFailed(ctx, e)
-		}
-	case events.TypeRetried:
-		if x, ok := l.(RetriedListener); ok {
-			x.OnRetried(ctx, e)
-		}
-	case events.TypeDead:
-		if x, ok := l.(DeadListener); ok {
-			x.OnDead(ctx, e)
-		}
-	case events.TypeMissed:
-		if x, ok := l.(MissedListener); ok {
-			x.OnMissed(ctx, e)
-		}
+	every.call(l, ctx, e)
+	if cb, ok := callbacks[e.Type]; ok {
+		cb.call(l, ctx, e)
 	}
 }
 

@@ -26,6 +26,3 @@ func (b *Backoff) Next() time.Duration {
 
 // Reset starts the pacing over, after a success.
 func (b *Backoff) Reset() { b.cur = 0 }
-
-// LessID reports whether stream entry id a ("ms-seq") comes before b.
-func LessID(a, b string) bool { return lessID(a, b) }

@@ -152,10 +152,10 @@ func (s *Store) Reclaim(ctx context.Context, consumer, stream string, minIdle ti
 	return out, next, nil
 }
 
-// BroadcastCursor is the id of the last entry of a broadcast stream ("0-0"
-// when it is empty): a worker that reads from it runs every broadcast fire
-// appended after this call.
-func (s *Store) BroadcastCursor(ctx context.Context, stream string) (string, error) {
+// LastEntryID is the id of the last entry of a stream ("0-0" when it is
+// empty): a reader that starts after it sees every entry appended after
+// this call (a worker's broadcast cursor, a live listener's start).
+func (s *Store) LastEntryID(ctx context.Context, stream string) (string, error) {
 	msgs, err := s.rdb.XRevRangeN(ctx, stream, "+", "-", 1).Result()
 	if err != nil {
 		return "", fmt.Errorf("read the end of %s: %w", stream, err)
@@ -431,28 +431,25 @@ func (s *Store) TrimFires(ctx context.Context, stream string, keep time.Duration
 		if err != nil {
 			return 0, fmt.Errorf("read groups of %s: %w", stream, err)
 		}
-		found := false
-		for _, g := range groups {
-			found = found || g.Name == WorkerGroup
+		var g *redis.XInfoGroup
+		for i := range groups {
+			if groups[i].Name == WorkerGroup {
+				g = &groups[i]
+			}
 		}
-		if !found {
+		if g == nil {
 			return 0, nil // no group (a flush removed it): nothing is known to be acked
 		}
-		for _, g := range groups {
-			if g.Name != WorkerGroup {
-				continue
+		if LessID(g.LastDeliveredID, minID) {
+			minID = g.LastDeliveredID
+		}
+		if g.Pending > 0 {
+			p, err := s.rdb.XPending(ctx, stream, WorkerGroup).Result()
+			if err != nil {
+				return 0, fmt.Errorf("read pending of %s: %w", stream, err)
 			}
-			if lessID(g.LastDeliveredID, minID) {
-				minID = g.LastDeliveredID
-			}
-			if g.Pending > 0 {
-				p, err := s.rdb.XPending(ctx, stream, WorkerGroup).Result()
-				if err != nil {
-					return 0, fmt.Errorf("read pending of %s: %w", stream, err)
-				}
-				if p.Count > 0 && lessID(p.Lower, minID) {
-					minID = p.Lower
-				}
+			if p.Count > 0 && LessID(p.Lower, minID) {
+				minID = p.Lower
 			}
 		}
 	}
@@ -484,8 +481,8 @@ func (s *Store) PruneConsumers(ctx context.Context, stream string, idle time.Dur
 	return n, nil
 }
 
-// lessID compares stream ids "ms-seq".
-func lessID(a, b string) bool {
+// LessID reports whether stream entry id a ("ms-seq") comes before b.
+func LessID(a, b string) bool {
 	am, as, _ := strings.Cut(a, "-")
 	bm, bs, _ := strings.Cut(b, "-")
 	ai, _ := strconv.ParseUint(am, 10, 64)
@@ -506,8 +503,8 @@ var ErrUnknownTask = errors.New("unknown task")
 // with payload (the spec's payload when empty). When id is not empty it is
 // the fire id, and it makes the trigger idempotent: a trigger with an id
 // used in the last TriggerIDTTL appends nothing and returns the first
-// one's entry id. It returns the entry id. A task not in the stored set is an error wrapping
-// ErrUnknownTask.
+// one's entry id. It returns the entry id. A task not in the stored set is
+// an error wrapping ErrUnknownTask.
 func (s *Store) Trigger(ctx context.Context, task, payload, id string) (string, error) {
 	sp, err := s.Spec(ctx, task)
 	if errors.Is(err, ErrNotFound) {
@@ -519,15 +516,19 @@ func (s *Store) Trigger(ctx context.Context, task, payload, id string) (string, 
 	if payload == "" {
 		payload = sp.Payload
 	}
-	kv := []any{events.FieldTask, task}
+	fields := map[string]string{events.FieldTask: task}
 	if payload != "" {
-		kv = append(kv, events.FieldPayload, payload)
+		fields[events.FieldPayload] = payload
 	}
 	if id != "" {
-		kv = append(kv, events.FieldID, id)
+		fields[events.FieldID] = id
 	}
-	if _, err := events.DecodeFire("0-1", stringFields(pairs(kv))); err != nil {
+	if _, err := events.DecodeFire("0-1", fields); err != nil {
 		return "", fmt.Errorf("trigger %q: %w", task, err)
+	}
+	kv := make([]any, 0, 2*len(fields))
+	for k, v := range fields {
+		kv = append(kv, k, v)
 	}
 	sp = sp.WithDefaults()
 	stream := s.keys.FireStream(sp.Queue, sp.Mode)
@@ -561,14 +562,6 @@ func (s *Store) FirstTrigger(ctx context.Context, d Delivery, missed events.Even
 		return false, fmt.Errorf("check trigger id %q: %w", d.Fire.ID, err)
 	}
 	return n == 1, nil
-}
-
-func pairs(kv []any) map[string]any {
-	m := make(map[string]any, len(kv)/2)
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i].(string)] = kv[i+1]
-	}
-	return m
 }
 
 // Result is how a worker's run of a delivery ended, as the dispatcher

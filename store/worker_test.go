@@ -125,16 +125,7 @@ func TestTriggerUnknownTask(t *testing.T) {
 // would take its default 100 for COUNT 0).
 func TestReclaimOfNothing(t *testing.T) {
 	b := setup(t)
-	rdb := b.srv.Client(t)
-	stream := b.st.Keys().Fires("q")
-	if err := b.st.EnsureGroup(b.ctx, stream); err != nil {
-		t.Fatal(err)
-	}
-	for range 5 {
-		if err := rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: stream, Values: []any{"task", "a"}}).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	_, stream := fireStream(t, b, 5)
 	if _, err := b.st.ReadFires(b.ctx, "ghost", []string{stream}, 5, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -153,14 +144,7 @@ func TestReclaimOfNothing(t *testing.T) {
 // stopped answering.
 func TestHandBackIsNotADeliveryLost(t *testing.T) {
 	b := setup(t)
-	rdb := b.srv.Client(t)
-	stream := b.st.Keys().Fires("q")
-	if err := b.st.EnsureGroup(b.ctx, stream); err != nil {
-		t.Fatal(err)
-	}
-	if err := rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: stream, Values: []any{"task", "a"}}).Err(); err != nil {
-		t.Fatal(err)
-	}
+	_, stream := fireStream(t, b, 1)
 	ds, err := b.st.ReadFires(b.ctx, "stopping", []string{stream}, 1, 0)
 	if err != nil || len(ds) != 1 {
 		t.Fatalf("read %d (err %v)", len(ds), err)
@@ -182,18 +166,8 @@ func TestHandBackIsNotADeliveryLost(t *testing.T) {
 // stays.
 func TestPruneConsumers(t *testing.T) {
 	b := setup(t)
-	rdb := b.srv.Client(t)
-	stream := b.st.Keys().Fires("q")
-	if err := b.st.EnsureGroup(b.ctx, stream); err != nil {
-		t.Fatal(err)
-	}
-	if err := rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: stream, Values: []any{"task", "a"}}).Err(); err != nil {
-		t.Fatal(err)
-	}
+	rdb, stream := fireStream(t, b, 2)
 	if _, err := b.st.ReadFires(b.ctx, "holder", []string{stream}, 1, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: stream, Values: []any{"task", "a"}}).Err(); err != nil {
 		t.Fatal(err)
 	}
 	ds, err := b.st.ReadFires(b.ctx, "empty", []string{stream}, 1, 0)
@@ -211,4 +185,21 @@ func TestPruneConsumers(t *testing.T) {
 	if err != nil || len(cs) != 1 || cs[0].Name != "holder" {
 		t.Errorf("consumers left %+v (err %v), want only the one holding a fire", cs, err)
 	}
+}
+
+// fireStream makes the fire stream of queue q, with the worker group and n
+// entries of task a.
+func fireStream(t *testing.T, b testBundle, n int) (*redis.Client, string) {
+	t.Helper()
+	rdb := b.srv.Client(t)
+	stream := b.st.Keys().Fires("q")
+	if err := b.st.EnsureGroup(b.ctx, stream); err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		if err := rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: stream, Values: []any{"task", "a"}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return rdb, stream
 }
