@@ -702,18 +702,19 @@ func (c *Consumer) Finish(d store.Delivery, r store.Result) {
 		return
 	}
 	base := events.Event{Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Attempt: d.Fire.Attempt, Worker: c.cfg.Node}
+	output := cleanTail(r.Output)
 	cost := r.Finished.Sub(r.Started).Milliseconds()
 	lr := &events.LastRun{Task: d.Fire.Task, Fire: d.Fire.ID, Scheduled: d.Fire.At, Started: r.Started, Finished: r.Finished}
 	o := store.Outcome{Delivery: d, LastRun: lr, EndOverlap: overlap && !d.Broadcast}
 	if r.Err == nil {
 		e := base
-		e.Type, e.Status, e.CostMs, e.Queue = events.TypeCompleted, events.StatusCompleted, cost, d.Queue
+		e.Type, e.Status, e.CostMs, e.Queue, e.Output = events.TypeCompleted, events.StatusCompleted, cost, d.Queue, output
 		lr.Status = events.StatusCompleted
 		o.Events = []events.Event{e}
 	} else {
 		msg := clean(r.Err.Error())
 		e := base
-		e.Type, e.Status, e.CostMs, e.Queue, e.Error = events.TypeFailed, events.StatusFailed, cost, d.Queue, msg
+		e.Type, e.Status, e.CostMs, e.Queue, e.Error, e.Output = events.TypeFailed, events.StatusFailed, cost, d.Queue, msg, output
 		lr.Status, lr.Error = events.StatusFailed, msg
 		o.Events = []events.Event{e}
 		switch {
@@ -761,6 +762,15 @@ func clean(s string) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	if len(s) > maxText {
 		s = strings.ToValidUTF8(s[:maxText], "") + "..."
+	}
+	return s
+}
+
+// cleanTail is clean keeping the end of s, where a run's last words are.
+func cleanTail(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) > maxText {
+		s = "..." + strings.ToValidUTF8(s[len(s)-maxText:], "")
 	}
 	return s
 }

@@ -327,8 +327,10 @@ func (dp *Dispatcher) execute(ctx, runCtx context.Context, h Handler, dl store.D
 	}
 	dp.src.Start(dl)
 	r := store.Result{Started: time.Now()}
-	r.Err = call(ctx, h, dl.Fire)
+	out := &outputBox{}
+	r.Err = call(context.WithValue(ctx, outputKey{}, out), h, dl.Fire)
 	r.Finished = time.Now()
+	r.Output = out.get()
 	if r.Err == nil {
 		return r
 	}
@@ -349,6 +351,31 @@ func (dp *Dispatcher) execute(ctx, runCtx context.Context, h Handler, dl store.D
 	}
 	dp.log.Debug().Err(r.Err).Str("fire", dl.Fire.ID).Int("attempt", dl.Fire.Attempt).Msg("run failed")
 	return r
+}
+
+type outputKey struct{}
+
+type outputBox struct {
+	mu sync.Mutex
+	s  string
+}
+
+func (b *outputBox) get() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.s
+}
+
+// SetOutput records text as what the run of the handler given ctx printed;
+// it goes, as field "output", into the run's completed or failed event,
+// cut to its last 8 KiB. A later call replaces an earlier one. Outside a
+// handler's context it does nothing.
+func SetOutput(ctx context.Context, text string) {
+	if b, ok := ctx.Value(outputKey{}).(*outputBox); ok {
+		b.mu.Lock()
+		b.s = text
+		b.mu.Unlock()
+	}
 }
 
 // PanicError is a handler's panic, with the stack where it happened.

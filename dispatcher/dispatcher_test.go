@@ -101,17 +101,23 @@ func TestOutcomes(t *testing.T) {
 		fire("slow", "slow", 1, events.Spec{Timeout: 20 * time.Millisecond, Attempts: 1}),
 		fire("panics", "panics", 1, events.Spec{Attempts: 1}),
 		fire("orphan", "nobody", 1, events.Spec{}),
+		fire("talks", "talks", 1, events.Spec{Attempts: 1}),
 	)
 	d := dispatcher.New(src, dispatcher.Config{Backoff: func(a int) time.Duration { return time.Duration(a) * time.Second }})
 	must(t, d.HandleFunc("ok", func(ctx context.Context, f events.Fire) error { return nil }))
 	must(t, d.HandleFunc("fails", func(ctx context.Context, f events.Fire) error { return errors.New("boom") }))
 	must(t, d.HandleFunc("slow", func(ctx context.Context, f events.Fire) error { <-ctx.Done(); return ctx.Err() }))
 	must(t, d.HandleFunc("panics", func(ctx context.Context, f events.Fire) error { panic("bad index") }))
+	must(t, d.HandleFunc("talks", func(ctx context.Context, f events.Fire) error {
+		dispatcher.SetOutput(ctx, "first")
+		dispatcher.SetOutput(ctx, "last words")
+		return errors.New("then failed")
+	}))
 	if err := d.HandleFunc("bad name!", func(ctx context.Context, f events.Fire) error { return nil }); err == nil {
 		t.Error("a handler for an impossible task name was accepted")
 	}
 	stop := start(t, d)
-	res := src.await(t, 6)
+	res := src.await(t, 7)
 	stop()
 
 	if r := res["ok"]; r.Err != nil || r.Started.IsZero() || r.Finished.Before(r.Started) {
@@ -133,8 +139,14 @@ func TestOutcomes(t *testing.T) {
 	if r := res["orphan"]; !strings.Contains(r.Dead, `no handler for task "nobody"`) || !r.Started.IsZero() {
 		t.Errorf("a fire with no handler: %+v, want it dead-lettered unstarted", r)
 	}
-	if len(src.started) != 5 {
-		t.Errorf("%d runs started, want 5 (not the one with no handler)", len(src.started))
+	if r := res["talks"]; r.Output != "last words" || r.Err == nil {
+		t.Errorf("a failed run that set its output: %+v, want output %q kept with the failure", r, "last words")
+	}
+	if r := res["ok"]; r.Output != "" {
+		t.Errorf("a silent run has output %q", r.Output)
+	}
+	if len(src.started) != 6 {
+		t.Errorf("%d runs started, want 6 (not the one with no handler)", len(src.started))
 	}
 }
 

@@ -36,6 +36,7 @@ const (
 	FieldUntil    = "until"    // missed: last slot, when count > 1
 	FieldPolicy   = "policy"   // missed: the policy that decided it
 	FieldReason   = "reason"   // why (a dead letter, a miss)
+	FieldOutput   = "output"   // the tail of what a run printed
 )
 
 // EncodingVersion is the value of FieldV written by this package.
@@ -203,6 +204,7 @@ type Event struct {
 	Until    time.Time
 	Policy   Misfire
 	Reason   string
+	Output   string
 }
 
 // field describes one event field: how to read it from an Event (ok false
@@ -280,6 +282,7 @@ var fields = map[string]field{
 	FieldUntil:    timeField(FieldUntil, func(e *Event) *time.Time { return &e.Until }),
 	FieldPolicy:   strField(func(e *Event) *string { return (*string)(&e.Policy) }),
 	FieldReason:   strField(func(e *Event) *string { return &e.Reason }),
+	FieldOutput:   strField(func(e *Event) *string { return &e.Output }),
 }
 
 // typeFields lists, per type, the fields it may carry; the ones before the
@@ -290,8 +293,8 @@ var typeFields = map[Type]string{
 	TypeFired:      "task fire at | queue mode payload attempt worker",
 	TypeMissed:     "task at count policy | until reason worker fire queue",
 	TypeStarted:    "task fire at | attempt worker queue",
-	TypeCompleted:  "task fire at | attempt worker cost_ms status queue",
-	TypeFailed:     "task fire at | attempt worker cost_ms status error queue",
+	TypeCompleted:  "task fire at | attempt worker cost_ms status queue output",
+	TypeFailed:     "task fire at | attempt worker cost_ms status error queue output",
 	TypeRetried:    "task fire at attempt | worker error reason",
 	TypeDead:       "reason | task fire at attempt worker error queue",
 	TypeLastRun:    "task | fire at status error cost_ms worker",

@@ -579,4 +579,7 @@ type Result struct {
 	// HandBack gives the fire up unfinished (a stopping worker): another
 	// worker takes it at once.
 	HandBack bool
+	// Output is the tail of what the run printed, for its completed or
+	// failed event; empty for none.
+	Output string
 }
