@@ -174,6 +174,8 @@ const (
 	TypeLastRun    Type = "lastrun"    // a task's last-run record changed
 	TypeNodeUp     Type = "node_up"    // a planner or worker started
 	TypeNodeDown   Type = "node_down"  // a planner or worker stopped
+	TypePaused     Type = "paused"     // a task was paused: it is not planned until resumed
+	TypeResumed    Type = "resumed"    // a paused task was resumed; it plans from now on
 )
 
 // Event is one entry of the events stream. Which fields an event carries
@@ -300,6 +302,8 @@ var typeFields = map[Type]string{
 	TypeLastRun:    "task | fire at status error cost_ms worker",
 	TypeNodeUp:     "worker | status",
 	TypeNodeDown:   "worker | status",
+	TypePaused:     "task | worker reason",
+	TypeResumed:    "task | worker reason",
 }
 
 type fieldSet struct {

@@ -79,19 +79,21 @@ for i = 0, n - 1 do
     redis.call('ZADD', KEYS[3], now, name)
     added[#added + 1] = name
   elseif old ~= spec then
+    -- A paused task stays paused (out of the due index) across reloads.
+    local paused = redis.call('HEXISTS', st, 'paused') == 1
     redis.call('HSET', KEYS[2], name, spec)
     redis.call('HINCRBY', st, 'gen', 1)
     if redis.call('HGET', st, 'skey') ~= skey then
       redis.call('HSET', st, 'since', s(now), 'skey', skey)
       redis.call('HDEL', st, 'next', 'lease', 'lease_until')
-      redis.call('ZADD', KEYS[3], now, name)
+      if not paused then redis.call('ZADD', KEYS[3], now, name) end
       changed[#changed + 1] = '!' .. name
     else
       -- Same schedule: keep the next slot, but end any lease (its holder's
       -- plan is refused by the new gen) so the task is planned on time.
       redis.call('HDEL', st, 'lease', 'lease_until')
       local nx = redis.call('HGET', st, 'next')
-      if nx ~= '-1' then redis.call('ZADD', KEYS[3], nx or s(now), name) end
+      if nx ~= '-1' and not paused then redis.call('ZADD', KEYS[3], nx or s(now), name) end
       changed[#changed + 1] = name
     end
   end

@@ -237,12 +237,14 @@ type TaskState struct {
 	Gen int64
 	// Planned is the latest slot fired or recorded missed; zero when none.
 	Planned time.Time
+	// Paused is when the task was paused; zero when it is not.
+	Paused time.Time
 }
 
 // State is the schedule state of a task, or ErrNotFound.
 func (s *Store) State(ctx context.Context, task string) (TaskState, error) {
 	pipe := s.rdb.Pipeline()
-	st := pipe.HMGet(ctx, s.keys.State(task), "since", "next", "gen")
+	st := pipe.HMGet(ctx, s.keys.State(task), "since", "next", "gen", "paused")
 	pl := pipe.HGet(ctx, s.keys.Planned(), task)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return TaskState{}, err
@@ -259,6 +261,7 @@ func (s *Store) State(ctx context.Context, task string) (TaskState, error) {
 		ts.Next = msTime(v[1])
 	}
 	ts.Gen, _ = strconv.ParseInt(fmt.Sprint(v[2]), 10, 64)
+	ts.Paused = msTime(v[3])
 	if p, err := pl.Result(); err == nil {
 		ts.Planned = msTime(p)
 	}

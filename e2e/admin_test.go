@@ -1,0 +1,188 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/taskino/taskino/consumer"
+	"github.com/taskino/taskino/dispatcher"
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/planner"
+	"github.com/taskino/taskino/store"
+)
+
+// TestPauseAndResume: a paused task fires no slot while a control task goes
+// on firing; a reload keeps it paused; resume appends one missed event
+// counting the skipped slots and the task fires again from then on.
+func TestPauseAndResume(t *testing.T) {
+	b := setup(t)
+	every := 100 * time.Millisecond
+	specs := []events.Spec{
+		{Name: "paused", Trigger: events.Every(every)},
+		{Name: "control", Trigger: events.Every(every)},
+	}
+	if _, err := planner.Apply(b.ctx, b.st, 1, specs); err != nil {
+		t.Fatal(err)
+	}
+	startPlanner(t, b, planner.Config{}, nil)
+	awaitEvent(t, b, 30*time.Second, events.TypeFired, func(e events.Event) bool { return e.Task == "paused" })
+
+	pausedAt, err := planner.Pause(b.ctx, b.st, "paused", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := planner.Pause(b.ctx, b.st, "paused", "test"); !errors.Is(err, store.ErrAlreadyPaused) {
+		t.Errorf("a second pause returned %v, want ErrAlreadyPaused", err)
+	}
+	if _, err := planner.Pause(b.ctx, b.st, "nobody", "test"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("pausing an unknown task returned %v, want ErrNotFound", err)
+	}
+	if err := planner.Resume(b.ctx, b.st, "control", "test"); !errors.Is(err, store.ErrNotPaused) {
+		t.Errorf("resuming a running task returned %v, want ErrNotPaused", err)
+	}
+	// A reload that changes the paused task's schedule keeps it paused.
+	specs[0].Trigger = events.Every(2 * every)
+	if _, err := planner.Apply(b.ctx, b.st, 2, specs); err != nil {
+		t.Fatal(err)
+	}
+	// While paused, the control task fires 10 more slots.
+	controlAfterPause := func(all []events.Event) int {
+		n := 0
+		for _, e := range all {
+			if e.Type == events.TypeFired && e.Task == "control" && e.At.After(pausedAt) {
+				n++
+			}
+		}
+		return n
+	}
+	awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool { return controlAfterPause(all) >= 10 })
+	if ts, err := b.st.State(b.ctx, "paused"); err != nil || !ts.Paused.Equal(pausedAt) {
+		t.Errorf("state %+v (err %v), want paused at %s", ts, err, pausedAt)
+	}
+
+	if err := planner.Resume(b.ctx, b.st, "paused", "test"); err != nil {
+		t.Fatal(err)
+	}
+	all := awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool {
+		for _, e := range all {
+			if e.Type == events.TypeResumed {
+				for _, f := range all {
+					if f.Type == events.TypeFired && f.Task == "paused" && f.ID > e.ID {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	})
+	var resumed, missed events.Event
+	for _, e := range all {
+		switch {
+		case e.Type == events.TypePaused && e.Task == "paused":
+			if e.Worker != "test" {
+				t.Errorf("paused event %+v does not name who paused", e)
+			}
+		case e.Type == events.TypeResumed:
+			resumed = e
+		case e.Type == events.TypeMissed && e.Task == "paused":
+			missed = e
+		}
+	}
+	if resumed.ID == "" {
+		t.Fatal("no resumed event")
+	}
+	// The skipped slots: every 200ms (the reloaded schedule) from the pause
+	// to the resume, at least 10 control slots (1s) long.
+	if missed.Reason != "paused" || missed.Count < 4 || missed.Policy != events.MisfireSkip || missed.At.Before(pausedAt) {
+		t.Errorf("missed event %+v, want the paused slots counted (at least 4)", missed)
+	}
+	for _, e := range all {
+		if e.Type == events.TypeFired && e.Task == "paused" && !e.At.Before(pausedAt) && e.ID < resumed.ID {
+			t.Errorf("slot %s fired while the task was paused (event %s)", e.At, e.ID)
+		}
+		if e.Type == events.TypeFired && e.Task == "paused" && e.ID > resumed.ID && !missed.Until.IsZero() && !e.At.After(missed.Until) {
+			t.Errorf("slot %s fired after the resume but was counted missed (until %s)", e.At, missed.Until)
+		}
+	}
+}
+
+// TestDeadLetterReplay: a fire that failed its attempts is listed on the
+// dead-letter stream; a replay runs it again as a first attempt with the
+// same fire id, removes the dead letter, and a second replay of it does
+// nothing. An entry that never decoded goes back byte for byte.
+func TestDeadLetterReplay(t *testing.T) {
+	b := setup(t)
+	var healthy atomic.Bool
+	w := startWorker(t, b, consumer.Config{}, dispatcher.Config{}, map[string]dispatcher.HandlerFunc{
+		"fragile": func(ctx context.Context, f events.Fire) error {
+			if !healthy.Load() {
+				return fmt.Errorf("attempt %d: down", f.Attempt)
+			}
+			return nil
+		},
+	})
+	awaitNodesUp(t, b, w)
+	manualTasks(t, b, events.Spec{Name: "fragile", Attempts: 1, Payload: "p"})
+	if _, err := b.st.Trigger(b.ctx, "fragile", "", "job-7"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: b.st.Keys().Fires("default"), Values: []any{"tsk", "typo"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool { return len(ofType(all, events.TypeDead)) == 2 })
+
+	letters, err := b.st.ListDead(b.ctx, "-", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(letters) != 2 {
+		t.Fatalf("%d dead letters, want 2", len(letters))
+	}
+	fire, bad := letters[0], letters[1]
+	if fire.Task() != "fragile" || fire.Error != "attempt 1: down" || fire.Source != b.st.Keys().Fires("default") || fire.Fields[events.FieldID] != "job-7" {
+		t.Errorf("dead letter %+v, want the fire of fragile with its error, source and fields", fire)
+	}
+	if bad.Fields["tsk"] != "typo" || bad.Task() != "" {
+		t.Errorf("dead letter %+v, want the malformed entry's fields", bad)
+	}
+
+	healthy.Store(true)
+	if _, err := b.st.Replay(b.ctx, fire, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.st.Replay(b.ctx, fire, "test"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a second replay returned %v, want ErrNotFound", err)
+	}
+	all := awaitEvent(t, b, 30*time.Second, events.TypeCompleted, func(e events.Event) bool { return e.Fire == "job-7" })
+	var replayed bool
+	for _, e := range all {
+		if e.Type == events.TypeRetried && e.Fire == "job-7" && e.Attempt == 1 && e.Worker == "test" {
+			replayed = true
+		}
+		if e.Type == events.TypeCompleted && e.Fire == "job-7" && e.Attempt != 1 {
+			t.Errorf("the replayed fire ran as attempt %d, want 1", e.Attempt)
+		}
+	}
+	if !replayed {
+		t.Error("no retried event records the replay")
+	}
+
+	// The malformed entry goes back as it was, and is dead-lettered again.
+	if _, err := b.st.Replay(b.ctx, bad, "test"); err != nil {
+		t.Fatal(err)
+	}
+	awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool { return len(ofType(all, events.TypeDead)) == 3 })
+	letters, err = b.st.ListDead(b.ctx, "-", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(letters) != 1 || letters[0].Fields["tsk"] != "typo" || letters[0].ID == bad.ID {
+		t.Errorf("dead letters after the replays: %+v, want only the malformed entry, dead-lettered anew", letters)
+	}
+	assertNothingPending(t, b, "default")
+}

@@ -1,0 +1,63 @@
+package planner
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store"
+)
+
+// maxCountedSlots bounds the slots Resume counts one by one.
+const maxCountedSlots = 1_000_000
+
+// Pause stops the planning of task until Resume: no planner fires its slots.
+// Fires already on a stream still run, and manual triggers still do. by
+// names who paused it, for the paused event. Errors: store.ErrNotFound for
+// a task not in the task set, store.ErrAlreadyPaused when it is paused.
+func Pause(ctx context.Context, st *store.Store, task, by string) (time.Time, error) {
+	return st.Pause(ctx, task, by)
+}
+
+// Resume plans a paused task again from now on. The slots it had while
+// paused are not fired: they are recorded as one missed event (reason
+// "paused", policy skip) with their count, so nothing is skipped silently.
+// Errors: store.ErrNotFound, store.ErrNotPaused.
+func Resume(ctx context.Context, st *store.Store, task, by string) error {
+	spec, err := st.Spec(ctx, task)
+	if err != nil {
+		return err
+	}
+	sched, err := Compile(spec.Trigger)
+	if err != nil {
+		return fmt.Errorf("task %q: %w", task, err)
+	}
+	return st.Resume(ctx, task, by, func(paused, now time.Time) events.Event {
+		return pausedSlots(task, by, sched, paused, now)
+	})
+}
+
+// pausedSlots is the missed event for the slots of sched in [paused, now).
+func pausedSlots(task, by string, sched Schedule, paused, now time.Time) events.Event {
+	e := events.Event{Type: events.TypeMissed, Task: task, Policy: events.MisfireSkip, Worker: by}
+	var last time.Time
+	for t, ok := sched.Next(paused.Add(-time.Millisecond)); ok && t.Before(now); t, ok = sched.Next(t) {
+		if e.Count == 0 {
+			e.At = t
+		}
+		last = t
+		e.Count++
+		if e.Count == maxCountedSlots {
+			e.Reason = fmt.Sprintf("paused; at least %d slots (counting stopped)", e.Count)
+			break
+		}
+	}
+	if e.Reason == "" {
+		e.Reason = "paused"
+	}
+	if e.Count > 1 {
+		e.Until = last
+	}
+	return e
+}

@@ -1,0 +1,328 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/taskino/taskino/events"
+)
+
+// What operators do by hand: pause and resume a task, list and replay dead
+// letters.
+
+// pauseScript pauses a task: no planner claims it until it is resumed.
+//
+// KEYS[1] -> specs (hash)
+// KEYS[2] -> due (zset)
+// KEYS[3] -> events (stream)
+// ARGV[1] -> the task's state key
+// ARGV[2] -> task name
+// ARGV[3] -> events stream approximate MAXLEN
+// ARGV[4..] -> the paused event's fields
+//
+// The task leaves the due index, its lease ends and its gen moves on (a
+// planner holding it has its plan refused), and its state records when it
+// was paused. A reload keeps it paused.
+// Returns the pause time (ms) of the task, "" if it is not registered, or
+// {"already", since} when it was paused before (nothing written).
+var pauseScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return '' end
+local since = redis.call('HGET', ARGV[1], 'paused')
+if since then return {'already', since} end
+local t = redis.call('TIME')
+local now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+redis.call('HSET', ARGV[1], 'paused', now)
+redis.call('HINCRBY', ARGV[1], 'gen', 1)
+redis.call('HDEL', ARGV[1], 'lease', 'lease_until')
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
+return now
+`)
+
+// resumeScript resumes a paused task from a given time on.
+//
+// KEYS[1] -> specs (hash)
+// KEYS[2] -> due (zset)
+// KEYS[3] -> events (stream)
+// ARGV[1] -> the task's state key
+// ARGV[2] -> task name
+// ARGV[3] -> events stream approximate MAXLEN
+// ARGV[4] -> the pause time the caller read ("" to resume whatever it is)
+// ARGV[5] -> from (ms): the first slot may not be earlier
+// ARGV[6] -> number of fields of the resumed event, then the fields
+// ARGV[...] -> the missed event's fields, if any
+//
+// The slots between the pause and from are not fired (the caller records
+// them as missed); the task is planned again from "from" on.
+// Returns 1 when resumed, 0 when the task is not paused (or was paused
+// again since the caller read it), -1 when it is not registered.
+var resumeScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return -1 end
+local since = redis.call('HGET', ARGV[1], 'paused')
+if not since or (ARGV[4] ~= '' and since ~= ARGV[4]) then return 0 end
+redis.call('HDEL', ARGV[1], 'paused', 'next', 'lease', 'lease_until')
+redis.call('HSET', ARGV[1], 'since', ARGV[5])
+redis.call('HINCRBY', ARGV[1], 'gen', 1)
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[2])
+local n = tonumber(ARGV[6])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 7, 6 + n))
+if #ARGV > 6 + n then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 7 + n))
+end
+return 1
+`)
+
+// ErrNotPaused is returned by Resume for a task that is not paused.
+var ErrNotPaused = errors.New("not paused")
+
+// ErrAlreadyPaused is returned by Pause for a task that is paused.
+var ErrAlreadyPaused = errors.New("already paused")
+
+// Pause stops the planning of task until Resume: planners fire none of its
+// slots. Fires already appended still run, and manual triggers still do.
+// It returns when the task was paused (server time); ErrNotFound for a task
+// not in the task set, ErrAlreadyPaused (with the earlier pause time) when
+// it is paused.
+func (s *Store) Pause(ctx context.Context, task, by string) (time.Time, error) {
+	e := events.Event{Type: events.TypePaused, Task: task, Worker: by, Reason: "paused by hand"}
+	kv, err := e.Encode()
+	if err != nil {
+		return time.Time{}, err
+	}
+	args := append([]any{s.keys.State(task), task, s.eventsMaxLen}, anys(kv)...)
+	res, err := pauseScript.Run(ctx, s.rdb, []string{s.keys.Specs(), s.keys.Due(), s.keys.Events()}, args...).Result()
+	if err != nil {
+		return time.Time{}, err
+	}
+	switch v := res.(type) {
+	case string:
+		if v == "" {
+			return time.Time{}, ErrNotFound
+		}
+		return msTime(v), nil
+	case []any:
+		return msTime(v[1]), ErrAlreadyPaused
+	}
+	return time.Time{}, fmt.Errorf("pause %q: unexpected reply %v", task, res)
+}
+
+// Paused is when task was paused; zero when it is not paused.
+func (s *Store) Paused(ctx context.Context, task string) (time.Time, error) {
+	v, err := s.rdb.HGet(ctx, s.keys.State(task), "paused").Result()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, nil
+	}
+	return msTime(v), err
+}
+
+// Resume plans task again, from the server's now on, and appends a resumed
+// event. missed, when not nil, is given the pause time and that now and
+// returns the missed event recording the slots skipped while paused (its
+// Count zero for none); it is appended with the resumed event. Errors:
+// ErrNotFound for a task not in the task set, ErrNotPaused when it is not
+// paused.
+func (s *Store) Resume(ctx context.Context, task, by string, missed func(paused, now time.Time) events.Event) error {
+	since, err := s.Paused(ctx, task)
+	if err != nil {
+		return err
+	}
+	if since.IsZero() {
+		if _, err := s.Spec(ctx, task); err != nil {
+			return err
+		}
+		return ErrNotPaused
+	}
+	now, err := s.Time(ctx)
+	if err != nil {
+		return err
+	}
+	now = now.Truncate(time.Millisecond)
+	re := events.Event{Type: events.TypeResumed, Task: task, Worker: by,
+		Reason: fmt.Sprintf("paused since %s", since.Format(time.RFC3339))}
+	kv, err := re.Encode()
+	if err != nil {
+		return err
+	}
+	args := []any{s.keys.State(task), task, s.eventsMaxLen, since.UnixMilli(), now.UnixMilli(), len(kv)}
+	args = append(args, anys(kv)...)
+	if missed != nil {
+		if me := missed(since, now); me.Count > 0 {
+			mkv, err := me.Encode()
+			if err != nil {
+				return err
+			}
+			args = append(args, anys(mkv)...)
+		}
+	}
+	n, err := resumeScript.Run(ctx, s.rdb, []string{s.keys.Specs(), s.keys.Due(), s.keys.Events()}, args...).Int()
+	switch {
+	case err != nil:
+		return err
+	case n == -1:
+		return ErrNotFound
+	case n == 0:
+		return ErrNotPaused
+	}
+	return nil
+}
+
+func anys(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, v := range ss {
+		out[i] = v
+	}
+	return out
+}
+
+// DeadLetter is an entry of the dead-letter stream.
+type DeadLetter struct {
+	// ID is the dead-letter entry's id.
+	ID string
+	// Reason says why it was dead-lettered; Error is the last failure.
+	Reason, Error string
+	// Source is the stream the entry came from; Entry its id there.
+	Source, Entry string
+	// Worker is the worker that dead-lettered it.
+	Worker string
+	// Fields are the original entry's fields.
+	Fields map[string]string
+	// Truncated counts original fields not copied (a huge entry).
+	Truncated int
+}
+
+// Task is the task the original entry names, "" if none.
+func (d DeadLetter) Task() string { return d.Fields[events.FieldTask] }
+
+// ListDead returns up to count dead letters from start (an entry id, "-"
+// for the oldest) on, oldest first.
+func (s *Store) ListDead(ctx context.Context, start string, count int64) ([]DeadLetter, error) {
+	msgs, err := s.rdb.XRangeN(ctx, s.keys.Dead(), start, "+", count).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]DeadLetter, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, deadLetter(m))
+	}
+	return out, nil
+}
+
+// DeadLetterByID returns one dead letter, or ErrNotFound.
+func (s *Store) DeadLetterByID(ctx context.Context, id string) (DeadLetter, error) {
+	msgs, err := s.rdb.XRange(ctx, s.keys.Dead(), id, id).Result()
+	if err != nil {
+		return DeadLetter{}, err
+	}
+	if len(msgs) == 0 {
+		return DeadLetter{}, ErrNotFound
+	}
+	return deadLetter(msgs[0]), nil
+}
+
+func deadLetter(m redis.XMessage) DeadLetter {
+	d := DeadLetter{ID: m.ID, Fields: map[string]string{}}
+	for k, v := range stringFields(m.Values) {
+		switch {
+		case strings.HasPrefix(k, DeadFieldPrefix):
+			d.Fields[strings.TrimPrefix(k, DeadFieldPrefix)] = v
+		case k == DeadReason:
+			d.Reason = v
+		case k == DeadError:
+			d.Error = v
+		case k == DeadSource:
+			d.Source = v
+		case k == DeadEntry:
+			d.Entry = v
+		case k == DeadWorker:
+			d.Worker = v
+		case k == DeadTruncated:
+			fmt.Sscan(v, &d.Truncated)
+		}
+	}
+	return d
+}
+
+// replayScript moves a dead letter back to a fire stream, once.
+//
+// KEYS[1] -> dead (stream)
+// KEYS[2] -> events (stream)
+// ARGV[1] -> the dead letter's id
+// ARGV[2] -> the fire stream to append to
+// ARGV[3] -> events stream approximate MAXLEN
+// ARGV[4] -> number of fire fields, then the fields
+// ARGV[...] -> the event's fields, if any
+//
+// Returns the new fire entry's id, or "" when the dead letter is gone
+// (replayed or deleted by someone else).
+var replayScript = redis.NewScript(`
+if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then return '' end
+local n = tonumber(ARGV[4])
+local id = redis.call('XADD', ARGV[2], '*', unpack(ARGV, 5, 4 + n))
+redis.call('XDEL', KEYS[1], ARGV[1])
+if #ARGV > 4 + n then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 5 + n))
+end
+return id
+`)
+
+// ErrNotReplayable is returned by Replay for a dead letter that cannot go
+// back (it did not come from a fire stream of this namespace, or lost
+// fields to truncation).
+var ErrNotReplayable = errors.New("cannot be replayed")
+
+// Replay appends a dead letter's fire to the stream it came from, as a
+// first attempt (same fire id, same scheduled time and payload), deletes
+// the dead letter, and appends a retried event; all at once, so two
+// replays of one dead letter append one fire. An entry that never decoded
+// goes back byte for byte (it is dead-lettered again unless what refused it
+// changed, such as a task since registered). Returns the new entry's id;
+// ErrNotFound when the dead letter is gone.
+func (s *Store) Replay(ctx context.Context, d DeadLetter, by string) (string, error) {
+	if _, _, ok := s.queueOfStream(d.Source); !ok {
+		return "", fmt.Errorf("dead letter %s from %q: %w: not a fire stream of namespace %q", d.ID, d.Source, ErrNotReplayable, s.ns)
+	}
+	if d.Truncated > 0 {
+		return "", fmt.Errorf("dead letter %s: %w: %d of its fields were not kept", d.ID, ErrNotReplayable, d.Truncated)
+	}
+	var fields []string
+	var ev []string
+	if f, err := events.DecodeFire(d.Entry, d.Fields); err == nil {
+		f.Attempt = 1
+		fields = f.Fields()
+		e := events.Event{Type: events.TypeRetried, Task: f.Task, Fire: f.ID, At: f.At, Attempt: 1, Worker: by,
+			Reason: "replayed from dead letter " + d.ID}
+		if ev, err = e.Encode(); err != nil {
+			return "", err
+		}
+	} else {
+		for k, v := range d.Fields {
+			fields = append(fields, k, v)
+		}
+	}
+	args := []any{d.ID, d.Source, s.eventsMaxLen, len(fields)}
+	args = append(args, anys(fields)...)
+	args = append(args, anys(ev)...)
+	id, err := replayScript.Run(ctx, s.rdb, []string{s.keys.Dead(), s.keys.Events()}, args...).Text()
+	if err != nil {
+		return "", err
+	}
+	if id == "" {
+		return "", ErrNotFound
+	}
+	return id, nil
+}
+
+// queueOfStream says whether stream is a fire or broadcast stream of this
+// namespace, and its queue.
+func (s *Store) queueOfStream(stream string) (queue string, broadcast, ok bool) {
+	for _, p := range []string{s.keys.Fires(""), s.keys.Broadcast("")} {
+		if q, found := strings.CutPrefix(stream, p); found && q != "" {
+			return q, p == s.keys.Broadcast(""), true
+		}
+	}
+	return "", false, false
+}
