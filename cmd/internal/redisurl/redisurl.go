@@ -1,0 +1,611 @@
+// Package redisurl turns the --redis URL of taskino's binaries into a go-redis client.
+//
+// One URL names a single server, a Sentinel-managed master or a Cluster; see
+// Open for the forms. Redact and Addr give what may be logged of such a URL:
+// neither ever contains a password, whatever the URL looks like.
+package redisurl
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ClusterStateReloadInterval is how old the cluster client's view of the
+// cluster (which node serves which slots) may get before the next command
+// reloads it in the background.
+//
+// go-redis v9.23.0 reloads that view at once on MOVED, ASK and READONLY
+// replies, but not on network errors: when a master dies and a replica is
+// promoted, the client keeps sending the dead master's slots to the dead
+// address (connection refused / timeouts) until the view is reloaded. Its
+// ClusterOptions.ClusterStateReloadInterval (default 60s) bounds that; the
+// reload is lazy (only when a command finds the view too old), asynchronous,
+// and costs one CLUSTER SLOTS per interval per client, so a short interval is
+// cheap. The failover itself takes the servers' cluster-node-timeout plus an
+// election, so a couple of seconds adds little on top of it.
+const ClusterStateReloadInterval = 2 * time.Second
+
+// Default ports when a host has none.
+const (
+	defaultPort         = "6379"
+	defaultSentinelPort = "26379"
+)
+
+type kind int
+
+const (
+	single kind = iota
+	sentinel
+	cluster
+)
+
+var schemes = map[string]struct {
+	kind kind
+	tls  bool
+}{
+	"redis":           {single, false},
+	"rediss":          {single, true},
+	"redis+sentinel":  {sentinel, false},
+	"rediss+sentinel": {sentinel, true},
+	"redis+cluster":   {cluster, false},
+	"rediss+cluster":  {cluster, true},
+}
+
+const wantSchemes = "redis://, rediss://, redis+sentinel:// or redis+cluster://"
+
+// Open parses rawURL and returns an unconnected client for it. Forms:
+//
+//	redis://[user:password@]host:port[/db][?options]      single server (redis.ParseURL options)
+//	rediss://...                                          the same over TLS
+//	redis+sentinel://[user:password@]host:port[,host:port...]/master[/db][?sentinel_password=..&sentinel_username=..]   (rediss+sentinel:// for TLS)
+//	redis+cluster://[user:password@]host:port[,host:port...][?options]   (rediss+cluster:// for TLS)
+//
+// The user and password are those of the data nodes (the single server, the
+// Sentinel-managed master and replicas, the Cluster nodes); ":password@"
+// alone authenticates as the default user. A user without a password is
+// refused. Sentinels that need their own credentials take them from the
+// sentinel_username and sentinel_password options. Characters of the user
+// or password that mean something in a URL are percent-encoded ("%40" for
+// '@', "%3A" for ':' in the user, "%25" for '%', "%3F" for '?').
+//
+// A host without a port gets 6379 (26379 for a sentinel); IPv6 addresses
+// are written in brackets, [::1]:6379. The db is a number 0 or more, 0 when
+// absent; a Cluster has only db 0. Options are go-redis's URL options
+// (dial_timeout=3s, pool_size=20, client_name=x, skip_verify=true for
+// rediss..., and so on; see redis.ParseURL); unknown options are refused.
+// The options that would repeat a part of the URL (addr, username,
+// password, master_name) are refused, as are those that would send writes
+// to replicas of a Sentinel master (replica_only, route_by_latency,
+// route_randomly).
+//
+// Open does not connect: the first command does. The client is a
+// *redis.Client for the single-server and Sentinel forms (go-redis's
+// failover client, which follows the master through failovers) and a
+// *redis.ClusterClient for the Cluster form, whose view of the cluster is
+// refreshed every ClusterStateReloadInterval.
+//
+// A refused URL gives one line naming the problem and the expected form,
+// with the URL redacted as by Redact, for example
+//
+//	--redis "ftp://x": unknown scheme "ftp"; want redis://, rediss://, redis+sentinel:// or redis+cluster://
+//
+// The error never contains the password.
+func Open(rawURL string) (client redis.UniversalClient, err error) {
+	s, opts, problem := check(rawURL)
+	if problem != "" {
+		return nil, refuse(rawURL, s, problem)
+	}
+	// go-redis panics on a few option combinations (and on sizes that do
+	// not fit its counters); a bad URL is an error, not a crash.
+	defer func() {
+		if r := recover(); r != nil {
+			client, err = nil, refuse(rawURL, s, s.scrub(fmt.Sprint(r)))
+		}
+	}()
+	switch o := opts.(type) {
+	case *redis.Options:
+		return redis.NewClient(o), nil
+	case *redis.FailoverOptions:
+		return redis.NewFailoverClient(o), nil
+	case *redis.ClusterOptions:
+		return redis.NewClusterClient(o), nil
+	}
+	panic("redisurl: unreachable")
+}
+
+// Redact returns rawURL with any password replaced by "xxxxx", for logs and
+// errors: the password of the user info (all of the user info when it has
+// no ':', as it may be a password written without its ':') and the value
+// of every query option whose name contains "password". It works on any
+// string, also one Open refuses, and leaves the rest as written.
+func Redact(rawURL string) string {
+	p := split(rawURL)
+	var b strings.Builder
+	if p.hasScheme {
+		b.WriteString(p.scheme)
+		b.WriteString("://")
+	}
+	if p.hasUser {
+		if c := strings.IndexByte(p.userinfo, ':'); c >= 0 {
+			b.WriteString(p.userinfo[:c])
+			b.WriteString(":xxxxx")
+		} else {
+			b.WriteString("xxxxx")
+		}
+		b.WriteByte('@')
+	}
+	b.WriteString(p.hosts)
+	b.WriteString(p.path)
+	if p.hasQuery {
+		b.WriteByte('?')
+		segs := strings.Split(p.query, "&")
+		for i, seg := range segs {
+			if k, _, ok := strings.Cut(seg, "="); ok {
+				name, err := url.QueryUnescape(k)
+				if err != nil {
+					name = k
+				}
+				if strings.Contains(strings.ToLower(name), "password") {
+					segs[i] = k + "=xxxxx"
+				}
+			}
+		}
+		b.WriteString(strings.Join(segs, "&"))
+	}
+	return b.String()
+}
+
+// Addr returns a short human description of where a client of rawURL
+// points, without user or password: "127.0.0.1:6379" for a single server,
+// "sentinel mymaster via a:26379,b:26379" for a Sentinel master, "cluster
+// a:7000,b:7001" for a Cluster. For a URL Open refuses it returns
+// Redact(rawURL).
+func Addr(rawURL string) string {
+	s, _, problem := check(rawURL)
+	if problem != "" {
+		return Redact(rawURL)
+	}
+	switch s.kind {
+	case sentinel:
+		return "sentinel " + s.master + " via " + strings.Join(s.hosts, ",")
+	case cluster:
+		return "cluster " + strings.Join(s.hosts, ",")
+	}
+	return s.hosts[0]
+}
+
+// check parses rawURL and builds its go-redis options; problem says why
+// Open would refuse it.
+func check(rawURL string) (s *spec, opts any, problem string) {
+	if s, problem = parse(rawURL); problem != "" {
+		return s, nil, problem
+	}
+	opts, problem = s.options()
+	return s, opts, problem
+}
+
+// parts is a URL cut up as written, before any decoding.
+type parts struct {
+	scheme    string
+	hasScheme bool
+	userinfo  string // without the '@'
+	hasUser   bool
+	hosts     string // the authority without the user info
+	path      string // from the first '/' after the hosts, if any
+	query     string // without the '?'
+	hasQuery  bool
+}
+
+// split cuts raw into its parts by hand rather than with url.Parse, so that
+// Redact and parse agree on where the password is even in URLs url.Parse
+// refuses (a host list, a '/', '#' or '@' left unencoded in a password), and
+// no error of url.Parse, which quotes the whole URL, can carry it.
+func split(raw string) parts {
+	var p parts
+	rest := raw
+	if i := strings.Index(raw, "://"); i >= 0 {
+		p.scheme, p.hasScheme, rest = raw[:i], true, raw[i+3:]
+	}
+	// The user info ends at the last '@' before the query...
+	pre, post, hasQuery := strings.Cut(rest, "?")
+	if at := strings.LastIndexByte(pre, '@'); at >= 0 {
+		p.userinfo, p.hasUser, rest = pre[:at], true, rest[at+1:]
+	} else if hasQuery {
+		// ... unless the password has an unencoded '?': then an '@' follows
+		// in a query "segment" that is no name=value pair.
+		if at := strings.LastIndexByte(post, '@'); at >= 0 {
+			seg := post[strings.LastIndexByte(post[:at], '&')+1 : at]
+			if !strings.Contains(seg, "=") {
+				end := len(pre) + 1 + at
+				p.userinfo, p.hasUser, rest = rest[:end], true, rest[end+1:]
+			}
+		}
+	}
+	rest, p.query, p.hasQuery = strings.Cut(rest, "?")
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		p.hosts, p.path = rest[:i], rest[i:]
+	} else {
+		p.hosts = rest
+	}
+	return p
+}
+
+// spec is a parsed URL.
+type spec struct {
+	kind     kind
+	scheme   string // lower case, "" when unknown
+	tls      bool
+	hasAuth  bool
+	user     string
+	pass     string
+	hosts    []string // host:port, normalised
+	master   string
+	db       int
+	query    url.Values // go-redis options left after parse took its own
+	sentUser string
+	sentPass string
+	secrets  []string // password spellings to scrub from messages
+}
+
+// refuse formats a refusal of rawURL.
+func refuse(rawURL string, s *spec, problem string) error {
+	return fmt.Errorf("--redis %q: %s; want %s", Redact(rawURL), problem, s.form())
+}
+
+// form is the expected form for s's scheme, or the list of schemes.
+func (s *spec) form() string {
+	if s == nil || s.scheme == "" {
+		return wantSchemes
+	}
+	switch s.kind {
+	case sentinel:
+		return s.scheme + "://[user:password@]host:port[,host:port...]/master[/db][?options]"
+	case cluster:
+		return s.scheme + "://[user:password@]host:port[,host:port...][?options]"
+	}
+	return s.scheme + "://[user:password@]host:port[/db][?options]"
+}
+
+// scrub removes every spelling of the URL's passwords from a message that
+// comes from elsewhere (go-redis, net/url).
+func (s *spec) scrub(msg string) string {
+	msg = strings.TrimPrefix(msg, "redis: ")
+	for _, secret := range s.secrets {
+		if secret != "" {
+			msg = strings.ReplaceAll(msg, secret, "xxxxx")
+		}
+	}
+	return msg
+}
+
+// parse reads rawURL into a spec, or says what is wrong with it in words
+// that never include a password. The spec is non-nil whenever the scheme
+// is known, for refuse to name the expected form.
+func parse(rawURL string) (*spec, string) {
+	p := split(rawURL)
+	if !p.hasScheme {
+		return nil, "not a URL"
+	}
+	scheme := strings.ToLower(p.scheme)
+	sc, ok := schemes[scheme]
+	if !ok {
+		return nil, fmt.Sprintf("unknown scheme %q", p.scheme)
+	}
+	s := &spec{kind: sc.kind, scheme: scheme, tls: sc.tls}
+
+	if p.hasUser {
+		s.secrets = append(s.secrets, p.userinfo)
+		rawUser, rawPass, ok := strings.Cut(p.userinfo, ":")
+		if !ok {
+			return s, "the user info has no ':password' (a user needs a password; write :password@ for a password alone)"
+		}
+		s.secrets = append(s.secrets, rawPass)
+		user, err1 := url.PathUnescape(rawUser)
+		pass, err2 := url.PathUnescape(rawPass)
+		if err1 != nil || err2 != nil {
+			return s, "bad %-escape in the user or password (write a '%' as %25)"
+		}
+		if pass == "" {
+			return s, "empty password"
+		}
+		s.hasAuth, s.user, s.pass = true, user, pass
+		s.secrets = append(s.secrets, pass, url.QueryEscape(pass), strings.TrimPrefix(url.UserPassword("", pass).String(), ":"))
+	}
+
+	if p.hosts == "" {
+		return s, "no host"
+	}
+	items := strings.Split(p.hosts, ",")
+	if s.kind == single && len(items) > 1 {
+		return s, "a single-server URL has one host (for several, use redis+sentinel:// or redis+cluster://)"
+	}
+	port := defaultPort
+	if s.kind == sentinel {
+		port = defaultSentinelPort
+	}
+	for _, item := range items {
+		addr, problem := hostPort(item, port)
+		if problem != "" {
+			return s, problem
+		}
+		s.hosts = append(s.hosts, addr)
+	}
+
+	if strings.Contains(p.path, "#") || strings.Contains(p.query, "#") {
+		return s, "unexpected '#' (percent-encode it as %23)"
+	}
+	segs := strings.Split(strings.Trim(p.path, "/"), "/")
+	if len(segs) == 1 && segs[0] == "" {
+		segs = nil
+	}
+	switch s.kind {
+	case sentinel:
+		if len(segs) == 0 {
+			return s, "no master name (the path names the master Sentinel monitors)"
+		}
+		master, err := url.PathUnescape(segs[0])
+		if err != nil || master == "" {
+			return s, fmt.Sprintf("bad master name %q", segs[0])
+		}
+		s.master = master
+		segs = segs[1:]
+	case cluster:
+		if len(segs) == 1 && isDigits(segs[0]) {
+			if db, _ := strconv.Atoi(segs[0]); db != 0 {
+				return s, fmt.Sprintf("database %s: a cluster has only database 0", segs[0])
+			}
+			segs = nil
+		}
+		if len(segs) > 0 {
+			return s, fmt.Sprintf("unexpected path %q (a cluster URL has none)", p.path)
+		}
+	}
+	if len(segs) > 1 {
+		return s, fmt.Sprintf("unexpected path %q", p.path)
+	}
+	if len(segs) == 1 {
+		db, problem := parseDB(segs[0])
+		if problem != "" {
+			return s, problem
+		}
+		s.db = db
+	}
+
+	q, err := url.ParseQuery(p.query)
+	if err != nil {
+		return s, "bad query: " + s.scrub(err.Error())
+	}
+	for _, sp := range q["sentinel_password"] {
+		s.secrets = append(s.secrets, sp, url.QueryEscape(sp))
+	}
+	for _, name := range []string{"username", "password"} {
+		if q.Has(name) {
+			return s, fmt.Sprintf("option %s: put the user and password before the host (user:password@host)", name)
+		}
+	}
+	if q.Has("addr") {
+		if s.kind == single {
+			return s, "option addr: a single-server URL has one host"
+		}
+		return s, "option addr: list the hosts as host:port,host:port"
+	}
+	if q.Has("master_name") {
+		return s, "option master_name: the master name is the path, " + s.scheme + "://host:port/master"
+	}
+	if dbs, ok := q["db"]; ok {
+		db, problem := parseDB(dbs[len(dbs)-1])
+		if problem != "" {
+			return s, problem
+		}
+		if s.kind == cluster && db != 0 {
+			return s, fmt.Sprintf("database %d: a cluster has only database 0", db)
+		}
+		s.db = db
+		q.Del("db")
+	}
+	if q.Has("skip_verify") && !s.tls {
+		return s, "option skip_verify: only for TLS (" + strings.Replace(s.scheme, "redis", "rediss", 1) + "://)"
+	}
+	if s.kind == sentinel {
+		s.sentUser, s.sentPass = q.Get("sentinel_username"), q.Get("sentinel_password")
+		if q.Has("sentinel_username") && s.sentPass == "" {
+			return s, "option sentinel_username without sentinel_password"
+		}
+		q.Del("sentinel_username")
+		q.Del("sentinel_password")
+		for _, name := range []string{"replica_only", "route_by_latency", "route_randomly"} {
+			if q.Has(name) {
+				return s, fmt.Sprintf("option %s: not supported (taskino writes, and needs the master)", name)
+			}
+		}
+	} else {
+		for _, name := range []string{"sentinel_username", "sentinel_password"} {
+			if q.Has(name) {
+				return s, fmt.Sprintf("option %s: only for redis+sentinel://", name)
+			}
+		}
+	}
+	s.query = q
+	return s, ""
+}
+
+// hostPort checks one host[:port] of the host list and returns it as
+// host:port.
+func hostPort(item, port string) (string, string) {
+	if item == "" {
+		return "", "empty entry in the host list"
+	}
+	var host string
+	if strings.HasPrefix(item, "[") {
+		end := strings.IndexByte(item, ']')
+		if end < 0 {
+			return "", fmt.Sprintf("bad host %q (no ']' after an IPv6 address)", item)
+		}
+		host = item[1:end]
+		switch after := item[end+1:]; {
+		case after == "":
+		case after[0] == ':':
+			port = after[1:]
+			if port == "" {
+				return "", fmt.Sprintf("no port after ':' in %q", item)
+			}
+		default:
+			return "", fmt.Sprintf("bad host %q", item)
+		}
+		if ip := net.ParseIP(host); ip == nil || !strings.Contains(host, ":") {
+			return "", fmt.Sprintf("bad IPv6 address %q", host)
+		}
+	} else {
+		switch strings.Count(item, ":") {
+		case 0:
+			host = item
+		case 1:
+			host, port, _ = strings.Cut(item, ":")
+			if port == "" {
+				return "", fmt.Sprintf("no port after ':' in %q", item)
+			}
+		default:
+			return "", fmt.Sprintf("bad host %q (write an IPv6 address in brackets, [::1]:6379)", item)
+		}
+		if host == "" {
+			return "", fmt.Sprintf("no host name in %q", item)
+		}
+		for _, r := range host {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_') {
+				return "", fmt.Sprintf("bad host name %q", host)
+			}
+		}
+	}
+	n, err := strconv.Atoi(port)
+	if !isDigits(port) || err != nil || n < 1 || n > 65535 {
+		return "", fmt.Sprintf("bad port %q in %q (want 1-65535)", port, item)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(n)), ""
+}
+
+func parseDB(v string) (int, string) {
+	db, err := strconv.Atoi(v)
+	if !isDigits(v) || err != nil {
+		return 0, fmt.Sprintf("bad database number %q (want a number 0 or more)", v)
+	}
+	return db, ""
+}
+
+func isDigits(v string) bool {
+	if v == "" {
+		return false
+	}
+	for _, r := range v {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// options builds the go-redis options for s with go-redis's own URL parsers,
+// which take care of the query options: s is rewritten into the form each
+// parser reads (one host, extra hosts as addr=, the master as master_name=).
+// It returns *redis.Options, *redis.FailoverOptions or *redis.ClusterOptions.
+func (s *spec) options() (any, string) {
+	q := url.Values{}
+	for k, v := range s.query {
+		q[k] = append([]string(nil), v...)
+	}
+	u := url.URL{Scheme: "redis", Host: s.hosts[0]}
+	if s.tls {
+		u.Scheme = "rediss"
+	}
+	if s.hasAuth {
+		u.User = url.UserPassword(s.user, s.pass)
+	}
+	if s.kind != cluster {
+		u.Path = "/" + strconv.Itoa(s.db)
+	}
+	for _, h := range s.hosts[1:] {
+		q.Add("addr", h)
+	}
+
+	switch s.kind {
+	case sentinel:
+		// redis.ParseFailoverURL takes the URL's user info for the
+		// sentinels, and username= and password= for the master: the
+		// other way round from our form.
+		u.User = nil
+		if s.sentPass != "" {
+			u.User = url.UserPassword(s.sentUser, s.sentPass)
+		}
+		if s.hasAuth {
+			q.Set("username", s.user)
+			q.Set("password", s.pass)
+		}
+		q.Set("master_name", s.master)
+		u.RawQuery = q.Encode()
+		o, err := redis.ParseFailoverURL(u.String())
+		if err != nil {
+			return nil, s.goRedisProblem(err)
+		}
+		if o.TLSConfig != nil {
+			// ParseFailoverURL checks every server's certificate against
+			// the first sentinel's name; with no ServerName, each
+			// connection checks against the host it dials (tls.DialWithDialer).
+			o.TLSConfig.ServerName = ""
+		}
+		return o, ""
+
+	case cluster:
+		// ParseClusterURL knows no skip_verify.
+		skip := false
+		if vs, ok := q["skip_verify"]; ok {
+			switch vs[len(vs)-1] {
+			case "true", "1":
+				skip = true
+			case "false", "0", "":
+			default:
+				return nil, fmt.Sprintf("option skip_verify: %q is no boolean (want true, false, 1 or 0)", vs[len(vs)-1])
+			}
+			q.Del("skip_verify")
+		}
+		u.RawQuery = q.Encode()
+		o, err := redis.ParseClusterURL(u.String())
+		if err != nil {
+			return nil, s.goRedisProblem(err)
+		}
+		if o.TLSConfig != nil {
+			// As above: each node's certificate is checked against its own
+			// host, not the first node's.
+			o.TLSConfig.ServerName = ""
+			o.TLSConfig.MinVersion = tls.VersionTLS12
+			o.TLSConfig.InsecureSkipVerify = skip
+		}
+		o.ClusterStateReloadInterval = ClusterStateReloadInterval
+		return o, ""
+	}
+
+	u.RawQuery = q.Encode()
+	o, err := redis.ParseURL(u.String())
+	if err != nil {
+		return nil, s.goRedisProblem(err)
+	}
+	return o, ""
+}
+
+// goRedisProblem words an error of go-redis's parsers. Those quote option
+// values, never the user info, but a url.Error quotes the whole URL it was
+// given, password included; only its cause is kept, and everything is
+// scrubbed anyway.
+func (s *spec) goRedisProblem(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return s.scrub(err.Error())
+}
