@@ -84,6 +84,18 @@ type Config struct {
 	EventsMaxLen int64
 	// FlushBatch is the most outcomes recorded per round trip (default 256).
 	FlushBatch int
+	// Metrics, when set, is told of reclaims and dead letters.
+	Metrics Metrics
+}
+
+// Metrics receives a worker's stream-side counts, for instrumentation
+// (Prometheus in the binaries). Calls must not block.
+type Metrics interface {
+	// Reclaimed counts fires taken over from workers that stopped answering.
+	Reclaimed(stream string, n int)
+	// DeadLettered counts an entry sent to the dead-letter stream; task is
+	// "" for an entry that names none.
+	DeadLettered(task string)
 }
 
 // WithDefaults returns the config with every unset field at its default.
@@ -522,6 +534,9 @@ func (c *Consumer) reclaim(ctx context.Context, stream string, max int) ([]store
 	c.mu.Unlock()
 	if len(fresh) > 0 {
 		c.log.Info().Int("fires", len(fresh)).Str("stream", stream).Msg("reclaimed fires of a worker that stopped answering")
+		if c.cfg.Metrics != nil {
+			c.cfg.Metrics.Reclaimed(stream, len(fresh))
+		}
 	}
 	c.hold(fresh)
 	return fresh, nil
@@ -741,6 +756,9 @@ func (c *Consumer) Finish(d store.Delivery, r store.Result) {
 }
 
 func (c *Consumer) enqueue(o store.Outcome) {
+	if o.Dead != "" && c.cfg.Metrics != nil {
+		c.cfg.Metrics.DeadLettered(o.Delivery.Fire.Task)
+	}
 	c.mu.Lock()
 	c.outbox = append(c.outbox, o)
 	c.mu.Unlock()

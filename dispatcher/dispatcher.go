@@ -78,6 +78,19 @@ type Config struct {
 	Backoff func(attempt int) time.Duration
 	// Logger receives the dispatcher's logs (default: none).
 	Logger zerolog.Logger
+	// Metrics, when set, is told of every run.
+	Metrics Metrics
+}
+
+// Metrics receives a worker's execution counts, for instrumentation
+// (Prometheus in the binaries). Calls come from run goroutines,
+// concurrently, and must not block.
+type Metrics interface {
+	// Ran is called when a run of f ends: late is how long after f's
+	// scheduled time it started (by this host's clock; a retry's includes
+	// its backoff), cost how long it ran, err its failure (nil on success).
+	// Runs cancelled by a hard stop are not reported.
+	Ran(f events.Fire, late, cost time.Duration, err error)
 }
 
 // WithDefaults returns the config with every unset field at its default.
@@ -331,12 +344,15 @@ func (dp *Dispatcher) execute(ctx, runCtx context.Context, h Handler, dl store.D
 	r.Err = call(context.WithValue(ctx, outputKey{}, out), h, dl.Fire)
 	r.Finished = time.Now()
 	r.Output = out.get()
-	if r.Err == nil {
-		return r
-	}
-	if runCtx.Err() != nil {
+	if r.Err != nil && runCtx.Err() != nil {
 		// Cancelled by a hard stop: not the handler's failure.
 		return store.Result{HandBack: true}
+	}
+	if m := dp.cfg.Metrics; m != nil {
+		m.Ran(dl.Fire, r.Started.Sub(dl.Fire.At), r.Finished.Sub(r.Started), r.Err)
+	}
+	if r.Err == nil {
+		return r
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		r.Err = fmt.Errorf("timed out after %s: %w", dl.Spec.Timeout, r.Err)

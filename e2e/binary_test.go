@@ -3,9 +3,12 @@ package e2e
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -14,15 +17,48 @@ import (
 	"github.com/taskino/taskino/planner"
 )
 
-// buildBinary builds a command of this module into the test's temp dir.
+// buildBinary builds a command of this module, once per test run, and
+// returns its path.
 func buildBinary(t *testing.T, pkg string) string {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-o", out, "github.com/taskino/taskino/"+pkg)
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build %s: %v\n%s", pkg, err, msg)
+	v, _ := builds.LoadOrStore(pkg, &build{})
+	bd := v.(*build)
+	bd.once.Do(func() {
+		dir, err := os.MkdirTemp("", "taskino-e2e-bin-")
+		if err != nil {
+			bd.err = err
+			return
+		}
+		bd.path = filepath.Join(dir, filepath.Base(pkg))
+		cmd := exec.Command("go", "build", "-o", bd.path, "github.com/taskino/taskino/"+pkg)
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			bd.err = fmt.Errorf("build %s: %v\n%s", pkg, err, msg)
+		}
+	})
+	if bd.err != nil {
+		t.Fatal(bd.err)
 	}
-	return out
+	return bd.path
+}
+
+type build struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+var builds sync.Map // package path -> *build
+
+// TestMain removes the binaries built by the tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	builds.Range(func(_, v any) bool {
+		if p := v.(*build).path; p != "" {
+			_ = os.RemoveAll(filepath.Dir(p))
+		}
+		return true
+	})
+	os.Exit(code)
 }
 
 // The planner binary plans, and on SIGTERM stops cleanly: exit 0, a
@@ -66,7 +102,7 @@ func TestPlannerBinaryBadInput(t *testing.T) {
 		{[]string{"--redis", "redis://127.0.0.1:1/0"}, "cannot reach Redis at 127.0.0.1:1", 1},
 		{[]string{"--redis", "http://example"}, `--redis "http://example"`, 1},
 		{[]string{"--namespace", "a b"}, `namespace "a b"`, 2},
-		{[]string{"--log-level", "loud", "--redis", "redis://127.0.0.1:1/0"}, `--log-level "loud"`, 1},
+		{[]string{"--log-level", "loud", "--redis", "redis://127.0.0.1:1/0"}, `--log-level "loud"`, 2},
 		{[]string{"extra"}, `unexpected argument "extra"`, 2},
 	} {
 		out, err := exec.Command(bin, c.args...).CombinedOutput()

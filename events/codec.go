@@ -439,3 +439,9 @@ func clip(s string) string {
 	}
 	return s[:max] + "..."
 }
+
+// Known reports whether t is an event type of this encoding version.
+func (t Type) Known() bool {
+	_, ok := typeFields[t]
+	return ok
+}

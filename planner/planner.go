@@ -87,6 +87,16 @@ type Config struct {
 	// its plan is recorded: for instrumentation and fault tests. Blocking in
 	// it holds the claimed tasks, as a planner stopped dead would.
 	AfterClaim func(ctx context.Context, tasks []string)
+	// Metrics, when set, is told what each recorded plan appended.
+	Metrics Metrics
+}
+
+// Metrics receives a planner's counts, for instrumentation (Prometheus in
+// the binaries). Calls come from the planning goroutine and must not block.
+type Metrics interface {
+	// Planned is called after each recorded plan with the fires it
+	// appended and the missed events (each standing for one or more slots).
+	Planned(fires, missed int)
 }
 
 // minLease is the shortest lease a planner takes: a claim and its plan must
@@ -442,6 +452,9 @@ func (p *Planner) round(ctx context.Context) (sleep time.Duration, planned int, 
 	res, err := p.store.Plan(rctx, token, plans)
 	if err != nil {
 		return 0, 0, err
+	}
+	if p.cfg.Metrics != nil {
+		p.cfg.Metrics.Planned(res.Fires, res.Events-res.Fires)
 	}
 	if len(handBack) > 0 {
 		relctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Lease)

@@ -326,3 +326,61 @@ func (s *Store) queueOfStream(stream string) (queue string, broadcast, ok bool) 
 	}
 	return "", false, false
 }
+
+// GroupLag is how far the workers' group is behind on a fire stream: lag,
+// the entries not yet handed to any worker (-1 when Redis cannot tell, after
+// a trim or deletion), and pending, the entries handed out and not yet
+// acked. ErrNotFound when the stream or its group does not exist yet.
+func (s *Store) GroupLag(ctx context.Context, stream string) (lag, pending int64, err error) {
+	groups, err := s.rdb.XInfoGroups(ctx, stream).Result()
+	if err != nil {
+		if strings.Contains(err.Error(), "no such key") {
+			return 0, 0, ErrNotFound
+		}
+		return 0, 0, err
+	}
+	for _, g := range groups {
+		if g.Name == WorkerGroup {
+			return g.Lag, g.Pending, nil
+		}
+	}
+	return 0, 0, ErrNotFound
+}
+
+// EventEntry is one entry of the events stream as read by ReadEvents: its
+// event, or the error that kept it from decoding.
+type EventEntry struct {
+	ID    string
+	Event events.Event
+	Err   error
+}
+
+// ReadEvents reads up to count events after the entry id after ("$": only
+// events appended from now on; "0": from the oldest), waiting up to block
+// for one (block <= 0: not at all). It returns them and the id to read
+// after next time (after itself when nothing came).
+func (s *Store) ReadEvents(ctx context.Context, after string, count int64, block time.Duration) ([]EventEntry, string, error) {
+	if after == "$" {
+		// Pin "$" to the stream's current last id, so the next call reads
+		// what came in between.
+		last, err := s.LastEntryID(ctx, s.keys.Events())
+		if err != nil {
+			return nil, after, err
+		}
+		after = last
+	}
+	res, err := s.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{s.keys.Events(), after}, Count: count, Block: noForever(block)}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, after, nil
+	}
+	if err != nil {
+		return nil, after, err
+	}
+	var out []EventEntry
+	for _, m := range res[0].Messages {
+		e, err := events.DecodeEvent(m.ID, stringFields(m.Values))
+		out = append(out, EventEntry{ID: m.ID, Event: e, Err: err})
+		after = m.ID
+	}
+	return out, after, nil
+}

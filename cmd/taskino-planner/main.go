@@ -6,7 +6,12 @@
 //
 // Usage:
 //
-//	taskino-planner [--redis URL] [--namespace NS] [--node NAME] [--log-level LEVEL]
+//	taskino-planner [--redis URL] [--namespace NS] [--tasks FILE] [--http ADDR]
+//	                [--node NAME] [--log-level LEVEL]
+//
+// With --tasks it applies a tasks file at start (an older file never
+// replaces a newer stored version). With --http it serves Prometheus
+// /metrics and /healthz.
 //
 // It exits 0 after a clean stop on SIGINT or SIGTERM, and 1 with a one-line
 // error when it cannot start (bad flags, unreachable Redis).
@@ -20,14 +25,13 @@ import (
 	"io"
 	"os"
 	"syscall"
-	"time"
 
-	"github.com/mattn/go-isatty"
 	"github.com/oklog/run"
 	"github.com/redis/go-redis/v9"
-	"github.com/rs/zerolog"
+	"github.com/taskino/taskino/cmd/internal/app"
+	"github.com/taskino/taskino/cmd/internal/metrics"
+	"github.com/taskino/taskino/cmd/internal/tasksfile"
 	"github.com/taskino/taskino/planner"
-	"github.com/taskino/taskino/store"
 )
 
 func main() {
@@ -36,13 +40,13 @@ func main() {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
-		fmt.Fprintln(os.Stderr, "taskino-planner:", err)
+		fmt.Fprintln(os.Stderr, "taskino-planner:", app.OneLine(err))
 		os.Exit(2)
 	}
 	err := m.Run(context.Background())
 	m.Close()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "taskino-planner:", err)
+		fmt.Fprintln(os.Stderr, "taskino-planner:", app.OneLine(err))
 		os.Exit(1)
 	}
 }
@@ -51,12 +55,12 @@ func main() {
 type Main struct {
 	Stderr io.Writer
 
-	RedisURL  string
-	Namespace string
+	app.Common
+	TasksPath string
+	HTTPAddr  string
 	Node      string
-	LogLevel  string
 
-	rdb *redis.Client
+	rdb redis.UniversalClient
 }
 
 // ParseFlags reads the command line, with TASKINO_REDIS and
@@ -64,46 +68,51 @@ type Main struct {
 func (m *Main) ParseFlags(args []string) error {
 	fs := flag.NewFlagSet("taskino-planner", flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)
-	fs.StringVar(&m.RedisURL, "redis", envOr("TASKINO_REDIS", "redis://127.0.0.1:6379/0"), "Redis URL, redis:// or rediss:// with user and password (env TASKINO_REDIS)")
-	fs.StringVar(&m.Namespace, "namespace", envOr("TASKINO_NAMESPACE", store.DefaultNamespace), "namespace of the task set (env TASKINO_NAMESPACE)")
+	m.Common.Register(fs)
+	fs.StringVar(&m.TasksPath, "tasks", app.EnvOr("TASKINO_TASKS", ""), "tasks file (YAML) to apply at start (env TASKINO_TASKS)")
+	fs.StringVar(&m.HTTPAddr, "http", "", "serve Prometheus /metrics and /healthz on this address (e.g. :9090)")
 	fs.StringVar(&m.Node, "node", "", "name of this planner in events and logs (default host-pid-random)")
-	fs.StringVar(&m.LogLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q; see --help", fs.Arg(0))
 	}
-	return store.ValidateNamespace(m.Namespace)
+	return m.Common.Check()
 }
 
 // Run plans until SIGINT or SIGTERM, then stops cleanly and returns nil.
 func (m *Main) Run(ctx context.Context) error {
-	level, err := zerolog.ParseLevel(m.LogLevel)
-	if err != nil || m.LogLevel == "" {
-		return fmt.Errorf("--log-level %q: want debug, info, warn or error", m.LogLevel)
+	log := m.Common.Logger(m.Stderr)
+	var file *tasksfile.File
+	if m.TasksPath != "" {
+		var err error
+		if file, err = tasksfile.Load(m.TasksPath); err != nil {
+			return err
+		}
 	}
-	var out io.Writer = m.Stderr
-	if f, ok := m.Stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
-		out = zerolog.ConsoleWriter{Out: f, TimeFormat: time.TimeOnly}
+	var err error
+	if m.rdb, err = m.Common.Connect(ctx); err != nil {
+		return err
 	}
-	log := zerolog.New(out).Level(level).With().Timestamp().Logger()
-	// go-redis logs connection failures on its own; route them to our
-	// logger at debug, since the planner reports failures itself.
-	redis.SetLogger(redisLogger{log.With().Str("component", "go-redis").Logger()})
-
-	opts, err := redis.ParseURL(m.RedisURL)
-	if err != nil {
-		return fmt.Errorf("--redis %q: %v; want redis://[user:password@]host:port[/db]", m.RedisURL, err)
+	if file != nil {
+		st, err := m.Common.Store(m.rdb)
+		if err != nil {
+			return err
+		}
+		res, err := app.ApplyFile(ctx, st, file, 0)
+		if err != nil {
+			return err
+		}
+		log.Info().Str("file", file.Path).Str("outcome", string(res.Outcome)).Int64("version", res.Version).Msg("tasks file applied")
 	}
-	m.rdb = redis.NewClient(opts)
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := m.rdb.Ping(pctx).Err(); err != nil {
-		return fmt.Errorf("cannot reach Redis at %s: %v", opts.Addr, err)
+	cfg := planner.Config{Namespace: m.Namespace, Node: m.Node, Logger: log}
+	var met *metrics.Metrics
+	if m.HTTPAddr != "" {
+		met = metrics.New()
+		cfg.Metrics = met
 	}
-
-	p, err := planner.New(m.rdb, planner.Config{Namespace: m.Namespace, Node: m.Node, Logger: log})
+	p, err := planner.New(m.rdb, cfg)
 	if err != nil {
 		return err
 	}
@@ -111,6 +120,15 @@ func (m *Main) Run(ctx context.Context) error {
 	{
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return p.Run(ctx) }, func(error) { cancel() })
+	}
+	if met != nil {
+		srv, err := metrics.Listen(m.HTTPAddr, met.Handler(func(ctx context.Context) error { return m.rdb.Ping(ctx).Err() }))
+		if err != nil {
+			return fmt.Errorf("--http %q: %v", m.HTTPAddr, err)
+		}
+		log.Info().Str("addr", srv.Addr()).Msg("serving /metrics and /healthz")
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return srv.Run(ctx) }, func(error) { cancel() })
 	}
 	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
 	// run.SignalError's As matches without filling the target; compare
@@ -127,18 +145,4 @@ func (m *Main) Close() {
 	if m.rdb != nil {
 		_ = m.rdb.Close()
 	}
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
-// redisLogger sends go-redis's internal log lines to zerolog at debug level.
-type redisLogger struct{ log zerolog.Logger }
-
-func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
-	l.log.Debug().Msgf(format, v...)
 }

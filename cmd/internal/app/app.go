@@ -1,0 +1,256 @@
+// Package app is what taskino's binaries share: the --redis, --namespace
+// and --log-level flags, the logger, the Redis connection, applying a tasks
+// file, and the handlers of a tasks file's command and HTTP tasks.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"github.com/taskino/taskino/cmd/internal/metrics"
+	"github.com/taskino/taskino/cmd/internal/redisurl"
+	"github.com/taskino/taskino/cmd/internal/runner"
+	"github.com/taskino/taskino/cmd/internal/tasksfile"
+	"github.com/taskino/taskino/consumer"
+	"github.com/taskino/taskino/dispatcher"
+	"github.com/taskino/taskino/planner"
+	"github.com/taskino/taskino/store"
+)
+
+// DefaultRedis is the Redis URL when neither --redis nor TASKINO_REDIS is
+// given.
+const DefaultRedis = "redis://127.0.0.1:6379/0"
+
+// Common holds the flags every binary has.
+type Common struct {
+	RedisURL  string
+	Namespace string
+	LogLevel  string
+}
+
+// Register adds --redis, --namespace and --log-level to fs. Their defaults
+// are c's values when set (flags parsed before), else TASKINO_REDIS,
+// TASKINO_NAMESPACE and the built-in defaults.
+func (c *Common) Register(fs *flag.FlagSet) {
+	fs.StringVar(&c.RedisURL, "redis", or(c.RedisURL, EnvOr("TASKINO_REDIS", DefaultRedis)),
+		"Redis URL: redis://, rediss://, redis+sentinel://host:port,.../master or redis+cluster://host:port,... (env TASKINO_REDIS)")
+	fs.StringVar(&c.Namespace, "namespace", or(c.Namespace, EnvOr("TASKINO_NAMESPACE", store.DefaultNamespace)), "namespace of the task set (env TASKINO_NAMESPACE)")
+	fs.StringVar(&c.LogLevel, "log-level", or(c.LogLevel, "info"), "debug, info, warn or error")
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// Check validates the flags' values.
+func (c *Common) Check() error {
+	if err := store.ValidateNamespace(c.Namespace); err != nil {
+		return fmt.Errorf("--namespace: %v", err)
+	}
+	if _, err := c.level(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (c *Common) level() (zerolog.Level, error) {
+	level, err := zerolog.ParseLevel(c.LogLevel)
+	if err != nil || c.LogLevel == "" {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	return level, nil
+}
+
+// Logger is the root logger: JSON lines on w, readable console lines when w
+// is a terminal.
+func (c *Common) Logger(w io.Writer) zerolog.Logger {
+	level, err := c.level()
+	if err != nil {
+		level = zerolog.InfoLevel
+	}
+	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+		w = zerolog.ConsoleWriter{Out: f, TimeFormat: time.TimeOnly}
+	}
+	log := zerolog.New(w).Level(level).With().Timestamp().Logger()
+	// go-redis logs connection failures on its own; route them to our
+	// logger at debug, since the components report failures themselves.
+	redis.SetLogger(redisLogger{log.With().Str("component", "go-redis").Logger()})
+	return log
+}
+
+// Connect opens the Redis client and checks it answers within 5s. Its
+// errors are one line, without the URL's password.
+func (c *Common) Connect(ctx context.Context) (redis.UniversalClient, error) {
+	rdb, err := redisurl.Open(c.RedisURL)
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		_ = rdb.Close()
+		return nil, fmt.Errorf("cannot reach Redis at %s: %v", redisurl.Addr(c.RedisURL), oneLine(err))
+	}
+	return rdb, nil
+}
+
+// Store opens the namespace's store on rdb.
+func (c *Common) Store(rdb redis.UniversalClient) (*store.Store, error) {
+	return store.New(rdb, c.Namespace, store.Options{})
+}
+
+// ApplyFile applies a tasks file at version (the file's own when version
+// is 0) and returns what changed. A file and flag without any version is
+// an error: versions are what keep an older file from replacing a newer
+// one.
+func ApplyFile(ctx context.Context, st *store.Store, f *tasksfile.File, version int64) (store.ApplyResult, error) {
+	if version == 0 {
+		version = f.Version
+	}
+	if version <= 0 {
+		return store.ApplyResult{}, fmt.Errorf("%s: no version; add \"version: N\" to the file (or pass --version N), higher than the one stored", f.Path)
+	}
+	res, err := planner.Apply(ctx, st, version, f.Specs())
+	if err != nil {
+		return res, fmt.Errorf("%s: %v", f.Path, oneLine(err))
+	}
+	return res, nil
+}
+
+// Handlers registers, on d, a handler for each task of f that has a
+// command or an HTTP request, and returns the queues of those tasks.
+func Handlers(d *dispatcher.Dispatcher, f *tasksfile.File, opts runner.Options) ([]string, error) {
+	var queues []string
+	for _, t := range f.Tasks {
+		var h dispatcher.Handler
+		switch {
+		case len(t.Exec) > 0:
+			h = runner.Exec(t.Exec, opts)
+		case t.HTTP != nil:
+			h = runner.HTTP(runner.Request{Method: t.HTTP.Method, URL: t.HTTP.URL, Headers: t.HTTP.Headers, Body: t.HTTP.Body}, opts)
+		default:
+			continue
+		}
+		if err := d.Handle(t.Spec.Name, h); err != nil {
+			return nil, fmt.Errorf("%s:%d: task %q: %v", f.Path, t.Line, t.Spec.Name, err)
+		}
+		q := t.Spec.WithDefaults().Queue
+		if !slices.Contains(queues, q) {
+			queues = append(queues, q)
+		}
+	}
+	return queues, nil
+}
+
+// Queues is a repeatable --queue flag.
+type Queues []string
+
+// String lists the queues.
+func (q *Queues) String() string { return strings.Join(*q, ",") }
+
+// Set adds a queue (or several, comma-separated).
+func (q *Queues) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			return errors.New("empty queue name")
+		}
+		*q = append(*q, s)
+	}
+	return nil
+}
+
+// EnvOr is the environment variable key, or def when it is unset or empty.
+func EnvOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// oneLine joins a multi-line error text into one line.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+}
+
+// OneLine is err's text on one line: what a binary prints before it exits
+// non-zero.
+func OneLine(err error) string { return oneLine(err) }
+
+// redisLogger sends go-redis's internal log lines to zerolog at debug level.
+type redisLogger struct{ log zerolog.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Debug().Msgf(format, v...)
+}
+
+// WorkerConfig is what a worker binary runs.
+type WorkerConfig struct {
+	Namespace   string
+	Queues      []string // default: the queues of the file's runnable tasks
+	Concurrency int
+	Grace       time.Duration
+	Node        string
+	Tasks       *tasksfile.File
+	Logger      zerolog.Logger
+	Metrics     *metrics.Metrics // nil for none
+	Runner      runner.Options
+}
+
+// NewWorker builds a worker that runs the command and HTTP tasks of
+// cfg.Tasks: its dispatcher (what to Run) and the queues it reads. A tasks
+// file with nothing to run is an error.
+func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig) (*dispatcher.Dispatcher, []string, error) {
+	cc := consumer.Config{Namespace: cfg.Namespace, Queues: cfg.Queues, Node: cfg.Node, Logger: cfg.Logger}
+	dc := dispatcher.Config{Concurrency: cfg.Concurrency, Grace: cfg.Grace, Logger: cfg.Logger}
+	if cfg.Metrics != nil {
+		cc.Metrics, dc.Metrics = cfg.Metrics, cfg.Metrics
+	}
+	// The consumer is built after the handlers, which decide the default
+	// queues; Handlers only needs the dispatcher's registry.
+	var src lateSource
+	d := dispatcher.New(&src, dc)
+	cfg.Runner.Logger = cfg.Logger
+	queues, err := Handlers(d, cfg.Tasks, cfg.Runner)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(queues) == 0 {
+		return nil, nil, fmt.Errorf("%s: no task has exec or http; a worker has nothing to run", cfg.Tasks.Path)
+	}
+	if len(cc.Queues) == 0 {
+		cc.Queues = queues
+	}
+	c, err := consumer.New(rdb, cc)
+	if err != nil {
+		return nil, nil, err
+	}
+	src.Source = c
+	if cfg.Metrics != nil {
+		st, err := store.New(rdb, cfg.Namespace, store.Options{})
+		if err != nil {
+			return nil, nil, err
+		}
+		var streams []string
+		for _, q := range cc.Queues {
+			streams = append(streams, st.Keys().Fires(q))
+		}
+		cfg.Metrics.WatchStreams(st, streams)
+	}
+	return d, cc.Queues, nil
+}
+
+// lateSource is a dispatcher.Source set after the dispatcher is built.
+type lateSource struct{ dispatcher.Source }

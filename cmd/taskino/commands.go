@@ -1,0 +1,391 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/taskino/taskino/cmd/internal/app"
+	"github.com/taskino/taskino/cmd/internal/tasksfile"
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/planner"
+	"github.com/taskino/taskino/store"
+)
+
+func applyFlags(fs *flag.FlagSet, c *cli) {
+	fs.Int64Var(&c.version, "version", 0, "version to apply (default: the file's version)")
+}
+
+func runApply(ctx context.Context, c *cli, args []string) error {
+	if err := want("apply", args, 1, 1, "one tasks file"); err != nil {
+		return err
+	}
+	if c.version < 0 {
+		return usagef("apply: --version %d: want a whole number from 1", c.version)
+	}
+	f, err := tasksfile.Load(args[0])
+	if err != nil {
+		return err
+	}
+	if err := c.connect(ctx); err != nil {
+		return err
+	}
+	res, err := app.ApplyFile(ctx, c.st, f, c.version)
+	if err != nil {
+		return err
+	}
+	switch res.Outcome {
+	case store.Adopted:
+		v := c.version
+		if v == 0 {
+			v = f.Version
+		}
+		return fmt.Errorf("version %d not applied: version %d is stored; apply a higher version", v, res.Version)
+	case store.Unchanged:
+		fmt.Fprintf(c.stdout, "version %d is already applied with these %d tasks; nothing changed\n", res.Version, len(f.Tasks))
+		return nil
+	}
+	if res.Previous == 0 {
+		fmt.Fprintf(c.stdout, "applied version %d (%d tasks)\n", res.Version, len(f.Tasks))
+	} else {
+		fmt.Fprintf(c.stdout, "applied version %d over %d (%d tasks)\n", res.Version, res.Previous, len(f.Tasks))
+	}
+	resched := map[string]bool{}
+	for _, n := range res.Rescheduled {
+		resched[n] = true
+	}
+	for _, n := range res.Added {
+		fmt.Fprintf(c.stdout, "  + %s\n", n)
+	}
+	for _, n := range res.Changed {
+		if resched[n] {
+			fmt.Fprintf(c.stdout, "  ~ %s (rescheduled)\n", n)
+		} else {
+			fmt.Fprintf(c.stdout, "  ~ %s\n", n)
+		}
+	}
+	for _, n := range res.Removed {
+		fmt.Fprintf(c.stdout, "  - %s\n", n)
+	}
+	return nil
+}
+
+func runLs(ctx context.Context, c *cli, args []string) error {
+	if err := want("ls", args, 0, 0, "no arguments"); err != nil {
+		return err
+	}
+	if err := c.connect(ctx); err != nil {
+		return err
+	}
+	specs, err := c.st.Specs(ctx)
+	if err != nil {
+		return err
+	}
+	runs, err := c.st.LastRuns(ctx)
+	if err != nil {
+		return err
+	}
+	version, err := c.st.Version(ctx)
+	if err != nil {
+		return err
+	}
+	now, err := c.st.Time(ctx)
+	if err != nil {
+		return err
+	}
+	if len(specs) == 0 {
+		fmt.Fprintf(c.stdout, "no tasks in namespace %q\n", c.Namespace)
+		return nil
+	}
+	fmt.Fprintf(c.stdout, "namespace %q, version %d, %d tasks\n", c.Namespace, version, len(specs))
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TASK\tTRIGGER\tQUEUE\tMODE\tNEXT\tLAST RUN\tSTATUS")
+	for _, s := range specs {
+		s = s.WithDefaults()
+		ts, err := c.st.State(ctx, s.Name)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		next, status := "-", "active"
+		switch {
+		case !ts.Paused.IsZero():
+			status = "paused since " + stamp(ts.Paused)
+		case ts.Done:
+			status = "done"
+		case !ts.Next.IsZero():
+			next = stamp(ts.Next) + " (" + relative(ts.Next.Sub(now)) + ")"
+		default:
+			next = "being planned"
+		}
+		last := "never"
+		if r, ok := runs[s.Name]; ok {
+			last = stamp(r.Scheduled) + " " + r.Status
+			if r.Status == events.StatusFailed && r.Error != "" {
+				last += ": " + clip(r.Error, 40)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Trigger, s.Queue, s.Mode, next, last, status)
+	}
+	return tw.Flush()
+}
+
+func triggerFlags(fs *flag.FlagSet, c *cli) {
+	fs.StringVar(&c.payload, "payload", "", "payload text for this run (default: the task's payload)")
+	fs.StringVar(&c.id, "id", "", "fire id: a trigger with an id used in the last 24h appends nothing")
+}
+
+func runTrigger(ctx context.Context, c *cli, args []string) error {
+	if err := want("trigger", args, 1, 1, "one task name"); err != nil {
+		return err
+	}
+	if err := c.connect(ctx); err != nil {
+		return err
+	}
+	entry, err := c.st.Trigger(ctx, args[0], c.payload, c.id)
+	if errors.Is(err, store.ErrUnknownTask) {
+		return c.unknownTask(ctx, args[0])
+	}
+	if err != nil {
+		return fmt.Errorf("trigger %q: %v", args[0], err)
+	}
+	fmt.Fprintf(c.stdout, "triggered %s: entry %s\n", args[0], entry)
+	return nil
+}
+
+// unknownTask is the error for a task name not in the stored set, listing
+// the names that are.
+func (c *cli) unknownTask(ctx context.Context, name string) error {
+	specs, err := c.st.Specs(ctx)
+	if err != nil {
+		return fmt.Errorf("unknown task %q in namespace %q", name, c.Namespace)
+	}
+	if len(specs) == 0 {
+		return fmt.Errorf("unknown task %q: namespace %q has no tasks; apply a tasks file first", name, c.Namespace)
+	}
+	var names []string
+	for _, s := range specs {
+		names = append(names, s.Name)
+	}
+	return fmt.Errorf("unknown task %q in namespace %q; its tasks are: %s", name, c.Namespace, clip(strings.Join(names, ", "), 300))
+}
+
+func runLastRun(ctx context.Context, c *cli, args []string) error {
+	if err := want("last-run", args, 0, 1, "at most one task name"); err != nil {
+		return err
+	}
+	if err := c.connect(ctx); err != nil {
+		return err
+	}
+	var runs []events.LastRun
+	if len(args) == 1 {
+		r, ok, err := c.st.LastRun(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		if !ok {
+			if _, err := c.st.Spec(ctx, args[0]); errors.Is(err, store.ErrNotFound) {
+				return c.unknownTask(ctx, args[0])
+			}
+			fmt.Fprintf(c.stdout, "%s has not fired yet\n", args[0])
+			return nil
+		}
+		runs = append(runs, r)
+	} else {
+		m, err := c.st.LastRuns(ctx)
+		if err != nil {
+			return err
+		}
+		for _, r := range m {
+			runs = append(runs, r)
+		}
+		sort.Slice(runs, func(i, j int) bool { return runs[i].Task < runs[j].Task })
+		if len(runs) == 0 {
+			fmt.Fprintln(c.stdout, "no task has fired yet")
+			return nil
+		}
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TASK\tSCHEDULED\tSTATUS\tSTARTED\tCOST\tFIRE\tERROR")
+	for _, r := range runs {
+		started, cost := "-", "-"
+		if !r.Started.IsZero() {
+			started = stamp(r.Started)
+		}
+		if !r.Finished.IsZero() && !r.Started.IsZero() {
+			cost = r.Finished.Sub(r.Started).Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Task, stamp(r.Scheduled), r.Status, started, cost, r.Fire, clip(r.Error, 60))
+	}
+	return tw.Flush()
+}
+
+func runPause(ctx context.Context, c *cli, args []string) error {
+	if err := want("pause", args, 1, 1, "one task name"); err != nil {
+		return err
+	}
+	if err := c.connect(ctx); err != nil {
+		return err
+	}
+	at, err := planner.Pause(ctx, c.st, args[0], who())
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return c.unknownTask(ctx, args[0])
+	case errors.Is(err, store.ErrAlreadyPaused):
+		return fmt.Errorf("%s is already paused (since %s)", args[0], stamp(at))
+	case err != nil:
+		return err
+	}
+	fmt.Fprintf(c.stdout, "paused %s at %s: no fires until taskino resume %s\n", args[0], stamp(at), args[0])
+	return nil
+}
+
+func runResume(ctx context.Context, c *cli, args []string) error {
+	if err := want("resume", args, 1, 1, "one task name"); err != nil {
+		return err
+	}
+	if err := c.connect(ctx); err != nil {
+		return err
+	}
+	err := planner.Resume(ctx, c.st, args[0], who())
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return c.unknownTask(ctx, args[0])
+	case errors.Is(err, store.ErrNotPaused):
+		return fmt.Errorf("%s is not paused", args[0])
+	case err != nil:
+		return err
+	}
+	fmt.Fprintf(c.stdout, "resumed %s: it fires from now on (slots skipped while paused are recorded as missed)\n", args[0])
+	return nil
+}
+
+func deadFlags(fs *flag.FlagSet, c *cli) {
+	fs.Int64Var(&c.count, "count", 100, "list: the most dead letters shown, oldest first")
+	fs.BoolVar(&c.all, "all", false, "replay: every dead letter")
+}
+
+func runDead(ctx context.Context, c *cli, args []string) error {
+	sub := "list"
+	if len(args) > 0 {
+		sub, args = args[0], args[1:]
+	}
+	switch sub {
+	case "list", "ls":
+		if err := want("dead list", args, 0, 0, "no arguments"); err != nil {
+			return err
+		}
+		if c.count < 1 {
+			return usagef("dead: --count %d: want 1 or more", c.count)
+		}
+		if err := c.connect(ctx); err != nil {
+			return err
+		}
+		ds, err := c.st.ListDead(ctx, "-", c.count)
+		if err != nil {
+			return err
+		}
+		if len(ds) == 0 {
+			fmt.Fprintln(c.stdout, "no dead letters")
+			return nil
+		}
+		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tTASK\tFIRE\tREASON\tERROR")
+		for _, d := range ds {
+			task, fire := d.Task(), d.Fields[events.FieldID]
+			if task == "" {
+				task = "-"
+			}
+			if fire == "" {
+				fire = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.ID, task, fire, clip(d.Reason, 60), clip(d.Error, 60))
+		}
+		return tw.Flush()
+	case "replay":
+		if c.all == (len(args) > 0) {
+			return usagef("dead replay: want dead-letter ids or --all (one of them)")
+		}
+		if err := c.connect(ctx); err != nil {
+			return err
+		}
+		var ds []store.DeadLetter
+		if c.all {
+			var err error
+			if ds, err = c.st.ListDead(ctx, "-", 1<<62); err != nil {
+				return err
+			}
+		}
+		for _, id := range args {
+			d, err := c.st.DeadLetterByID(ctx, id)
+			if errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("dead replay: no dead letter %q (see taskino dead)", id)
+			}
+			if err != nil {
+				return fmt.Errorf("dead replay %s: %v", id, err)
+			}
+			ds = append(ds, d)
+		}
+		n := 0
+		for _, d := range ds {
+			entry, err := c.st.Replay(ctx, d, who())
+			if errors.Is(err, store.ErrNotFound) {
+				continue // replayed by someone else meanwhile
+			}
+			if err != nil {
+				return fmt.Errorf("dead replay %s (replayed %d before it): %v", d.ID, n, err)
+			}
+			n++
+			fmt.Fprintf(c.stdout, "replayed %s (%s) as %s on %s\n", d.ID, orDash(d.Task()), entry, d.Source)
+		}
+		fmt.Fprintf(c.stdout, "%d replayed\n", n)
+		return nil
+	default:
+		return usagef("dead: unknown subcommand %q; want list or replay", sub)
+	}
+}
+
+// who names the CLI user in events: user@host.
+func who() string {
+	host, _ := os.Hostname()
+	user := os.Getenv("USER")
+	if user == "" {
+		user = "cli"
+	}
+	return "taskino-cli:" + user + "@" + host
+}
+
+// stamp formats a time for people: UTC, to the millisecond.
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05.000")
+}
+
+func relative(d time.Duration) string {
+	if d < 0 {
+		return "due"
+	}
+	return "in " + d.Round(time.Millisecond).String()
+}
+
+func clip(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

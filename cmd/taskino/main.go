@@ -1,0 +1,278 @@
+// Command taskino is taskino's command line: apply a tasks file, list the
+// tasks, trigger one by hand, tail the events, read last runs, pause and
+// resume tasks, list and replay dead letters, and try everything in one
+// process with `taskino dev`.
+//
+// Usage:
+//
+//	taskino [--redis URL] [--namespace NS] COMMAND [ARGS]
+//
+//	apply [--version N] FILE     validate a tasks file, apply it, print what changed
+//	ls                           each task's trigger, next fire, last run and status
+//	trigger NAME [--payload TEXT] [--id KEY]
+//	                             run a task once now (--id makes it idempotent)
+//	tail [--json] [--task NAME] [--type TYPE] [--since ID|DURATION]
+//	                             print events as they happen
+//	last-run [NAME]              the latest fire of one task or all
+//	pause NAME / resume NAME     stop / restart planning a task
+//	dead [--count N]             list dead letters
+//	dead replay ID... | --all    send dead letters back to their stream
+//	dev [--tasks FILE]           planner, worker and tail in one process, on
+//	                             an embedded Redis unless --redis is given
+//	version                      print the version
+//
+// Flags may come before or after the command and its arguments. Errors are
+// one line on stderr and a non-zero exit: 1 for a failure, 2 for bad usage.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/taskino/taskino/cmd/internal/app"
+	"github.com/taskino/taskino/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// usageError is bad usage: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// command is one subcommand.
+type command struct {
+	summary string
+	// flags registers the command's own flags; run does the work with the
+	// positional arguments.
+	flags func(fs *flag.FlagSet, c *cli)
+	run   func(ctx context.Context, c *cli, args []string) error
+}
+
+var commands map[string]command
+
+func init() {
+	commands = map[string]command{
+		"apply":    {"validate a tasks file, apply it, print what changed", applyFlags, runApply},
+		"ls":       {"each task's trigger, next fire, last run and status", nil, runLs},
+		"trigger":  {"run a task once now", triggerFlags, runTrigger},
+		"tail":     {"print events as they happen", tailFlags, runTail},
+		"last-run": {"the latest fire of one task or all", nil, runLastRun},
+		"pause":    {"stop planning a task until resumed", nil, runPause},
+		"resume":   {"plan a paused task again, from now on", nil, runResume},
+		"dead":     {"list dead letters; dead replay ID...|--all sends them back", deadFlags, runDead},
+		"dev":      {"planner, worker and tail in one process", devFlags, runDev},
+		"version":  {"print the version", nil, runVersion},
+	}
+}
+
+// cli is one invocation: its flags, output and connection.
+type cli struct {
+	app.Common
+	stdout, stderr io.Writer
+
+	// per-command flags
+	version     int64
+	payload     string
+	id          string
+	json        bool
+	task        string
+	typ         string
+	since       string
+	count       int64
+	all         bool
+	tasks       string
+	node        string
+	embedded    bool // dev: --redis not given
+	logLevelSet bool // --log-level given
+
+	rdb redis.UniversalClient
+	st  *store.Store
+}
+
+// Run runs the command line args and returns the exit status.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := &cli{stdout: stdout, stderr: stderr}
+	err := c.run(ctx, args)
+	if c.rdb != nil {
+		_ = c.rdb.Close()
+	}
+	switch {
+	case err == nil || errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, new(usageError)):
+		fmt.Fprintln(stderr, "taskino:", app.OneLine(err))
+		return 2
+	default:
+		fmt.Fprintln(stderr, "taskino:", app.OneLine(err))
+		return 1
+	}
+}
+
+func (c *cli) run(ctx context.Context, args []string) error {
+	global := flag.NewFlagSet("taskino", flag.ContinueOnError)
+	global.SetOutput(io.Discard)
+	c.Common.Register(global)
+	global.Usage = func() {}
+	pos, err := parse(global, args, true)
+	if errors.Is(err, flag.ErrHelp) {
+		c.usage(global)
+		return err
+	}
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	if len(pos) == 0 {
+		c.usage(global)
+		return usagef("no command given; want one of %s", strings.Join(commandNames(), ", "))
+	}
+	name, rest := pos[0], pos[1:]
+	cmd, ok := commands[name]
+	if !ok {
+		return usagef("unknown command %q; want one of %s", name, strings.Join(commandNames(), ", "))
+	}
+	fs := flag.NewFlagSet("taskino "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.Common.Register(fs)
+	// The global flags' values are the defaults of the command's own.
+	if cmd.flags != nil {
+		cmd.flags(fs, c)
+	}
+	pos, err = parse(fs, rest, false)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(c.stdout, "taskino %s: %s\n\nFlags:\n", name, cmd.summary)
+		fs.SetOutput(c.stdout)
+		fs.PrintDefaults()
+		return err
+	}
+	if err != nil {
+		return usageError{fmt.Sprintf("%s: %v", name, err)}
+	}
+	if err := c.Common.Check(); err != nil {
+		return usageError{err.Error()}
+	}
+	c.logLevelSet = setFlag(global, "log-level") || setFlag(fs, "log-level")
+	c.embedded = !setFlag(global, "redis") && !setFlag(fs, "redis") && os.Getenv("TASKINO_REDIS") == ""
+	return cmd.run(ctx, c, pos)
+}
+
+// parse parses fs from args, letting flags and positional arguments mix;
+// with stopAtFirst it stops at the first positional argument (the
+// command), leaving the rest unparsed.
+func parse(fs *flag.FlagSet, args []string, stopAtFirst bool) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if stopAtFirst {
+			return args, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func setFlag(fs *flag.FlagSet, name string) bool {
+	found := false
+	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
+}
+
+func commandNames() []string {
+	var names []string
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (c *cli) usage(global *flag.FlagSet) {
+	w := c.stderr
+	fmt.Fprintln(w, "Usage: taskino [--redis URL] [--namespace NS] COMMAND [ARGS]")
+	fmt.Fprintln(w, "\nCommands:")
+	for _, n := range commandNames() {
+		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "\nFlags (before or after the command):")
+	global.SetOutput(w)
+	global.PrintDefaults()
+	global.SetOutput(io.Discard)
+	fmt.Fprintln(w, "\nRun taskino COMMAND --help for a command's own flags.")
+}
+
+// connect opens Redis and the namespace's store.
+func (c *cli) connect(ctx context.Context) error {
+	var err error
+	if c.rdb, err = c.Common.Connect(ctx); err != nil {
+		return err
+	}
+	c.st, err = c.Common.Store(c.rdb)
+	return err
+}
+
+// want checks the number of positional arguments.
+func want(name string, args []string, min, max int, what string) error {
+	if len(args) < min || (max >= 0 && len(args) > max) {
+		return usagef("%s: want %s, got %d argument(s)", name, what, len(args))
+	}
+	return nil
+}
+
+func runVersion(_ context.Context, c *cli, args []string) error {
+	if err := want("version", args, 0, 0, "no arguments"); err != nil {
+		return err
+	}
+	fmt.Fprintln(c.stdout, "taskino", Version())
+	return nil
+}
+
+// Version is the module version of the build, with its VCS revision when
+// known ("(devel)" for a build from a checkout).
+func Version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	if rev != "" {
+		v += " " + rev[:min(12, len(rev))] + dirty
+	}
+	return v + " " + bi.GoVersion
+}

@@ -1,0 +1,372 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/taskino/taskino/events"
+)
+
+// proc is a binary running as a child process, its stdout read line by
+// line and its stderr kept.
+type proc struct {
+	name  string
+	cmd   *exec.Cmd
+	lines chan string // stdout lines; closed at EOF
+	mu    sync.Mutex
+	err   bytes.Buffer
+	out   []string
+}
+
+// startProc starts bin with args; the test fails if it is still running
+// at the end of the test (stop was not called).
+func startProc(t *testing.T, name, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, cmd: exec.Command(bin, args...), lines: make(chan string, 100_000)}
+	p.cmd.Stderr = &lockedWriter{mu: &p.mu, w: &p.err}
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.out = append(p.out, sc.Text())
+			p.mu.Unlock()
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
+	}()
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+		}
+	})
+	return p
+}
+
+// stop sends sig and checks the process exits 0.
+func (p *proc) stop(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("%s: signal: %v", p.name, err)
+	}
+	for range p.lines { // drain stdout to EOF, so Wait can finish
+	}
+	if err := p.cmd.Wait(); err != nil {
+		t.Errorf("%s exited with %v after %s, want 0; stderr:\n%s", p.name, err, sig, p.stderr())
+	}
+}
+
+func (p *proc) stderr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err.String()
+}
+
+// stdout is every stdout line read so far.
+func (p *proc) stdout() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.out...)
+}
+
+// awaitLine waits until a stdout line for which match holds, failing the
+// test after limit or at EOF.
+func (p *proc) awaitLine(t *testing.T, limit time.Duration, match func(line string) bool) string {
+	t.Helper()
+	deadline := time.After(limit)
+	for {
+		select {
+		case line, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("%s: stdout ended before the line awaited; stderr:\n%s", p.name, p.stderr())
+			}
+			if match(line) {
+				return line
+			}
+		case <-deadline:
+			t.Fatalf("%s: no such stdout line after %s; stderr:\n%s", p.name, limit, p.stderr())
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// runCLI runs the taskino CLI to its end and returns its stdout, stderr
+// and exit code.
+func runCLI(t *testing.T, bin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var o, e bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	default:
+		t.Fatalf("run %v: %v", args, err)
+	}
+	return o.String(), e.String(), code
+}
+
+// mustCLI runs the CLI and fails the test unless it exits 0.
+func mustCLI(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	out, errOut, code := runCLI(t, bin, args...)
+	if code != 0 {
+		t.Fatalf("taskino %v: exit %d\nstdout: %s\nstderr: %s", args, code, out, errOut)
+	}
+	return out
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func writeFile(t *testing.T, dir, name, text string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// run is one line a test task wrote: what its environment said.
+type run struct{ task, fire, scheduled, attempt, payload string }
+
+func readRuns(t *testing.T, path string) []run {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	var out []run
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		if line == "" {
+			continue
+		}
+		f := strings.Split(line, "|")
+		if len(f) != 5 {
+			t.Fatalf("runs file line %q: want 5 fields", line)
+		}
+		out = append(out, run{f[0], f[1], f[2], f[3], f[4]})
+	}
+	return out
+}
+
+// The whole product as a user runs it: a tasks file applied with the CLI,
+// 2 planners and 2 workers as processes, exec tasks that run once per slot
+// with the right environment, a task run by `taskino trigger` and by a raw
+// XADD, `taskino tail --json` showing the completions, /metrics and
+// /healthz, and SIGTERM making every process exit 0.
+func TestBinariesEndToEnd(t *testing.T) {
+	b := setup(t)
+	cli, plannerBin, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")
+	dir := t.TempDir()
+	runsFile := filepath.Join(dir, "runs.log")
+	// Each run appends one line (shorter than PIPE_BUF, so appends from
+	// concurrent runs do not interleave).
+	record := fmt.Sprintf(`[sh, -c, 'printf "%%s|%%s|%%s|%%s|%%s\n" "$TASKINO_TASK" "$TASKINO_FIRE_ID" "$TASKINO_SCHEDULED_AT" "$TASKINO_ATTEMPT" "$TASKINO_PAYLOAD" >> %s; echo ran $TASKINO_FIRE_ID']`, runsFile)
+	tasks := writeFile(t, dir, "tasks.yaml", fmt.Sprintf(`version: 1
+tasks:
+  - name: stamp
+    every: 250ms
+    payload: "from the file"
+    exec: %s
+  - name: by-hand
+    once: 2099-01-01T00:00:00Z
+    exec: %s
+`, record, record))
+	redisURL := "redis://" + b.srv.Addr + "/0"
+	common := []string{"--redis", redisURL, "--namespace", ns}
+
+	out := mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
+	if !strings.Contains(out, "applied version 1") || !strings.Contains(out, "+ stamp") || !strings.Contains(out, "+ by-hand") {
+		t.Errorf("apply printed %q, want the version and the added tasks", out)
+	}
+	tail := startProc(t, "tail", cli, append([]string{"tail", "--json"}, common...)...)
+	metricsAddr := freeAddr(t)
+	procs := []*proc{
+		startProc(t, "planner-1", plannerBin, append([]string{"--node", "p1"}, common...)...),
+		startProc(t, "planner-2", plannerBin, append([]string{"--node", "p2"}, common...)...),
+		startProc(t, "worker-1", workerBin, append([]string{"--node", "w1", "--tasks", tasks, "--http", metricsAddr}, common...)...),
+		startProc(t, "worker-2", workerBin, append([]string{"--node", "w2", "--tasks", tasks, "--concurrency", "4"}, common...)...),
+	}
+	awaitEvents(t, b, 60*time.Second, func(all []events.Event) bool {
+		n := 0
+		for _, e := range ofType(all, events.TypeCompleted) {
+			if e.Task == "stamp" {
+				n++
+			}
+		}
+		return n >= 12
+	})
+
+	triggered := mustCLI(t, cli, append([]string{"trigger", "by-hand", "--payload", "from the CLI"}, common...)...)
+	if !strings.HasPrefix(triggered, "triggered by-hand: entry ") {
+		t.Errorf("trigger printed %q", triggered)
+	}
+	rawID, err := b.rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: b.st.Keys().Fires("default"), Values: []any{"task", "by-hand", "payload", "from XADD"}}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// tail --json shows both manual runs' completions.
+	manual := map[string]bool{}
+	tail.awaitLine(t, 60*time.Second, func(line string) bool {
+		var e map[string]any
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("tail --json line %q is not JSON: %v", line, err)
+		}
+		if e["type"] == "completed" && e["task"] == "by-hand" {
+			manual[e["fire"].(string)] = true
+			if out, _ := e["output"].(string); !strings.HasPrefix(out, "ran ") {
+				t.Errorf("completed event %v lacks the run's output", e)
+			}
+			if _, ok := e["attempt"].(float64); !ok {
+				t.Errorf("completed event %v: attempt is not a number", e)
+			}
+		}
+		return len(manual) == 2
+	})
+	if !manual["m-"+rawID] {
+		t.Errorf("tail showed completions of %v, want the raw XADD's fire m-%s among them", manual, rawID)
+	}
+
+	// Metrics and health of the worker with --http.
+	body := httpGet(t, "http://"+metricsAddr+"/metrics")
+	for _, want := range []string{`taskino_runs_total{status="completed",task="stamp"}`, `taskino_stream_lag{stream="taskino:{e2e}:fires:default"}`, "taskino_fire_lateness_seconds_bucket"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if h := httpGet(t, "http://"+metricsAddr+"/healthz"); strings.TrimSpace(h) != "ok" {
+		t.Errorf("/healthz said %q", h)
+	}
+
+	for _, p := range procs {
+		p.stop(t, syscall.SIGTERM)
+	}
+	tail.stop(t, syscall.SIGTERM)
+
+	// Once per slot, with the right environment.
+	all := mustRange(t, b, "-")
+	completed := map[string]int{}
+	for _, e := range ofType(all, events.TypeCompleted) {
+		completed[e.Fire]++
+	}
+	seen := map[string]bool{}
+	runs := readRuns(t, runsFile)
+	for _, r := range runs {
+		if seen[r.fire] {
+			t.Errorf("fire %s ran twice", r.fire)
+		}
+		seen[r.fire] = true
+		if r.attempt != "1" {
+			t.Errorf("run %+v: TASKINO_ATTEMPT %q, want 1", r, r.attempt)
+		}
+		switch r.task {
+		case "stamp":
+			at, err := time.Parse("2006-01-02T15:04:05.000Z07:00", r.scheduled)
+			if err != nil || !strings.HasSuffix(r.scheduled, "Z") {
+				t.Errorf("run %+v: TASKINO_SCHEDULED_AT %q is not RFC 3339 UTC with milliseconds", r, r.scheduled)
+			} else if r.fire != events.FireID("stamp", at) {
+				t.Errorf("run %+v: fire id and scheduled time disagree", r)
+			}
+			if at.UnixMilli()%250 != 0 {
+				t.Errorf("run %+v: scheduled at %s, not a 250ms slot", r, r.scheduled)
+			}
+			if r.payload != "from the file" {
+				t.Errorf("run %+v: payload %q, want the file's", r, r.payload)
+			}
+		case "by-hand":
+			if r.payload != "from the CLI" && r.payload != "from XADD" {
+				t.Errorf("run %+v: payload %q, want the trigger's", r, r.payload)
+			}
+		default:
+			t.Errorf("run of unknown task %+v", r)
+		}
+	}
+	for fire, n := range completed {
+		if n != 1 || !seen[fire] {
+			t.Errorf("fire %s: %d completed events, ran %v; want one of each", fire, n, seen[fire])
+		}
+	}
+	if len(runs) != len(completed) {
+		t.Errorf("%d runs, %d completed fires, want them equal", len(runs), len(completed))
+	}
+	byWorker := map[string]int{}
+	for _, e := range ofType(all, events.TypeCompleted) {
+		byWorker[e.Worker]++
+	}
+	for _, w := range []string{"w1", "w2"} {
+		if byWorker[w] == 0 {
+			t.Errorf("worker %s ran nothing (runs by worker: %v)", w, byWorker)
+		}
+	}
+	down := map[string]bool{}
+	for _, e := range ofType(all, events.TypeNodeDown) {
+		down[e.Worker] = true
+	}
+	for _, n := range []string{"p1", "p2", "w1", "w2"} {
+		if !down[n] {
+			t.Errorf("%s announced no node_down: not a clean stop", n)
+		}
+	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET %s: %s\n%s", url, resp.Status, body)
+	}
+	return string(body)
+}
