@@ -370,3 +370,148 @@ func httpGet(t *testing.T, url string) string {
 	}
 	return string(body)
 }
+
+// Bad input to every binary: a one-line error naming the problem, a
+// non-zero exit, no stack trace, and never the URL's password.
+func TestBinariesBadInput(t *testing.T) {
+	b := setup(t)
+	cli, workerBin, plannerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-worker"), buildBinary(t, "cmd/taskino-planner")
+	dir := t.TempDir()
+	good := writeFile(t, dir, "good.yaml", "version: 1\ntasks:\n  - name: known\n    every: 1h\n    exec: [\"true\"]\n")
+	bad := writeFile(t, dir, "bad.yaml", "version: 1\ntasks:\n  - name: ok\n    every: 1m\n  - name: broken\n    every: five\n")
+	up := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	mustCLI(t, cli, append([]string{"apply", good}, up...)...)
+
+	for _, c := range []struct {
+		bin  string
+		args []string
+		want []string // all in the one line
+		code int
+	}{
+		{cli, append([]string{"apply", bad}, up...), []string{"bad.yaml:6:", `task "broken"`, "every"}, 1},
+		{workerBin, append([]string{"--tasks", bad}, up...), []string{"bad.yaml:6:", `task "broken"`, "every"}, 1},
+		{plannerBin, append([]string{"--tasks", bad}, up...), []string{"bad.yaml:6:", `task "broken"`}, 1},
+		{cli, append([]string{"apply", filepath.Join(dir, "missing.yaml")}, up...), []string{"missing.yaml", "no such file"}, 1},
+		{cli, append([]string{"trigger", "nope"}, up...), []string{`unknown task "nope"`, "known"}, 1},
+		{cli, append([]string{"pause", "nope"}, up...), []string{`unknown task "nope"`}, 1},
+		{cli, append([]string{"resume", "known"}, up...), []string{"known is not paused"}, 1},
+		{cli, append([]string{"dead", "replay", "1-1"}, up...), []string{`no dead letter "1-1"`}, 1},
+		{cli, []string{"ls", "--redis", "redis://127.0.0.1:1/0"}, []string{"cannot reach Redis at 127.0.0.1:1"}, 1},
+		{workerBin, []string{"--tasks", good, "--redis", "redis://127.0.0.1:1/0"}, []string{"cannot reach Redis at 127.0.0.1:1"}, 1},
+		{cli, []string{"ls", "--redis", "redis://user:sekret@127.0.0.1:1/0"}, []string{"cannot reach Redis"}, 1},
+		{cli, []string{"ls", "--redis", "ftp://user:sekret@example"}, []string{"--redis", `unknown scheme "ftp"`}, 1},
+		{workerBin, []string{"--tasks", good, "--redis", "redis+sentinel://h:1"}, []string{"--redis", "master"}, 1},
+		{cli, []string{"frobnicate"}, []string{`unknown command "frobnicate"`}, 2},
+		{cli, []string{"trigger"}, []string{"trigger: want one task name"}, 2},
+		{cli, []string{"tail", "--since", "yesterday"}, []string{`--since "yesterday"`}, 2},
+		{cli, []string{"tail", "--type", "exploded"}, []string{`--type "exploded"`}, 2},
+		{workerBin, []string{"--concurrency", "0", "--tasks", good}, []string{"--concurrency 0"}, 2},
+		{workerBin, up, []string{"--tasks FILE is required"}, 2},
+	} {
+		stdout, stderr, code := runCLI(t, c.bin, c.args...)
+		name := filepath.Base(c.bin) + " " + strings.Join(c.args, " ")
+		if code != c.code {
+			t.Errorf("%s: exit %d, want %d (stderr %q)", name, code, c.code, stderr)
+		}
+		lines := strings.Split(strings.TrimSpace(stderr), "\n")
+		if len(lines) != 1 || stdout != "" {
+			t.Errorf("%s: stderr %q, stdout %q: want one line on stderr and nothing on stdout", name, stderr, stdout)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(lines[0], w) {
+				t.Errorf("%s: %q does not name %q", name, lines[0], w)
+			}
+		}
+		if strings.Contains(stderr, "goroutine ") || strings.Contains(stderr, "sekret") {
+			t.Errorf("%s: %q holds a stack trace or the password", name, stderr)
+		}
+	}
+}
+
+// README's dev command shows events within seconds: an embedded Redis, the
+// example tasks, completions on stdout, and a clean exit 0 on SIGINT.
+func TestDevShowsEvents(t *testing.T) {
+	t.Parallel()
+	cli := buildBinary(t, "cmd/taskino")
+	dev := startProc(t, "taskino dev", cli, "dev")
+	dev.awaitLine(t, 60*time.Second, func(line string) bool { return strings.Contains(line, " completed ") })
+	dev.awaitLine(t, 60*time.Second, func(line string) bool { return strings.Contains(line, " failed ") || strings.Contains(line, " retried ") })
+	dev.stop(t, syscall.SIGINT)
+	if err := dev.stderr(); !strings.Contains(err, "embedded in-memory Redis") || !strings.Contains(err, "taskino dev: stopped") {
+		t.Errorf("dev stderr %q: want the embedded Redis announced and the stop", err)
+	}
+	out := dev.stdout()
+	if last := out[len(out)-1]; !strings.Contains(last, "node_down") {
+		t.Errorf("dev's last line %q, want the worker's node_down (the tail drains before exit)", last)
+	}
+}
+
+// The operator commands against running binaries: ls, last-run, pause and
+// resume, dead list and replay.
+func TestCLIOperatorCommands(t *testing.T) {
+	b := setup(t)
+	cli, plannerBin, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")
+	dir := t.TempDir()
+	gate := filepath.Join(dir, "healthy")
+	tasks := writeFile(t, dir, "tasks.yaml", fmt.Sprintf(`version: 4
+tasks:
+  - name: tick
+    every: 200ms
+    exec: ["true"]
+  - name: gated
+    once: 2099-01-01T00:00:00Z
+    attempts: 1
+    exec: [sh, -c, 'test -e %s || { echo gate closed >&2; exit 7; }']
+`, gate))
+	up := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	pl := startProc(t, "planner", plannerBin, append([]string{"--tasks", tasks, "--node", "p"}, up...)...)
+	wk := startProc(t, "worker", workerBin, append([]string{"--tasks", tasks, "--node", "w"}, up...)...)
+	awaitEvent(t, b, 60*time.Second, events.TypeCompleted, func(e events.Event) bool { return e.Task == "tick" })
+
+	ls := mustCLI(t, cli, append([]string{"ls"}, up...)...)
+	for _, w := range []string{"version 4, 2 tasks", "TASK", "tick", "every 200ms", "completed", "gated", "never"} {
+		if !strings.Contains(ls, w) {
+			t.Errorf("ls output lacks %q:\n%s", w, ls)
+		}
+	}
+	if out := mustCLI(t, cli, append([]string{"last-run", "tick"}, up...)...); !strings.Contains(out, "tick") || !strings.Contains(out, "completed") {
+		t.Errorf("last-run tick:\n%s", out)
+	}
+
+	out := mustCLI(t, cli, append([]string{"pause", "tick"}, up...)...)
+	if !strings.HasPrefix(out, "paused tick") {
+		t.Errorf("pause printed %q", out)
+	}
+	if ls := mustCLI(t, cli, append([]string{"ls"}, up...)...); !strings.Contains(ls, "paused since") {
+		t.Errorf("ls after pause does not say paused:\n%s", ls)
+	}
+	mustCLI(t, cli, append([]string{"resume", "tick"}, up...)...)
+	all := awaitEvent(t, b, 60*time.Second, events.TypeResumed, func(e events.Event) bool { return e.Task == "tick" })
+	resumedAt := ofType(all, events.TypeResumed)[0].ID
+	awaitEvents(t, b, 60*time.Second, func(all []events.Event) bool {
+		for _, e := range all {
+			if e.Type == events.TypeCompleted && e.Task == "tick" && e.ID > resumedAt {
+				return true
+			}
+		}
+		return false
+	})
+
+	mustCLI(t, cli, append([]string{"trigger", "gated", "--id", "g-1"}, up...)...)
+	awaitEvent(t, b, 60*time.Second, events.TypeDead, func(e events.Event) bool { return e.Fire == "g-1" })
+	dead := mustCLI(t, cli, append([]string{"dead"}, up...)...)
+	if !strings.Contains(dead, "gated") || !strings.Contains(dead, "g-1") || !strings.Contains(dead, "exit status 7: gate closed") {
+		t.Errorf("dead list lacks the dead fire and its error:\n%s", dead)
+	}
+	writeFile(t, dir, "healthy", "")
+	if out := mustCLI(t, cli, append([]string{"dead", "replay", "--all"}, up...)...); !strings.Contains(out, "1 replayed") {
+		t.Errorf("dead replay --all printed %q", out)
+	}
+	awaitEvent(t, b, 60*time.Second, events.TypeCompleted, func(e events.Event) bool { return e.Fire == "g-1" })
+	if out := mustCLI(t, cli, append([]string{"dead"}, up...)...); !strings.Contains(out, "no dead letters") {
+		t.Errorf("dead after the replay:\n%s", out)
+	}
+	pl.stop(t, syscall.SIGINT)
+	wk.stop(t, syscall.SIGINT)
+}

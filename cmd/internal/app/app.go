@@ -36,6 +36,8 @@ type Common struct {
 	RedisURL  string
 	Namespace string
 	LogLevel  string
+
+	logged bool // Logger was called: go-redis logs to it
 }
 
 // Register adds --redis, --namespace and --log-level to fs. Their defaults
@@ -46,6 +48,8 @@ func (c *Common) Register(fs *flag.FlagSet) {
 		"Redis URL: redis://, rediss://, redis+sentinel://host:port,.../master or redis+cluster://host:port,... (env TASKINO_REDIS)")
 	fs.StringVar(&c.Namespace, "namespace", or(c.Namespace, EnvOr("TASKINO_NAMESPACE", store.DefaultNamespace)), "namespace of the task set (env TASKINO_NAMESPACE)")
 	fs.StringVar(&c.LogLevel, "log-level", or(c.LogLevel, "info"), "debug, info, warn or error")
+	// --help shows the default; a password from TASKINO_REDIS stays hidden.
+	fs.Lookup("redis").DefValue = redisurl.Redact(c.RedisURL)
 }
 
 func or(a, b string) string {
@@ -88,12 +92,18 @@ func (c *Common) Logger(w io.Writer) zerolog.Logger {
 	// go-redis logs connection failures on its own; route them to our
 	// logger at debug, since the components report failures themselves.
 	redis.SetLogger(redisLogger{log.With().Str("component", "go-redis").Logger()})
+	c.logged = true
 	return log
 }
 
 // Connect opens the Redis client and checks it answers within 5s. Its
 // errors are one line, without the URL's password.
 func (c *Common) Connect(ctx context.Context) (redis.UniversalClient, error) {
+	if !c.logged {
+		// A command without a logger: go-redis must not print its own
+		// lines; the error below says what went wrong.
+		redis.SetLogger(redisLogger{zerolog.Nop()})
+	}
 	rdb, err := redisurl.Open(c.RedisURL)
 	if err != nil {
 		return nil, err
