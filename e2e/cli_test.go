@@ -436,7 +436,9 @@ func TestDevShowsEvents(t *testing.T) {
 	cli := buildBinary(t, "cmd/taskino")
 	dev := startProc(t, "taskino dev", cli, "dev")
 	dev.awaitLine(t, 60*time.Second, func(line string) bool { return strings.Contains(line, " completed ") })
-	dev.awaitLine(t, 60*time.Second, func(line string) bool { return strings.Contains(line, " failed ") || strings.Contains(line, " retried ") })
+	dev.awaitLine(t, 60*time.Second, func(line string) bool {
+		return strings.Contains(line, " failed ") || strings.Contains(line, " retried ")
+	})
 	dev.stop(t, syscall.SIGINT)
 	if err := dev.stderr(); !strings.Contains(err, "embedded in-memory Redis") || !strings.Contains(err, "taskino dev: stopped") {
 		t.Errorf("dev stderr %q: want the embedded Redis announced and the stop", err)
