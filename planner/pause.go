@@ -21,8 +21,9 @@ func Pause(ctx context.Context, st *store.Store, task, by string) (time.Time, er
 }
 
 // Resume plans a paused task again from now on. The slots it had while
-// paused are not fired: they are recorded as one missed event (reason
-// "paused", policy skip) with their count, so nothing is skipped silently.
+// paused, and those already overdue when it was paused, are not fired:
+// they are recorded as one missed event (reason "paused", policy skip)
+// with their count, so nothing is skipped silently.
 // Errors: store.ErrNotFound, store.ErrNotPaused.
 func Resume(ctx context.Context, st *store.Store, task, by string) error {
 	spec, err := st.Spec(ctx, task)
@@ -33,16 +34,16 @@ func Resume(ctx context.Context, st *store.Store, task, by string) error {
 	if err != nil {
 		return fmt.Errorf("task %q: %w", task, err)
 	}
-	return st.Resume(ctx, task, by, func(paused, now time.Time) events.Event {
-		return pausedSlots(task, by, sched, paused, now)
+	return st.Resume(ctx, task, by, func(after, now time.Time) events.Event {
+		return pausedSlots(task, by, sched, after, now)
 	})
 }
 
-// pausedSlots is the missed event for the slots of sched in [paused, now).
-func pausedSlots(task, by string, sched Schedule, paused, now time.Time) events.Event {
+// pausedSlots is the missed event for the slots of sched in (after, now).
+func pausedSlots(task, by string, sched Schedule, after, now time.Time) events.Event {
 	e := events.Event{Type: events.TypeMissed, Task: task, Policy: events.MisfireSkip, Worker: by}
 	var last time.Time
-	for t, ok := sched.Next(paused.Add(-time.Millisecond)); ok && t.Before(now); t, ok = sched.Next(t) {
+	for t, ok := sched.Next(after); ok && t.Before(now); t, ok = sched.Next(t) {
 		if e.Count == 0 {
 			e.At = t
 		}

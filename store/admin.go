@@ -120,21 +120,27 @@ func (s *Store) Paused(ctx context.Context, task string) (time.Time, error) {
 }
 
 // Resume plans task again, from the server's now on, and appends a resumed
-// event. missed, when not nil, is given the pause time and that now and
-// returns the missed event recording the slots skipped while paused (its
-// Count zero for none); it is appended with the resumed event. Errors:
-// ErrNotFound for a task not in the task set, ErrNotPaused when it is not
-// paused.
-func (s *Store) Resume(ctx context.Context, task, by string, missed func(paused, now time.Time) events.Event) error {
-	since, err := s.Paused(ctx, task)
+// event. missed, when not nil, is given the time after which the task's
+// slots were not yet fired or recorded (the later of its watermark and the
+// start of its schedule; slots already overdue when it was paused count
+// too) and the resume time, and returns the missed event recording the
+// slots in between (its Count zero for none); it is appended with the
+// resumed event. Errors: ErrNotFound for a task not in the task set,
+// ErrNotPaused when it is not paused.
+func (s *Store) Resume(ctx context.Context, task, by string, missed func(after, now time.Time) events.Event) error {
+	ts, err := s.State(ctx, task)
 	if err != nil {
 		return err
 	}
+	since := ts.Paused
 	if since.IsZero() {
-		if _, err := s.Spec(ctx, task); err != nil {
-			return err
-		}
 		return ErrNotPaused
+	}
+	// While paused no planner touches the task (it is out of the due index,
+	// and a plan under way is refused by the new gen), so this is stable.
+	after := ts.Since.Add(-time.Millisecond)
+	if ts.Planned.After(after) {
+		after = ts.Planned
 	}
 	now, err := s.Time(ctx)
 	if err != nil {
@@ -150,7 +156,7 @@ func (s *Store) Resume(ctx context.Context, task, by string, missed func(paused,
 	args := []any{s.keys.State(task), task, s.eventsMaxLen, since.UnixMilli(), now.UnixMilli(), len(kv)}
 	args = append(args, anys(kv)...)
 	if missed != nil {
-		if me := missed(since, now); me.Count > 0 {
+		if me := missed(after, now); me.Count > 0 {
 			mkv, err := me.Encode()
 			if err != nil {
 				return err
@@ -274,23 +280,41 @@ return id
 // fields to truncation).
 var ErrNotReplayable = errors.New("cannot be replayed")
 
-// Replay appends a dead letter's fire to the stream it came from, as a
-// first attempt (same fire id, same scheduled time and payload), deletes
+// Replay appends a dead letter's fire to its task's fire stream (the one it
+// came from when the task is gone or the entry never decoded), as a first
+// attempt (same fire id, same scheduled time and payload), deletes
 // the dead letter, and appends a retried event; all at once, so two
 // replays of one dead letter append one fire. An entry that never decoded
 // goes back byte for byte (it is dead-lettered again unless what refused it
 // changed, such as a task since registered). Returns the new entry's id;
-// ErrNotFound when the dead letter is gone.
+// ErrNotFound when the dead letter is gone; an error wrapping
+// ErrNotReplayable for a broadcast fire (every worker ran it, so a replay
+// would run it everywhere again) or one that cannot go back.
 func (s *Store) Replay(ctx context.Context, d DeadLetter, by string) (string, error) {
-	if _, _, ok := s.queueOfStream(d.Source); !ok {
+	_, broadcast, ok := s.queueOfStream(d.Source)
+	switch {
+	case !ok:
 		return "", fmt.Errorf("dead letter %s from %q: %w: not a fire stream of namespace %q", d.ID, d.Source, ErrNotReplayable, s.ns)
-	}
-	if d.Truncated > 0 {
+	case broadcast:
+		// Each worker whose run failed wrote its own dead letter; a replay
+		// would run the fire on every worker again, those that succeeded
+		// too. Trigger the task instead.
+		return "", fmt.Errorf("dead letter %s: %w: a broadcast fire goes to every worker; trigger the task instead", d.ID, ErrNotReplayable)
+	case d.Truncated > 0:
 		return "", fmt.Errorf("dead letter %s: %w: %d of its fields were not kept", d.ID, ErrNotReplayable, d.Truncated)
 	}
+	target := d.Source
 	var fields []string
 	var ev []string
 	if f, err := events.DecodeFire(d.Entry, d.Fields); err == nil {
+		// A reload may have moved the task to another queue since.
+		if spec, err := s.Spec(ctx, f.Task); err == nil {
+			spec = spec.WithDefaults()
+			if spec.Mode == events.ModeBroadcast {
+				return "", fmt.Errorf("dead letter %s: %w: task %q is broadcast now; trigger it instead", d.ID, ErrNotReplayable, f.Task)
+			}
+			target = s.keys.Fires(spec.Queue)
+		}
 		f.Attempt = 1
 		fields = f.Fields()
 		e := events.Event{Type: events.TypeRetried, Task: f.Task, Fire: f.ID, At: f.At, Attempt: 1, Worker: by,
@@ -303,7 +327,7 @@ func (s *Store) Replay(ctx context.Context, d DeadLetter, by string) (string, er
 			fields = append(fields, k, v)
 		}
 	}
-	args := []any{d.ID, d.Source, s.eventsMaxLen, len(fields)}
+	args := []any{d.ID, target, s.eventsMaxLen, len(fields)}
 	args = append(args, anys(fields)...)
 	args = append(args, anys(ev)...)
 	id, err := replayScript.Run(ctx, s.rdb, []string{s.keys.Dead(), s.keys.Events()}, args...).Text()
@@ -383,4 +407,12 @@ func (s *Store) ReadEvents(ctx context.Context, after string, count int64, block
 		after = m.ID
 	}
 	return out, after, nil
+}
+
+// DeleteDead deletes dead letters by id and returns how many there were.
+func (s *Store) DeleteDead(ctx context.Context, ids ...string) (int64, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	return s.rdb.XDel(ctx, s.keys.Dead(), ids...).Result()
 }
