@@ -233,13 +233,14 @@ tasks:
 		startProc(t, "worker-2", workerBin, append([]string{"--node", "w2", "--tasks", tasks, "--concurrency", "4"}, common...)...),
 	}
 	awaitEvents(t, b, 60*time.Second, func(all []events.Event) bool {
-		n := 0
+		n, by := 0, map[string]bool{}
 		for _, e := range ofType(all, events.TypeCompleted) {
 			if e.Task == "stamp" {
 				n++
+				by[e.Worker] = true
 			}
 		}
-		return n >= 12
+		return n >= 12 && by["w1"] && by["w2"]
 	})
 
 	triggered := mustCLI(t, cli, append([]string{"trigger", "by-hand", "--payload", "from the CLI"}, common...)...)
@@ -407,6 +408,8 @@ func TestBinariesBadInput(t *testing.T) {
 		{cli, []string{"tail", "--type", "exploded"}, []string{`--type "exploded"`}, 2},
 		{workerBin, []string{"--concurrency", "0", "--tasks", good}, []string{"--concurrency 0"}, 2},
 		{workerBin, up, []string{"--tasks FILE is required"}, 2},
+		{workerBin, []string{"--grace", "abc", "--tasks", good}, []string{`invalid value "abc" for flag -grace`}, 2},
+		{plannerBin, []string{"--bogus"}, []string{"-bogus"}, 2},
 	} {
 		stdout, stderr, code := runCLI(t, c.bin, c.args...)
 		name := filepath.Base(c.bin) + " " + strings.Join(c.args, " ")
@@ -472,13 +475,10 @@ tasks:
 	awaitEvent(t, b, 60*time.Second, events.TypeCompleted, func(e events.Event) bool { return e.Task == "tick" })
 
 	ls := mustCLI(t, cli, append([]string{"ls"}, up...)...)
-	for _, w := range []string{"version 4, 2 tasks", "TASK", "tick", "every 200ms", "completed", "gated", "never"} {
+	for _, w := range []string{"version 4, 2 tasks", "TASK", "tick", "every 200ms", "active", "gated", "never"} {
 		if !strings.Contains(ls, w) {
 			t.Errorf("ls output lacks %q:\n%s", w, ls)
 		}
-	}
-	if out := mustCLI(t, cli, append([]string{"last-run", "tick"}, up...)...); !strings.Contains(out, "tick") || !strings.Contains(out, "completed") {
-		t.Errorf("last-run tick:\n%s", out)
 	}
 
 	out := mustCLI(t, cli, append([]string{"pause", "tick"}, up...)...)
@@ -511,8 +511,39 @@ tasks:
 		t.Errorf("dead replay --all printed %q", out)
 	}
 	awaitEvent(t, b, 60*time.Second, events.TypeCompleted, func(e events.Event) bool { return e.Fire == "g-1" })
+	if out := mustCLI(t, cli, append([]string{"last-run", "gated"}, up...)...); !strings.Contains(out, "gated") || !strings.Contains(out, "completed") || !strings.Contains(out, "g-1") {
+		t.Errorf("last-run gated after the replay:\n%s", out)
+	}
 	if out := mustCLI(t, cli, append([]string{"dead"}, up...)...); !strings.Contains(out, "no dead letters") {
 		t.Errorf("dead after the replay:\n%s", out)
+	}
+
+	// A dead letter that cannot go back does not stop the others: it is
+	// named, the exit is 1, and dead delete drops it.
+	foreign, err := b.rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: b.st.Keys().Dead(), Values: []any{
+		"reason", "test", "source", "taskino:{elsewhere}:fires:default", "entry", "1-1", "f:task", "gated"}}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dir, "healthy", "") // still healthy
+	mustCLI(t, cli, append([]string{"trigger", "gated", "--id", "g-2"}, up...)...)
+	awaitEvent(t, b, 60*time.Second, events.TypeCompleted, func(e events.Event) bool { return e.Fire == "g-2" })
+	if err := os.Remove(gate); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, cli, append([]string{"trigger", "gated", "--id", "g-3"}, up...)...)
+	awaitEvent(t, b, 60*time.Second, events.TypeDead, func(e events.Event) bool { return e.Fire == "g-3" })
+	writeFile(t, dir, "healthy", "")
+	stdout, stderr, code := runCLI(t, cli, append([]string{"dead", "replay", "--all"}, up...)...)
+	if code != 1 || !strings.Contains(stdout, "1 replayed") || !strings.Contains(stderr, foreign) || !strings.Contains(stderr, "elsewhere") {
+		t.Errorf("dead replay --all with a foreign letter: exit %d, stdout %q, stderr %q; want 1 replayed, the foreign one named, exit 1", code, stdout, stderr)
+	}
+	awaitEvent(t, b, 60*time.Second, events.TypeCompleted, func(e events.Event) bool { return e.Fire == "g-3" })
+	if out := mustCLI(t, cli, append([]string{"dead", "delete", foreign}, up...)...); !strings.Contains(out, "1 deleted") {
+		t.Errorf("dead delete printed %q", out)
+	}
+	if out := mustCLI(t, cli, append([]string{"dead"}, up...)...); !strings.Contains(out, "no dead letters") {
+		t.Errorf("dead after the delete:\n%s", out)
 	}
 	pl.stop(t, syscall.SIGINT)
 	wk.stop(t, syscall.SIGINT)

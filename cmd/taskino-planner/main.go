@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"syscall"
 
 	"github.com/oklog/run"
@@ -43,7 +44,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "taskino-planner:", app.OneLine(err))
 		os.Exit(2)
 	}
-	err := m.Run(context.Background())
+	// A signal during start-up (connecting, applying the file) is a clean
+	// stop too.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := m.Run(ctx)
+	stop()
 	m.Close()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "taskino-planner:", app.OneLine(err))
@@ -67,12 +72,19 @@ type Main struct {
 // TASKINO_NAMESPACE as defaults.
 func (m *Main) ParseFlags(args []string) error {
 	fs := flag.NewFlagSet("taskino-planner", flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
+	// Errors are printed by main, on one line; the usage only for --help.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	m.Common.Register(fs)
 	fs.StringVar(&m.TasksPath, "tasks", app.EnvOr("TASKINO_TASKS", ""), "tasks file (YAML) to apply at start (env TASKINO_TASKS)")
 	fs.StringVar(&m.HTTPAddr, "http", "", "serve Prometheus /metrics and /healthz on this address (e.g. :9090)")
 	fs.StringVar(&m.Node, "node", "", "name of this planner in events and logs (default host-pid-random)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(os.Stdout, "Usage of taskino-planner:\n")
+			fs.SetOutput(os.Stdout)
+			fs.PrintDefaults()
+		}
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -81,8 +93,17 @@ func (m *Main) ParseFlags(args []string) error {
 	return m.Common.Check()
 }
 
-// Run plans until SIGINT or SIGTERM, then stops cleanly and returns nil.
+// Run plans until ctx ends or SIGINT or SIGTERM, then stops cleanly and
+// returns nil.
 func (m *Main) Run(ctx context.Context) error {
+	err := m.run(ctx)
+	if err != nil && ctx.Err() != nil {
+		return nil // stopped while starting
+	}
+	return err
+}
+
+func (m *Main) run(ctx context.Context) error {
 	log := m.Common.Logger(m.Stderr)
 	var file *tasksfile.File
 	if m.TasksPath != "" {

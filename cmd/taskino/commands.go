@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"iter"
 	"os"
 	"sort"
 	"strings"
@@ -261,13 +262,49 @@ func runResume(ctx context.Context, c *cli, args []string) error {
 	case err != nil:
 		return err
 	}
-	fmt.Fprintf(c.stdout, "resumed %s: it fires from now on (slots skipped while paused are recorded as missed)\n", args[0])
+	fmt.Fprintf(c.stdout, "resumed %s: planned again from now on (the slots skipped are recorded as missed)\n", args[0])
 	return nil
 }
 
 func deadFlags(fs *flag.FlagSet, c *cli) {
 	fs.Int64Var(&c.count, "count", 100, "list: the most dead letters shown, oldest first")
-	fs.BoolVar(&c.all, "all", false, "replay: every dead letter")
+	fs.BoolVar(&c.all, "all", false, "replay or delete: every dead letter")
+}
+
+// deadLetters yields the dead letters named by ids, or every one (page by
+// page) with --all; a missing id is an error.
+func (c *cli) deadLetters(ctx context.Context, ids []string) iter.Seq2[store.DeadLetter, error] {
+	return func(yield func(store.DeadLetter, error) bool) {
+		if !c.all {
+			for _, id := range ids {
+				d, err := c.st.DeadLetterByID(ctx, id)
+				if errors.Is(err, store.ErrNotFound) {
+					err = fmt.Errorf("no dead letter %q (see taskino dead)", id)
+				}
+				if !yield(d, err) || err != nil {
+					return
+				}
+			}
+			return
+		}
+		start := "-"
+		for {
+			page, err := c.st.ListDead(ctx, start, 1000)
+			if err != nil {
+				yield(store.DeadLetter{}, err)
+				return
+			}
+			for _, d := range page {
+				if !yield(d, nil) {
+					return
+				}
+			}
+			if len(page) < 1000 {
+				return
+			}
+			start = "(" + page[len(page)-1].ID
+		}
+	}
 }
 
 func runDead(ctx context.Context, c *cli, args []string) error {
@@ -307,43 +344,54 @@ func runDead(ctx context.Context, c *cli, args []string) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.ID, task, fire, clip(d.Reason, 60), clip(d.Error, 60))
 		}
 		return tw.Flush()
-	case "replay":
+	case "replay", "delete":
 		if c.all == (len(args) > 0) {
-			return usagef("dead replay: want dead-letter ids or --all (one of them)")
+			return usagef("dead %s: want dead-letter ids or --all (one of them)", sub)
 		}
 		if err := c.connect(ctx); err != nil {
 			return err
 		}
-		var ds []store.DeadLetter
-		if c.all {
-			var err error
-			if ds, err = c.st.ListDead(ctx, "-", 1<<62); err != nil {
-				return err
+		letters := c.deadLetters(ctx, args)
+		if sub == "delete" {
+			n := 0
+			for d, err := range letters {
+				if err != nil {
+					return err
+				}
+				k, err := c.st.DeleteDead(ctx, d.ID)
+				if err != nil {
+					return fmt.Errorf("dead delete %s (deleted %d before it): %v", d.ID, n, err)
+				}
+				n += int(k)
 			}
-		}
-		for _, id := range args {
-			d, err := c.st.DeadLetterByID(ctx, id)
-			if errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("dead replay: no dead letter %q (see taskino dead)", id)
-			}
-			if err != nil {
-				return fmt.Errorf("dead replay %s: %v", id, err)
-			}
-			ds = append(ds, d)
+			fmt.Fprintf(c.stdout, "%d deleted\n", n)
+			return nil
 		}
 		n := 0
-		for _, d := range ds {
-			entry, err := c.st.Replay(ctx, d, who())
-			if errors.Is(err, store.ErrNotFound) {
-				continue // replayed by someone else meanwhile
-			}
+		var refused []string
+		for d, err := range letters {
 			if err != nil {
+				return err
+			}
+			entry, err := c.st.Replay(ctx, d, who())
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				continue // replayed or deleted by someone else meanwhile
+			case errors.Is(err, store.ErrNotReplayable):
+				// Say why, and go on with the others.
+				fmt.Fprintf(c.stderr, "taskino: %v\n", err)
+				refused = append(refused, d.ID)
+				continue
+			case err != nil:
 				return fmt.Errorf("dead replay %s (replayed %d before it): %v", d.ID, n, err)
 			}
 			n++
-			fmt.Fprintf(c.stdout, "replayed %s (%s) as %s on %s\n", d.ID, orDash(d.Task()), entry, d.Source)
+			fmt.Fprintf(c.stdout, "replayed %s (%s) as %s\n", d.ID, orDash(d.Task()), entry)
 		}
 		fmt.Fprintf(c.stdout, "%d replayed\n", n)
+		if len(refused) > 0 {
+			return fmt.Errorf("%d dead letter(s) cannot be replayed: %s; see above, and taskino dead delete ID to drop them", len(refused), clip(strings.Join(refused, " "), 200))
+		}
 		return nil
 	default:
 		return usagef("dead: unknown subcommand %q; want list or replay", sub)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/taskino/taskino/cmd/internal/app"
+	"github.com/taskino/taskino/cmd/internal/redisurl"
 	"github.com/taskino/taskino/cmd/internal/tasksfile"
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/planner"
@@ -59,6 +60,9 @@ func runDev(ctx context.Context, c *cli, args []string) error {
 	}
 	if err := c.connect(ctx); err != nil {
 		return err
+	}
+	if !c.embedded {
+		fmt.Fprintf(c.stderr, "taskino dev: on the Redis at %s, namespace %q: its workers of queue default share fires with this one\n", redisurl.Addr(c.RedisURL), c.Namespace)
 	}
 	from, err := c.st.LastEntryID(ctx, c.st.Keys().Events())
 	if err != nil {

@@ -16,7 +16,8 @@
 //	last-run [NAME]              the latest fire of one task or all
 //	pause NAME / resume NAME     stop / restart planning a task
 //	dead [--count N]             list dead letters
-//	dead replay ID... | --all    send dead letters back to their stream
+//	dead replay ID... | --all    send dead letters back to their task's stream
+//	dead delete ID... | --all    drop dead letters
 //	dev [--tasks FILE]           planner, worker and tail in one process, on
 //	                             an embedded Redis unless --redis is given
 //	version                      print the version
@@ -77,7 +78,7 @@ func init() {
 		"last-run": {"the latest fire of one task or all", nil, runLastRun},
 		"pause":    {"stop planning a task until resumed", nil, runPause},
 		"resume":   {"plan a paused task again, from now on", nil, runResume},
-		"dead":     {"list dead letters; dead replay ID...|--all sends them back", deadFlags, runDead},
+		"dead":     {"list dead letters; dead replay|delete ID...|--all", deadFlags, runDead},
 		"dev":      {"planner, worker and tail in one process", devFlags, runDev},
 		"version":  {"print the version", nil, runVersion},
 	}
@@ -169,7 +170,10 @@ func (c *cli) run(ctx context.Context, args []string) error {
 		return usageError{err.Error()}
 	}
 	c.logLevelSet = setFlag(global, "log-level") || setFlag(fs, "log-level")
-	c.embedded = !setFlag(global, "redis") && !setFlag(fs, "redis") && os.Getenv("TASKINO_REDIS") == ""
+	// dev runs on an embedded Redis unless --redis says otherwise; a
+	// TASKINO_REDIS in the environment is not enough (dev's worker would
+	// join that server's real workers).
+	c.embedded = !setFlag(global, "redis") && !setFlag(fs, "redis")
 	return cmd.run(ctx, c, pos)
 }
 
@@ -177,20 +181,26 @@ func (c *cli) run(ctx context.Context, args []string) error {
 // with stopAtFirst it stops at the first positional argument (the
 // command), leaving the rest unparsed.
 func parse(fs *flag.FlagSet, args []string, stopAtFirst bool) ([]string, error) {
-	var pos []string
+	var pos, rest []string
+	if !stopAtFirst {
+		// Everything after "--" is positional.
+		for i, a := range args {
+			if a == "--" {
+				args, rest = args[:i], args[i+1:]
+				break
+			}
+		}
+	}
 	for {
 		if err := fs.Parse(args); err != nil {
 			return nil, err
 		}
 		args = fs.Args()
 		if len(args) == 0 {
-			return pos, nil
+			return append(pos, rest...), nil
 		}
 		if stopAtFirst {
 			return args, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
 		}
 		pos = append(pos, args[0])
 		args = args[1:]

@@ -60,8 +60,12 @@ func (c *cli) tailStart(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	ms := now.Add(-d).UnixMilli() - 1
+	if ms < 0 {
+		return "0", nil // further back than the epoch: everything kept
+	}
 	// Just before the first entry of the millisecond now - d.
-	return fmt.Sprintf("%d-18446744073709551615", now.Add(-d).UnixMilli()-1), nil
+	return fmt.Sprintf("%d-18446744073709551615", ms), nil
 }
 
 // tailFilter is what --task and --type keep.
