@@ -548,3 +548,34 @@ tasks:
 	pl.stop(t, syscall.SIGINT)
 	wk.stop(t, syscall.SIGINT)
 }
+
+// A SIGTERM while a planner or worker is still starting (here: waiting on
+// a Redis that accepts connections and never answers) is a clean stop too:
+// exit 0.
+func TestBinariesStopWhileStarting(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	good := writeFile(t, dir, "good.yaml", "version: 1\ntasks:\n  - name: known\n    every: 1h\n    exec: [\"true\"]\n")
+	for _, bin := range []string{buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		accepted := make(chan net.Conn, 1)
+		go func() {
+			c, err := ln.Accept()
+			if err == nil {
+				accepted <- c
+			}
+		}()
+		p := startProc(t, filepath.Base(bin), bin, "--redis", "redis://"+ln.Addr().String(), "--tasks", good)
+		select {
+		case c := <-accepted:
+			defer c.Close()
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s never connected", bin)
+		}
+		p.stop(t, syscall.SIGTERM)
+		ln.Close()
+	}
+}
