@@ -213,22 +213,11 @@ func (s *Subscription) Run(ctx context.Context) error {
 }
 
 func (s *Subscription) runLive(ctx context.Context) error {
-	stream := s.st.Keys().Events()
-	cursor := s.cfg.From
+	after := s.cfg.From
 	b := store.NewBackoff()
-	for ctx.Err() == nil && cursor == "$" {
-		id, err := s.st.LastEntryID(ctx, stream)
-		if err != nil {
-			s.retry(ctx, b, err, "read the end of the events stream")
-			continue
-		}
-		cursor = id
-	}
 	for ctx.Err() == nil {
-		res, err := s.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{stream, cursor}, Count: 100, Block: s.cfg.Block}).Result()
-		if errors.Is(err, redis.Nil) {
-			continue
-		}
+		es, next, err := s.st.ReadEvents(ctx, after, 100, s.cfg.Block)
+		after = next
 		if err != nil {
 			if ctx.Err() == nil {
 				s.retry(ctx, b, err, "read events")
@@ -236,9 +225,8 @@ func (s *Subscription) runLive(ctx context.Context) error {
 			continue
 		}
 		b.Reset()
-		for _, m := range res[0].Messages {
-			s.deliver(ctx, m)
-			cursor = m.ID
+		for _, e := range es {
+			s.deliverEntry(ctx, e)
 		}
 	}
 	return nil
@@ -332,12 +320,18 @@ func (s *Subscription) deliver(ctx context.Context, m redis.XMessage) {
 		fields[k] = fmt.Sprint(v)
 	}
 	e, err := events.DecodeEvent(m.ID, fields)
-	if err != nil {
-		s.report(fmt.Errorf("event %s does not decode: %w", m.ID, err))
+	s.deliverEntry(ctx, store.EventEntry{ID: m.ID, Event: e, Err: err})
+}
+
+// deliverEntry hands one event to every listener; one that does not decode
+// is reported instead.
+func (s *Subscription) deliverEntry(ctx context.Context, e store.EventEntry) {
+	if e.Err != nil {
+		s.report(fmt.Errorf("event %s does not decode: %w", e.ID, e.Err))
 		return
 	}
 	for _, l := range s.listeners {
-		s.call(ctx, l, e)
+		s.call(ctx, l, e.Event)
 	}
 }
 

@@ -382,7 +382,8 @@ type EventEntry struct {
 // ReadEvents reads up to count events after the entry id after ("$": only
 // events appended from now on; "0": from the oldest), waiting up to block
 // for one (block <= 0: not at all). It returns them and the id to read
-// after next time (after itself when nothing came).
+// after next time, also with an error ("$" pinned to the id it stood for
+// once that is known, so nothing appended since is skipped).
 func (s *Store) ReadEvents(ctx context.Context, after string, count int64, block time.Duration) ([]EventEntry, string, error) {
 	if after == "$" {
 		// Pin "$" to the stream's current last id, so the next call reads

@@ -243,29 +243,52 @@ type TaskState struct {
 
 // State is the schedule state of a task, or ErrNotFound.
 func (s *Store) State(ctx context.Context, task string) (TaskState, error) {
-	pipe := s.rdb.Pipeline()
-	st := pipe.HMGet(ctx, s.keys.State(task), "since", "next", "gen", "paused")
-	pl := pipe.HGet(ctx, s.keys.Planned(), task)
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	m, err := s.States(ctx, []string{task})
+	if err != nil {
 		return TaskState{}, err
 	}
-	v := st.Val()
-	if v[0] == nil {
+	ts, ok := m[task]
+	if !ok {
 		return TaskState{}, ErrNotFound
 	}
-	var ts TaskState
-	ts.Since = msTime(v[0])
-	if n, _ := v[1].(string); n == "-1" {
-		ts.Done = true
-	} else {
-		ts.Next = msTime(v[1])
-	}
-	ts.Gen, _ = strconv.ParseInt(fmt.Sprint(v[2]), 10, 64)
-	ts.Paused = msTime(v[3])
-	if p, err := pl.Result(); err == nil {
-		ts.Planned = msTime(p)
-	}
 	return ts, nil
+}
+
+// States is the schedule state of each of tasks that has one, read in one
+// round trip.
+func (s *Store) States(ctx context.Context, tasks []string) (map[string]TaskState, error) {
+	if len(tasks) == 0 {
+		return map[string]TaskState{}, nil
+	}
+	pipe := s.rdb.Pipeline()
+	sts := make([]*redis.SliceCmd, len(tasks))
+	for i, task := range tasks {
+		sts[i] = pipe.HMGet(ctx, s.keys.State(task), "since", "next", "gen", "paused")
+	}
+	pl := pipe.HMGet(ctx, s.keys.Planned(), tasks...)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	planned := pl.Val()
+	out := make(map[string]TaskState, len(tasks))
+	for i, task := range tasks {
+		v := sts[i].Val()
+		if v[0] == nil {
+			continue
+		}
+		var ts TaskState
+		ts.Since = msTime(v[0])
+		if n, _ := v[1].(string); n == "-1" {
+			ts.Done = true
+		} else {
+			ts.Next = msTime(v[1])
+		}
+		ts.Gen, _ = strconv.ParseInt(fmt.Sprint(v[2]), 10, 64)
+		ts.Paused = msTime(v[3])
+		ts.Planned = msTime(planned[i])
+		out[task] = ts
+	}
+	return out, nil
 }
 
 func msTime(v any) time.Time {

@@ -104,15 +104,20 @@ func runLs(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintf(c.stdout, "no tasks in namespace %q\n", c.Namespace)
 		return nil
 	}
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = s.Name
+	}
+	states, err := c.st.States(ctx, names)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(c.stdout, "namespace %q, version %d, %d tasks\n", c.Namespace, version, len(specs))
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TASK\tTRIGGER\tQUEUE\tMODE\tNEXT\tLAST RUN\tSTATUS")
 	for _, s := range specs {
 		s = s.WithDefaults()
-		ts, err := c.st.State(ctx, s.Name)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
+		ts := states[s.Name]
 		next, status := "-", "active"
 		switch {
 		case !ts.Paused.IsZero():

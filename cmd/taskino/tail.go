@@ -98,13 +98,13 @@ func tail(ctx context.Context, st *store.Store, from string, keep func(events.Ev
 		default:
 		}
 		es, next, err := st.ReadEvents(ctx, after, 1000, block)
+		after = next
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("read events: %v", err)
 		}
-		after = next
 		for _, e := range es {
 			if e.Err != nil {
 				p.bad(e.ID, e.Err)

@@ -140,29 +140,25 @@ func ApplyFile(ctx context.Context, st *store.Store, f *tasksfile.File, version 
 	return res, nil
 }
 
-// Handlers registers, on d, a handler for each task of f that has a
-// command or an HTTP request, and returns the queues of those tasks.
-func Handlers(d *dispatcher.Dispatcher, f *tasksfile.File, opts runner.Options) ([]string, error) {
+// handlers builds a handler for each task of f that has a command or an
+// HTTP request, and returns them with the queues of those tasks.
+func handlers(f *tasksfile.File, opts runner.Options) (map[string]dispatcher.Handler, []string) {
+	hs := map[string]dispatcher.Handler{}
 	var queues []string
 	for _, t := range f.Tasks {
-		var h dispatcher.Handler
 		switch {
 		case len(t.Exec) > 0:
-			h = runner.Exec(t.Exec, opts)
+			hs[t.Spec.Name] = runner.Exec(t.Exec, opts)
 		case t.HTTP != nil:
-			h = runner.HTTP(runner.Request{Method: t.HTTP.Method, URL: t.HTTP.URL, Headers: t.HTTP.Headers, Body: t.HTTP.Body}, opts)
+			hs[t.Spec.Name] = runner.HTTP(runner.Request{Method: t.HTTP.Method, URL: t.HTTP.URL, Headers: t.HTTP.Headers, Body: t.HTTP.Body}, opts)
 		default:
 			continue
 		}
-		if err := d.Handle(t.Spec.Name, h); err != nil {
-			return nil, fmt.Errorf("%s:%d: task %q: %v", f.Path, t.Line, t.Spec.Name, err)
-		}
-		q := t.Spec.WithDefaults().Queue
-		if !slices.Contains(queues, q) {
+		if q := t.Spec.WithDefaults().Queue; !slices.Contains(queues, q) {
 			queues = append(queues, q)
 		}
 	}
-	return queues, nil
+	return hs, queues
 }
 
 // Queues is a repeatable --queue flag.
@@ -223,44 +219,35 @@ type WorkerConfig struct {
 // cfg.Tasks: its dispatcher (what to Run) and the queues it reads. A tasks
 // file with nothing to run is an error.
 func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig) (*dispatcher.Dispatcher, []string, error) {
-	cc := consumer.Config{Namespace: cfg.Namespace, Queues: cfg.Queues, Node: cfg.Node, Logger: cfg.Logger}
+	cfg.Runner.Logger = cfg.Logger
+	hs, queues := handlers(cfg.Tasks, cfg.Runner)
+	if len(hs) == 0 {
+		return nil, nil, fmt.Errorf("%s: no task has exec or http; a worker has nothing to run", cfg.Tasks.Path)
+	}
+	if len(cfg.Queues) > 0 {
+		queues = cfg.Queues
+	}
+	cc := consumer.Config{Namespace: cfg.Namespace, Queues: queues, Node: cfg.Node, Logger: cfg.Logger}
 	dc := dispatcher.Config{Concurrency: cfg.Concurrency, Grace: cfg.Grace, Logger: cfg.Logger}
 	if cfg.Metrics != nil {
 		cc.Metrics, dc.Metrics = cfg.Metrics, cfg.Metrics
-	}
-	// The consumer is built after the handlers, which decide the default
-	// queues; Handlers only needs the dispatcher's registry.
-	var src lateSource
-	d := dispatcher.New(&src, dc)
-	cfg.Runner.Logger = cfg.Logger
-	queues, err := Handlers(d, cfg.Tasks, cfg.Runner)
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(queues) == 0 {
-		return nil, nil, fmt.Errorf("%s: no task has exec or http; a worker has nothing to run", cfg.Tasks.Path)
-	}
-	if len(cc.Queues) == 0 {
-		cc.Queues = queues
 	}
 	c, err := consumer.New(rdb, cc)
 	if err != nil {
 		return nil, nil, err
 	}
-	src.Source = c
-	if cfg.Metrics != nil {
-		st, err := store.New(rdb, cfg.Namespace, store.Options{})
-		if err != nil {
-			return nil, nil, err
+	d := dispatcher.New(c, dc)
+	for name, h := range hs {
+		if err := d.Handle(name, h); err != nil {
+			return nil, nil, fmt.Errorf("%s: task %q: %v", cfg.Tasks.Path, name, err)
 		}
-		var streams []string
-		for _, q := range cc.Queues {
-			streams = append(streams, st.Keys().Fires(q))
-		}
-		cfg.Metrics.WatchStreams(st, streams)
 	}
-	return d, cc.Queues, nil
+	if cfg.Metrics != nil {
+		var streams []string
+		for _, q := range queues {
+			streams = append(streams, c.Store().Keys().Fires(q))
+		}
+		cfg.Metrics.WatchStreams(c.Store(), streams)
+	}
+	return d, queues, nil
 }
-
-// lateSource is a dispatcher.Source set after the dispatcher is built.
-type lateSource struct{ dispatcher.Source }

@@ -1,0 +1,129 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/oklog/run"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"github.com/taskino/taskino/cmd/internal/metrics"
+	"github.com/taskino/taskino/cmd/internal/tasksfile"
+)
+
+// Program is a long-running binary (planner, worker): its flags, its work
+// and what it releases at the end.
+type Program interface {
+	ParseFlags(args []string) error
+	// Run works until ctx ends (SIGINT or SIGTERM), then stops cleanly and
+	// returns nil.
+	Run(ctx context.Context) error
+	Close()
+}
+
+// Main runs p as the process name: exit 0 after a clean stop (a signal
+// while starting included), 2 with one line on stderr for bad usage, 1
+// with one line when it cannot run.
+func Main(name string, p Program) {
+	if err := p.ParseFlags(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, name+":", OneLine(err))
+		os.Exit(2)
+	}
+	// A signal during start-up (connecting, applying the file) is a clean
+	// stop too: it cancels ctx, which also stops the running program.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := p.Run(ctx)
+	signalled := ctx.Err() != nil // before stop, which cancels ctx too
+	stop()
+	p.Close()
+	if err != nil && !signalled {
+		fmt.Fprintln(os.Stderr, name+":", OneLine(err))
+		os.Exit(1)
+	}
+}
+
+// NewFlagSet returns a flag set that prints nothing itself: Main prints
+// errors on one line, and Parse the flags for --help.
+func NewFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// Parse parses args into fs, printing the flags on stdout for --help; a
+// positional argument is an error.
+func Parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(os.Stdout, "Usage of %s:\n", fs.Name())
+			fs.SetOutput(os.Stdout)
+			fs.PrintDefaults()
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q; see --help", fs.Arg(0))
+	}
+	return nil
+}
+
+// Start loads the tasks file at path (none when path is ""), connects to
+// Redis and applies the file, in that order, so a bad file is reported
+// before an unreachable Redis. The caller closes the client.
+func (c *Common) Start(ctx context.Context, log zerolog.Logger, path string) (redis.UniversalClient, *tasksfile.File, error) {
+	var file *tasksfile.File
+	if path != "" {
+		var err error
+		if file, err = tasksfile.Load(path); err != nil {
+			return nil, nil, err
+		}
+	}
+	rdb, err := c.Connect(ctx)
+	if err != nil || file == nil {
+		return rdb, file, err
+	}
+	st, err := c.Store(rdb)
+	if err != nil {
+		return rdb, nil, err
+	}
+	res, err := ApplyFile(ctx, st, file, 0)
+	if err != nil {
+		return rdb, nil, err
+	}
+	log.Info().Str("file", file.Path).Str("outcome", string(res.Outcome)).Int64("version", res.Version).Msg("tasks file applied")
+	return rdb, file, nil
+}
+
+// Group runs work, and the /metrics and /healthz server of met on addr
+// when met is not nil, until ctx ends; then it stops both and returns nil.
+func Group(ctx context.Context, log zerolog.Logger, work func(ctx context.Context) error, addr string, met *metrics.Metrics, rdb redis.UniversalClient) error {
+	var g run.Group
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return work(ctx) }, func(error) { cancel() })
+	}
+	if met != nil {
+		srv, err := metrics.Listen(addr, met.Handler(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }))
+		if err != nil {
+			return fmt.Errorf("--http %q: %v", addr, err)
+		}
+		log.Info().Str("addr", srv.Addr()).Msg("serving /metrics and /healthz")
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return srv.Run(ctx) }, func(error) { cancel() })
+	}
+	err := g.Run()
+	if ctx.Err() != nil {
+		log.Info().Msg("stopped")
+	}
+	return err
+}
