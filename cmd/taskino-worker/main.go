@@ -7,7 +7,7 @@
 // Usage:
 //
 //	taskino-worker --tasks FILE [--redis URL] [--namespace NS] [--queue Q]...
-//	               [--concurrency N] [--grace D] [--http ADDR] [--node NAME] [--log-level LEVEL]
+//	               [--concurrency N] [--grace D] [--visibility D] [--http ADDR] [--node NAME] [--log-level LEVEL]
 //
 // A worker runs only the commands and URLs of its own tasks file: a fire
 // names a task, never a command. It applies the file at start (an older
@@ -41,6 +41,7 @@ type Main struct {
 	Queues      app.Queues
 	Concurrency int
 	Grace       time.Duration
+	Visibility  time.Duration
 	HTTPAddr    string
 	Node        string
 
@@ -55,6 +56,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.Var(&m.Queues, "queue", "queue to read; repeat for several (default: the queues of the file's tasks)")
 	fs.IntVar(&m.Concurrency, "concurrency", 10, "most runs at once")
 	fs.DurationVar(&m.Grace, "grace", 30*time.Second, "on SIGINT/SIGTERM, how long runs may finish before they are cancelled and handed back")
+	fs.DurationVar(&m.Visibility, "visibility", 30*time.Second, "how long a fire held by a worker that stopped answering waits before another worker takes it over (runs on a live worker are never taken away)")
 	fs.StringVar(&m.HTTPAddr, "http", "", "serve Prometheus /metrics and /healthz on this address (e.g. :9090)")
 	fs.StringVar(&m.Node, "node", "", "name of this worker in events and logs (default host-pid-random)")
 	if err := app.Parse(fs, args); err != nil {
@@ -68,6 +70,9 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if m.Grace <= 0 {
 		return fmt.Errorf("--grace %s: want a positive duration such as 30s", m.Grace)
+	}
+	if m.Visibility < 300*time.Millisecond {
+		return fmt.Errorf("--visibility %s: want a duration of 300ms or more, such as 30s", m.Visibility)
 	}
 	return m.Common.Check()
 }
@@ -86,7 +91,7 @@ func (m *Main) Run(ctx context.Context) error {
 		met = metrics.New()
 	}
 	d, queues, err := app.NewWorker(m.rdb, app.WorkerConfig{
-		Namespace: m.Namespace, Queues: m.Queues, Concurrency: m.Concurrency, Grace: m.Grace,
+		Namespace: m.Namespace, Queues: m.Queues, Concurrency: m.Concurrency, Grace: m.Grace, Visibility: m.Visibility,
 		Node: m.Node, Tasks: file, Logger: log, Metrics: met,
 	})
 	if err != nil {

@@ -209,6 +209,7 @@ type WorkerConfig struct {
 	Concurrency int
 	Grace       time.Duration
 	Node        string
+	Visibility  time.Duration // consumer.Config.VisibilityTimeout (0: its default)
 	Tasks       *tasksfile.File
 	Logger      zerolog.Logger
 	Metrics     *metrics.Metrics // nil for none
@@ -219,15 +220,14 @@ type WorkerConfig struct {
 // cfg.Tasks: its dispatcher (what to Run) and the queues it reads. A tasks
 // file with nothing to run is an error.
 func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig) (*dispatcher.Dispatcher, []string, error) {
-	cfg.Runner.Logger = cfg.Logger
-	hs, queues := handlers(cfg.Tasks, cfg.Runner)
-	if len(hs) == 0 {
+	_, queues := handlers(cfg.Tasks, cfg.Runner)
+	if len(queues) == 0 {
 		return nil, nil, fmt.Errorf("%s: no task has exec or http; a worker has nothing to run", cfg.Tasks.Path)
 	}
 	if len(cfg.Queues) > 0 {
 		queues = cfg.Queues
 	}
-	cc := consumer.Config{Namespace: cfg.Namespace, Queues: queues, Node: cfg.Node, Logger: cfg.Logger}
+	cc := consumer.Config{Namespace: cfg.Namespace, Queues: queues, Node: cfg.Node, Logger: cfg.Logger, VisibilityTimeout: cfg.Visibility}
 	dc := dispatcher.Config{Concurrency: cfg.Concurrency, Grace: cfg.Grace, Logger: cfg.Logger}
 	if cfg.Metrics != nil {
 		cc.Metrics, dc.Metrics = cfg.Metrics, cfg.Metrics
@@ -236,6 +236,9 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig) (*dispatcher.Dispatc
 	if err != nil {
 		return nil, nil, err
 	}
+	// The runs learn the worker's name, the default one included.
+	cfg.Runner.Logger, cfg.Runner.Node = cfg.Logger, c.Node()
+	hs, _ := handlers(cfg.Tasks, cfg.Runner)
 	d := dispatcher.New(c, dc)
 	for name, h := range hs {
 		if err := d.Handle(name, h); err != nil {

@@ -30,9 +30,9 @@ const (
 // Exec returns a handler that runs argv for each fire: argv[0] looked up in
 // PATH (or a path, when it holds a slash), the rest its arguments, no shell.
 // The command gets the worker's environment plus TASKINO_TASK,
-// TASKINO_FIRE_ID, TASKINO_SCHEDULED_AT, TASKINO_ATTEMPT and
-// TASKINO_PAYLOAD; its output's tail becomes the run's output. Exit status 0
-// is success. When the run's context ends, the command's process group is
+// TASKINO_FIRE_ID, TASKINO_SCHEDULED_AT, TASKINO_ATTEMPT, TASKINO_PAYLOAD
+// and TASKINO_NODE; its output's tail becomes the run's output. Exit
+// status 0 is success. When the run's context ends, the command's process group is
 // sent SIGTERM, then SIGKILL after opts.KillGrace, and Run returns an error
 // that wraps the context's error; no process of the group outlives Run
 // (see the package doc). An empty argv fails every run.
@@ -73,6 +73,7 @@ func (h *execHandler) run(ctx context.Context, f events.Fire) (string, error) {
 		"TASKINO_SCHEDULED_AT=" + scheduledAt(f),
 		"TASKINO_ATTEMPT=" + strconv.Itoa(f.Attempt),
 		"TASKINO_PAYLOAD=" + f.Payload,
+		"TASKINO_NODE=" + h.opts.Node,
 	}
 	for _, kv := range env {
 		if strings.IndexByte(kv, 0) >= 0 {

@@ -33,8 +33,8 @@ type Request struct {
 
 // HTTP returns a handler that makes req for each fire, with the
 // X-Taskino-Task, X-Taskino-Fire-Id, X-Taskino-Scheduled-At,
-// X-Taskino-Attempt and (when the payload is not empty, percent-encoded)
-// X-Taskino-Payload headers added, using opts.Client and bounded by the
+// X-Taskino-Attempt, X-Taskino-Node (when opts.Node is set) and (when the
+// payload is not empty, percent-encoded) X-Taskino-Payload headers added, using opts.Client and bounded by the
 // run's context. A 2xx status is success; any other is an error "HTTP
 // <status>: <start of the body>". The tail of the response body (of its
 // first 64 KiB) becomes the run's output. A request that fails (bad URL,
@@ -90,6 +90,9 @@ func (h *httpHandler) run(ctx context.Context, f events.Fire) (string, error) {
 	req.Header.Set("X-Taskino-Fire-Id", f.ID)
 	req.Header.Set("X-Taskino-Scheduled-At", scheduledAt(f))
 	req.Header.Set("X-Taskino-Attempt", strconv.Itoa(f.Attempt))
+	if h.opts.Node != "" {
+		req.Header.Set("X-Taskino-Node", h.opts.Node)
+	}
 	if f.Payload != "" {
 		req.Header.Set("X-Taskino-Payload", url.PathEscape(f.Payload))
 	}

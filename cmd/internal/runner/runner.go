@@ -16,6 +16,7 @@
 //	                      (2026-11-21T10:00:05.000Z)
 //	TASKINO_ATTEMPT       the attempt, 1 for the first
 //	TASKINO_PAYLOAD       the payload text (empty when the task has none)
+//	TASKINO_NODE          the worker running it (its --node name)
 //
 // Standard input is empty; standard output and error go, interleaved, into
 // one buffer that keeps the last [Options.OutputLimit] bytes. Exit status 0
@@ -44,6 +45,7 @@
 //	X-Taskino-Fire-Id       the fire id
 //	X-Taskino-Scheduled-At  the scheduled time, as TASKINO_SCHEDULED_AT
 //	X-Taskino-Attempt       the attempt, 1 for the first
+//	X-Taskino-Node          the worker making the request (its --node name)
 //	X-Taskino-Payload       the payload, percent-encoded (RFC 3986, as
 //	                        Go's url.PathEscape does: decode with
 //	                        url.PathUnescape or decodeURIComponent); only
@@ -79,6 +81,9 @@ type Options struct {
 	Client *http.Client
 	// Logger receives the handlers' logs (default: none).
 	Logger zerolog.Logger
+	// Node is the worker's name, passed to each run as TASKINO_NODE or
+	// X-Taskino-Node, so a run can say which worker ran it.
+	Node string
 }
 
 const (

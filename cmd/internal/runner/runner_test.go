@@ -41,12 +41,12 @@ func execRun(t *testing.T, ctx context.Context, opts Options, argv ...string) (s
 
 func TestExecEnvironment(t *testing.T) {
 	t.Setenv("RUNNER_TEST_INHERITED", "from the worker")
-	out, err := execRun(t, context.Background(), Options{}, "sh", "-c",
-		`printf "%s|%s|%s|%s|%s|%s" "$TASKINO_TASK" "$TASKINO_FIRE_ID" "$TASKINO_SCHEDULED_AT" "$TASKINO_ATTEMPT" "$TASKINO_PAYLOAD" "$RUNNER_TEST_INHERITED"`)
+	out, err := execRun(t, context.Background(), Options{Node: "w-7"}, "sh", "-c",
+		`printf "%s|%s|%s|%s|%s|%s|%s" "$TASKINO_TASK" "$TASKINO_FIRE_ID" "$TASKINO_SCHEDULED_AT" "$TASKINO_ATTEMPT" "$TASKINO_PAYLOAD" "$TASKINO_NODE" "$RUNNER_TEST_INHERITED"`)
 	if err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	want := "nightly-report|f-42|2026-11-21T10:00:05.000Z|2|" + fire.Payload + "|from the worker"
+	want := "nightly-report|f-42|2026-11-21T10:00:05.000Z|2|" + fire.Payload + "|w-7|from the worker"
 	if out != want {
 		t.Fatalf("output\n got %q\nwant %q", out, want)
 	}
@@ -428,7 +428,7 @@ func TestHTTPRequestAsConfigured(t *testing.T) {
 	headers := map[string]string{"Authorization": "Bearer s3cret", "content-type": "application/json", "Host": "reports.internal"}
 	out, err := httpRun(context.Background(), Request{
 		Method: http.MethodPut, URL: srv.URL + "/hooks/report?week=47", Headers: headers, Body: `{"full":true}`,
-	}, Options{})
+	}, Options{Node: "w-7"})
 	if err != nil {
 		t.Fatalf("run: %v", err)
 	}
@@ -446,6 +446,7 @@ func TestHTTPRequestAsConfigured(t *testing.T) {
 		"X-Taskino-Fire-Id":      "f-42",
 		"X-Taskino-Scheduled-At": "2026-11-21T10:00:05.000Z",
 		"X-Taskino-Attempt":      "2",
+		"X-Taskino-Node":         "w-7",
 	} {
 		if v := r.header.Get(k); v != want {
 			t.Errorf("header %s = %q, want %q", k, v, want)
