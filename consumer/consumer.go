@@ -17,8 +17,11 @@
 // A running fire's claim is extended every third of VisibilityTimeout, so
 // a long run on a live worker is never taken away. Entries pending with a
 // worker that stopped answering for VisibilityTimeout are reclaimed
-// (XAUTOCLAIM, following its cursor) by the next worker with free slots. A
-// stopping worker hands back what it will not finish, and any worker
+// (XAUTOCLAIM, following its cursor) by the next worker with free slots.
+// When no worker could reach Redis for a while (Redis frozen, restarted or
+// failed over; the network cut), every pending entry looks idle afterwards:
+// reclaims then wait one VisibilityTimeout, in which the live workers
+// extend their claims (see store.Pulse). A stopping worker hands back what it will not finish, and any worker
 // reclaims those at once. An entry handed out MaxDeliveries times without
 // an outcome (every worker that took it died) is dead-lettered.
 //
@@ -172,6 +175,7 @@ type Consumer struct {
 	readWG   sync.WaitGroup
 	// Fetch's goroutine only:
 	reclaimCursor map[string]string
+	quietLogged   bool // the quiet period after an outage was logged (see store.Pulse)
 	lastReclaim   time.Time
 	later         []store.Delivery // read, to be returned by the next Fetch
 
@@ -300,7 +304,9 @@ func (c *Consumer) setUp(ctx context.Context) error {
 			return ctx.Err()
 		}
 		d := b.Next()
-		c.log.Warn().Err(err).Dur("retry_in", d).Msg("worker set-up failed")
+		if b.Report() {
+			c.log.Warn().Err(err).Int("failures", b.Failures()).Dur("retry_in", d).Msg("worker set-up failed")
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -517,6 +523,16 @@ func (c *Consumer) reclaim(ctx context.Context, stream string, max int) ([]store
 	if cur == "" {
 		cur = "0-0"
 	}
+	// After Redis or the network was out for every worker, the holders of
+	// idle fires get a visibility timeout to extend their claims first.
+	if wait, err := c.st.Pulse(ctx, c.cfg.VisibilityTimeout); err != nil || wait > 0 {
+		if err == nil && !c.quietLogged {
+			c.quietLogged = true
+			c.log.Info().Dur("wait", wait).Msg("no worker reached Redis for a while: reclaims wait, so live workers extend their claims first")
+		}
+		return nil, err
+	}
+	c.quietLogged = false
 	ds, next, err := c.st.Reclaim(ctx, c.cfg.Node, stream, c.cfg.VisibilityTimeout, cur, max)
 	c.reclaimCursor[stream] = next
 	if err != nil {
@@ -661,8 +677,11 @@ func (c *Consumer) retry(ctx context.Context, d store.Delivery, what string, f f
 		if ctx.Err() != nil || c.runCtx.Err() != nil {
 			return false
 		}
-		c.log.Warn().Err(err).Str("fire", d.Fire.ID).Msg(what + " failed; retrying")
-		sleep(ctx, b.Next())
+		wait := b.Next()
+		if b.Report() {
+			c.log.Warn().Err(err).Str("fire", d.Fire.ID).Int("failures", b.Failures()).Msg(what + " failed; retrying")
+		}
+		sleep(ctx, wait)
 	}
 }
 
@@ -810,7 +829,9 @@ func (c *Consumer) flushLoop(ctx context.Context) {
 					return
 				}
 				d := b.Next()
-				c.log.Warn().Err(err).Dur("retry_in", d).Msg("record outcomes")
+				if b.Report() {
+					c.log.Warn().Err(err).Int("failures", b.Failures()).Dur("retry_in", d).Msg("record outcomes")
+				}
 				select {
 				case <-ctx.Done():
 					return
@@ -928,7 +949,9 @@ func (c *Consumer) broadcastLoop(ctx context.Context) {
 				return
 			}
 			d := b.Next()
-			c.log.Warn().Err(err).Dur("retry_in", d).Msg("read broadcast fires")
+			if b.Report() {
+				c.log.Warn().Err(err).Int("failures", b.Failures()).Dur("retry_in", d).Msg("read broadcast fires")
+			}
 			sleep(ctx, d)
 			continue
 		}
@@ -948,6 +971,7 @@ func (c *Consumer) broadcastLoop(ctx context.Context) {
 func (c *Consumer) heartbeatLoop(ctx context.Context) {
 	t := time.NewTicker(c.cfg.VisibilityTimeout / 3)
 	defer t.Stop()
+	b := store.NewBackoff() // only for its reports: the ticker paces
 	for {
 		select {
 		case <-ctx.Done():
@@ -960,13 +984,18 @@ func (c *Consumer) heartbeatLoop(ctx context.Context) {
 			hs = append(hs, h)
 		}
 		c.mu.Unlock()
-		lost, err := c.st.Heartbeat(ctx, c.cfg.Node, c.cfg.VisibilityTimeout, hs)
+		_, err := c.st.Pulse(ctx, c.cfg.VisibilityTimeout)
+		var lost []string
+		if err == nil {
+			lost, err = c.st.Heartbeat(ctx, c.cfg.Node, c.cfg.VisibilityTimeout, hs)
+		}
 		if err != nil {
-			if ctx.Err() == nil {
-				c.log.Warn().Err(err).Int("fires", len(hs)).Msg("extend claims")
+			if b.Next(); ctx.Err() == nil && b.Report() {
+				c.log.Warn().Err(err).Int("fires", len(hs)).Int("failures", b.Failures()).Msg("extend claims")
 			}
 			continue
 		}
+		b.Reset()
 		if len(lost) > 0 {
 			c.log.Warn().Strs("entries", lost).Msg("fires this worker runs were reclaimed by another worker (this one stopped answering for the visibility timeout)")
 		}
@@ -977,6 +1006,7 @@ func (c *Consumer) heartbeatLoop(ctx context.Context) {
 // retry, at most a second apart, and when this worker scheduled one.
 func (c *Consumer) retryLoop(ctx context.Context) {
 	wait := time.Duration(0)
+	b := store.NewBackoff() // only for its reports
 	for {
 		select {
 		case <-ctx.Done():
@@ -985,10 +1015,13 @@ func (c *Consumer) retryLoop(ctx context.Context) {
 		case <-time.After(wait):
 		}
 		n, next, err := c.st.PromoteRetries(ctx, 500)
+		if err == nil {
+			b.Reset()
+		}
 		switch {
 		case err != nil:
-			if ctx.Err() == nil {
-				c.log.Warn().Err(err).Msg("move due retries")
+			if b.Next(); ctx.Err() == nil && b.Report() {
+				c.log.Warn().Err(err).Int("failures", b.Failures()).Msg("move due retries")
 			}
 			wait = time.Second
 		case n == 500:

@@ -249,7 +249,9 @@ fetching:
 		}
 		if err != nil {
 			w := b.Next()
-			dp.log.Warn().Err(err).Dur("retry_in", w).Msg("fetch fires")
+			if b.Report() {
+				dp.log.Warn().Err(err).Int("failures", b.Failures()).Dur("retry_in", w).Msg("fetch fires")
+			}
 			select {
 			case <-fetchCtx.Done():
 			case <-time.After(w):

@@ -356,7 +356,9 @@ func (s *Subscription) report(err error) {
 
 func (s *Subscription) retry(ctx context.Context, b *store.Backoff, err error, what string) {
 	d := b.Next()
-	s.log.Warn().Err(err).Dur("retry_in", d).Msg(what)
+	if b.Report() {
+		s.log.Warn().Err(err).Int("failures", b.Failures()).Dur("retry_in", d).Msg(what)
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -151,6 +151,10 @@ type Planner struct {
 	seq       atomic.Int64
 	schedules map[string]compiled // by task name; used by Run's goroutine only
 	batch     int                 // current claim size: halved when a plan overruns its lease, grown by BatchSize/16 after one that fits
+	// The last claim's server time and our clock at its round trip's
+	// midpoint (monotonic, so a stepped host clock does not matter): the
+	// next claim's deadline is derived from them.
+	anchorRedis, anchorLocal time.Time
 }
 
 // maxOpsPerPlan bounds the slots one plan call records.
@@ -311,7 +315,9 @@ func (p *Planner) Run(ctx context.Context) error {
 		sleep, _, err := p.round(ctx)
 		if err != nil {
 			d := backoff.Next()
-			p.log.Warn().Err(err).Dur("retry_in", d).Msg("planning round failed")
+			if backoff.Report() {
+				p.log.Warn().Err(err).Int("failures", backoff.Failures()).Dur("retry_in", d).Msg("planning round failed")
+			}
 			sleep = d
 		} else {
 			backoff.Reset()
@@ -354,7 +360,9 @@ func (p *Planner) applyRegistered(ctx context.Context, backoff *store.Backoff) e
 			return err
 		}
 		d := backoff.Next()
-		p.log.Warn().Err(err).Dur("retry_in", d).Msg("apply task set failed")
+		if backoff.Report() {
+			p.log.Warn().Err(err).Int("failures", backoff.Failures()).Dur("retry_in", d).Msg("apply task set failed")
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(d):
@@ -385,11 +393,23 @@ func (p *Planner) round(ctx context.Context) (sleep time.Duration, planned int, 
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Lease)
 	defer cancel()
 	start := p.cfg.Clock.Now()
-	claim, err := p.store.Claim(rctx, token, p.cfg.Lease, p.batch)
+	// A claim Redis runs more than half a lease after we sent it is one we
+	// have given up on (Redis was frozen, and ran the queued call once
+	// back): it must claim nothing, or its tasks would wait out a lease.
+	var deadline time.Time
+	if !p.anchorRedis.IsZero() {
+		deadline = p.anchorRedis.Add(start.Sub(p.anchorLocal) + p.cfg.Lease/2)
+	}
+	claim, err := p.store.Claim(rctx, token, p.cfg.Lease, p.batch, deadline)
 	if err != nil {
 		return 0, 0, err
 	}
 	end := p.cfg.Clock.Now()
+	p.anchorRedis, p.anchorLocal = claim.Now, start.Add(end.Sub(start)/2)
+	if claim.Late {
+		p.log.Info().Msg("a claim reached Redis after its deadline and took nothing; claiming again")
+		return 0, 0, nil
+	}
 	// The server's clock minus ours, measured at the round trip's midpoint:
 	// only used to turn a due time into a sleep.
 	offset := claim.Now.Sub(start.Add(end.Sub(start) / 2))

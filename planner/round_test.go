@@ -55,7 +55,7 @@ func TestRoundShrinksItsBatchAfterALeaseOverrun(t *testing.T) {
 	if p.batch != 4 {
 		t.Fatalf("batch %d after an overrun, want 4", p.batch)
 	}
-	c, err := p.Store().Claim(ctx, "other", time.Second, 100)
+	c, err := p.Store().Claim(ctx, "other", time.Second, 100, time.Time{})
 	if err != nil || len(c.Tasks) != 8 {
 		t.Fatalf("another planner claimed %d tasks (%v); the stalled round should have handed all 8 back", len(c.Tasks), err)
 	}

@@ -4,18 +4,27 @@ import "time"
 
 // Backoff paces retries of a failing Redis call: Min after the first
 // failure, doubling up to Max, back to Min after Reset. Every long-running
-// component uses one, so an unreachable Redis meets a few calls a second,
-// not a flood.
+// component uses one, so an unreachable Redis meets a call a second or so
+// per loop, not a flood, and a Redis that is back is noticed within Max.
+// Report keeps the logs of a long outage to a few lines.
 type Backoff struct {
 	Min, Max time.Duration
-	cur      time.Duration
+	// ReportEvery is how often Report says yes while failures go on.
+	ReportEvery time.Duration
+	cur         time.Duration
+	failures    int
+	reported    time.Time
 }
 
-// NewBackoff returns the usual pacing: 50ms doubling to 5s.
-func NewBackoff() *Backoff { return &Backoff{Min: 50 * time.Millisecond, Max: 5 * time.Second} }
+// NewBackoff returns the usual pacing: 50ms doubling to 1s; failures
+// reported at the first and then every 10s.
+func NewBackoff() *Backoff {
+	return &Backoff{Min: 50 * time.Millisecond, Max: time.Second, ReportEvery: 10 * time.Second}
+}
 
-// Next is the wait before the next try.
+// Next counts a failure and returns the wait before the next try.
 func (b *Backoff) Next() time.Duration {
+	b.failures++
 	if b.cur == 0 {
 		b.cur = b.Min
 	} else {
@@ -24,5 +33,18 @@ func (b *Backoff) Next() time.Duration {
 	return b.cur
 }
 
+// Report says whether the failure Next just counted should be logged: the
+// first of a run of failures, then one every ReportEvery.
+func (b *Backoff) Report() bool {
+	if b.failures <= 1 || time.Since(b.reported) >= b.ReportEvery {
+		b.reported = time.Now()
+		return true
+	}
+	return false
+}
+
+// Failures is how many failures Next counted since the last Reset.
+func (b *Backoff) Failures() int { return b.failures }
+
 // Reset starts the pacing over, after a success.
-func (b *Backoff) Reset() { b.cur = 0 }
+func (b *Backoff) Reset() { b.cur, b.failures = 0, 0 }

@@ -46,16 +46,27 @@ type Claim struct {
 	// (it may be a lease end); zero when the index is empty.
 	NextDue time.Time
 	Tasks   []ClaimedTask
+	// Late is true when the claim reached Redis after its deadline and so
+	// took nothing.
+	Late bool
 }
 
-// Claim leases up to max due tasks to token for lease.
-func (s *Store) Claim(ctx context.Context, token string, lease time.Duration, max int) (Claim, error) {
+// Claim leases up to max due tasks to token for lease. When deadline is
+// set (a Redis server time) and Redis runs the claim after it, nothing is
+// claimed and Late is set: a call its caller has given up on (Redis was
+// frozen or slow, and ran the call once back) must not hold tasks for a
+// lease that nobody will use.
+func (s *Store) Claim(ctx context.Context, token string, lease time.Duration, max int, deadline time.Time) (Claim, error) {
 	keys := []string{s.keys.Due(), s.keys.Specs(), s.keys.Planned()}
-	res, err := claimScript.Run(ctx, s.rdb, keys, s.keys.statePrefix(), token, lease.Milliseconds(), max).Slice()
+	dl := int64(-1)
+	if !deadline.IsZero() {
+		dl = deadline.UnixMilli()
+	}
+	res, err := claimScript.Run(ctx, s.rdb, keys, s.keys.statePrefix(), token, lease.Milliseconds(), max, dl).Slice()
 	if err != nil {
 		return Claim{}, fmt.Errorf("claim due tasks: %w", err)
 	}
-	c := Claim{Token: token, Now: time.UnixMilli(res[0].(int64)).UTC()}
+	c := Claim{Token: token, Now: time.UnixMilli(res[0].(int64)).UTC(), Late: len(res) == 3}
 	if nd := res[1].(int64); nd >= 0 {
 		c.NextDue = time.UnixMilli(nd).UTC()
 	}

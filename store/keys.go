@@ -99,6 +99,11 @@ func (k Keys) Wake() string { return k.prefix + "wake" }
 // Unix ms it is due. Workers move due members back to their streams.
 func (k Keys) Retry() string { return k.prefix + "retry" }
 
+// Pulse is a hash: "last", the Redis time (Unix ms) a worker of the
+// namespace last reached Redis, and "quiet", until when reclaims wait (see
+// Store.Pulse).
+func (k Keys) Pulse() string { return k.prefix + "pulse" }
+
 // Running is a string: the id of the fire of task now running, for the
 // overlap policies skip and buffer-one. It expires unless the worker
 // running it keeps extending it, so a dead worker does not hold it.

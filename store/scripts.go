@@ -141,8 +141,10 @@ return out
 // ARGV[2] -> lease token
 // ARGV[3] -> lease length, ms
 // ARGV[4] -> the most tasks to claim
+// ARGV[5] -> deadline, ms of server time (-1: none)
 //
-// A task is due when its due score is at or before the server's now. Each
+// A claim run after its deadline claims nothing and returns {now, earliest
+// due score or -1, "late"}. A task is due when its due score is at or before the server's now. Each
 // claimed task gets lease and lease_until in its state hash, and its due
 // score moves to the end of the lease, so other planners skip it until then
 // (and take it over if this planner dies holding it).
@@ -153,6 +155,11 @@ local function s(x) return string.format('%.0f', x) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local untl = now + tonumber(ARGV[3])
+local dl = tonumber(ARGV[5])
+if dl >= 0 and now > dl then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {now, first[2] and tonumber(first[2]) or -1, 'late'}
+end
 local names = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', s(now), 'LIMIT', 0, tonumber(ARGV[4]))
 local out = {now, -1}
 for _, name in ipairs(names) do

@@ -72,7 +72,7 @@ func TestApplyOutcomes(t *testing.T) {
 // claimAll claims every due task for token and fails the test on error.
 func claimAll(t *testing.T, b testBundle, token string) store.Claim {
 	t.Helper()
-	c, err := b.st.Claim(b.ctx, token, 10*time.Second, 100)
+	c, err := b.st.Claim(b.ctx, token, 10*time.Second, 100, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestPlanWithALostLeaseWritesNothing(t *testing.T) {
 	if _, err := b.st.Apply(b.ctx, 1, []events.Spec{every("a", time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	c1, err := b.st.Claim(b.ctx, "p1", time.Millisecond, 10)
+	c1, err := b.st.Claim(b.ctx, "p1", time.Millisecond, 10, time.Time{})
 	if err != nil || len(c1.Tasks) != 1 {
 		t.Fatalf("claim: %+v %v", c1, err)
 	}
@@ -248,5 +248,41 @@ func TestPlanRecordsMissesPastNowAndStopsAtAFire(t *testing.T) {
 	st, err := b.st.State(b.ctx, "a")
 	if err != nil || !st.Next.Equal(f1) || !st.Planned.Equal(m1) {
 		t.Fatalf("state %+v, %v; want next %s, watermark %s", st, err, f1, m1)
+	}
+}
+
+// A claim Redis runs after its deadline (its caller gave up: Redis was
+// frozen and ran the queued call once back) takes nothing, so no task
+// waits out a lease nobody uses.
+func TestClaimAfterDeadlineTakesNothing(t *testing.T) {
+	b := setup(t)
+	if _, err := b.st.Apply(b.ctx, 1, []events.Spec{every("a", time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	now, err := b.st.Time(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The task's first slot is due within a second; claim once it is.
+	var late store.Claim
+	for {
+		late, err = b.st.Claim(b.ctx, "gave-up", 10*time.Second, 100, now.Add(-time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !late.Late {
+			t.Fatalf("claim past its deadline: %+v, want Late", late)
+		}
+		if !late.NextDue.IsZero() && !late.NextDue.After(late.Now) {
+			break // due now, and still not claimed
+		}
+		time.Sleep(late.NextDue.Sub(late.Now)) // until the slot is due on Redis's clock
+	}
+	if len(late.Tasks) != 0 {
+		t.Fatalf("late claim took %d tasks", len(late.Tasks))
+	}
+	c, err := b.st.Claim(b.ctx, "live", 10*time.Second, 100, late.Now.Add(time.Minute))
+	if err != nil || c.Late || len(c.Tasks) != 1 || c.Tasks[0].Name != "a" {
+		t.Fatalf("claim within its deadline: %+v, %v; want task a, left free by the late claim", c, err)
 	}
 }

@@ -214,6 +214,27 @@ func (s *Store) Heartbeat(ctx context.Context, consumer string, ttl time.Duratio
 	return lost, nil
 }
 
+// Pulse records that a worker reached Redis, and returns how long reclaims
+// must wait before taking over idle fires (0: they may go ahead).
+//
+// A fire's idle time grows while its worker cannot reach Redis to extend
+// its claim, and it grows the same for every worker when the fault is
+// Redis's own (frozen, restarted from its AOF, failed over to a replica)
+// or the network's: afterwards every pending fire looks abandoned, though
+// its worker is alive and about to extend the claim. So each worker calls
+// Pulse at least every third of its visibility timeout; when no worker
+// has for longer than half the visibility timeout, Pulse starts a quiet
+// period of one visibility timeout, in which reclaims wait and live
+// workers extend their claims. Fires of workers that really died are then
+// reclaimed one visibility timeout later than otherwise.
+func (s *Store) Pulse(ctx context.Context, visibility time.Duration) (time.Duration, error) {
+	left, err := pulseScript.Run(ctx, s.rdb, []string{s.keys.Pulse()}, (visibility / 2).Milliseconds(), visibility.Milliseconds()).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("record the workers' pulse: %w", err)
+	}
+	return max(time.Duration(left)*time.Millisecond, 0), nil
+}
+
 // HandBack makes the single-mode fires in held that consumer still holds
 // reclaimable by any worker at once. It returns how many it handed back.
 func (s *Store) HandBack(ctx context.Context, consumer string, idle time.Duration, held []Held) (int, error) {

@@ -203,3 +203,47 @@ func fireStream(t *testing.T, b testBundle, n int) (*redis.Client, string) {
 	}
 	return rdb, stream
 }
+
+// Pulse lets reclaims go ahead while workers keep reaching Redis, and
+// makes them wait one visibility timeout after a silence longer than half
+// of it (every worker was cut off: their pending fires only look idle).
+func TestPulseQuietAfterSilence(t *testing.T) {
+	b := setup(t)
+	rdb := b.srv.Client(t)
+	const vis = 10 * time.Second
+	key := b.st.Keys().Pulse()
+	setLast := func(ago time.Duration) {
+		t.Helper()
+		now, err := rdb.Time(b.ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rdb.HSet(b.ctx, key, "last", now.Add(-ago).UnixMilli(), "quiet", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// No worker was ever heard of: a first worker waits too, since the
+	// ones before it may have been cut off rather than dead.
+	if wait, err := b.st.Pulse(b.ctx, vis); err != nil || wait <= 0 || wait > vis {
+		t.Fatalf("first pulse: wait %s, %v; want a quiet period of at most %s", wait, err, vis)
+	}
+
+	setLast(vis / 10) // a worker reached Redis a moment ago
+	if wait, err := b.st.Pulse(b.ctx, vis); err != nil || wait != 0 {
+		t.Fatalf("pulse right after another: wait %s, %v; want none", wait, err)
+	}
+	if wait, err := b.st.Pulse(b.ctx, vis); err != nil || wait != 0 {
+		t.Fatalf("second pulse: wait %s, %v; want none", wait, err)
+	}
+
+	setLast(vis/2 + vis/10) // nobody for more than half the visibility timeout
+	wait, err := b.st.Pulse(b.ctx, vis)
+	if err != nil || wait <= vis/2 || wait > vis {
+		t.Fatalf("pulse after a silence: wait %s, %v; want a quiet period of about %s", wait, err, vis)
+	}
+	// The quiet period holds for every worker, though pulses go on.
+	if again, err := b.st.Pulse(b.ctx, vis); err != nil || again <= 0 || again > wait {
+		t.Fatalf("pulse in the quiet period: wait %s, %v; want what is left of %s", again, err, wait)
+	}
+}

@@ -167,6 +167,29 @@ end
 return lost
 `)
 
+// pulseScript records that a worker reached Redis, and starts a quiet
+// period when no worker had for longer than the gap: Redis was frozen,
+// restarted or failed over, or the network was cut, and the fires pending
+// then look idle although their workers are alive and only waiting to
+// extend their claims.
+//
+// KEYS[1] -> pulse (hash: last, quiet)
+// ARGV[1] -> gap, ms
+// ARGV[2] -> quiet period, ms
+// Returns how many ms of the quiet period are left (<= 0: none).
+var pulseScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local last = tonumber(redis.call('HGET', KEYS[1], 'last') or '0')
+local quiet = tonumber(redis.call('HGET', KEYS[1], 'quiet') or '0')
+if now - last > tonumber(ARGV[1]) and now + tonumber(ARGV[2]) > quiet then
+  quiet = now + tonumber(ARGV[2])
+  redis.call('HSET', KEYS[1], 'quiet', quiet)
+end
+redis.call('HSET', KEYS[1], 'last', now)
+return quiet - now
+`)
+
 // handBackScript gives up fires a stopping worker will not finish, so the
 // next reclaim by any worker takes them at once instead of after the
 // visibility timeout.
