@@ -96,6 +96,29 @@ func (s *Server) stop() {
 	<-s.done
 }
 
+// Kill ends the server with SIGKILL, as a crash would: nothing is flushed,
+// and whatever its configuration kept on disk (AOF, in Dir) stays there
+// for Restart.
+func (s *Server) Kill() {
+	s.t.Helper()
+	s.stop()
+}
+
+// Restart starts the server again after Kill, on the same port with the
+// same arguments and directory (so it loads what it persisted), and waits
+// until it answers PING.
+func (s *Server) Restart() {
+	s.t.Helper()
+	select {
+	case <-s.done:
+	default:
+		s.t.Fatalf("restart redis-server on %s: it is still running (Kill it first)", s.Addr)
+	}
+	if err := s.start(s.cmd.Path); err != nil {
+		s.t.Fatalf("restart redis-server: %v", err)
+	}
+}
+
 // Pause freezes the server (SIGSTOP): connections stay open, nothing is
 // answered, as in a Redis hiccup or a network stall.
 func (s *Server) Pause() {

@@ -2,10 +2,12 @@ package redistest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -83,9 +85,205 @@ func StartCluster(t testing.TB, n int) []string {
 	}
 	bin := lookPath(t, "redis-server")
 	cli := lookPath(t, "redis-cli")
-	addrs := make([]string, n)
-	for i := range addrs {
-		s := startWith(t, bin, func(dir string, port int) []string {
+	c := &Cluster{Nodes: startClusterNodes(t, bin, n, "--cluster-node-timeout", "2000")}
+	addrs := c.Addrs()
+	createCluster(t, cli, addrs, 0)
+	for _, s := range c.Nodes {
+		waitFor(t, 30*time.Second, func() error { return clusterOK(s) }, "cluster_state:ok on "+s.Addr)
+	}
+	return addrs
+}
+
+// Cluster is a Redis Cluster started for one test.
+type Cluster struct {
+	// Nodes are the cluster's redis-servers, masters and replicas, in the
+	// order they were started. Which of them is a master changes with
+	// failovers: ask MasterOf.
+	Nodes []*Server
+}
+
+// StartClusterReplicas starts masters*(1+replicas) cluster-enabled
+// redis-servers on free ports (masters >= 3), joins them with `redis-cli
+// --cluster create ... --cluster-replicas <replicas> --cluster-yes`, and
+// returns the cluster once, on every node, CLUSTER INFO says
+// cluster_state:ok, CLUSTER NODES lists the given numbers of masters and of
+// replicas per master, all connected and none flagged failing, and, on
+// every replica, INFO replication says master_link_status:up. A replica may
+// then take over a master that fails: nodes are flagged failing after a
+// cluster-node-timeout of 1 s, and a replica may be promoted however long
+// it was cut off from its master (cluster-replica-validity-factor 0). The
+// servers are stopped in t.Cleanup. It skips the test when redis-server or
+// redis-cli is not installed.
+func StartClusterReplicas(t testing.TB, masters, replicas int) *Cluster {
+	t.Helper()
+	if masters < 3 || replicas < 0 {
+		t.Fatalf("StartClusterReplicas: %d masters, %d replicas each; a cluster needs at least 3 masters", masters, replicas)
+	}
+	bin := lookPath(t, "redis-server")
+	cli := lookPath(t, "redis-cli")
+	c := &Cluster{Nodes: startClusterNodes(t, bin, masters*(1+replicas),
+		"--cluster-node-timeout", "1000",
+		"--cluster-replica-validity-factor", "0",
+		// A replica's first full sync starts at once rather than after the
+		// default 5 s wait for other replicas to join it.
+		"--repl-diskless-sync-delay", "0")}
+	createCluster(t, cli, c.Addrs(), replicas)
+	for _, s := range c.Nodes {
+		waitFor(t, 30*time.Second, func() error {
+			if err := clusterOK(s); err != nil {
+				return err
+			}
+			return replicaReady(s, masters, replicas)
+		}, "node "+s.Addr+" to be ready for failover")
+	}
+	return c
+}
+
+// Addrs returns every node's address (masters and replicas), the seed list
+// for a cluster client.
+func (c *Cluster) Addrs() []string {
+	addrs := make([]string, len(c.Nodes))
+	for i, s := range c.Nodes {
+		addrs[i] = s.Addr
+	}
+	return addrs
+}
+
+// Kill kills node s of the cluster (Server.Kill). A killed node is no longer
+// live: MasterOf and AwaitFailover stop asking it, until it is restarted.
+func (c *Cluster) Kill(s *Server) {
+	t := s.t
+	t.Helper()
+	if !slices.Contains(c.Nodes, s) {
+		t.Fatalf("kill %s: not a node of this cluster", s.Addr)
+	}
+	s.Kill()
+}
+
+// MasterOf returns the node that every live node (every node whose process
+// runs: not killed, or restarted since) reports, in CLUSTER SLOTS, as the
+// master serving key's hash slot. It waits up to 10 s for the live nodes to
+// agree, and fails the test when they do not. The master may be a killed
+// node, while no replica has taken over.
+func (c *Cluster) MasterOf(t testing.TB, key string) *Server {
+	t.Helper()
+	var m *Server
+	waitFor(t, 10*time.Second, func() (err error) {
+		m, err = c.slotMaster(key)
+		return err
+	}, "the live nodes to agree on the master of "+key)
+	return m
+}
+
+// AwaitFailover waits up to limit until every live node (as in MasterOf)
+// reports the same live node other than old as the master of key's hash
+// slot, and cluster_state:ok; it returns that master, and fails the test
+// when limit passes first. A paused node counts as live: resume it first.
+func (c *Cluster) AwaitFailover(t testing.TB, key string, old *Server, limit time.Duration) *Server {
+	t.Helper()
+	var m *Server
+	waitFor(t, limit, func() (err error) {
+		if m, err = c.slotMaster(key); err != nil {
+			return err
+		}
+		if m == old {
+			return fmt.Errorf("%s is still the master of %s", m.Addr, key)
+		}
+		if !running(m) {
+			return fmt.Errorf("the master of %s is %s, which is not running", key, m.Addr)
+		}
+		for _, s := range c.live() {
+			if err := clusterOK(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, "a failover of "+key+" away from "+old.Addr)
+	return m
+}
+
+// slotMaster returns the master of key's slot if every live node reports
+// the same one.
+func (c *Cluster) slotMaster(key string) (*Server, error) {
+	live := c.live()
+	if len(live) == 0 {
+		return nil, errors.New("no node is running")
+	}
+	ctx := context.Background()
+	slot := -1
+	for _, s := range live {
+		n, err := withNode(s, func(rdb *redis.Client) (int64, error) { return rdb.ClusterKeySlot(ctx, key).Result() })
+		if err == nil {
+			slot = int(n)
+			break
+		}
+	}
+	if slot < 0 {
+		return nil, fmt.Errorf("no live node answers CLUSTER KEYSLOT %s", key)
+	}
+	var master *Server
+	for _, s := range live {
+		slots, err := withNode(s, func(rdb *redis.Client) ([]redis.ClusterSlot, error) { return rdb.ClusterSlots(ctx).Result() })
+		if err != nil {
+			return nil, err
+		}
+		var m *Server
+		for _, r := range slots {
+			if r.Start <= slot && slot <= r.End && len(r.Nodes) > 0 {
+				if m = c.node(r.Nodes[0].Addr); m == nil {
+					return nil, fmt.Errorf("%s reports %s, not a node of the cluster, as the master of slot %d", s.Addr, r.Nodes[0].Addr, slot)
+				}
+			}
+		}
+		switch {
+		case m == nil:
+			return nil, fmt.Errorf("%s reports no master of slot %d", s.Addr, slot)
+		case master != nil && m != master:
+			return nil, fmt.Errorf("%s reports %s as the master of slot %d, another node %s", s.Addr, m.Addr, slot, master.Addr)
+		}
+		master = m
+	}
+	return master, nil
+}
+
+// live returns the nodes whose process runs.
+func (c *Cluster) live() []*Server {
+	var live []*Server
+	for _, s := range c.Nodes {
+		if running(s) {
+			live = append(live, s)
+		}
+	}
+	return live
+}
+
+// node returns the node listening on addr, or nil.
+func (c *Cluster) node(addr string) *Server {
+	for _, s := range c.Nodes {
+		if s.Addr == addr {
+			return s
+		}
+	}
+	return nil
+}
+
+// running reports whether s's process runs (it may be paused).
+func running(s *Server) bool {
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// startClusterNodes starts n cluster-enabled redis-servers, each with the
+// extra arguments.
+func startClusterNodes(t testing.TB, bin string, n int, extra ...string) []*Server {
+	t.Helper()
+	nodes := make([]*Server, n)
+	for i := range nodes {
+		nodes[i] = startWith(t, bin, func(dir string, port int) []string {
 			// The cluster bus gets a free port of its own, rather than the
 			// default port+10000, which may be taken or above 65535.
 			bus, err := freePort()
@@ -95,35 +293,115 @@ func StartCluster(t testing.TB, n int) []string {
 			if err != nil {
 				t.Fatalf("find a free port: %v", err)
 			}
-			return append(serverArgs(dir, port),
+			args := append(serverArgs(dir, port),
 				"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
-				"--cluster-port", strconv.Itoa(bus), "--cluster-node-timeout", "2000")
+				"--cluster-port", strconv.Itoa(bus))
+			return append(args, extra...)
 		})
-		addrs[i] = s.Addr
 	}
+	return nodes
+}
 
+// createCluster joins the nodes at addrs into a cluster, with replicas
+// replicas for each master.
+func createCluster(t testing.TB, cli string, addrs []string, replicas int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	args := append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")
+	args := append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	if out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput(); err != nil {
 		t.Fatalf("redis-cli --cluster create %s: %v\n%s", strings.Join(addrs, " "), err, tail(out))
 	}
+}
 
-	for _, addr := range addrs {
-		c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
-		waitFor(t, 30*time.Second, func() error {
-			info, err := c.ClusterInfo(ctx).Result()
-			if err != nil {
-				return err
-			}
-			if !strings.Contains(info, "cluster_state:ok") {
-				return fmt.Errorf("cluster not ok:\n%s", info)
-			}
-			return nil
-		}, "cluster_state:ok on "+addr)
-		_ = c.Close()
+// withNode runs f with a client of s that gives up quickly on a node that
+// does not answer.
+func withNode[T any](s *Server, f func(*redis.Client) (T, error)) (T, error) {
+	rdb := redis.NewClient(&redis.Options{
+		Addr: s.Addr, MaxRetries: -1, PoolSize: 1,
+		DialTimeout: 200 * time.Millisecond, ReadTimeout: time.Second, WriteTimeout: time.Second,
+	})
+	defer rdb.Close()
+	v, err := f(rdb)
+	if err != nil {
+		err = fmt.Errorf("%s: %w", s.Addr, err)
 	}
-	return addrs
+	return v, err
+}
+
+// clusterOK returns nil when s reports cluster_state:ok.
+func clusterOK(s *Server) error {
+	info, err := withNode(s, func(rdb *redis.Client) (string, error) { return rdb.ClusterInfo(context.Background()).Result() })
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(info, "cluster_state:ok") {
+		return fmt.Errorf("cluster not ok on %s:\n%s", s.Addr, info)
+	}
+	return nil
+}
+
+// replicaReady returns nil when s's CLUSTER NODES lists masters masters
+// with replicas replicas each, all connected and none failing, and, if s is
+// a replica, its link to its master is up.
+func replicaReady(s *Server, masters, replicas int) error {
+	ctx := context.Background()
+	nodes, err := withNode(s, func(rdb *redis.Client) (string, error) { return rdb.ClusterNodes(ctx).Result() })
+	if err != nil {
+		return err
+	}
+	// A line per node: <id> <ip:port@cport> <flags> <master id or ->
+	// <ping-sent> <pong-recv> <config-epoch> <link-state> <slot>...
+	var replicaLines [][]string
+	replicasOf := map[string]int{} // by master id
+	isReplica := false
+	for _, line := range strings.Split(strings.TrimSpace(nodes), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 {
+			return fmt.Errorf("%s: CLUSTER NODES line %q", s.Addr, line)
+		}
+		flags := strings.Split(f[2], ",")
+		for _, bad := range []string{"fail?", "fail", "handshake", "noaddr"} {
+			if slices.Contains(flags, bad) {
+				return fmt.Errorf("%s flags node %s %s", s.Addr, f[1], f[2])
+			}
+		}
+		if f[7] != "connected" {
+			return fmt.Errorf("%s's link to node %s is %s", s.Addr, f[1], f[7])
+		}
+		if slices.Contains(flags, "master") {
+			replicasOf[f[0]] = 0
+		}
+		if slices.Contains(flags, "slave") {
+			replicaLines = append(replicaLines, f)
+			isReplica = isReplica || slices.Contains(flags, "myself")
+		}
+	}
+	if len(replicasOf) != masters || len(replicaLines) != masters*replicas {
+		return fmt.Errorf("%s knows %d masters and %d replicas, want %d and %d:\n%s", s.Addr, len(replicasOf), len(replicaLines), masters, masters*replicas, nodes)
+	}
+	for _, f := range replicaLines {
+		if _, ok := replicasOf[f[3]]; !ok {
+			return fmt.Errorf("%s knows replica %s of %s, not a master:\n%s", s.Addr, f[1], f[3], nodes)
+		}
+		replicasOf[f[3]]++
+	}
+	for id, n := range replicasOf {
+		if n != replicas {
+			return fmt.Errorf("%s knows %d replicas of master %s, want %d:\n%s", s.Addr, n, id, replicas, nodes)
+		}
+	}
+	if !isReplica {
+		return nil
+	}
+	info, err := withNode(s, func(rdb *redis.Client) (string, error) { return rdb.Info(ctx, "replication").Result() })
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(info, "master_link_status:up") {
+		return fmt.Errorf("replica %s's link to its master is not up:\n%s", s.Addr, info)
+	}
+	return nil
 }
 
 // lookPath finds a Redis binary, or skips the test.
