@@ -27,38 +27,14 @@ func StartSentinel(t testing.TB, master string) (sentinelAddr, masterAddr string
 	t.Helper()
 	bin := lookPath(t, "redis-server")
 	m := Start(t)
-	_, mport, _ := strings.Cut(m.Addr, ":")
-	s := startWith(t, bin, func(dir string, port int) []string {
-		conf := filepath.Join(dir, "sentinel.conf")
-		// The sentinel rewrites its config file, so it lives in the
-		// test's directory.
-		text := strings.Join([]string{
-			"port " + strconv.Itoa(port),
-			"bind 127.0.0.1",
-			"dir " + dir,
-			"logfile " + filepath.Join(dir, "log"),
-			"pidfile " + filepath.Join(dir, "pid"),
-			fmt.Sprintf("sentinel monitor %s 127.0.0.1 %s 1", master, mport),
-			fmt.Sprintf("sentinel down-after-milliseconds %s 1000", master),
-			fmt.Sprintf("sentinel failover-timeout %s 5000", master),
-			"",
-		}, "\n")
-		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-			t.Fatalf("write sentinel config: %v", err)
-		}
-		return []string{conf, "--sentinel"}
-	})
+	s := startSentinel(t, bin, master, m.Addr)
 
-	c := redis.NewSentinelClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	c := sentinelClient(s)
 	defer c.Close()
 	ctx := context.Background()
 	waitFor(t, 10*time.Second, func() error {
-		addr, err := c.GetMasterAddrByName(ctx, master).Result()
-		if err != nil {
+		if err := sentinelMasterIs(c, master, m.Addr); err != nil {
 			return err
-		}
-		if got := strings.Join(addr, ":"); got != m.Addr {
-			return fmt.Errorf("sentinel reports master %s, want %s", got, m.Addr)
 		}
 		info, err := c.Master(ctx, master).Result()
 		if err != nil {
@@ -71,6 +47,161 @@ func StartSentinel(t testing.TB, master string) (sentinelAddr, masterAddr string
 		return nil
 	}, "sentinel on "+s.Addr+" to report master "+master)
 	return s.Addr, m.Addr
+}
+
+// SentinelSet is a master with a replica, watched by one sentinel: a
+// Sentinel deployment whose master can fail over to the replica.
+type SentinelSet struct {
+	// Sentinel is the redis-sentinel; clients ask it for the master.
+	Sentinel *Server
+	// Master is the master the set started with, and Replica its replica.
+	// After AwaitFailover, Replica is the master (Master may be killed).
+	Master, Replica *Server
+	// Name is the master name the sentinel monitors it under.
+	Name string
+}
+
+// StartSentinelReplica starts a master redis-server, a replica of it
+// (--replicaof), and one redis-sentinel monitoring the master under name
+// (quorum 1, down-after-milliseconds 1000, failover-timeout 5000), all on
+// free ports and stopped in t.Cleanup. It returns the set once a failover
+// can happen: the replica's INFO replication says master_link_status:up,
+// and the sentinel reports the master (SENTINEL get-master-addr-by-name),
+// connected, and lists the replica (SENTINEL REPLICAS) connected, neither
+// subjectively down nor disconnected, with its link to the master ok. So a
+// master that dies (Server.Kill) is replaced by the replica some 2 to 5 s
+// later: see AwaitFailover. It skips the test when redis-server is not
+// installed.
+func StartSentinelReplica(t testing.TB, name string) *SentinelSet {
+	t.Helper()
+	bin := lookPath(t, "redis-server")
+	// The replica's first full sync starts at once rather than after the
+	// default 5 s wait for other replicas to join it.
+	m := Start(t, "--repl-diskless-sync-delay", "0")
+	host, port, _ := strings.Cut(m.Addr, ":")
+	r := Start(t, "--replicaof", host, port)
+	ctx := context.Background()
+	waitFor(t, 30*time.Second, func() error {
+		info, err := withNode(r, func(rdb *redis.Client) (string, error) { return rdb.Info(ctx, "replication").Result() })
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(info, "master_link_status:up") {
+			return fmt.Errorf("replica %s's link to its master is not up:\n%s", r.Addr, info)
+		}
+		return nil
+	}, "replica "+r.Addr+" to sync with master "+m.Addr)
+
+	// Started after the replica's link is up, the sentinel finds the
+	// replica in the master's first INFO reply rather than 10 s later.
+	s := startSentinel(t, bin, name, m.Addr)
+	set := &SentinelSet{Sentinel: s, Master: m, Replica: r, Name: name}
+	c := sentinelClient(s)
+	defer c.Close()
+	waitFor(t, 30*time.Second, func() error {
+		if err := sentinelMasterIs(c, name, m.Addr); err != nil {
+			return err
+		}
+		info, err := c.Master(ctx, name).Result()
+		if err != nil {
+			return err
+		}
+		if flags := info["flags"]; flags != "master" {
+			return fmt.Errorf("sentinel flags the master %q", flags)
+		}
+		replicas, err := c.Replicas(ctx, name).Result()
+		if err != nil {
+			return err
+		}
+		for _, rep := range replicas {
+			if rep["ip"]+":"+rep["port"] != r.Addr {
+				continue
+			}
+			flags := strings.Split(rep["flags"], ",")
+			for _, bad := range []string{"s_down", "o_down", "disconnected"} {
+				if slices.Contains(flags, bad) {
+					return fmt.Errorf("sentinel flags replica %s %q", r.Addr, rep["flags"])
+				}
+			}
+			if st := rep["master-link-status"]; st != "ok" {
+				return fmt.Errorf("sentinel reports replica %s's link to the master %q", r.Addr, st)
+			}
+			return nil
+		}
+		return fmt.Errorf("sentinel does not list replica %s of %s: %v", r.Addr, name, replicas)
+	}, "sentinel on "+s.Addr+" to know master "+name+" and its replica "+r.Addr)
+	return set
+}
+
+// AwaitFailover waits up to limit until the sentinel reports the replica as
+// the master (SENTINEL get-master-addr-by-name) and the replica itself says
+// role:master in INFO replication, and fails the test when limit passes
+// first. Kill the master first: with the master up, no failover happens.
+func (s *SentinelSet) AwaitFailover(t testing.TB, limit time.Duration) {
+	t.Helper()
+	c := sentinelClient(s.Sentinel)
+	defer c.Close()
+	ctx := context.Background()
+	waitFor(t, limit, func() error {
+		if err := sentinelMasterIs(c, s.Name, s.Replica.Addr); err != nil {
+			return err
+		}
+		info, err := withNode(s.Replica, func(rdb *redis.Client) (string, error) { return rdb.Info(ctx, "replication").Result() })
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(info, "role:master") {
+			return fmt.Errorf("%s is not yet a master:\n%s", s.Replica.Addr, info)
+		}
+		return nil
+	}, "the sentinel to promote replica "+s.Replica.Addr+" of "+s.Name)
+}
+
+// startSentinel starts a redis-sentinel (bin --sentinel with a generated
+// config in its directory) monitoring the master at masterAddr under name:
+// quorum 1, down after 1 s without answers, failover timeout 5 s.
+func startSentinel(t testing.TB, bin, name, masterAddr string) *Server {
+	t.Helper()
+	host, port, _ := strings.Cut(masterAddr, ":")
+	return startWith(t, bin, func(dir string, p int) []string {
+		conf := filepath.Join(dir, "sentinel.conf")
+		// The sentinel rewrites its config file, so it lives in the
+		// test's directory.
+		text := strings.Join([]string{
+			"port " + strconv.Itoa(p),
+			"bind 127.0.0.1",
+			"dir " + dir,
+			"logfile " + filepath.Join(dir, "log"),
+			"pidfile " + filepath.Join(dir, "pid"),
+			fmt.Sprintf("sentinel monitor %s %s %s 1", name, host, port),
+			fmt.Sprintf("sentinel down-after-milliseconds %s 1000", name),
+			fmt.Sprintf("sentinel failover-timeout %s 5000", name),
+			"",
+		}, "\n")
+		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+			t.Fatalf("write sentinel config: %v", err)
+		}
+		return []string{conf, "--sentinel"}
+	})
+}
+
+// sentinelClient returns a client of the sentinel s that gives up quickly
+// when s does not answer.
+func sentinelClient(s *Server) *redis.SentinelClient {
+	return redis.NewSentinelClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+}
+
+// sentinelMasterIs returns nil when the sentinel reports want as the
+// address of master name.
+func sentinelMasterIs(c *redis.SentinelClient, name, want string) error {
+	addr, err := c.GetMasterAddrByName(context.Background(), name).Result()
+	if err != nil {
+		return err
+	}
+	if got := strings.Join(addr, ":"); got != want {
+		return fmt.Errorf("sentinel reports master %s at %s, want %s", name, got, want)
+	}
+	return nil
 }
 
 // StartCluster starts n (>=3) cluster-enabled redis-servers on free ports,
