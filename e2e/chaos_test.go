@@ -558,6 +558,7 @@ type chaosResult struct {
 	Missed       int     `json:"missed"`     // slots reported missed
 	DeadLetters  int     `json:"dead_letters"`
 	Faults       int     `json:"faults"`
+	OutageSecs   float64 `json:"outage_s"`   // longest fault
 	RecoverySecs float64 `json:"recovery_s"` // longest catch-up after a fault ended
 }
 
@@ -843,6 +844,7 @@ func (c *chaos) check(scenario string, began, end time.Time) chaosResult {
 	// Recovery: the longest any slot due around a fault waited past the
 	// fault's end (or past its due time, when that is later).
 	for _, f := range faults {
+		res.OutageSecs = max(res.OutageSecs, f.to.Sub(f.from).Seconds())
 		for k, r := range ran {
 			due := time.UnixMilli(k.at)
 			if due.Before(f.from.Add(-2*time.Second)) || due.After(f.to.Add(5*time.Second)) {
@@ -883,8 +885,8 @@ func entryTime(t *testing.T, id string) time.Time {
 // report logs the scenario's row, and appends it as JSON to
 // $TASKINO_CHAOS_REPORT when that is set.
 func (c *chaos) report(r chaosResult) {
-	c.t.Logf("chaos %s: %.0fs, %d slots, %d fires, %d runs, %d duplicates (%d explained), %d missed, %d dead letters, %d faults, recovery %.2fs",
-		r.Scenario, r.Seconds, r.Slots, r.Fires, r.Runs, r.Duplicates, r.Explained, r.Missed, r.DeadLetters, r.Faults, r.RecoverySecs)
+	c.t.Logf("chaos %s: %.0fs, %d slots, %d fires, %d runs, %d duplicates (%d explained), %d missed, %d dead letters, %d faults (longest %.2fs), recovery %.2fs",
+		r.Scenario, r.Seconds, r.Slots, r.Fires, r.Runs, r.Duplicates, r.Explained, r.Missed, r.DeadLetters, r.Faults, r.OutageSecs, r.RecoverySecs)
 	path := os.Getenv("TASKINO_CHAOS_REPORT")
 	if path == "" {
 		return
