@@ -525,19 +525,19 @@ func (c *Consumer) reclaim(ctx context.Context, stream string, max int) ([]store
 	}
 	// After Redis or the network was out for every worker, the holders of
 	// idle fires get a visibility timeout to extend their claims first.
-	if wait, err := c.st.Pulse(ctx, c.cfg.VisibilityTimeout); err != nil || wait > 0 {
-		if err == nil && !c.quietLogged {
-			c.quietLogged = true
-			c.log.Info().Dur("wait", wait).Msg("no worker reached Redis for a while: reclaims wait, so live workers extend their claims first")
-		}
-		return nil, err
-	}
-	c.quietLogged = false
-	ds, next, err := c.st.Reclaim(ctx, c.cfg.Node, stream, c.cfg.VisibilityTimeout, cur, max)
+	ds, next, wait, err := c.st.Reclaim(ctx, c.cfg.Node, stream, c.cfg.VisibilityTimeout, cur, max)
 	c.reclaimCursor[stream] = next
 	if err != nil {
 		return nil, err
 	}
+	if wait > 0 {
+		if !c.quietLogged {
+			c.quietLogged = true
+			c.log.Info().Dur("wait", wait).Msg("no worker reached Redis for a while: reclaims wait, so live workers extend their claims first")
+		}
+		return nil, nil
+	}
+	c.quietLogged = false
 	c.mu.Lock()
 	fresh := ds[:0]
 	for _, d := range ds {

@@ -104,6 +104,11 @@ func (k Keys) Retry() string { return k.prefix + "retry" }
 // Store.Pulse).
 func (k Keys) Pulse() string { return k.prefix + "pulse" }
 
+// Visibility is a sorted set of the workers' visibility timeouts (member:
+// ms; score: when a worker with it last reached Redis, Unix ms). Reclaims
+// use the longest seen in the last 10 minutes.
+func (k Keys) Visibility() string { return k.prefix + "visibility" }
+
 // Running is a string: the id of the fire of task now running, for the
 // overlap policies skip and buffer-one. It expires unless the worker
 // running it keeps extending it, so a dead worker does not hold it.

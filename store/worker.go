@@ -117,39 +117,42 @@ func (s *Store) ReadFires(ctx context.Context, consumer string, streams []string
 }
 
 // Reclaim takes over up to count entries of stream that have been pending
-// with other consumers for at least minIdle, scanning from cursor (start
-// with "0-0"). It returns them with their delivery counts, and the cursor
-// to go on from ("0-0" when the scan went round).
-func (s *Store) Reclaim(ctx context.Context, consumer, stream string, minIdle time.Duration, cursor string, count int) ([]Delivery, string, error) {
+// with other consumers for at least the namespace's visibility timeout (the
+// longest of the live workers', visibility being this worker's), scanning
+// from cursor (start with "0-0"). It returns them with their delivery
+// counts, and the cursor to go on from ("0-0" when the scan went round).
+// It records the worker's pulse in the same step, and in a quiet period
+// after an outage (see Pulse) takes nothing and returns how long the quiet
+// period still lasts.
+func (s *Store) Reclaim(ctx context.Context, consumer, stream string, visibility time.Duration, cursor string, count int) ([]Delivery, string, time.Duration, error) {
 	if count <= 0 {
-		return nil, cursor, nil
+		return nil, cursor, 0, nil
 	}
-	msgs, next, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: stream, Group: WorkerGroup, Consumer: consumer,
-		MinIdle: minIdle, Start: cursor, Count: int64(count)}).Result()
+	res, err := reclaimScript.Run(ctx, s.rdb, []string{s.keys.Pulse(), s.keys.Visibility(), stream},
+		visibility.Milliseconds(), WorkerGroup, consumer, cursor, count).Slice()
 	if err != nil {
-		return nil, cursor, fmt.Errorf("reclaim fires of %s: %w", stream, err)
+		return nil, cursor, 0, fmt.Errorf("reclaim fires of %s: %w", stream, err)
 	}
-	if len(msgs) == 0 {
-		return nil, next, nil
+	if left, _ := res[0].(int64); left > 0 || len(res) < 2 {
+		return nil, cursor, time.Duration(left) * time.Millisecond, nil
 	}
-	counts := map[string]int64{}
-	pend, err := s.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: WorkerGroup, Consumer: consumer,
-		Start: msgs[0].ID, End: msgs[len(msgs)-1].ID, Count: int64(len(msgs) * 2)}).Result()
-	if err != nil {
-		return nil, next, fmt.Errorf("read delivery counts of %s: %w", stream, err)
-	}
-	for _, p := range pend {
-		counts[p.ID] = p.RetryCount
-	}
-	out := make([]Delivery, 0, len(msgs))
-	for _, m := range msgs {
-		n := counts[m.ID]
+	next, _ := res[1].(string)
+	var out []Delivery
+	for i := 2; i+2 < len(res); i += 3 {
+		id, _ := res[i].(string)
+		raw, _ := res[i+1].([]any)
+		n, _ := res[i+2].(int64)
 		if n == 0 {
 			n = 2
 		}
-		out = append(out, s.delivery(stream, m, n))
+		values := make(map[string]any, len(raw)/2)
+		for j := 0; j+1 < len(raw); j += 2 {
+			k, _ := raw[j].(string)
+			values[k] = raw[j+1]
+		}
+		out = append(out, s.delivery(stream, redis.XMessage{ID: id, Values: values}, n))
 	}
-	return out, next, nil
+	return out, next, 0, nil
 }
 
 // LastEntryID is the id of the last entry of a stream ("0-0" when it is
@@ -214,8 +217,10 @@ func (s *Store) Heartbeat(ctx context.Context, consumer string, ttl time.Duratio
 	return lost, nil
 }
 
-// Pulse records that a worker reached Redis, and returns how long reclaims
-// must wait before taking over idle fires (0: they may go ahead).
+// Pulse records that a worker reached Redis with its visibility timeout,
+// and returns how long reclaims must wait before taking over idle fires
+// (0: they may go ahead). Reclaim records the pulse too, in the same step
+// as its claim.
 //
 // A fire's idle time grows while its worker cannot reach Redis to extend
 // its claim, and it grows the same for every worker when the fault is
@@ -223,16 +228,17 @@ func (s *Store) Heartbeat(ctx context.Context, consumer string, ttl time.Duratio
 // or the network's: afterwards every pending fire looks abandoned, though
 // its worker is alive and about to extend the claim. So each worker calls
 // Pulse at least every third of its visibility timeout; when no worker
-// has for longer than half the visibility timeout, Pulse starts a quiet
-// period of one visibility timeout, in which reclaims wait and live
-// workers extend their claims. Fires of workers that really died are then
+// has for longer than half the namespace's visibility timeout (the
+// longest of the workers seen in the last 10 minutes), Pulse starts a
+// quiet period of that length, in which reclaims wait and live workers
+// extend their claims. Fires of workers that really died are then
 // reclaimed one visibility timeout later than otherwise.
 func (s *Store) Pulse(ctx context.Context, visibility time.Duration) (time.Duration, error) {
-	left, err := pulseScript.Run(ctx, s.rdb, []string{s.keys.Pulse()}, (visibility / 2).Milliseconds(), visibility.Milliseconds()).Int64()
-	if err != nil {
+	res, err := pulseScript.Run(ctx, s.rdb, []string{s.keys.Pulse(), s.keys.Visibility()}, visibility.Milliseconds()).Int64Slice()
+	if err != nil || len(res) != 2 {
 		return 0, fmt.Errorf("record the workers' pulse: %w", err)
 	}
-	return max(time.Duration(left)*time.Millisecond, 0), nil
+	return max(time.Duration(res[0])*time.Millisecond, 0), nil
 }
 
 // HandBack makes the single-mode fires in held that consumer still holds

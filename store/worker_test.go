@@ -129,11 +129,11 @@ func TestReclaimOfNothing(t *testing.T) {
 	if _, err := b.st.ReadFires(b.ctx, "ghost", []string{stream}, 5, 0); err != nil {
 		t.Fatal(err)
 	}
-	ds, _, err := b.st.Reclaim(b.ctx, "w", stream, 0, "0-0", 0)
+	ds, _, _, err := b.st.Reclaim(b.ctx, "w", stream, 0, "0-0", 0)
 	if err != nil || len(ds) != 0 {
 		t.Errorf("reclaim of 0 took %d (err %v), want none", len(ds), err)
 	}
-	ds, _, err = b.st.Reclaim(b.ctx, "w", stream, 0, "0-0", 2)
+	ds, _, _, err = b.st.Reclaim(b.ctx, "w", stream, 0, "0-0", 2)
 	if err != nil || len(ds) != 2 || ds[0].Deliveries != 2 {
 		t.Errorf("reclaim of 2 took %d (err %v), want 2 delivered twice each", len(ds), err)
 	}
@@ -153,7 +153,14 @@ func TestHandBackIsNotADeliveryLost(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("handed back %d (err %v), want 1", n, err)
 	}
-	got, _, err := b.st.Reclaim(b.ctx, "other", stream, 30*time.Second, "0-0", 10)
+	// Workers are alive (a fresh pulse), so no quiet period holds it up.
+	if _, err := b.st.Pulse(b.ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.srv.Client(t).HSet(b.ctx, b.st.Keys().Pulse(), "quiet", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	got, _, _, err := b.st.Reclaim(b.ctx, "other", stream, 30*time.Second, "0-0", 10)
 	if err != nil || len(got) != 1 {
 		t.Fatalf("reclaimed %d (err %v), want the handed-back fire at once", len(got), err)
 	}
@@ -245,5 +252,87 @@ func TestPulseQuietAfterSilence(t *testing.T) {
 	// The quiet period holds for every worker, though pulses go on.
 	if again, err := b.st.Pulse(b.ctx, vis); err != nil || again <= 0 || again > wait {
 		t.Fatalf("pulse in the quiet period: wait %s, %v; want what is left of %s", again, err, wait)
+	}
+}
+
+// A reclaim after a silence of every worker takes nothing (its holder may
+// be alive, about to extend its claim); the same reclaim once workers are
+// heard from again takes the idle fire. A server clock stepped back does
+// not stretch the quiet period.
+func TestReclaimWaitsAfterSilence(t *testing.T) {
+	b := setup(t)
+	rdb, stream := fireStream(t, b, 1)
+	ds, err := b.st.ReadFires(b.ctx, "holder", []string{stream}, 1, 0)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("read %d (err %v)", len(ds), err)
+	}
+	// Idle for a minute, as after a long outage.
+	if err := rdb.Do(b.ctx, "XCLAIM", stream, store.WorkerGroup, "holder", 0, ds[0].EntryID, "IDLE", time.Minute.Milliseconds(), "JUSTID").Err(); err != nil {
+		t.Fatal(err)
+	}
+	const vis = 10 * time.Second
+	now, err := rdb.Time(b.ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pulse := b.st.Keys().Pulse()
+	if err := rdb.HSet(b.ctx, pulse, "last", now.Add(-time.Minute).UnixMilli(), "quiet", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	got, _, wait, err := b.st.Reclaim(b.ctx, "other", stream, vis, "0-0", 10)
+	if err != nil || len(got) != 0 || wait <= 0 || wait > vis {
+		t.Fatalf("reclaim after a silence: took %d, wait %s, %v; want none and a quiet period of at most %s", len(got), wait, err, vis)
+	}
+
+	// The clock stepped back an hour: the quiet period is still at most vis.
+	if err := rdb.HSet(b.ctx, pulse, "last", now.Add(time.Hour).UnixMilli(), "quiet", now.Add(time.Hour).UnixMilli()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if wait, err := b.st.Pulse(b.ctx, vis); err != nil || wait <= 0 || wait > vis {
+		t.Fatalf("pulse after a clock step back: wait %s, %v; want at most %s", wait, err, vis)
+	}
+
+	// Workers heard from a moment ago, no quiet period: the fire is taken.
+	if err := rdb.HSet(b.ctx, pulse, "last", now.UnixMilli(), "quiet", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	got, _, wait, err = b.st.Reclaim(b.ctx, "other", stream, vis, "0-0", 10)
+	if err != nil || wait != 0 || len(got) != 1 || got[0].EntryID != ds[0].EntryID || got[0].Deliveries != 2 || got[0].Fire.Task != "a" {
+		t.Fatalf("reclaim with workers alive: %+v, wait %s, %v; want the idle fire, delivered twice", got, wait, err)
+	}
+}
+
+// A worker with a short visibility timeout does not take a fire from a
+// live worker that extends its claims at the pace of a longer one: the
+// longest timeout seen among the workers governs every reclaim.
+func TestReclaimUsesTheLongestVisibility(t *testing.T) {
+	b := setup(t)
+	rdb, stream := fireStream(t, b, 1)
+	ds, err := b.st.ReadFires(b.ctx, "slow-heart", []string{stream}, 1, 0)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("read %d (err %v)", len(ds), err)
+	}
+	idle := func(d time.Duration) {
+		t.Helper()
+		if err := rdb.Do(b.ctx, "XCLAIM", stream, store.WorkerGroup, "slow-heart", 0, ds[0].EntryID, "IDLE", d.Milliseconds(), "JUSTID").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The holder works with 60s, and was heard from just now.
+	if _, err := b.st.Pulse(b.ctx, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(b.ctx, b.st.Keys().Pulse(), "quiet", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	idle(5 * time.Second) // over the reclaimer's 1s, well within the holder's 60s
+	got, _, wait, err := b.st.Reclaim(b.ctx, "quick", stream, time.Second, "0-0", 10)
+	if err != nil || wait != 0 || len(got) != 0 {
+		t.Fatalf("reclaim with 1s of a fire idle 5s under a 60s worker: took %d, wait %s, %v; want none", len(got), wait, err)
+	}
+	idle(2 * time.Minute) // the holder is gone
+	got, _, wait, err = b.st.Reclaim(b.ctx, "quick", stream, time.Second, "0-0", 10)
+	if err != nil || wait != 0 || len(got) != 1 {
+		t.Fatalf("reclaim of a fire idle 2m: took %d, wait %s, %v; want it", len(got), wait, err)
 	}
 }

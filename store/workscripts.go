@@ -160,34 +160,93 @@ for i = 4, #ARGV, 4 do
       lost[#lost + 1] = id
     end
   end
-  if rk ~= '' and redis.call('GET', rk) == fire then
-    redis.call('PEXPIRE', rk, ARGV[3])
+  if rk ~= '' then
+    local cur = redis.call('GET', rk)
+    if cur == fire then
+      redis.call('PEXPIRE', rk, ARGV[3])
+    elseif not cur then
+      -- It expired while Redis was out of reach: mark the run again.
+      redis.call('SET', rk, fire, 'PX', ARGV[3])
+    end
   end
 end
 return lost
 `)
 
-// pulseScript records that a worker reached Redis, and starts a quiet
-// period when no worker had for longer than the gap: Redis was frozen,
+// pulseLua is the pulse, shared by pulseScript and reclaimScript. It
+// records that a worker reached Redis and the visibility timeout it works
+// with, and returns the namespace's visibility timeout: the longest of
+// those recorded in the last 10 minutes, so a worker with a short timeout
+// never takes a fire from a live worker whose claims are extended at the
+// pace of a long one. It starts a quiet period of that length when no
+// worker had reached Redis for more than half of it: Redis was frozen,
 // restarted or failed over, or the network was cut, and the fires pending
 // then look idle although their workers are alive and only waiting to
-// extend their claims.
+// extend their claims. A server clock that stepped back counts as a
+// silence, and never makes the quiet period longer than its length.
+const pulseLua = `
+local function pulse(key, vkey, own)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZADD', vkey, now, own)
+  redis.call('ZREMRANGEBYSCORE', vkey, '-inf', '(' .. (now - 600000))
+  local len = own
+  for _, v in ipairs(redis.call('ZRANGE', vkey, 0, -1)) do
+    len = math.max(len, tonumber(v))
+  end
+  local last = tonumber(redis.call('HGET', key, 'last') or '0')
+  local quiet = tonumber(redis.call('HGET', key, 'quiet') or '0')
+  if quiet - now > len then
+    quiet = now + len
+    redis.call('HSET', key, 'quiet', quiet)
+  end
+  if (now - last > len / 2 or last > now) and now + len > quiet then
+    quiet = now + len
+    redis.call('HSET', key, 'quiet', quiet)
+  end
+  redis.call('HSET', key, 'last', now)
+  return {quiet - now, len}
+end
+`
+
+// pulseScript runs the pulse alone (a worker's heartbeat).
 //
 // KEYS[1] -> pulse (hash: last, quiet)
-// ARGV[1] -> gap, ms
-// ARGV[2] -> quiet period, ms
-// Returns how many ms of the quiet period are left (<= 0: none).
-var pulseScript = redis.NewScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local last = tonumber(redis.call('HGET', KEYS[1], 'last') or '0')
-local quiet = tonumber(redis.call('HGET', KEYS[1], 'quiet') or '0')
-if now - last > tonumber(ARGV[1]) and now + tonumber(ARGV[2]) > quiet then
-  quiet = now + tonumber(ARGV[2])
-  redis.call('HSET', KEYS[1], 'quiet', quiet)
+// KEYS[2] -> visibility timeouts (zset: ms -> when last seen)
+// ARGV[1] -> this worker's visibility timeout, ms
+// Returns {ms of quiet period left (<= 0: none), the namespace's
+// visibility timeout in ms}.
+var pulseScript = redis.NewScript(pulseLua + `
+return pulse(KEYS[1], KEYS[2], tonumber(ARGV[1]))
+`)
+
+// reclaimScript runs the pulse and, unless a quiet period is on, takes
+// over entries idle for the namespace's visibility timeout, in one step: a
+// reclaim that Redis runs only once it is back from a freeze sees the
+// silence and takes nothing.
+//
+// KEYS[1] -> pulse (hash)
+// KEYS[2] -> visibility timeouts (zset)
+// KEYS[3] -> fire stream
+// ARGV[1] -> this worker's visibility timeout, ms
+// ARGV[2] -> consumer group
+// ARGV[3] -> consumer
+// ARGV[4] -> cursor
+// ARGV[5] -> count
+// Returns {ms of quiet left} in a quiet period, else {0, next cursor, then
+// per entry: id, fields, delivery count}.
+var reclaimScript = redis.NewScript(pulseLua + `
+local p = pulse(KEYS[1], KEYS[2], tonumber(ARGV[1]))
+if p[1] > 0 then return {p[1]} end
+local r = redis.call('XAUTOCLAIM', KEYS[3], ARGV[2], ARGV[3], p[2], ARGV[4], 'COUNT', ARGV[5])
+local out = {0, r[1]}
+for _, e in ipairs(r[2]) do
+  local pe = redis.call('XPENDING', KEYS[3], ARGV[2], e[1], e[1], 1)
+  out[#out + 1] = e[1]
+  out[#out + 1] = e[2]
+  out[#out + 1] = pe[1] and pe[1][4] or 2
 end
-redis.call('HSET', KEYS[1], 'last', now)
-return quiet - now
+return out
 `)
 
 // handBackScript gives up fires a stopping worker will not finish, so the
