@@ -12,8 +12,9 @@
 // # Clock
 //
 // Every decision uses Redis TIME, never the host clock. The host clock
-// (Config.Clock) only measures how long to sleep, so planners whose clocks
-// disagree by minutes still plan every slot once. Next slots come from the
+// (Config.Clock) only measures how long to sleep, and how long ago the last
+// claim was (to give the next one a deadline in server time), so planners
+// whose clocks disagree by minutes still plan every slot once. Next slots come from the
 // previous scheduled slot, not from now, so they never drift.
 //
 // # Catch-up
@@ -396,10 +397,16 @@ func (p *Planner) round(ctx context.Context) (sleep time.Duration, planned int, 
 	// A claim Redis runs more than half a lease after we sent it is one we
 	// have given up on (Redis was frozen, and ran the queued call once
 	// back): it must claim nothing, or its tasks would wait out a lease.
-	var deadline time.Time
-	if !p.anchorRedis.IsZero() {
-		deadline = p.anchorRedis.Add(start.Sub(p.anchorLocal) + p.cfg.Lease/2)
+	if p.anchorRedis.IsZero() {
+		// The first round takes its anchor from TIME, so that even its
+		// claim has a deadline.
+		now, err := p.store.Time(rctx)
+		if err != nil {
+			return 0, 0, err
+		}
+		p.anchorRedis, p.anchorLocal = now, p.cfg.Clock.Now()
 	}
+	deadline := p.anchorRedis.Add(start.Sub(p.anchorLocal) + p.cfg.Lease/2)
 	claim, err := p.store.Claim(rctx, token, p.cfg.Lease, p.batch, deadline)
 	if err != nil {
 		return 0, 0, err

@@ -66,7 +66,11 @@ func (s *Store) Claim(ctx context.Context, token string, lease time.Duration, ma
 	if err != nil {
 		return Claim{}, fmt.Errorf("claim due tasks: %w", err)
 	}
-	c := Claim{Token: token, Now: time.UnixMilli(res[0].(int64)).UTC(), Late: len(res) == 3}
+	c := Claim{Token: token, Now: time.UnixMilli(res[0].(int64)).UTC()}
+	if len(res) == 3 {
+		late, _ := res[2].(string)
+		c.Late = late == "late"
+	}
 	if nd := res[1].(int64); nd >= 0 {
 		c.NextDue = time.UnixMilli(nd).UTC()
 	}
