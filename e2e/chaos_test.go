@@ -489,12 +489,26 @@ func (c *chaos) awaitUp(nodes ...string) {
 			c.mu.Lock()
 			p := c.procs[n[:strings.IndexByte(n, '.')]]
 			c.mu.Unlock()
-			if p.cmd.ProcessState != nil {
+			if !alive(p.proc) {
 				return fmt.Errorf("%s exited: %s", n, p.stderr())
 			}
 		}
 		return nil
 	})
+}
+
+// alive says whether p's process is still running (not exited, not a
+// zombie waiting to be reaped).
+func alive(p *proc) bool {
+	if p.cmd.ProcessState != nil {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(stat), ") ")
+	return rest != "" && rest[0] != 'Z' && rest[0] != 'X'
 }
 
 // kill SIGKILLs the process of slot, starts its successor and waits until
@@ -778,8 +792,15 @@ func (c *chaos) check(scenario string, began, end time.Time) chaosResult {
 			}
 		}
 	}
-	for _, n := range missed {
+	// Slots are missed only around a fault, later than the misfire grace.
+	for k, n := range missed {
 		res.Missed += n
+		due := time.UnixMilli(k.at)
+		if !slices.ContainsFunc(faults, func(f fault) bool {
+			return !due.Before(f.from.Add(-events.DefaultMisfireGrace-time.Second)) && !due.After(f.to.Add(events.DefaultMisfireGrace))
+		}) {
+			t.Errorf("slot %s@%s reported missed, with no fault near it", k.task, due.Format(time.RFC3339Nano))
+		}
 	}
 
 	// Every fire planned ran at least once.
@@ -796,6 +817,19 @@ func (c *chaos) check(scenario string, began, end time.Time) chaosResult {
 
 	// More than once only where the worker died holding it, or a loss
 	// window took its outcome away.
+	// A run's outcome as its worker recorded it: when, by fire, attempt and
+	// worker.
+	type outKey struct {
+		fire    string
+		attempt int
+		node    string
+	}
+	outcome := map[outKey]time.Time{}
+	for _, e := range evs {
+		if e.Type == events.TypeCompleted || e.Type == events.TypeFailed {
+			outcome[outKey{e.Fire, e.Attempt, e.Worker}] = entryTime(t, e.ID)
+		}
+	}
 	type runKey struct {
 		fire    string
 		attempt int
@@ -817,11 +851,15 @@ func (c *chaos) check(scenario string, began, end time.Time) chaosResult {
 		for _, x := range xs[:len(xs)-1] {
 			res.Duplicates++
 			died, ok := killed[x.node]
+			done, recorded := outcome[outKey{x.fire, x.attempt, x.node}]
+			lost := slices.ContainsFunc(loss, func(w window) bool {
+				return !x.ran.After(w.to) && (!recorded || !done.Before(w.from))
+			})
 			switch {
-			case ok && !died.Before(x.ran):
-				res.Explained++
-			case inLoss(x.ran):
-				res.Explained++
+			case ok && !died.Before(x.ran) && !recorded:
+				res.Explained++ // its worker was killed before it recorded the outcome
+			case lost:
+				res.Explained++ // its outcome was not recorded, or recorded in a loss window
 			default:
 				t.Errorf("fire %s attempt %d ran %d times (on %v); its run on %s at %s was not cut by a SIGKILL nor in a loss window",
 					k.fire, k.attempt, len(xs), nodesOf(xs), x.node, x.ran.Format("15:04:05.000"))
