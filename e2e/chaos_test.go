@@ -391,25 +391,11 @@ func (c *chaos) awaitReader() {
 		c.evMu.Lock()
 		cur := c.cursor
 		c.evMu.Unlock()
-		if idLess(cur, last) {
+		if store.LessID(cur, last) {
 			return fmt.Errorf("reader at %s", cur)
 		}
 		return nil
 	})
-}
-
-// idLess compares stream entry ids.
-func idLess(a, b string) bool {
-	am, as, _ := strings.Cut(a, "-")
-	bm, bs, _ := strings.Cut(b, "-")
-	ai, _ := strconv.ParseUint(am, 10, 64)
-	bi, _ := strconv.ParseUint(bm, 10, 64)
-	if ai != bi {
-		return ai < bi
-	}
-	an, _ := strconv.ParseUint(as, 10, 64)
-	bn, _ := strconv.ParseUint(bs, 10, 64)
-	return an < bn
 }
 
 func (c *chaos) events() []events.Event {
