@@ -1,0 +1,388 @@
+// Command taskino-bench measures taskino against a real redis-server, and
+// against what Redis Streams allow on the same machine in the same run.
+//
+// Usage:
+//
+//	taskino-bench [--redis URL] [--n N] [--concurrency C] [--lead D] [--json] MODE...
+//
+// Modes:
+//
+//	ceiling  a bare go-redis loop moves N entries through one stream: XADD
+//	         in pipelines of 100, XREADGROUP COUNT 100, XACK; entries/s from
+//	         the first XADD to the last XACK. The ceiling a Redis Streams
+//	         scheduler can approach.
+//	burst    N one-shot tasks due at one instant, a planner and one worker
+//	         (concurrency C, a no-op handler) in this process: wall time
+//	         from the due instant to the last ack, fires/s, lateness (handler
+//	         start minus scheduled time) p50/p99/max, duplicates, misses,
+//	         and fires/s as a ratio to the ceiling measured in the same run
+//	         (burst alone measures the ceiling first).
+//
+// Every mode works in a namespace of its own (bench-<random>), deleted at
+// the end; nothing else on the server is touched. The server should be a
+// dedicated one: other load skews the figures.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"github.com/taskino/taskino/cmd/internal/app"
+	"github.com/taskino/taskino/consumer"
+	"github.com/taskino/taskino/dispatcher"
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/planner"
+	"github.com/taskino/taskino/store"
+)
+
+func main() { app.Main("taskino-bench", &Main{Stdout: os.Stdout}) }
+
+// Main is the bench program.
+type Main struct {
+	Stdout io.Writer
+
+	app.Common
+	N           int
+	Concurrency int
+	Lead        time.Duration
+	JSON        bool
+	Modes       []string
+
+	rdb redis.UniversalClient
+}
+
+var modes = []string{"ceiling", "burst"}
+
+// ParseFlags reads the command line: flags, then one or more modes.
+func (m *Main) ParseFlags(args []string) error {
+	fs := app.NewFlagSet("taskino-bench")
+	m.Common.Register(fs)
+	fs.IntVar(&m.N, "n", 100_000, "entries (ceiling) or tasks (burst)")
+	fs.IntVar(&m.Concurrency, "concurrency", 50, "the worker's most runs at once (burst)")
+	fs.DurationVar(&m.Lead, "lead", 10*time.Second, "how far ahead of applying the burst's tasks they are due (applying 100,000 takes a few seconds)")
+	fs.BoolVar(&m.JSON, "json", false, "print one JSON object per mode instead of a table")
+	// Modes and flags in any order.
+	var rest []string
+	for len(args) > 0 {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintln(os.Stdout, "Usage: taskino-bench [flags] ceiling|burst...")
+				fs.SetOutput(os.Stdout)
+				fs.PrintDefaults()
+			}
+			return err
+		}
+		args = fs.Args()
+		if len(args) > 0 {
+			rest = append(rest, args[0])
+			args = args[1:]
+		}
+	}
+	if len(rest) == 0 {
+		return fmt.Errorf("name a mode: %s", strings.Join(modes, ", "))
+	}
+	for _, md := range rest {
+		if !slices.Contains(modes, md) {
+			return fmt.Errorf("mode %q: want one of %s", md, strings.Join(modes, ", "))
+		}
+	}
+	m.Modes = rest
+	if m.N < 1 {
+		return fmt.Errorf("--n %d: want 1 or more", m.N)
+	}
+	if m.Concurrency < 1 {
+		return fmt.Errorf("--concurrency %d: want 1 or more", m.Concurrency)
+	}
+	if m.Lead <= 0 {
+		return fmt.Errorf("--lead %s: want a positive duration such as 10s", m.Lead)
+	}
+	return m.Common.Check()
+}
+
+// Result is one mode's figures.
+type Result struct {
+	Mode       string  `json:"mode"`
+	N          int     `json:"n"`
+	WallS      float64 `json:"wall_s"`
+	PerSec     float64 `json:"per_s"`
+	P50Ms      float64 `json:"lateness_p50_ms,omitempty"`
+	P99Ms      float64 `json:"lateness_p99_ms,omitempty"`
+	MaxMs      float64 `json:"lateness_max_ms,omitempty"`
+	Duplicates int     `json:"duplicates"`
+	Misses     int     `json:"misses"`
+	Ratio      float64 `json:"ratio_to_ceiling,omitempty"`
+}
+
+// Run runs the modes in order and prints their figures.
+func (m *Main) Run(ctx context.Context) error {
+	rdb, err := m.Common.Connect(ctx)
+	if err != nil {
+		return err
+	}
+	m.rdb = rdb
+	var results []Result
+	var ceiling float64
+	for _, md := range m.Modes {
+		var r Result
+		switch md {
+		case "ceiling":
+			r, err = m.ceiling(ctx)
+			ceiling = r.PerSec
+		case "burst":
+			if ceiling == 0 {
+				c, err := m.ceiling(ctx)
+				if err != nil {
+					return err
+				}
+				results = append(results, c)
+				ceiling = c.PerSec
+			}
+			r, err = m.burst(ctx)
+			r.Ratio = r.PerSec / ceiling
+		}
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
+	return m.print(results)
+}
+
+func (m *Main) print(rs []Result) error {
+	if m.JSON {
+		enc := json.NewEncoder(m.Stdout)
+		for _, r := range rs {
+			if err := enc.Encode(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	w := tabwriter.NewWriter(m.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "mode\tn\twall\tper s\tlate p50\tp99\tmax\tdup\tmiss\tof ceiling\t")
+	for _, r := range rs {
+		late := func(v float64) string {
+			if r.Mode == "ceiling" {
+				return "-"
+			}
+			return fmt.Sprintf("%.0fms", v)
+		}
+		ratio := "-"
+		if r.Ratio > 0 {
+			ratio = fmt.Sprintf("%.1f%%", 100*r.Ratio)
+		}
+		fmt.Fprintf(w, "%s\t%d\t%.2fs\t%.0f\t%s\t%s\t%s\t%d\t%d\t%s\t\n", r.Mode, r.N, r.WallS, r.PerSec,
+			late(r.P50Ms), late(r.P99Ms), late(r.MaxMs), r.Duplicates, r.Misses, ratio)
+	}
+	return w.Flush()
+}
+
+// namespace returns a fresh namespace and a function that deletes its keys.
+func (m *Main) namespace() (string, func()) {
+	ns := "bench-" + uuid.NewString()[:8]
+	return ns, func() {
+		ctx := context.Background()
+		var keys []string
+		iter := m.rdb.Scan(ctx, 0, "taskino:{"+ns+"}:*", 1000).Iterator()
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		for _, k := range keys {
+			m.rdb.Unlink(ctx, k)
+		}
+	}
+}
+
+// ceiling moves N entries through one stream with a bare go-redis loop.
+func (m *Main) ceiling(ctx context.Context) (Result, error) {
+	ns, drop := m.namespace()
+	defer drop()
+	stream := "taskino:{" + ns + "}:ceiling"
+	if err := m.rdb.XGroupCreateMkStream(ctx, stream, "g", "$").Err(); err != nil {
+		return Result{}, fmt.Errorf("ceiling: %w", err)
+	}
+	start := time.Now()
+	prod := make(chan error, 1)
+	go func() {
+		for i := 0; i < m.N; i += 100 {
+			pipe := m.rdb.Pipeline()
+			for j := i; j < min(i+100, m.N); j++ {
+				pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"task", "t", "at", "1"}})
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				prod <- err
+				return
+			}
+		}
+		prod <- nil
+	}()
+	acked := 0
+	for acked < m.N {
+		res, err := m.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{stream, ">"}, Count: 100, Block: time.Second}).Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return Result{}, fmt.Errorf("ceiling: %w", err)
+		}
+		ids := make([]string, 0, 100)
+		for _, msg := range res[0].Messages {
+			ids = append(ids, msg.ID)
+		}
+		if err := m.rdb.XAck(ctx, stream, "g", ids...).Err(); err != nil {
+			return Result{}, fmt.Errorf("ceiling: %w", err)
+		}
+		acked += len(ids)
+	}
+	if err := <-prod; err != nil {
+		return Result{}, fmt.Errorf("ceiling: %w", err)
+	}
+	wall := time.Since(start)
+	return Result{Mode: "ceiling", N: m.N, WallS: wall.Seconds(), PerSec: float64(m.N) / wall.Seconds()}, nil
+}
+
+// runs records each run's lateness and counts runs per fire.
+type runs struct {
+	mu    sync.Mutex
+	late  []time.Duration
+	count map[string]int
+	all   chan struct{}
+	want  int
+}
+
+func (r *runs) add(f events.Fire) {
+	d := time.Since(f.At)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.late = append(r.late, d)
+	r.count[f.ID]++
+	if len(r.count) == r.want && r.count[f.ID] == 1 {
+		close(r.all)
+	}
+}
+
+// burst: N one-shot tasks due at one instant, one planner and one worker.
+func (m *Main) burst(ctx context.Context) (Result, error) {
+	ns, drop := m.namespace()
+	defer drop()
+	st, err := store.New(m.rdb, ns, store.Options{EventsMaxLen: int64(10*m.N + 100_000)})
+	if err != nil {
+		return Result{}, err
+	}
+	names := make([]string, m.N)
+	for i := range names {
+		names[i] = fmt.Sprintf("burst-%07d", i)
+	}
+	rs := &runs{count: make(map[string]int, m.N), all: make(chan struct{}), want: m.N}
+
+	// Events are not trimmed during the run: the misses are counted from them.
+	maxLen := int64(10*m.N + 100_000)
+	c, err := consumer.New(m.rdb, consumer.Config{Namespace: ns, Logger: zerolog.Nop(), FlushBatch: 512, EventsMaxLen: maxLen})
+	if err != nil {
+		return Result{}, err
+	}
+	d := dispatcher.New(c, dispatcher.Config{Concurrency: m.Concurrency})
+	for _, n := range names {
+		if err := d.HandleFunc(n, func(_ context.Context, f events.Fire) error { rs.add(f); return nil }); err != nil {
+			return Result{}, err
+		}
+	}
+	wctx, stopWorker := context.WithCancel(ctx)
+	defer stopWorker()
+	wdone := make(chan error, 1)
+	go func() { wdone <- d.Run(wctx) }()
+
+	now, err := st.Time(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	due := now.Add(m.Lead)
+	specs := make([]events.Spec, m.N)
+	for i := range specs {
+		specs[i] = events.Spec{Name: names[i], Trigger: events.Once(due)}
+	}
+	if _, err := planner.Apply(ctx, st, 1, specs); err != nil {
+		return Result{}, fmt.Errorf("burst: apply %d tasks: %w", m.N, err)
+	}
+	if now, err = st.Time(ctx); err != nil {
+		return Result{}, err
+	} else if now.After(due) {
+		return Result{}, fmt.Errorf("burst: applying %d tasks took past their due time; raise --lead above %s", m.N, m.Lead)
+	}
+	p, err := planner.New(m.rdb, planner.Config{Namespace: ns, Logger: zerolog.Nop(), EventsMaxLen: maxLen})
+	if err != nil {
+		return Result{}, err
+	}
+	pctx, stopPlanner := context.WithCancel(ctx)
+	defer stopPlanner()
+	pdone := make(chan error, 1)
+	go func() { pdone <- p.Run(pctx) }()
+
+	// Fires that have not run 10 minutes after their due time count as
+	// misses.
+	select {
+	case <-rs.all:
+	case <-time.After(time.Until(due) + 10*time.Minute):
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	}
+	// Done means acked with its outcome recorded.
+	stream := st.Keys().Fires("default")
+	for {
+		pend, err := m.rdb.XPending(ctx, stream, store.WorkerGroup).Result()
+		if err != nil {
+			return Result{}, err
+		}
+		if pend.Count == 0 || time.Since(due) > 10*time.Minute {
+			break
+		}
+		time.Sleep(time.Millisecond) // polling Redis, in a bench only
+	}
+	wall := time.Since(due)
+	stopPlanner()
+	<-pdone
+	stopWorker()
+	<-wdone
+
+	r := Result{Mode: "burst", N: m.N, WallS: wall.Seconds(), PerSec: float64(m.N) / wall.Seconds()}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	slices.Sort(rs.late)
+	q := func(p float64) float64 {
+		return float64(rs.late[int(p*float64(len(rs.late)-1))].Microseconds()) / 1000
+	}
+	r.P50Ms, r.P99Ms, r.MaxMs = q(0.5), q(0.99), q(1)
+	for _, n := range rs.count {
+		r.Duplicates += n - 1
+	}
+	r.Misses = m.N - len(rs.count)
+	evs, err := st.RangeEvents(ctx, "-", "+")
+	if err == nil {
+		for _, e := range evs {
+			if e.Type == events.TypeMissed {
+				r.Misses += int(e.Count)
+			}
+		}
+	}
+	return r, nil
+}
+
+// Close releases the Redis client.
+func (m *Main) Close() {
+	if m.rdb != nil {
+		_ = m.rdb.Close()
+	}
+}
