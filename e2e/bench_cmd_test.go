@@ -8,15 +8,15 @@ import (
 	"github.com/taskino/taskino/store/redistest"
 )
 
-// taskino-bench runs its ceiling and burst modes against a real server
-// (small N) and reports what it measured: every fire ran once, none was
-// missed, and the burst's rate is put against the ceiling's. It leaves no
+// taskino-bench runs its ceiling, burst and periodic modes against a real
+// server (small sizes) and reports what it measured: every fire ran once,
+// none was missed, and the burst's rate is put against the ceiling's. It leaves no
 // key behind.
 func TestBenchCommand(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	bin := buildBinary(t, "cmd/taskino-bench")
-	out, errOut, code := runCLI(t, bin, "--redis", "redis://"+srv.Addr+"/0", "--n", "2000", "--lead", "3s", "--json", "ceiling", "burst")
+	out, errOut, code := runCLI(t, bin, "--redis", "redis://"+srv.Addr+"/0", "--n", "2000", "--tasks", "100", "--for", "3s", "--lead", "3s", "--json", "ceiling", "burst", "periodic")
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
@@ -27,6 +27,7 @@ func TestBenchCommand(t *testing.T) {
 		P99Ms      float64 `json:"lateness_p99_ms"`
 		Duplicates int     `json:"duplicates"`
 		Misses     int     `json:"misses"`
+		Expected   int     `json:"expected"`
 		Ratio      float64 `json:"ratio_to_ceiling"`
 	}
 	var rs []result
@@ -37,8 +38,11 @@ func TestBenchCommand(t *testing.T) {
 		}
 		rs = append(rs, r)
 	}
-	if len(rs) != 2 || rs[0].Mode != "ceiling" || rs[1].Mode != "burst" {
-		t.Fatalf("results %+v, want ceiling then burst", rs)
+	if len(rs) != 3 || rs[0].Mode != "ceiling" || rs[1].Mode != "burst" || rs[2].Mode != "periodic" {
+		t.Fatalf("results %+v, want ceiling, burst, periodic", rs)
+	}
+	if p := rs[2]; p.Expected != 300 || p.N != 300 || p.Duplicates != 0 || p.Misses != 0 || p.P99Ms <= 0 {
+		t.Errorf("periodic, 100 tasks for 3s: %+v, want 300 runs, none twice, none missed", p)
 	}
 	c, b := rs[0], rs[1]
 	if c.N != 2000 || c.PerSec <= 0 || b.N != 2000 || b.PerSec <= 0 || b.P99Ms <= 0 {

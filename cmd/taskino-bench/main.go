@@ -3,7 +3,7 @@
 //
 // Usage:
 //
-//	taskino-bench [--redis URL] [--n N] [--concurrency C] [--lead D] [--json] MODE...
+//	taskino-bench [--redis URL] [--n N] [--tasks K] [--for D] [--concurrency C] [--lead D] [--json] MODE...
 //
 // Modes:
 //
@@ -11,6 +11,10 @@
 //	         in pipelines of 100, XREADGROUP COUNT 100, XACK; entries/s from
 //	         the first XADD to the last XACK. The ceiling a Redis Streams
 //	         scheduler can approach.
+//	periodic K tasks (--tasks, default 1,000) every second for --for (30s),
+//	         two planners and one worker in this process: executions
+//	         against the expected count, duplicates, misses, lateness
+//	         p50/p99/max
 //	burst    N one-shot tasks due at one instant, a planner and one worker
 //	         (concurrency C, a no-op handler) in this process: wall time
 //	         from the due instant to the last ack, fires/s, lateness (handler
@@ -58,13 +62,15 @@ type Main struct {
 	N           int
 	Concurrency int
 	Lead        time.Duration
+	Tasks       int
+	For         time.Duration
 	JSON        bool
 	Modes       []string
 
 	rdb redis.UniversalClient
 }
 
-var modes = []string{"ceiling", "burst"}
+var modes = []string{"ceiling", "burst", "periodic"}
 
 // ParseFlags reads the command line: flags, then one or more modes.
 func (m *Main) ParseFlags(args []string) error {
@@ -73,13 +79,15 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&m.N, "n", 100_000, "entries (ceiling) or tasks (burst)")
 	fs.IntVar(&m.Concurrency, "concurrency", 50, "the worker's most runs at once (burst)")
 	fs.DurationVar(&m.Lead, "lead", 10*time.Second, "how far ahead of applying the burst's tasks they are due (applying 100,000 takes a few seconds)")
+	fs.IntVar(&m.Tasks, "tasks", 1000, "tasks every second (periodic)")
+	fs.DurationVar(&m.For, "for", 30*time.Second, "how long the periodic tasks run (whole seconds)")
 	fs.BoolVar(&m.JSON, "json", false, "print one JSON object per mode instead of a table")
 	// Modes and flags in any order.
 	var rest []string
 	for len(args) > 0 {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprintln(os.Stdout, "Usage: taskino-bench [flags] ceiling|burst...")
+				fmt.Fprintln(os.Stdout, "Usage: taskino-bench [flags] ceiling|burst|periodic...")
 				fs.SetOutput(os.Stdout)
 				fs.PrintDefaults()
 			}
@@ -106,6 +114,12 @@ func (m *Main) ParseFlags(args []string) error {
 	if m.Concurrency < 1 {
 		return fmt.Errorf("--concurrency %d: want 1 or more", m.Concurrency)
 	}
+	if m.Tasks < 1 {
+		return fmt.Errorf("--tasks %d: want 1 or more", m.Tasks)
+	}
+	if m.For < time.Second || m.For%time.Second != 0 {
+		return fmt.Errorf("--for %s: want whole seconds, such as 30s", m.For)
+	}
 	if m.Lead <= 0 {
 		return fmt.Errorf("--lead %s: want a positive duration such as 10s", m.Lead)
 	}
@@ -121,6 +135,7 @@ type Result struct {
 	P50Ms      float64 `json:"lateness_p50_ms,omitempty"`
 	P99Ms      float64 `json:"lateness_p99_ms,omitempty"`
 	MaxMs      float64 `json:"lateness_max_ms,omitempty"`
+	Expected   int     `json:"expected,omitempty"`
 	Duplicates int     `json:"duplicates"`
 	Misses     int     `json:"misses"`
 	Ratio      float64 `json:"ratio_to_ceiling,omitempty"`
@@ -152,6 +167,8 @@ func (m *Main) Run(ctx context.Context) error {
 			}
 			r, err = m.burst(ctx)
 			r.Ratio = r.PerSec / ceiling
+		case "periodic":
+			r, err = m.periodic(ctx)
 		}
 		if err != nil {
 			return err
@@ -278,7 +295,9 @@ func (r *runs) add(f events.Fire) {
 func (m *Main) burst(ctx context.Context) (Result, error) {
 	ns, drop := m.namespace()
 	defer drop()
-	st, err := store.New(m.rdb, ns, store.Options{EventsMaxLen: int64(10*m.N + 100_000)})
+	// Events are not trimmed during the run: the misses are counted from them.
+	maxLen := int64(10*m.N + 100_000)
+	st, err := store.New(m.rdb, ns, store.Options{EventsMaxLen: maxLen})
 	if err != nil {
 		return Result{}, err
 	}
@@ -287,23 +306,11 @@ func (m *Main) burst(ctx context.Context) (Result, error) {
 		names[i] = fmt.Sprintf("burst-%07d", i)
 	}
 	rs := &runs{count: make(map[string]int, m.N), all: make(chan struct{}), want: m.N}
-
-	// Events are not trimmed during the run: the misses are counted from them.
-	maxLen := int64(10*m.N + 100_000)
-	c, err := consumer.New(m.rdb, consumer.Config{Namespace: ns, Logger: zerolog.Nop(), FlushBatch: 512, EventsMaxLen: maxLen})
+	stopWorker, err := m.worker(ctx, ns, names, rs, maxLen)
 	if err != nil {
 		return Result{}, err
 	}
-	d := dispatcher.New(c, dispatcher.Config{Concurrency: m.Concurrency})
-	for _, n := range names {
-		if err := d.HandleFunc(n, func(_ context.Context, f events.Fire) error { rs.add(f); return nil }); err != nil {
-			return Result{}, err
-		}
-	}
-	wctx, stopWorker := context.WithCancel(ctx)
 	defer stopWorker()
-	wdone := make(chan error, 1)
-	go func() { wdone <- d.Run(wctx) }()
 
 	now, err := st.Time(ctx)
 	if err != nil {
@@ -322,62 +329,165 @@ func (m *Main) burst(ctx context.Context) (Result, error) {
 	} else if now.After(due) {
 		return Result{}, fmt.Errorf("burst: applying %d tasks took past their due time; raise --lead above %s", m.N, m.Lead)
 	}
-	p, err := planner.New(m.rdb, planner.Config{Namespace: ns, Logger: zerolog.Nop(), EventsMaxLen: maxLen})
+	stopPlanner, err := m.planner(ctx, ns, "bench-planner", maxLen)
 	if err != nil {
 		return Result{}, err
 	}
-	pctx, stopPlanner := context.WithCancel(ctx)
 	defer stopPlanner()
-	pdone := make(chan error, 1)
-	go func() { pdone <- p.Run(pctx) }()
+	if err := m.awaitRuns(ctx, st, rs, due); err != nil {
+		return Result{}, err
+	}
+	r := rs.result("burst", m.N, time.Since(due))
+	r.Misses += m.missedEvents(ctx, st)
+	return r, nil
+}
 
-	// Fires that have not run 10 minutes after their due time count as
-	// misses.
+// periodic: K tasks every second for a while, two planners and one worker.
+func (m *Main) periodic(ctx context.Context) (Result, error) {
+	ns, drop := m.namespace()
+	defer drop()
+	slots := int(m.For / time.Second)
+	want := m.Tasks * slots
+	maxLen := int64(10*want + 100_000)
+	st, err := store.New(m.rdb, ns, store.Options{EventsMaxLen: maxLen})
+	if err != nil {
+		return Result{}, err
+	}
+	names := make([]string, m.Tasks)
+	for i := range names {
+		names[i] = fmt.Sprintf("tick-%06d", i)
+	}
+	rs := &runs{count: make(map[string]int, want), all: make(chan struct{}), want: want}
+	stopWorker, err := m.worker(ctx, ns, names, rs, maxLen)
+	if err != nil {
+		return Result{}, err
+	}
+	defer stopWorker()
+
+	now, err := st.Time(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	start := now.Add(m.Lead).Truncate(time.Second)
+	end := start.Add(m.For - time.Millisecond)
+	specs := make([]events.Spec, m.Tasks)
+	for i := range specs {
+		specs[i] = events.Spec{Name: names[i], Trigger: events.Every(time.Second).From(start).Until(end)}
+	}
+	if _, err := planner.Apply(ctx, st, 1, specs); err != nil {
+		return Result{}, fmt.Errorf("periodic: apply %d tasks: %w", m.Tasks, err)
+	}
+	var stops []func()
+	for i := range 2 {
+		stop, err := m.planner(ctx, ns, fmt.Sprintf("bench-planner-%d", i+1), maxLen)
+		if err != nil {
+			return Result{}, err
+		}
+		stops = append(stops, stop)
+	}
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}()
+	if err := m.awaitRuns(ctx, st, rs, end); err != nil {
+		return Result{}, err
+	}
+	r := rs.result("periodic", want, m.For)
+	r.Expected = want
+	r.Misses += m.missedEvents(ctx, st)
+	return r, nil
+}
+
+// worker starts a worker of ns (concurrency --concurrency) whose no-op
+// handlers record their runs, and returns its stop.
+func (m *Main) worker(ctx context.Context, ns string, names []string, rs *runs, maxLen int64) (func(), error) {
+	c, err := consumer.New(m.rdb, consumer.Config{Namespace: ns, Logger: zerolog.Nop(), FlushBatch: 512, EventsMaxLen: maxLen})
+	if err != nil {
+		return nil, err
+	}
+	d := dispatcher.New(c, dispatcher.Config{Concurrency: m.Concurrency})
+	for _, n := range names {
+		if err := d.HandleFunc(n, func(_ context.Context, f events.Fire) error { rs.add(f); return nil }); err != nil {
+			return nil, err
+		}
+	}
+	return m.goRun(ctx, d.Run), nil
+}
+
+// planner starts a planner of ns and returns its stop.
+func (m *Main) planner(ctx context.Context, ns, node string, maxLen int64) (func(), error) {
+	p, err := planner.New(m.rdb, planner.Config{Namespace: ns, Node: node, Logger: zerolog.Nop(), EventsMaxLen: maxLen})
+	if err != nil {
+		return nil, err
+	}
+	return m.goRun(ctx, p.Run), nil
+}
+
+// goRun runs run until the returned stop is called, which waits for it.
+func (m *Main) goRun(ctx context.Context, run func(context.Context) error) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = run(ctx); close(done) }()
+	var once sync.Once
+	return func() { once.Do(func() { cancel(); <-done }) }
+}
+
+// awaitRuns waits until every wanted fire ran and nothing is pending, or
+// until 10 minutes after last (the last slot): what has not run by then
+// counts as missed.
+func (m *Main) awaitRuns(ctx context.Context, st *store.Store, rs *runs, last time.Time) error {
 	select {
 	case <-rs.all:
-	case <-time.After(time.Until(due) + 10*time.Minute):
+	case <-time.After(time.Until(last) + 10*time.Minute):
 	case <-ctx.Done():
-		return Result{}, ctx.Err()
+		return ctx.Err()
 	}
-	// Done means acked with its outcome recorded.
 	stream := st.Keys().Fires("default")
 	for {
 		pend, err := m.rdb.XPending(ctx, stream, store.WorkerGroup).Result()
 		if err != nil {
-			return Result{}, err
+			return err
 		}
-		if pend.Count == 0 || time.Since(due) > 10*time.Minute {
-			break
+		if pend.Count == 0 || time.Since(last) > 10*time.Minute {
+			return nil
 		}
 		time.Sleep(time.Millisecond) // polling Redis, in a bench only
 	}
-	wall := time.Since(due)
-	stopPlanner()
-	<-pdone
-	stopWorker()
-	<-wdone
+}
 
-	r := Result{Mode: "burst", N: m.N, WallS: wall.Seconds(), PerSec: float64(m.N) / wall.Seconds()}
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	slices.Sort(rs.late)
-	q := func(p float64) float64 {
-		return float64(rs.late[int(p*float64(len(rs.late)-1))].Microseconds()) / 1000
+// result sums up the runs: n wanted over wall.
+func (r *runs) result(mode string, n int, wall time.Duration) Result {
+	res := Result{Mode: mode, N: n, WallS: wall.Seconds(), PerSec: float64(len(r.count)) / wall.Seconds()}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.late) > 0 {
+		slices.Sort(r.late)
+		q := func(p float64) float64 {
+			return float64(r.late[int(p*float64(len(r.late)-1))].Microseconds()) / 1000
+		}
+		res.P50Ms, res.P99Ms, res.MaxMs = q(0.5), q(0.99), q(1)
 	}
-	r.P50Ms, r.P99Ms, r.MaxMs = q(0.5), q(0.99), q(1)
-	for _, n := range rs.count {
-		r.Duplicates += n - 1
+	for _, c := range r.count {
+		res.Duplicates += c - 1
 	}
-	r.Misses = m.N - len(rs.count)
+	res.Misses = n - len(r.count)
+	return res
+}
+
+// missedEvents counts the slots reported missed.
+func (m *Main) missedEvents(ctx context.Context, st *store.Store) int {
+	n := 0
 	evs, err := st.RangeEvents(ctx, "-", "+")
-	if err == nil {
-		for _, e := range evs {
-			if e.Type == events.TypeMissed {
-				r.Misses += int(e.Count)
-			}
+	if err != nil {
+		return 0
+	}
+	for _, e := range evs {
+		if e.Type == events.TypeMissed {
+			n += int(e.Count)
 		}
 	}
-	return r, nil
+	return n
 }
 
 // Close releases the Redis client.
