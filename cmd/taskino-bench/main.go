@@ -3,7 +3,7 @@
 //
 // Usage:
 //
-//	taskino-bench [--redis URL] [--n N] [--tasks K] [--for D] [--concurrency C] [--lead D] [--json] MODE...
+//	taskino-bench [--redis URL] [--n N] [--tasks K] [--for D] [--planners P] [--concurrency C] [--lead D] [--json] MODE...
 //
 // Modes:
 //
@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -64,6 +65,8 @@ type Main struct {
 	Lead        time.Duration
 	Tasks       int
 	For         time.Duration
+	Planners    int
+	CPUProfile  string
 	JSON        bool
 	Modes       []string
 
@@ -79,8 +82,10 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&m.N, "n", 100_000, "entries (ceiling) or tasks (burst)")
 	fs.IntVar(&m.Concurrency, "concurrency", 50, "the worker's most runs at once (burst)")
 	fs.DurationVar(&m.Lead, "lead", 10*time.Second, "how far ahead of applying the burst's tasks they are due (applying 100,000 takes a few seconds)")
+	fs.IntVar(&m.Planners, "planners", 0, "planners in the process (default: 1 for burst, 2 for periodic)")
 	fs.IntVar(&m.Tasks, "tasks", 1000, "tasks every second (periodic)")
 	fs.DurationVar(&m.For, "for", 30*time.Second, "how long the periodic tasks run (whole seconds)")
+	fs.StringVar(&m.CPUProfile, "cpuprofile", "", "write this process's CPU profile (planners and worker) to FILE")
 	fs.BoolVar(&m.JSON, "json", false, "print one JSON object per mode instead of a table")
 	// Modes and flags in any order.
 	var rest []string
@@ -113,6 +118,9 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if m.Concurrency < 1 {
 		return fmt.Errorf("--concurrency %d: want 1 or more", m.Concurrency)
+	}
+	if m.Planners < 0 {
+		return fmt.Errorf("--planners %d: want 1 or more", m.Planners)
 	}
 	if m.Tasks < 1 {
 		return fmt.Errorf("--tasks %d: want 1 or more", m.Tasks)
@@ -148,6 +156,17 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.rdb = rdb
+	if m.CPUProfile != "" {
+		f, err := os.Create(m.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var results []Result
 	var ceiling float64
 	for _, md := range m.Modes {
@@ -329,11 +348,11 @@ func (m *Main) burst(ctx context.Context) (Result, error) {
 	} else if now.After(due) {
 		return Result{}, fmt.Errorf("burst: applying %d tasks took past their due time; raise --lead above %s", m.N, m.Lead)
 	}
-	stopPlanner, err := m.planner(ctx, ns, "bench-planner", maxLen)
+	stop, err := m.planners(ctx, ns, 1, maxLen)
 	if err != nil {
 		return Result{}, err
 	}
-	defer stopPlanner()
+	defer stop()
 	if err := m.awaitRuns(ctx, st, rs, due); err != nil {
 		return Result{}, err
 	}
@@ -377,19 +396,11 @@ func (m *Main) periodic(ctx context.Context) (Result, error) {
 	if _, err := planner.Apply(ctx, st, 1, specs); err != nil {
 		return Result{}, fmt.Errorf("periodic: apply %d tasks: %w", m.Tasks, err)
 	}
-	var stops []func()
-	for i := range 2 {
-		stop, err := m.planner(ctx, ns, fmt.Sprintf("bench-planner-%d", i+1), maxLen)
-		if err != nil {
-			return Result{}, err
-		}
-		stops = append(stops, stop)
+	stop, err := m.planners(ctx, ns, 2, maxLen)
+	if err != nil {
+		return Result{}, err
 	}
-	defer func() {
-		for _, stop := range stops {
-			stop()
-		}
-	}()
+	defer stop()
 	if err := m.awaitRuns(ctx, st, rs, end); err != nil {
 		return Result{}, err
 	}
@@ -415,13 +426,28 @@ func (m *Main) worker(ctx context.Context, ns string, names []string, rs *runs, 
 	return m.goRun(ctx, d.Run), nil
 }
 
-// planner starts a planner of ns and returns its stop.
-func (m *Main) planner(ctx context.Context, ns, node string, maxLen int64) (func(), error) {
-	p, err := planner.New(m.rdb, planner.Config{Namespace: ns, Node: node, Logger: zerolog.Nop(), EventsMaxLen: maxLen})
-	if err != nil {
-		return nil, err
+// planners starts --planners planners of ns (def when the flag is unset)
+// and returns their stop.
+func (m *Main) planners(ctx context.Context, ns string, def int, maxLen int64) (func(), error) {
+	n := m.Planners
+	if n == 0 {
+		n = def
 	}
-	return m.goRun(ctx, p.Run), nil
+	var stops []func()
+	stopAll := func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}
+	for i := range n {
+		p, err := planner.New(m.rdb, planner.Config{Namespace: ns, Node: fmt.Sprintf("bench-planner-%d", i+1), Logger: zerolog.Nop(), EventsMaxLen: maxLen})
+		if err != nil {
+			stopAll()
+			return nil, err
+		}
+		stops = append(stops, m.goRun(ctx, p.Run))
+	}
+	return stopAll, nil
 }
 
 // goRun runs run until the returned stop is called, which waits for it.
