@@ -310,31 +310,51 @@ func (r *runs) add(f events.Fire) {
 	}
 }
 
+// setup is what burst and periodic share: a store on ns whose events are
+// not trimmed during the run (the misses are counted from them), tasks
+// names prefix-0..k-1, a running worker whose no-op handlers record want
+// runs, and the server's time once all that is ready.
+type setup struct {
+	st         *store.Store
+	names      []string
+	rs         *runs
+	maxLen     int64
+	stopWorker func()
+	now        time.Time
+}
+
+func (m *Main) setUp(ctx context.Context, ns, prefix string, k, want int) (setup, error) {
+	su := setup{maxLen: int64(10*want + 100_000)}
+	st, err := store.New(m.rdb, ns, store.Options{EventsMaxLen: su.maxLen})
+	if err != nil {
+		return su, err
+	}
+	su.st = st
+	su.names = make([]string, k)
+	for i := range su.names {
+		su.names[i] = fmt.Sprintf("%s-%07d", prefix, i)
+	}
+	su.rs = &runs{count: make(map[string]int, want), all: make(chan struct{}), want: want}
+	if su.stopWorker, err = m.worker(ctx, ns, su.names, su.rs, su.maxLen); err != nil {
+		return su, err
+	}
+	if su.now, err = st.Time(ctx); err != nil {
+		su.stopWorker()
+		return su, err
+	}
+	return su, nil
+}
+
 // burst: N one-shot tasks due at one instant, one planner and one worker.
 func (m *Main) burst(ctx context.Context) (Result, error) {
 	ns, drop := m.namespace()
 	defer drop()
-	// Events are not trimmed during the run: the misses are counted from them.
-	maxLen := int64(10*m.N + 100_000)
-	st, err := store.New(m.rdb, ns, store.Options{EventsMaxLen: maxLen})
+	su, err := m.setUp(ctx, ns, "burst", m.N, m.N)
 	if err != nil {
 		return Result{}, err
 	}
-	names := make([]string, m.N)
-	for i := range names {
-		names[i] = fmt.Sprintf("burst-%07d", i)
-	}
-	rs := &runs{count: make(map[string]int, m.N), all: make(chan struct{}), want: m.N}
-	stopWorker, err := m.worker(ctx, ns, names, rs, maxLen)
-	if err != nil {
-		return Result{}, err
-	}
-	defer stopWorker()
-
-	now, err := st.Time(ctx)
-	if err != nil {
-		return Result{}, err
-	}
+	defer su.stopWorker()
+	st, names, rs, maxLen, now := su.st, su.names, su.rs, su.maxLen, su.now
 	due := now.Add(m.Lead)
 	specs := make([]events.Spec, m.N)
 	for i := range specs {
@@ -365,28 +385,13 @@ func (m *Main) burst(ctx context.Context) (Result, error) {
 func (m *Main) periodic(ctx context.Context) (Result, error) {
 	ns, drop := m.namespace()
 	defer drop()
-	slots := int(m.For / time.Second)
-	want := m.Tasks * slots
-	maxLen := int64(10*want + 100_000)
-	st, err := store.New(m.rdb, ns, store.Options{EventsMaxLen: maxLen})
+	want := m.Tasks * int(m.For/time.Second)
+	su, err := m.setUp(ctx, ns, "tick", m.Tasks, want)
 	if err != nil {
 		return Result{}, err
 	}
-	names := make([]string, m.Tasks)
-	for i := range names {
-		names[i] = fmt.Sprintf("tick-%06d", i)
-	}
-	rs := &runs{count: make(map[string]int, want), all: make(chan struct{}), want: want}
-	stopWorker, err := m.worker(ctx, ns, names, rs, maxLen)
-	if err != nil {
-		return Result{}, err
-	}
-	defer stopWorker()
-
-	now, err := st.Time(ctx)
-	if err != nil {
-		return Result{}, err
-	}
+	defer su.stopWorker()
+	st, names, rs, maxLen, now := su.st, su.names, su.rs, su.maxLen, su.now
 	start := now.Add(m.Lead).Truncate(time.Second)
 	end := start.Add(m.For - time.Millisecond)
 	specs := make([]events.Spec, m.Tasks)
