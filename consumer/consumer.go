@@ -21,8 +21,8 @@
 // When no worker could reach Redis for a while (Redis frozen, restarted or
 // failed over; the network cut), every pending entry looks idle afterwards:
 // reclaims then wait one VisibilityTimeout, in which the live workers
-// extend their claims (see store.Pulse). A stopping worker hands back what it will not finish, and any worker
-// reclaims those at once. An entry handed out MaxDeliveries times without
+// extend their claims (see store.Heartbeat). A stopping worker hands back
+// what it will not finish, and any worker reclaims those at once. An entry handed out MaxDeliveries times without
 // an outcome (every worker that took it died) is dead-lettered.
 //
 // # Outcomes
@@ -175,7 +175,7 @@ type Consumer struct {
 	readWG   sync.WaitGroup
 	// Fetch's goroutine only:
 	reclaimCursor map[string]string
-	quietLogged   bool // the quiet period after an outage was logged (see store.Pulse)
+	quietLogged   bool // the quiet period after an outage was logged (see store.Heartbeat)
 	lastReclaim   time.Time
 	later         []store.Delivery // read, to be returned by the next Fetch
 
@@ -966,8 +966,9 @@ func (c *Consumer) broadcastLoop(ctx context.Context) {
 	}
 }
 
-// heartbeatLoop extends the claims of held fires every third of the
-// visibility timeout.
+// heartbeatLoop records the worker's pulse and extends the claims of held
+// fires (one script) every third of the visibility timeout, with or
+// without fires.
 func (c *Consumer) heartbeatLoop(ctx context.Context) {
 	t := time.NewTicker(c.cfg.VisibilityTimeout / 3)
 	defer t.Stop()
@@ -984,11 +985,7 @@ func (c *Consumer) heartbeatLoop(ctx context.Context) {
 			hs = append(hs, h)
 		}
 		c.mu.Unlock()
-		_, err := c.st.Pulse(ctx, c.cfg.VisibilityTimeout)
-		var lost []string
-		if err == nil {
-			lost, err = c.st.Heartbeat(ctx, c.cfg.Node, c.cfg.VisibilityTimeout, hs)
-		}
+		lost, _, err := c.st.Heartbeat(ctx, c.cfg.Node, c.cfg.VisibilityTimeout, hs)
 		if err != nil {
 			if b.Next(); ctx.Err() == nil && b.Report() {
 				c.log.Warn().Err(err).Int("fires", len(hs)).Int("failures", b.Failures()).Msg("extend claims")

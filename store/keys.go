@@ -101,7 +101,7 @@ func (k Keys) Retry() string { return k.prefix + "retry" }
 
 // Pulse is a hash: "last", the Redis time (Unix ms) a worker of the
 // namespace last reached Redis, and "quiet", until when reclaims wait (see
-// Store.Pulse).
+// Store.Heartbeat).
 func (k Keys) Pulse() string { return k.prefix + "pulse" }
 
 // Visibility is a sorted set of the workers' visibility timeouts (member:

@@ -122,8 +122,8 @@ func (s *Store) ReadFires(ctx context.Context, consumer string, streams []string
 // from cursor (start with "0-0"). It returns them with their delivery
 // counts, and the cursor to go on from ("0-0" when the scan went round).
 // It records the worker's pulse in the same step, and in a quiet period
-// after an outage (see Pulse) takes nothing and returns how long the quiet
-// period still lasts.
+// after an outage (see Heartbeat) takes nothing and returns how long the
+// quiet period still lasts.
 func (s *Store) Reclaim(ctx context.Context, consumer, stream string, visibility time.Duration, cursor string, count int) ([]Delivery, string, time.Duration, error) {
 	if count <= 0 {
 		return nil, cursor, 0, nil
@@ -196,13 +196,26 @@ func (s *Store) ReadBroadcast(ctx context.Context, cursors map[string]string, co
 	return out, nil
 }
 
-// Heartbeat extends consumer's hold on the fires it runs (see
-// heartbeatScript) and returns the entry ids it no longer holds.
-func (s *Store) Heartbeat(ctx context.Context, consumer string, ttl time.Duration, held []Held) ([]string, error) {
-	if len(held) == 0 {
-		return nil, nil
-	}
-	args := []any{WorkerGroup, consumer, ttl.Milliseconds()}
+// Heartbeat records that consumer reached Redis with its visibility
+// timeout, extends its hold on the fires it runs (see heartbeatScript), and
+// returns the entry ids it no longer holds and how long reclaims must wait
+// before taking over idle fires (0: they may go ahead). Reclaim records the
+// pulse too, in the same step as its claim.
+//
+// A fire's idle time grows while its worker cannot reach Redis to extend
+// its claim, and it grows the same for every worker when the fault is
+// Redis's own (frozen, restarted from its AOF, failed over to a replica)
+// or the network's: afterwards every pending fire looks abandoned, though
+// its worker is alive and about to extend the claim. So each worker calls
+// Heartbeat at least every third of its visibility timeout, with or without
+// fires; when no worker has reached Redis for longer than half the
+// namespace's visibility timeout (the longest of the workers seen in the
+// last 10 minutes), a quiet period of that length starts, in which
+// reclaims wait and live workers extend their claims. Fires of workers
+// that really died are then reclaimed one visibility timeout later than
+// otherwise.
+func (s *Store) Heartbeat(ctx context.Context, consumer string, visibility time.Duration, held []Held) (lost []string, quiet time.Duration, err error) {
+	args := []any{WorkerGroup, consumer, visibility.Milliseconds()}
 	for _, h := range held {
 		rk := ""
 		if h.Overlap {
@@ -210,35 +223,17 @@ func (s *Store) Heartbeat(ctx context.Context, consumer string, ttl time.Duratio
 		}
 		args = append(args, h.Stream, h.EntryID, rk, h.FireID)
 	}
-	lost, err := heartbeatScript.Run(ctx, s.rdb, []string{s.keys.Events()}, args...).StringSlice()
-	if err != nil {
-		return nil, fmt.Errorf("extend claims: %w", err)
+	res, err := heartbeatScript.Run(ctx, s.rdb, []string{s.keys.Pulse(), s.keys.Visibility()}, args...).Slice()
+	if err != nil || len(res) == 0 {
+		return nil, 0, fmt.Errorf("extend claims: %w", err)
 	}
-	return lost, nil
-}
-
-// Pulse records that a worker reached Redis with its visibility timeout,
-// and returns how long reclaims must wait before taking over idle fires
-// (0: they may go ahead). Reclaim records the pulse too, in the same step
-// as its claim.
-//
-// A fire's idle time grows while its worker cannot reach Redis to extend
-// its claim, and it grows the same for every worker when the fault is
-// Redis's own (frozen, restarted from its AOF, failed over to a replica)
-// or the network's: afterwards every pending fire looks abandoned, though
-// its worker is alive and about to extend the claim. So each worker calls
-// Pulse at least every third of its visibility timeout; when no worker
-// has for longer than half the namespace's visibility timeout (the
-// longest of the workers seen in the last 10 minutes), Pulse starts a
-// quiet period of that length, in which reclaims wait and live workers
-// extend their claims. Fires of workers that really died are then
-// reclaimed one visibility timeout later than otherwise.
-func (s *Store) Pulse(ctx context.Context, visibility time.Duration) (time.Duration, error) {
-	res, err := pulseScript.Run(ctx, s.rdb, []string{s.keys.Pulse(), s.keys.Visibility()}, visibility.Milliseconds()).Int64Slice()
-	if err != nil || len(res) != 2 {
-		return 0, fmt.Errorf("record the workers' pulse: %w", err)
+	left, _ := res[0].(int64)
+	for _, v := range res[1:] {
+		if id, ok := v.(string); ok {
+			lost = append(lost, id)
+		}
 	}
-	return max(time.Duration(res[0])*time.Millisecond, 0), nil
+	return lost, max(time.Duration(left)*time.Millisecond, 0), nil
 }
 
 // HandBack makes the single-mode fires in held that consumer still holds

@@ -154,7 +154,7 @@ func TestHandBackIsNotADeliveryLost(t *testing.T) {
 		t.Fatalf("handed back %d (err %v), want 1", n, err)
 	}
 	// Workers are alive (a fresh pulse), so no quiet period holds it up.
-	if _, err := b.st.Pulse(b.ctx, 30*time.Second); err != nil {
+	if _, err := pulse(b, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.srv.Client(t).HSet(b.ctx, b.st.Keys().Pulse(), "quiet", 0).Err(); err != nil {
@@ -232,25 +232,25 @@ func TestPulseQuietAfterSilence(t *testing.T) {
 
 	// No worker was ever heard of: a first worker waits too, since the
 	// ones before it may have been cut off rather than dead.
-	if wait, err := b.st.Pulse(b.ctx, vis); err != nil || wait <= 0 || wait > vis {
+	if wait, err := pulse(b, vis); err != nil || wait <= 0 || wait > vis {
 		t.Fatalf("first pulse: wait %s, %v; want a quiet period of at most %s", wait, err, vis)
 	}
 
 	setLast(vis / 10) // a worker reached Redis a moment ago
-	if wait, err := b.st.Pulse(b.ctx, vis); err != nil || wait != 0 {
+	if wait, err := pulse(b, vis); err != nil || wait != 0 {
 		t.Fatalf("pulse right after another: wait %s, %v; want none", wait, err)
 	}
-	if wait, err := b.st.Pulse(b.ctx, vis); err != nil || wait != 0 {
+	if wait, err := pulse(b, vis); err != nil || wait != 0 {
 		t.Fatalf("second pulse: wait %s, %v; want none", wait, err)
 	}
 
 	setLast(vis/2 + vis/10) // nobody for more than half the visibility timeout
-	wait, err := b.st.Pulse(b.ctx, vis)
+	wait, err := pulse(b, vis)
 	if err != nil || wait <= vis/2 || wait > vis {
 		t.Fatalf("pulse after a silence: wait %s, %v; want a quiet period of about %s", wait, err, vis)
 	}
 	// The quiet period holds for every worker, though pulses go on.
-	if again, err := b.st.Pulse(b.ctx, vis); err != nil || again <= 0 || again > wait {
+	if again, err := pulse(b, vis); err != nil || again <= 0 || again > wait {
 		t.Fatalf("pulse in the quiet period: wait %s, %v; want what is left of %s", again, err, wait)
 	}
 }
@@ -275,8 +275,8 @@ func TestReclaimWaitsAfterSilence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pulse := b.st.Keys().Pulse()
-	if err := rdb.HSet(b.ctx, pulse, "last", now.Add(-time.Minute).UnixMilli(), "quiet", 0).Err(); err != nil {
+	pulseKey := b.st.Keys().Pulse()
+	if err := rdb.HSet(b.ctx, pulseKey, "last", now.Add(-time.Minute).UnixMilli(), "quiet", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	got, _, wait, err := b.st.Reclaim(b.ctx, "other", stream, vis, "0-0", 10)
@@ -285,15 +285,15 @@ func TestReclaimWaitsAfterSilence(t *testing.T) {
 	}
 
 	// The clock stepped back an hour: the quiet period is still at most vis.
-	if err := rdb.HSet(b.ctx, pulse, "last", now.Add(time.Hour).UnixMilli(), "quiet", now.Add(time.Hour).UnixMilli()).Err(); err != nil {
+	if err := rdb.HSet(b.ctx, pulseKey, "last", now.Add(time.Hour).UnixMilli(), "quiet", now.Add(time.Hour).UnixMilli()).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if wait, err := b.st.Pulse(b.ctx, vis); err != nil || wait <= 0 || wait > vis {
+	if wait, err := pulse(b, vis); err != nil || wait <= 0 || wait > vis {
 		t.Fatalf("pulse after a clock step back: wait %s, %v; want at most %s", wait, err, vis)
 	}
 
 	// Workers heard from a moment ago, no quiet period: the fire is taken.
-	if err := rdb.HSet(b.ctx, pulse, "last", now.UnixMilli(), "quiet", 0).Err(); err != nil {
+	if err := rdb.HSet(b.ctx, pulseKey, "last", now.UnixMilli(), "quiet", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	got, _, wait, err = b.st.Reclaim(b.ctx, "other", stream, vis, "0-0", 10)
@@ -319,7 +319,7 @@ func TestReclaimUsesTheLongestVisibility(t *testing.T) {
 		}
 	}
 	// The holder works with 60s, and was heard from just now.
-	if _, err := b.st.Pulse(b.ctx, time.Minute); err != nil {
+	if _, err := pulse(b, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if err := rdb.HSet(b.ctx, b.st.Keys().Pulse(), "quiet", 0).Err(); err != nil {
@@ -335,4 +335,11 @@ func TestReclaimUsesTheLongestVisibility(t *testing.T) {
 	if err != nil || wait != 0 || len(got) != 1 {
 		t.Fatalf("reclaim of a fire idle 2m: took %d, wait %s, %v; want it", len(got), wait, err)
 	}
+}
+
+// pulse is a heartbeat of a worker holding nothing: it records the pulse
+// and returns what is left of the quiet period.
+func pulse(b testBundle, visibility time.Duration) (time.Duration, error) {
+	_, quiet, err := b.st.Heartbeat(b.ctx, "pulse", visibility, nil)
+	return quiet, err
 }

@@ -134,22 +134,27 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', unpack(ARGV, 9))
 return 'skipped'
 `)
 
-// heartbeatScript extends a worker's hold on the fires it is running, so a
-// live worker's long run is never reclaimed by another.
+// heartbeatScript records the worker's pulse (see pulseLua) and extends its
+// hold on the fires it is running, so a live worker's long run is never
+// reclaimed by another.
 //
+// KEYS[1] -> pulse (hash)
+// KEYS[2] -> visibility timeouts (zset)
 // ARGV[1] -> consumer group
 // ARGV[2] -> consumer (this worker)
-// ARGV[3] -> how long a running key lives unless extended, ms
+// ARGV[3] -> this worker's visibility timeout, ms: also how long a running
+// key lives unless extended
 // ARGV[4..] -> per fire: stream, entry id ("" for a broadcast fire),
 // running key ("" when the task has no overlap policy), fire id
 //
 // An entry still pending for this consumer has its idle time reset (XCLAIM
 // to itself, JUSTID, so its delivery count does not grow); a running key
 // that still holds the fire id has its expiry pushed back.
-// Returns the entry ids that are no longer this consumer's (another worker
-// reclaimed them, or they were acked).
-var heartbeatScript = redis.NewScript(`
-local lost = {}
+// Returns {ms of quiet period left (<= 0: none), then the entry ids that
+// are no longer this consumer's (another worker reclaimed them, or they
+// were acked)}.
+var heartbeatScript = redis.NewScript(pulseLua + `
+local lost = {pulse(KEYS[1], KEYS[2], tonumber(ARGV[3]))[1]}
 for i = 4, #ARGV, 4 do
   local stream, id, rk, fire = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
   if id ~= '' then
@@ -173,7 +178,7 @@ end
 return lost
 `)
 
-// pulseLua is the pulse, shared by pulseScript and reclaimScript. It
+// pulseLua is the pulse, shared by heartbeatScript and reclaimScript. It
 // records that a worker reached Redis and the visibility timeout it works
 // with, and returns the namespace's visibility timeout: the longest of
 // those recorded in the last 10 minutes, so a worker with a short timeout
@@ -208,17 +213,6 @@ local function pulse(key, vkey, own)
   return {quiet - now, len}
 end
 `
-
-// pulseScript runs the pulse alone (a worker's heartbeat).
-//
-// KEYS[1] -> pulse (hash: last, quiet)
-// KEYS[2] -> visibility timeouts (zset: ms -> when last seen)
-// ARGV[1] -> this worker's visibility timeout, ms
-// Returns {ms of quiet period left (<= 0: none), the namespace's
-// visibility timeout in ms}.
-var pulseScript = redis.NewScript(pulseLua + `
-return pulse(KEYS[1], KEYS[2], tonumber(ARGV[1]))
-`)
 
 // reclaimScript runs the pulse and, unless a quiet period is on, takes
 // over entries idle for the namespace's visibility timeout, in one step: a
