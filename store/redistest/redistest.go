@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -39,25 +38,9 @@ func Start(t testing.TB, extra ...string) *Server {
 	if err != nil {
 		t.Fatalf("redis-server is not installed (bash .ci/run installs it): %v", err)
 	}
-	s := &Server{t: t, Dir: t.TempDir()}
-	var lastErr error
-	for try := 0; try < 5; try++ {
-		port, err := freePort()
-		if err != nil {
-			t.Fatalf("find a free port: %v", err)
-		}
-		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		s.args = append([]string{
-			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-			"--dir", s.Dir, "--pidfile", filepath.Join(s.Dir, "pid"), "--logfile", filepath.Join(s.Dir, "log"),
-		}, extra...)
-		if lastErr = s.start(bin); lastErr == nil {
-			t.Cleanup(s.stop)
-			return s
-		}
-	}
-	t.Fatalf("start redis-server: %v", lastErr)
-	return nil
+	return startWith(t, bin, func(dir string, port int) []string {
+		return append(serverArgs(dir, port), extra...)
+	})
 }
 
 func (s *Server) start(bin string) error {

@@ -553,9 +553,9 @@ func serverArgs(dir string, port int) []string {
 	}
 }
 
-// startWith starts bin with the arguments args gives for a free port, as
-// Start does (a few ports are tried; the server must answer PING, log to
-// dir/log), and stops it when the test ends.
+// startWith starts bin with the arguments args gives for a free port (a
+// few ports are tried; the server must answer PING and log to dir/log),
+// and stops it when the test ends.
 func startWith(t testing.TB, bin string, args func(dir string, port int) []string) *Server {
 	t.Helper()
 	s := &Server{t: t, Dir: t.TempDir()}
