@@ -258,6 +258,11 @@ func (c *chaos) wake() {
 	}
 }
 
+// recordRun is the exec tasks' evidence: it appends the run's line to the
+// file named by $0, in one write of a line shorter than PIPE_BUF to an
+// O_APPEND file, so concurrent runs do not interleave.
+const recordRun = `printf '%s|%s|%s|%s|%s|%s\n' "$TASKINO_TASK" "$TASKINO_FIRE_ID" "$TASKINO_SCHEDULED_AT" "$TASKINO_ATTEMPT" "$TASKINO_NODE" "$EPOCHREALTIME" >> "$0"`
+
 // writeTasks writes the workload's tasks file and compiles its schedules.
 func (c *chaos) writeTasks(w chaosWorkload) {
 	var b strings.Builder
@@ -292,11 +297,8 @@ func (c *chaos) writeTasks(w chaosWorkload) {
 	}
 	for i := range w.exec {
 		n := fmt.Sprintf("exec-%03d", i)
-		// One write of a line shorter than PIPE_BUF to an O_APPEND file:
-		// concurrent runs do not interleave.
-		script := `printf '%s|%s|%s|%s|%s|%s\n' "$TASKINO_TASK" "$TASKINO_FIRE_ID" "$TASKINO_SCHEDULED_AT" "$TASKINO_ATTEMPT" "$TASKINO_NODE" "$EPOCHREALTIME" >> "$0"`
 		add("exec", events.Spec{Name: n, Trigger: events.Every(3 * time.Second)},
-			fmt.Sprintf("  - {name: %s, every: 3s, exec: [bash, -c, %q, %q]}\n", n, script, c.ev.file))
+			fmt.Sprintf("  - {name: %s, every: 3s, exec: [bash, -c, %q, %q]}\n", n, recordRun, c.ev.file))
 	}
 	for i := range w.flaky {
 		n := fmt.Sprintf("flaky-%03d", i)
@@ -312,9 +314,8 @@ func (c *chaos) writeTasks(w chaosWorkload) {
 	if w.hang > 0 {
 		add("hang", events.Spec{Name: "hang-http", Trigger: events.Every(5 * time.Second), Timeout: time.Second, Attempts: 2},
 			fmt.Sprintf("  - {name: hang-http, every: 5s, timeout: 1s, attempts: 2, http: {url: %q}}\n", url+"/hang"))
-		script := `printf '%s|%s|%s|%s|%s|%s\n' "$TASKINO_TASK" "$TASKINO_FIRE_ID" "$TASKINO_SCHEDULED_AT" "$TASKINO_ATTEMPT" "$TASKINO_NODE" "$EPOCHREALTIME" >> "$0"; exec sleep 100000`
 		add("hang", events.Spec{Name: "hang-exec", Trigger: events.Every(5 * time.Second), Timeout: time.Second, Attempts: 2},
-			fmt.Sprintf("  - {name: hang-exec, every: 5s, timeout: 1s, attempts: 2, exec: [bash, -c, %q, %q]}\n", script, c.ev.file))
+			fmt.Sprintf("  - {name: hang-exec, every: 5s, timeout: 1s, attempts: 2, exec: [bash, -c, %q, %q]}\n", recordRun+"; exec sleep 100000", c.ev.file))
 	}
 	c.tasksFile = writeFile(c.t, c.dir, "tasks.yaml", b.String())
 }

@@ -43,12 +43,45 @@ type skewedClock struct{ off time.Duration }
 
 func (c skewedClock) Now() time.Time { return time.Now().Add(c.off) }
 
-// runningPlanner is a planner running in its own goroutine.
-type runningPlanner struct {
-	p      *planner.Planner
+// running is a Run loop (a planner's, a worker's) in its own goroutine.
+type running struct {
+	what   string
+	limit  time.Duration // how long stop waits for Run to return
 	cancel context.CancelFunc
 	done   chan error
 	once   sync.Once
+}
+
+// goRun starts run in a goroutine; stop ends it, and the test's cleanup
+// does unless stop was called first.
+func goRun(t *testing.T, what string, limit time.Duration, run func(ctx context.Context) error) *running {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{what: what, limit: limit, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// stop cancels Run and checks that it returned nil within the limit.
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.once.Do(func() {
+		r.cancel()
+		select {
+		case err := <-r.done:
+			if err != nil {
+				t.Errorf("%s Run returned %v, want nil after a stop", r.what, err)
+			}
+		case <-time.After(r.limit):
+			t.Errorf("%s did not return within %s of its stop", r.what, r.limit)
+		}
+	})
+}
+
+// runningPlanner is a planner running in its own goroutine.
+type runningPlanner struct {
+	*running
+	p *planner.Planner
 }
 
 // startPlanner starts a planner on the bundle's server and stops it (and
@@ -64,27 +97,7 @@ func startPlanner(t *testing.T, b testBundle, cfg planner.Config, register func(
 	if register != nil {
 		register(p)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	rp := &runningPlanner{p: p, cancel: cancel, done: make(chan error, 1)}
-	go func() { rp.done <- p.Run(ctx) }()
-	t.Cleanup(func() { rp.stop(t) })
-	return rp
-}
-
-// stop cancels the planner and checks that Run returned nil.
-func (rp *runningPlanner) stop(t *testing.T) {
-	t.Helper()
-	rp.once.Do(func() {
-		rp.cancel()
-		select {
-		case err := <-rp.done:
-			if err != nil {
-				t.Errorf("planner Run returned %v, want nil after a stop", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("planner did not return within 30s of its stop")
-		}
-	})
+	return &runningPlanner{running: goRun(t, "planner", 30*time.Second, p.Run), p: p}
 }
 
 // awaitEvents reads the events stream as it grows (XREAD BLOCK, so the

@@ -70,12 +70,7 @@ func (r *recorder) await(t *testing.T, n int) {
 	}
 }
 
-type runningSub struct {
-	cancel context.CancelFunc
-	done   chan error
-}
-
-func subscribe(t *testing.T, b testBundle, cfg listeners.Config, ls ...any) *runningSub {
+func subscribe(t *testing.T, b testBundle, cfg listeners.Config, ls ...any) *running {
 	t.Helper()
 	cfg.Namespace = ns
 	cfg.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
@@ -83,28 +78,7 @@ func subscribe(t *testing.T, b testBundle, cfg listeners.Config, ls ...any) *run
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	rs := &runningSub{cancel: cancel, done: make(chan error, 1)}
-	go func() { rs.done <- s.Run(ctx) }()
-	t.Cleanup(func() { rs.stop(t) })
-	return rs
-}
-
-func (rs *runningSub) stop(t *testing.T) {
-	t.Helper()
-	if rs.cancel == nil {
-		return
-	}
-	rs.cancel()
-	rs.cancel = nil
-	select {
-	case err := <-rs.done:
-		if err != nil {
-			t.Errorf("subscription Run returned %v, want nil", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Errorf("subscription did not stop within 30s")
-	}
+	return goRun(t, "subscription", 30*time.Second, s.Run)
 }
 
 func appendMarks(t *testing.T, b testBundle, prefix string, n int) {

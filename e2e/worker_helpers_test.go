@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"sync"
 	"testing"
 	"time"
@@ -14,11 +13,9 @@ import (
 
 // runningWorker is a consumer and dispatcher running in goroutines.
 type runningWorker struct {
-	c      *consumer.Consumer
-	d      *dispatcher.Dispatcher
-	cancel context.CancelFunc
-	done   chan error
-	once   sync.Once
+	*running
+	c *consumer.Consumer
+	d *dispatcher.Dispatcher
 }
 
 // startWorker starts a worker on the bundle's server with the given
@@ -38,27 +35,7 @@ func startWorker(t *testing.T, b testBundle, cc consumer.Config, dc dispatcher.C
 			t.Fatal(err)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	w := &runningWorker{c: c, d: d, cancel: cancel, done: make(chan error, 1)}
-	go func() { w.done <- d.Run(ctx) }()
-	t.Cleanup(func() { w.stop(t) })
-	return w
-}
-
-// stop cancels the worker and checks that Run returned nil.
-func (w *runningWorker) stop(t *testing.T) {
-	t.Helper()
-	w.once.Do(func() {
-		w.cancel()
-		select {
-		case err := <-w.done:
-			if err != nil {
-				t.Errorf("worker Run returned %v, want nil after a stop", err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Errorf("worker did not return within 60s of its stop")
-		}
-	})
+	return &runningWorker{running: goRun(t, "worker", 60*time.Second, d.Run), c: c, d: d}
 }
 
 // awaitNodesUp waits for a node_up event of each worker.
