@@ -13,7 +13,10 @@ import (
 // records the result atomically, refusing any slot at or before the task's
 // watermark.
 //
-// A slot is on time when now - slot <= MisfireGrace, late otherwise. On-time
+// Slots up to lookahead after now are planned too (their fires wait in the
+// stream, and workers hold them until due): a slot is on time when
+// now - slot <= MisfireGrace (so every slot ahead of now is), late
+// otherwise. On-time
 // slots always fire. Late slots follow the misfire policy: fire-once fires
 // the latest late slot when no on-time slot is due (else none), fire-all
 // fires the latest MisfireLimit late slots, skip fires none; every late slot
@@ -24,7 +27,8 @@ import (
 // of a frequent task), the oldest chunk slots are recorded as one missed
 // event covering the range (they cannot be among the latest limit), and the
 // task stays due for the next pass.
-func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, node string, chunk int) store.TaskPlan {
+func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, lookahead time.Duration, node string, chunk int) store.TaskPlan {
+	horizon := now.Add(max(lookahead, 0))
 	spec := ct.Spec.WithDefaults()
 	plan := store.TaskPlan{Name: ct.Name, Gen: ct.Gen, Queue: spec.Queue, Mode: spec.Mode}
 
@@ -45,11 +49,11 @@ func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, node string, 
 	}
 
 	var slots []time.Time
-	for ok && !next.After(now) && len(slots) < chunk+limit {
+	for ok && !next.After(horizon) && len(slots) < chunk+limit {
 		slots = append(slots, next)
 		next, ok = sched.Next(next)
 	}
-	more := ok && !next.After(now)
+	more := ok && !next.After(horizon)
 	late := 0
 	for late < len(slots) && now.Sub(slots[late]) > spec.MisfireGrace {
 		late++

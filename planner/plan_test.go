@@ -57,7 +57,7 @@ func TestPlanTaskMisfirePolicies(t *testing.T) {
 	} {
 		t.Run(string(c.policy), func(t *testing.T) {
 			spec := events.Spec{Name: "t", Trigger: trig, Misfire: c.policy, MisfireLimit: c.limit, MisfireGrace: time.Second}
-			p := planTask(store.ClaimedTask{Name: "t", Spec: spec, Since: base, Gen: "1"}, sched, now, "n", 1000)
+			p := planTask(store.ClaimedTask{Name: "t", Spec: spec, Since: base, Gen: "1"}, sched, now, 0, "n", 1000)
 			s := summarize(p)
 			if s.fired != c.fired || s.missed != c.missed || s.missedEvents != c.missed {
 				t.Fatalf("fired %d, missed %d in %d events; want %d fired, %d missed in as many events", s.fired, s.missed, s.missedEvents, c.fired, c.missed)
@@ -93,7 +93,7 @@ func TestPlanTaskOnTimeSlotsAlwaysFire(t *testing.T) {
 		{events.MisfireSkip, 3, 2},
 	} {
 		spec := events.Spec{Name: "t", Trigger: events.Every(time.Second), Misfire: c.policy, MisfireGrace: 2 * time.Second}
-		p := planTask(store.ClaimedTask{Name: "t", Spec: spec, Since: base.Add(time.Millisecond), Gen: "1"}, sched, now, "n", 1000)
+		p := planTask(store.ClaimedTask{Name: "t", Spec: spec, Since: base.Add(time.Millisecond), Gen: "1"}, sched, now, 0, "n", 1000)
 		if s := summarize(p); s.fired != c.fired || s.missed != c.missed {
 			t.Errorf("%s: fired %d missed %d, want %d and %d", c.policy, s.fired, s.missed, c.fired, c.missed)
 		}
@@ -111,13 +111,13 @@ func TestPlanTaskStartsAfterWatermark(t *testing.T) {
 	// Rescheduled at base (since), but slots up to base+3s were already
 	// planned: they must not be offered again.
 	ct := store.ClaimedTask{Name: "t", Spec: spec, Since: base, Planned: base.Add(3 * time.Second), Gen: "2"}
-	p := planTask(ct, sched, base.Add(5*time.Second), "n", 1000)
+	p := planTask(ct, sched, base.Add(5*time.Second), 0, "n", 1000)
 	s := summarize(p)
 	if s.fired != 2 || !s.firstFired.Equal(base.Add(4*time.Second)) {
 		t.Fatalf("fired %d from %s; want 2 from %s", s.fired, s.firstFired, base.Add(4*time.Second))
 	}
 	// A slot exactly at since is the task's first.
-	p = planTask(store.ClaimedTask{Name: "t", Spec: spec, Since: base, Gen: "1"}, sched, base, "n", 1000)
+	p = planTask(store.ClaimedTask{Name: "t", Spec: spec, Since: base, Gen: "1"}, sched, base, 0, "n", 1000)
 	if s := summarize(p); s.fired != 1 || !s.firstFired.Equal(base) {
 		t.Fatalf("slot at since: fired %d at %s, want 1 at %s", s.fired, s.firstFired, base)
 	}
@@ -136,7 +136,7 @@ func TestPlanTaskLongOutageInChunks(t *testing.T) {
 	ct := store.ClaimedTask{Name: "t", Spec: spec, Since: base.Add(time.Millisecond), Gen: "1"}
 	total := summary{}
 	for pass := 0; pass < 10; pass++ {
-		p := planTask(ct, sched, now, "n", 1000)
+		p := planTask(ct, sched, now, 0, "n", 1000)
 		s := summarize(p)
 		total.fired += s.fired
 		total.missed += s.missed

@@ -76,6 +76,15 @@ type Config struct {
 	// dies holding tasks delays them by up to this long, so keep it below
 	// the tasks' MisfireGrace.
 	Lease time.Duration
+	// Lookahead is how far ahead of its slot a fire may be appended
+	// (default 0: once due). Workers hold an early fire until its slot (see
+	// consumer.Config.HoldEarly), so it starts on time even when planning
+	// many slots due at once takes longer than the lateness one can bear
+	// (10,000 tasks every second: see README's Performance). The price:
+	// pausing, changing or removing a task does not stop a fire already
+	// appended, so it takes effect only for slots more than Lookahead
+	// away. Keep it below the workers' HoldEarly (default 10s).
+	Lookahead time.Duration
 	// MaxSleep bounds a sleep when nothing is due sooner (default 1s): the
 	// longest a task set applied while a wake-up was lost waits.
 	MaxSleep time.Duration
@@ -128,6 +137,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxSleep <= 0 {
 		c.MaxSleep = time.Second
+	}
+	if c.Lookahead < 0 {
+		c.Lookahead = 0
 	}
 	if c.CatchUpChunk <= 0 {
 		c.CatchUpChunk = 1000
@@ -407,7 +419,7 @@ func (p *Planner) round(ctx context.Context) (sleep time.Duration, planned int, 
 		p.anchorRedis, p.anchorLocal = now, p.cfg.Clock.Now()
 	}
 	deadline := p.anchorRedis.Add(start.Sub(p.anchorLocal) + p.cfg.Lease/2)
-	claim, err := p.store.Claim(rctx, token, p.cfg.Lease, p.batch, deadline)
+	claim, err := p.store.Claim(rctx, token, p.cfg.Lease, p.batch, deadline, p.cfg.Lookahead)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -423,7 +435,7 @@ func (p *Planner) round(ctx context.Context) (sleep time.Duration, planned int, 
 	sleepUntil := func(due time.Time) time.Duration {
 		d := p.cfg.MaxSleep
 		if !due.IsZero() {
-			if until := due.Sub(p.cfg.Clock.Now().Add(offset)); until < d {
+			if until := due.Add(-p.cfg.Lookahead).Sub(p.cfg.Clock.Now().Add(offset)); until < d {
 				d = until
 			}
 		}
@@ -451,7 +463,7 @@ func (p *Planner) round(ctx context.Context) (sleep time.Duration, planned int, 
 			p.log.Error().Err(err).Str("task", t.Name).Dur("retry_in", p.cfg.Lease).Msg("cannot plan task")
 			continue
 		}
-		plans = append(plans, planTask(t, sched, claim.Now, p.cfg.Node, p.cfg.CatchUpChunk))
+		plans = append(plans, planTask(t, sched, claim.Now, p.cfg.Lookahead, p.cfg.Node, p.cfg.CatchUpChunk))
 	}
 	plans, handBack := splitByOps(plans, maxOpsPerPlan)
 	// The lease is trusted until start + lease - margin, measured from
@@ -476,7 +488,7 @@ func (p *Planner) round(ctx context.Context) (sleep time.Duration, planned int, 
 			Msg("lease ran out before the plan was recorded; tasks handed back")
 		return 0, 0, nil
 	}
-	res, err := p.store.Plan(rctx, token, plans)
+	res, err := p.store.Plan(rctx, token, plans, p.cfg.Lookahead)
 	if err != nil {
 		return 0, 0, err
 	}

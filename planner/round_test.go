@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -55,7 +57,7 @@ func TestRoundShrinksItsBatchAfterALeaseOverrun(t *testing.T) {
 	if p.batch != 4 {
 		t.Fatalf("batch %d after an overrun, want 4", p.batch)
 	}
-	c, err := p.Store().Claim(ctx, "other", time.Second, 100, time.Time{})
+	c, err := p.Store().Claim(ctx, "other", time.Second, 100, time.Time{}, 0)
 	if err != nil || len(c.Tasks) != 8 {
 		t.Fatalf("another planner claimed %d tasks (%v); the stalled round should have handed all 8 back", len(c.Tasks), err)
 	}
@@ -106,5 +108,53 @@ func TestRunWithoutAVersionFails(t *testing.T) {
 	defer cancel()
 	if err := p.Run(ctx); !errors.Is(err, store.ErrBadVersion) || ctx.Err() != nil {
 		t.Fatalf("Run = %v (ctx %v), want ErrBadVersion at once", err, ctx.Err())
+	}
+}
+
+// A slot within the lookahead is appended before it is due (its entry id,
+// Redis time, is before the slot), one beyond it is not appended yet, and
+// with no lookahead nothing is appended before its slot.
+func TestRoundPlansSlotsWithinTheLookahead(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name      string
+		lookahead time.Duration
+		want      int
+	}{{"ahead", time.Hour, 1}, {"none", 0, 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := New(rdb, Config{Namespace: tc.name, Lookahead: tc.lookahead, Logger: zerolog.New(zerolog.NewTestWriter(t))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			now, err := p.Store().Time(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			soon, later := now.Add(30*time.Minute).Truncate(time.Millisecond), now.Add(2*time.Hour)
+			specs := []events.Spec{{Name: "soon", Trigger: events.Once(soon)}, {Name: "later", Trigger: events.Once(later)}}
+			if _, err := Apply(ctx, p.Store(), 1, specs); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := p.round(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// A second round finds nothing more within the horizon.
+			if _, planned, err := p.round(ctx); err != nil || planned != 0 {
+				t.Fatalf("second round planned %d (%v), want 0", planned, err)
+			}
+			msgs, err := rdb.XRange(ctx, p.Store().Keys().Fires(events.DefaultQueue), "-", "+").Result()
+			if err != nil || len(msgs) != tc.want {
+				t.Fatalf("%d fires appended (%v), want %d", len(msgs), err, tc.want)
+			}
+			for _, m := range msgs {
+				ms, _ := strconv.ParseInt(strings.SplitN(m.ID, "-", 2)[0], 10, 64)
+				if m.Values[events.FieldTask] != "soon" || ms >= soon.UnixMilli() {
+					t.Fatalf("fire %s of %v appended at %d, want task soon before its slot %d", m.ID, m.Values[events.FieldTask], ms, soon.UnixMilli())
+				}
+			}
+		})
 	}
 }

@@ -51,18 +51,24 @@ type Claim struct {
 	Late bool
 }
 
-// Claim leases up to max due tasks to token for lease. When deadline is
+// Claim leases up to max due tasks to token for lease: tasks whose next
+// slot is at most lookahead after the server's now, or not yet computed.
+// When deadline is
 // set (a Redis server time) and Redis runs the claim after it, nothing is
 // claimed and Late is set: a call its caller has given up on (Redis was
 // frozen or slow, and ran the call once back) must not hold tasks for a
 // lease that nobody will use.
-func (s *Store) Claim(ctx context.Context, token string, lease time.Duration, max int, deadline time.Time) (Claim, error) {
+func (s *Store) Claim(ctx context.Context, token string, lease time.Duration, max int, deadline time.Time, lookahead time.Duration) (Claim, error) {
 	keys := []string{s.keys.Due(), s.keys.Specs(), s.keys.Planned()}
 	dl := int64(-1)
 	if !deadline.IsZero() {
 		dl = deadline.UnixMilli()
 	}
-	res, err := claimScript.Run(ctx, s.rdb, keys, s.keys.statePrefix(), token, lease.Milliseconds(), max, dl).Slice()
+	ahead := lookahead.Milliseconds()
+	if ahead < 0 {
+		ahead = 0
+	}
+	res, err := claimScript.Run(ctx, s.rdb, keys, s.keys.statePrefix(), token, lease.Milliseconds(), max, dl, ahead).Slice()
 	if err != nil {
 		return Claim{}, fmt.Errorf("claim due tasks: %w", err)
 	}
@@ -121,12 +127,14 @@ type PlanResult struct {
 }
 
 // Plan records plans for tasks leased to token in one atomic script, and
-// ends their leases. See planScript for the rules.
-func (s *Store) Plan(ctx context.Context, token string, plans []TaskPlan) (PlanResult, error) {
+// ends their leases. A fire's slot may be up to lookahead after the
+// server's now (a planner appends fires that far ahead, and workers hold
+// them until due). See planScript for the rules.
+func (s *Store) Plan(ctx context.Context, token string, plans []TaskPlan, lookahead time.Duration) (PlanResult, error) {
 	if len(plans) == 0 {
 		return PlanResult{}, nil
 	}
-	args := []any{s.keys.statePrefix(), token, s.eventsMaxLen, len(plans)}
+	args := []any{s.keys.statePrefix(), token, s.eventsMaxLen, len(plans), max(lookahead, 0).Milliseconds()}
 	for _, p := range plans {
 		next := int64(-1)
 		if !p.Next.IsZero() {

@@ -142,9 +142,12 @@ return out
 // ARGV[3] -> lease length, ms
 // ARGV[4] -> the most tasks to claim
 // ARGV[5] -> deadline, ms of server time (-1: none)
+// ARGV[6] -> lookahead, ms
 //
 // A claim run after its deadline claims nothing and returns {now, earliest
-// due score or -1, "late"}. A task is due when its due score is at or before the server's now. Each
+// due score or -1, "late"}. A task is due when its due score is at or
+// before the server's now plus the lookahead (its next slot may be planned
+// that far ahead). Each
 // claimed task gets lease and lease_until in its state hash, and its due
 // score moves to the end of the lease, so other planners skip it until then
 // (and take it over if this planner dies holding it).
@@ -160,7 +163,7 @@ if dl >= 0 and now > dl then
   local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   return {now, first[2] and tonumber(first[2]) or -1, 'late'}
 end
-local names = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', s(now), 'LIMIT', 0, tonumber(ARGV[4]))
+local names = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', s(now + tonumber(ARGV[6])), 'LIMIT', 0, tonumber(ARGV[4]))
 local out = {now, -1}
 for _, name in ipairs(names) do
   local spec = redis.call('HGET', KEYS[2], name)
@@ -199,7 +202,9 @@ return out
 // ARGV[2] -> lease token
 // ARGV[3] -> events stream approximate MAXLEN
 // ARGV[4] -> number of tasks
-// ARGV[5..] -> per task: name, gen, next slot (ms, or -1 when none is left),
+// ARGV[5] -> lookahead, ms: how far after the server's now a fire's slot
+// may be
+// ARGV[6..] -> per task: name, gen, next slot (ms, or -1 when none is left),
 // last-run record ("" for none), number of ops, then the ops. An op is: slot
 // (ms; for a range of missed slots, the last one), fire stream key ("" when
 // the op fires nothing), number of fire fields, the fire fields, number of
@@ -208,9 +213,10 @@ return out
 // A task whose lease is no longer this token's, or has expired, or whose
 // gen changed (a reload changed the task) is left alone: it is due again and
 // the next claim plans it afresh. An op whose slot is not after the
-// watermark is dropped. A fire whose slot is after the server's now (its
-// clock went back since the claim) is dropped with every op after it, and
-// becomes the task's next slot, so it is neither lost nor fired early.
+// watermark is dropped. A fire whose slot is after the server's now plus
+// the lookahead (its clock went back since the claim) is dropped with every
+// op after it, and becomes the task's next slot, so it is neither lost nor
+// fired earlier than the lookahead allows.
 // Missed ops, which come before fires, are recorded: the claim's clock
 // found them late.
 // Returns {fires appended, events appended, tasks left alone, ops dropped}.
@@ -219,7 +225,8 @@ local function s(x) return string.format('%.0f', x) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local A = ARGV
-local i = 5
+local horizon = now + tonumber(A[5])
+local i = 6
 local fires, evs, lost, dropped = 0, 0, 0, 0
 for _ = 1, tonumber(A[4]) do
   local name, gen, nxt, lr, nops = A[i], A[i+1], tonumber(A[i+2]), A[i+3], tonumber(A[i+4])
@@ -239,7 +246,7 @@ for _ = 1, tonumber(A[4]) do
     i = estart + ne
     if not mine then
       -- skip
-    elseif stopAt or (stream ~= '' and slot > now) then
+    elseif stopAt or (stream ~= '' and slot > horizon) then
       stopAt = stopAt or slot
       dropped = dropped + 1
     elseif slot <= w then

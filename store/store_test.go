@@ -72,7 +72,7 @@ func TestApplyOutcomes(t *testing.T) {
 // claimAll claims every due task for token and fails the test on error.
 func claimAll(t *testing.T, b testBundle, token string) store.Claim {
 	t.Helper()
-	c, err := b.st.Claim(b.ctx, token, 10*time.Second, 100, time.Time{})
+	c, err := b.st.Claim(b.ctx, token, 10*time.Second, 100, time.Time{}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestPlanRefusesASlotTwice(t *testing.T) {
 		t.Fatalf("claimed %d tasks, want 1", len(c.Tasks))
 	}
 	slot := c.Now.Add(-time.Second).Truncate(time.Millisecond)
-	res, err := b.st.Plan(b.ctx, "p1", []store.TaskPlan{firePlan(c.Tasks[0], slot)})
+	res, err := b.st.Plan(b.ctx, "p1", []store.TaskPlan{firePlan(c.Tasks[0], slot)}, 0)
 	if err != nil || res.Fires != 1 {
 		t.Fatalf("first plan: %+v, %v", res, err)
 	}
@@ -110,7 +110,7 @@ func TestPlanRefusesASlotTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	c2 := claimAll(t, b, "p2")
-	res, err = b.st.Plan(b.ctx, "p2", []store.TaskPlan{firePlan(c2.Tasks[0], slot)})
+	res, err = b.st.Plan(b.ctx, "p2", []store.TaskPlan{firePlan(c2.Tasks[0], slot)}, 0)
 	if err != nil || res.Fires != 0 || res.Dropped != 1 {
 		t.Fatalf("second plan of the same slot: %+v, %v; want 0 fires, 1 dropped", res, err)
 	}
@@ -133,7 +133,7 @@ func TestPlanWithALostLeaseWritesNothing(t *testing.T) {
 	if _, err := b.st.Apply(b.ctx, 1, []events.Spec{every("a", time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	c1, err := b.st.Claim(b.ctx, "p1", time.Millisecond, 10, time.Time{})
+	c1, err := b.st.Claim(b.ctx, "p1", time.Millisecond, 10, time.Time{}, 0)
 	if err != nil || len(c1.Tasks) != 1 {
 		t.Fatalf("claim: %+v %v", c1, err)
 	}
@@ -143,7 +143,7 @@ func TestPlanWithALostLeaseWritesNothing(t *testing.T) {
 		c2 = claimAll(t, b, "p2")
 	}
 	slot := c1.Now.Truncate(time.Millisecond)
-	res, err := b.st.Plan(b.ctx, "p1", []store.TaskPlan{firePlan(c1.Tasks[0], slot)})
+	res, err := b.st.Plan(b.ctx, "p1", []store.TaskPlan{firePlan(c1.Tasks[0], slot)}, 0)
 	if err != nil || res.Lost != 1 || res.Fires != 0 {
 		t.Fatalf("plan with a lost lease: %+v %v, want 1 lost, 0 fires", res, err)
 	}
@@ -198,7 +198,7 @@ func TestPlanKeepsAFutureSlotAsNext(t *testing.T) {
 	later := firePlan(c.Tasks[0], future)
 	plan.Ops = append(plan.Ops, later.Ops...)
 	plan.Next = future.Add(time.Hour)
-	res, err := b.st.Plan(b.ctx, "p1", []store.TaskPlan{plan})
+	res, err := b.st.Plan(b.ctx, "p1", []store.TaskPlan{plan}, 0)
 	if err != nil || res.Fires != 1 || res.Dropped != 1 {
 		t.Fatalf("plan: %+v, %v; want the past slot fired, the future one dropped", res, err)
 	}
@@ -241,7 +241,7 @@ func TestPlanRecordsMissesPastNowAndStopsAtAFire(t *testing.T) {
 	plan := firePlan(c.Tasks[0], f1)
 	miss := store.Op{Slot: m1, Event: events.Event{Type: events.TypeMissed, Task: "a", At: m1, Count: 1, Policy: events.MisfireSkip}}
 	plan.Ops = append([]store.Op{miss}, plan.Ops...)
-	res, err := b.st.Plan(b.ctx, "p1", []store.TaskPlan{plan})
+	res, err := b.st.Plan(b.ctx, "p1", []store.TaskPlan{plan}, 0)
 	if err != nil || res.Events != 1 || res.Fires != 0 || res.Dropped != 1 {
 		t.Fatalf("plan: %+v, %v; want the miss recorded and the fire dropped", res, err)
 	}
@@ -266,7 +266,7 @@ func TestClaimAfterDeadlineTakesNothing(t *testing.T) {
 	// The task's first slot is due within a second; claim once it is.
 	var late store.Claim
 	for {
-		late, err = b.st.Claim(b.ctx, "gave-up", 10*time.Second, 100, now.Add(-time.Second))
+		late, err = b.st.Claim(b.ctx, "gave-up", 10*time.Second, 100, now.Add(-time.Second), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -281,7 +281,7 @@ func TestClaimAfterDeadlineTakesNothing(t *testing.T) {
 	if len(late.Tasks) != 0 {
 		t.Fatalf("late claim took %d tasks", len(late.Tasks))
 	}
-	c, err := b.st.Claim(b.ctx, "live", 10*time.Second, 100, late.Now.Add(time.Minute))
+	c, err := b.st.Claim(b.ctx, "live", 10*time.Second, 100, late.Now.Add(time.Minute), 0)
 	if err != nil || c.Late || len(c.Tasks) != 1 || c.Tasks[0].Name != "a" {
 		t.Fatalf("claim within its deadline: %+v, %v; want task a, left free by the late claim", c, err)
 	}

@@ -7,11 +7,12 @@
 // Usage:
 //
 //	taskino-planner [--redis URL] [--namespace NS] [--tasks FILE] [--http ADDR]
-//	                [--node NAME] [--log-level LEVEL]
+//	                [--node NAME] [--lookahead D] [--log-level LEVEL]
 //
 // With --tasks it applies a tasks file at start (an older file never
 // replaces a newer stored version). With --http it serves Prometheus
-// /metrics and /healthz.
+// /metrics and /healthz. With --lookahead it appends fires up to D (at
+// most 10s) before their slot; workers hold them until due.
 //
 // It exits 0 after a clean stop on SIGINT or SIGTERM, and 1 with a one-line
 // error when it cannot start (bad flags, unreachable Redis).
@@ -19,8 +20,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/taskino/taskino/cmd/internal/app"
@@ -38,6 +41,7 @@ type Main struct {
 	TasksPath string
 	HTTPAddr  string
 	Node      string
+	Lookahead time.Duration
 
 	rdb redis.UniversalClient
 }
@@ -50,8 +54,12 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.TasksPath, "tasks", app.EnvOr("TASKINO_TASKS", ""), "tasks file (YAML) to apply at start (env TASKINO_TASKS)")
 	fs.StringVar(&m.HTTPAddr, "http", "", "serve Prometheus /metrics and /healthz on this address (e.g. :9090)")
 	fs.StringVar(&m.Node, "node", "", "name of this planner in events and logs (default host-pid-random)")
+	fs.DurationVar(&m.Lookahead, "lookahead", 0, "append fires up to this long before their slot (workers hold them until due); a pause, change or removal then takes effect only for slots further away")
 	if err := app.Parse(fs, args); err != nil {
 		return err
+	}
+	if m.Lookahead < 0 || m.Lookahead > 10*time.Second {
+		return fmt.Errorf("--lookahead %s: want 0 to 10s (workers hold early fires for at most 10s)", m.Lookahead)
 	}
 	return m.Common.Check()
 }
@@ -64,7 +72,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.rdb, _, err = m.Common.Start(ctx, log, m.TasksPath); err != nil {
 		return err
 	}
-	cfg := planner.Config{Namespace: m.Namespace, Node: m.Node, Logger: log}
+	cfg := planner.Config{Namespace: m.Namespace, Node: m.Node, Logger: log, Lookahead: m.Lookahead}
 	var met *metrics.Metrics
 	if m.HTTPAddr != "" {
 		met = metrics.New()
