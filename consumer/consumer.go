@@ -41,6 +41,7 @@
 package consumer
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -87,6 +88,15 @@ type Config struct {
 	EventsMaxLen int64
 	// FlushBatch is the most outcomes recorded per round trip (default 256).
 	FlushBatch int
+	// HoldEarly: a fire read before its scheduled time (planners append
+	// fires up to their lookahead ahead of the slot) and due within
+	// HoldEarly is held until then, by the Redis server's clock (default
+	// 10s). One due later (a hand-written entry with a distant "at") runs
+	// at once, as does every fire when HoldEarly is negative.
+	HoldEarly time.Duration
+	// EarlyLimit bounds the early fires held at once (default 10,000):
+	// with that many, no new fires are read until some are due.
+	EarlyLimit int
 	// Metrics, when set, is told of reclaims and dead letters.
 	Metrics Metrics
 }
@@ -131,6 +141,12 @@ func (c Config) WithDefaults() Config {
 	if c.FlushBatch <= 0 {
 		c.FlushBatch = 256
 	}
+	if c.HoldEarly == 0 {
+		c.HoldEarly = 10 * time.Second
+	}
+	if c.EarlyLimit <= 0 {
+		c.EarlyLimit = 10_000
+	}
 	return c
 }
 
@@ -169,6 +185,8 @@ type Consumer struct {
 	// Set up by Run.
 	runCtx   context.Context
 	bcursors map[string]string
+	bstart   map[string]string // each broadcast stream's last entry when this worker came up
+	upSince  time.Time         // Redis time then
 	bcast    chan []store.Delivery
 	reads    chan readResult
 	reading  bool // a ReadFires is under way (under mu)
@@ -178,6 +196,7 @@ type Consumer struct {
 	quietLogged   bool // the quiet period after an outage was logged (see store.Heartbeat)
 	lastReclaim   time.Time
 	later         []store.Delivery // read, to be returned by the next Fetch
+	early         earlyHeap        // read before their scheduled time, held until then
 
 	mu         sync.Mutex
 	held       map[string]store.Held // entry key -> what is held
@@ -189,6 +208,47 @@ type Consumer struct {
 	flushSig   chan struct{}
 	retrySig   chan struct{}
 	flushedSig chan struct{} // closed and replaced after each flush
+	// The Redis server's time at a round trip's midpoint, and our
+	// monotonic clock then: when an early fire is due.
+	redisAt, localAt time.Time
+}
+
+// earlyHeap holds early fires, the soonest due first.
+type earlyHeap []store.Delivery
+
+func (h earlyHeap) Len() int           { return len(h) }
+func (h earlyHeap) Less(i, j int) bool { return h[i].Fire.At.Before(h[j].Fire.At) }
+func (h earlyHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *earlyHeap) Push(x any)        { *h = append(*h, x.(store.Delivery)) }
+func (h *earlyHeap) Pop() any {
+	old := *h
+	d := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return d
+}
+
+// syncClock measures the Redis server's clock against ours.
+func (c *Consumer) syncClock(ctx context.Context) error {
+	before := time.Now()
+	now, err := c.st.Time(ctx)
+	if err != nil {
+		return err
+	}
+	after := time.Now()
+	c.mu.Lock()
+	c.redisAt, c.localAt = now, before.Add(after.Sub(before)/2)
+	c.mu.Unlock()
+	return nil
+}
+
+// untilDue is how long before t, by the Redis server's clock.
+func (c *Consumer) untilDue(t time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.redisAt.IsZero() {
+		return 0
+	}
+	return t.Sub(c.redisAt.Add(time.Since(c.localAt)))
 }
 
 type readResult struct {
@@ -321,16 +381,42 @@ func (c *Consumer) trySetUp(ctx context.Context) error {
 			return err
 		}
 	}
-	cur := map[string]string{}
+	if err := c.syncClock(ctx); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	up := c.redisAt
+	c.mu.Unlock()
+	// Broadcast fires are run by the workers up at their slot. Fires are
+	// appended up to a planner's lookahead early, so reading starts
+	// HoldEarly back, and of the entries appended before now only those
+	// due from now on run.
+	cur, last := map[string]string{}, map[string]string{}
 	for _, s := range c.bstreams {
 		id, err := c.st.LastEntryID(ctx, s)
 		if err != nil {
 			return err
 		}
-		cur[s] = id
+		cur[s], last[s] = id, id
+		if back := fmt.Sprintf("%d-0", up.Add(-c.cfg.HoldEarly).UnixMilli()); c.cfg.HoldEarly > 0 && store.LessID(back, id) {
+			cur[s] = back
+		}
 	}
-	c.bcursors = cur
+	c.bcursors, c.bstart, c.upSince = cur, last, up
 	return c.loadSpecs(ctx)
+}
+
+// sinceUp drops the broadcast entries appended before this worker was up
+// whose slot was before then too.
+func (c *Consumer) sinceUp(ds []store.Delivery) []store.Delivery {
+	out := ds[:0]
+	for _, d := range ds {
+		if last := c.bstart[d.Stream]; !store.LessID(last, d.EntryID) && (d.Err != nil || d.Fire.At.Before(c.upSince)) {
+			continue
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 func (c *Consumer) loadSpecs(ctx context.Context) error {
@@ -426,12 +512,17 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 	if c.runCtx.Err() != nil {
 		return nil, nil
 	}
+	due := c.takeDue(ctx)
 	out := c.takeLater()
 	out = append(out, c.takeBroadcast()...)
 	select {
 	case r := <-c.reads:
-		return c.afterRead(ctx, out, r)
+		ds, err := c.afterRead(ctx, out, r)
+		return append(due, ds...), err
 	default:
+	}
+	if len(c.early) >= c.cfg.EarlyLimit {
+		max = 0 // read nothing new until some early fires are due
 	}
 	if max > 0 && time.Since(c.lastReclaim) >= c.cfg.VisibilityTimeout/4 {
 		c.lastReclaim = time.Now()
@@ -441,23 +532,49 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 			}
 			ds, err := c.reclaim(ctx, s, max)
 			if err != nil {
-				return c.admit(ctx, out), err
+				return append(due, c.admit(ctx, out)...), err
 			}
 			out = append(out, ds...)
 			max -= len(ds)
 		}
 	}
-	if len(out) == 0 && max > 0 {
-		c.startRead(max)
+	if len(out) == 0 && len(due) == 0 {
+		// Wait for a read, a broadcast fire, or the next early fire.
+		var reads chan readResult
+		if max > 0 {
+			c.startRead(max)
+			reads = c.reads
+		}
+		wait := c.cfg.Block
+		if len(c.early) > 0 {
+			wait = min(wait, c.untilDue(c.early[0].Fire.At))
+		}
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
 		select {
-		case r := <-c.reads:
+		case r := <-reads:
 			return c.afterRead(ctx, out, r)
 		case b := <-c.bcast:
 			out = append(out, b...)
+		case <-timer.C:
+			due = c.takeDue(ctx)
 		case <-ctx.Done():
 		}
 	}
-	return c.admit(ctx, out), nil
+	return append(due, c.admit(ctx, out)...), nil
+}
+
+// takeDue returns the early fires now due that are to run (their overlap
+// policy admits them).
+func (c *Consumer) takeDue(ctx context.Context) []store.Delivery {
+	var out []store.Delivery
+	for len(c.early) > 0 && c.untilDue(c.early[0].Fire.At) <= 0 {
+		d := heap.Pop(&c.early).(store.Delivery)
+		if c.overlapAdmits(ctx, &d) {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // afterRead takes the result of a finished read.
@@ -586,14 +703,23 @@ func (c *Consumer) admit(ctx context.Context, ds []store.Delivery) []store.Deliv
 		if !c.firstTrigger(ctx, d) {
 			continue
 		}
-		if d.Spec.Overlap != events.OverlapAllow {
-			if !c.beginOverlap(ctx, &d) {
+		if c.cfg.HoldEarly > 0 {
+			if w := c.untilDue(d.Fire.At); w > 0 && w <= c.cfg.HoldEarly {
+				// Its overlap policy applies when it is due.
+				heap.Push(&c.early, d)
 				continue
 			}
 		}
-		out = append(out, d)
+		if c.overlapAdmits(ctx, &d) {
+			out = append(out, d)
+		}
 	}
 	return out
+}
+
+// overlapAdmits applies the task's overlap policy, if it has one.
+func (c *Consumer) overlapAdmits(ctx context.Context, d *store.Delivery) bool {
+	return d.Spec.Overlap == events.OverlapAllow || c.beginOverlap(ctx, d)
 }
 
 // firstTrigger makes a hand-written single-mode entry with an id field
@@ -956,7 +1082,7 @@ func (c *Consumer) broadcastLoop(ctx context.Context) {
 			continue
 		}
 		b.Reset()
-		if len(ds) > 0 {
+		if ds = c.sinceUp(ds); len(ds) > 0 {
 			select {
 			case c.bcast <- ds:
 			case <-ctx.Done():
@@ -986,6 +1112,9 @@ func (c *Consumer) heartbeatLoop(ctx context.Context) {
 		}
 		c.mu.Unlock()
 		lost, _, err := c.st.Heartbeat(ctx, c.cfg.Node, c.cfg.VisibilityTimeout, hs)
+		if err == nil {
+			err = c.syncClock(ctx)
+		}
 		if err != nil {
 			if b.Next(); ctx.Err() == nil && b.Report() {
 				c.log.Warn().Err(err).Int("fires", len(hs)).Int("failures", b.Failures()).Msg("extend claims")

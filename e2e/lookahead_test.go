@@ -1,0 +1,69 @@
+package e2e
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/taskino/taskino/consumer"
+	"github.com/taskino/taskino/dispatcher"
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/planner"
+)
+
+// A planner appends a fire up to its lookahead before the slot, and the
+// worker that reads it holds it until the slot by the Redis server's clock:
+// the handler starts at or after the slot, never before. With the hold
+// turned off the same fire runs as soon as it is read, before its slot:
+// the hold is what keeps an early fire on time.
+func TestEarlyFireStartsAtItsSlot(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		holdEarly time.Duration
+		early     bool // the run starts before the slot
+	}{{"held", 0, false}, {"not-held", -1, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := setup(t)
+			now, err := b.st.Time(b.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slot := now.Add(3 * time.Second).Truncate(time.Millisecond)
+			started := make(chan time.Time, 1)
+			startWorker(t, b, consumer.Config{HoldEarly: tc.holdEarly}, dispatcher.Config{},
+				map[string]dispatcher.HandlerFunc{"soon": func(ctx context.Context, f events.Fire) error {
+					at, err := b.st.Time(ctx)
+					if err != nil {
+						return err
+					}
+					started <- at
+					return nil
+				}})
+			startPlanner(t, b, planner.Config{Lookahead: 10 * time.Second}, func(p *planner.Planner) {
+				p.SetVersion(1)
+				if err := p.Register(events.Spec{Name: "soon", Trigger: events.Once(slot)}); err != nil {
+					t.Fatal(err)
+				}
+			})
+			all := awaitEvent(t, b, 30*time.Second, events.TypeFired, nil)
+			fired := ofType(all, events.TypeFired)[0]
+			if ms, _ := strconv.ParseInt(strings.SplitN(fired.ID, "-", 2)[0], 10, 64); ms >= slot.UnixMilli() {
+				t.Fatalf("fired event at %d, want it appended before the slot %d (lookahead 10s)", ms, slot.UnixMilli())
+			}
+			var at time.Time
+			select {
+			case at = <-started:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the fire did not run within 30s")
+			}
+			if before := at.Before(slot); before != tc.early {
+				t.Fatalf("run started at %s (Redis time), slot %s: started before the slot = %v, want %v",
+					at.Format(time.RFC3339Nano), slot.Format(time.RFC3339Nano), before, tc.early)
+			}
+			awaitEvent(t, b, 30*time.Second, events.TypeCompleted, nil)
+		})
+	}
+}
