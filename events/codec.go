@@ -2,6 +2,7 @@ package events
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -209,23 +210,34 @@ type Event struct {
 	Output   string
 }
 
-// field describes one event field: how to read it from an Event (ok false
-// when it is zero and so not written) and how to set it from text.
+// field describes one event field: whether an Event carries it (a zero
+// value is not written), its text, and how to set it from text.
 type field struct {
-	get func(e *Event) (string, bool)
-	set func(e *Event, v string) error
+	isSet func(e *Event) bool
+	text  func(e *Event) string
+	set   func(e *Event, v string) error
+}
+
+// get returns the field's text and whether it is set.
+func (f field) get(e *Event) (string, bool) {
+	if !f.isSet(e) {
+		return "", false
+	}
+	return f.text(e), true
 }
 
 func strField(p func(e *Event) *string) field {
 	return field{
-		get: func(e *Event) (string, bool) { return *p(e), *p(e) != "" },
-		set: func(e *Event, v string) error { *p(e) = v; return nil },
+		isSet: func(e *Event) bool { return *p(e) != "" },
+		text:  func(e *Event) string { return *p(e) },
+		set:   func(e *Event, v string) error { *p(e) = v; return nil },
 	}
 }
 
 func intField(name string, p func(e *Event) *int64) field {
 	return field{
-		get: func(e *Event) (string, bool) { return strconv.FormatInt(*p(e), 10), *p(e) != 0 },
+		isSet: func(e *Event) bool { return *p(e) != 0 },
+		text:  func(e *Event) string { return strconv.FormatInt(*p(e), 10) },
 		set: func(e *Event, v string) error {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
@@ -239,7 +251,8 @@ func intField(name string, p func(e *Event) *int64) field {
 
 func smallIntField(name string, p func(e *Event) *int) field {
 	return field{
-		get: func(e *Event) (string, bool) { return strconv.Itoa(*p(e)), *p(e) != 0 },
+		isSet: func(e *Event) bool { return *p(e) != 0 },
+		text:  func(e *Event) string { return strconv.Itoa(*p(e)) },
 		set: func(e *Event, v string) error {
 			n, err := strconv.Atoi(v)
 			if err != nil {
@@ -253,7 +266,8 @@ func smallIntField(name string, p func(e *Event) *int) field {
 
 func timeField(name string, p func(e *Event) *time.Time) field {
 	return field{
-		get: func(e *Event) (string, bool) { return ms(*p(e)), !p(e).IsZero() },
+		isSet: func(e *Event) bool { return !p(e).IsZero() },
+		text:  func(e *Event) string { return ms(*p(e)) },
 		set: func(e *Event, v string) error {
 			t, err := parseMs(name, v)
 			*p(e) = t
@@ -310,6 +324,15 @@ type fieldSet struct {
 	required []string
 	allowed  map[string]bool
 	order    []string
+	// The fields in order, and the fields a type does not carry, for
+	// Encode.
+	carried, others []namedField
+}
+
+type namedField struct {
+	name     string
+	required bool
+	field
 }
 
 var typeSets = func() map[Type]fieldSet {
@@ -325,6 +348,15 @@ var typeSets = func() map[Type]fieldSet {
 			}
 			fs.allowed[f] = true
 		}
+		for _, name := range fs.order {
+			fs.carried = append(fs.carried, namedField{name, slices.Contains(fs.required, name), fields[name]})
+		}
+		for name, f := range fields {
+			if !fs.allowed[name] {
+				fs.others = append(fs.others, namedField{name: name, field: f})
+			}
+		}
+		slices.SortFunc(fs.others, func(a, b namedField) int { return strings.Compare(a.name, b.name) })
 		out[t] = fs
 	}
 	return out
@@ -338,32 +370,23 @@ func (e Event) Encode() ([]string, error) {
 	if !ok {
 		return nil, decodeErr(FieldType, "unknown event type %q", clip(string(e.Type)))
 	}
-	out := []string{FieldV, EncodingVersion, FieldType, string(e.Type)}
-	for name, f := range fields {
-		if _, set := f.get(&e); set && !fs.allowed[name] {
-			return nil, decodeErr(name, "set, but a %s event does not carry it", e.Type)
+	for _, f := range fs.others {
+		if f.isSet(&e) {
+			return nil, decodeErr(f.name, "set, but a %s event does not carry it", e.Type)
 		}
 	}
-	for _, name := range fs.order {
-		v, set := fields[name].get(&e)
-		if !set {
-			if isRequired(fs, name) {
-				return nil, decodeErr(name, "missing; a %s event requires it", e.Type)
+	out := make([]string, 4, 4+2*len(fs.carried))
+	out[0], out[1], out[2], out[3] = FieldV, EncodingVersion, FieldType, string(e.Type)
+	for _, f := range fs.carried {
+		if !f.isSet(&e) {
+			if f.required {
+				return nil, decodeErr(f.name, "missing; a %s event requires it", e.Type)
 			}
 			continue
 		}
-		out = append(out, name, v)
+		out = append(out, f.name, f.text(&e))
 	}
 	return out, nil
-}
-
-func isRequired(fs fieldSet, name string) bool {
-	for _, r := range fs.required {
-		if r == name {
-			return true
-		}
-	}
-	return false
 }
 
 // DecodeEvent decodes an events-stream entry, strictly: the encoding
