@@ -394,11 +394,11 @@ func (s *Store) Finish(ctx context.Context, worker string, outs []Outcome) (int,
 			op("R", o.RetryIn.Milliseconds(), m)
 		}
 		if o.LastRun != nil {
-			b, err := events.MarshalLastRun(*o.LastRun)
+			head, tail, fire, err := splitLastRun(*o.LastRun)
 			if err != nil {
 				return 0, err
 			}
-			op("L", o.LastRun.Task, string(b))
+			op("L", o.LastRun.Task, head, tail, fire, o.LastRun.Scheduled.UnixMilli())
 		}
 		if o.EndOverlap {
 			op("U", s.keys.Running(d.Fire.Task), s.keys.Buffer(d.Fire.Task), d.Fire.ID)
@@ -412,6 +412,28 @@ func (s *Store) Finish(ctx context.Context, worker string, outs []Outcome) (int,
 		return 0, fmt.Errorf("record %d outcomes: %w", len(outs), err)
 	}
 	return n, nil
+}
+
+// splitLastRun encodes a worker's last-run record for the finish script:
+// the JSON cut after its "scheduled" member (where the stored "fired" time
+// goes), and its fire member as it appears in the stored text.
+func splitLastRun(r events.LastRun) (head, tail, fire string, err error) {
+	r.Fired = time.Time{}
+	b, err := events.MarshalLastRun(r)
+	if err != nil {
+		return "", "", "", err
+	}
+	id, err := json.Marshal(r.Fire)
+	if err != nil {
+		return "", "", "", err
+	}
+	key := `"scheduled":` + strconv.FormatInt(r.Scheduled.UnixMilli(), 10)
+	i := strings.Index(string(b), key)
+	if i < 0 {
+		return "", "", "", fmt.Errorf("last-run record of %s: no %s in %s", r.Task, key, b)
+	}
+	i += len(key)
+	return string(b[:i]), string(b[i:]), `"fire":` + string(id) + `,`, nil
 }
 
 func strs(kv []string) []any {

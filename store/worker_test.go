@@ -109,6 +109,21 @@ func TestFinishKeepsTheLatestLastRun(t *testing.T) {
 	if err != nil || r.Status != events.StatusFailed || r.Error != "no disk" || !r.Fired.Equal(fired) || !r.Started.Equal(started) || !r.Finished.Equal(started.Add(time.Second)) {
 		t.Errorf("last run %+v (err %v), want failed with the error, the planner's fired time and the run's times", r, err)
 	}
+	// Text that looks like the record's own members, in a fire id and an
+	// error, fools neither check: a later fire replaces the record, an
+	// older one whose id the error quotes does not.
+	later := at.Add(2 * time.Minute)
+	odd := store.Outcome{Delivery: store.Delivery{Broadcast: true, Fire: events.Fire{ID: `a@"3"`, Task: "a", At: later}},
+		LastRun: &events.LastRun{Task: "a", Fire: `a@"3"`, Scheduled: later, Started: later, Finished: later, Status: events.StatusFailed,
+			Error: `"fire":"a@1","fired":42,"scheduled":9999999999999`}}
+	quoted := old
+	if _, err := b.st.Finish(b.ctx, "w", []store.Outcome{odd, quoted}); err != nil {
+		t.Fatal(err)
+	}
+	r, _, err = b.st.LastRun(b.ctx, "a")
+	if err != nil || r.Fire != `a@"3"` || !r.Fired.IsZero() || r.Error != odd.LastRun.Error {
+		t.Errorf("last run %+v (err %v), want the record of fire a@\"3\" with its error as written and no fired time", r, err)
+	}
 }
 
 // TestTriggerUnknownTask: a manual trigger of a task not in the set is

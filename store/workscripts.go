@@ -25,10 +25,14 @@ import "github.com/redis/go-redis/v9"
 //	E fields...         XADD the fields to the events stream
 //	D fields...         XADD the fields to the dead-letter stream
 //	R delay_ms member   add member to the retry set, due delay_ms from now
-//	L task record       the task's last-run record, JSON; kept only if it is
-//	                    of the stored fire or a later one ("fire" and
-//	                    "scheduled" keys), and "fired" carried over from the
-//	                    stored record of the same fire
+//	L task head tail fire scheduled
+//	                    the task's last-run record (JSON: head, then tail),
+//	                    kept only if it is of the stored record's fire (the
+//	                    stored text holds fire, the JSON member "fire":"id",)
+//	                    or a later scheduled time; the stored "fired" time of
+//	                    the same fire is carried over, between head and tail.
+//	                    JSON escapes every quote inside a string, so these
+//	                    plain matches only ever find the members themselves.
 //	U running buffer id end the run of fire id for the overlap policy: delete
 //	                    the running key if it holds id, and move a buffered
 //	                    fire (if any, and no other run holds the key) to its
@@ -68,18 +72,20 @@ for _ = 1, tonumber(A[4]) do
       elseif code == 'R' then
         redis.call('ZADD', KEYS[3], string.format('%.0f', now + tonumber(A[a])), A[a+1])
       elseif code == 'L' then
-        local new = cjson.decode(A[a+1])
         local raw = redis.call('HGET', KEYS[4], A[a])
-        local keep = true
+        local keep, fired = true, nil
         if raw then
-          local old = cjson.decode(raw)
-          if old.fire == new.fire then
-            new.fired = old.fired
-          elseif (tonumber(old.scheduled) or 0) > (tonumber(new.scheduled) or 0) then
+          if string.find(raw, A[a+3], 1, true) then
+            fired = string.match(raw, '"fired":(%d+)')
+          elseif tonumber(string.match(raw, '"scheduled":(%-?%d+)') or '0') > tonumber(A[a+4]) then
             keep = false
           end
         end
-        if keep then redis.call('HSET', KEYS[4], A[a], cjson.encode(new)) end
+        if keep then
+          local rec = A[a+1] .. A[a+2]
+          if fired then rec = A[a+1] .. ',"fired":' .. fired .. A[a+2] end
+          redis.call('HSET', KEYS[4], A[a], rec)
+        end
       elseif code == 'U' then
         local cur = redis.call('GET', A[a])
         if cur == A[a+2] then redis.call('DEL', A[a]); cur = false end
