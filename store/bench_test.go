@@ -1,0 +1,197 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store"
+	"github.com/taskino/taskino/store/redistest"
+)
+
+// The hot paths of a fire, one benchmark each, against a redis-server of
+// their own on this machine. Redis's single thread is what a burst waits
+// on, so besides the wall time per task (ns/op, an op being one task or
+// fire) each reports the time Redis spent in the scripts themselves
+// ("redis-ns/op", from INFO commandstats): the figure to cut.
+//
+//	go test ./store -run '^$' -bench . -benchtime 50000x
+
+// scriptTime is the time Redis has spent running scripts (EVAL and
+// EVALSHA, the commands they call included) since its stats were reset.
+func scriptTime(b *testing.B, rdb *redis.Client) time.Duration {
+	b.Helper()
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var us int64
+	for _, line := range strings.Split(info, "\n") {
+		if !strings.HasPrefix(line, "cmdstat_eval:") && !strings.HasPrefix(line, "cmdstat_evalsha:") {
+			continue
+		}
+		for _, kv := range strings.Split(strings.TrimSpace(line[strings.IndexByte(line, ':')+1:]), ",") {
+			if v, ok := strings.CutPrefix(kv, "usec="); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				us += n
+			}
+		}
+	}
+	return time.Duration(us) * time.Microsecond
+}
+
+// benchStore is a store on a fresh server with b.N one-shot tasks, all due.
+func benchStore(b *testing.B) (*store.Store, *redis.Client, []events.Spec) {
+	b.Helper()
+	srv := redistest.Start(b)
+	rdb := srv.Client(b)
+	st, err := store.New(rdb, "bench", store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	now, err := st.Time(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	specs := make([]events.Spec, b.N)
+	for i := range specs {
+		specs[i] = events.Spec{Name: fmt.Sprintf("task-%07d", i), Trigger: events.Once(now)}
+	}
+	if _, err := st.Apply(ctx, 1, specs); err != nil {
+		b.Fatal(err)
+	}
+	return st, rdb, specs
+}
+
+// onePlan is what a planner decides for a due one-shot task: one fire, its
+// fired event, no next slot, and the last-run record.
+func onePlan(ct store.ClaimedTask, now time.Time) store.TaskPlan {
+	slot := ct.Spec.Trigger.At
+	f := events.Fire{ID: events.FireID(ct.Name, slot), Task: ct.Name, At: slot, Attempt: 1}
+	return store.TaskPlan{Name: ct.Name, Gen: ct.Gen, Queue: events.DefaultQueue, Mode: events.ModeSingle,
+		Ops: []store.Op{{Slot: slot, Fire: &f, Event: events.Event{Type: events.TypeFired, Task: ct.Name, Fire: f.ID,
+			At: slot, Queue: events.DefaultQueue, Mode: events.ModeSingle, Worker: "bench"}}},
+		LastRun: &events.LastRun{Task: ct.Name, Fire: f.ID, Scheduled: slot, Fired: now, Status: events.StatusFired}}
+}
+
+// BenchmarkClaim leases due tasks to a planner, 256 a call (the planner's
+// batch): an op is one task claimed.
+func BenchmarkClaim(b *testing.B) {
+	st, rdb, _ := benchStore(b)
+	ctx := context.Background()
+	rdb.ConfigResetStat(ctx)
+	b.ResetTimer()
+	for got := 0; got < b.N; {
+		c, err := st.Claim(ctx, "bench", time.Minute, 256, time.Time{}, 0)
+		if err != nil || len(c.Tasks) == 0 {
+			b.Fatalf("claimed %d of %d: %v", got, b.N, err)
+		}
+		got += len(c.Tasks)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(scriptTime(b, rdb).Nanoseconds())/float64(b.N), "redis-ns/op")
+}
+
+// BenchmarkPlan records the plans of claimed one-shot tasks, 256 a call: an
+// op is one fire appended with its event, watermark and last-run record.
+func BenchmarkPlan(b *testing.B) {
+	st, rdb, _ := benchStore(b)
+	ctx := context.Background()
+	var claims []store.Claim
+	for got := 0; got < b.N; {
+		c, err := st.Claim(ctx, "bench", time.Hour, 256, time.Time{}, 0)
+		if err != nil || len(c.Tasks) == 0 {
+			b.Fatalf("claimed %d of %d: %v", got, b.N, err)
+		}
+		got += len(c.Tasks)
+		claims = append(claims, c)
+	}
+	rdb.ConfigResetStat(ctx)
+	b.ResetTimer()
+	fires := 0
+	for _, c := range claims {
+		plans := make([]store.TaskPlan, len(c.Tasks))
+		for i, ct := range c.Tasks {
+			plans[i] = onePlan(ct, c.Now)
+		}
+		res, err := st.Plan(ctx, "bench", plans, 0)
+		if err != nil || res.Lost > 0 || res.Dropped > 0 {
+			b.Fatalf("plan: %+v, %v", res, err)
+		}
+		fires += res.Fires
+	}
+	b.StopTimer()
+	if fires != b.N {
+		b.Fatalf("%d fires appended, want %d", fires, b.N)
+	}
+	b.ReportMetric(float64(scriptTime(b, rdb).Nanoseconds())/float64(b.N), "redis-ns/op")
+}
+
+// BenchmarkFinish reads fires in the worker group, 100 a call, and records
+// each one's started event and then its completion (event, last-run record
+// and ack), batched as a worker does: an op is one fire run.
+func BenchmarkFinish(b *testing.B) {
+	srv := redistest.Start(b)
+	rdb := srv.Client(b)
+	st, err := store.New(rdb, "bench", store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	stream := st.Keys().FireStream(events.DefaultQueue, events.ModeSingle)
+	if err := st.EnsureGroup(ctx, stream); err != nil {
+		b.Fatal(err)
+	}
+	at := time.UnixMilli(1_800_000_000_000).UTC()
+	for i := 0; i < b.N; i += 1000 {
+		pipe := rdb.Pipeline()
+		for j := i; j < min(b.N, i+1000); j++ {
+			name := fmt.Sprintf("task-%07d", j)
+			f := events.Fire{ID: events.FireID(name, at), Task: name, At: at, Attempt: 1}
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: f.Fields()})
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	rdb.ConfigResetStat(ctx)
+	b.ResetTimer()
+	done := 0
+	for done < b.N {
+		ds, err := st.ReadFires(ctx, "w1", []string{stream}, 100, time.Second)
+		if err != nil || len(ds) == 0 {
+			b.Fatalf("read %d of %d: %v", done, b.N, err)
+		}
+		started := make([]store.Outcome, len(ds))
+		outs := make([]store.Outcome, len(ds))
+		for i, d := range ds {
+			started[i] = store.Outcome{Events: []events.Event{{Type: events.TypeStarted, Task: d.Fire.Task,
+				Fire: d.Fire.ID, At: d.Fire.At, Attempt: 1, Worker: "w1", Queue: d.Queue}}}
+			fin := at.Add(time.Millisecond)
+			outs[i] = store.Outcome{Delivery: d,
+				Events: []events.Event{{Type: events.TypeCompleted, Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At,
+					Attempt: 1, Worker: "w1", Status: events.StatusCompleted, CostMs: 1, Queue: d.Queue}},
+				LastRun: &events.LastRun{Task: d.Fire.Task, Fire: d.Fire.ID, Scheduled: at, Started: at,
+					Finished: fin, Status: events.StatusCompleted}}
+		}
+		if _, err := st.Finish(ctx, "w1", started); err != nil {
+			b.Fatal(err)
+		}
+		n, err := st.Finish(ctx, "w1", outs)
+		if err != nil || n != len(ds) {
+			b.Fatalf("finish: %d of %d recorded, %v", n, len(ds), err)
+		}
+		done += n
+	}
+	b.StopTimer()
+	if p, err := rdb.XPending(ctx, stream, store.WorkerGroup).Result(); err != nil || p.Count != 0 {
+		b.Fatalf("pending after finishing all: %+v, %v", p, err)
+	}
+	b.ReportMetric(float64(scriptTime(b, rdb).Nanoseconds())/float64(b.N), "redis-ns/op")
+}
