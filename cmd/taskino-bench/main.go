@@ -21,10 +21,25 @@
 //	         start minus scheduled time) p50/p99/max, duplicates, misses,
 //	         and fires/s as a ratio to the ceiling measured in the same run
 //	         (burst alone measures the ceiling first).
+//	idle     N tasks (1,000,000 unless --n is given) none of which is due
+//	         for an hour: a third every hour, a third a daily cron, a third
+//	         once, their first slots spread evenly from 1h to 2h ahead.
+//	         Planners (--planners, default 2) and no worker in this
+//	         process. It reports the apply's time, the planners' first pass
+//	         (every task is due at apply time until planned once), then,
+//	         over --for: this process's CPU (the planners' idle loop) and
+//	         Redis's CPU as % of one core, Redis commands per second (from
+//	         INFO, less the bench's own) and which commands, and Redis
+//	         memory per task (used_memory before the apply against after
+//	         the first pass, over N). A fire appended is an error. The
+//	         apply (one script, about 17s per million tasks on 2 cores)
+//	         goes through a client of its own that waits for it and does
+//	         not retry.
 //
 // Every mode works in a namespace of its own (bench-<random>), deleted at
-// the end; nothing else on the server is touched. The server should be a
-// dedicated one: other load skews the figures.
+// the end (SCAN and UNLINK in batches); nothing else on the server is
+// touched. The server should be a dedicated one: other load skews the
+// figures.
 package main
 
 import (
@@ -61,11 +76,13 @@ type Main struct {
 
 	app.Common
 	N           int
+	IdleN       int // the idle mode's tasks: --n when given, else 1,000,000
 	Concurrency int
 	Lead        time.Duration
 	Tasks       int
 	For         time.Duration
 	Planners    int
+	Lookahead   time.Duration
 	CPUProfile  string
 	JSON        bool
 	Modes       []string
@@ -73,18 +90,22 @@ type Main struct {
 	rdb redis.UniversalClient
 }
 
-var modes = []string{"ceiling", "burst", "periodic"}
+var modes = []string{"ceiling", "burst", "periodic", "idle"}
+
+// defaultIdleN is the idle mode's task count when --n is not given.
+const defaultIdleN = 1_000_000
 
 // ParseFlags reads the command line: flags, then one or more modes.
 func (m *Main) ParseFlags(args []string) error {
 	fs := app.NewFlagSet("taskino-bench")
 	m.Common.Register(fs)
-	fs.IntVar(&m.N, "n", 100_000, "entries (ceiling) or tasks (burst)")
+	fs.IntVar(&m.N, "n", 100_000, "entries (ceiling) or tasks (burst, idle); idle's default is 1,000,000")
 	fs.IntVar(&m.Concurrency, "concurrency", 50, "the worker's most runs at once (burst)")
 	fs.DurationVar(&m.Lead, "lead", 10*time.Second, "how far ahead of applying the burst's tasks they are due (applying 100,000 takes a few seconds)")
-	fs.IntVar(&m.Planners, "planners", 0, "planners in the process (default: 1 for burst, 2 for periodic)")
+	fs.IntVar(&m.Planners, "planners", 0, "planners in the process (default: 1 for burst, 2 for periodic and idle)")
 	fs.IntVar(&m.Tasks, "tasks", 1000, "tasks every second (periodic)")
-	fs.DurationVar(&m.For, "for", 30*time.Second, "how long the periodic tasks run (whole seconds)")
+	fs.DurationVar(&m.Lookahead, "lookahead", 0, "the planners' lookahead: fires appended up to this long before their slot, held by the worker until due (burst, periodic)")
+	fs.DurationVar(&m.For, "for", 30*time.Second, "how long the periodic tasks run, or idle is measured after its first pass (whole seconds)")
 	fs.StringVar(&m.CPUProfile, "cpuprofile", "", "write this process's CPU profile (planners and worker) to FILE")
 	fs.BoolVar(&m.JSON, "json", false, "print one JSON object per mode instead of a table")
 	// Modes and flags in any order.
@@ -92,7 +113,7 @@ func (m *Main) ParseFlags(args []string) error {
 	for len(args) > 0 {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprintln(os.Stdout, "Usage: taskino-bench [flags] ceiling|burst|periodic...")
+				fmt.Fprintln(os.Stdout, "Usage: taskino-bench [flags] ceiling|burst|periodic|idle...")
 				fs.SetOutput(os.Stdout)
 				fs.PrintDefaults()
 			}
@@ -116,8 +137,17 @@ func (m *Main) ParseFlags(args []string) error {
 	if m.N < 1 {
 		return fmt.Errorf("--n %d: want 1 or more", m.N)
 	}
+	m.IdleN = defaultIdleN
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "n" {
+			m.IdleN = m.N
+		}
+	})
 	if m.Concurrency < 1 {
 		return fmt.Errorf("--concurrency %d: want 1 or more", m.Concurrency)
+	}
+	if m.Lookahead < 0 || m.Lookahead > 10*time.Second {
+		return fmt.Errorf("--lookahead %s: want 0 to 10s (the worker holds early fires for at most 10s)", m.Lookahead)
 	}
 	if m.Planners < 0 {
 		return fmt.Errorf("--planners %d: want 1 or more", m.Planners)
@@ -134,7 +164,9 @@ func (m *Main) ParseFlags(args []string) error {
 	return m.Common.Check()
 }
 
-// Result is one mode's figures.
+// Result is one mode's figures. For idle, N is the tasks, WallS the
+// window (--for) and PerSec Redis commands per second over it (also in
+// RedisCmdsPerS); the fields after Ratio are idle's only.
 type Result struct {
 	Mode       string  `json:"mode"`
 	N          int     `json:"n"`
@@ -147,6 +179,22 @@ type Result struct {
 	Duplicates int     `json:"duplicates"`
 	Misses     int     `json:"misses"`
 	Ratio      float64 `json:"ratio_to_ceiling,omitempty"`
+	// LookaheadMs is the planners' lookahead (burst, periodic).
+	LookaheadMs int64 `json:"lookahead_ms,omitempty"`
+
+	Planners      int     `json:"planners,omitempty"`
+	ApplyS        float64 `json:"apply_s,omitempty"`         // planner.Apply of the N tasks: specs checked and encoded, sent, one script
+	ApplyScriptS  float64 `json:"apply_script_s,omitempty"`  // the script's own time in Redis (INFO commandstats), which serves nothing else meanwhile
+	FirstPassS    float64 `json:"first_pass_s,omitempty"`    // planners' start to every task planned
+	PlannerCPUPct float64 `json:"planner_cpu_pct,omitempty"` // this process, % of one core over the window; -1 when not measured
+	RedisCPUPct   float64 `json:"redis_cpu_pct,omitempty"`   // used_cpu_sys + used_cpu_user, % of one core over the window
+	RedisCmdsPerS float64 `json:"redis_cmds_per_s,omitempty"`
+	// RedisCmds is the window's commands by name (INFO commandstats), the
+	// ones scripts call included, the bench's INFO not.
+	RedisCmds   map[string]int64 `json:"redis_cmds,omitempty"`
+	MemPerTaskB float64          `json:"mem_per_task_b,omitempty"`  // used_memory (less client buffers) after the first pass minus before the apply, over N
+	EventsMemB  int64            `json:"events_mem_b,omitempty"`    // MEMORY USAGE of the events stream then (trimmed to its default bound)
+	ProcHeapMB  float64          `json:"process_heap_mb,omitempty"` // this process's Go heap in use after the first pass, collected
 }
 
 // Run runs the modes in order and prints their figures.
@@ -188,6 +236,8 @@ func (m *Main) Run(ctx context.Context) error {
 			r.Ratio = r.PerSec / ceiling
 		case "periodic":
 			r, err = m.periodic(ctx)
+		case "idle":
+			r, err = m.idle(ctx)
 		}
 		if err != nil {
 			return err
@@ -207,8 +257,31 @@ func (m *Main) print(rs []Result) error {
 		}
 		return nil
 	}
+	var idle []Result
+	rs = slices.DeleteFunc(slices.Clone(rs), func(r Result) bool {
+		if r.Mode == "idle" {
+			idle = append(idle, r)
+		}
+		return r.Mode == "idle"
+	})
+	if len(rs) > 0 {
+		if err := m.printFlow(rs); err != nil {
+			return err
+		}
+	}
+	if len(idle) > 0 {
+		if len(rs) > 0 {
+			fmt.Fprintln(m.Stdout)
+		}
+		return m.printIdle(idle)
+	}
+	return nil
+}
+
+// printFlow prints the modes that move fires or entries.
+func (m *Main) printFlow(rs []Result) error {
 	w := tabwriter.NewWriter(m.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "mode\tn\twall\tper s\tlate p50\tp99\tmax\tdup\tmiss\tof ceiling\t")
+	fmt.Fprintln(w, "mode\tn\twall\tper s\tlate p50\tp99\tmax\tdup\tmiss\tof ceiling\tlookahead\t")
 	for _, r := range rs {
 		late := func(v float64) string {
 			if r.Mode == "ceiling" {
@@ -220,24 +293,85 @@ func (m *Main) print(rs []Result) error {
 		if r.Ratio > 0 {
 			ratio = fmt.Sprintf("%.1f%%", 100*r.Ratio)
 		}
-		fmt.Fprintf(w, "%s\t%d\t%.2fs\t%.0f\t%s\t%s\t%s\t%d\t%d\t%s\t\n", r.Mode, r.N, r.WallS, r.PerSec,
-			late(r.P50Ms), late(r.P99Ms), late(r.MaxMs), r.Duplicates, r.Misses, ratio)
+		ahead := "-"
+		if r.Mode != "ceiling" {
+			ahead = (time.Duration(r.LookaheadMs) * time.Millisecond).String()
+		}
+		fmt.Fprintf(w, "%s\t%d\t%.2fs\t%.0f\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t\n", r.Mode, r.N, r.WallS, r.PerSec,
+			late(r.P50Ms), late(r.P99Ms), late(r.MaxMs), r.Duplicates, r.Misses, ratio, ahead)
 	}
 	return w.Flush()
 }
 
-// namespace returns a fresh namespace and a function that deletes its keys.
+// printIdle prints the idle figures, then the window's commands.
+func (m *Main) printIdle(rs []Result) error {
+	w := tabwriter.NewWriter(m.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "idle tasks\tplanners\tapply\tof it script\tfirst pass\tplanned/s\twindow\tplanner CPU\tRedis CPU\tRedis cmds/s\tmemory/task\tevents stream\tbench heap\t")
+	for _, r := range rs {
+		cpu := "-"
+		if r.PlannerCPUPct >= 0 {
+			cpu = fmt.Sprintf("%.2f%%", r.PlannerCPUPct)
+		}
+		fmt.Fprintf(w, "%d\t%d\t%.1fs\t%.1fs\t%.1fs\t%.0f\t%.0fs\t%s\t%.2f%%\t%.1f\t%.0f B\t%.1f MB\t%.0f MB\t\n", r.N, r.Planners, r.ApplyS, r.ApplyScriptS, r.FirstPassS,
+			float64(r.N)/r.FirstPassS, r.WallS, cpu, r.RedisCPUPct, r.RedisCmdsPerS, r.MemPerTaskB, float64(r.EventsMemB)/(1<<20), r.ProcHeapMB)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	for _, r := range rs {
+		names := make([]string, 0, len(r.RedisCmds))
+		for name := range r.RedisCmds {
+			names = append(names, name)
+		}
+		slices.SortFunc(names, func(a, b string) int {
+			if c := r.RedisCmds[b] - r.RedisCmds[a]; c != 0 {
+				return int(c)
+			}
+			return strings.Compare(a, b)
+		})
+		parts := make([]string, len(names))
+		for i, name := range names {
+			parts[i] = fmt.Sprintf("%s %d", name, r.RedisCmds[name])
+		}
+		fmt.Fprintf(m.Stdout, "Redis commands in the %.0fs window (scripts' calls included): %s\n", r.WallS, strings.Join(parts, ", "))
+	}
+	return nil
+}
+
+// namespace returns a fresh namespace and a function that deletes its keys:
+// SCAN and UNLINK in batches of 1,000, so a million keys take a few
+// seconds and never block Redis long. While Redis answers BUSY (a script
+// still running, such as an apply whose call timed out) it waits, up to
+// ten minutes.
 func (m *Main) namespace() (string, func()) {
 	ns := "bench-" + uuid.NewString()[:8]
 	return ns, func() {
 		ctx := context.Background()
-		var keys []string
-		iter := m.rdb.Scan(ctx, 0, "taskino:{"+ns+"}:*", 1000).Iterator()
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
+		pattern := "taskino:{" + ns + "}:*"
+		for deadline := time.Now().Add(10 * time.Minute); ; {
+			err := m.unlinkAll(ctx, pattern)
+			if err == nil || !strings.HasPrefix(err.Error(), "BUSY") || time.Now().After(deadline) {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		for _, k := range keys {
-			m.rdb.Unlink(ctx, k)
+	}
+}
+
+func (m *Main) unlinkAll(ctx context.Context, pattern string) error {
+	var cursor uint64
+	for {
+		keys, next, err := m.rdb.Scan(ctx, cursor, pattern, 1000).Result()
+		if err != nil {
+			return err
+		}
+		if len(keys) > 0 {
+			if err := m.rdb.Unlink(ctx, keys...).Err(); err != nil {
+				return err
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return nil
 		}
 	}
 }
@@ -297,6 +431,8 @@ type runs struct {
 	count map[string]int
 	all   chan struct{}
 	want  int
+	// lookahead is the planners' (for the result).
+	lookahead time.Duration
 }
 
 func (r *runs) add(f events.Fire) {
@@ -334,7 +470,7 @@ func (m *Main) setUp(ctx context.Context, ns, prefix string, k, want int) (setup
 	for i := range su.names {
 		su.names[i] = fmt.Sprintf("%s-%07d", prefix, i)
 	}
-	su.rs = &runs{count: make(map[string]int, want), all: make(chan struct{}), want: want}
+	su.rs = &runs{count: make(map[string]int, want), all: make(chan struct{}), want: want, lookahead: m.Lookahead}
 	if su.stopWorker, err = m.worker(ctx, ns, su.names, su.rs, su.maxLen); err != nil {
 		return su, err
 	}
@@ -445,7 +581,8 @@ func (m *Main) planners(ctx context.Context, ns string, def int, maxLen int64) (
 		}
 	}
 	for i := range n {
-		p, err := planner.New(m.rdb, planner.Config{Namespace: ns, Node: fmt.Sprintf("bench-planner-%d", i+1), Logger: zerolog.Nop(), EventsMaxLen: maxLen})
+		p, err := planner.New(m.rdb, planner.Config{Namespace: ns, Node: fmt.Sprintf("bench-planner-%d", i+1), Logger: zerolog.Nop(),
+			EventsMaxLen: maxLen, Lookahead: m.Lookahead})
 		if err != nil {
 			stopAll()
 			return nil, err
@@ -489,7 +626,7 @@ func (m *Main) awaitRuns(ctx context.Context, st *store.Store, rs *runs, last ti
 
 // result sums up the runs: n wanted over wall.
 func (r *runs) result(mode string, n int, wall time.Duration) Result {
-	res := Result{Mode: mode, N: n, WallS: wall.Seconds(), PerSec: float64(len(r.count)) / wall.Seconds()}
+	res := Result{Mode: mode, N: n, WallS: wall.Seconds(), PerSec: float64(len(r.count)) / wall.Seconds(), LookaheadMs: r.lookahead.Milliseconds()}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.late) > 0 {
