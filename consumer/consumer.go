@@ -213,16 +213,18 @@ type Consumer struct {
 	redisAt, localAt time.Time
 }
 
-// earlyHeap holds early fires, the soonest due first.
-type earlyHeap []store.Delivery
+// earlyHeap holds early fires, the soonest due first (pointers: a
+// Delivery is too big to swap around).
+type earlyHeap []*store.Delivery
 
 func (h earlyHeap) Len() int           { return len(h) }
 func (h earlyHeap) Less(i, j int) bool { return h[i].Fire.At.Before(h[j].Fire.At) }
 func (h earlyHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *earlyHeap) Push(x any)        { *h = append(*h, x.(store.Delivery)) }
+func (h *earlyHeap) Push(x any)        { *h = append(*h, x.(*store.Delivery)) }
 func (h *earlyHeap) Pop() any {
 	old := *h
 	d := old[len(old)-1]
+	old[len(old)-1] = nil
 	*h = old[:len(old)-1]
 	return d
 }
@@ -241,14 +243,23 @@ func (c *Consumer) syncClock(ctx context.Context) error {
 	return nil
 }
 
-// untilDue is how long before t, by the Redis server's clock.
-func (c *Consumer) untilDue(t time.Time) time.Duration {
+// redisNow is the Redis server's time now, as measured by syncClock (zero
+// before the first measure).
+func (c *Consumer) redisNow() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.redisAt.IsZero() {
-		return 0
+		return time.Time{}
 	}
-	return t.Sub(c.redisAt.Add(time.Since(c.localAt)))
+	return c.redisAt.Add(time.Since(c.localAt))
+}
+
+// untilDue is how long before t, by the Redis server's clock.
+func (c *Consumer) untilDue(t time.Time) time.Duration {
+	if now := c.redisNow(); !now.IsZero() {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 type readResult struct {
@@ -567,11 +578,15 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 // takeDue returns the early fires now due that are to run (their overlap
 // policy admits them).
 func (c *Consumer) takeDue(ctx context.Context) []store.Delivery {
+	if len(c.early) == 0 {
+		return nil
+	}
+	now := c.redisNow()
 	var out []store.Delivery
-	for len(c.early) > 0 && c.untilDue(c.early[0].Fire.At) <= 0 {
-		d := heap.Pop(&c.early).(store.Delivery)
-		if c.overlapAdmits(ctx, &d) {
-			out = append(out, d)
+	for len(c.early) > 0 && !c.early[0].Fire.At.After(now) {
+		d := heap.Pop(&c.early).(*store.Delivery)
+		if c.overlapAdmits(ctx, d) {
+			out = append(out, *d)
 		}
 	}
 	return out
@@ -706,7 +721,7 @@ func (c *Consumer) admit(ctx context.Context, ds []store.Delivery) []store.Deliv
 		if c.cfg.HoldEarly > 0 {
 			if w := c.untilDue(d.Fire.At); w > 0 && w <= c.cfg.HoldEarly {
 				// Its overlap policy applies when it is due.
-				heap.Push(&c.early, d)
+				heap.Push(&c.early, &d)
 				continue
 			}
 		}
