@@ -211,6 +211,7 @@ type Consumer struct {
 	// The Redis server's time at a round trip's midpoint, and our
 	// monotonic clock then: when an early fire is due.
 	redisAt, localAt time.Time
+	clockRTT         time.Duration // that measure's round trip
 }
 
 // earlyHeap holds early fires, the soonest due first (pointers: a
@@ -229,7 +230,9 @@ func (h *earlyHeap) Pop() any {
 	return d
 }
 
-// syncClock measures the Redis server's clock against ours.
+// syncClock measures the Redis server's clock against ours. The error of
+// a measure is up to half its round trip, so a slow one (Redis busy) does
+// not replace a recent fast one.
 func (c *Consumer) syncClock(ctx context.Context) error {
 	before := time.Now()
 	now, err := c.st.Time(ctx)
@@ -237,9 +240,12 @@ func (c *Consumer) syncClock(ctx context.Context) error {
 		return err
 	}
 	after := time.Now()
+	rtt := after.Sub(before)
 	c.mu.Lock()
-	c.redisAt, c.localAt = now, before.Add(after.Sub(before)/2)
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	if c.redisAt.IsZero() || rtt <= 2*c.clockRTT+time.Millisecond || after.Sub(c.localAt) > time.Minute {
+		c.redisAt, c.localAt, c.clockRTT = now, before.Add(rtt/2), rtt
+	}
 	return nil
 }
 
