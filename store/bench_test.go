@@ -45,15 +45,21 @@ func scriptTime(b *testing.B, rdb *redis.Client) time.Duration {
 	return time.Duration(us) * time.Microsecond
 }
 
-// benchStore is a store on a fresh server with b.N one-shot tasks, all due.
-func benchStore(b *testing.B) (*store.Store, *redis.Client, []events.Spec) {
+// freshStore is a store on a server of its own.
+func freshStore(b *testing.B) (*store.Store, *redis.Client) {
 	b.Helper()
-	srv := redistest.Start(b)
-	rdb := srv.Client(b)
+	rdb := redistest.Start(b).Client(b)
 	st, err := store.New(rdb, "bench", store.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
+	return st, rdb
+}
+
+// benchStore is a store on a fresh server with b.N one-shot tasks, all due.
+func benchStore(b *testing.B) (*store.Store, *redis.Client, []events.Spec) {
+	b.Helper()
+	st, rdb := freshStore(b)
 	ctx := context.Background()
 	now, err := st.Time(ctx)
 	if err != nil {
@@ -137,12 +143,7 @@ func BenchmarkPlan(b *testing.B) {
 // each one's started event and then its completion (event, last-run record
 // and ack), batched as a worker does: an op is one fire run.
 func BenchmarkFinish(b *testing.B) {
-	srv := redistest.Start(b)
-	rdb := srv.Client(b)
-	st, err := store.New(rdb, "bench", store.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	st, rdb := freshStore(b)
 	ctx := context.Background()
 	stream := st.Keys().FireStream(events.DefaultQueue, events.ModeSingle)
 	if err := st.EnsureGroup(ctx, stream); err != nil {
