@@ -579,3 +579,27 @@ func TestBinariesStopWhileStarting(t *testing.T) {
 		ln.Close()
 	}
 }
+
+// A task set whose apply script outlasts the client's read timeout is
+// still applied and reported: the apply waits for its reply. Before, the
+// CLI said "i/o timeout" while Redis applied the set.
+func TestCLIApplyOutlastingTheReadTimeout(t *testing.T) {
+	b := setup(t)
+	cli := buildBinary(t, "cmd/taskino")
+	var sb strings.Builder
+	sb.WriteString("version: 1\ntasks:\n")
+	const n = 30_000
+	for i := range n {
+		fmt.Fprintf(&sb, "  - {name: t%05d, every: 1h, exec: [\"true\"]}\n", i)
+	}
+	file := writeFile(t, t.TempDir(), "big.yaml", sb.String())
+	url := "redis://" + b.srv.Addr + "/0?read_timeout=20ms"
+	out, errOut, code := runCLI(t, cli, "--redis", url, "--namespace", ns, "apply", file)
+	if code != 0 || !strings.HasPrefix(out, fmt.Sprintf("applied version 1 (%d tasks)", n)) {
+		t.Fatalf("apply of %d tasks with a 20ms read timeout: exit %d, stdout %.200q, stderr %q; want it applied and reported", n, code, out, errOut)
+	}
+	// The script did outlast the timeout, or this test proves nothing.
+	if slow, err := b.rdb.SlowLogGet(b.ctx, 10).Result(); err != nil || len(slow) == 0 || slow[0].Duration < 20*time.Millisecond {
+		t.Fatalf("slowest call %v (%v): the apply took less than the 20ms read timeout", slow, err)
+	}
+}

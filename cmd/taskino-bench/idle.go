@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/taskino/taskino/cmd/internal/app"
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/planner"
 	"github.com/taskino/taskino/store"
@@ -73,11 +73,9 @@ func (m *Main) idle(ctx context.Context) (Result, error) {
 	first := now.Add(idleAhead).Truncate(time.Second).Add(time.Second)
 	specs := idleTasks(n, first)
 	// The apply is one script that blocks Redis for about 17s per million
-	// tasks (2-core machine), past the client's read timeout (5s unless the
-	// URL sets one), and go-redis would then send the whole call again,
-	// which finds the set in force and answers "unchanged". Apply on a
-	// client that waits and does not retry.
-	long, closeLong := m.longClient()
+	// tasks (2-core machine), past the client's read timeout: apply on a
+	// client that waits for it.
+	long, closeLong := app.ForLongCalls(m.rdb)
 	defer closeLong()
 	ast, err := store.New(long, ns, store.Options{})
 	if err != nil {
@@ -211,25 +209,6 @@ func (m *Main) idle(ctx context.Context) (Result, error) {
 	mem := func(i info) int64 { return i.int("used_memory") - i.int("mem_clients_normal") }
 	r.MemPerTaskB = float64(mem(after)-mem(before)) / float64(n)
 	return r, nil
-}
-
-// longClient is a client like m.rdb that waits up to 10 minutes for a reply
-// and never retries (m.rdb itself when it is of an unknown kind), and its
-// close.
-func (m *Main) longClient() (redis.UniversalClient, func()) {
-	switch c := m.rdb.(type) {
-	case *redis.Client: // a single server, or Sentinel's failover client
-		opt := *c.Options()
-		opt.ReadTimeout, opt.WriteTimeout, opt.MaxRetries = 10*time.Minute, 10*time.Minute, -1
-		l := redis.NewClient(&opt)
-		return l, func() { _ = l.Close() }
-	case *redis.ClusterClient:
-		opt := *c.Options()
-		opt.ReadTimeout, opt.WriteTimeout, opt.MaxRetries = 10*time.Minute, 10*time.Minute, -1
-		l := redis.NewClusterClient(&opt)
-		return l, func() { _ = l.Close() }
-	}
-	return m.rdb, func() {}
 }
 
 // noFires fails when the namespace's fire stream has an entry.

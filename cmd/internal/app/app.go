@@ -122,22 +122,53 @@ func (c *Common) Store(rdb redis.UniversalClient) (*store.Store, error) {
 	return store.New(rdb, c.Namespace, store.Options{})
 }
 
-// ApplyFile applies a tasks file at version (the file's own when version
-// is 0) and returns what changed. A file and flag without any version is
-// an error: versions are what keep an older file from replacing a newer
-// one.
-func ApplyFile(ctx context.Context, st *store.Store, f *tasksfile.File, version int64) (store.ApplyResult, error) {
+// ApplyFile applies a tasks file to namespace at version (the file's own
+// when version is 0) and returns what changed. A file and flag without any
+// version is an error: versions are what keep an older file from replacing
+// a newer one. The apply is one script, seconds long for a few hundred
+// thousand tasks, so it goes through a client that waits for its reply
+// (see ForLongCalls) rather than reporting a timeout for a set Redis does
+// apply.
+func ApplyFile(ctx context.Context, rdb redis.UniversalClient, namespace string, f *tasksfile.File, version int64) (store.ApplyResult, error) {
 	if version == 0 {
 		version = f.Version
 	}
 	if version <= 0 {
 		return store.ApplyResult{}, fmt.Errorf("%s: no version; add \"version: N\" to the file (or pass --version N), higher than the one stored", f.Path)
 	}
+	long, closeLong := ForLongCalls(rdb)
+	defer closeLong()
+	st, err := store.New(long, namespace, store.Options{})
+	if err != nil {
+		return store.ApplyResult{}, err
+	}
 	res, err := planner.Apply(ctx, st, version, f.Specs())
 	if err != nil {
 		return res, fmt.Errorf("%s: %v", f.Path, oneLine(err))
 	}
 	return res, nil
+}
+
+// ForLongCalls returns a client like rdb (same servers, same credentials)
+// whose reads and writes wait up to 10 minutes and are never retried: for
+// a script that blocks Redis for seconds, such as applying a large task
+// set, which a client with the usual read timeout would report as failed
+// although Redis runs it. The function closes it; for a client of a kind it
+// does not know, it returns rdb itself.
+func ForLongCalls(rdb redis.UniversalClient) (redis.UniversalClient, func()) {
+	switch c := rdb.(type) {
+	case *redis.Client: // a single server, or Sentinel's failover client
+		opt := *c.Options()
+		opt.ReadTimeout, opt.WriteTimeout, opt.MaxRetries = 10*time.Minute, 10*time.Minute, -1
+		l := redis.NewClient(&opt)
+		return l, func() { _ = l.Close() }
+	case *redis.ClusterClient:
+		opt := *c.Options()
+		opt.ReadTimeout, opt.WriteTimeout, opt.MaxRetries = 10*time.Minute, 10*time.Minute, -1
+		l := redis.NewClusterClient(&opt)
+		return l, func() { _ = l.Close() }
+	}
+	return rdb, func() {}
 }
 
 // handlers builds a handler for each task of f that has a command or an
