@@ -320,8 +320,8 @@ func (c *chaos) writeTasks(w chaosWorkload) {
 	c.tasksFile = writeFile(c.t, c.dir, "tasks.yaml", b.String())
 }
 
-// run applies the tasks file with the CLI, starts the event reader and
-// nPlanners planners and nWorkers workers, and waits until all are up.
+// run applies the tasks file with the CLI, starts the event reader, then
+// nWorkers workers and, once they are up, nPlanners planners.
 func (c *chaos) run(nPlanners, nWorkers int) {
 	t := c.t
 	t.Helper()
@@ -330,14 +330,18 @@ func (c *chaos) run(nPlanners, nWorkers int) {
 	c.stopRd, c.rdDone = cancel, make(chan struct{})
 	go c.readEvents(ctx)
 	t.Cleanup(func() { c.stopRd(); <-c.rdDone })
-	var nodes []string
-	for i := 1; i <= nPlanners; i++ {
-		nodes = append(nodes, c.startProc(fmt.Sprintf("p%d", i)))
-	}
+	// Workers first: a worker runs the broadcast fires due while it is up,
+	// so a fire planned before every worker is up may have no run at all
+	// (the CI failed so once, on the first slot).
+	var workers, planners []string
 	for i := 1; i <= nWorkers; i++ {
-		nodes = append(nodes, c.startProc(fmt.Sprintf("w%d", i)))
+		workers = append(workers, c.startProc(fmt.Sprintf("w%d", i)))
 	}
-	c.awaitUp(nodes...)
+	c.awaitUp(workers...)
+	for i := 1; i <= nPlanners; i++ {
+		planners = append(planners, c.startProc(fmt.Sprintf("p%d", i)))
+	}
+	c.awaitUp(planners...)
 	c.start = c.redisTime()
 }
 
