@@ -230,26 +230,20 @@ func (h *earlyHeap) Pop() any {
 	return d
 }
 
-// syncClock measures the Redis server's clock against ours. The error of
-// a measure is up to half its round trip, so a slow one (Redis busy) does
-// not replace a recent fast one.
-func (c *Consumer) syncClock(ctx context.Context) error {
-	before := time.Now()
-	now, err := c.st.Time(ctx)
-	if err != nil {
-		return err
-	}
-	after := time.Now()
+// setClock records the Redis server's time now, read by a call sent at
+// before whose reply came at after. The error of such a measure is up to
+// half its round trip, so a slow one (Redis busy) does not replace a
+// recent fast one.
+func (c *Consumer) setClock(before, after, now time.Time) {
 	rtt := after.Sub(before)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.redisAt.IsZero() || rtt <= 2*c.clockRTT+time.Millisecond || after.Sub(c.localAt) > time.Minute {
 		c.redisAt, c.localAt, c.clockRTT = now, before.Add(rtt/2), rtt
 	}
-	return nil
 }
 
-// redisNow is the Redis server's time now, as measured by syncClock (zero
+// redisNow is the Redis server's time now, as measured by setClock (zero
 // before the first measure).
 func (c *Consumer) redisNow() time.Time {
 	c.mu.Lock()
@@ -398,12 +392,12 @@ func (c *Consumer) trySetUp(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := c.syncClock(ctx); err != nil {
+	before := time.Now()
+	up, err := c.st.Time(ctx)
+	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	up := c.redisAt
-	c.mu.Unlock()
+	c.setClock(before, time.Now(), up)
 	// Broadcast fires are run by the workers up at their slot. Fires are
 	// appended up to a planner's lookahead early, so reading starts
 	// HoldEarly back, and of the entries appended before now only those
@@ -710,6 +704,7 @@ func (c *Consumer) hold(ds []store.Delivery) {
 // admit resolves specs, dead-letters what cannot run and applies the
 // overlap policies; it returns what is to run.
 func (c *Consumer) admit(ctx context.Context, ds []store.Delivery) []store.Delivery {
+	now := c.redisNow() // for early fires
 	out := ds[:0]
 	for _, d := range ds {
 		if d.Err != nil {
@@ -724,8 +719,8 @@ func (c *Consumer) admit(ctx context.Context, ds []store.Delivery) []store.Deliv
 		if !c.firstTrigger(ctx, d) {
 			continue
 		}
-		if c.cfg.HoldEarly > 0 {
-			if w := c.untilDue(d.Fire.At); w > 0 && w <= c.cfg.HoldEarly {
+		if c.cfg.HoldEarly > 0 && !now.IsZero() {
+			if w := d.Fire.At.Sub(now); w > 0 && w <= c.cfg.HoldEarly {
 				// Its overlap policy applies when it is due.
 				heap.Push(&c.early, &d)
 				continue
@@ -1132,10 +1127,8 @@ func (c *Consumer) heartbeatLoop(ctx context.Context) {
 			hs = append(hs, h)
 		}
 		c.mu.Unlock()
-		lost, _, err := c.st.Heartbeat(ctx, c.cfg.Node, c.cfg.VisibilityTimeout, hs)
-		if err == nil {
-			err = c.syncClock(ctx)
-		}
+		before := time.Now()
+		hb, err := c.st.Heartbeat(ctx, c.cfg.Node, c.cfg.VisibilityTimeout, hs)
 		if err != nil {
 			if b.Next(); ctx.Err() == nil && b.Report() {
 				c.log.Warn().Err(err).Int("fires", len(hs)).Int("failures", b.Failures()).Msg("extend claims")
@@ -1143,8 +1136,9 @@ func (c *Consumer) heartbeatLoop(ctx context.Context) {
 			continue
 		}
 		b.Reset()
-		if len(lost) > 0 {
-			c.log.Warn().Strs("entries", lost).Msg("fires this worker runs were reclaimed by another worker (this one stopped answering for the visibility timeout)")
+		c.setClock(before, time.Now(), hb.Now)
+		if len(hb.Lost) > 0 {
+			c.log.Warn().Strs("entries", hb.Lost).Msg("fires this worker runs were reclaimed by another worker (this one stopped answering for the visibility timeout)")
 		}
 	}
 }

@@ -198,8 +198,8 @@ func (s *Store) ReadBroadcast(ctx context.Context, cursors map[string]string, co
 
 // Heartbeat records that consumer reached Redis with its visibility
 // timeout, extends its hold on the fires it runs (see heartbeatScript), and
-// returns the entry ids it no longer holds and how long reclaims must wait
-// before taking over idle fires (0: they may go ahead). Reclaim records the
+// returns the entry ids it no longer holds, how long reclaims must wait
+// before taking over idle fires, and the server's time. Reclaim records the
 // pulse too, in the same step as its claim.
 //
 // A fire's idle time grows while its worker cannot reach Redis to extend
@@ -214,7 +214,7 @@ func (s *Store) ReadBroadcast(ctx context.Context, cursors map[string]string, co
 // reclaims wait and live workers extend their claims. Fires of workers
 // that really died are then reclaimed one visibility timeout later than
 // otherwise.
-func (s *Store) Heartbeat(ctx context.Context, consumer string, visibility time.Duration, held []Held) (lost []string, quiet time.Duration, err error) {
+func (s *Store) Heartbeat(ctx context.Context, consumer string, visibility time.Duration, held []Held) (HeartbeatResult, error) {
 	args := []any{WorkerGroup, consumer, visibility.Milliseconds()}
 	for _, h := range held {
 		rk := ""
@@ -224,16 +224,28 @@ func (s *Store) Heartbeat(ctx context.Context, consumer string, visibility time.
 		args = append(args, h.Stream, h.EntryID, rk, h.FireID)
 	}
 	res, err := heartbeatScript.Run(ctx, s.rdb, []string{s.keys.Pulse(), s.keys.Visibility()}, args...).Slice()
-	if err != nil || len(res) == 0 {
-		return nil, 0, fmt.Errorf("extend claims: %w", err)
+	if err != nil {
+		return HeartbeatResult{}, fmt.Errorf("extend claims: %w", err)
 	}
 	left, _ := res[0].(int64)
-	for _, v := range res[1:] {
+	now, _ := res[1].(int64)
+	r := HeartbeatResult{Quiet: max(time.Duration(left)*time.Millisecond, 0), Now: time.UnixMilli(now).UTC()}
+	for _, v := range res[2:] {
 		if id, ok := v.(string); ok {
-			lost = append(lost, id)
+			r.Lost = append(r.Lost, id)
 		}
 	}
-	return lost, max(time.Duration(left)*time.Millisecond, 0), nil
+	return r, nil
+}
+
+// HeartbeatResult is what a heartbeat found.
+type HeartbeatResult struct {
+	// Lost are the entry ids of held fires no longer this consumer's.
+	Lost []string
+	// Quiet is how long reclaims must still wait (0: they may go ahead).
+	Quiet time.Duration
+	// Now is the Redis server's time during the heartbeat.
+	Now time.Time
 }
 
 // HandBack makes the single-mode fires in held that consumer still holds

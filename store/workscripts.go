@@ -156,11 +156,12 @@ return 'skipped'
 // An entry still pending for this consumer has its idle time reset (XCLAIM
 // to itself, JUSTID, so its delivery count does not grow); a running key
 // that still holds the fire id has its expiry pushed back.
-// Returns {ms of quiet period left (<= 0: none), then the entry ids that
-// are no longer this consumer's (another worker reclaimed them, or they
-// were acked)}.
+// Returns {ms of quiet period left (<= 0: none), the server time (Unix
+// ms), then the entry ids that are no longer this consumer's (another
+// worker reclaimed them, or they were acked)}.
 var heartbeatScript = redis.NewScript(pulseLua + `
-local lost = {pulse(KEYS[1], KEYS[2], tonumber(ARGV[3]))[1]}
+local p = pulse(KEYS[1], KEYS[2], tonumber(ARGV[3]))
+local lost = {p[1], p[3]}
 for i = 4, #ARGV, 4 do
   local stream, id, rk, fire = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
   if id ~= '' then
@@ -186,7 +187,8 @@ return lost
 
 // pulseLua is the pulse, shared by heartbeatScript and reclaimScript. It
 // records that a worker reached Redis and the visibility timeout it works
-// with, and returns the namespace's visibility timeout: the longest of
+// with, and returns {ms of quiet period left, the namespace's visibility
+// timeout, the server time}. The visibility timeout is the longest of
 // those recorded in the last 10 minutes, so a worker with a short timeout
 // never takes a fire from a live worker whose claims are extended at the
 // pace of a long one. It starts a quiet period of that length when no
@@ -216,7 +218,7 @@ local function pulse(key, vkey, own)
     redis.call('HSET', key, 'quiet', quiet)
   end
   redis.call('HSET', key, 'last', now)
-  return {quiet - now, len}
+  return {quiet - now, len, now}
 end
 `
 
