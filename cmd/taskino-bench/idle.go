@@ -12,9 +12,11 @@ import (
 
 	"github.com/taskino/taskino/cmd/internal/app"
 	"github.com/taskino/taskino/events"
-	"github.com/taskino/taskino/planner"
 	"github.com/taskino/taskino/store"
 )
+
+// idlePlanners is how many planners idle runs unless --planners says.
+const idlePlanners = 2
 
 // idleAhead is how far ahead of the apply the idle tasks' first slots are
 // (at least): none is due during the measurement.
@@ -72,21 +74,13 @@ func (m *Main) idle(ctx context.Context) (Result, error) {
 	}
 	first := now.Add(idleAhead).Truncate(time.Second).Add(time.Second)
 	specs := idleTasks(n, first)
-	// The apply is one script that blocks Redis for about 17s per million
-	// tasks (2-core machine), past the client's read timeout: apply on a
-	// client that waits for it.
-	long, closeLong := app.ForLongCalls(m.rdb)
-	defer closeLong()
-	ast, err := store.New(long, ns, store.Options{})
-	if err != nil {
-		return Result{}, err
-	}
 	stats0, err := m.info(ctx, "commandstats")
 	if err != nil {
 		return Result{}, err
 	}
+	// One script, about 17s per million tasks on 2 cores.
 	start := time.Now()
-	res, err := planner.Apply(ctx, ast, 1, specs)
+	res, err := app.ApplySpecs(ctx, m.rdb, ns, 1, specs)
 	if err != nil {
 		return Result{}, fmt.Errorf("idle: apply %d tasks: %w", n, err)
 	}
@@ -98,12 +92,11 @@ func (m *Main) idle(ctx context.Context) (Result, error) {
 	if res.Outcome != store.Applied || len(res.Added) != n {
 		return Result{}, fmt.Errorf("idle: apply %d tasks: %s with %d added, want applied with %d", n, res.Outcome, len(res.Added), n)
 	}
-	closeLong()
 
 	// First pass: until no task is left below its first slot (a task not
 	// planned yet is due at apply time, or at the end of a planner's
 	// lease on it; a planned one at its next slot, first or later).
-	stop, err := m.planners(ctx, ns, 2, 0)
+	stop, err := m.planners(ctx, ns, idlePlanners, 0)
 	if err != nil {
 		return Result{}, err
 	}
@@ -188,7 +181,7 @@ func (m *Main) idle(ctx context.Context) (Result, error) {
 
 	script := stats1.commandUsec(stats0, "evalsha") + stats1.commandUsec(stats0, "eval")
 	r := Result{Mode: "idle", N: n, WallS: m.For.Seconds(), ApplyS: applied.Seconds(), ApplyScriptS: float64(script) / 1e6, FirstPassS: firstPass.Seconds(),
-		Planners: m.plannerCount(2), EventsMemB: evMem, ProcHeapMB: float64(ms.HeapInuse) / (1 << 20)}
+		Planners: m.plannerCount(idlePlanners), EventsMemB: evMem, ProcHeapMB: float64(ms.HeapInuse) / (1 << 20)}
 	r.PlannerCPUPct = -1
 	if cpuOK {
 		r.PlannerCPUPct = 100 * (cpu1 - cpu0).Seconds() / window

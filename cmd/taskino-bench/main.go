@@ -257,20 +257,21 @@ func (m *Main) print(rs []Result) error {
 		}
 		return nil
 	}
-	var idle []Result
-	rs = slices.DeleteFunc(slices.Clone(rs), func(r Result) bool {
+	var flow, idle []Result
+	for _, r := range rs {
 		if r.Mode == "idle" {
 			idle = append(idle, r)
+		} else {
+			flow = append(flow, r)
 		}
-		return r.Mode == "idle"
-	})
-	if len(rs) > 0 {
-		if err := m.printFlow(rs); err != nil {
+	}
+	if len(flow) > 0 {
+		if err := m.printFlow(flow); err != nil {
 			return err
 		}
 	}
 	if len(idle) > 0 {
-		if len(rs) > 0 {
+		if len(flow) > 0 {
 			fmt.Fprintln(m.Stdout)
 		}
 		return m.printIdle(idle)
@@ -403,6 +404,14 @@ func (m *Main) ceiling(ctx context.Context) (Result, error) {
 	for acked < m.N {
 		res, err := m.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{stream, ">"}, Count: 100, Block: time.Second}).Result()
 		if errors.Is(err, redis.Nil) {
+			select {
+			case err := <-prod: // the producer stopped short
+				if err != nil {
+					return Result{}, fmt.Errorf("ceiling: %w", err)
+				}
+				prod <- nil
+			default:
+			}
 			continue
 		}
 		if err != nil {
@@ -431,8 +440,6 @@ type runs struct {
 	count map[string]int
 	all   chan struct{}
 	want  int
-	// lookahead is the planners' (for the result).
-	lookahead time.Duration
 }
 
 func (r *runs) add(f events.Fire) {
@@ -447,36 +454,42 @@ func (r *runs) add(f events.Fire) {
 }
 
 // setup is what burst and periodic share: a store on ns whose events are
-// not trimmed during the run (the misses are counted from them), tasks
-// names prefix-0..k-1, a running worker whose no-op handlers record want
-// runs, and the server's time once all that is ready.
+// not trimmed during the run, a running worker whose no-op handlers record
+// want runs, and k tasks named prefix-0..k-1 with the trigger built from
+// the server's time, applied.
 type setup struct {
 	st         *store.Store
-	names      []string
 	rs         *runs
 	maxLen     int64
 	stopWorker func()
-	now        time.Time
 }
 
-func (m *Main) setUp(ctx context.Context, ns, prefix string, k, want int) (setup, error) {
+func (m *Main) setUp(ctx context.Context, ns, prefix string, k, want int, trigger func(now time.Time) events.Trigger) (setup, error) {
 	su := setup{maxLen: int64(10*want + 100_000)}
 	st, err := store.New(m.rdb, ns, store.Options{EventsMaxLen: su.maxLen})
 	if err != nil {
 		return su, err
 	}
 	su.st = st
-	su.names = make([]string, k)
-	for i := range su.names {
-		su.names[i] = fmt.Sprintf("%s-%07d", prefix, i)
+	names := make([]string, k)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-%07d", prefix, i)
 	}
-	su.rs = &runs{count: make(map[string]int, want), all: make(chan struct{}), want: want, lookahead: m.Lookahead}
-	if su.stopWorker, err = m.worker(ctx, ns, su.names, su.rs, su.maxLen); err != nil {
+	su.rs = &runs{count: make(map[string]int, want), late: make([]time.Duration, 0, want), all: make(chan struct{}), want: want}
+	if su.stopWorker, err = m.worker(ctx, ns, names, su.rs, su.maxLen); err != nil {
 		return su, err
 	}
-	if su.now, err = st.Time(ctx); err != nil {
+	now, err := st.Time(ctx)
+	if err == nil {
+		specs := make([]events.Spec, k)
+		for i := range specs {
+			specs[i] = events.Spec{Name: names[i], Trigger: trigger(now)}
+		}
+		_, err = app.ApplySpecs(ctx, m.rdb, ns, 1, specs)
+	}
+	if err != nil {
 		su.stopWorker()
-		return su, err
+		return su, fmt.Errorf("%s: apply %d tasks: %w", prefix, k, err)
 	}
 	return su, nil
 }
@@ -485,36 +498,29 @@ func (m *Main) setUp(ctx context.Context, ns, prefix string, k, want int) (setup
 func (m *Main) burst(ctx context.Context) (Result, error) {
 	ns, drop := m.namespace()
 	defer drop()
-	su, err := m.setUp(ctx, ns, "burst", m.N, m.N)
+	var due time.Time
+	su, err := m.setUp(ctx, ns, "burst", m.N, m.N, func(now time.Time) events.Trigger {
+		due = now.Add(m.Lead)
+		return events.Once(due)
+	})
 	if err != nil {
 		return Result{}, err
 	}
 	defer su.stopWorker()
-	st, names, rs, maxLen, now := su.st, su.names, su.rs, su.maxLen, su.now
-	due := now.Add(m.Lead)
-	specs := make([]events.Spec, m.N)
-	for i := range specs {
-		specs[i] = events.Spec{Name: names[i], Trigger: events.Once(due)}
-	}
-	if _, err := planner.Apply(ctx, st, 1, specs); err != nil {
-		return Result{}, fmt.Errorf("burst: apply %d tasks: %w", m.N, err)
-	}
-	if now, err = st.Time(ctx); err != nil {
+	if now, err := su.st.Time(ctx); err != nil {
 		return Result{}, err
 	} else if now.After(due) {
 		return Result{}, fmt.Errorf("burst: applying %d tasks took past their due time; raise --lead above %s", m.N, m.Lead)
 	}
-	stop, err := m.planners(ctx, ns, 1, maxLen)
+	stop, err := m.planners(ctx, ns, 1, su.maxLen)
 	if err != nil {
 		return Result{}, err
 	}
 	defer stop()
-	if err := m.awaitRuns(ctx, st, rs, due); err != nil {
+	if err := m.awaitRuns(ctx, su.st, su.rs, due); err != nil {
 		return Result{}, err
 	}
-	r := rs.result("burst", m.N, time.Since(due))
-	r.Misses += m.missedEvents(ctx, st)
-	return r, nil
+	return m.result(su.rs, "burst", m.N, time.Since(due)), nil
 }
 
 // periodic: K tasks every second for a while, two planners and one worker.
@@ -522,32 +528,26 @@ func (m *Main) periodic(ctx context.Context) (Result, error) {
 	ns, drop := m.namespace()
 	defer drop()
 	want := m.Tasks * int(m.For/time.Second)
-	su, err := m.setUp(ctx, ns, "tick", m.Tasks, want)
+	var end time.Time
+	su, err := m.setUp(ctx, ns, "tick", m.Tasks, want, func(now time.Time) events.Trigger {
+		start := now.Add(m.Lead).Truncate(time.Second)
+		end = start.Add(m.For - time.Millisecond)
+		return events.Every(time.Second).From(start).Until(end)
+	})
 	if err != nil {
 		return Result{}, err
 	}
 	defer su.stopWorker()
-	st, names, rs, maxLen, now := su.st, su.names, su.rs, su.maxLen, su.now
-	start := now.Add(m.Lead).Truncate(time.Second)
-	end := start.Add(m.For - time.Millisecond)
-	specs := make([]events.Spec, m.Tasks)
-	for i := range specs {
-		specs[i] = events.Spec{Name: names[i], Trigger: events.Every(time.Second).From(start).Until(end)}
-	}
-	if _, err := planner.Apply(ctx, st, 1, specs); err != nil {
-		return Result{}, fmt.Errorf("periodic: apply %d tasks: %w", m.Tasks, err)
-	}
-	stop, err := m.planners(ctx, ns, 2, maxLen)
+	stop, err := m.planners(ctx, ns, 2, su.maxLen)
 	if err != nil {
 		return Result{}, err
 	}
 	defer stop()
-	if err := m.awaitRuns(ctx, st, rs, end); err != nil {
+	if err := m.awaitRuns(ctx, su.st, su.rs, end); err != nil {
 		return Result{}, err
 	}
-	r := rs.result("periodic", want, m.For)
+	r := m.result(su.rs, "periodic", want, m.For)
 	r.Expected = want
-	r.Misses += m.missedEvents(ctx, st)
 	return r, nil
 }
 
@@ -570,10 +570,7 @@ func (m *Main) worker(ctx context.Context, ns string, names []string, rs *runs, 
 // planners starts --planners planners of ns (def when the flag is unset)
 // and returns their stop.
 func (m *Main) planners(ctx context.Context, ns string, def int, maxLen int64) (func(), error) {
-	n := m.Planners
-	if n == 0 {
-		n = def
-	}
+	n := m.plannerCount(def)
 	var stops []func()
 	stopAll := func() {
 		for _, stop := range stops {
@@ -611,7 +608,7 @@ func (m *Main) awaitRuns(ctx context.Context, st *store.Store, rs *runs, last ti
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	stream := st.Keys().Fires("default")
+	stream := st.Keys().Fires(events.DefaultQueue)
 	for {
 		pend, err := m.rdb.XPending(ctx, stream, store.WorkerGroup).Result()
 		if err != nil {
@@ -624,11 +621,11 @@ func (m *Main) awaitRuns(ctx context.Context, st *store.Store, rs *runs, last ti
 	}
 }
 
-// result sums up the runs: n wanted over wall.
-func (r *runs) result(mode string, n int, wall time.Duration) Result {
-	res := Result{Mode: mode, N: n, WallS: wall.Seconds(), PerSec: float64(len(r.count)) / wall.Seconds(), LookaheadMs: r.lookahead.Milliseconds()}
+// result sums up the runs: n wanted over wall (a run not seen is a miss).
+func (m *Main) result(r *runs, mode string, n int, wall time.Duration) Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	res := Result{Mode: mode, N: n, WallS: wall.Seconds(), PerSec: float64(len(r.count)) / wall.Seconds(), LookaheadMs: m.Lookahead.Milliseconds()}
 	if len(r.late) > 0 {
 		slices.Sort(r.late)
 		q := func(p float64) float64 {
@@ -641,21 +638,6 @@ func (r *runs) result(mode string, n int, wall time.Duration) Result {
 	}
 	res.Misses = n - len(r.count)
 	return res
-}
-
-// missedEvents counts the slots reported missed.
-func (m *Main) missedEvents(ctx context.Context, st *store.Store) int {
-	n := 0
-	evs, err := st.RangeEvents(ctx, "-", "+")
-	if err != nil {
-		return 0
-	}
-	for _, e := range evs {
-		if e.Type == events.TypeMissed {
-			n += int(e.Count)
-		}
-	}
-	return n
 }
 
 // Close releases the Redis client.

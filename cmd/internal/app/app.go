@@ -23,6 +23,7 @@ import (
 	"github.com/taskino/taskino/cmd/internal/tasksfile"
 	"github.com/taskino/taskino/consumer"
 	"github.com/taskino/taskino/dispatcher"
+	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/planner"
 	"github.com/taskino/taskino/store"
 )
@@ -123,12 +124,9 @@ func (c *Common) Store(rdb redis.UniversalClient) (*store.Store, error) {
 }
 
 // ApplyFile applies a tasks file to namespace at version (the file's own
-// when version is 0) and returns what changed. A file and flag without any
-// version is an error: versions are what keep an older file from replacing
-// a newer one. The apply is one script, seconds long for a few hundred
-// thousand tasks, so it goes through a client that waits for its reply
-// (see ForLongCalls) rather than reporting a timeout for a set Redis does
-// apply.
+// when version is 0) and returns what changed, through ApplySpecs. A file
+// and flag without any version is an error: versions are what keep an
+// older file from replacing a newer one.
 func ApplyFile(ctx context.Context, rdb redis.UniversalClient, namespace string, f *tasksfile.File, version int64) (store.ApplyResult, error) {
 	if version == 0 {
 		version = f.Version
@@ -136,17 +134,25 @@ func ApplyFile(ctx context.Context, rdb redis.UniversalClient, namespace string,
 	if version <= 0 {
 		return store.ApplyResult{}, fmt.Errorf("%s: no version; add \"version: N\" to the file (or pass --version N), higher than the one stored", f.Path)
 	}
+	res, err := ApplySpecs(ctx, rdb, namespace, version, f.Specs())
+	if err != nil {
+		return res, fmt.Errorf("%s: %v", f.Path, oneLine(err))
+	}
+	return res, nil
+}
+
+// ApplySpecs applies specs to namespace at version (planner.Apply). The
+// apply is one script, seconds long for a few hundred thousand tasks, so
+// it goes through a client that waits for its reply (see ForLongCalls)
+// rather than reporting a timeout for a set Redis does apply.
+func ApplySpecs(ctx context.Context, rdb redis.UniversalClient, namespace string, version int64, specs []events.Spec) (store.ApplyResult, error) {
 	long, closeLong := ForLongCalls(rdb)
 	defer closeLong()
 	st, err := store.New(long, namespace, store.Options{})
 	if err != nil {
 		return store.ApplyResult{}, err
 	}
-	res, err := planner.Apply(ctx, st, version, f.Specs())
-	if err != nil {
-		return res, fmt.Errorf("%s: %v", f.Path, oneLine(err))
-	}
-	return res, nil
+	return planner.Apply(ctx, st, version, specs)
 }
 
 // ForLongCalls returns a client like rdb (same servers, same credentials)
