@@ -276,15 +276,8 @@ func TestPulseQuietAfterSilence(t *testing.T) {
 // not stretch the quiet period.
 func TestReclaimWaitsAfterSilence(t *testing.T) {
 	b := setup(t)
-	rdb, stream := fireStream(t, b, 1)
-	ds, err := b.st.ReadFires(b.ctx, "holder", []string{stream}, 1, 0)
-	if err != nil || len(ds) != 1 {
-		t.Fatalf("read %d (err %v)", len(ds), err)
-	}
-	// Idle for a minute, as after a long outage.
-	if err := rdb.Do(b.ctx, "XCLAIM", stream, store.WorkerGroup, "holder", 0, ds[0].EntryID, "IDLE", time.Minute.Milliseconds(), "JUSTID").Err(); err != nil {
-		t.Fatal(err)
-	}
+	rdb, stream, d, idle := heldFire(t, b, "holder")
+	idle(time.Minute) // as after a long outage
 	const vis = 10 * time.Second
 	now, err := rdb.Time(b.ctx).Result()
 	if err != nil {
@@ -312,7 +305,7 @@ func TestReclaimWaitsAfterSilence(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _, wait, err = b.st.Reclaim(b.ctx, "other", stream, vis, "0-0", 10)
-	if err != nil || wait != 0 || len(got) != 1 || got[0].EntryID != ds[0].EntryID || got[0].Deliveries != 2 || got[0].Fire.Task != "a" {
+	if err != nil || wait != 0 || len(got) != 1 || got[0].EntryID != d.EntryID || got[0].Deliveries != 2 || got[0].Fire.Task != "a" {
 		t.Fatalf("reclaim with workers alive: %+v, wait %s, %v; want the idle fire, delivered twice", got, wait, err)
 	}
 }
@@ -322,17 +315,7 @@ func TestReclaimWaitsAfterSilence(t *testing.T) {
 // longest timeout seen among the workers governs every reclaim.
 func TestReclaimUsesTheLongestVisibility(t *testing.T) {
 	b := setup(t)
-	rdb, stream := fireStream(t, b, 1)
-	ds, err := b.st.ReadFires(b.ctx, "slow-heart", []string{stream}, 1, 0)
-	if err != nil || len(ds) != 1 {
-		t.Fatalf("read %d (err %v)", len(ds), err)
-	}
-	idle := func(d time.Duration) {
-		t.Helper()
-		if err := rdb.Do(b.ctx, "XCLAIM", stream, store.WorkerGroup, "slow-heart", 0, ds[0].EntryID, "IDLE", d.Milliseconds(), "JUSTID").Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	rdb, stream, _, idle := heldFire(t, b, "slow-heart")
 	// The holder works with 60s, and was heard from just now.
 	if _, err := pulse(b, time.Minute); err != nil {
 		t.Fatal(err)
@@ -355,6 +338,25 @@ func TestReclaimUsesTheLongestVisibility(t *testing.T) {
 // pulse is a heartbeat of a worker holding nothing: it records the pulse
 // and returns what is left of the quiet period.
 func pulse(b testBundle, visibility time.Duration) (time.Duration, error) {
-	_, quiet, err := b.st.Heartbeat(b.ctx, "pulse", visibility, nil)
-	return quiet, err
+	hb, err := b.st.Heartbeat(b.ctx, "pulse", visibility, nil)
+	return hb.Quiet, err
+}
+
+// heldFire reads the one fire of a fresh stream as holder, and returns
+// the stream, the delivery, and a way to make it look idle for a while
+// (as if its holder had not extended its claim).
+func heldFire(t *testing.T, b testBundle, holder string) (*redis.Client, string, store.Delivery, func(time.Duration)) {
+	t.Helper()
+	rdb, stream := fireStream(t, b, 1)
+	ds, err := b.st.ReadFires(b.ctx, holder, []string{stream}, 1, 0)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("read %d (err %v)", len(ds), err)
+	}
+	idle := func(d time.Duration) {
+		t.Helper()
+		if err := rdb.Do(b.ctx, "XCLAIM", stream, store.WorkerGroup, holder, 0, ds[0].EntryID, "IDLE", d.Milliseconds(), "JUSTID").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return rdb, stream, ds[0], idle
 }

@@ -31,20 +31,8 @@ func StartSentinel(t testing.TB, master string) (sentinelAddr, masterAddr string
 
 	c := sentinelClient(s)
 	defer c.Close()
-	ctx := context.Background()
 	waitFor(t, 10*time.Second, func() error {
-		if err := sentinelMasterIs(c, master, m.Addr); err != nil {
-			return err
-		}
-		info, err := c.Master(ctx, master).Result()
-		if err != nil {
-			return err
-		}
-		// "master,disconnected" until the sentinel's link is up.
-		if flags := info["flags"]; flags != "master" {
-			return fmt.Errorf("sentinel flags the master %q", flags)
-		}
-		return nil
+		return sentinelMasterUp(c, master, m.Addr)
 	}, "sentinel on "+s.Addr+" to report master "+master)
 	return s.Addr, m.Addr
 }
@@ -82,14 +70,7 @@ func StartSentinelReplica(t testing.TB, name string) *SentinelSet {
 	r := Start(t, "--replicaof", host, port)
 	ctx := context.Background()
 	waitFor(t, 30*time.Second, func() error {
-		info, err := withNode(r, func(rdb *redis.Client) (string, error) { return rdb.Info(ctx, "replication").Result() })
-		if err != nil {
-			return err
-		}
-		if !strings.Contains(info, "master_link_status:up") {
-			return fmt.Errorf("replica %s's link to its master is not up:\n%s", r.Addr, info)
-		}
-		return nil
+		return replicationSays(r, "master_link_status:up")
 	}, "replica "+r.Addr+" to sync with master "+m.Addr)
 
 	// Started after the replica's link is up, the sentinel finds the
@@ -99,15 +80,8 @@ func StartSentinelReplica(t testing.TB, name string) *SentinelSet {
 	c := sentinelClient(s)
 	defer c.Close()
 	waitFor(t, 30*time.Second, func() error {
-		if err := sentinelMasterIs(c, name, m.Addr); err != nil {
+		if err := sentinelMasterUp(c, name, m.Addr); err != nil {
 			return err
-		}
-		info, err := c.Master(ctx, name).Result()
-		if err != nil {
-			return err
-		}
-		if flags := info["flags"]; flags != "master" {
-			return fmt.Errorf("sentinel flags the master %q", flags)
 		}
 		replicas, err := c.Replicas(ctx, name).Result()
 		if err != nil {
@@ -141,19 +115,11 @@ func (s *SentinelSet) AwaitFailover(t testing.TB, limit time.Duration) {
 	t.Helper()
 	c := sentinelClient(s.Sentinel)
 	defer c.Close()
-	ctx := context.Background()
 	waitFor(t, limit, func() error {
 		if err := sentinelMasterIs(c, s.Name, s.Replica.Addr); err != nil {
 			return err
 		}
-		info, err := withNode(s.Replica, func(rdb *redis.Client) (string, error) { return rdb.Info(ctx, "replication").Result() })
-		if err != nil {
-			return err
-		}
-		if !strings.Contains(info, "role:master") {
-			return fmt.Errorf("%s is not yet a master:\n%s", s.Replica.Addr, info)
-		}
-		return nil
+		return replicationSays(s.Replica, "role:master")
 	}, "the sentinel to promote replica "+s.Replica.Addr+" of "+s.Name)
 }
 
@@ -200,6 +166,23 @@ func sentinelMasterIs(c *redis.SentinelClient, name, want string) error {
 	}
 	if got := strings.Join(addr, ":"); got != want {
 		return fmt.Errorf("sentinel reports master %s at %s, want %s", name, got, want)
+	}
+	return nil
+}
+
+// sentinelMasterUp checks that the sentinel reports master name at want
+// and connected: flagged "master" alone ("master,disconnected" until its
+// link is up).
+func sentinelMasterUp(c *redis.SentinelClient, name, want string) error {
+	if err := sentinelMasterIs(c, name, want); err != nil {
+		return err
+	}
+	info, err := c.Master(context.Background(), name).Result()
+	if err != nil {
+		return err
+	}
+	if flags := info["flags"]; flags != "master" {
+		return fmt.Errorf("sentinel flags the master %q", flags)
 	}
 	return nil
 }
@@ -525,12 +508,20 @@ func replicaReady(s *Server, masters, replicas int) error {
 	if !isReplica {
 		return nil
 	}
-	info, err := withNode(s, func(rdb *redis.Client) (string, error) { return rdb.Info(ctx, "replication").Result() })
+	return replicationSays(s, "master_link_status:up")
+}
+
+// replicationSays checks that s's INFO replication has the line want
+// (master_link_status:up, role:master).
+func replicationSays(s *Server, want string) error {
+	info, err := withNode(s, func(rdb *redis.Client) (string, error) {
+		return rdb.Info(context.Background(), "replication").Result()
+	})
 	if err != nil {
 		return err
 	}
-	if !strings.Contains(info, "master_link_status:up") {
-		return fmt.Errorf("replica %s's link to its master is not up:\n%s", s.Addr, info)
+	if !strings.Contains(info, want) {
+		return fmt.Errorf("%s's INFO replication lacks %s:\n%s", s.Addr, want, info)
 	}
 	return nil
 }
