@@ -200,7 +200,7 @@ type Consumer struct {
 
 	mu         sync.Mutex
 	held       map[string]store.Held // entry key -> what is held
-	outbox     []store.Outcome
+	outbox     []*store.Outcome      // by pointer: an Outcome is large, and the queue is resliced at every flush
 	specs      map[string]events.Spec
 	unknown    map[string]time.Time       // tasks with no stored spec, when last looked up
 	localRun   map[string]bool            // broadcast tasks with an overlap policy running here
@@ -523,7 +523,8 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 	if c.runCtx.Err() != nil {
 		return nil, nil
 	}
-	due := c.takeDue(ctx)
+	want := max
+	due := c.takeDue(ctx, want)
 	out := c.takeLater()
 	out = append(out, c.takeBroadcast()...)
 	select {
@@ -568,22 +569,25 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 		case b := <-c.bcast:
 			out = append(out, b...)
 		case <-timer.C:
-			due = c.takeDue(ctx)
+			due = c.takeDue(ctx, want)
 		case <-ctx.Done():
 		}
 	}
 	return append(due, c.admit(ctx, out)...), nil
 }
 
-// takeDue returns the early fires now due that are to run (their overlap
-// policy admits them).
-func (c *Consumer) takeDue(ctx context.Context) []store.Delivery {
+// takeDue returns up to limit (at least one) early fires now due that are
+// to run (their overlap policy admits them); the others stay held for the
+// next Fetch, so a release of thousands at one instant is not copied out
+// at once.
+func (c *Consumer) takeDue(ctx context.Context, limit int) []store.Delivery {
 	if len(c.early) == 0 {
 		return nil
 	}
 	now := c.redisNow()
-	var out []store.Delivery
-	for len(c.early) > 0 && !c.early[0].Fire.At.After(now) {
+	limit = min(len(c.early), max(limit, 1))
+	out := make([]store.Delivery, 0, limit)
+	for len(out) < limit && len(c.early) > 0 && !c.early[0].Fire.At.After(now) {
 		d := heap.Pop(&c.early).(*store.Delivery)
 		if c.overlapAdmits(ctx, d) {
 			out = append(out, *d)
@@ -921,7 +925,7 @@ func (c *Consumer) enqueue(o store.Outcome) {
 		c.cfg.Metrics.DeadLettered(o.Delivery.Fire.Task)
 	}
 	c.mu.Lock()
-	c.outbox = append(c.outbox, o)
+	c.outbox = append(c.outbox, &o)
 	c.mu.Unlock()
 	c.signalFlush()
 }
@@ -994,7 +998,10 @@ func (c *Consumer) flushLoop(ctx context.Context) {
 func (c *Consumer) flushOnce(ctx context.Context) (int, error) {
 	c.mu.Lock()
 	n := min(len(c.outbox), c.cfg.FlushBatch)
-	batch := c.outbox[:n:n]
+	batch := make([]store.Outcome, n)
+	for i, o := range c.outbox[:n] {
+		batch[i] = *o
+	}
 	c.mu.Unlock()
 	if n == 0 {
 		return 0, nil
@@ -1003,6 +1010,7 @@ func (c *Consumer) flushOnce(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	c.mu.Lock()
+	clear(c.outbox[:n]) // let the outcomes go
 	c.outbox = c.outbox[n:]
 	for _, o := range batch {
 		if o.Delivery.EntryID != "" && !o.Delivery.Broadcast {

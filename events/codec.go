@@ -99,6 +99,21 @@ func (f Fire) Fields() []string {
 	return out
 }
 
+// AppendArgs appends what Fields returns to dst, as command arguments.
+func (f *Fire) AppendArgs(dst []any) []any {
+	dst = append(dst, boxedV, boxedVersion, boxedTask, f.Task, boxedID, f.ID, boxedAt, ms(f.At))
+	if f.Payload != "" {
+		dst = append(dst, boxedPayload, f.Payload)
+	}
+	if f.Attempt > 1 {
+		dst = append(dst, boxedAttempt, strconv.Itoa(f.Attempt))
+	}
+	return dst
+}
+
+// Fire field names boxed once, for Fire.AppendArgs.
+var boxedTask, boxedID, boxedAt, boxedPayload, boxedAttempt any = FieldTask, FieldID, FieldAt, FieldPayload, FieldAttempt
+
 // DecodeFire decodes a fire entry. entryID is the stream entry id; it gives
 // the fire's id and time when a hand-written entry has neither. Fields not
 // in the fire form, a bad task name, a payload over MaxPayload or text that
@@ -331,6 +346,7 @@ type fieldSet struct {
 
 type namedField struct {
 	name     string
+	boxed    any // name, for AppendArgs
 	required bool
 	field
 }
@@ -349,7 +365,7 @@ var typeSets = func() map[Type]fieldSet {
 			fs.allowed[f] = true
 		}
 		for _, name := range fs.order {
-			fs.carried = append(fs.carried, namedField{name, slices.Contains(fs.required, name), fields[name]})
+			fs.carried = append(fs.carried, namedField{name, name, slices.Contains(fs.required, name), fields[name]})
 		}
 		for name, f := range fields {
 			if !fs.allowed[name] {
@@ -366,27 +382,59 @@ var typeSets = func() map[Type]fieldSet {
 // type's fields that are set. It fails on an unknown type, a missing required
 // field, or a field set that the type does not carry.
 func (e Event) Encode() ([]string, error) {
-	fs, ok := typeSets[e.Type]
-	if !ok {
-		return nil, decodeErr(FieldType, "unknown event type %q", clip(string(e.Type)))
-	}
-	for _, f := range fs.others {
-		if f.isSet(&e) {
-			return nil, decodeErr(f.name, "set, but a %s event does not carry it", e.Type)
-		}
+	fs, err := e.fieldSet()
+	if err != nil {
+		return nil, err
 	}
 	out := make([]string, 4, 4+2*len(fs.carried))
 	out[0], out[1], out[2], out[3] = FieldV, EncodingVersion, FieldType, string(e.Type)
 	for _, f := range fs.carried {
-		if !f.isSet(&e) {
-			if f.required {
-				return nil, decodeErr(f.name, "missing; a %s event requires it", e.Type)
-			}
-			continue
+		if f.isSet(&e) {
+			out = append(out, f.name, f.text(&e))
 		}
-		out = append(out, f.name, f.text(&e))
 	}
 	return out, nil
+}
+
+// AppendArgs appends what Encode returns to dst, as command arguments
+// (go-redis takes []any), without building the list twice: the hot paths
+// of the planner and the worker pass every event this way.
+func (e *Event) AppendArgs(dst []any) ([]any, error) {
+	fs, err := e.fieldSet()
+	if err != nil {
+		return dst, err
+	}
+	dst = append(dst, boxedV, boxedVersion, boxedType, string(e.Type))
+	for _, f := range fs.carried {
+		if f.isSet(e) {
+			dst = append(dst, f.boxed, f.text(e))
+		}
+	}
+	return dst, nil
+}
+
+// Field names and the version boxed once, so AppendArgs does not allocate
+// for them.
+var boxedV, boxedVersion, boxedType any = FieldV, EncodingVersion, FieldType
+
+// fieldSet returns the fields of e's type, after checking that e sets
+// every required one and none the type does not carry.
+func (e *Event) fieldSet() (fieldSet, error) {
+	fs, ok := typeSets[e.Type]
+	if !ok {
+		return fieldSet{}, decodeErr(FieldType, "unknown event type %q", clip(string(e.Type)))
+	}
+	for _, f := range fs.others {
+		if f.isSet(e) {
+			return fieldSet{}, decodeErr(f.name, "set, but a %s event does not carry it", e.Type)
+		}
+	}
+	for _, f := range fs.carried {
+		if f.required && !f.isSet(e) {
+			return fieldSet{}, decodeErr(f.name, "missing; a %s event requires it", e.Type)
+		}
+	}
+	return fs, nil
 }
 
 // DecodeEvent decodes an events-stream entry, strictly: the encoding

@@ -30,6 +30,11 @@ func TestFireRoundTrip(t *testing.T) {
 	if f.ID != "report@1800000000123" {
 		t.Fatalf("fire id %q, want task@ms", f.ID)
 	}
+	for _, f := range []Fire{f, {ID: "x", Task: "t", At: f.At, Attempt: 1}} {
+		if got, want := f.AppendArgs([]any{"k"}), append([]any{"k"}, strs(f.Fields())...); !reflect.DeepEqual(got, want) {
+			t.Fatalf("AppendArgs gave %v, want %v", got, want)
+		}
+	}
 }
 
 // A hand-written XADD (the Redis contract) decodes: task alone, or with
@@ -96,6 +101,13 @@ func TestEventEncodeDecode(t *testing.T) {
 		if kv[0] != FieldV || kv[2] != FieldType {
 			t.Fatalf("%s: fields start %v, want v then type", e.Type, kv[:4])
 		}
+		args, err := e.AppendArgs([]any{"before"})
+		if err != nil {
+			t.Fatalf("%s: AppendArgs: %v", e.Type, err)
+		}
+		if want := append([]any{"before"}, strs(kv)...); !reflect.DeepEqual(args, want) {
+			t.Fatalf("%s: AppendArgs gave %v, want %v", e.Type, args, want)
+		}
 		got, err := DecodeEvent("5-0", pairs(kv))
 		if err != nil {
 			t.Fatalf("%s: %v", e.Type, err)
@@ -114,6 +126,9 @@ func TestEventStrictness(t *testing.T) {
 	}
 	if _, err := (Event{Type: TypeReload, Version: 1, Task: "a"}).Encode(); err == nil || !strings.Contains(err.Error(), `"task"`) {
 		t.Fatalf("encode with a field the type does not carry: %v", err)
+	}
+	if _, err := (&Event{Type: TypeStarted, Task: "a", At: time.UnixMilli(1)}).AppendArgs(nil); err == nil || !strings.Contains(err.Error(), `"fire"`) {
+		t.Fatalf("AppendArgs without a required field: %v", err)
 	}
 	for _, c := range []struct {
 		in    map[string]string
@@ -217,4 +232,12 @@ func FuzzFireRoundTrip(f *testing.F) {
 			t.Fatalf("round trip changed the fire:\n%+v\n%+v", in, out)
 		}
 	})
+}
+
+func strs(kv []string) []any {
+	out := make([]any, len(kv))
+	for i, v := range kv {
+		out[i] = v
+	}
+	return out
 }

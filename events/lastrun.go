@@ -3,7 +3,9 @@ package events
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // Run statuses kept in a LastRun.
@@ -53,8 +55,93 @@ func fromOptMs(n int64) time.Time {
 
 // MarshalLastRun encodes a last-run record in its stored form.
 func MarshalLastRun(r LastRun) ([]byte, error) {
-	return json.Marshal(wireLastRun{LastRun: r, Scheduled: r.Scheduled.UnixMilli(), Fired: optMs(r.Fired),
-		Started: optMs(r.Started), Finished: optMs(r.Finished)})
+	return AppendLastRun(nil, r), nil
+}
+
+// AppendLastRun appends r's stored form to dst: JSON with the members
+// task, fire, status, error (when set), scheduled, then fired, started and
+// finished (Unix ms, each when set), strings escaped as encoding/json
+// escapes them. It is what the planner and the worker write for every
+// fire, so it is built by hand rather than by reflection.
+func AppendLastRun(dst []byte, r LastRun) []byte {
+	dst = append(dst, `{"task":`...)
+	dst = AppendJSONString(dst, r.Task)
+	dst = append(dst, `,"fire":`...)
+	dst = AppendJSONString(dst, r.Fire)
+	dst = append(dst, `,"status":`...)
+	dst = AppendJSONString(dst, r.Status)
+	if r.Error != "" {
+		dst = append(dst, `,"error":`...)
+		dst = AppendJSONString(dst, r.Error)
+	}
+	dst = append(dst, `,"scheduled":`...)
+	dst = strconv.AppendInt(dst, r.Scheduled.UnixMilli(), 10)
+	for _, m := range []struct {
+		name string
+		t    time.Time
+	}{{`,"fired":`, r.Fired}, {`,"started":`, r.Started}, {`,"finished":`, r.Finished}} {
+		if ms := optMs(m.t); ms != 0 {
+			dst = append(dst, m.name...)
+			dst = strconv.AppendInt(dst, ms, 10)
+		}
+	}
+	return append(dst, '}')
+}
+
+// AppendJSONString appends s as a JSON string to dst, escaped exactly as
+// encoding/json escapes it (HTML characters, U+2028 and U+2029 as \u
+// escapes, invalid UTF-8 as U+FFFD), so text built here and text built by
+// json.Marshal match byte for byte.
+func AppendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if b := s[i]; b < utf8.RuneSelf {
+			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '\\', '"':
+				dst = append(dst, '\\', b)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
 }
 
 // UnmarshalLastRun decodes a last-run record from its stored form.

@@ -134,40 +134,44 @@ func (s *Store) Plan(ctx context.Context, token string, plans []TaskPlan, lookah
 	if len(plans) == 0 {
 		return PlanResult{}, nil
 	}
-	args := []any{s.keys.statePrefix(), token, s.eventsMaxLen, len(plans), max(lookahead, 0).Milliseconds()}
-	for _, p := range plans {
+	n := 5
+	for i := range plans {
+		n += 5 + 24*len(plans[i].Ops)
+	}
+	args := make([]any, 0, n)
+	args = append(args, s.keys.statePrefix(), token, s.eventsMaxLen, len(plans), max(lookahead, 0).Milliseconds())
+	var buf []byte // last-run records
+	for i := range plans {
+		p := &plans[i]
 		next := int64(-1)
 		if !p.Next.IsZero() {
 			next = p.Next.UnixMilli()
 		}
 		lr := ""
 		if p.LastRun != nil {
-			b, err := events.MarshalLastRun(*p.LastRun)
-			if err != nil {
-				return PlanResult{}, err
-			}
-			lr = string(b)
+			from := len(buf)
+			buf = events.AppendLastRun(buf, *p.LastRun)
+			lr = string(buf[from:])
 		}
 		args = append(args, p.Name, p.Gen, next, lr, len(p.Ops))
 		stream := s.keys.FireStream(p.Queue, p.Mode)
-		for _, op := range p.Ops {
-			ev, err := op.Event.Encode()
-			if err != nil {
-				return PlanResult{}, fmt.Errorf("task %q: %w", p.Name, err)
-			}
+		for j := range p.Ops {
+			op := &p.Ops[j]
 			if op.Fire != nil {
-				ff := op.Fire.Fields()
-				args = append(args, op.Slot.UnixMilli(), stream, len(ff))
-				for _, f := range ff {
-					args = append(args, f)
-				}
+				args = append(args, op.Slot.UnixMilli(), stream, 0)
+				at := len(args) - 1
+				args = op.Fire.AppendArgs(args)
+				args[at] = len(args) - at - 1
 			} else {
 				args = append(args, op.Slot.UnixMilli(), "", 0)
 			}
-			args = append(args, len(ev))
-			for _, f := range ev {
-				args = append(args, f)
+			args = append(args, 0)
+			at := len(args) - 1
+			var err error
+			if args, err = op.Event.AppendArgs(args); err != nil {
+				return PlanResult{}, fmt.Errorf("task %q: %w", p.Name, err)
 			}
+			args[at] = len(args) - at - 1
 		}
 	}
 	keys := []string{s.keys.Due(), s.keys.Planned(), s.keys.LastRun(), s.keys.Events()}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -359,42 +360,51 @@ func (s *Store) Finish(ctx context.Context, worker string, outs []Outcome) (int,
 	if len(outs) == 0 {
 		return 0, nil
 	}
-	args := []any{WorkerGroup, s.eventsMaxLen, DefaultDeadMaxLen, len(outs)}
-	for _, o := range outs {
-		d := o.Delivery
+	args := make([]any, 0, 4+len(outs)*40)
+	args = append(args, WorkerGroup, s.eventsMaxLen, DefaultDeadMaxLen, len(outs))
+	var buf []byte // last-run records, sliced into strings
+	for i := range outs {
+		o := &outs[i]
+		d := &o.Delivery
 		ack := d.EntryID
 		if d.Broadcast {
 			ack = ""
 		}
-		var ops []any
-		nops := 0
-		op := func(code string, a ...any) {
-			ops = append(ops, code, len(a))
-			ops = append(ops, a...)
+		// The op count goes before the ops: reserve its place.
+		args = append(args, d.Stream, ack, 0)
+		at, nops := len(args)-1, 0
+		// op appends an op's code and its argument count (filled in by
+		// done) and returns where the count is.
+		op := func(code string) int {
+			args = append(args, code, 0)
 			nops++
+			return len(args) - 1
 		}
-		for _, e := range o.Events {
-			kv, err := e.Encode()
-			if err != nil {
-				return 0, fmt.Errorf("event %s of fire %s: %w", e.Type, d.Fire.ID, err)
+		done := func(n int) { args[n] = len(args) - n - 1 }
+		for j := range o.Events {
+			n := op("E")
+			var err error
+			if args, err = o.Events[j].AppendArgs(args); err != nil {
+				return 0, fmt.Errorf("event %s of fire %s: %w", o.Events[j].Type, d.Fire.ID, err)
 			}
-			op("E", strs(kv)...)
+			done(n)
 		}
 		if o.Dead != "" {
-			kv := []any{DeadReason, o.Dead, DeadSource, d.Stream, DeadEntry, d.EntryID, DeadWorker, worker}
+			n := op("D")
+			args = append(args, DeadReason, o.Dead, DeadSource, d.Stream, DeadEntry, d.EntryID, DeadWorker, worker)
 			if o.DeadError != "" {
-				kv = append(kv, DeadError, o.DeadError)
+				args = append(args, DeadError, o.DeadError)
 			}
-			n := 0
-			for k, v := range d.Raw {
-				if n == MaxDeadFields {
-					kv = append(kv, DeadTruncated, strconv.Itoa(len(d.Raw)-n))
+			k := 0
+			for f, v := range d.Raw {
+				if k == MaxDeadFields {
+					args = append(args, DeadTruncated, strconv.Itoa(len(d.Raw)-k))
 					break
 				}
-				kv = append(kv, DeadFieldPrefix+k, v)
-				n++
+				args = append(args, DeadFieldPrefix+f, v)
+				k++
 			}
-			op("D", kv...)
+			done(n)
 		}
 		if o.RetryIn > 0 {
 			f := d.Fire
@@ -403,20 +413,26 @@ func (s *Store) Finish(ctx context.Context, worker string, outs []Outcome) (int,
 			if err != nil {
 				return 0, err
 			}
-			op("R", o.RetryIn.Milliseconds(), m)
+			n := op("R")
+			args = append(args, o.RetryIn.Milliseconds(), m)
+			done(n)
 		}
 		if o.LastRun != nil {
-			head, tail, fire, err := splitLastRun(*o.LastRun)
-			if err != nil {
+			var head, tail, fire string
+			var err error
+			if buf, head, tail, fire, err = splitLastRun(buf, *o.LastRun); err != nil {
 				return 0, err
 			}
-			op("L", o.LastRun.Task, head, tail, fire, o.LastRun.Scheduled.UnixMilli())
+			n := op("L")
+			args = append(args, o.LastRun.Task, head, tail, fire, o.LastRun.Scheduled.UnixMilli())
+			done(n)
 		}
 		if o.EndOverlap {
-			op("U", s.keys.Running(d.Fire.Task), s.keys.Buffer(d.Fire.Task), d.Fire.ID)
+			n := op("U")
+			args = append(args, s.keys.Running(d.Fire.Task), s.keys.Buffer(d.Fire.Task), d.Fire.ID)
+			done(n)
 		}
-		args = append(args, d.Stream, ack, nops)
-		args = append(args, ops...)
+		args[at] = nops
 	}
 	keys := []string{s.keys.Events(), s.keys.Dead(), s.keys.Retry(), s.keys.LastRun()}
 	n, err := finishScript.Run(ctx, s.rdb, keys, args...).Int()
@@ -428,24 +444,27 @@ func (s *Store) Finish(ctx context.Context, worker string, outs []Outcome) (int,
 
 // splitLastRun encodes a worker's last-run record for the finish script:
 // the JSON cut after its "scheduled" member (where the stored "fired" time
-// goes), and its fire member as it appears in the stored text.
-func splitLastRun(r events.LastRun) (head, tail, fire string, err error) {
+// goes), and its fire member as it appears in the stored text. The
+// encoding is appended to buf, which it returns (the strings are copies).
+func splitLastRun(buf []byte, r events.LastRun) (_ []byte, head, tail, fire string, err error) {
 	r.Fired = time.Time{}
-	b, err := events.MarshalLastRun(r)
-	if err != nil {
-		return "", "", "", err
+	from := len(buf)
+	buf = events.AppendLastRun(buf, r)
+	b := buf[from:]
+	// Quoted text holds no bare quote, so the first `,"fire":` and the
+	// first `,"status":` after it are the members themselves.
+	f := bytes.Index(b, []byte(`,"fire":`))
+	st := -1
+	if f >= 0 {
+		st = bytes.Index(b[f:], []byte(`,"status":`))
 	}
-	id, err := json.Marshal(r.Fire)
-	if err != nil {
-		return "", "", "", err
-	}
-	key := `"scheduled":` + strconv.FormatInt(r.Scheduled.UnixMilli(), 10)
-	i := strings.Index(string(b), key)
-	if i < 0 {
-		return "", "", "", fmt.Errorf("last-run record of %s: no %s in %s", r.Task, key, b)
+	key := `,"scheduled":` + strconv.FormatInt(r.Scheduled.UnixMilli(), 10)
+	i := bytes.Index(b, []byte(key))
+	if f < 0 || st < 0 || i < 0 {
+		return buf, "", "", "", fmt.Errorf("last-run record of %s: no fire, status or %s member in %s", r.Task, key[1:], b)
 	}
 	i += len(key)
-	return string(b[:i]), string(b[i:]), `"fire":` + string(id) + `,`, nil
+	return buf, string(b[:i]), string(b[i:]), string(b[f+1 : f+st+1]), nil
 }
 
 func strs(kv []string) []any {

@@ -50,6 +50,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -84,6 +85,7 @@ type Main struct {
 	Planners    int
 	Lookahead   time.Duration
 	CPUProfile  string
+	MemProfile  string
 	JSON        bool
 	Modes       []string
 
@@ -107,6 +109,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&m.Lookahead, "lookahead", 0, "the planners' lookahead: fires appended up to this long before their slot, held by the worker until due (burst, periodic)")
 	fs.DurationVar(&m.For, "for", 30*time.Second, "how long the periodic tasks run, or idle is measured after its first pass (whole seconds)")
 	fs.StringVar(&m.CPUProfile, "cpuprofile", "", "write this process's CPU profile (planners and worker) to FILE")
+	fs.StringVar(&m.MemProfile, "memprofile", "", "write this process's allocation profile to FILE at the end (go tool pprof -sample_index alloc_space)")
 	fs.BoolVar(&m.JSON, "json", false, "print one JSON object per mode instead of a table")
 	// Modes and flags in any order.
 	var rest []string
@@ -214,6 +217,13 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if m.MemProfile != "" {
+		defer func() {
+			if err := writeHeapProfile(m.MemProfile); err != nil {
+				fmt.Fprintln(os.Stderr, "taskino-bench: memprofile:", err)
+			}
+		}()
 	}
 	var results []Result
 	var ceiling float64
@@ -645,4 +655,19 @@ func (m *Main) Close() {
 	if m.rdb != nil {
 		_ = m.rdb.Close()
 	}
+}
+
+// writeHeapProfile writes the heap profile, with every allocation since the
+// start, to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
