@@ -998,10 +998,7 @@ func (c *Consumer) flushLoop(ctx context.Context) {
 func (c *Consumer) flushOnce(ctx context.Context) (int, error) {
 	c.mu.Lock()
 	n := min(len(c.outbox), c.cfg.FlushBatch)
-	batch := make([]store.Outcome, n)
-	for i, o := range c.outbox[:n] {
-		batch[i] = *o
-	}
+	batch := c.outbox[:n:n]
 	c.mu.Unlock()
 	if n == 0 {
 		return 0, nil
@@ -1010,13 +1007,13 @@ func (c *Consumer) flushOnce(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	c.mu.Lock()
-	clear(c.outbox[:n]) // let the outcomes go
-	c.outbox = c.outbox[n:]
 	for _, o := range batch {
 		if o.Delivery.EntryID != "" && !o.Delivery.Broadcast {
 			delete(c.held, heldKey(o.Delivery.Stream, o.Delivery.EntryID))
 		}
 	}
+	clear(batch) // let the outcomes go
+	c.outbox = c.outbox[n:]
 	close(c.flushedSig)
 	c.flushedSig = make(chan struct{})
 	c.mu.Unlock()

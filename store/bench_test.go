@@ -169,13 +169,13 @@ func BenchmarkFinish(b *testing.B) {
 		if err != nil || len(ds) == 0 {
 			b.Fatalf("read %d of %d: %v", done, b.N, err)
 		}
-		started := make([]store.Outcome, len(ds))
-		outs := make([]store.Outcome, len(ds))
+		started := make([]*store.Outcome, len(ds))
+		outs := make([]*store.Outcome, len(ds))
 		for i, d := range ds {
-			started[i] = store.Outcome{Events: []events.Event{{Type: events.TypeStarted, Task: d.Fire.Task,
+			started[i] = &store.Outcome{Events: []events.Event{{Type: events.TypeStarted, Task: d.Fire.Task,
 				Fire: d.Fire.ID, At: d.Fire.At, Attempt: 1, Worker: "w1", Queue: d.Queue}}}
 			fin := at.Add(time.Millisecond)
-			outs[i] = store.Outcome{Delivery: d,
+			outs[i] = &store.Outcome{Delivery: d,
 				Events: []events.Event{{Type: events.TypeCompleted, Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At,
 					Attempt: 1, Worker: "w1", Status: events.StatusCompleted, CostMs: 1, Queue: d.Queue}},
 				LastRun: &events.LastRun{Task: d.Fire.Task, Fire: d.Fire.ID, Scheduled: at, Started: at,

@@ -356,15 +356,14 @@ const DefaultDeadMaxLen = 1_000_000
 // finishScript), in one round trip. It returns how many were recorded: an
 // entry acked before (another worker reclaimed and finished it) records
 // nothing.
-func (s *Store) Finish(ctx context.Context, worker string, outs []Outcome) (int, error) {
+func (s *Store) Finish(ctx context.Context, worker string, outs []*Outcome) (int, error) {
 	if len(outs) == 0 {
 		return 0, nil
 	}
 	args := make([]any, 0, 4+len(outs)*40)
 	args = append(args, WorkerGroup, s.eventsMaxLen, DefaultDeadMaxLen, len(outs))
 	var buf []byte // last-run records, sliced into strings
-	for i := range outs {
-		o := &outs[i]
+	for _, o := range outs {
 		d := &o.Delivery
 		ack := d.EntryID
 		if d.Broadcast {

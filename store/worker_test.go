@@ -92,7 +92,7 @@ func TestFinishKeepsTheLatestLastRun(t *testing.T) {
 	}
 	old := store.Outcome{Delivery: store.Delivery{Broadcast: true, Fire: events.Fire{ID: "a@1", Task: "a", At: at}},
 		LastRun: &events.LastRun{Task: "a", Fire: "a@1", Scheduled: at, Started: at, Finished: at, Status: events.StatusCompleted}}
-	if _, err := b.st.Finish(b.ctx, "w", []store.Outcome{old}); err != nil {
+	if _, err := b.st.Finish(b.ctx, "w", []*store.Outcome{&old}); err != nil {
 		t.Fatal(err)
 	}
 	r, _, err := b.st.LastRun(b.ctx, "a")
@@ -102,7 +102,7 @@ func TestFinishKeepsTheLatestLastRun(t *testing.T) {
 	started := at.Add(time.Minute + 10*time.Millisecond)
 	cur := store.Outcome{Delivery: store.Delivery{Broadcast: true, Fire: events.Fire{ID: "a@2", Task: "a", At: at.Add(time.Minute)}},
 		LastRun: &events.LastRun{Task: "a", Fire: "a@2", Scheduled: at.Add(time.Minute), Started: started, Finished: started.Add(time.Second), Status: events.StatusFailed, Error: "no disk"}}
-	if _, err := b.st.Finish(b.ctx, "w", []store.Outcome{cur}); err != nil {
+	if _, err := b.st.Finish(b.ctx, "w", []*store.Outcome{&cur}); err != nil {
 		t.Fatal(err)
 	}
 	r, _, err = b.st.LastRun(b.ctx, "a")
@@ -117,7 +117,7 @@ func TestFinishKeepsTheLatestLastRun(t *testing.T) {
 		LastRun: &events.LastRun{Task: "a", Fire: `a@"3"`, Scheduled: later, Started: later, Finished: later, Status: events.StatusFailed,
 			Error: `"fire":"a@1","fired":42,"scheduled":9999999999999`}}
 	quoted := old
-	if _, err := b.st.Finish(b.ctx, "w", []store.Outcome{odd, quoted}); err != nil {
+	if _, err := b.st.Finish(b.ctx, "w", []*store.Outcome{&odd, &quoted}); err != nil {
 		t.Fatal(err)
 	}
 	r, _, err = b.st.LastRun(b.ctx, "a")

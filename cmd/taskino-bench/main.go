@@ -52,6 +52,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strings"
 	"sync"
@@ -86,6 +87,7 @@ type Main struct {
 	Lookahead   time.Duration
 	CPUProfile  string
 	MemProfile  string
+	Trace       string
 	JSON        bool
 	Modes       []string
 
@@ -109,6 +111,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&m.Lookahead, "lookahead", 0, "the planners' lookahead: fires appended up to this long before their slot, held by the worker until due (burst, periodic)")
 	fs.DurationVar(&m.For, "for", 30*time.Second, "how long the periodic tasks run, or idle is measured after its first pass (whole seconds)")
 	fs.StringVar(&m.CPUProfile, "cpuprofile", "", "write this process's CPU profile (planners and worker) to FILE")
+	fs.StringVar(&m.Trace, "trace", "", "write this process's execution trace to FILE (go tool trace)")
 	fs.StringVar(&m.MemProfile, "memprofile", "", "write this process's allocation profile to FILE at the end (go tool pprof -sample_index alloc_space)")
 	fs.BoolVar(&m.JSON, "json", false, "print one JSON object per mode instead of a table")
 	// Modes and flags in any order.
@@ -217,6 +220,17 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if m.Trace != "" {
+		f, err := os.Create(m.Trace)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return err
+		}
+		defer trace.Stop()
 	}
 	if m.MemProfile != "" {
 		defer func() {
