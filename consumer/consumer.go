@@ -48,6 +48,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -198,6 +199,7 @@ type Consumer struct {
 	later         []store.Delivery // read, to be returned by the next Fetch
 	early         earlyHeap        // read before their scheduled time, held until then
 
+	releasing  atomic.Bool // early fires due now wait for runs (see waitRelease)
 	mu         sync.Mutex
 	held       map[string]store.Held // entry key -> what is held
 	outbox     []*store.Outcome      // by pointer: an Outcome is large, and the queue is resliced at every flush
@@ -593,6 +595,10 @@ func (c *Consumer) takeDue(ctx context.Context, limit int) []store.Delivery {
 			out = append(out, *d)
 		}
 	}
+	rel := len(c.early) > 0 && !c.early[0].Fire.At.After(now)
+	if c.releasing.Swap(rel) && !rel {
+		c.signalFlush() // the release is over: write what waited
+	}
 	return out
 }
 
@@ -968,6 +974,7 @@ func (c *Consumer) flushLoop(ctx context.Context) {
 			return
 		case <-c.flushSig:
 		}
+		c.waitRelease(ctx)
 		for {
 			n, err := c.flushOnce(ctx)
 			if err != nil {
@@ -989,6 +996,33 @@ func (c *Consumer) flushLoop(ctx context.Context) {
 			if n == 0 {
 				break
 			}
+		}
+	}
+}
+
+// releaseHold is the longest outcome writes wait while early fires are
+// being released.
+const releaseHold = 100 * time.Millisecond
+
+// waitRelease waits, up to releaseHold, while early fires due now are
+// still being handed to runs: thousands can be due at one instant, and
+// writing the outcomes of the first ones (encoding here, scripts in Redis
+// on the same machine) would take CPU from starting the last ones. The
+// outcomes are written right after; nothing is lost meanwhile (their
+// entries stay pending and held).
+func (c *Consumer) waitRelease(ctx context.Context) {
+	if !c.releasing.Load() {
+		return
+	}
+	t := time.NewTimer(releaseHold)
+	defer t.Stop()
+	for c.releasing.Load() {
+		select {
+		case <-c.flushSig: // more outcomes, or the release ended
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
 		}
 	}
 }
