@@ -2,10 +2,15 @@ package e2e
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/taskino/taskino/consumer"
 	"github.com/taskino/taskino/dispatcher"
@@ -66,4 +71,89 @@ func TestEarlyFireStartsAtItsSlot(t *testing.T) {
 			awaitEvent(t, b, 30*time.Second, events.TypeCompleted, nil)
 		})
 	}
+}
+
+// While early fires due now wait for a run, the worker holds its outcome
+// writes back so that starting them has the CPU, but only for a moment: a
+// release that lasts (here three fires due at once on a worker that runs
+// one at a time, the second waiting for the first's completed event) still
+// sees the first outcome written. A hold that lasted as long as the
+// release would never let the second run end.
+func TestOutcomesAreWrittenDuringALongRelease(t *testing.T) {
+	b := setup(t)
+	now, err := b.st.Time(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot := now.Add(3 * time.Second).Truncate(time.Millisecond)
+	var mu sync.Mutex
+	var order []string
+	waited := make(chan error, 1)
+	handler := func(ctx context.Context, f events.Fire) error {
+		mu.Lock()
+		order = append(order, f.ID)
+		first, n := order[0], len(order)
+		mu.Unlock()
+		if n == 2 {
+			err := awaitCompleted(ctx, b, first, 30*time.Second)
+			mu.Lock()
+			if err == nil && len(order) != 2 {
+				err = fmt.Errorf("runs %v: the third started before the second ended (concurrency 1)", order)
+			}
+			mu.Unlock()
+			waited <- err
+			return err
+		}
+		return nil
+	}
+	handlers := map[string]dispatcher.HandlerFunc{}
+	var specs []events.Spec
+	for _, name := range []string{"r1", "r2", "r3"} {
+		handlers[name] = handler
+		specs = append(specs, events.Spec{Name: name, Trigger: events.Once(slot)})
+	}
+	startWorker(t, b, consumer.Config{}, dispatcher.Config{Concurrency: 1}, handlers)
+	startPlanner(t, b, planner.Config{Lookahead: 10 * time.Second}, func(p *planner.Planner) {
+		p.SetVersion(1)
+		if err := p.Register(specs...); err != nil {
+			t.Fatal(err)
+		}
+	})
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatalf("second run: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the second run did not end within 60s")
+	}
+	all := awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool { return len(ofType(all, events.TypeCompleted)) == 3 })
+	for _, e := range ofType(all, events.TypeFired) {
+		if ms, _ := strconv.ParseInt(strings.SplitN(e.ID, "-", 2)[0], 10, 64); ms >= slot.UnixMilli() {
+			t.Fatalf("fired event of %s at %d, want it before the slot %d: the three were to be held early", e.Task, ms, slot.UnixMilli())
+		}
+	}
+}
+
+// awaitCompleted waits for the completed event of fire, reading the events
+// stream as it grows.
+func awaitCompleted(ctx context.Context, b testBundle, fire string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	last := "0"
+	for time.Now().Before(deadline) {
+		res, err := b.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{b.st.Keys().Events(), last}, Block: time.Second, Count: 100}).Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for _, m := range res[0].Messages {
+			last = m.ID
+			if m.Values[events.FieldType] == string(events.TypeCompleted) && m.Values[events.FieldFire] == fire {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("no completed event of %s within %s", fire, limit)
 }
