@@ -27,6 +27,19 @@ func BenchmarkEventEncode(b *testing.B) {
 	}
 }
 
+// BenchmarkEventAppendArgs is the form the planner's and worker's scripts
+// take: the fields appended to a reused argument list.
+func BenchmarkEventAppendArgs(b *testing.B) {
+	e := benchEvent()
+	args := make([]any, 0, 64)
+	for b.Loop() {
+		var err error
+		if args, err = e.AppendArgs(args[:0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkEventDecode(b *testing.B) {
 	kv, err := benchEvent().Encode()
 	if err != nil {

@@ -55,7 +55,16 @@ func fromOptMs(n int64) time.Time {
 
 // MarshalLastRun encodes a last-run record in its stored form.
 func MarshalLastRun(r LastRun) ([]byte, error) {
-	return AppendLastRun(nil, r), nil
+	return AppendLastRun(make([]byte, 0, 128+len(r.Task)+len(r.Fire)+len(r.Error)), r), nil
+}
+
+// appendOptMs appends member and t in Unix ms, unless t is zero.
+func appendOptMs(dst []byte, member string, t time.Time) []byte {
+	if ms := optMs(t); ms != 0 {
+		dst = append(dst, member...)
+		dst = strconv.AppendInt(dst, ms, 10)
+	}
+	return dst
 }
 
 // AppendLastRun appends r's stored form to dst: JSON with the members
@@ -76,15 +85,9 @@ func AppendLastRun(dst []byte, r LastRun) []byte {
 	}
 	dst = append(dst, `,"scheduled":`...)
 	dst = strconv.AppendInt(dst, r.Scheduled.UnixMilli(), 10)
-	for _, m := range []struct {
-		name string
-		t    time.Time
-	}{{`,"fired":`, r.Fired}, {`,"started":`, r.Started}, {`,"finished":`, r.Finished}} {
-		if ms := optMs(m.t); ms != 0 {
-			dst = append(dst, m.name...)
-			dst = strconv.AppendInt(dst, ms, 10)
-		}
-	}
+	dst = appendOptMs(dst, `,"fired":`, r.Fired)
+	dst = appendOptMs(dst, `,"started":`, r.Started)
+	dst = appendOptMs(dst, `,"finished":`, r.Finished)
 	return append(dst, '}')
 }
 
