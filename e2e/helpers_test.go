@@ -105,28 +105,38 @@ func startPlanner(t *testing.T, b testBundle, cfg planner.Config, register func(
 // and returns it. It fails the test after limit.
 func awaitEvents(t *testing.T, b testBundle, limit time.Duration, cond func(all []events.Event) bool) []events.Event {
 	t.Helper()
+	all, err := waitEvents(b.ctx, b, limit, cond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
+
+// waitEvents is awaitEvents returning an error instead of failing the test,
+// for use off the test's goroutine (in a handler).
+func waitEvents(ctx context.Context, b testBundle, limit time.Duration, cond func(all []events.Event) bool) ([]events.Event, error) {
 	deadline := time.Now().Add(limit)
 	var all []events.Event
 	last := "0"
 	for {
 		if cond(all) {
-			return all
+			return all, nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %s (%d events read)", limit, len(all))
+			return all, fmt.Errorf("condition not met after %s (%d events read)", limit, len(all))
 		}
-		res, err := b.rdb.XRead(b.ctx, &redis.XReadArgs{Streams: []string{b.st.Keys().Events(), last}, Block: time.Second, Count: 10_000}).Result()
+		res, err := b.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{b.st.Keys().Events(), last}, Block: time.Second, Count: 10_000}).Result()
 		if errors.Is(err, redis.Nil) {
 			continue
 		}
 		if err != nil {
-			t.Fatal(err)
+			return all, err
 		}
 		for _, m := range res[0].Messages {
 			last = m.ID
-			e, err := b.st.RangeEvents(b.ctx, m.ID, m.ID)
+			e, err := b.st.RangeEvents(ctx, m.ID, m.ID)
 			if err != nil {
-				t.Fatalf("event %s does not decode: %v", m.ID, err)
+				return all, fmt.Errorf("event %s does not decode: %w", m.ID, err)
 			}
 			all = append(all, e...)
 		}

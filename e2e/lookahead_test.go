@@ -2,15 +2,13 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/taskino/taskino/consumer"
 	"github.com/taskino/taskino/dispatcher"
@@ -95,7 +93,9 @@ func TestOutcomesAreWrittenDuringALongRelease(t *testing.T) {
 		first, n := order[0], len(order)
 		mu.Unlock()
 		if n == 2 {
-			err := awaitCompleted(ctx, b, first, 30*time.Second)
+			_, err := waitEvents(ctx, b, 30*time.Second, func(all []events.Event) bool {
+				return slices.ContainsFunc(all, func(e events.Event) bool { return e.Type == events.TypeCompleted && e.Fire == first })
+			})
 			mu.Lock()
 			if err == nil && len(order) != 2 {
 				err = fmt.Errorf("runs %v: the third started before the second ended (concurrency 1)", order)
@@ -133,27 +133,4 @@ func TestOutcomesAreWrittenDuringALongRelease(t *testing.T) {
 			t.Fatalf("fired event of %s at %d, want it before the slot %d: the three were to be held early", e.Task, ms, slot.UnixMilli())
 		}
 	}
-}
-
-// awaitCompleted waits for the completed event of fire, reading the events
-// stream as it grows.
-func awaitCompleted(ctx context.Context, b testBundle, fire string, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	last := "0"
-	for time.Now().Before(deadline) {
-		res, err := b.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{b.st.Keys().Events(), last}, Block: time.Second, Count: 100}).Result()
-		if errors.Is(err, redis.Nil) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		for _, m := range res[0].Messages {
-			last = m.ID
-			if m.Values[events.FieldType] == string(events.TypeCompleted) && m.Values[events.FieldFire] == fire {
-				return nil
-			}
-		}
-	}
-	return fmt.Errorf("no completed event of %s within %s", fire, limit)
 }

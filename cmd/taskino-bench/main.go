@@ -210,27 +210,23 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.rdb = rdb
-	if m.CPUProfile != "" {
-		f, err := os.Create(m.CPUProfile)
+	for _, rec := range []struct {
+		path  string
+		start func(io.Writer) error
+		stop  func()
+	}{{m.CPUProfile, pprof.StartCPUProfile, pprof.StopCPUProfile}, {m.Trace, trace.Start, trace.Stop}} {
+		if rec.path == "" {
+			continue
+		}
+		f, err := os.Create(rec.path)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
+		if err := rec.start(f); err != nil {
 			return err
 		}
-		defer pprof.StopCPUProfile()
-	}
-	if m.Trace != "" {
-		f, err := os.Create(m.Trace)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := trace.Start(f); err != nil {
-			return err
-		}
-		defer trace.Stop()
+		defer rec.stop()
 	}
 	if m.MemProfile != "" {
 		defer func() {
