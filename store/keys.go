@@ -75,7 +75,8 @@ func (k Keys) Due() string { return k.prefix + "due" }
 // statePrefix + name is a hash with a task's schedule state: since (the
 // first slot may not be earlier), next (the next slot not yet planned; -1
 // when no slot is left), gen (bumped by every change of the spec), skey (the
-// schedule key), lease and lease_until (the planner holding it).
+// schedule key), lease and lease_until (the planner holding it; absent or
+// empty when none).
 func (k Keys) statePrefix() string { return k.prefix + "state:" }
 
 // State is the schedule-state hash of a task.

@@ -12,6 +12,31 @@ import "github.com/redis/go-redis/v9"
 // Stream field names are never written here: Go passes them in (events owns
 // them).
 
+// bulkLua defines bulk(cmd, key, list, extra): redis.call(cmd, key[, extra],
+// items...) over list's items in chunks of 1,000 (an even number, so pairs
+// stay whole; small enough for unpack), returning the replies' items
+// joined. A batch's reads and writes of one shared key (watermarks, due
+// scores, last-run records, acks) are one call each this way, not one per
+// task.
+const bulkLua = `
+local function bulk(cmd, key, list, extra)
+  local out = {}
+  for j = 1, #list, 1000 do
+    local last = math.min(j + 999, #list)
+    local r
+    if extra then
+      r = redis.call(cmd, key, extra, unpack(list, j, last))
+    else
+      r = redis.call(cmd, key, unpack(list, j, last))
+    end
+    if type(r) == 'table' then
+      for k = 1, #r do out[#out + 1] = r[k] end
+    end
+  end
+  return out
+end
+`
+
 // applyScript replaces the task set with a new version, atomically.
 //
 // KEYS[1] -> version (string)
@@ -151,13 +176,15 @@ return out
 // claimed task gets lease and lease_until in its state hash, and its due
 // score moves to the end of the lease, so other planners skip it until then
 // (and take it over if this planner dies holding it).
+// Specs and watermarks are read, and due scores moved, in one call for the
+// whole batch; each task's state hash takes two (the lease, then the read).
 // Returns {now, earliest due score after the claim or -1, then per task:
 // name, spec, since, next, gen, planned} with "" for absent values.
-var claimScript = redis.NewScript(`
+var claimScript = redis.NewScript(bulkLua + `
 local function s(x) return string.format('%.0f', x) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local untl = now + tonumber(ARGV[3])
+local untl = s(now + tonumber(ARGV[3]))
 local dl = tonumber(ARGV[5])
 if dl >= 0 and now > dl then
   local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
@@ -165,22 +192,32 @@ if dl >= 0 and now > dl then
 end
 local names = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', s(now + tonumber(ARGV[6])), 'LIMIT', 0, tonumber(ARGV[4]))
 local out = {now, -1}
-for _, name in ipairs(names) do
-  local spec = redis.call('HGET', KEYS[2], name)
-  if not spec then
-    redis.call('ZREM', KEYS[1], name)
-  else
-    local st = ARGV[1] .. name
-    redis.call('ZADD', KEYS[1], untl, name)
-    redis.call('HSET', st, 'lease', ARGV[2], 'lease_until', s(untl))
-    local v = redis.call('HMGET', st, 'since', 'next', 'gen')
-    out[#out + 1] = name
-    out[#out + 1] = spec
-    out[#out + 1] = v[1] or ''
-    out[#out + 1] = v[2] or ''
-    out[#out + 1] = v[3] or ''
-    out[#out + 1] = redis.call('HGET', KEYS[3], name) or ''
+if #names > 0 then
+  local specs = bulk('HMGET', KEYS[2], names)
+  local planned = bulk('HMGET', KEYS[3], names)
+  local leased, gone = {}, {}
+  local o = 2
+  for k, name in ipairs(names) do
+    local spec = specs[k]
+    if not spec then
+      gone[#gone + 1] = name
+    else
+      local st = ARGV[1] .. name
+      leased[#leased + 1] = untl
+      leased[#leased + 1] = name
+      redis.call('HSET', st, 'lease', ARGV[2], 'lease_until', untl)
+      local v = redis.call('HMGET', st, 'since', 'next', 'gen')
+      out[o + 1] = name
+      out[o + 2] = spec
+      out[o + 3] = v[1] or ''
+      out[o + 4] = v[2] or ''
+      out[o + 5] = v[3] or ''
+      out[o + 6] = planned[k] or ''
+      o = o + 6
+    end
   end
+  bulk('ZADD', KEYS[1], leased)
+  bulk('ZREM', KEYS[1], gone)
 end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if first[2] then out[2] = tonumber(first[2]) end
@@ -218,23 +255,55 @@ return out
 // op after it, and becomes the task's next slot, so it is neither lost nor
 // fired earlier than the lookahead allows.
 // Missed ops, which come before fires, are recorded: the claim's clock
-// found them late.
+// found them late. A planned task's lease ends (emptied) in the same write
+// that records its next slot. Watermarks are read in one call for the
+// batch; watermarks, due scores and last-run records are written in one
+// call each after the fires, as if each task's were written in turn (the
+// last plan of a task named twice wins). Redis does not undo a script that
+// fails half way, which only a key of the wrong type (written by hand) can
+// make it do: the fires appended before the error keep their watermarks
+// unmoved, and the next plan appends them again.
 // Returns {fires appended, events appended, tasks left alone, ops dropped}.
-var planScript = redis.NewScript(`
+var planScript = redis.NewScript(bulkLua + `
 local function s(x) return string.format('%.0f', x) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local A = ARGV
 local horizon = now + tonumber(A[5])
+local n = tonumber(A[4])
+-- First pass: where each task starts, and every name, to read the
+-- watermarks in one call.
+local starts, names = {}, {}
 local i = 6
+for k = 1, n do
+  starts[k] = i
+  names[k] = A[i]
+  local nops = tonumber(A[i+4])
+  i = i + 5
+  for _ = 1, nops do
+    local nf = tonumber(A[i+2])
+    i = i + 3 + nf
+    i = i + 1 + tonumber(A[i])
+  end
+end
+local wm = {}
+if n > 0 then
+  local r = bulk('HMGET', KEYS[2], names)
+  for k = 1, n do wm[names[k]] = tonumber(r[k] or '-1') end
+end
+-- The batch's writes to shared keys, by task, last one winning as if each
+-- were written in turn: watermarks, due scores (false: out of the index)
+-- and last-run records.
+local moved, due, lrs = {}, {}, {}
 local fires, evs, lost, dropped = 0, 0, 0, 0
-for _ = 1, tonumber(A[4]) do
+for k = 1, n do
+  i = starts[k]
   local name, gen, nxt, lr, nops = A[i], A[i+1], tonumber(A[i+2]), A[i+3], tonumber(A[i+4])
   i = i + 5
   local st = A[1] .. name
   local cur = redis.call('HMGET', st, 'lease', 'gen', 'lease_until')
-  local mine = cur[1] == A[2] and cur[2] == gen and tonumber(cur[3] or '0') >= now
-  local w = tonumber(redis.call('HGET', KEYS[2], name) or '-1')
+  local mine = cur[1] == A[2] and cur[2] == gen and (tonumber(cur[3]) or 0) >= now
+  local w = wm[name]
   local w0 = w
   local fired = false
   local stopAt = nil
@@ -264,20 +333,31 @@ for _ = 1, tonumber(A[4]) do
   end
   if mine then
     if stopAt then nxt = stopAt end
-    if w ~= w0 then redis.call('HSET', KEYS[2], name, s(w)) end
-    if nxt >= 0 then
-      redis.call('HSET', st, 'next', s(nxt))
-      redis.call('ZADD', KEYS[1], nxt, name)
-    else
-      redis.call('HSET', st, 'next', '-1')
-      redis.call('ZREM', KEYS[1], name)
-    end
-    redis.call('HDEL', st, 'lease', 'lease_until')
-    if fired and lr ~= '' then redis.call('HSET', KEYS[3], name, lr) end
+    if w ~= w0 then wm[name] = w; moved[name] = true end
+    -- The lease ends in the same write that records the next slot.
+    redis.call('HSET', st, 'next', nxt >= 0 and s(nxt) or '-1', 'lease', '', 'lease_until', '')
+    due[name] = nxt >= 0 and nxt or false
+    if fired and lr ~= '' then lrs[name] = lr end
   else
     lost = lost + 1
   end
 end
+local ws, za, zr, ls, seen = {}, {}, {}, {}, {}
+for k = 1, n do
+  local name = names[k]
+  if not seen[name] then
+    seen[name] = true
+    if moved[name] then ws[#ws + 1] = name; ws[#ws + 1] = s(wm[name]) end
+    local d = due[name]
+    if d then za[#za + 1] = s(d); za[#za + 1] = name
+    elseif d == false then zr[#zr + 1] = name end
+    if lrs[name] then ls[#ls + 1] = name; ls[#ls + 1] = lrs[name] end
+  end
+end
+bulk('HSET', KEYS[2], ws)
+bulk('ZADD', KEYS[1], za)
+bulk('ZREM', KEYS[1], zr)
+bulk('HSET', KEYS[3], ls)
 return {fires, evs, lost, dropped}
 `)
 

@@ -39,40 +39,77 @@ import "github.com/redis/go-redis/v9"
 //	                    stream
 //
 // An item whose entry id is set does its ops only if the entry is still
-// pending in the group, and acks it after them: a fire already acked (by
-// the worker that reclaimed it from this one) has its outcome recorded
-// once, by whoever finished it first. Redis does not undo a script that
-// fails half way, so the ack comes last: a failure leaves the entry pending
-// and the batch is written again (its events may then repeat; its fire is
-// never acked without its outcome). Items without an entry id (started
+// pending in the group (and no earlier item of the batch had it), and is
+// acked after them: a fire already acked (by the worker that reclaimed it
+// from this one) has its outcome recorded once, by whoever finished it
+// first. The batch's last-run records are read in one call before the
+// items and written in one after them, and its acks (one call per stream)
+// come last of all: Redis does not undo a script that fails half way, so a
+// failure leaves every entry of the batch pending and the batch is written
+// again (its events may then repeat; a fire is never acked without its
+// outcome). Items without an entry id (started
 // events, broadcast outcomes) may likewise repeat after a failed or timed
 // out call.
 // Returns the number of items whose ops were done.
-var finishScript = redis.NewScript(`
+var finishScript = redis.NewScript(bulkLua + `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local A = ARGV
+local n = tonumber(A[4])
+-- First pass: the tasks whose last-run records the batch writes, to read
+-- them in one call.
+local lnames, lrec = {}, {}
 local i = 5
-local done = 0
-for _ = 1, tonumber(A[4]) do
+for _ = 1, n do
+  local nops = tonumber(A[i+2])
+  i = i + 3
+  for _ = 1, nops do
+    local code, c = A[i], tonumber(A[i+1])
+    if code == 'L' and lrec[A[i+2]] == nil then
+      lrec[A[i+2]] = false
+      lnames[#lnames + 1] = A[i+2]
+    end
+    i = i + 2 + c
+  end
+end
+if #lnames > 0 then
+  local r = bulk('HMGET', KEYS[4], lnames)
+  for k, name in ipairs(lnames) do lrec[name] = r[k] or false end
+end
+local lset = {}
+local acks, streams, done = {}, {}, 0
+i = 5
+for _ = 1, n do
   local stream, id, nops = A[i], A[i+1], tonumber(A[i+2])
   i = i + 3
   local ok = true
-  if id ~= '' then ok = #redis.call('XPENDING', stream, A[1], id, id, 1) == 1 end
+  if id ~= '' then
+    local sa = acks[stream]
+    if not sa then
+      sa = {ids = {}, seen = {}}
+      acks[stream] = sa
+      streams[#streams + 1] = stream
+    end
+    ok = not sa.seen[id] and #redis.call('XPENDING', stream, A[1], id, id, 1) == 1
+    if ok then
+      sa.seen[id] = true
+      sa.ids[#sa.ids + 1] = id
+    end
+  end
   if ok then done = done + 1 end
   for _ = 1, nops do
-    local code, n = A[i], tonumber(A[i+1])
+    local code, c = A[i], tonumber(A[i+1])
     local a = i + 2
-    i = a + n
+    i = a + c
     if ok then
       if code == 'E' then
-        redis.call('XADD', KEYS[1], 'MAXLEN', '~', A[2], '*', unpack(A, a, a + n - 1))
+        redis.call('XADD', KEYS[1], 'MAXLEN', '~', A[2], '*', unpack(A, a, a + c - 1))
       elseif code == 'D' then
-        redis.call('XADD', KEYS[2], 'MAXLEN', '~', A[3], '*', unpack(A, a, a + n - 1))
+        redis.call('XADD', KEYS[2], 'MAXLEN', '~', A[3], '*', unpack(A, a, a + c - 1))
       elseif code == 'R' then
         redis.call('ZADD', KEYS[3], string.format('%.0f', now + tonumber(A[a])), A[a+1])
       elseif code == 'L' then
-        local raw = redis.call('HGET', KEYS[4], A[a])
+        local raw = lrec[A[a]]
         local keep, fired = true, nil
         if raw then
           if string.find(raw, A[a+3], 1, true) then
@@ -84,7 +121,8 @@ for _ = 1, tonumber(A[4]) do
         if keep then
           local rec = A[a+1] .. A[a+2]
           if fired then rec = A[a+1] .. ',"fired":' .. fired .. A[a+2] end
-          redis.call('HSET', KEYS[4], A[a], rec)
+          lrec[A[a]] = rec
+          lset[A[a]] = true
         end
       elseif code == 'U' then
         local cur = redis.call('GET', A[a])
@@ -100,7 +138,17 @@ for _ = 1, tonumber(A[4]) do
       end
     end
   end
-  if ok and id ~= '' then redis.call('XACK', stream, A[1], id) end
+end
+local ls = {}
+for _, name in ipairs(lnames) do
+  if lset[name] then
+    ls[#ls + 1] = name
+    ls[#ls + 1] = lrec[name]
+  end
+end
+bulk('HSET', KEYS[4], ls)
+for _, stream in ipairs(streams) do
+  bulk('XACK', stream, acks[stream].ids, A[1])
 end
 return done
 `)
