@@ -360,3 +360,30 @@ func heldFire(t *testing.T, b testBundle, holder string) (*redis.Client, string,
 	}
 	return rdb, stream, ds[0], idle
 }
+
+// TestFinishOfOneFireTwiceInABatch: a batch whose acks all come at its end
+// still records a fire's outcome once when the fire is in it twice (a run
+// and a rerun of the same entry): the second finds it taken.
+func TestFinishOfOneFireTwiceInABatch(t *testing.T) {
+	b := setup(t)
+	rdb, stream := fireStream(t, b, 2)
+	ds, err := b.st.ReadFires(b.ctx, "w", []string{stream}, 2, 0)
+	if err != nil || len(ds) != 2 {
+		t.Fatalf("read %d (err %v)", len(ds), err)
+	}
+	outcome := func(d store.Delivery) *store.Outcome {
+		return &store.Outcome{Delivery: d, Events: []events.Event{{Type: events.TypeCompleted, Task: "a", Fire: d.EntryID, At: time.UnixMilli(1_700_000_000_000), Attempt: 1,
+			Worker: "w", Status: events.StatusCompleted, Queue: "q"}}}
+	}
+	n, err := b.st.Finish(b.ctx, "w", []*store.Outcome{outcome(ds[0]), outcome(ds[1]), outcome(ds[0])})
+	if err != nil || n != 2 {
+		t.Fatalf("finish recorded %d (err %v), want 2: the repeat of the first fire is not recorded", n, err)
+	}
+	evs, err := rdb.XRange(b.ctx, b.st.Keys().Events(), "-", "+").Result()
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("%d events (err %v), want one completed per fire", len(evs), err)
+	}
+	if p, err := rdb.XPending(b.ctx, stream, store.WorkerGroup).Result(); err != nil || p.Count != 0 {
+		t.Fatalf("pending after the batch: %+v (err %v), want none", p, err)
+	}
+}
