@@ -98,6 +98,15 @@ type Config struct {
 	// EarlyLimit bounds the early fires held at once (default 10,000):
 	// with that many, no new fires are read until some are due.
 	EarlyLimit int
+	// Prefetch is the most fires read beyond the free runs (default 200;
+	// negative: none), so the next runs do not each wait for a round trip
+	// to Redis. It applies only while the recent runs took under
+	// PrefetchRunLimit on average: a fire read ahead then waits for a run
+	// about Prefetch / concurrency x that long at most, and fires of long
+	// runs are left on the stream for workers with free runs. Fires read
+	// ahead are held like running ones (claims extended, handed back on
+	// stop).
+	Prefetch int
 	// Metrics, when set, is told of reclaims and dead letters.
 	Metrics Metrics
 }
@@ -148,6 +157,9 @@ func (c Config) WithDefaults() Config {
 	if c.EarlyLimit <= 0 {
 		c.EarlyLimit = 10_000
 	}
+	if c.Prefetch == 0 {
+		c.Prefetch = 200
+	}
 	return c
 }
 
@@ -196,10 +208,12 @@ type Consumer struct {
 	reclaimCursor map[string]string
 	quietLogged   bool // the quiet period after an outage was logged (see store.Heartbeat)
 	lastReclaim   time.Time
+	reclaimMore   bool             // the last reclaim left more to take: the next Fetch reclaims again
 	later         []store.Delivery // read, to be returned by the next Fetch
 	early         earlyHeap        // read before their scheduled time, held until then
 
-	releasing  atomic.Bool // early fires due now wait for runs (see waitRelease)
+	releasing  atomic.Bool  // early fires due now wait for runs (see waitRelease)
+	runAvg     atomic.Int64 // recent runs' average duration, ns (see prefetch)
 	mu         sync.Mutex
 	held       map[string]store.Held // entry key -> what is held
 	outbox     []*store.Outcome      // by pointer: an Outcome is large, and the queue is resliced at every flush
@@ -295,6 +309,8 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 		retrySig:      make(chan struct{}, 1),
 		flushedSig:    make(chan struct{}),
 	}
+	// No read-ahead until runs have shown they are short.
+	c.runAvg.Store(int64(time.Second))
 	for _, q := range cfg.Queues {
 		c.single = append(c.single, st.Keys().Fires(q))
 		c.bstreams = append(c.bstreams, st.Keys().Broadcast(q))
@@ -538,25 +554,28 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 	if len(c.early) >= c.cfg.EarlyLimit {
 		max = 0 // read nothing new until some early fires are due
 	}
-	if max > 0 && time.Since(c.lastReclaim) >= c.cfg.VisibilityTimeout/4 {
+	if max > 0 && (c.reclaimMore || time.Since(c.lastReclaim) >= c.cfg.VisibilityTimeout/4) {
 		c.lastReclaim = time.Now()
+		c.reclaimMore = false
 		for _, s := range c.single {
 			if max <= 0 {
+				c.reclaimMore = true
 				break
 			}
-			ds, err := c.reclaim(ctx, s, max)
+			ds, more, err := c.reclaim(ctx, s, max)
 			if err != nil {
 				return append(due, c.admit(ctx, out)...), err
 			}
 			out = append(out, ds...)
 			max -= len(ds)
+			c.reclaimMore = c.reclaimMore || more
 		}
 	}
 	if len(out) == 0 && len(due) == 0 {
 		// Wait for a read, a broadcast fire, or the next early fire.
 		var reads chan readResult
 		if max > 0 {
-			c.startRead(max)
+			c.startRead(max + c.prefetch())
 			reads = c.reads
 		}
 		wait := c.cfg.Block
@@ -576,6 +595,26 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 		}
 	}
 	return append(due, c.admit(ctx, out)...), nil
+}
+
+// PrefetchRunLimit is the average run time under which a worker reads
+// fires ahead of its free runs (see Config.Prefetch).
+const PrefetchRunLimit = 10 * time.Millisecond
+
+// prefetch is how many fires to read beyond the free runs: Config.Prefetch
+// while the recent runs were short, else none.
+func (c *Consumer) prefetch() int {
+	if c.cfg.Prefetch < 0 || time.Duration(c.runAvg.Load()) >= PrefetchRunLimit {
+		return 0
+	}
+	return c.cfg.Prefetch
+}
+
+// noteRun folds a run's duration into the recent average (weight 1/8).
+// Runs end concurrently; an update lost to a race only delays the average.
+func (c *Consumer) noteRun(d time.Duration) {
+	avg := c.runAvg.Load()
+	c.runAvg.Store(avg + (int64(max(d, 0))-avg)/8)
 }
 
 // takeDue returns up to limit (at least one) early fires now due that are
@@ -660,7 +699,13 @@ func (c *Consumer) startRead(max int) {
 	}()
 }
 
-func (c *Consumer) reclaim(ctx context.Context, stream string, max int) ([]store.Delivery, error) {
+// reclaim takes up to max idle fires of stream from workers that stopped
+// answering (or handed them back), following the stream's cursor. More
+// says the sweep of the stream's pending fires is not over, or took some:
+// the next Fetch goes on at once instead of after a quarter of the
+// visibility timeout, so a stopped worker's hundreds of fires read ahead
+// are not taken a few at a time.
+func (c *Consumer) reclaim(ctx context.Context, stream string, max int) (ds []store.Delivery, more bool, err error) {
 	cur := c.reclaimCursor[stream]
 	if cur == "" {
 		cur = "0-0"
@@ -670,15 +715,16 @@ func (c *Consumer) reclaim(ctx context.Context, stream string, max int) ([]store
 	ds, next, wait, err := c.st.Reclaim(ctx, c.cfg.Node, stream, c.cfg.VisibilityTimeout, cur, max)
 	c.reclaimCursor[stream] = next
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if wait > 0 {
 		if !c.quietLogged {
 			c.quietLogged = true
 			c.log.Info().Dur("wait", wait).Msg("no worker reached Redis for a while: reclaims wait, so live workers extend their claims first")
 		}
-		return nil, nil
+		return nil, false, nil
 	}
+	more = len(ds) > 0 || (next != "0-0" && next != "")
 	c.quietLogged = false
 	c.mu.Lock()
 	fresh := ds[:0]
@@ -697,7 +743,7 @@ func (c *Consumer) reclaim(ctx context.Context, stream string, max int) ([]store
 		}
 	}
 	c.hold(fresh)
-	return fresh, nil
+	return fresh, more, nil
 }
 
 // hold records single-mode deliveries as held, so heartbeats extend them.
@@ -866,6 +912,9 @@ func (c *Consumer) Start(d store.Delivery) {
 // failed and dead-lettered, or handed back unfinished. It does not block:
 // outcomes are written in batches, and kept while Redis is unreachable.
 func (c *Consumer) Finish(d store.Delivery, r store.Result) {
+	if !r.Started.IsZero() && !r.Finished.IsZero() {
+		c.noteRun(r.Finished.Sub(r.Started))
+	}
 	overlap := d.Spec.Overlap != events.OverlapAllow && d.Spec.Overlap != ""
 	if overlap && d.Broadcast {
 		c.mu.Lock()
@@ -1074,6 +1123,11 @@ func (c *Consumer) drain(limit time.Duration) {
 		}
 	}
 }
+
+// HandBack gives up fires returned by Fetch that will not be started (a
+// stopping dispatcher's), in one round trip: the next reclaim by any
+// worker takes them at once.
+func (c *Consumer) HandBack(ds []store.Delivery) { c.handBack(ds) }
 
 // handBack gives held single-mode fires back at once (see store.HandBack).
 func (c *Consumer) handBack(ds []store.Delivery) {

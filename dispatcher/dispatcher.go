@@ -55,6 +55,24 @@ type Source interface {
 	Finish(d store.Delivery, r store.Result)
 }
 
+// handBacker is a Source that gives back many fires in one call, as a
+// *consumer.Consumer does: a stop hands back what was read ahead in one
+// round trip instead of one per fire.
+type handBacker interface {
+	HandBack(ds []store.Delivery)
+}
+
+// handBack gives back fires fetched but not started.
+func (dp *Dispatcher) handBack(ds []store.Delivery) {
+	if hb, ok := dp.src.(handBacker); ok {
+		hb.HandBack(ds)
+		return
+	}
+	for _, d := range ds {
+		dp.src.Finish(d, store.Result{HandBack: true})
+	}
+}
+
 // Handler runs one task's fires.
 type Handler interface {
 	Run(ctx context.Context, f events.Fire) error
@@ -236,9 +254,7 @@ fetching:
 				select {
 				case <-slots:
 				case <-fetchCtx.Done():
-					for _, rest := range ds[i:] {
-						dp.src.Finish(rest, store.Result{HandBack: true})
-					}
+					dp.handBack(ds[i:])
 					break fetching
 				}
 			}
