@@ -403,12 +403,13 @@ func MarshalSpec(s Spec) ([]byte, error) {
 	return json.Marshal(w)
 }
 
-// UnmarshalSpec decodes a spec from its stored form.
-func UnmarshalSpec(b []byte) (Spec, error) {
-	var w wireSpec
-	if err := json.Unmarshal(b, &w); err != nil {
-		return Spec{}, fmt.Errorf("decode spec: %w", err)
-	}
+// UnmarshalSpec decodes a spec from its stored form (see
+// UnmarshalSpecString).
+func UnmarshalSpec(b []byte) (Spec, error) { return UnmarshalSpecString(string(b)) }
+
+// spec is the Spec w stores, or an error for an encoding version other
+// than 1.
+func (w *wireSpec) spec() (Spec, error) {
 	if w.V != 1 {
 		return Spec{}, fmt.Errorf("decode spec %q: encoding version %d; want 1", w.Name, w.V)
 	}

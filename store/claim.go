@@ -86,7 +86,7 @@ func (s *Store) Claim(ctx context.Context, token string, lease time.Duration, ma
 		if n := str(3); n != "-1" {
 			t.Next = msTime(n)
 		}
-		t.Spec, t.SpecErr = events.UnmarshalSpec([]byte(t.Raw))
+		t.Spec, t.SpecErr = events.UnmarshalSpecString(t.Raw)
 		c.Tasks = append(c.Tasks, t)
 	}
 	return c, nil

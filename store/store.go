@@ -198,7 +198,7 @@ func (s *Store) Specs(ctx context.Context) ([]events.Spec, error) {
 	}
 	out := make([]events.Spec, 0, len(m))
 	for name, raw := range m {
-		sp, err := events.UnmarshalSpec([]byte(raw))
+		sp, err := events.UnmarshalSpecString(raw)
 		if err != nil {
 			return nil, fmt.Errorf("task %q: %w", name, err)
 		}
