@@ -42,6 +42,7 @@ type Main struct {
 	Concurrency int
 	Grace       time.Duration
 	Visibility  time.Duration
+	Prefetch    int
 	HTTPAddr    string
 	Node        string
 
@@ -56,6 +57,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.Var(&m.Queues, "queue", "queue to read; repeat for several (default: the queues of the file's tasks)")
 	fs.IntVar(&m.Concurrency, "concurrency", 10, "most runs at once")
 	fs.DurationVar(&m.Grace, "grace", 30*time.Second, "on SIGINT/SIGTERM, how long runs may finish before they are cancelled and handed back")
+	fs.IntVar(&m.Prefetch, "prefetch", 200, "fires read beyond the free runs while runs average under 10ms (0: none), so short runs do not each wait for a round trip")
 	fs.DurationVar(&m.Visibility, "visibility", 30*time.Second, "how long a fire held by a worker that stopped answering waits before another worker takes it over (runs on a live worker are never taken away)")
 	fs.StringVar(&m.HTTPAddr, "http", "", "serve Prometheus /metrics and /healthz on this address (e.g. :9090)")
 	fs.StringVar(&m.Node, "node", "", "name of this worker in events and logs (default host-pid-random)")
@@ -70,6 +72,9 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if m.Grace <= 0 {
 		return fmt.Errorf("--grace %s: want a positive duration such as 30s", m.Grace)
+	}
+	if m.Prefetch < 0 {
+		return fmt.Errorf("--prefetch %d: want 0 (none) or more", m.Prefetch)
 	}
 	if m.Visibility < 300*time.Millisecond {
 		return fmt.Errorf("--visibility %s: want a duration of 300ms or more, such as 30s", m.Visibility)
@@ -91,7 +96,7 @@ func (m *Main) Run(ctx context.Context) error {
 		met = metrics.New()
 	}
 	d, queues, err := app.NewWorker(m.rdb, app.WorkerConfig{
-		Namespace: m.Namespace, Queues: m.Queues, Concurrency: m.Concurrency, Grace: m.Grace, Visibility: m.Visibility,
+		Namespace: m.Namespace, Queues: m.Queues, Concurrency: m.Concurrency, Grace: m.Grace, Visibility: m.Visibility, Prefetch: prefetch(m.Prefetch),
 		Node: m.Node, Tasks: file, Logger: log, Metrics: met,
 	})
 	if err != nil {
@@ -106,4 +111,13 @@ func (m *Main) Close() {
 	if m.rdb != nil {
 		_ = m.rdb.Close()
 	}
+}
+
+// prefetch maps the flag (0: none) to consumer.Config.Prefetch (0: its
+// default, negative: none).
+func prefetch(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

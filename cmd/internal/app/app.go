@@ -247,6 +247,7 @@ type WorkerConfig struct {
 	Grace       time.Duration
 	Node        string
 	Visibility  time.Duration // consumer.Config.VisibilityTimeout (0: its default)
+	Prefetch    int           // consumer.Config.Prefetch (0: its default; negative: none)
 	Tasks       *tasksfile.File
 	Logger      zerolog.Logger
 	Metrics     *metrics.Metrics // nil for none
@@ -264,7 +265,8 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig) (*dispatcher.Dispatc
 	if len(cfg.Queues) > 0 {
 		queues = cfg.Queues
 	}
-	cc := consumer.Config{Namespace: cfg.Namespace, Queues: queues, Node: cfg.Node, Logger: cfg.Logger, VisibilityTimeout: cfg.Visibility}
+	cc := consumer.Config{Namespace: cfg.Namespace, Queues: queues, Node: cfg.Node, Logger: cfg.Logger, VisibilityTimeout: cfg.Visibility,
+		Prefetch: cfg.Prefetch}
 	dc := dispatcher.Config{Concurrency: cfg.Concurrency, Grace: cfg.Grace, Logger: cfg.Logger}
 	if cfg.Metrics != nil {
 		cc.Metrics, dc.Metrics = cfg.Metrics, cfg.Metrics
