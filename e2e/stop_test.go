@@ -49,8 +49,9 @@ func TestStopFinishesTheRoundUnderWay(t *testing.T) {
 		if st.Next.IsZero() {
 			t.Errorf("%s: next slot not recorded; the round was abandoned", name)
 		}
+		// A plan ends the lease by emptying it.
 		lease, err := b.rdb.HGet(b.ctx, b.st.Keys().State(name), "lease").Result()
-		if err == nil {
+		if err == nil && lease != "" {
 			t.Errorf("%s: still leased to %q after the stop", name, lease)
 		}
 	}
