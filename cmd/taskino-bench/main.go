@@ -43,6 +43,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -80,6 +81,7 @@ type Main struct {
 	N           int
 	IdleN       int // the idle mode's tasks: --n when given, else 1,000,000
 	Concurrency int
+	Prefetch    int
 	Lead        time.Duration
 	Tasks       int
 	For         time.Duration
@@ -105,6 +107,7 @@ func (m *Main) ParseFlags(args []string) error {
 	m.Common.Register(fs)
 	fs.IntVar(&m.N, "n", 100_000, "entries (ceiling) or tasks (burst, idle); idle's default is 1,000,000")
 	fs.IntVar(&m.Concurrency, "concurrency", 50, "the worker's most runs at once (burst)")
+	fs.IntVar(&m.Prefetch, "prefetch", 200, "fires the worker reads beyond its free runs while runs are short (0: none)")
 	fs.DurationVar(&m.Lead, "lead", 10*time.Second, "how far ahead of applying the burst's tasks they are due (applying 100,000 takes a few seconds)")
 	fs.IntVar(&m.Planners, "planners", 0, "planners in the process (default: 1 for burst, 2 for periodic and idle)")
 	fs.IntVar(&m.Tasks, "tasks", 1000, "tasks every second (periodic)")
@@ -149,6 +152,9 @@ func (m *Main) ParseFlags(args []string) error {
 			m.IdleN = m.N
 		}
 	})
+	if m.Prefetch < 0 {
+		return fmt.Errorf("--prefetch %d: want 0 (none) or more", m.Prefetch)
+	}
 	if m.Concurrency < 1 {
 		return fmt.Errorf("--concurrency %d: want 1 or more", m.Concurrency)
 	}
@@ -574,7 +580,8 @@ func (m *Main) periodic(ctx context.Context) (Result, error) {
 // worker starts a worker of ns (concurrency --concurrency) whose no-op
 // handlers record their runs, and returns its stop.
 func (m *Main) worker(ctx context.Context, ns string, names []string, rs *runs, maxLen int64) (func(), error) {
-	c, err := consumer.New(m.rdb, consumer.Config{Namespace: ns, Logger: zerolog.Nop(), FlushBatch: 512, EventsMaxLen: maxLen})
+	c, err := consumer.New(m.rdb, consumer.Config{Namespace: ns, Logger: zerolog.Nop(), FlushBatch: 512, EventsMaxLen: maxLen,
+		Prefetch: cmp.Or(m.Prefetch, -1)})
 	if err != nil {
 		return nil, err
 	}
