@@ -286,3 +286,36 @@ func TestClaimAfterDeadlineTakesNothing(t *testing.T) {
 		t.Fatalf("claim within its deadline: %+v, %v; want task a, left free by the late claim", c, err)
 	}
 }
+
+// TestPlanOfATaskChangedSinceItsClaimIsRefused: a pause, a reload that
+// changes the task and a removal each end the hold of the planner that
+// claimed it (a new gen, or no state), so its plan, made for the old spec,
+// writes nothing for that task while the batch's other tasks are planned.
+func TestPlanOfATaskChangedSinceItsClaimIsRefused(t *testing.T) {
+	b := setup(t)
+	specs := []events.Spec{every("keep", time.Hour), every("paused", time.Hour), every("changed", time.Hour), every("removed", time.Hour)}
+	if _, err := b.st.Apply(b.ctx, 1, specs); err != nil {
+		t.Fatal(err)
+	}
+	c := claimAll(t, b, "p1")
+	if len(c.Tasks) != 4 {
+		t.Fatalf("claimed %d tasks, want 4", len(c.Tasks))
+	}
+	if _, err := b.st.Pause(b.ctx, "paused", "test"); err != nil {
+		t.Fatal(err)
+	}
+	changed := every("changed", time.Hour)
+	changed.Payload = "new"
+	if _, err := b.st.Apply(b.ctx, 2, []events.Spec{specs[0], specs[1], changed}); err != nil {
+		t.Fatal(err)
+	}
+	slot := c.Now.Truncate(time.Millisecond)
+	plans := make([]store.TaskPlan, len(c.Tasks))
+	for i, ct := range c.Tasks {
+		plans[i] = firePlan(ct, slot)
+	}
+	res, err := b.st.Plan(b.ctx, "p1", plans, 0)
+	if err != nil || res.Lost != 3 || res.Fires != 1 {
+		t.Fatalf("plan: %+v %v, want 3 lost (paused, changed, removed) and 1 fire (keep)", res, err)
+	}
+}
