@@ -176,8 +176,8 @@ return out
 // claimed task gets lease and lease_until in its state hash, and its due
 // score moves to the end of the lease, so other planners skip it until then
 // (and take it over if this planner dies holding it).
-// Specs and watermarks are read, and due scores moved, in one call for the
-// whole batch; each task's state hash takes two (the lease, then the read).
+// Specs and watermarks are read, and due scores moved, in one call each
+// for the whole batch; each task's state hash takes two (the lease, then the read).
 // Returns {now, earliest due score after the claim or -1, then per task:
 // name, spec, since, next, gen, planned} with "" for absent values.
 var claimScript = redis.NewScript(bulkLua + `
@@ -258,11 +258,13 @@ return out
 // found them late. A planned task's lease ends (emptied) in the same write
 // that records its next slot. Watermarks are read in one call for the
 // batch; watermarks, due scores and last-run records are written in one
-// call each after the fires, as if each task's were written in turn (the
-// last plan of a task named twice wins). Redis does not undo a script that
-// fails half way, which only a key of the wrong type (written by hand) can
-// make it do: the fires appended before the error keep their watermarks
-// unmoved, and the next plan appends them again.
+// call each after the fires, as if each task's were written in turn (a
+// task named twice is planned by its first plan, which ends the lease; the
+// others are refused). Redis does not undo a script that fails half way,
+// which only a key of the wrong type (written by hand) can make it do:
+// tasks whose next slot was written before the error keep it, with their
+// watermarks and due scores unmoved, so they are planned again, from that
+// next slot, once their lease ends.
 // Returns {fires appended, events appended, tasks left alone, ops dropped}.
 var planScript = redis.NewScript(bulkLua + `
 local function s(x) return string.format('%.0f', x) end
