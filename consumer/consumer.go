@@ -101,11 +101,12 @@ type Config struct {
 	// Prefetch is the most fires read beyond the free runs (default 200;
 	// negative: none), so the next runs do not each wait for a round trip
 	// to Redis. It applies only while the recent runs took under
-	// PrefetchRunLimit on average: a fire read ahead then waits for a run
-	// about Prefetch / concurrency x that long at most, and fires of long
-	// runs are left on the stream for workers with free runs. Fires read
-	// ahead are held like running ones (claims extended, handed back on
-	// stop).
+	// PrefetchRunLimit on average, so fires of long runs are left on the
+	// stream for workers with free runs; a fire read ahead then waits for
+	// a run about Prefetch / concurrency x that long. Fires read ahead are
+	// held like running ones (claims extended); a dispatcher hands back
+	// those that found no run within dispatcher.ReadAheadWait (runs that
+	// turned long), and all of them when it stops.
 	Prefetch int
 	// Metrics, when set, is told of reclaims and dead letters.
 	Metrics Metrics
@@ -527,11 +528,12 @@ func (c *Consumer) announce(ctx context.Context, typ events.Type) {
 
 // Fetch returns fires to run: broadcast fires, fires reclaimed from
 // workers that stopped answering, and new ones, at most max of the latter
-// two (a read started by an earlier call may add up to that call's max).
-// It waits up to Config.Block for one, and returns nothing when ctx ends.
-// Entries that cannot run (malformed, handed out too often, dropped by the
+// two plus, while runs are short, Config.Prefetch read ahead (a read
+// started by an earlier call may add up to that call's count). It waits
+// up to Config.Block for one, and returns nothing when ctx ends. Entries
+// that cannot run (malformed, handed out too often, dropped by the
 // overlap policy) are recorded here and not returned. Every fire returned
-// must be given to Finish.
+// must be given to Finish or HandBack.
 func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error) {
 	select {
 	case <-c.ready:
@@ -1124,10 +1126,21 @@ func (c *Consumer) drain(limit time.Duration) {
 	}
 }
 
-// HandBack gives up fires returned by Fetch that will not be started (a
-// stopping dispatcher's), in one round trip: the next reclaim by any
-// worker takes them at once.
-func (c *Consumer) HandBack(ds []store.Delivery) { c.handBack(ds) }
+// HandBack gives up fires returned by Fetch that will not be started (read
+// ahead and still waiting, or a stopping dispatcher's): the single-mode
+// ones in one round trip, so the next reclaim by any worker takes them at
+// once; a broadcast one is not run here, as Finish with HandBack does.
+func (c *Consumer) HandBack(ds []store.Delivery) {
+	var single []store.Delivery
+	for _, d := range ds {
+		if d.Broadcast {
+			c.Finish(d, store.Result{HandBack: true}) // ends its overlap state here
+		} else {
+			single = append(single, d)
+		}
+	}
+	c.handBack(single)
+}
 
 // handBack gives held single-mode fires back at once (see store.HandBack).
 func (c *Consumer) handBack(ds []store.Delivery) {

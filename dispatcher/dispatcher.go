@@ -46,7 +46,8 @@ type Source interface {
 	// Run does the source's background work until ctx ends, then records
 	// what Finish was given and returns.
 	Run(ctx context.Context) error
-	// Fetch returns fires to run, about max of them, waiting a bounded
+	// Fetch returns fires to run, about max of them (more when it reads
+	// ahead: those wait for a run, up to ReadAheadWait), waiting a bounded
 	// time; nothing when ctx ends.
 	Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 	// Start records that a run began.
@@ -54,6 +55,13 @@ type Source interface {
 	// Finish records how a run ended; it must not block.
 	Finish(d store.Delivery, r store.Result)
 }
+
+// ReadAheadWait is the longest fires fetched beyond the free runs (a
+// source's read-ahead, see consumer.Config.Prefetch) wait for a run. Then
+// the single-mode ones are handed back, so a worker with free runs takes
+// them: a read-ahead made while runs were short does not hold fires behind
+// runs that turned long.
+const ReadAheadWait = time.Second
 
 // handBacker is a Source that gives back many fires in one call, as a
 // *consumer.Consumer does: a stop hands back what was read ahead in one
@@ -249,16 +257,37 @@ fetching:
 			}
 		}
 		ds, err := dp.src.Fetch(fetchCtx, n)
-		for i, dl := range ds {
+		var waited <-chan time.Time // for a free run, by fires read ahead
+		for i := 0; i < len(ds); i++ {
 			if i >= n {
+				if waited == nil {
+					waited = time.After(ReadAheadWait)
+				}
 				select {
 				case <-slots:
+				case <-waited:
+					// Runs here are long after all: give the single fires
+					// back for a worker with free runs; broadcast fires are
+					// this worker's own to run.
+					var back []store.Delivery
+					keep := ds[:i:i]
+					for _, d := range ds[i:] {
+						if d.Broadcast {
+							keep = append(keep, d)
+						} else {
+							back = append(back, d)
+						}
+					}
+					dp.handBack(back)
+					ds, waited = keep, make(chan time.Time) // wait on with no limit
+					i--
+					continue
 				case <-fetchCtx.Done():
 					dp.handBack(ds[i:])
 					break fetching
 				}
 			}
-			dp.start(runCtx, dl, slots, &wg)
+			dp.start(runCtx, ds[i], slots, &wg)
 		}
 		for k := len(ds); k < n; k++ {
 			slots <- struct{}{}

@@ -66,12 +66,13 @@ func trigger(t *testing.T, b testBundle, task string, n int) {
 	}
 }
 
-// TestPrefetchHoldsAheadAndHandsBackOnStop: a worker whose runs are short
-// reads fires beyond its free runs (it holds more than its concurrency),
-// and a stop hands those back at once: another worker runs them, although
-// the visibility timeout (an hour) would otherwise keep them for an hour.
-// Every fire runs once.
-func TestPrefetchHoldsAheadAndHandsBackOnStop(t *testing.T) {
+// TestReadAheadBehindLongRunsIsHandedBack: a worker whose runs were short
+// reads fires beyond its free runs (it holds more than its concurrency).
+// When its runs then turn long, what it read ahead is handed back once it
+// has waited dispatcher.ReadAheadWait, and another worker runs it while
+// the first one's runs still go on, although the visibility timeout (an
+// hour) would otherwise keep it for an hour. Every fire runs once.
+func TestReadAheadBehindLongRunsIsHandedBack(t *testing.T) {
 	b := setup(t)
 	const quick, slow = 300, 100
 	runs, slowRuns := newRunLog(), newRunLog()
@@ -85,7 +86,9 @@ func TestPrefetchHoldsAheadAndHandsBackOnStop(t *testing.T) {
 			"slow": func(ctx context.Context, f events.Fire) error {
 				runs.add(node, f)
 				slowRuns.add(node, f)
-				<-gate
+				if node == "w0" {
+					<-gate // a long run
+				}
 				return nil
 			},
 		}
@@ -119,17 +122,13 @@ func TestPrefetchHoldsAheadAndHandsBackOnStop(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond) // the handler's start has no event here
 	}
-
-	// Stop it: the fires read ahead go back at once, and its two runs
-	// finish when the gate opens.
-	stopped := make(chan struct{})
-	go func() { defer close(stopped); w0.stop(t) }()
 	// Its runs (one or two: the slow fires may reach it while a run slot
-	// is still being freed) block on the gate; the others were read ahead.
+	// is still being freed) block on the gate; the others, read ahead,
+	// are handed back.
 	deadline := time.Now().Add(30 * time.Second)
 	for handedBack(t, b, "w0") != slow-running() {
 		if time.Now().After(deadline) {
-			t.Fatalf("the stopping worker handed back %d fires, want the %d it read ahead", handedBack(t, b, "w0"), slow-running())
+			t.Fatalf("worker w0 handed back %d fires, want the %d it read ahead", handedBack(t, b, "w0"), slow-running())
 		}
 		time.Sleep(10 * time.Millisecond) // polling Redis: a hand-back has no event
 	}
@@ -137,8 +136,6 @@ func TestPrefetchHoldsAheadAndHandsBackOnStop(t *testing.T) {
 	if ranOnW0 < 1 || ranOnW0 > 2 {
 		t.Fatalf("%d slow fires started on w0, want 1 or 2 (its runs)", ranOnW0)
 	}
-	open()
-	<-stopped
 
 	// A namespace's first worker starts a quiet period of one visibility
 	// timeout (it cannot tell a new namespace from Redis back after an
@@ -150,8 +147,16 @@ func TestPrefetchHoldsAheadAndHandsBackOnStop(t *testing.T) {
 	cc.Node = "w1"
 	w1 := startWorker(t, b, cc, dispatcher.Config{Concurrency: 10}, handlers("w1"))
 	awaitEvents(t, b, 60*time.Second, func(all []events.Event) bool {
+		return len(countEvents(all, events.TypeCompleted)) == quick+slow-ranOnW0
+	})
+	if n := running(); n != slow {
+		t.Fatalf("%d slow fires started, want all %d", n, slow)
+	}
+	open() // w0's long runs end
+	awaitEvents(t, b, 60*time.Second, func(all []events.Event) bool {
 		return len(countEvents(all, events.TypeCompleted)) == quick+slow
 	})
+	w0.stop(t)
 	w1.stop(t)
 	count, by := runs.snapshot()
 	if len(count) != quick+slow {
