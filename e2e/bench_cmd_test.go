@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -23,14 +24,17 @@ func TestBenchCommand(t *testing.T) {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
 	type result struct {
-		Mode       string  `json:"mode"`
-		N          int     `json:"n"`
-		PerSec     float64 `json:"per_s"`
-		P99Ms      float64 `json:"lateness_p99_ms"`
-		Duplicates int     `json:"duplicates"`
-		Misses     int     `json:"misses"`
-		Expected   int     `json:"expected"`
-		Ratio      float64 `json:"ratio_to_ceiling"`
+		Mode       string    `json:"mode"`
+		N          int       `json:"n"`
+		PerSec     float64   `json:"per_s"`
+		P99Ms      float64   `json:"lateness_p99_ms"`
+		MaxMs      float64   `json:"lateness_max_ms"`
+		Duplicates int       `json:"duplicates"`
+		Misses     int       `json:"misses"`
+		Expected   int       `json:"expected"`
+		Ratio      float64   `json:"ratio_to_ceiling"`
+		SlotP99Ms  []float64 `json:"slot_p99_ms"`
+		WorstSlot  int       `json:"worst_slot"`
 
 		Planners      int              `json:"planners"`
 		WallS         float64          `json:"wall_s"`
@@ -57,6 +61,10 @@ func TestBenchCommand(t *testing.T) {
 	}
 	if p := rs[2]; p.Expected != 300 || p.N != 300 || p.Duplicates != 0 || p.Misses != 0 || p.P99Ms <= 0 {
 		t.Errorf("periodic, 100 tasks for 3s: %+v, want 300 runs, none twice, none missed", p)
+	}
+	if p := rs[2]; len(p.SlotP99Ms) != 3 || p.WorstSlot < 1 || p.WorstSlot > 3 || slices.Max(p.SlotP99Ms) != p.SlotP99Ms[p.WorstSlot-1] ||
+		slices.Max(p.SlotP99Ms) > p.MaxMs {
+		t.Errorf("periodic slots: p99 %v, worst %d; want one p99 per second, the worst the highest", p.SlotP99Ms, p.WorstSlot)
 	}
 	c, b := rs[0], rs[1]
 	if c.N != 2000 || c.PerSec <= 0 || b.N != 2000 || b.PerSec <= 0 || b.P99Ms <= 0 {

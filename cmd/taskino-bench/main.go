@@ -50,6 +50,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -193,6 +194,11 @@ type Result struct {
 	Ratio      float64 `json:"ratio_to_ceiling,omitempty"`
 	// LookaheadMs is the planners' lookahead (burst, periodic).
 	LookaheadMs int64 `json:"lookahead_ms,omitempty"`
+	// SlotP99Ms is the lateness p99 of each slot (scheduled time), in
+	// order, and WorstSlot the 1-based index of the highest (periodic):
+	// a run's warm-up shows here.
+	SlotP99Ms []float64 `json:"slot_p99_ms,omitempty"`
+	WorstSlot int       `json:"worst_slot,omitempty"`
 
 	Planners      int     `json:"planners,omitempty"`
 	ApplyS        float64 `json:"apply_s,omitempty"`         // planner.Apply of the N tasks: specs checked and encoded, sent, one script
@@ -327,7 +333,27 @@ func (m *Main) printFlow(rs []Result) error {
 		fmt.Fprintf(w, "%s\t%d\t%.2fs\t%.0f\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t\n", r.Mode, r.N, r.WallS, r.PerSec,
 			late(r.P50Ms), late(r.P99Ms), late(r.MaxMs), r.Duplicates, r.Misses, ratio, ahead)
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	for _, r := range rs {
+		if len(r.SlotP99Ms) == 0 {
+			continue
+		}
+		first := r.SlotP99Ms[:min(5, len(r.SlotP99Ms))]
+		fmt.Fprintf(m.Stdout, "%s: lateness p99 by slot: worst %.0fms (slot %d of %d); first slots %s\n", r.Mode,
+			r.SlotP99Ms[r.WorstSlot-1], r.WorstSlot, len(r.SlotP99Ms), msList(first))
+	}
+	return nil
+}
+
+// msList formats milliseconds as "12ms 30ms ...".
+func msList(v []float64) string {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = fmt.Sprintf("%.0fms", x)
+	}
+	return strings.Join(parts, " ")
 }
 
 // printIdle prints the idle figures, then the window's commands.
@@ -461,11 +487,12 @@ func (m *Main) ceiling(ctx context.Context) (Result, error) {
 
 // runs records each run's lateness and counts runs per fire.
 type runs struct {
-	mu    sync.Mutex
-	late  []time.Duration
-	count map[string]int
-	all   chan struct{}
-	want  int
+	mu     sync.Mutex
+	late   []time.Duration
+	bySlot map[int64][]time.Duration // lateness by scheduled time (Unix ms)
+	count  map[string]int
+	all    chan struct{}
+	want   int
 }
 
 func (r *runs) add(f events.Fire) {
@@ -473,6 +500,8 @@ func (r *runs) add(f events.Fire) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.late = append(r.late, d)
+	at := f.At.UnixMilli()
+	r.bySlot[at] = append(r.bySlot[at], d)
 	r.count[f.ID]++
 	if len(r.count) == r.want && r.count[f.ID] == 1 {
 		close(r.all)
@@ -501,7 +530,7 @@ func (m *Main) setUp(ctx context.Context, ns, prefix string, k, want int, trigge
 	for i := range names {
 		names[i] = fmt.Sprintf("%s-%07d", prefix, i)
 	}
-	su.rs = &runs{count: make(map[string]int, want), late: make([]time.Duration, 0, want), all: make(chan struct{}), want: want}
+	su.rs = &runs{count: make(map[string]int, want), bySlot: map[int64][]time.Duration{}, late: make([]time.Duration, 0, want), all: make(chan struct{}), want: want}
 	if su.stopWorker, err = m.worker(ctx, ns, names, su.rs, su.maxLen); err != nil {
 		return su, err
 	}
@@ -648,17 +677,29 @@ func (m *Main) awaitRuns(ctx context.Context, st *store.Store, rs *runs, last ti
 	}
 }
 
+// quantile sorts ds and returns its q quantile in ms.
+func quantile(ds []time.Duration, q float64) float64 {
+	slices.Sort(ds)
+	return float64(ds[int(q*float64(len(ds)-1))].Microseconds()) / 1000
+}
+
 // result sums up the runs: n wanted over wall (a run not seen is a miss).
 func (m *Main) result(r *runs, mode string, n int, wall time.Duration) Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	res := Result{Mode: mode, N: n, WallS: wall.Seconds(), PerSec: float64(len(r.count)) / wall.Seconds(), LookaheadMs: m.Lookahead.Milliseconds()}
 	if len(r.late) > 0 {
-		slices.Sort(r.late)
-		q := func(p float64) float64 {
-			return float64(r.late[int(p*float64(len(r.late)-1))].Microseconds()) / 1000
+		res.P50Ms, res.P99Ms, res.MaxMs = quantile(r.late, 0.5), quantile(r.late, 0.99), quantile(r.late, 1)
+	}
+	if mode == "periodic" {
+		slots := slices.Sorted(maps.Keys(r.bySlot))
+		for i, at := range slots {
+			p := quantile(r.bySlot[at], 0.99)
+			res.SlotP99Ms = append(res.SlotP99Ms, p)
+			if res.WorstSlot == 0 || p > res.SlotP99Ms[res.WorstSlot-1] {
+				res.WorstSlot = i + 1
+			}
 		}
-		res.P50Ms, res.P99Ms, res.MaxMs = q(0.5), q(0.99), q(1)
 	}
 	for _, c := range r.count {
 		res.Duplicates += c - 1
