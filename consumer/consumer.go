@@ -213,18 +213,19 @@ type Consumer struct {
 	later         []store.Delivery // read, to be returned by the next Fetch
 	early         earlyHeap        // read before their scheduled time, held until then
 
-	releasing  atomic.Bool  // early fires due now wait for runs (see waitRelease)
-	runAvg     atomic.Int64 // recent runs' average duration, ns (see prefetch)
-	mu         sync.Mutex
-	held       map[string]store.Held // entry key -> what is held
-	outbox     []*store.Outcome      // by pointer: an Outcome is large, and the queue is resliced at every flush
-	specs      map[string]events.Spec
-	unknown    map[string]time.Time       // tasks with no stored spec, when last looked up
-	localRun   map[string]bool            // broadcast tasks with an overlap policy running here
-	localBuf   map[string]*store.Delivery // broadcast buffer-one: the one waiting
-	flushSig   chan struct{}
-	retrySig   chan struct{}
-	flushedSig chan struct{} // closed and replaced after each flush
+	releasing    atomic.Bool  // early fires due now wait for runs (see waitRelease)
+	runAvg       atomic.Int64 // recent runs' average duration, ns (see prefetch)
+	mu           sync.Mutex
+	held         map[string]store.Held // entry key -> what is held
+	outbox       []*store.Outcome      // by pointer: an Outcome is large, and the queue is resliced at every flush
+	specs        map[string]events.Spec
+	specsVersion int64                      // the task-set version specs is of
+	unknown      map[string]time.Time       // tasks with no stored spec, when last looked up
+	localRun     map[string]bool            // broadcast tasks with an overlap policy running here
+	localBuf     map[string]*store.Delivery // broadcast buffer-one: the one waiting
+	flushSig     chan struct{}
+	retrySig     chan struct{}
+	flushedSig   chan struct{} // closed and replaced after each flush
 	// The Redis server's time at a round trip's midpoint, and our
 	// monotonic clock then: when an early fire is due.
 	redisAt, localAt time.Time
@@ -449,7 +450,13 @@ func (c *Consumer) sinceUp(ds []store.Delivery) []store.Delivery {
 	return out
 }
 
+// loadSpecs reads the stored task set into the cache, and the version it
+// is of (read first: an apply in between makes the next check reload).
 func (c *Consumer) loadSpecs(ctx context.Context) error {
+	v, err := c.st.Version(ctx)
+	if err != nil {
+		return err
+	}
 	specs, err := c.st.Specs(ctx)
 	if err != nil {
 		return err
@@ -459,7 +466,7 @@ func (c *Consumer) loadSpecs(ctx context.Context) error {
 		m[s.Name] = s.WithDefaults()
 	}
 	c.mu.Lock()
-	c.specs, c.unknown = m, map[string]time.Time{}
+	c.specs, c.unknown, c.specsVersion = m, map[string]time.Time{}, v
 	c.mu.Unlock()
 	return nil
 }
@@ -495,7 +502,11 @@ func (c *Consumer) spec(ctx context.Context, task string) events.Spec {
 	return events.Spec{Name: task}.WithDefaults()
 }
 
-// specLoop reloads the specs when a task set is applied, and every 30s.
+// specLoop reloads the specs when a task set is applied, and when the
+// stored version differs from the cached one at a check every 30s (a
+// wake-up missed): the whole set is read only when it changed, not every
+// 30s (for 10,000 tasks, a read that made one second's runs late; for a
+// million, hundreds of MB).
 func (c *Consumer) specLoop(ctx context.Context) {
 	wake, closeWake, err := c.st.Wake(ctx)
 	if err != nil {
@@ -510,6 +521,13 @@ func (c *Consumer) specLoop(ctx context.Context) {
 			return
 		case <-wake:
 		case <-t.C:
+			v, err := c.st.Version(ctx)
+			c.mu.Lock()
+			same := err == nil && v == c.specsVersion
+			c.mu.Unlock()
+			if same {
+				continue
+			}
 		}
 		if err := c.loadSpecs(ctx); err != nil && ctx.Err() == nil {
 			c.log.Warn().Err(err).Msg("reload task specs")

@@ -1,0 +1,73 @@
+package e2e
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/taskino/taskino/consumer"
+	"github.com/taskino/taskino/dispatcher"
+	"github.com/taskino/taskino/events"
+)
+
+// calls is how often the bundle's Redis ran cmd (INFO commandstats).
+func calls(t *testing.T, b testBundle, cmd string) int64 {
+	t.Helper()
+	info, err := b.rdb.Info(b.ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":calls="); ok {
+			n, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// TestWorkerReadsTheTaskSetOnlyWhenItChanged: besides the wake-up of an
+// apply, a worker checks the stored version every 30s and reads the whole
+// task set (HGETALL) only when the version moved (an apply whose wake-up
+// it missed), not at every check: for a million tasks that read is
+// hundreds of MB. Slow: two checks, about a minute.
+func TestWorkerReadsTheTaskSetOnlyWhenItChanged(t *testing.T) {
+	b := setup(t)
+	manualTasks(t, b, events.Spec{Name: "a"})
+	w := startWorker(t, b, consumer.Config{}, dispatcher.Config{}, nil)
+	awaitNodesUp(t, b, w)
+	// The version key is read only by these checks and the loads (no
+	// planner here, and the worker runs nothing).
+	awaitCheck := func(gets int64) {
+		t.Helper()
+		deadline := time.Now().Add(90 * time.Second)
+		for calls(t, b, "get") <= gets {
+			if time.Now().After(deadline) {
+				t.Fatal("no version check within 90s")
+			}
+			time.Sleep(100 * time.Millisecond) // polling Redis: the check has no event
+		}
+	}
+	reads, gets := calls(t, b, "hgetall"), calls(t, b, "get")
+	if reads == 0 {
+		t.Fatal("the worker did not read the task set at start")
+	}
+	awaitCheck(gets)
+	if n := calls(t, b, "hgetall"); n != reads {
+		t.Errorf("the task set was read %d times at a check with the version unchanged, want 0", n-reads)
+	}
+	// An apply whose wake-up it missed: the version moved, nobody published.
+	if err := b.rdb.Incr(b.ctx, b.st.Keys().Version()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	gets = calls(t, b, "get")
+	awaitCheck(gets)
+	deadline := time.Now().Add(10 * time.Second)
+	for calls(t, b, "hgetall") == reads {
+		if time.Now().After(deadline) {
+			t.Fatal("the task set was not read after a check found the version moved")
+		}
+		time.Sleep(10 * time.Millisecond) // the read follows the check
+	}
+}
