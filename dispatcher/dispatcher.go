@@ -63,6 +63,37 @@ type Source interface {
 // runs that turned long.
 const ReadAheadWait = time.Second
 
+// startReadAhead starts fires fetched beyond the free runs as runs free
+// up. Those still waiting after ReadAheadWait are handed back, but for
+// broadcast ones (this worker's own to run), which wait on. It reports
+// false when fetchCtx ended, the fires not started handed back.
+func (dp *Dispatcher) startReadAhead(fetchCtx, runCtx context.Context, ds []store.Delivery, slots chan struct{}, wg *sync.WaitGroup) bool {
+	waited := time.After(ReadAheadWait)
+	for len(ds) > 0 {
+		select {
+		case <-slots:
+			dp.start(runCtx, ds[0], slots, wg)
+			ds = ds[1:]
+		case <-waited:
+			var back []store.Delivery
+			keep := ds[:0]
+			for _, d := range ds {
+				if d.Broadcast {
+					keep = append(keep, d)
+				} else {
+					back = append(back, d)
+				}
+			}
+			dp.handBack(back)
+			ds, waited = keep, nil // a nil channel: wait on with no limit
+		case <-fetchCtx.Done():
+			dp.handBack(ds)
+			return false
+		}
+	}
+	return true
+}
+
 // handBacker is a Source that gives back many fires in one call, as a
 // *consumer.Consumer does: a stop hands back what was read ahead in one
 // round trip instead of one per fire.
@@ -257,37 +288,11 @@ fetching:
 			}
 		}
 		ds, err := dp.src.Fetch(fetchCtx, n)
-		var waited <-chan time.Time // for a free run, by fires read ahead
-		for i := 0; i < len(ds); i++ {
-			if i >= n {
-				if waited == nil {
-					waited = time.After(ReadAheadWait)
-				}
-				select {
-				case <-slots:
-				case <-waited:
-					// Runs here are long after all: give the single fires
-					// back for a worker with free runs; broadcast fires are
-					// this worker's own to run.
-					var back []store.Delivery
-					keep := ds[:i:i]
-					for _, d := range ds[i:] {
-						if d.Broadcast {
-							keep = append(keep, d)
-						} else {
-							back = append(back, d)
-						}
-					}
-					dp.handBack(back)
-					ds, waited = keep, make(chan time.Time) // wait on with no limit
-					i--
-					continue
-				case <-fetchCtx.Done():
-					dp.handBack(ds[i:])
-					break fetching
-				}
-			}
-			dp.start(runCtx, ds[i], slots, &wg)
+		for _, d := range ds[:min(n, len(ds))] {
+			dp.start(runCtx, d, slots, &wg)
+		}
+		if len(ds) > n && !dp.startReadAhead(fetchCtx, runCtx, ds[n:], slots, &wg) {
+			break fetching
 		}
 		for k := len(ds); k < n; k++ {
 			slots <- struct{}{}

@@ -1,30 +1,19 @@
 package e2e
 
 import (
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/taskino/taskino/consumer"
 	"github.com/taskino/taskino/dispatcher"
 	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store/redistest"
 )
 
-// calls is how often the bundle's Redis ran cmd (INFO commandstats).
+// calls is how often the bundle's Redis ran cmd.
 func calls(t *testing.T, b testBundle, cmd string) int64 {
 	t.Helper()
-	info, err := b.rdb.Info(b.ctx, "commandstats").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(info, "\n") {
-		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":calls="); ok {
-			n, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
-			return n
-		}
-	}
-	return 0
+	return redistest.CommandStat(t, b.rdb, cmd, "calls")
 }
 
 // TestWorkerReadsTheTaskSetOnlyWhenItChanged: besides the wake-up of an

@@ -87,19 +87,12 @@ type Fire struct {
 // MaxFireIDLen bounds the id a manual trigger may give.
 const MaxFireIDLen = 256
 
-// Fields encodes the fire as stream fields, in XADD order.
-func (f Fire) Fields() []string {
-	out := []string{FieldV, EncodingVersion, FieldTask, f.Task, FieldID, f.ID, FieldAt, ms(f.At)}
-	if f.Payload != "" {
-		out = append(out, FieldPayload, f.Payload)
-	}
-	if f.Attempt > 1 {
-		out = append(out, FieldAttempt, strconv.Itoa(f.Attempt))
-	}
-	return out
-}
+// Fields encodes the fire as stream fields, in XADD order (what
+// AppendArgs appends, as strings).
+func (f Fire) Fields() []string { return argStrings(f.AppendArgs(nil)) }
 
-// AppendArgs appends what Fields returns to dst, as command arguments.
+// AppendArgs appends the fire's stream fields, in XADD order, to dst as
+// command arguments (go-redis takes []any): the hot paths' form.
 func (f *Fire) AppendArgs(dst []any) []any {
 	dst = append(dst, boxedV, boxedVersion, boxedTask, f.Task, boxedID, f.ID, boxedAt, ms(f.At))
 	if f.Payload != "" {
@@ -382,23 +375,26 @@ var typeSets = func() map[Type]fieldSet {
 // type's fields that are set. It fails on an unknown type, a missing required
 // field, or a field set that the type does not carry.
 func (e Event) Encode() ([]string, error) {
-	fs, err := e.fieldSet()
+	args, err := e.AppendArgs(nil)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]string, 4, 4+2*len(fs.carried))
-	out[0], out[1], out[2], out[3] = FieldV, EncodingVersion, FieldType, string(e.Type)
-	for _, f := range fs.carried {
-		if f.isSet(&e) {
-			out = append(out, f.name, f.text(&e))
-		}
-	}
-	return out, nil
+	return argStrings(args), nil
 }
 
-// AppendArgs appends what Encode returns to dst, as command arguments
-// (go-redis takes []any), without building the list twice: the hot paths
-// of the planner and the worker pass every event this way.
+// argStrings is what AppendArgs appended (strings only) as strings.
+func argStrings(args []any) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = a.(string)
+	}
+	return out
+}
+
+// AppendArgs appends the event's stream fields, in XADD order, to dst as
+// command arguments (go-redis takes []any): the form every script call
+// takes. It refuses an event that lacks a field its type requires or sets
+// one its type does not carry.
 func (e *Event) AppendArgs(dst []any) ([]any, error) {
 	fs, err := e.fieldSet()
 	if err != nil {

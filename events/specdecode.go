@@ -145,12 +145,15 @@ func (w *wireSpec) setString(k, v string) bool {
 }
 
 // setInt sets the integer field with wire key k; false when k is not one
-// (or the value does not fit an int).
+// (or the value does not fit an int field).
 func (w *wireSpec) setInt(k string, n int64) bool {
-	fitsInt := int64(int(n)) == n
 	switch k {
 	case "v":
-		w.V = int(n)
+		return setIntField(&w.V, n)
+	case "misfire_limit":
+		return setIntField(&w.MisfireLimit, n)
+	case "attempts":
+		return setIntField(&w.Attempts, n)
 	case "at":
 		w.At = &n
 	case "every_ms":
@@ -159,16 +162,22 @@ func (w *wireSpec) setInt(k string, n int64) bool {
 		w.Start = &n
 	case "end":
 		w.End = &n
-	case "misfire_limit":
-		w.MisfireLimit = int(n)
 	case "misfire_grace_ms":
 		w.GraceMs = n
 	case "timeout_ms":
 		w.TimeoutMs = n
-	case "attempts":
-		w.Attempts = int(n)
 	default:
 		return false
 	}
-	return fitsInt || (k != "v" && k != "misfire_limit" && k != "attempts")
+	return true
+}
+
+// setIntField sets an int field, unless n does not fit one (a 32-bit
+// int), which encoding/json then reports.
+func setIntField(dst *int, n int64) bool {
+	if int64(int(n)) != n {
+		return false
+	}
+	*dst = int(n)
+	return true
 }

@@ -89,11 +89,10 @@ var ErrAlreadyPaused = errors.New("already paused")
 // it is paused.
 func (s *Store) Pause(ctx context.Context, task, by string) (time.Time, error) {
 	e := events.Event{Type: events.TypePaused, Task: task, Worker: by, Reason: "paused by hand"}
-	kv, err := e.Encode()
+	args, err := e.AppendArgs([]any{s.keys.State(task), task, s.eventsMaxLen})
 	if err != nil {
 		return time.Time{}, err
 	}
-	args := append([]any{s.keys.State(task), task, s.eventsMaxLen}, anys(kv)...)
 	res, err := pauseScript.Run(ctx, s.rdb, []string{s.keys.Specs(), s.keys.Due(), s.keys.Events()}, args...).Result()
 	if err != nil {
 		return time.Time{}, err
@@ -149,19 +148,16 @@ func (s *Store) Resume(ctx context.Context, task, by string, missed func(after, 
 	now = now.Truncate(time.Millisecond)
 	re := events.Event{Type: events.TypeResumed, Task: task, Worker: by,
 		Reason: fmt.Sprintf("paused since %s", since.Format(time.RFC3339))}
-	kv, err := re.Encode()
-	if err != nil {
+	args := []any{s.keys.State(task), task, s.eventsMaxLen, since.UnixMilli(), now.UnixMilli(), 0}
+	if args, err = re.AppendArgs(args); err != nil {
 		return err
 	}
-	args := []any{s.keys.State(task), task, s.eventsMaxLen, since.UnixMilli(), now.UnixMilli(), len(kv)}
-	args = append(args, anys(kv)...)
+	args[5] = len(args) - 6 // the resumed event's field count
 	if missed != nil {
 		if me := missed(after, now); me.Count > 0 {
-			mkv, err := me.Encode()
-			if err != nil {
+			if args, err = me.AppendArgs(args); err != nil {
 				return err
 			}
-			args = append(args, anys(mkv)...)
 		}
 	}
 	n, err := resumeScript.Run(ctx, s.rdb, []string{s.keys.Specs(), s.keys.Due(), s.keys.Events()}, args...).Int()
@@ -174,14 +170,6 @@ func (s *Store) Resume(ctx context.Context, task, by string, missed func(after, 
 		return ErrNotPaused
 	}
 	return nil
-}
-
-func anys(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, v := range ss {
-		out[i] = v
-	}
-	return out
 }
 
 // DeadLetter is an entry of the dead-letter stream.
@@ -303,9 +291,8 @@ func (s *Store) Replay(ctx context.Context, d DeadLetter, by string) (string, er
 	case d.Truncated > 0:
 		return "", fmt.Errorf("dead letter %s: %w: %d of its fields were not kept", d.ID, ErrNotReplayable, d.Truncated)
 	}
-	target := d.Source
-	var fields []string
-	var ev []string
+	args := []any{d.ID, d.Source, s.eventsMaxLen, 0} // the target stream, then the field count
+	var ev events.Event                              // the retried event of a fire replayed; none for an entry that is not one
 	if f, err := events.DecodeFire(d.Entry, d.Fields); err == nil {
 		// A reload may have moved the task to another queue since.
 		if spec, err := s.Spec(ctx, f.Task); err == nil {
@@ -313,23 +300,24 @@ func (s *Store) Replay(ctx context.Context, d DeadLetter, by string) (string, er
 			if spec.Mode == events.ModeBroadcast {
 				return "", fmt.Errorf("dead letter %s: %w: task %q is broadcast now; trigger it instead", d.ID, ErrNotReplayable, f.Task)
 			}
-			target = s.keys.Fires(spec.Queue)
+			args[1] = s.keys.Fires(spec.Queue)
 		}
 		f.Attempt = 1
-		fields = f.Fields()
-		e := events.Event{Type: events.TypeRetried, Task: f.Task, Fire: f.ID, At: f.At, Attempt: 1, Worker: by,
+		args = f.AppendArgs(args)
+		ev = events.Event{Type: events.TypeRetried, Task: f.Task, Fire: f.ID, At: f.At, Attempt: 1, Worker: by,
 			Reason: "replayed from dead letter " + d.ID}
-		if ev, err = e.Encode(); err != nil {
-			return "", err
-		}
 	} else {
 		for k, v := range d.Fields {
-			fields = append(fields, k, v)
+			args = append(args, k, v)
 		}
 	}
-	args := []any{d.ID, target, s.eventsMaxLen, len(fields)}
-	args = append(args, anys(fields)...)
-	args = append(args, anys(ev)...)
+	args[3] = len(args) - 4 // the entry's field count
+	if ev.Type != "" {
+		var err error
+		if args, err = ev.AppendArgs(args); err != nil {
+			return "", err
+		}
+	}
 	id, err := replayScript.Run(ctx, s.rdb, []string{s.keys.Dead(), s.keys.Events()}, args...).Text()
 	if err != nil {
 		return "", err

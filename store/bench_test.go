@@ -3,8 +3,6 @@ package store_test
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,22 +24,7 @@ import (
 // EVALSHA, the commands they call included) since its stats were reset.
 func scriptTime(b *testing.B, rdb *redis.Client) time.Duration {
 	b.Helper()
-	info, err := rdb.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var us int64
-	for _, line := range strings.Split(info, "\n") {
-		if !strings.HasPrefix(line, "cmdstat_eval:") && !strings.HasPrefix(line, "cmdstat_evalsha:") {
-			continue
-		}
-		for _, kv := range strings.Split(strings.TrimSpace(line[strings.IndexByte(line, ':')+1:]), ",") {
-			if v, ok := strings.CutPrefix(kv, "usec="); ok {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				us += n
-			}
-		}
-	}
+	us := redistest.CommandStat(b, rdb, "eval", "usec") + redistest.CommandStat(b, rdb, "evalsha", "usec")
 	return time.Duration(us) * time.Microsecond
 }
 

@@ -394,13 +394,9 @@ func stringFields(v map[string]any) map[string]string {
 
 // AppendEvent appends one event to the events stream.
 func (s *Store) AppendEvent(ctx context.Context, e events.Event) error {
-	kv, err := e.Encode()
+	args, err := e.AppendArgs(nil)
 	if err != nil {
 		return err
-	}
-	args := make([]any, len(kv))
-	for i, v := range kv {
-		args[i] = v
 	}
 	return s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.Events(), MaxLen: s.eventsMaxLen, Approx: true, Values: args}).Err()
 }

@@ -288,13 +288,9 @@ func (s *Store) Begin(ctx context.Context, d Delivery, policy events.Overlap, tt
 	if err != nil {
 		return "", err
 	}
-	kv, err := missed.Encode()
-	if err != nil {
-		return "", err
-	}
 	args := []any{d.Fire.ID, ttl.Milliseconds(), string(policy), d.Stream, WorkerGroup, d.EntryID, s.eventsMaxLen, member}
-	for _, v := range kv {
-		args = append(args, v)
+	if args, err = missed.AppendArgs(args); err != nil {
+		return "", err
 	}
 	keys := []string{s.keys.Running(d.Fire.Task), s.keys.Buffer(d.Fire.Task), s.keys.Events()}
 	res, err := beginScript.Run(ctx, s.rdb, keys, args...).Text()
@@ -466,14 +462,6 @@ func splitLastRun(buf []byte, r events.LastRun) (_ []byte, head, tail, fire stri
 	return buf, string(b[:i]), string(b[i:]), string(b[f+1 : f+st+1]), nil
 }
 
-func strs(kv []string) []any {
-	out := make([]any, len(kv))
-	for i, v := range kv {
-		out[i] = v
-	}
-	return out
-}
-
 // PromoteRetries appends up to max due retries to their streams. It
 // returns how many, and when the next one is due (zero when none waits).
 func (s *Store) PromoteRetries(ctx context.Context, max int) (int, time.Time, error) {
@@ -625,12 +613,10 @@ func (s *Store) Trigger(ctx context.Context, task, payload, id string) (string, 
 // reads it (see triggerIDScript): it reports whether d is the first entry
 // with its fire id; a repeat is acked and missed recorded.
 func (s *Store) FirstTrigger(ctx context.Context, d Delivery, missed events.Event) (bool, error) {
-	kv, err := missed.Encode()
+	args, err := missed.AppendArgs([]any{d.EntryID, TriggerIDTTL.Milliseconds(), d.Stream, WorkerGroup, s.eventsMaxLen})
 	if err != nil {
 		return false, err
 	}
-	args := []any{d.EntryID, TriggerIDTTL.Milliseconds(), d.Stream, WorkerGroup, s.eventsMaxLen}
-	args = append(args, strs(kv)...)
 	n, err := triggerIDScript.Run(ctx, s.rdb, []string{s.keys.TriggerID(d.Fire.Task, d.Fire.ID), s.keys.Events()}, args...).Int()
 	if err != nil {
 		return false, fmt.Errorf("check trigger id %q: %w", d.Fire.ID, err)

@@ -488,7 +488,6 @@ func (m *Main) ceiling(ctx context.Context) (Result, error) {
 // runs records each run's lateness and counts runs per fire.
 type runs struct {
 	mu     sync.Mutex
-	late   []time.Duration
 	bySlot map[int64][]time.Duration // lateness by scheduled time (Unix ms)
 	count  map[string]int
 	all    chan struct{}
@@ -499,7 +498,6 @@ func (r *runs) add(f events.Fire) {
 	d := time.Since(f.At)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.late = append(r.late, d)
 	at := f.At.UnixMilli()
 	r.bySlot[at] = append(r.bySlot[at], d)
 	r.count[f.ID]++
@@ -530,7 +528,7 @@ func (m *Main) setUp(ctx context.Context, ns, prefix string, k, want int, trigge
 	for i := range names {
 		names[i] = fmt.Sprintf("%s-%07d", prefix, i)
 	}
-	su.rs = &runs{count: make(map[string]int, want), bySlot: map[int64][]time.Duration{}, late: make([]time.Duration, 0, want), all: make(chan struct{}), want: want}
+	su.rs = &runs{count: make(map[string]int, want), bySlot: map[int64][]time.Duration{}, all: make(chan struct{}), want: want}
 	if su.stopWorker, err = m.worker(ctx, ns, names, su.rs, su.maxLen); err != nil {
 		return su, err
 	}
@@ -677,10 +675,9 @@ func (m *Main) awaitRuns(ctx context.Context, st *store.Store, rs *runs, last ti
 	}
 }
 
-// quantile sorts ds and returns its q quantile in ms.
-func quantile(ds []time.Duration, q float64) float64 {
-	slices.Sort(ds)
-	return float64(ds[int(q*float64(len(ds)-1))].Microseconds()) / 1000
+// quantile is the q quantile of sorted, in ms.
+func quantile(sorted []time.Duration, q float64) float64 {
+	return float64(sorted[int(q*float64(len(sorted)-1))].Microseconds()) / 1000
 }
 
 // result sums up the runs: n wanted over wall (a run not seen is a miss).
@@ -688,18 +685,23 @@ func (m *Main) result(r *runs, mode string, n int, wall time.Duration) Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	res := Result{Mode: mode, N: n, WallS: wall.Seconds(), PerSec: float64(len(r.count)) / wall.Seconds(), LookaheadMs: m.Lookahead.Milliseconds()}
-	if len(r.late) > 0 {
-		res.P50Ms, res.P99Ms, res.MaxMs = quantile(r.late, 0.5), quantile(r.late, 0.99), quantile(r.late, 1)
-	}
-	if mode == "periodic" {
-		slots := slices.Sorted(maps.Keys(r.bySlot))
-		for i, at := range slots {
-			p := quantile(r.bySlot[at], 0.99)
-			res.SlotP99Ms = append(res.SlotP99Ms, p)
-			if res.WorstSlot == 0 || p > res.SlotP99Ms[res.WorstSlot-1] {
-				res.WorstSlot = i + 1
-			}
+	var all []time.Duration
+	for i, at := range slices.Sorted(maps.Keys(r.bySlot)) {
+		late := r.bySlot[at]
+		all = append(all, late...)
+		if mode != "periodic" {
+			continue
 		}
+		slices.Sort(late)
+		p := quantile(late, 0.99)
+		res.SlotP99Ms = append(res.SlotP99Ms, p)
+		if res.WorstSlot == 0 || p > res.SlotP99Ms[res.WorstSlot-1] {
+			res.WorstSlot = i + 1
+		}
+	}
+	if len(all) > 0 {
+		slices.Sort(all)
+		res.P50Ms, res.P99Ms, res.MaxMs = quantile(all, 0.5), quantile(all, 0.99), quantile(all, 1)
 	}
 	for _, c := range r.count {
 		res.Duplicates += c - 1
