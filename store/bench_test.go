@@ -28,21 +28,40 @@ func scriptTime(b *testing.B, rdb *redis.Client) time.Duration {
 	return time.Duration(us) * time.Microsecond
 }
 
-// freshStore is a store on a server of its own.
-func freshStore(b *testing.B) (*store.Store, *redis.Client) {
+// freshStore is a store on a server of its own (under callgrind when
+// redistest.CallgrindEnv is set).
+func freshStore(b *testing.B) (*store.Store, *redis.Client, *redistest.Server) {
 	b.Helper()
-	rdb := redistest.Start(b).Client(b)
+	srv := redistest.StartCounted(b)
+	rdb := srv.Client(b)
 	st, err := store.New(rdb, "bench", store.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return st, rdb
+	return st, rdb, srv
+}
+
+// measure resets Redis's command stats and the benchmark timer, and
+// returns the function that stops the timer and reports Redis's time in
+// the scripts per op and, under callgrind, its instructions per op.
+func measure(b *testing.B, rdb *redis.Client, srv *redistest.Server) (stop func()) {
+	b.Helper()
+	rdb.ConfigResetStat(context.Background())
+	count := srv.Count(b)
+	b.ResetTimer()
+	return func() {
+		b.StopTimer()
+		if n, ok := count(); ok {
+			b.ReportMetric(float64(n)/float64(b.N), "redis-instr/op")
+		}
+		b.ReportMetric(float64(scriptTime(b, rdb).Nanoseconds())/float64(b.N), "redis-ns/op")
+	}
 }
 
 // benchStore is a store on a fresh server with b.N one-shot tasks, all due.
-func benchStore(b *testing.B) (*store.Store, *redis.Client, []events.Spec) {
+func benchStore(b *testing.B) (*store.Store, *redis.Client, *redistest.Server) {
 	b.Helper()
-	st, rdb := freshStore(b)
+	st, rdb, srv := freshStore(b)
 	ctx := context.Background()
 	now, err := st.Time(ctx)
 	if err != nil {
@@ -55,7 +74,7 @@ func benchStore(b *testing.B) (*store.Store, *redis.Client, []events.Spec) {
 	if _, err := st.Apply(ctx, 1, specs); err != nil {
 		b.Fatal(err)
 	}
-	return st, rdb, specs
+	return st, rdb, srv
 }
 
 // onePlan is what a planner decides for a due one-shot task: one fire, its
@@ -72,10 +91,9 @@ func onePlan(ct store.ClaimedTask, now time.Time) store.TaskPlan {
 // BenchmarkClaim leases due tasks to a planner, 256 a call (the planner's
 // batch): an op is one task claimed.
 func BenchmarkClaim(b *testing.B) {
-	st, rdb, _ := benchStore(b)
+	st, rdb, srv := benchStore(b)
 	ctx := context.Background()
-	rdb.ConfigResetStat(ctx)
-	b.ResetTimer()
+	stop := measure(b, rdb, srv)
 	for got := 0; got < b.N; {
 		c, err := st.Claim(ctx, "bench", time.Minute, 256, time.Time{}, 0)
 		if err != nil || len(c.Tasks) == 0 {
@@ -83,14 +101,13 @@ func BenchmarkClaim(b *testing.B) {
 		}
 		got += len(c.Tasks)
 	}
-	b.StopTimer()
-	b.ReportMetric(float64(scriptTime(b, rdb).Nanoseconds())/float64(b.N), "redis-ns/op")
+	stop()
 }
 
 // BenchmarkPlan records the plans of claimed one-shot tasks, 256 a call: an
 // op is one fire appended with its event, watermark and last-run record.
 func BenchmarkPlan(b *testing.B) {
-	st, rdb, _ := benchStore(b)
+	st, rdb, srv := benchStore(b)
 	ctx := context.Background()
 	var claims []store.Claim
 	for got := 0; got < b.N; {
@@ -101,8 +118,7 @@ func BenchmarkPlan(b *testing.B) {
 		got += len(c.Tasks)
 		claims = append(claims, c)
 	}
-	rdb.ConfigResetStat(ctx)
-	b.ResetTimer()
+	stop := measure(b, rdb, srv)
 	fires := 0
 	for _, c := range claims {
 		plans := make([]store.TaskPlan, len(c.Tasks))
@@ -115,18 +131,17 @@ func BenchmarkPlan(b *testing.B) {
 		}
 		fires += res.Fires
 	}
-	b.StopTimer()
+	stop()
 	if fires != b.N {
 		b.Fatalf("%d fires appended, want %d", fires, b.N)
 	}
-	b.ReportMetric(float64(scriptTime(b, rdb).Nanoseconds())/float64(b.N), "redis-ns/op")
 }
 
 // BenchmarkFinish reads fires in the worker group, 100 a call, and records
 // each one's started event and then its completion (event, last-run record
 // and ack), batched as a worker does: an op is one fire run.
 func BenchmarkFinish(b *testing.B) {
-	st, rdb := freshStore(b)
+	st, rdb, srv := freshStore(b)
 	ctx := context.Background()
 	stream := st.Keys().FireStream(events.DefaultQueue, events.ModeSingle)
 	if err := st.EnsureGroup(ctx, stream); err != nil {
@@ -144,8 +159,7 @@ func BenchmarkFinish(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	rdb.ConfigResetStat(ctx)
-	b.ResetTimer()
+	stop := measure(b, rdb, srv)
 	done := 0
 	for done < b.N {
 		ds, err := st.ReadFires(ctx, "w1", []string{stream}, 100, time.Second)
@@ -173,9 +187,8 @@ func BenchmarkFinish(b *testing.B) {
 		}
 		done += n
 	}
-	b.StopTimer()
+	stop()
 	if p, err := rdb.XPending(ctx, stream, store.WorkerGroup).Result(); err != nil || p.Count != 0 {
 		b.Fatalf("pending after finishing all: %+v, %v", p, err)
 	}
-	b.ReportMetric(float64(scriptTime(b, rdb).Nanoseconds())/float64(b.N), "redis-ns/op")
 }

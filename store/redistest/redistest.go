@@ -28,6 +28,9 @@ type Server struct {
 	args []string
 	cmd  *exec.Cmd
 	done chan struct{}
+	// counted: under callgrind (StartCounted); dumps: its dumps so far.
+	counted bool
+	dumps   int
 }
 
 // Start starts a redis-server on a free loopback port, with extra
@@ -61,6 +64,18 @@ func (s *Server) start(bin string) error {
 			log, _ := os.ReadFile(filepath.Join(s.Dir, "log"))
 			return fmt.Errorf("redis-server on %s exited at start: %s", s.Addr, tail(log))
 		default:
+		}
+		// Dial first: go-redis logs every refused dial of its pool, and a
+		// server under valgrind takes a second or two to listen.
+		if conn, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond); err != nil {
+			if time.Now().After(deadline) {
+				s.stop()
+				return fmt.Errorf("redis-server on %s did not listen: %v", s.Addr, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		} else {
+			conn.Close()
 		}
 		if err := c.Ping(context.Background()).Err(); err == nil {
 			return nil
