@@ -43,7 +43,8 @@ func freshStore(b *testing.B) (*store.Store, *redis.Client, *redistest.Server) {
 
 // measure resets Redis's command stats and the benchmark timer, and
 // returns the function that stops the timer and reports Redis's time in
-// the scripts per op and, under callgrind, its instructions per op.
+// scripts per op (when it ran any) and, under callgrind, its instructions
+// per op.
 func measure(b *testing.B, rdb *redis.Client, srv *redistest.Server) (stop func()) {
 	b.Helper()
 	rdb.ConfigResetStat(context.Background())
@@ -54,7 +55,9 @@ func measure(b *testing.B, rdb *redis.Client, srv *redistest.Server) (stop func(
 		if n, ok := count(); ok {
 			b.ReportMetric(float64(n)/float64(b.N), "redis-instr/op")
 		}
-		b.ReportMetric(float64(scriptTime(b, rdb).Nanoseconds())/float64(b.N), "redis-ns/op")
+		if t := scriptTime(b, rdb); t > 0 {
+			b.ReportMetric(float64(t.Nanoseconds())/float64(b.N), "redis-ns/op")
+		}
 	}
 }
 
@@ -191,4 +194,110 @@ func BenchmarkFinish(b *testing.B) {
 	if p, err := rdb.XPending(ctx, stream, store.WorkerGroup).Result(); err != nil || p.Count != 0 {
 		b.Fatalf("pending after finishing all: %+v, %v", p, err)
 	}
+}
+
+// BenchmarkContractFloor is what the events contract alone asks of Redis
+// for one fire of a one-shot task, as plain pipelined commands, 256 fires a
+// pipeline, without a script and without the planner's state (due index,
+// leases, watermarks): the fire appended with its fired event, read in the
+// worker group, its started and completed events, its ack and its last-run
+// record. No implementation of this contract costs Redis less per fire;
+// the bare ceiling loop (one entry appended, read and acked) is a fraction
+// of it.
+func BenchmarkContractFloor(b *testing.B) {
+	st, rdb, srv := freshStore(b)
+	ctx := context.Background()
+	k := st.Keys()
+	stream := k.FireStream(events.DefaultQueue, events.ModeSingle)
+	if err := st.EnsureGroup(ctx, stream); err != nil {
+		b.Fatal(err)
+	}
+	at := time.UnixMilli(1_800_000_000_000).UTC()
+	xadd := func(pipe redis.Pipeliner, key string, fields []any) {
+		pipe.Do(ctx, append([]any{"XADD", key, "MAXLEN", "~", 1_000_000, "*"}, fields...)...)
+	}
+	event := func(e events.Event) []any {
+		args, err := e.AppendArgs(nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return args
+	}
+	stop := measure(b, rdb, srv)
+	for i := 0; i < b.N; i += 256 {
+		n := min(256, b.N-i)
+		pipe := rdb.Pipeline()
+		for j := i; j < i+n; j++ {
+			name := fmt.Sprintf("task-%07d", j)
+			f := events.Fire{ID: events.FireID(name, at), Task: name, At: at, Attempt: 1}
+			pipe.Do(ctx, append([]any{"XADD", stream, "*"}, f.AppendArgs(nil)...)...)
+			xadd(pipe, k.Events(), event(events.Event{Type: events.TypeFired, Task: name, Fire: f.ID, At: at,
+				Queue: events.DefaultQueue, Mode: events.ModeSingle, Worker: "bench"}))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			b.Fatal(err)
+		}
+		xs, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: store.WorkerGroup, Consumer: "w1",
+			Streams: []string{stream, ">"}, Count: int64(n)}).Result()
+		if err != nil || len(xs[0].Messages) != n {
+			b.Fatalf("read %v, want %d entries: %v", xs, n, err)
+		}
+		pipe = rdb.Pipeline()
+		for _, m := range xs[0].Messages {
+			name, id := m.Values[events.FieldTask].(string), m.Values[events.FieldID].(string)
+			xadd(pipe, k.Events(), event(events.Event{Type: events.TypeStarted, Task: name, Fire: id, At: at,
+				Attempt: 1, Worker: "w1", Queue: events.DefaultQueue}))
+		}
+		for _, m := range xs[0].Messages {
+			name, id := m.Values[events.FieldTask].(string), m.Values[events.FieldID].(string)
+			xadd(pipe, k.Events(), event(events.Event{Type: events.TypeCompleted, Task: name, Fire: id, At: at,
+				Attempt: 1, Worker: "w1", Status: events.StatusCompleted, CostMs: 1, Queue: events.DefaultQueue}))
+			rec, err := events.MarshalLastRun(events.LastRun{Task: name, Fire: id, Scheduled: at, Started: at,
+				Finished: at.Add(time.Millisecond), Status: events.StatusCompleted})
+			if err != nil {
+				b.Fatal(err)
+			}
+			pipe.HSet(ctx, k.LastRun(), name, rec)
+			pipe.XAck(ctx, stream, store.WorkerGroup, m.ID)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	stop()
+}
+
+// BenchmarkCeiling is the bench command's ceiling loop as Redis sees it:
+// entries of two short fields appended in pipelines of 100, read 100 at a
+// time in a group and acked: an op is one entry.
+func BenchmarkCeiling(b *testing.B) {
+	_, rdb, srv := freshStore(b)
+	ctx := context.Background()
+	const stream = "ceiling"
+	if err := rdb.XGroupCreateMkStream(ctx, stream, "g", "$").Err(); err != nil {
+		b.Fatal(err)
+	}
+	stop := measure(b, rdb, srv)
+	for i := 0; i < b.N; i += 100 {
+		n := min(100, b.N-i)
+		pipe := rdb.Pipeline()
+		for range n {
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"task", "t", "at", "1"}})
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			b.Fatal(err)
+		}
+		xs, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{stream, ">"}, Count: 100}).Result()
+		if err != nil || len(xs[0].Messages) != n {
+			b.Fatalf("read %v, want %d entries: %v", xs, n, err)
+		}
+		ids := make([]string, 0, n)
+		for _, m := range xs[0].Messages {
+			ids = append(ids, m.ID)
+		}
+		if err := rdb.XAck(ctx, stream, "g", ids...).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	stop()
 }
