@@ -1,6 +1,11 @@
 package store
 
-import "github.com/redis/go-redis/v9"
+import (
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // Every multi-key transition is one Lua script, documented like a function.
 // Scripts read the clock with TIME (Redis 5+ replicates script effects, so
@@ -36,6 +41,31 @@ local function bulk(cmd, key, list, extra)
   return out
 end
 `
+
+// numLua defines N, small counts by their decimal text, and before(a, b),
+// a < b for times in ms as decimal text: Lua's tonumber goes through
+// strtod, about 2,000 instructions a call, which made it a sixth of a
+// plan's cost. A count outside N falls back to tonumber (N[x] or
+// tonumber(x)). before compares the canonical text Go and s() write (no
+// plus sign, no leading zero) by length, then byte by byte; -1 (none) and
+// other negative times (before 1970) go through tonumber.
+var numLua = func() string {
+	var b strings.Builder
+	b.WriteString("\nlocal N = {")
+	for i := range 64 {
+		fmt.Fprintf(&b, "['%d']=%d,", i, i)
+	}
+	b.WriteString(`}
+local function before(a, b)
+  if a == b or b == '-1' then return false end
+  if a == '-1' then return true end
+  if a < '0' or b < '0' then return tonumber(a) < tonumber(b) end
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+`)
+	return b.String()
+}()
 
 // applyScript replaces the task set with a new version, atomically.
 //
@@ -266,12 +296,13 @@ return out
 // watermarks and due scores unmoved, so they are planned again, from that
 // next slot, once their lease ends.
 // Returns {fires appended, events appended, tasks left alone, ops dropped}.
-var planScript = redis.NewScript(bulkLua + `
+var planScript = redis.NewScript(bulkLua + numLua + `
 local function s(x) return string.format('%.0f', x) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local A = ARGV
-local horizon = now + tonumber(A[5])
+local snow = s(now)
+local horizon = s(now + tonumber(A[5]))
 local n = tonumber(A[4])
 -- First pass: where each task starts, and every name, to read the
 -- watermarks in one call.
@@ -280,18 +311,18 @@ local i = 6
 for k = 1, n do
   starts[k] = i
   names[k] = A[i]
-  local nops = tonumber(A[i+4])
+  local nops = N[A[i+4]] or tonumber(A[i+4])
   i = i + 5
   for _ = 1, nops do
-    local nf = tonumber(A[i+2])
-    i = i + 3 + nf
-    i = i + 1 + tonumber(A[i])
+    i = i + 3 + (N[A[i+2]] or tonumber(A[i+2]))
+    i = i + 1 + (N[A[i]] or tonumber(A[i]))
   end
 end
+-- Watermarks and slots stay text (see before): '-1' is none.
 local wm = {}
 if n > 0 then
   local r = bulk('HMGET', KEYS[2], names)
-  for k = 1, n do wm[names[k]] = tonumber(r[k] or '-1') end
+  for k = 1, n do wm[names[k]] = r[k] or '-1' end
 end
 -- The batch's writes to shared keys, by task, last one winning as if each
 -- were written in turn: watermarks, due scores (false: out of the index)
@@ -300,27 +331,27 @@ local moved, due, lrs = {}, {}, {}
 local fires, evs, lost, dropped = 0, 0, 0, 0
 for k = 1, n do
   i = starts[k]
-  local name, gen, nxt, lr, nops = A[i], A[i+1], tonumber(A[i+2]), A[i+3], tonumber(A[i+4])
+  local name, gen, nxt, lr, nops = A[i], A[i+1], A[i+2], A[i+3], N[A[i+4]] or tonumber(A[i+4])
   i = i + 5
   local st = A[1] .. name
   local cur = redis.call('HMGET', st, 'lease', 'gen', 'lease_until')
-  local mine = cur[1] == A[2] and cur[2] == gen and (tonumber(cur[3]) or 0) >= now
+  local mine = cur[1] == A[2] and cur[2] == gen and cur[3] and cur[3] ~= '' and not before(cur[3], snow)
   local w = wm[name]
   local w0 = w
   local fired = false
   local stopAt = nil
   for _ = 1, nops do
-    local slot, stream, nf = tonumber(A[i]), A[i+1], tonumber(A[i+2])
+    local slot, stream, nf = A[i], A[i+1], N[A[i+2]] or tonumber(A[i+2])
     local fstart = i + 3
-    local ne = tonumber(A[fstart + nf])
+    local ne = N[A[fstart + nf]] or tonumber(A[fstart + nf])
     local estart = fstart + nf + 1
     i = estart + ne
     if not mine then
       -- skip
-    elseif stopAt or (stream ~= '' and slot > horizon) then
+    elseif stopAt or (stream ~= '' and before(horizon, slot)) then
       stopAt = stopAt or slot
       dropped = dropped + 1
-    elseif slot <= w then
+    elseif not before(w, slot) then
       dropped = dropped + 1
     else
       if stream ~= '' then
@@ -337,8 +368,8 @@ for k = 1, n do
     if stopAt then nxt = stopAt end
     if w ~= w0 then wm[name] = w; moved[name] = true end
     -- The lease ends in the same write that records the next slot.
-    redis.call('HSET', st, 'next', nxt >= 0 and s(nxt) or '-1', 'lease', '', 'lease_until', '')
-    due[name] = nxt >= 0 and nxt or false
+    redis.call('HSET', st, 'next', nxt, 'lease', '', 'lease_until', '')
+    due[name] = nxt ~= '-1' and nxt
     if fired and lr ~= '' then lrs[name] = lr end
   else
     lost = lost + 1
@@ -349,9 +380,9 @@ for k = 1, n do
   local name = names[k]
   if not seen[name] then
     seen[name] = true
-    if moved[name] then ws[#ws + 1] = name; ws[#ws + 1] = s(wm[name]) end
+    if moved[name] then ws[#ws + 1] = name; ws[#ws + 1] = wm[name] end
     local d = due[name]
-    if d then za[#za + 1] = s(d); za[#za + 1] = name
+    if d then za[#za + 1] = d; za[#za + 1] = name
     elseif d == false then zr[#zr + 1] = name end
     if lrs[name] then ls[#ls + 1] = name; ls[#ls + 1] = lrs[name] end
   end

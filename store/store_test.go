@@ -319,3 +319,48 @@ func TestPlanOfATaskChangedSinceItsClaimIsRefused(t *testing.T) {
 		t.Fatalf("plan: %+v %v, want 3 lost (paused, changed, removed) and 1 fire (keep)", res, err)
 	}
 }
+
+// The plan script compares slots and watermarks as decimal text (by
+// length, then bytes; negative ones numerically): slots across a change of
+// digit count and before 1970 are ordered as numbers.
+func TestPlanOrdersSlotsAsNumbers(t *testing.T) {
+	b := setup(t)
+	if _, err := b.st.Apply(b.ctx, 1, []events.Spec{every("a", time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	plan := func(token string, slots ...int64) store.PlanResult {
+		t.Helper()
+		c := claimAll(t, b, token)
+		if len(c.Tasks) != 1 {
+			t.Fatalf("claimed %d tasks, want 1", len(c.Tasks))
+		}
+		var p store.TaskPlan
+		for _, ms := range slots {
+			one := firePlan(c.Tasks[0], time.UnixMilli(ms).UTC())
+			p.Name, p.Gen, p.Queue, p.Mode, p.Next = one.Name, one.Gen, one.Queue, one.Mode, one.Next
+			p.Ops = append(p.Ops, one.Ops...)
+		}
+		res, err := b.st.Plan(b.ctx, token, []store.TaskPlan{p}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Due again at once, as a stale planner view would have it.
+		if err := b.srv.Client(t).ZAdd(b.ctx, b.st.Keys().Due(), redisZ(0, "a")).Err(); err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if res := plan("p1", -2000, -1000, 999, 1000); res.Fires != 4 || res.Dropped != 0 {
+		t.Fatalf("first plan: %+v, want 4 fires (a watermark of none is before every slot)", res)
+	}
+	if res := plan("p2", -1000, 999, 1000, 1001); res.Fires != 1 || res.Dropped != 3 {
+		t.Fatalf("second plan: %+v, want 1 fire (1001) and 3 dropped (at or before the watermark 1000)", res)
+	}
+	if res := plan("p3", 9999, 10000); res.Fires != 2 {
+		t.Fatalf("third plan: %+v, want 2 fires (9999 and 10000 are after 1001)", res)
+	}
+	st, err := b.st.State(b.ctx, "a")
+	if err != nil || !st.Planned.Equal(time.UnixMilli(10000).UTC()) {
+		t.Fatalf("state %+v, %v; want watermark 10000", st, err)
+	}
+}

@@ -18,6 +18,9 @@ import (
 // the same code, so a change to a script shows as a figure of its own.
 //
 //	REDISTEST_CALLGRIND=1 go test ./store -run '^$' -bench . -benchtime 2048x
+//
+// A value that is a directory (not "1") also keeps each count's profile
+// there, as <benchmark>.<n>.callgrind, for callgrind_annotate.
 const CallgrindEnv = "REDISTEST_CALLGRIND"
 
 // StartCounted is Start, under callgrind when CallgrindEnv is set (Redis
@@ -84,6 +87,13 @@ func (s *Server) dumpTotal(t testing.TB) int64 {
 				n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 				if err != nil {
 					t.Fatalf("callgrind dump %s: totals %q: %v", path, v, err)
+				}
+				if dir := os.Getenv(CallgrindEnv); dir != "1" {
+					name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+					keep := filepath.Join(dir, fmt.Sprintf("%s.%d.callgrind", name, s.dumps))
+					if err := os.WriteFile(keep, raw, 0o644); err != nil {
+						t.Fatalf("keep the callgrind profile: %v", err)
+					}
 				}
 				return n
 			}
