@@ -51,7 +51,7 @@ import "github.com/redis/go-redis/v9"
 // events, broadcast outcomes) may likewise repeat after a failed or timed
 // out call.
 // Returns the number of items whose ops were done.
-var finishScript = redis.NewScript(bulkLua + `
+var finishScript = redis.NewScript(bulkLua + numLua + `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local A = ARGV
@@ -61,10 +61,10 @@ local n = tonumber(A[4])
 local lnames, lrec = {}, {}
 local i = 5
 for _ = 1, n do
-  local nops = tonumber(A[i+2])
+  local nops = N[A[i+2]] or tonumber(A[i+2])
   i = i + 3
   for _ = 1, nops do
-    local code, c = A[i], tonumber(A[i+1])
+    local code, c = A[i], N[A[i+1]] or tonumber(A[i+1])
     if code == 'L' and lrec[A[i+2]] == nil then
       lrec[A[i+2]] = false
       lnames[#lnames + 1] = A[i+2]
@@ -80,7 +80,7 @@ local lset = {}
 local acks, streams, done = {}, {}, 0
 i = 5
 for _ = 1, n do
-  local stream, id, nops = A[i], A[i+1], tonumber(A[i+2])
+  local stream, id, nops = A[i], A[i+1], N[A[i+2]] or tonumber(A[i+2])
   i = i + 3
   local ok = true
   if id ~= '' then
@@ -98,7 +98,7 @@ for _ = 1, n do
   end
   if ok then done = done + 1 end
   for _ = 1, nops do
-    local code, c = A[i], tonumber(A[i+1])
+    local code, c = A[i], N[A[i+1]] or tonumber(A[i+1])
     local a = i + 2
     i = a + c
     if ok then
@@ -114,7 +114,7 @@ for _ = 1, n do
         if raw then
           if string.find(raw, A[a+3], 1, true) then
             fired = string.match(raw, '"fired":(%d+)')
-          elseif tonumber(string.match(raw, '"scheduled":(%-?%d+)') or '0') > tonumber(A[a+4]) then
+          elseif before(A[a+4], string.match(raw, '"scheduled":(%-?%d+)') or '0') then
             keep = false
           end
         end
