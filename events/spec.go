@@ -3,7 +3,6 @@ package events
 import (
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 	_ "time/tzdata" // zones resolve the same on every host, even one without tzdata
@@ -206,9 +205,26 @@ func (e *SpecError) Error() string {
 	return fmt.Sprintf("task %q: %s: %s", task, e.Field, e.Problem)
 }
 
-var (
-	nameRE  = regexp.MustCompile(`^[A-Za-z0-9._:/-]+$`)
-	queueRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+// onlyOf reports whether s is not empty and each of its bytes is an ASCII
+// letter, a digit or one of extra: the name and queue forms, checked for
+// every fire a worker reads (a regexp took 3% of a burst's CPU).
+func onlyOf(s, extra string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte(extra, c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// The punctuation a task name and a queue name may hold.
+const (
+	nameExtra  = "._:/-"
+	queueExtra = "._-"
 )
 
 // ValidateName reports whether name is a valid task name, with an error
@@ -219,7 +235,7 @@ func ValidateName(name string) error {
 		return &SpecError{Field: "name", Problem: "empty; want 1 to 200 letters, digits or . _ - : /"}
 	case len(name) > MaxNameLen:
 		return &SpecError{Task: name[:40] + "...", Field: "name", Problem: fmt.Sprintf("%d bytes long; want at most %d", len(name), MaxNameLen)}
-	case !nameRE.MatchString(name):
+	case !onlyOf(name, nameExtra):
 		return &SpecError{Task: name, Field: "name", Problem: "has a character outside letters, digits and . _ - : /"}
 	}
 	return nil
@@ -239,7 +255,7 @@ func (s Spec) Validate() error {
 	if err := s.Trigger.validate(s.Name); err != nil {
 		return err
 	}
-	if len(s.Queue) > MaxQueueLen || !queueRE.MatchString(s.Queue) {
+	if len(s.Queue) > MaxQueueLen || !onlyOf(s.Queue, queueExtra) {
 		return bad("queue", "%q; want 1 to %d letters, digits or . _ -", s.Queue, MaxQueueLen)
 	}
 	if s.Mode != ModeSingle && s.Mode != ModeBroadcast {
