@@ -47,8 +47,10 @@ end
 // strtod, about 2,000 instructions a call, which made it a sixth of a
 // plan's cost. A count outside N falls back to tonumber (N[x] or
 // tonumber(x)). before compares the canonical text Go and s() write (no
-// plus sign, no leading zero) by length, then byte by byte; -1 (none) and
-// other negative times (before 1970) go through tonumber.
+// plus sign, no leading zero) by length, then byte by byte (equal-length
+// digit strings collate alike in every locale; a leading '-' does not, so
+// it is found by its byte): -1 (none) is before everything, other negative
+// times (before 1970) go through tonumber.
 var numLua = func() string {
 	var b strings.Builder
 	b.WriteString("\nlocal N = {")
@@ -59,7 +61,7 @@ var numLua = func() string {
 local function before(a, b)
   if a == b or b == '-1' then return false end
   if a == '-1' then return true end
-  if a < '0' or b < '0' then return tonumber(a) < tonumber(b) end
+  if string.byte(a) == 45 or string.byte(b) == 45 then return tonumber(a) < tonumber(b) end
   if #a ~= #b then return #a < #b end
   return a < b
 end
@@ -366,6 +368,7 @@ for k = 1, n do
   end
   if mine then
     if stopAt then nxt = stopAt end
+    if string.byte(nxt) == 45 then nxt = '-1' end
     if w ~= w0 then wm[name] = w; moved[name] = true end
     -- The lease ends in the same write that records the next slot.
     redis.call('HSET', st, 'next', nxt, 'lease', '', 'lease_until', '')
