@@ -67,16 +67,16 @@ func (s *Server) start(bin string) error {
 		}
 		// Dial first: go-redis logs every refused dial of its pool, and a
 		// server under valgrind takes a second or two to listen.
-		if conn, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond); err != nil {
+		conn, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond)
+		if err != nil {
 			if time.Now().After(deadline) {
 				s.stop()
 				return fmt.Errorf("redis-server on %s did not listen: %v", s.Addr, err)
 			}
 			time.Sleep(10 * time.Millisecond)
 			continue
-		} else {
-			conn.Close()
 		}
+		conn.Close()
 		if err := c.Ping(context.Background()).Err(); err == nil {
 			return nil
 		} else if time.Now().After(deadline) {
