@@ -138,8 +138,9 @@ func (s *Store) Plan(ctx context.Context, token string, plans []TaskPlan, lookah
 	for i := range plans {
 		n += 5 + 24*len(plans[i].Ops)
 	}
-	args := make([]any, 0, n)
-	args = append(args, s.keys.statePrefix(), token, s.eventsMaxLen, len(plans), max(lookahead, 0).Milliseconds())
+	keys := []string{s.keys.Due(), s.keys.Planned(), s.keys.LastRun(), s.keys.Events()}
+	call := newScriptCall(planScript, keys, n)
+	args := append(call.args, s.keys.statePrefix(), token, s.eventsMaxLen, len(plans), max(lookahead, 0).Milliseconds())
 	var buf []byte // last-run records
 	for i := range plans {
 		p := &plans[i]
@@ -174,8 +175,8 @@ func (s *Store) Plan(ctx context.Context, token string, plans []TaskPlan, lookah
 			args[at] = len(args) - at - 1
 		}
 	}
-	keys := []string{s.keys.Due(), s.keys.Planned(), s.keys.LastRun(), s.keys.Events()}
-	res, err := planScript.Run(ctx, s.rdb, keys, args...).Int64Slice()
+	call.args = args
+	res, err := call.run(ctx, s.rdb).Int64Slice()
 	if err != nil {
 		return PlanResult{}, fmt.Errorf("plan %d tasks: %w", len(plans), err)
 	}

@@ -356,8 +356,9 @@ func (s *Store) Finish(ctx context.Context, worker string, outs []*Outcome) (int
 	if len(outs) == 0 {
 		return 0, nil
 	}
-	args := make([]any, 0, 4+len(outs)*40)
-	args = append(args, WorkerGroup, s.eventsMaxLen, DefaultDeadMaxLen, len(outs))
+	keys := []string{s.keys.Events(), s.keys.Dead(), s.keys.Retry(), s.keys.LastRun()}
+	call := newScriptCall(finishScript, keys, 4+len(outs)*40)
+	args := append(call.args, WorkerGroup, s.eventsMaxLen, DefaultDeadMaxLen, len(outs))
 	var buf []byte // last-run records, sliced into strings
 	for _, o := range outs {
 		d := &o.Delivery
@@ -429,8 +430,8 @@ func (s *Store) Finish(ctx context.Context, worker string, outs []*Outcome) (int
 		}
 		args[at] = nops
 	}
-	keys := []string{s.keys.Events(), s.keys.Dead(), s.keys.Retry(), s.keys.LastRun()}
-	n, err := finishScript.Run(ctx, s.rdb, keys, args...).Int()
+	call.args = args
+	n, err := call.run(ctx, s.rdb).Int()
 	if err != nil {
 		return 0, fmt.Errorf("record %d outcomes: %w", len(outs), err)
 	}

@@ -387,3 +387,44 @@ func TestFinishOfOneFireTwiceInABatch(t *testing.T) {
 		t.Fatalf("pending after the batch: %+v (err %v), want none", p, err)
 	}
 }
+
+// TestHotPathsLoadTheirScriptsAgain: the plan and finish calls send
+// EVALSHA themselves; a server without the scripts (restarted, failed
+// over, SCRIPT FLUSH) gets them loaded again and the call goes through.
+func TestHotPathsLoadTheirScriptsAgain(t *testing.T) {
+	b := setup(t)
+	rdb := b.srv.Client(t)
+	if _, err := b.st.Apply(b.ctx, 1, []events.Spec{every("a", time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.st.EnsureGroup(b.ctx, b.st.Keys().Fires("default")); err != nil {
+		t.Fatal(err)
+	}
+	c := claimAll(t, b, "p1")
+	if len(c.Tasks) != 1 {
+		t.Fatalf("claimed %d tasks, want 1", len(c.Tasks))
+	}
+	if err := rdb.ScriptFlush(b.ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	slot := c.Now.Add(-time.Second).Truncate(time.Millisecond)
+	res, err := b.st.Plan(b.ctx, "p1", []store.TaskPlan{firePlan(c.Tasks[0], slot)}, 0)
+	if err != nil || res.Fires != 1 {
+		t.Fatalf("plan after SCRIPT FLUSH: %+v, %v; want 1 fire", res, err)
+	}
+	ds, err := b.st.ReadFires(b.ctx, "w", []string{b.st.Keys().Fires("default")}, 1, 0)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("read %d (err %v)", len(ds), err)
+	}
+	if err := rdb.ScriptFlush(b.ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	o := &store.Outcome{Delivery: ds[0], Events: []events.Event{{Type: events.TypeCompleted, Task: "a", Fire: ds[0].Fire.ID, At: slot, Attempt: 1,
+		Worker: "w", Status: events.StatusCompleted, Queue: "default"}}}
+	if n, err := b.st.Finish(b.ctx, "w", []*store.Outcome{o}); err != nil || n != 1 {
+		t.Fatalf("finish after SCRIPT FLUSH recorded %d (err %v), want 1", n, err)
+	}
+	if p, err := rdb.XPending(b.ctx, b.st.Keys().Fires("default"), store.WorkerGroup).Result(); err != nil || p.Count != 0 {
+		t.Fatalf("pending after the finish: %+v (err %v), want none: the fire is acked", p, err)
+	}
+}
