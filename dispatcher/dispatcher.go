@@ -375,22 +375,24 @@ func (dp *Dispatcher) start(runCtx context.Context, dl store.Delivery, slots cha
 			dp.mu.Unlock()
 			cancel()
 		}()
+		// j.d, not dl: a closure holding dl would copy the delivery to
+		// the heap once more.
 		if h == nil {
-			dp.finish(j, store.Result{Dead: fmt.Sprintf("no handler for task %q on this worker (queue %q)", dl.Fire.Task, dl.Queue)})
+			dp.finish(j, store.Result{Dead: fmt.Sprintf("no handler for task %q on this worker (queue %q)", j.d.Fire.Task, j.d.Queue)})
 			return
 		}
-		dp.finish(j, dp.execute(ctx, runCtx, h, dl))
+		dp.finish(j, dp.execute(ctx, runCtx, h, &j.d))
 	}()
 }
 
 // execute runs the handler and decides what becomes of the fire.
-func (dp *Dispatcher) execute(ctx, runCtx context.Context, h Handler, dl store.Delivery) store.Result {
+func (dp *Dispatcher) execute(ctx, runCtx context.Context, h Handler, dl *store.Delivery) store.Result {
 	if t := dl.Spec.Timeout; t > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t)
 		defer cancel()
 	}
-	dp.src.Start(dl)
+	dp.src.Start(*dl)
 	r := store.Result{Started: time.Now()}
 	out := &outputBox{}
 	r.Err = call(context.WithValue(ctx, outputKey{}, out), h, dl.Fire)
