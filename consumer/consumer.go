@@ -218,6 +218,8 @@ type Consumer struct {
 	mu           sync.Mutex
 	held         map[string]store.Held // entry key -> what is held
 	outbox       []*store.Outcome      // by pointer: an Outcome is large, and the queue is resliced at every flush
+	started      []events.Event        // started events to append (from startedOff on), before the outbox's outcomes
+	startedOff   int
 	specs        map[string]events.Spec
 	specsVersion int64                      // the task-set version specs is of
 	unknown      map[string]time.Time       // tasks with no stored spec, when last looked up
@@ -925,7 +927,12 @@ func (c *Consumer) deadLetter(d store.Delivery, reason, lastErr string, endOverl
 func (c *Consumer) Start(d store.Delivery) {
 	e := events.Event{Type: events.TypeStarted, Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Attempt: d.Fire.Attempt,
 		Worker: c.cfg.Node, Queue: d.Queue}
-	c.enqueue(store.Outcome{Events: []events.Event{e}}) // no entry: nothing to ack
+	// Not an outcome: no entry to ack, no condition, so a plain append
+	// (see flushOnce), and no allocation per run while thousands start.
+	c.mu.Lock()
+	c.started = append(c.started, e)
+	c.mu.Unlock()
+	c.signalFlush()
 }
 
 // Finish records how the run of d ended: completed, failed and retried,
@@ -1096,15 +1103,36 @@ func (c *Consumer) waitRelease(ctx context.Context) {
 	}
 }
 
-// flushOnce records up to FlushBatch queued outcomes; it returns how many
-// it took from the queue.
+// flushOnce records the queued started events, then up to FlushBatch
+// queued outcomes; it returns how many it took from the queues. A run's
+// outcome is queued after its started event, so every outcome taken has
+// its started event among those written first: the events stream has
+// them in that order.
 func (c *Consumer) flushOnce(ctx context.Context) (int, error) {
 	c.mu.Lock()
+	starts := len(c.started) - c.startedOff
 	n := min(len(c.outbox), c.cfg.FlushBatch)
 	batch := c.outbox[:n:n]
 	c.mu.Unlock()
+	for left := starts; left > 0; {
+		c.mu.Lock()
+		m := min(left, c.cfg.FlushBatch)
+		evs := c.started[c.startedOff : c.startedOff+m : c.startedOff+m]
+		c.mu.Unlock()
+		if err := c.st.AppendEvents(ctx, evs); err != nil {
+			return 0, err
+		}
+		c.mu.Lock()
+		if c.startedOff += m; c.startedOff == len(c.started) {
+			// All written: the array is used again from its head.
+			clear(c.started)
+			c.started, c.startedOff = c.started[:0], 0
+		}
+		c.mu.Unlock()
+		left -= m
+	}
 	if n == 0 {
-		return 0, nil
+		return starts, nil
 	}
 	if _, err := c.st.Finish(ctx, c.cfg.Node, batch); err != nil {
 		return 0, err
@@ -1120,7 +1148,7 @@ func (c *Consumer) flushOnce(ctx context.Context) (int, error) {
 	close(c.flushedSig)
 	c.flushedSig = make(chan struct{})
 	c.mu.Unlock()
-	return n, nil
+	return starts + n, nil
 }
 
 // drain waits up to limit for the outbox to be recorded.
@@ -1128,7 +1156,7 @@ func (c *Consumer) drain(limit time.Duration) {
 	deadline := time.After(limit)
 	for {
 		c.mu.Lock()
-		left := len(c.outbox)
+		left := len(c.outbox) + len(c.started) - c.startedOff
 		sig := c.flushedSig
 		c.mu.Unlock()
 		if left == 0 {

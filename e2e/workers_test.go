@@ -28,7 +28,7 @@ func onceTasks(t *testing.T, b testBundle, prefix string, n int, at time.Time, v
 
 // TestFourWorkersRunEachFireOnce: 2,000 fires over 4 workers with no
 // faults are each run exactly once, with one started and one completed
-// event each, and every task's last run completed.
+// event each, in that order, and every task's last run completed.
 func TestFourWorkersRunEachFireOnce(t *testing.T) {
 	b := setup(t)
 	const n = 2000
@@ -91,6 +91,19 @@ func TestFourWorkersRunEachFireOnce(t *testing.T) {
 		for id, k := range c {
 			if k != want {
 				t.Errorf("fire %s has %d %s events, want %d", id, k, typ, want)
+			}
+		}
+	}
+	// Started events are written apart from outcomes (plain appends, ahead
+	// of the outcome batches): each fire's still comes first.
+	startedAt := map[string]int{}
+	for i, e := range all {
+		switch e.Type {
+		case events.TypeStarted:
+			startedAt[e.Fire] = i
+		case events.TypeCompleted:
+			if j, ok := startedAt[e.Fire]; !ok || j > i {
+				t.Errorf("fire %s: completed (event %d) before its started event", e.Fire, i)
 			}
 		}
 	}

@@ -169,11 +169,11 @@ func BenchmarkFinish(b *testing.B) {
 		if err != nil || len(ds) == 0 {
 			b.Fatalf("read %d of %d: %v", done, b.N, err)
 		}
-		started := make([]*store.Outcome, len(ds))
+		started := make([]events.Event, len(ds))
 		outs := make([]*store.Outcome, len(ds))
 		for i, d := range ds {
-			started[i] = &store.Outcome{Events: []events.Event{{Type: events.TypeStarted, Task: d.Fire.Task,
-				Fire: d.Fire.ID, At: d.Fire.At, Attempt: 1, Worker: "w1", Queue: d.Queue}}}
+			started[i] = events.Event{Type: events.TypeStarted, Task: d.Fire.Task,
+				Fire: d.Fire.ID, At: d.Fire.At, Attempt: 1, Worker: "w1", Queue: d.Queue}
 			fin := at.Add(time.Millisecond)
 			outs[i] = &store.Outcome{Delivery: d,
 				Events: []events.Event{{Type: events.TypeCompleted, Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At,
@@ -181,7 +181,7 @@ func BenchmarkFinish(b *testing.B) {
 				LastRun: &events.LastRun{Task: d.Fire.Task, Fire: d.Fire.ID, Scheduled: at, Started: at,
 					Finished: fin, Status: events.StatusCompleted}}
 		}
-		if _, err := st.Finish(ctx, "w1", started); err != nil {
+		if err := st.AppendEvents(ctx, started); err != nil {
 			b.Fatal(err)
 		}
 		n, err := st.Finish(ctx, "w1", outs)

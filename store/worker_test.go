@@ -3,6 +3,7 @@ package store_test
 import (
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -426,5 +427,31 @@ func TestHotPathsLoadTheirScriptsAgain(t *testing.T) {
 	}
 	if p, err := rdb.XPending(b.ctx, b.st.Keys().Fires("default"), store.WorkerGroup).Result(); err != nil || p.Count != 0 {
 		t.Fatalf("pending after the finish: %+v (err %v), want none: the fire is acked", p, err)
+	}
+}
+
+// AppendEvents writes its events in order, or none: a bad one is refused
+// before anything is sent.
+func TestAppendEventsInOrderOrNone(t *testing.T) {
+	b := setup(t)
+	rdb := b.srv.Client(t)
+	at := time.UnixMilli(1_700_000_000_000).UTC()
+	started := func(fire string) events.Event {
+		return events.Event{Type: events.TypeStarted, Task: "a", Fire: fire, At: at, Attempt: 1, Worker: "w", Queue: "q"}
+	}
+	bad := started("f3")
+	bad.Status = events.StatusCompleted // a started event carries no status
+	if err := b.st.AppendEvents(b.ctx, []events.Event{started("f1"), bad}); err == nil || !strings.Contains(err.Error(), "f3") {
+		t.Fatalf("a batch with a bad event: %v, want an error naming its fire", err)
+	}
+	if n, err := rdb.XLen(b.ctx, b.st.Keys().Events()).Result(); err != nil || n != 0 {
+		t.Fatalf("%d events after a refused batch (err %v), want none", n, err)
+	}
+	if err := b.st.AppendEvents(b.ctx, []events.Event{started("f1"), started("f2")}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.st.RangeEvents(b.ctx, "-", "+")
+	if err != nil || len(got) != 2 || got[0].Fire != "f1" || got[1].Fire != "f2" || got[0].Type != events.TypeStarted {
+		t.Fatalf("events %+v (err %v), want started f1 then f2", got, err)
 	}
 }
