@@ -1123,15 +1123,23 @@ func (c *Consumer) flushOnce(ctx context.Context) (int, error) {
 			return 0, err
 		}
 		c.mu.Lock()
-		if c.startedOff += m; c.startedOff == len(c.started) {
-			// All written: the array is used again from its head.
-			clear(c.started)
-			c.started, c.startedOff = c.started[:0], 0
+		c.startedOff += m
+		if c.startedOff > len(c.started)/2 {
+			// Most is written: move the rest to the array's head, so
+			// the array is reused, not grown, while starts go on.
+			k := copy(c.started, c.started[c.startedOff:])
+			clear(c.started[k:])
+			c.started, c.startedOff = c.started[:k], 0
 		}
 		c.mu.Unlock()
 		left -= m
 	}
 	if n == 0 {
+		if starts > 0 {
+			c.mu.Lock()
+			c.flushed()
+			c.mu.Unlock()
+		}
 		return starts, nil
 	}
 	if _, err := c.st.Finish(ctx, c.cfg.Node, batch); err != nil {
@@ -1145,10 +1153,15 @@ func (c *Consumer) flushOnce(ctx context.Context) (int, error) {
 	}
 	clear(batch) // let the outcomes go
 	c.outbox = c.outbox[n:]
-	close(c.flushedSig)
-	c.flushedSig = make(chan struct{})
+	c.flushed()
 	c.mu.Unlock()
 	return starts + n, nil
+}
+
+// flushed wakes drain's waiters: something was recorded. c.mu is held.
+func (c *Consumer) flushed() {
+	close(c.flushedSig)
+	c.flushedSig = make(chan struct{})
 }
 
 // drain waits up to limit for the outbox to be recorded.

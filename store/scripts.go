@@ -447,16 +447,16 @@ func newScriptCall(script *redis.Script, keys []string, n int) scriptCall {
 }
 
 // run sends the call. When the server does not have the script (a restart,
-// a failover, SCRIPT FLUSH) it loads it and sends the call again, as
-// redis.Script.Run does.
+// a failover, SCRIPT FLUSH) it sends it again as EVAL with the script's
+// text, which the server keeps: as redis.Script.Run does.
 func (c scriptCall) run(ctx context.Context, rdb redis.UniversalClient) *redis.Cmd {
 	cmd := c.send(ctx, rdb)
 	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
-		if err := c.script.Load(ctx, rdb).Err(); err != nil {
-			cmd.SetErr(fmt.Errorf("load the script again after %w", err))
-			return cmd
+		keys := make([]string, c.nkeys)
+		for i := range keys {
+			keys[i] = c.args[3+i].(string)
 		}
-		cmd = c.send(ctx, rdb)
+		return c.script.Eval(ctx, rdb, keys, c.args[3+c.nkeys:]...)
 	}
 	return cmd
 }

@@ -47,9 +47,9 @@ import "github.com/redis/go-redis/v9"
 // come last of all: Redis does not undo a script that fails half way, so a
 // failure leaves every entry of the batch pending and the batch is written
 // again (its events may then repeat; a fire is never acked without its
-// outcome). Items without an entry id (started
-// events, broadcast outcomes) may likewise repeat after a failed or timed
-// out call.
+// outcome). Items without an entry id (broadcast outcomes) may likewise
+// repeat after a failed or timed out call. (A worker's started events are
+// not items: Store.AppendEvents writes them, plainly.)
 // Returns the number of items whose ops were done.
 var finishScript = redis.NewScript(bulkLua + numLua + `
 local t = redis.call('TIME')
