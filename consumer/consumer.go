@@ -1134,16 +1134,13 @@ func (c *Consumer) flushOnce(ctx context.Context) (int, error) {
 		c.mu.Unlock()
 		left -= m
 	}
-	if n == 0 {
-		if starts > 0 {
-			c.mu.Lock()
-			c.flushed()
-			c.mu.Unlock()
+	if n > 0 {
+		if _, err := c.st.Finish(ctx, c.cfg.Node, batch); err != nil {
+			return 0, err
 		}
-		return starts, nil
 	}
-	if _, err := c.st.Finish(ctx, c.cfg.Node, batch); err != nil {
-		return 0, err
+	if starts+n == 0 {
+		return 0, nil
 	}
 	c.mu.Lock()
 	for _, o := range batch {
@@ -1153,15 +1150,10 @@ func (c *Consumer) flushOnce(ctx context.Context) (int, error) {
 	}
 	clear(batch) // let the outcomes go
 	c.outbox = c.outbox[n:]
-	c.flushed()
+	close(c.flushedSig) // wake drain: something was recorded
+	c.flushedSig = make(chan struct{})
 	c.mu.Unlock()
 	return starts + n, nil
-}
-
-// flushed wakes drain's waiters: something was recorded. c.mu is held.
-func (c *Consumer) flushed() {
-	close(c.flushedSig)
-	c.flushedSig = make(chan struct{})
 }
 
 // drain waits up to limit for the outbox to be recorded.

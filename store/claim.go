@@ -139,8 +139,8 @@ func (s *Store) Plan(ctx context.Context, token string, plans []TaskPlan, lookah
 		n += 5 + 24*len(plans[i].Ops)
 	}
 	keys := []string{s.keys.Due(), s.keys.Planned(), s.keys.LastRun(), s.keys.Events()}
-	call := newScriptCall(planScript, keys, n)
-	args := append(call.args, s.keys.statePrefix(), token, s.eventsMaxLen, len(plans), max(lookahead, 0).Milliseconds())
+	args := scriptArgs(planScript, keys, n)
+	args = append(args, s.keys.statePrefix(), token, s.eventsMaxLen, len(plans), max(lookahead, 0).Milliseconds())
 	var buf []byte // last-run records
 	for i := range plans {
 		p := &plans[i]
@@ -175,8 +175,7 @@ func (s *Store) Plan(ctx context.Context, token string, plans []TaskPlan, lookah
 			args[at] = len(args) - at - 1
 		}
 	}
-	call.args = args
-	res, err := call.run(ctx, s.rdb).Int64Slice()
+	res, err := runScript(ctx, s.rdb, planScript, args).Int64Slice()
 	if err != nil {
 		return PlanResult{}, fmt.Errorf("plan %d tasks: %w", len(plans), err)
 	}

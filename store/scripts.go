@@ -426,46 +426,37 @@ end
 return n
 `)
 
-// scriptCall is one call of a hot-path script with its arguments built in
-// place: EVALSHA, the script's hash and its keys come first, so the slice
-// goes to go-redis as it is. (redis.Script.Run copies every argument into
-// a new slice once more: about 2 KB per fire in a burst.)
-type scriptCall struct {
-	script *redis.Script
-	nkeys  int
-	args   []any
-}
-
-// newScriptCall starts a call of script on keys, with room for n arguments.
-func newScriptCall(script *redis.Script, keys []string, n int) scriptCall {
+// scriptArgs starts the arguments of a call of a hot-path script on keys,
+// with room for n more: EVALSHA, the script's hash and its keys come
+// first, so runScript hands the slice to go-redis as it is.
+// (redis.Script.Run copies every argument into a new slice once more:
+// about 2 KB per fire in a burst.)
+func scriptArgs(script *redis.Script, keys []string, n int) []any {
 	args := make([]any, 0, 3+len(keys)+n)
 	args = append(args, "evalsha", script.Hash(), len(keys))
 	for _, k := range keys {
 		args = append(args, k)
 	}
-	return scriptCall{script: script, nkeys: len(keys), args: args}
+	return args
 }
 
-// run sends the call. When the server does not have the script (a restart,
-// a failover, SCRIPT FLUSH) it sends it again as EVAL with the script's
-// text, which the server keeps: as redis.Script.Run does.
-func (c scriptCall) run(ctx context.Context, rdb redis.UniversalClient) *redis.Cmd {
-	cmd := c.send(ctx, rdb)
-	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
-		keys := make([]string, c.nkeys)
-		for i := range keys {
-			keys[i] = c.args[3+i].(string)
-		}
-		return c.script.Eval(ctx, rdb, keys, c.args[3+c.nkeys:]...)
-	}
-	return cmd
-}
-
-func (c scriptCall) send(ctx context.Context, rdb redis.UniversalClient) *redis.Cmd {
-	cmd := redis.NewCmd(ctx, c.args...)
-	if c.nkeys > 0 {
+// runScript sends a call of script whose arguments scriptArgs started.
+// When the server does not have the script (a restart, a failover, SCRIPT
+// FLUSH) it sends it again as EVAL with the script's text, which the
+// server keeps: as redis.Script.Run does.
+func runScript(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, args []any) *redis.Cmd {
+	nkeys := args[2].(int)
+	cmd := redis.NewCmd(ctx, args...)
+	if nkeys > 0 {
 		cmd.SetFirstKeyPos(3) // EVALSHA sha numkeys key...: for Cluster routing
 	}
 	_ = rdb.Process(ctx, cmd)
-	return cmd
+	if !redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		return cmd
+	}
+	keys := make([]string, nkeys)
+	for i := range keys {
+		keys[i] = args[3+i].(string)
+	}
+	return script.Eval(ctx, rdb, keys, args[3+nkeys:]...)
 }

@@ -400,12 +400,9 @@ func (s *Store) AppendEvents(ctx context.Context, evs []events.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	key := s.keys.Events()
 	pipe := s.rdb.TxPipeline()
 	for i := range evs {
-		args := make([]any, 0, 6+24)
-		args = append(args, "xadd", key, "maxlen", "~", s.eventsMaxLen, "*")
-		args, err := evs[i].AppendArgs(args)
+		args, err := s.eventXAdd(evs[i])
 		if err != nil {
 			return fmt.Errorf("event %s of fire %s: %w", evs[i].Type, evs[i].Fire, err)
 		}
@@ -417,11 +414,17 @@ func (s *Store) AppendEvents(ctx context.Context, evs []events.Event) error {
 	return nil
 }
 
+// eventXAdd is the XADD of e to the events stream, trimmed as the scripts
+// trim it.
+func (s *Store) eventXAdd(e events.Event) ([]any, error) {
+	return e.AppendArgs(append(make([]any, 0, 6+24), "xadd", s.keys.Events(), "maxlen", "~", s.eventsMaxLen, "*"))
+}
+
 // AppendEvent appends one event to the events stream.
 func (s *Store) AppendEvent(ctx context.Context, e events.Event) error {
-	args, err := e.AppendArgs(nil)
+	args, err := s.eventXAdd(e)
 	if err != nil {
 		return err
 	}
-	return s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.Events(), MaxLen: s.eventsMaxLen, Approx: true, Values: args}).Err()
+	return s.rdb.Do(ctx, args...).Err()
 }

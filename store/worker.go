@@ -357,8 +357,8 @@ func (s *Store) Finish(ctx context.Context, worker string, outs []*Outcome) (int
 		return 0, nil
 	}
 	keys := []string{s.keys.Events(), s.keys.Dead(), s.keys.Retry(), s.keys.LastRun()}
-	call := newScriptCall(finishScript, keys, 4+len(outs)*40)
-	args := append(call.args, WorkerGroup, s.eventsMaxLen, DefaultDeadMaxLen, len(outs))
+	args := scriptArgs(finishScript, keys, 4+len(outs)*40)
+	args = append(args, WorkerGroup, s.eventsMaxLen, DefaultDeadMaxLen, len(outs))
 	var buf []byte // last-run records, sliced into strings
 	for _, o := range outs {
 		d := &o.Delivery
@@ -430,8 +430,7 @@ func (s *Store) Finish(ctx context.Context, worker string, outs []*Outcome) (int
 		}
 		args[at] = nops
 	}
-	call.args = args
-	n, err := call.run(ctx, s.rdb).Int()
+	n, err := runScript(ctx, s.rdb, finishScript, args).Int()
 	if err != nil {
 		return 0, fmt.Errorf("record %d outcomes: %w", len(outs), err)
 	}
