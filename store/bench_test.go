@@ -301,3 +301,46 @@ func BenchmarkCeiling(b *testing.B) {
 	}
 	stop()
 }
+
+// BenchmarkHeartbeat extends the claims of fires a worker holds (read in
+// the group, not finished yet), as its heartbeat does every third of the
+// visibility timeout: an op is one held fire extended. A worker with a
+// lookahead holds a second or more of fires, so at 10,000 a second this
+// runs on tens of thousands at once.
+func BenchmarkHeartbeat(b *testing.B) {
+	st, rdb, srv := freshStore(b)
+	ctx := context.Background()
+	stream := st.Keys().FireStream(events.DefaultQueue, events.ModeSingle)
+	if err := st.EnsureGroup(ctx, stream); err != nil {
+		b.Fatal(err)
+	}
+	at := time.UnixMilli(1_800_000_000_000).UTC()
+	var held []store.Held
+	for i := 0; i < b.N; i += 1000 {
+		pipe := rdb.Pipeline()
+		for j := i; j < min(b.N, i+1000); j++ {
+			name := fmt.Sprintf("task-%07d", j)
+			f := events.Fire{ID: events.FireID(name, at), Task: name, At: at, Attempt: 1}
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: f.Fields()})
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			b.Fatal(err)
+		}
+		ds, err := st.ReadFires(ctx, "w1", []string{stream}, 1000, time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, d := range ds {
+			held = append(held, store.Held{Stream: d.Stream, EntryID: d.EntryID, Task: d.Fire.Task, FireID: d.Fire.ID})
+		}
+	}
+	if len(held) != b.N {
+		b.Fatalf("holding %d fires, want %d", len(held), b.N)
+	}
+	stop := measure(b, rdb, srv)
+	hb, err := st.Heartbeat(ctx, "w1", 30*time.Second, held)
+	stop()
+	if err != nil || len(hb.Lost) != 0 {
+		b.Fatalf("heartbeat: %d lost, %v", len(hb.Lost), err)
+	}
+}

@@ -198,7 +198,8 @@ func (s *Store) ReadBroadcast(ctx context.Context, cursors map[string]string, co
 }
 
 // Heartbeat records that consumer reached Redis with its visibility
-// timeout, extends its hold on the fires it runs (see heartbeatScript), and
+// timeout, extends its hold on the fires it runs (see heartbeatScript; in
+// calls of a few hundred fires, so Redis serves others in between), and
 // returns the entry ids it no longer holds, how long reclaims must wait
 // before taking over idle fires, and the server's time. Reclaim records the
 // pulse too, in the same step as its claim.
@@ -209,35 +210,51 @@ func (s *Store) ReadBroadcast(ctx context.Context, cursors map[string]string, co
 // or the network's: afterwards every pending fire looks abandoned, though
 // its worker is alive and about to extend the claim. So each worker calls
 // Heartbeat at least every third of its visibility timeout, with or without
-// fires; when no worker has reached Redis for longer than half the
+// fires (with those whose claims need it); when no worker has reached Redis for longer than half the
 // namespace's visibility timeout (the longest of the workers seen in the
 // last 10 minutes), a quiet period of that length starts, in which
 // reclaims wait and live workers extend their claims. Fires of workers
 // that really died are then reclaimed one visibility timeout later than
 // otherwise.
 func (s *Store) Heartbeat(ctx context.Context, consumer string, visibility time.Duration, held []Held) (HeartbeatResult, error) {
-	args := []any{WorkerGroup, consumer, visibility.Milliseconds()}
-	for _, h := range held {
-		rk := ""
-		if h.Overlap {
-			rk = s.keys.Running(h.Task)
+	var r HeartbeatResult
+	for first := true; first || len(held) > 0; first = false {
+		n := min(len(held), heldChunk)
+		args := []any{WorkerGroup, consumer, visibility.Milliseconds()}
+		for _, h := range held[:n] {
+			rk := ""
+			if h.Overlap {
+				rk = s.keys.Running(h.Task)
+			}
+			args = append(args, h.Stream, h.EntryID, rk, h.FireID)
 		}
-		args = append(args, h.Stream, h.EntryID, rk, h.FireID)
-	}
-	res, err := heartbeatScript.Run(ctx, s.rdb, []string{s.keys.Pulse(), s.keys.Visibility()}, args...).Slice()
-	if err != nil {
-		return HeartbeatResult{}, fmt.Errorf("extend claims: %w", err)
-	}
-	left, _ := res[0].(int64)
-	now, _ := res[1].(int64)
-	r := HeartbeatResult{Quiet: max(time.Duration(left)*time.Millisecond, 0), Now: time.UnixMilli(now).UTC()}
-	for _, v := range res[2:] {
-		if id, ok := v.(string); ok {
-			r.Lost = append(r.Lost, id)
+		held = held[n:]
+		sent := time.Now()
+		res, err := heartbeatScript.Run(ctx, s.rdb, []string{s.keys.Pulse(), s.keys.Visibility()}, args...).Slice()
+		if err != nil {
+			return r, fmt.Errorf("extend claims: %w", err)
+		}
+		if first {
+			left, _ := res[0].(int64)
+			now, _ := res[1].(int64)
+			r.Quiet = max(time.Duration(left)*time.Millisecond, 0)
+			r.Now, r.Sent, r.Answered = time.UnixMilli(now).UTC(), sent, time.Now()
+		}
+		for _, v := range res[2:] {
+			if id, ok := v.(string); ok {
+				r.Lost = append(r.Lost, id)
+			}
 		}
 	}
 	return r, nil
 }
+
+// heldChunk bounds the fires one heartbeat or hand-back call sends. Each
+// costs Redis about 70,000 instructions (an XPENDING, and an XCLAIM that
+// looks the entry up in its stream), so one call over 20,000 fires would
+// keep every other client waiting for most of a second; 500 a call keep
+// them waiting about 10 ms at a time.
+const heldChunk = 500
 
 // HeartbeatResult is what a heartbeat found.
 type HeartbeatResult struct {
@@ -245,27 +262,35 @@ type HeartbeatResult struct {
 	Lost []string
 	// Quiet is how long reclaims must still wait (0: they may go ahead).
 	Quiet time.Duration
-	// Now is the Redis server's time during the heartbeat.
-	Now time.Time
+	// Now is the Redis server's time during the heartbeat's first call,
+	// which was sent at Sent and answered at Answered (this process's
+	// clock): a measure of the server's clock good to half that round trip.
+	Now, Sent, Answered time.Time
 }
 
 // HandBack makes the single-mode fires in held that consumer still holds
-// reclaimable by any worker at once. It returns how many it handed back.
+// reclaimable by any worker at once, in calls of a few hundred. It
+// returns how many it handed back (with an error, how many before it).
 func (s *Store) HandBack(ctx context.Context, consumer string, idle time.Duration, held []Held) (int, error) {
-	args := []any{WorkerGroup, consumer, idle.Milliseconds()}
-	for _, h := range held {
-		if h.EntryID != "" {
-			args = append(args, h.Stream, h.EntryID)
+	total := 0
+	for len(held) > 0 {
+		args := []any{WorkerGroup, consumer, idle.Milliseconds()}
+		for len(held) > 0 && len(args) < 3+2*heldChunk {
+			if h := held[0]; h.EntryID != "" {
+				args = append(args, h.Stream, h.EntryID)
+			}
+			held = held[1:]
+		}
+		if len(args) == 3 {
+			break
+		}
+		n, err := handBackScript.Run(ctx, s.rdb, []string{s.keys.Events()}, args...).Int()
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("hand back fires: %w", err)
 		}
 	}
-	if len(args) == 3 {
-		return 0, nil
-	}
-	n, err := handBackScript.Run(ctx, s.rdb, []string{s.keys.Events()}, args...).Int()
-	if err != nil {
-		return 0, fmt.Errorf("hand back fires: %w", err)
-	}
-	return n, nil
+	return total, nil
 }
 
 // BeginResult says what the overlap policy made of a fire.

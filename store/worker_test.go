@@ -210,6 +210,65 @@ func TestPruneConsumers(t *testing.T) {
 	}
 }
 
+// TestHeldFiresInManyCalls: a heartbeat and a hand-back over more fires
+// than one call takes (sent in calls of a few hundred, so Redis serves
+// others in between) cover every one of them: the heartbeat resets each
+// claim and names exactly the fires another worker took, and the
+// hand-back gives back all the others.
+func TestHeldFiresInManyCalls(t *testing.T) {
+	b := setup(t)
+	rdb, stream := fireStream(t, b, 1203)
+	ds, err := b.st.ReadFires(b.ctx, "w", []string{stream}, 1203, 0)
+	if err != nil || len(ds) != 1203 {
+		t.Fatalf("read %d (err %v), want 1203", len(ds), err)
+	}
+	held := make([]store.Held, len(ds))
+	ids := make([]string, len(ds))
+	for i, d := range ds {
+		held[i], ids[i] = store.Held{Stream: stream, EntryID: d.EntryID}, d.EntryID
+	}
+	// Every claim an hour idle, and three taken by another worker: one in
+	// the first call's share, one in the second's, the last one.
+	if err := rdb.Do(b.ctx, append([]any{"XCLAIM", stream, store.WorkerGroup, "w", 0}, append(anys(ids), "IDLE", time.Hour.Milliseconds(), "JUSTID")...)...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	taken := []string{ids[7], ids[600], ids[1202]}
+	if err := rdb.XClaimJustID(b.ctx, &redis.XClaimArgs{Stream: stream, Group: store.WorkerGroup, Consumer: "other",
+		Messages: taken}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	hb, err := b.st.Heartbeat(b.ctx, "w", 30*time.Second, held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(hb.Lost, " ") != strings.Join(taken, " ") {
+		t.Errorf("lost %v, want %v", hb.Lost, taken)
+	}
+	old, err := rdb.XPendingExt(b.ctx, &redis.XPendingExtArgs{Stream: stream, Group: store.WorkerGroup, Idle: time.Minute,
+		Start: "-", End: "+", Count: 2000, Consumer: "w"}).Result()
+	if err != nil || len(old) != 0 {
+		t.Errorf("%d of w's claims still idle a minute after the heartbeat (err %v), want none", len(old), err)
+	}
+	n, err := b.st.HandBack(b.ctx, "w", time.Hour, held)
+	if err != nil || n != 1200 {
+		t.Errorf("handed back %d (err %v), want 1200", n, err)
+	}
+	back, err := rdb.XPendingExt(b.ctx, &redis.XPendingExtArgs{Stream: stream, Group: store.WorkerGroup, Idle: 59 * time.Minute,
+		Start: "-", End: "+", Count: 2000, Consumer: "w"}).Result()
+	if err != nil || len(back) != 1200 {
+		t.Errorf("%d of w's fires handed back (idle an hour) (err %v), want 1200", len(back), err)
+	}
+}
+
+// anys is ss as a list of values for rdb.Do.
+func anys(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
 // fireStream makes the fire stream of queue q, with the worker group and n
 // entries of task a.
 func fireStream(t *testing.T, b testBundle, n int) (*redis.Client, string) {
