@@ -185,6 +185,40 @@ func TestHandBackIsNotADeliveryLost(t *testing.T) {
 	}
 }
 
+// TestReclaimSkipsLiveClaims: behind 3,000 fires a live worker holds, a
+// reclaim of one fire finds the one a dead worker left idle in a single
+// call, and a sweep that finds nothing idle ends at once (cursor "0-0")
+// instead of paging through the live claims a few hundred at a time.
+func TestReclaimSkipsLiveClaims(t *testing.T) {
+	b := setup(t)
+	rdb, stream := fireStream(t, b, 3001)
+	if ds, err := b.st.ReadFires(b.ctx, "live", []string{stream}, 3000, 0); err != nil || len(ds) != 3000 {
+		t.Fatalf("read %d (err %v), want 3000", len(ds), err)
+	}
+	// Workers are alive (a fresh pulse), so no quiet period holds it up.
+	if _, err := pulse(b, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(b.ctx, b.st.Keys().Pulse(), "quiet", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	got, next, wait, err := b.st.Reclaim(b.ctx, "other", stream, 30*time.Second, "0-0", 1)
+	if err != nil || wait > 0 || len(got) != 0 || next != "0-0" {
+		t.Fatalf("sweep over live claims only: took %d, cursor %q, quiet %s (err %v); want nothing and the sweep over", len(got), next, wait, err)
+	}
+	ds, err := b.st.ReadFires(b.ctx, "dead", []string{stream}, 1, 0)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("read %d (err %v)", len(ds), err)
+	}
+	if err := rdb.Do(b.ctx, "XCLAIM", stream, store.WorkerGroup, "dead", 0, ds[0].EntryID, "IDLE", time.Hour.Milliseconds(), "JUSTID").Err(); err != nil {
+		t.Fatal(err)
+	}
+	got, _, _, err = b.st.Reclaim(b.ctx, "other", stream, 30*time.Second, "0-0", 1)
+	if err != nil || len(got) != 1 || got[0].EntryID != ds[0].EntryID {
+		t.Fatalf("reclaim of 1 took %v (err %v), want the dead worker's %s in one call", got, err, ds[0].EntryID)
+	}
+}
+
 // TestPruneConsumers: consumers that hold nothing go; one holding a fire
 // stays.
 func TestPruneConsumers(t *testing.T) {

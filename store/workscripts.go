@@ -273,7 +273,12 @@ end
 // reclaimScript runs the pulse and, unless a quiet period is on, takes
 // over entries idle for the namespace's visibility timeout, in one step: a
 // reclaim that Redis runs only once it is back from a freeze sees the
-// silence and takes nothing.
+// silence and takes nothing. It finds the first idle entry from the
+// cursor on with XPENDING IDLE (a plain walk of the group's pending list)
+// and starts XAUTOCLAIM there: XAUTOCLAIM looks at only ten entries per
+// one it may take, so behind the tens of thousands of fires live workers
+// hold with a lookahead, a sweep that found nothing took a call per few
+// hundred entries, one after another, while those workers' runs waited.
 //
 // KEYS[1] -> pulse (hash)
 // KEYS[2] -> visibility timeouts (zset)
@@ -288,7 +293,9 @@ end
 var reclaimScript = redis.NewScript(pulseLua + `
 local p = pulse(KEYS[1], KEYS[2], tonumber(ARGV[1]))
 if p[1] > 0 then return {p[1]} end
-local r = redis.call('XAUTOCLAIM', KEYS[3], ARGV[2], ARGV[3], p[2], ARGV[4], 'COUNT', ARGV[5])
+local first = redis.call('XPENDING', KEYS[3], ARGV[2], 'IDLE', p[2], ARGV[4], '+', 1)
+if #first == 0 then return {0, '0-0'} end
+local r = redis.call('XAUTOCLAIM', KEYS[3], ARGV[2], ARGV[3], p[2], first[1][1], 'COUNT', ARGV[5])
 local out = {0, r[1]}
 for _, e in ipairs(r[2]) do
   local pe = redis.call('XPENDING', KEYS[3], ARGV[2], e[1], e[1], 1)
