@@ -22,6 +22,10 @@ import (
 // fires the latest MisfireLimit late slots, skip fires none; every late slot
 // not fired gets a missed event.
 //
+// A once task whose instant is before ct.Since is handled by onceBefore's
+// rule: its instant is its slot when within the grace of ct.Since, and is
+// recorded missed otherwise.
+//
 // A pass handles at most chunk+limit slots (limit: 1 for fire-once,
 // MisfireLimit for fire-all, 0 for skip). When more are due (a long outage
 // of a frequent task), the oldest chunk slots are recorded as one missed
@@ -37,6 +41,17 @@ func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, lookahead tim
 		after := ct.Since.Add(-time.Millisecond)
 		if !ct.Planned.IsZero() && ct.Planned.After(after) {
 			after = ct.Planned
+		}
+		if at, late := onceBefore(spec, ct); late {
+			if ct.Since.Sub(at) > spec.MisfireGrace {
+				plan.Ops = append(plan.Ops, store.Op{Slot: at, Event: events.Event{
+					Type: events.TypeMissed, Task: ct.Name, At: at, Count: 1, Policy: spec.Misfire, Worker: node,
+					Reason: fmt.Sprintf("its time was %s before the task was registered, rescheduled or resumed, past the %s grace",
+						ct.Since.Sub(at).Round(time.Millisecond), spec.MisfireGrace),
+				}})
+				return plan
+			}
+			after = at.Add(-time.Millisecond)
 		}
 		next, ok = sched.Next(after)
 	}
@@ -121,4 +136,19 @@ func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, lookahead tim
 		plan.Next = next
 	}
 	return plan
+}
+
+// onceBefore reports whether spec is a once task whose instant, at, is
+// before the time it was registered, rescheduled or resumed (ct.Since), and
+// neither fired nor recorded missed yet. Within the misfire grace of Since
+// the instant is its slot all the same: Once(time.Now()) reaches Redis a
+// moment after its instant, and from a host whose clock may be behind
+// Redis's. Later than that it is not owed, and is recorded missed once, so
+// that it does not pass in silence.
+func onceBefore(spec events.Spec, ct store.ClaimedTask) (at time.Time, late bool) {
+	if spec.Trigger.Kind != events.KindOnce {
+		return time.Time{}, false
+	}
+	at = spec.Trigger.At.UTC().Truncate(time.Millisecond)
+	return at, at.Before(ct.Since) && ct.Planned.Before(at)
 }

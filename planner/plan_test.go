@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -157,5 +158,44 @@ func TestPlanTaskLongOutageInChunks(t *testing.T) {
 	}
 	if total.missedEvents != 2+495 {
 		t.Fatalf("%d missed events, want 2 range events and 495 single ones", total.missedEvents)
+	}
+}
+
+// TestPlanTaskOnceBeforeRegistration: a once task registered after its
+// instant. Within the grace of its registration the instant is its slot,
+// late or not by the time a planner gets to it (then the misfire policy
+// decides); an hour before its registration it is one missed event with
+// the reason; once fired or recorded (the watermark at it), nothing more.
+func TestPlanTaskOnceBeforeRegistration(t *testing.T) {
+	t.Parallel()
+	at := time.UnixMilli(1_800_000_000_000).UTC()
+	for _, c := range []struct {
+		name           string
+		since, now     time.Time
+		planned        time.Time
+		policy         events.Misfire
+		fired, missed  int
+		reasonContains string
+	}{
+		{"registered 3ms after, planned at once", at.Add(3 * time.Millisecond), at.Add(5 * time.Millisecond), time.Time{}, events.MisfireSkip, 1, 0, ""},
+		{"registered 3ms after, planned a minute later, fire-once", at.Add(3 * time.Millisecond), at.Add(time.Minute), time.Time{}, events.MisfireFireOnce, 1, 0, ""},
+		{"registered 3ms after, planned a minute later, skip", at.Add(3 * time.Millisecond), at.Add(time.Minute), time.Time{}, events.MisfireSkip, 0, 1, "past the 10s grace"},
+		{"registered an hour after", at.Add(time.Hour), at.Add(time.Hour), time.Time{}, events.MisfireFireOnce, 0, 1, "its time was 1h0m0s before the task was registered"},
+		{"already recorded", at.Add(time.Hour), at.Add(time.Hour), at, events.MisfireFireOnce, 0, 0, ""},
+	} {
+		spec := events.Spec{Name: "t", Trigger: events.Once(at), Misfire: c.policy}.WithDefaults()
+		sched, _ := Compile(spec.Trigger)
+		p := planTask(store.ClaimedTask{Name: "t", Spec: spec, Since: c.since, Planned: c.planned, Gen: "1"}, sched, c.now, 0, "n", 1000)
+		if s := summarize(p); s.fired != c.fired || s.missed != c.missed {
+			t.Errorf("%s: fired %d, missed %d; want %d and %d", c.name, s.fired, s.missed, c.fired, c.missed)
+		}
+		for _, op := range p.Ops {
+			if !op.Slot.Equal(at) || (op.Fire == nil && !strings.Contains(op.Event.Reason, c.reasonContains)) {
+				t.Errorf("%s: op at %s with reason %q; want the slot %s, the reason saying %q", c.name, op.Slot, op.Event.Reason, at, c.reasonContains)
+			}
+		}
+		if !p.Next.IsZero() {
+			t.Errorf("%s: next %s, want none", c.name, p.Next)
+		}
 	}
 }

@@ -48,16 +48,19 @@ return now
 // KEYS[1] -> specs (hash)
 // KEYS[2] -> due (zset)
 // KEYS[3] -> events (stream)
+// KEYS[4] -> planned (hash)
 // ARGV[1] -> the task's state key
 // ARGV[2] -> task name
 // ARGV[3] -> events stream approximate MAXLEN
 // ARGV[4] -> the pause time the caller read ("" to resume whatever it is)
 // ARGV[5] -> from (ms): the first slot may not be earlier
-// ARGV[6] -> number of fields of the resumed event, then the fields
+// ARGV[6] -> the last slot the missed event records (ms; "" for none)
+// ARGV[7] -> number of fields of the resumed event, then the fields
 // ARGV[...] -> the missed event's fields, if any
 //
 // The slots between the pause and from are not fired (the caller records
-// them as missed); the task is planned again from "from" on.
+// them as missed, and the watermark moves to the last of them, as for any
+// slot recorded missed); the task is planned again from "from" on.
 // Returns 1 when resumed, 0 when the task is not paused (or was paused
 // again since the caller read it), -1 when it is not registered.
 var resumeScript = redis.NewScript(`
@@ -68,10 +71,14 @@ redis.call('HDEL', ARGV[1], 'paused', 'next', 'lease', 'lease_until')
 redis.call('HSET', ARGV[1], 'since', ARGV[5])
 redis.call('HINCRBY', ARGV[1], 'gen', 1)
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[2])
-local n = tonumber(ARGV[6])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 7, 6 + n))
-if #ARGV > 6 + n then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 7 + n))
+if ARGV[6] ~= '' then
+  local wm = redis.call('HGET', KEYS[4], ARGV[2])
+  if not wm or tonumber(wm) < tonumber(ARGV[6]) then redis.call('HSET', KEYS[4], ARGV[2], ARGV[6]) end
+end
+local n = tonumber(ARGV[7])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 8, 7 + n))
+if #ARGV > 7 + n then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 8 + n))
 end
 return 1
 `)
@@ -124,7 +131,8 @@ func (s *Store) Paused(ctx context.Context, task string) (time.Time, error) {
 // start of its schedule; slots already overdue when it was paused count
 // too) and the resume time, and returns the missed event recording the
 // slots in between (its Count zero for none); it is appended with the
-// resumed event. Errors: ErrNotFound for a task not in the task set,
+// resumed event, and the task's watermark moves to the last slot it
+// records, so no planner fires one of them. Errors: ErrNotFound for a task not in the task set,
 // ErrNotPaused when it is not paused.
 func (s *Store) Resume(ctx context.Context, task, by string, missed func(after, now time.Time) events.Event) error {
 	ts, err := s.State(ctx, task)
@@ -148,19 +156,24 @@ func (s *Store) Resume(ctx context.Context, task, by string, missed func(after, 
 	now = now.Truncate(time.Millisecond)
 	re := events.Event{Type: events.TypeResumed, Task: task, Worker: by,
 		Reason: fmt.Sprintf("paused since %s", since.Format(time.RFC3339))}
-	args := []any{s.keys.State(task), task, s.eventsMaxLen, since.UnixMilli(), now.UnixMilli(), 0}
+	args := []any{s.keys.State(task), task, s.eventsMaxLen, since.UnixMilli(), now.UnixMilli(), "", 0}
 	if args, err = re.AppendArgs(args); err != nil {
 		return err
 	}
-	args[5] = len(args) - 6 // the resumed event's field count
+	args[6] = len(args) - 7 // the resumed event's field count
 	if missed != nil {
 		if me := missed(after, now); me.Count > 0 {
+			last := me.At
+			if !me.Until.IsZero() {
+				last = me.Until
+			}
+			args[5] = last.UnixMilli()
 			if args, err = me.AppendArgs(args); err != nil {
 				return err
 			}
 		}
 	}
-	n, err := resumeScript.Run(ctx, s.rdb, []string{s.keys.Specs(), s.keys.Due(), s.keys.Events()}, args...).Int()
+	n, err := resumeScript.Run(ctx, s.rdb, []string{s.keys.Specs(), s.keys.Due(), s.keys.Events(), s.keys.Planned()}, args...).Int()
 	switch {
 	case err != nil:
 		return err
