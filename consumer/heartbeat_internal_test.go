@@ -14,8 +14,8 @@ import (
 // TestHeartbeatExtendsOnlyClaimsGrowingOld: a heartbeat sends the held
 // fires whose claims were last reset long enough ago, and those only
 // (early fires read moments ago cost Redis nothing); it resets their
-// claims, and a fire another worker took keeps its old reset time, so the
-// next heartbeat reports it again.
+// claims, and a fire another worker took is marked lost, reported once and
+// not sent again.
 func TestHeartbeatExtendsOnlyClaimsGrowingOld(t *testing.T) {
 	ctx := context.Background()
 	rdb := redistest.Start(t).Client(t)
@@ -65,8 +65,16 @@ func TestHeartbeatExtendsOnlyClaimsGrowingOld(t *testing.T) {
 			t.Errorf("%s: idle %s after the heartbeat; want the claim reset: %v", ds[i].Fire.Task, p[0].Idle, want == 0)
 		}
 	}
+	// Nothing is sent again: the two just reset, the fresh one still
+	// fresh, and the one taken over is no longer this worker's to extend.
+	if n, err := c.heartbeat(ctx, 5*time.Second); err != nil || n != 0 {
+		t.Errorf("the next heartbeat sent %d fires (err %v), want none", n, err)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if h := c.held[heldKey(stream, ds[3].EntryID)]; !h.lost {
+		t.Errorf("the fire another worker took is not marked lost: %+v", h)
+	}
 	for i, want := range []bool{true, true, false, false} {
 		h := c.held[heldKey(stream, ds[i].EntryID)]
 		if moved := h.reset.After(now.Add(-time.Second)) && h.reset != now; moved != want {

@@ -303,10 +303,10 @@ func BenchmarkCeiling(b *testing.B) {
 }
 
 // BenchmarkHeartbeat extends the claims of fires a worker holds (read in
-// the group, not finished yet), as its heartbeat does every third of the
-// visibility timeout: an op is one held fire extended. A worker with a
-// lookahead holds a second or more of fires, so at 10,000 a second this
-// runs on tens of thousands at once.
+// the group, not finished yet), as its heartbeat does for the claims that
+// were not reset for a while: an op is one held fire extended. A worker
+// with a lookahead holds a second or more of fires; a heartbeat that
+// extended them all ran on tens of thousands at once.
 func BenchmarkHeartbeat(b *testing.B) {
 	st, rdb, srv := freshStore(b)
 	ctx := context.Background()

@@ -198,10 +198,10 @@ func (s *Store) ReadBroadcast(ctx context.Context, cursors map[string]string, co
 }
 
 // Heartbeat records that consumer reached Redis with its visibility
-// timeout, extends its hold on the fires it runs (see heartbeatScript; in
+// timeout, extends its hold on the fires in held (see heartbeatScript; in
 // calls of a few hundred fires, so Redis serves others in between), and
-// returns the entry ids it no longer holds, how long reclaims must wait
-// before taking over idle fires, and the server's time. Reclaim records the
+// returns those it no longer holds, how long reclaims must wait before
+// taking over idle fires, and the server's time. Reclaim records the
 // pulse too, in the same step as its claim.
 //
 // A fire's idle time grows while its worker cannot reach Redis to extend
@@ -209,13 +209,13 @@ func (s *Store) ReadBroadcast(ctx context.Context, cursors map[string]string, co
 // Redis's own (frozen, restarted from its AOF, failed over to a replica)
 // or the network's: afterwards every pending fire looks abandoned, though
 // its worker is alive and about to extend the claim. So each worker calls
-// Heartbeat at least every third of its visibility timeout, with or without
-// fires (with those whose claims need it); when no worker has reached Redis for longer than half the
-// namespace's visibility timeout (the longest of the workers seen in the
-// last 10 minutes), a quiet period of that length starts, in which
-// reclaims wait and live workers extend their claims. Fires of workers
-// that really died are then reclaimed one visibility timeout later than
-// otherwise.
+// Heartbeat often, with or without fires (with those whose claims need
+// it): the pulse alone at least every third of its visibility timeout.
+// When no worker has reached Redis for longer than half the namespace's
+// visibility timeout (the longest of the workers seen in the last 10
+// minutes), a quiet period of that length starts, in which reclaims wait
+// and live workers extend their claims. Fires of workers that really died
+// are then reclaimed one visibility timeout later than otherwise.
 func (s *Store) Heartbeat(ctx context.Context, consumer string, visibility time.Duration, held []Held) (HeartbeatResult, error) {
 	var r HeartbeatResult
 	for first := true; first || len(held) > 0; first = false {
@@ -228,11 +228,12 @@ func (s *Store) Heartbeat(ctx context.Context, consumer string, visibility time.
 			}
 			args = append(args, h.Stream, h.EntryID, rk, h.FireID)
 		}
+		chunk := held[:n]
 		held = held[n:]
 		sent := time.Now()
 		res, err := heartbeatScript.Run(ctx, s.rdb, []string{s.keys.Pulse(), s.keys.Visibility()}, args...).Slice()
 		if err != nil {
-			return r, fmt.Errorf("extend claims: %w", err)
+			return HeartbeatResult{}, fmt.Errorf("extend claims: %w", err)
 		}
 		if first {
 			left, _ := res[0].(int64)
@@ -241,8 +242,8 @@ func (s *Store) Heartbeat(ctx context.Context, consumer string, visibility time.
 			r.Now, r.Sent, r.Answered = time.UnixMilli(now).UTC(), sent, time.Now()
 		}
 		for _, v := range res[2:] {
-			if id, ok := v.(string); ok {
-				r.Lost = append(r.Lost, id)
+			if k, ok := v.(int64); ok && k >= 0 && int(k) < len(chunk) {
+				r.Lost = append(r.Lost, chunk[k])
 			}
 		}
 	}
@@ -258,8 +259,9 @@ const heldChunk = 500
 
 // HeartbeatResult is what a heartbeat found.
 type HeartbeatResult struct {
-	// Lost are the entry ids of held fires no longer this consumer's.
-	Lost []string
+	// Lost are the held fires no longer this consumer's (another worker
+	// took them over, or they were acked).
+	Lost []Held
 	// Quiet is how long reclaims must still wait (0: they may go ahead).
 	Quiet time.Duration
 	// Now is the Redis server's time during the heartbeat's first call,
@@ -270,7 +272,7 @@ type HeartbeatResult struct {
 
 // HandBack makes the single-mode fires in held that consumer still holds
 // reclaimable by any worker at once, in calls of a few hundred. It
-// returns how many it handed back (with an error, how many before it).
+// returns how many it handed back (with an error, at least how many).
 func (s *Store) HandBack(ctx context.Context, consumer string, idle time.Duration, held []Held) (int, error) {
 	total := 0
 	for len(held) > 0 {

@@ -275,8 +275,15 @@ func TestHeldFiresInManyCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(hb.Lost, " ") != strings.Join(taken, " ") {
-		t.Errorf("lost %v, want %v", hb.Lost, taken)
+	var lost []string
+	for _, h := range hb.Lost {
+		if h.Stream != stream {
+			t.Errorf("lost %+v: not of stream %s", h, stream)
+		}
+		lost = append(lost, h.EntryID)
+	}
+	if strings.Join(lost, " ") != strings.Join(taken, " ") {
+		t.Errorf("lost %v, want %v", lost, taken)
 	}
 	old, err := rdb.XPendingExt(b.ctx, &redis.XPendingExtArgs{Stream: stream, Group: store.WorkerGroup, Idle: time.Minute,
 		Start: "-", End: "+", Count: 2000, Consumer: "w"}).Result()

@@ -205,8 +205,9 @@ return 'skipped'
 // to itself, JUSTID, so its delivery count does not grow); a running key
 // that still holds the fire id has its expiry pushed back.
 // Returns {ms of quiet period left (<= 0: none), the server time (Unix
-// ms), then the entry ids that are no longer this consumer's (another
-// worker reclaimed them, or they were acked)}.
+// ms), then the positions (from 0) of the fires whose entries are no
+// longer this consumer's (another worker reclaimed them, or they were
+// acked)}.
 var heartbeatScript = redis.NewScript(pulseLua + `
 local p = pulse(KEYS[1], KEYS[2], tonumber(ARGV[3]))
 local lost = {p[1], p[3]}
@@ -217,7 +218,7 @@ for i = 4, #ARGV, 4 do
     if p[1] and p[1][2] == ARGV[2] then
       redis.call('XCLAIM', stream, ARGV[1], ARGV[2], 0, id, 'JUSTID')
     else
-      lost[#lost + 1] = id
+      lost[#lost + 1] = (i - 4) / 4
     end
   end
   if rk ~= '' then
