@@ -152,15 +152,7 @@ func BenchmarkFinish(b *testing.B) {
 	}
 	at := time.UnixMilli(1_800_000_000_000).UTC()
 	for i := 0; i < b.N; i += 1000 {
-		pipe := rdb.Pipeline()
-		for j := i; j < min(b.N, i+1000); j++ {
-			name := fmt.Sprintf("task-%07d", j)
-			f := events.Fire{ID: events.FireID(name, at), Task: name, At: at, Attempt: 1}
-			pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: f.Fields()})
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			b.Fatal(err)
-		}
+		addFires(b, rdb, stream, i, min(b.N, i+1000), at)
 	}
 	stop := measure(b, rdb, srv)
 	done := 0
@@ -193,6 +185,22 @@ func BenchmarkFinish(b *testing.B) {
 	stop()
 	if p, err := rdb.XPending(ctx, stream, store.WorkerGroup).Result(); err != nil || p.Count != 0 {
 		b.Fatalf("pending after finishing all: %+v, %v", p, err)
+	}
+}
+
+// addFires appends to stream, in one pipeline, the fires at at of the
+// one-shot tasks task-<from> to task-<to-1>.
+func addFires(b *testing.B, rdb *redis.Client, stream string, from, to int, at time.Time) {
+	b.Helper()
+	ctx := context.Background()
+	pipe := rdb.Pipeline()
+	for j := from; j < to; j++ {
+		name := fmt.Sprintf("task-%07d", j)
+		f := events.Fire{ID: events.FireID(name, at), Task: name, At: at, Attempt: 1}
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: f.Fields()})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		b.Fatal(err)
 	}
 }
 
@@ -317,15 +325,7 @@ func BenchmarkHeartbeat(b *testing.B) {
 	at := time.UnixMilli(1_800_000_000_000).UTC()
 	var held []store.Held
 	for i := 0; i < b.N; i += 1000 {
-		pipe := rdb.Pipeline()
-		for j := i; j < min(b.N, i+1000); j++ {
-			name := fmt.Sprintf("task-%07d", j)
-			f := events.Fire{ID: events.FireID(name, at), Task: name, At: at, Attempt: 1}
-			pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: f.Fields()})
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			b.Fatal(err)
-		}
+		addFires(b, rdb, stream, i, min(b.N, i+1000), at)
 		ds, err := st.ReadFires(ctx, "w1", []string{stream}, 1000, time.Second)
 		if err != nil {
 			b.Fatal(err)
