@@ -56,8 +56,13 @@
 //     live worker of the queue runs it.
 //   - misfire: what happens to slots planned late, when all planners were
 //     down: fire-once (default) fires the latest and records the others as
-//     missed; fire-all fires the latest 100 and records older ones; skip
-//     fires none and records them all.
+//     missed; fire-all fires the latest misfire_limit and records older
+//     ones; skip fires none and records them all.
+//   - misfire_limit: how many late slots fire-all fires, 1 to 10000
+//     (default 100).
+//   - misfire_grace: a Go duration, whole milliseconds: how late a slot may
+//     be planned and still fire as on time, outside the misfire policy
+//     (default 10s).
 //   - overlap: what happens to a fire due while the task's previous run
 //     still runs: allow (default) runs it; skip drops it (recorded as
 //     missed); buffer-one keeps one waiting and drops further ones.
@@ -80,9 +85,10 @@
 // exec and http. A task with neither is run by a handler in a Go program.
 //
 // Values are read as written: "payload: 42" is the text "42". An empty
-// value for queue, mode, misfire, overlap, tz, timeout or attempts (field:
-// with nothing after it, "", or attempts: 0) is refused rather than read as
-// the default: leave the field out instead. YAML aliases (*name) are
+// value for queue, mode, misfire, misfire_limit, misfire_grace, overlap, tz,
+// timeout or attempts (field: with nothing after it, "", or 0 for a number
+// or misfire_grace) is refused rather than read as the default: leave the
+// field out instead. YAML aliases (*name) are
 // followed; merge keys (<<) are refused.
 //
 // # Errors

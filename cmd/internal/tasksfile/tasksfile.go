@@ -90,7 +90,7 @@ func Load(path string) (*File, error) {
 // The fields of the file, in the order error messages list them.
 var (
 	topFields  = []string{"version", "tasks"}
-	taskFields = []string{"name", "every", "cron", "tz", "once", "start", "end", "queue", "mode", "misfire", "overlap", "timeout", "attempts", "payload", "exec", "http"}
+	taskFields = []string{"name", "every", "cron", "tz", "once", "start", "end", "queue", "mode", "misfire", "misfire_limit", "misfire_grace", "overlap", "timeout", "attempts", "payload", "exec", "http"}
 	httpFields = []string{"method", "url", "headers", "body"}
 	triggers   = []string{"every", "cron", "once"}
 	methods    = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
@@ -452,6 +452,26 @@ func (p *parser) task(index int, item *yaml.Node) (task Task, name string, ok bo
 		case "misfire":
 			if s, ok := t.text("misfire", n, "fire-once, fire-all or skip", true); ok {
 				spec.Misfire = events.Misfire(s)
+			}
+		case "misfire_limit":
+			want := fmt.Sprintf("a whole number from 1 to %d", events.MaxMisfireLimit)
+			if s, ok := t.text("misfire_limit", n, want, true); ok {
+				// 0 would silently mean the default; the range is Validate's.
+				v, err := strconv.ParseInt(s, 10, 32)
+				if err != nil || v == 0 {
+					t.bad("misfire_limit", n, want)
+				}
+				spec.MisfireLimit = int(v)
+			}
+		case "misfire_grace":
+			const want = "a duration like 10s (whole milliseconds)"
+			if d, ok := t.duration("misfire_grace", n, want); ok {
+				// 0 would silently mean the default, and a spec keeps
+				// durations to the millisecond.
+				if d == 0 || d%time.Millisecond != 0 {
+					t.bad("misfire_grace", n, want)
+				}
+				spec.MisfireGrace = d
 			}
 		case "overlap":
 			if s, ok := t.text("overlap", n, "allow, skip or buffer-one", true); ok {

@@ -41,6 +41,18 @@ tasks:
     end: 2026-12-02T00:00:00Z
 `
 
+// TestParseMisfireBounds: misfire_limit and misfire_grace reach the spec
+// as written.
+func TestParseMisfireBounds(t *testing.T) {
+	f, err := Parse("tasks.yaml", []byte("version: 1\ntasks:\n  - name: a\n    every: 1s\n    misfire: fire-all\n    misfire_limit: 7\n    misfire_grace: 2500ms\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := f.Tasks[0].Spec; s.Misfire != events.MisfireFireAll || s.MisfireLimit != 7 || s.MisfireGrace != 2500*time.Millisecond {
+		t.Errorf("spec %+v: want fire-all, limit 7, grace 2.5s", s)
+	}
+}
+
 func TestParseExample(t *testing.T) {
 	f, err := Parse("tasks.yaml", []byte(example))
 	if err != nil {
@@ -184,7 +196,7 @@ var errorCases = []struct {
 	{"no trigger", "tasks:\n  - name: x\n    queue: q\n",
 		[]string{"tasks.yaml:2: ", `task "x": want exactly one trigger of every, cron, once; got none`}},
 	{"unknown task field", "tasks:\n  - name: y\n    every: 1s\n    cmd: [ls]\n",
-		[]string{"tasks.yaml:4: ", `task "y": unknown field "cmd" (fields: name, every, cron, tz, once, start, end, queue, mode, misfire, overlap, timeout, attempts, payload, exec, http)`}},
+		[]string{"tasks.yaml:4: ", `task "y": unknown field "cmd" (fields: name, every, cron, tz, once, start, end, queue, mode, misfire, misfire_limit, misfire_grace, overlap, timeout, attempts, payload, exec, http)`}},
 	{"exec and http", "tasks:\n  - name: z\n    every: 1s\n    exec: [ls]\n    http: {url: 'http://h/'}\n",
 		[]string{"tasks.yaml:5: ", `task "z": exec and http both set; want one of them`}},
 	{"duplicate task", "tasks:\n  - name: heartbeat\n    every: 1s\n  - name: heartbeat\n    every: 2s\n",
@@ -303,6 +315,18 @@ var errorCases = []struct {
 		[]string{"tasks.yaml:4: ", `task "a": timeout: -1s; want a positive duration`}},
 	{"timeout too fine", "tasks:\n  - name: a\n    every: 1s\n    timeout: 500us\n",
 		[]string{"tasks.yaml:4: ", `task "a": timeout: want a duration like 30s (whole milliseconds)`, `got "500us"`}},
+	{"misfire_limit zero", "tasks:\n  - name: a\n    every: 1s\n    misfire_limit: 0\n",
+		[]string{"tasks.yaml:4: ", `task "a": misfire_limit: want a whole number from 1 to 10000, got "0"`}},
+	{"misfire_limit too many", "tasks:\n  - name: a\n    every: 1s\n    misfire_limit: 10001\n",
+		[]string{"tasks.yaml:4: ", `task "a": misfire_limit: 10001; want 1 to 10000`}},
+	{"misfire_limit a word", "tasks:\n  - name: a\n    every: 1s\n    misfire_limit: all\n",
+		[]string{"tasks.yaml:4: ", `task "a": misfire_limit: want a whole number from 1 to 10000, got "all"`}},
+	{"misfire_grace zero", "tasks:\n  - name: a\n    every: 1s\n    misfire_grace: 0s\n",
+		[]string{"tasks.yaml:4: ", `task "a": misfire_grace: want a duration like 10s (whole milliseconds), got "0s"`}},
+	{"misfire_grace too fine", "tasks:\n  - name: a\n    every: 1s\n    misfire_grace: 1500us\n",
+		[]string{"tasks.yaml:4: ", `task "a": misfire_grace: want a duration like 10s (whole milliseconds), got "1500us"`}},
+	{"misfire_grace negative", "tasks:\n  - name: a\n    every: 1s\n    misfire_grace: -1s\n",
+		[]string{"tasks.yaml:4: ", `task "a": misfire_grace: -1s; want at least 1ms`}},
 	{"attempts zero", "tasks:\n  - name: a\n    every: 1s\n    attempts: 0\n",
 		[]string{"tasks.yaml:4: ", `task "a": attempts: want a whole number from 1 to 100, got "0"`}},
 	{"attempts too many", "tasks:\n  - name: a\n    every: 1s\n    attempts: 101\n",
