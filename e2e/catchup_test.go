@@ -183,3 +183,32 @@ func TestOnceRegisteredAfterItsTime(t *testing.T) {
 		}
 	}
 }
+
+// A once task rescheduled onto an instant at or before a slot its earlier
+// schedule already planned (the store refuses a fire there) is recorded
+// missed, with the reason, instead of passing in silence.
+func TestOnceRescheduledBehindItsWatermark(t *testing.T) {
+	b := setup(t)
+	now, err := b.st.Time(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now = now.Truncate(time.Millisecond)
+	first, second := now.Add(200*time.Millisecond), now.Add(100*time.Millisecond)
+	if _, err := planner.Apply(b.ctx, b.st, 1, []events.Spec{{Name: "moved", Trigger: events.Once(first)}}); err != nil {
+		t.Fatal(err)
+	}
+	startPlanner(t, b, planner.Config{Node: "p"}, nil)
+	awaitEvent(t, b, 30*time.Second, events.TypeFired, func(e events.Event) bool { return e.Task == "moved" })
+	if _, err := planner.Apply(b.ctx, b.st, 2, []events.Spec{{Name: "moved", Trigger: events.Once(second)}}); err != nil {
+		t.Fatal(err)
+	}
+	all := awaitEvent(t, b, 30*time.Second, events.TypeMissed, func(e events.Event) bool { return e.Task == "moved" })
+	m := ofType(all, events.TypeMissed)
+	if len(m) != 1 || !m[0].At.Equal(second) || !strings.Contains(m[0].Reason, "the latest slot already planned") {
+		t.Errorf("missed events %+v; want one for %s saying a later slot was already planned", m, second)
+	}
+	if l := readLedger(t, b); l.fires[slotKey{"moved", second.UnixMilli()}] != 0 || l.fires[slotKey{"moved", first.UnixMilli()}] != 1 {
+		t.Errorf("fires %v; want the first instant's only", l.fires)
+	}
+}

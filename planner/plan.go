@@ -22,9 +22,8 @@ import (
 // fires the latest MisfireLimit late slots, skip fires none; every late slot
 // not fired gets a missed event.
 //
-// A once task whose instant is before ct.Since is handled by onceBefore's
-// rule: its instant is its slot when within the grace of ct.Since, and is
-// recorded missed otherwise.
+// A once task whose instant is before ct.Since or the watermark follows
+// onceAfter's rules.
 //
 // A pass handles at most chunk+limit slots (limit: 1 for fire-once,
 // MisfireLimit for fire-all, 0 for skip). When more are due (a long outage
@@ -42,16 +41,13 @@ func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, lookahead tim
 		if !ct.Planned.IsZero() && ct.Planned.After(after) {
 			after = ct.Planned
 		}
-		if at, late := onceBefore(spec, ct); late {
-			if ct.Since.Sub(at) > spec.MisfireGrace {
-				plan.Ops = append(plan.Ops, store.Op{Slot: at, Event: events.Event{
-					Type: events.TypeMissed, Task: ct.Name, At: at, Count: 1, Policy: spec.Misfire, Worker: node,
-					Reason: fmt.Sprintf("its time was %s before the task was registered, rescheduled or resumed, past the %s grace",
-						ct.Since.Sub(at).Round(time.Millisecond), spec.MisfireGrace),
-				}})
+		if spec.Trigger.Kind == events.KindOnce {
+			var missed *store.Op
+			after, missed = onceAfter(spec, ct, after, node)
+			if missed != nil {
+				plan.Ops = append(plan.Ops, *missed)
 				return plan
 			}
-			after = at.Add(-time.Millisecond)
 		}
 		next, ok = sched.Next(after)
 	}
@@ -138,17 +134,38 @@ func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, lookahead tim
 	return plan
 }
 
-// onceBefore reports whether spec is a once task whose instant, at, is
-// before the time it was registered, rescheduled or resumed (ct.Since), and
-// neither fired nor recorded missed yet. Within the misfire grace of Since
-// the instant is its slot all the same: Once(time.Now()) reaches Redis a
-// moment after its instant, and from a host whose clock may be behind
-// Redis's. Later than that it is not owed, and is recorded missed once, so
-// that it does not pass in silence.
-func onceBefore(spec events.Spec, ct store.ClaimedTask) (at time.Time, late bool) {
-	if spec.Trigger.Kind != events.KindOnce {
-		return time.Time{}, false
+// onceAfter applies the rules of a once task whose instant, at, is not an
+// ordinary slot, given the time after which planTask looks for its first
+// slot; it returns that time, or the op recording the instant missed.
+//
+//   - at before the time it was registered, rescheduled or resumed
+//     (ct.Since), neither fired nor recorded yet: within the misfire grace
+//     of Since the instant is its slot all the same (Once(time.Now())
+//     reaches Redis a moment after its instant, and from a host whose
+//     clock may be behind Redis's); later than that it is not owed, and is
+//     recorded missed once, so that it does not pass in silence.
+//   - at before the watermark (an earlier schedule of the task planned
+//     past it, or the name was used before): the store refuses a fire
+//     there, so it is recorded missed. The op's slot is just after the
+//     watermark, for the store to take it.
+//
+// Both missed events carry the policy skip: no misfire policy decided.
+func onceAfter(spec events.Spec, ct store.ClaimedTask, after time.Time, node string) (time.Time, *store.Op) {
+	at := spec.Trigger.At.UTC().Truncate(time.Millisecond)
+	missed := func(slot time.Time, reason string) *store.Op {
+		return &store.Op{Slot: slot, Event: events.Event{Type: events.TypeMissed, Task: ct.Name, At: at, Count: 1,
+			Policy: events.MisfireSkip, Worker: node, Reason: reason}}
 	}
-	at = spec.Trigger.At.UTC().Truncate(time.Millisecond)
-	return at, at.Before(ct.Since) && ct.Planned.Before(at)
+	switch {
+	case ct.Planned.After(at):
+		return after, missed(ct.Planned.Add(time.Millisecond), fmt.Sprintf(
+			"its time is before %s, the latest slot already planned for the task (under an earlier schedule)",
+			ct.Planned.Format(time.RFC3339Nano)))
+	case at.Before(ct.Since) && ct.Planned.Before(at) && ct.Since.Sub(at) > spec.MisfireGrace:
+		return after, missed(at, fmt.Sprintf("its time was %s before the task was registered, rescheduled or resumed, past the %s grace",
+			ct.Since.Sub(at).Round(time.Millisecond), spec.MisfireGrace))
+	case at.Before(ct.Since) && ct.Planned.Before(at):
+		return at.Add(-time.Millisecond), nil
+	}
+	return after, nil
 }

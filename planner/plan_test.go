@@ -182,6 +182,7 @@ func TestPlanTaskOnceBeforeRegistration(t *testing.T) {
 		{"registered 3ms after, planned a minute later, skip", at.Add(3 * time.Millisecond), at.Add(time.Minute), time.Time{}, events.MisfireSkip, 0, 1, "past the 10s grace"},
 		{"registered an hour after", at.Add(time.Hour), at.Add(time.Hour), time.Time{}, events.MisfireFireOnce, 0, 1, "its time was 1h0m0s before the task was registered"},
 		{"already recorded", at.Add(time.Hour), at.Add(time.Hour), at, events.MisfireFireOnce, 0, 0, ""},
+		{"rescheduled under an earlier schedule's watermark", at.Add(-time.Second), at.Add(-time.Second), at.Add(500 * time.Millisecond), events.MisfireFireOnce, 0, 1, "before 2027-01-15T08:00:00.5Z, the latest slot already planned"},
 	} {
 		spec := events.Spec{Name: "t", Trigger: events.Once(at), Misfire: c.policy}.WithDefaults()
 		sched, _ := Compile(spec.Trigger)
@@ -190,8 +191,10 @@ func TestPlanTaskOnceBeforeRegistration(t *testing.T) {
 			t.Errorf("%s: fired %d, missed %d; want %d and %d", c.name, s.fired, s.missed, c.fired, c.missed)
 		}
 		for _, op := range p.Ops {
-			if !op.Slot.Equal(at) || (op.Fire == nil && !strings.Contains(op.Event.Reason, c.reasonContains)) {
-				t.Errorf("%s: op at %s with reason %q; want the slot %s, the reason saying %q", c.name, op.Slot, op.Event.Reason, at, c.reasonContains)
+			if !op.Event.At.Equal(at) || (op.Fire != nil && !op.Slot.Equal(at)) ||
+				(op.Fire == nil && (!strings.Contains(op.Event.Reason, c.reasonContains) || op.Event.Policy != events.MisfireSkip || !op.Slot.After(c.planned))) {
+				t.Errorf("%s: op at %s (event at %s, policy %s) with reason %q; want the instant %s, after the watermark, policy skip, the reason saying %q",
+					c.name, op.Slot, op.Event.At, op.Event.Policy, op.Event.Reason, at, c.reasonContains)
 			}
 		}
 		if !p.Next.IsZero() {

@@ -53,7 +53,7 @@ return now
 // ARGV[2] -> task name
 // ARGV[3] -> events stream approximate MAXLEN
 // ARGV[4] -> the pause time the caller read ("" to resume whatever it is)
-// ARGV[5] -> from (ms): the first slot may not be earlier
+// ARGV[5] -> from (ms): the task's new since
 // ARGV[6] -> the last slot the missed event records (ms; "" for none)
 // ARGV[7] -> number of fields of the resumed event, then the fields
 // ARGV[...] -> the missed event's fields, if any

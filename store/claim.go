@@ -25,7 +25,9 @@ type ClaimedTask struct {
 	SpecErr error
 	// Raw is the stored encoding of Spec (a cache key for its schedule).
 	Raw string
-	// Since is the earliest a slot may be.
+	// Since is when the task was registered, rescheduled or resumed: its
+	// first slot is not earlier, but for a once instant within the misfire
+	// grace before it.
 	Since time.Time
 	// Next is the next slot not yet planned, zero when not yet computed.
 	Next time.Time

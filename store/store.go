@@ -226,7 +226,9 @@ func (s *Store) Spec(ctx context.Context, task string) (events.Spec, error) {
 
 // TaskState is where a task stands in the schedule.
 type TaskState struct {
-	// Since is the earliest a slot may be (the time it was last scheduled).
+	// Since is when the task was registered, rescheduled or resumed: its
+	// first slot is not earlier, but for a once instant within the misfire
+	// grace before it.
 	Since time.Time
 	// Next is the next slot not yet planned; zero when it is not computed
 	// yet (just scheduled) or Done.

@@ -61,8 +61,9 @@
 //   - misfire_limit: how many late slots fire-all fires, 1 to 10000
 //     (default 100).
 //   - misfire_grace: a Go duration, whole milliseconds: how late a slot may
-//     be planned and still fire as on time, outside the misfire policy
-//     (default 10s).
+//     be planned and still fire as on time, outside the misfire policy, and
+//     how late after its instant a once task may be registered and still
+//     fire (default 10s).
 //   - overlap: what happens to a fire due while the task's previous run
 //     still runs: allow (default) runs it; skip drops it (recorded as
 //     missed); buffer-one keeps one waiting and drops further ones.
