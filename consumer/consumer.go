@@ -16,9 +16,9 @@
 //
 // A held fire's claim is extended every third of VisibilityTimeout
 // (heartbeats every sixth of it extend the claims not reset for a while),
-// so a long run on a live worker is never taken away. Entries pending with a worker that stopped answering for
-// VisibilityTimeout are reclaimed (XAUTOCLAIM, following its cursor) by
-// the next worker with free slots.
+// so a long run on a live worker is never taken away. Entries pending with
+// a worker that stopped answering for VisibilityTimeout are reclaimed
+// (XAUTOCLAIM, following its cursor) by the next worker with free slots.
 // When no worker could reach Redis for a while (Redis frozen, restarted or
 // failed over; the network cut), every pending entry looks idle afterwards:
 // reclaims then wait one VisibilityTimeout, in which the live workers
@@ -1333,22 +1333,19 @@ func (c *Consumer) heartbeat(ctx context.Context, old time.Duration) (int, error
 		return len(hs), err
 	}
 	c.setClock(hb.Sent, hb.Answered, hb.Now)
-	lost := make(map[string]bool, len(hb.Lost))
 	ids := make([]string, 0, len(hb.Lost))
-	for _, h := range hb.Lost {
-		lost[heldKey(h.Stream, h.EntryID)] = true
-		ids = append(ids, h.EntryID)
-	}
 	c.mu.Lock()
+	for _, h := range hb.Lost {
+		ids = append(ids, h.EntryID)
+		if cur, ok := c.held[heldKey(h.Stream, h.EntryID)]; ok {
+			cur.lost = true
+			c.held[heldKey(h.Stream, h.EntryID)] = cur
+		}
+	}
 	for _, h := range hs {
-		k := heldKey(h.Stream, h.EntryID)
-		if cur, ok := c.held[k]; ok {
-			if lost[k] {
-				cur.lost = true
-			} else {
-				cur.reset = before
-			}
-			c.held[k] = cur
+		if cur, ok := c.held[heldKey(h.Stream, h.EntryID)]; ok && !cur.lost {
+			cur.reset = before
+			c.held[heldKey(h.Stream, h.EntryID)] = cur
 		}
 	}
 	c.mu.Unlock()

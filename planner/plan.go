@@ -161,11 +161,11 @@ func onceAfter(spec events.Spec, ct store.ClaimedTask, after time.Time, node str
 		return after, missed(ct.Planned.Add(time.Millisecond), fmt.Sprintf(
 			"its time is before %s, the latest slot already planned for the task (under an earlier schedule)",
 			ct.Planned.Format(time.RFC3339Nano)))
-	case at.Before(ct.Since) && ct.Planned.Before(at) && ct.Since.Sub(at) > spec.MisfireGrace:
+	case !at.Before(ct.Since) || !ct.Planned.Before(at):
+		return after, nil // an ordinary slot, or one fired or recorded already
+	case ct.Since.Sub(at) > spec.MisfireGrace:
 		return after, missed(at, fmt.Sprintf("its time was %s before the task was registered, rescheduled or resumed, past the %s grace",
 			ct.Since.Sub(at).Round(time.Millisecond), spec.MisfireGrace))
-	case at.Before(ct.Since) && ct.Planned.Before(at):
-		return at.Add(-time.Millisecond), nil
 	}
-	return after, nil
+	return at.Add(-time.Millisecond), nil
 }

@@ -132,8 +132,8 @@ func (s *Store) Paused(ctx context.Context, task string) (time.Time, error) {
 // too) and the resume time, and returns the missed event recording the
 // slots in between (its Count zero for none); it is appended with the
 // resumed event, and the task's watermark moves to the last slot it
-// records, so no planner fires one of them. Errors: ErrNotFound for a task not in the task set,
-// ErrNotPaused when it is not paused.
+// records, so no planner fires one of them. Errors: ErrNotFound for a
+// task not in the task set, ErrNotPaused when it is not paused.
 func (s *Store) Resume(ctx context.Context, task, by string, missed func(after, now time.Time) events.Event) error {
 	ts, err := s.State(ctx, task)
 	if err != nil {

@@ -144,16 +144,8 @@ func BenchmarkPlan(b *testing.B) {
 // each one's started event and then its completion (event, last-run record
 // and ack), batched as a worker does: an op is one fire run.
 func BenchmarkFinish(b *testing.B) {
-	st, rdb, srv := freshStore(b)
+	st, rdb, srv, stream, at := fireStore(b)
 	ctx := context.Background()
-	stream := st.Keys().FireStream(events.DefaultQueue, events.ModeSingle)
-	if err := st.EnsureGroup(ctx, stream); err != nil {
-		b.Fatal(err)
-	}
-	at := time.UnixMilli(1_800_000_000_000).UTC()
-	for i := 0; i < b.N; i += 1000 {
-		addFires(b, rdb, stream, i, min(b.N, i+1000), at)
-	}
 	stop := measure(b, rdb, srv)
 	done := 0
 	for done < b.N {
@@ -188,20 +180,30 @@ func BenchmarkFinish(b *testing.B) {
 	}
 }
 
-// addFires appends to stream, in one pipeline, the fires at at of the
-// one-shot tasks task-<from> to task-<to-1>.
-func addFires(b *testing.B, rdb *redis.Client, stream string, from, to int, at time.Time) {
+// fireStore is a store on a fresh server whose single-mode fire stream of
+// the default queue has the worker group and b.N fires of one-shot tasks,
+// all at the same instant, which it returns with the stream.
+func fireStore(b *testing.B) (*store.Store, *redis.Client, *redistest.Server, string, time.Time) {
 	b.Helper()
+	st, rdb, srv := freshStore(b)
 	ctx := context.Background()
-	pipe := rdb.Pipeline()
-	for j := from; j < to; j++ {
-		name := fmt.Sprintf("task-%07d", j)
-		f := events.Fire{ID: events.FireID(name, at), Task: name, At: at, Attempt: 1}
-		pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: f.Fields()})
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	stream := st.Keys().FireStream(events.DefaultQueue, events.ModeSingle)
+	if err := st.EnsureGroup(ctx, stream); err != nil {
 		b.Fatal(err)
 	}
+	at := time.UnixMilli(1_800_000_000_000).UTC()
+	for i := 0; i < b.N; i += 1000 {
+		pipe := rdb.Pipeline()
+		for j := i; j < min(b.N, i+1000); j++ {
+			name := fmt.Sprintf("task-%07d", j)
+			f := events.Fire{ID: events.FireID(name, at), Task: name, At: at, Attempt: 1}
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: f.Fields()})
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return st, rdb, srv, stream, at
 }
 
 // BenchmarkContractFloor is what the events contract alone asks of Redis
@@ -316,19 +318,13 @@ func BenchmarkCeiling(b *testing.B) {
 // with a lookahead holds a second or more of fires; a heartbeat that
 // extended them all ran on tens of thousands at once.
 func BenchmarkHeartbeat(b *testing.B) {
-	st, rdb, srv := freshStore(b)
+	st, rdb, srv, stream, _ := fireStore(b)
 	ctx := context.Background()
-	stream := st.Keys().FireStream(events.DefaultQueue, events.ModeSingle)
-	if err := st.EnsureGroup(ctx, stream); err != nil {
-		b.Fatal(err)
-	}
-	at := time.UnixMilli(1_800_000_000_000).UTC()
 	var held []store.Held
-	for i := 0; i < b.N; i += 1000 {
-		addFires(b, rdb, stream, i, min(b.N, i+1000), at)
+	for len(held) < b.N {
 		ds, err := st.ReadFires(ctx, "w1", []string{stream}, 1000, time.Second)
-		if err != nil {
-			b.Fatal(err)
+		if err != nil || len(ds) == 0 {
+			b.Fatalf("read %d after %d: %v", len(ds), len(held), err)
 		}
 		for _, d := range ds {
 			held = append(held, store.Held{Stream: d.Stream, EntryID: d.EntryID, Task: d.Fire.Task, FireID: d.Fire.ID})

@@ -219,17 +219,16 @@ func (s *Store) ReadBroadcast(ctx context.Context, cursors map[string]string, co
 func (s *Store) Heartbeat(ctx context.Context, consumer string, visibility time.Duration, held []Held) (HeartbeatResult, error) {
 	var r HeartbeatResult
 	for first := true; first || len(held) > 0; first = false {
-		n := min(len(held), heldChunk)
+		chunk := held[:min(len(held), heldChunk)]
+		held = held[len(chunk):]
 		args := []any{WorkerGroup, consumer, visibility.Milliseconds()}
-		for _, h := range held[:n] {
+		for _, h := range chunk {
 			rk := ""
 			if h.Overlap {
 				rk = s.keys.Running(h.Task)
 			}
 			args = append(args, h.Stream, h.EntryID, rk, h.FireID)
 		}
-		chunk := held[:n]
-		held = held[n:]
 		sent := time.Now()
 		res, err := heartbeatScript.Run(ctx, s.rdb, []string{s.keys.Pulse(), s.keys.Visibility()}, args...).Slice()
 		if err != nil {

@@ -371,6 +371,33 @@ func (t *taskParse) duration(field string, n *yaml.Node, want string) (time.Dura
 	return d, true
 }
 
+// millis reads a duration that a spec keeps to the millisecond: 500us
+// would be stored as nothing at all, so it is refused, as is 0 unless
+// zeroOK (where 0 would silently mean the default).
+func (t *taskParse) millis(field string, n *yaml.Node, want string, zeroOK bool) time.Duration {
+	d, ok := t.duration(field, n, want)
+	if ok && (d%time.Millisecond != 0 || (d == 0 && !zeroOK)) {
+		t.bad(field, n, want)
+	}
+	return d
+}
+
+// count reads a whole number from 1 to max; 0 would silently mean the
+// default, so it is refused (the range itself is Validate's, which names
+// it).
+func (t *taskParse) count(field string, n *yaml.Node, max int) int {
+	want := fmt.Sprintf("a whole number from 1 to %d", max)
+	s, ok := t.text(field, n, want, true)
+	if !ok {
+		return 0
+	}
+	v, err := strconv.ParseInt(s, 10, 32)
+	if err != nil || v == 0 {
+		t.bad(field, n, want)
+	}
+	return int(v)
+}
+
 // task parses the index-th entry of tasks. It returns the task's name (""
 // when it has no usable one) for duplicate checks, and ok when the task is
 // valid.
@@ -454,49 +481,18 @@ func (p *parser) task(index int, item *yaml.Node) (task Task, name string, ok bo
 				spec.Misfire = events.Misfire(s)
 			}
 		case "misfire_limit":
-			want := fmt.Sprintf("a whole number from 1 to %d", events.MaxMisfireLimit)
-			if s, ok := t.text("misfire_limit", n, want, true); ok {
-				// 0 would silently mean the default; the range is Validate's.
-				v, err := strconv.ParseInt(s, 10, 32)
-				if err != nil || v == 0 {
-					t.bad("misfire_limit", n, want)
-				}
-				spec.MisfireLimit = int(v)
-			}
+			spec.MisfireLimit = t.count("misfire_limit", n, events.MaxMisfireLimit)
 		case "misfire_grace":
-			const want = "a duration like 10s (whole milliseconds)"
-			if d, ok := t.duration("misfire_grace", n, want); ok {
-				// 0 would silently mean the default, and a spec keeps
-				// durations to the millisecond.
-				if d == 0 || d%time.Millisecond != 0 {
-					t.bad("misfire_grace", n, want)
-				}
-				spec.MisfireGrace = d
-			}
+			// 0 would silently mean the default.
+			spec.MisfireGrace = t.millis("misfire_grace", n, "a duration like 10s (whole milliseconds)", false)
 		case "overlap":
 			if s, ok := t.text("overlap", n, "allow, skip or buffer-one", true); ok {
 				spec.Overlap = events.Overlap(s)
 			}
 		case "timeout":
-			const want = "a duration like 30s (whole milliseconds), or 0 for none"
-			if d, ok := t.duration("timeout", n, want); ok {
-				// A spec keeps durations to the millisecond: 500us would
-				// be stored as no timeout at all.
-				if d%time.Millisecond != 0 {
-					t.bad("timeout", n, want)
-				}
-				spec.Timeout = d
-			}
+			spec.Timeout = t.millis("timeout", n, "a duration like 30s (whole milliseconds), or 0 for none", true)
 		case "attempts":
-			want := fmt.Sprintf("a whole number from 1 to %d", events.MaxAttempts)
-			if s, ok := t.text("attempts", n, want, true); ok {
-				// 0 would silently mean the default; the range is Validate's.
-				v, err := strconv.ParseInt(s, 10, 32)
-				if err != nil || v == 0 {
-					t.bad("attempts", n, want)
-				}
-				spec.Attempts = int(v)
-			}
+			spec.Attempts = t.count("attempts", n, events.MaxAttempts)
 		case "payload":
 			if s, ok := t.text("payload", n, "text", false); ok {
 				spec.Payload = s
