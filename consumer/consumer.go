@@ -219,8 +219,6 @@ type Consumer struct {
 	mu           sync.Mutex
 	held         map[string]heldFire // entry key -> what is held
 	outbox       []*store.Outcome    // by pointer: an Outcome is large, and the queue is resliced at every flush
-	started      []events.Event      // started events to append (from startedOff on), before the outbox's outcomes
-	startedOff   int
 	specs        map[string]events.Spec
 	specsVersion int64                      // the task-set version specs is of
 	unknown      map[string]time.Time       // tasks with no stored spec, when last looked up
@@ -229,6 +227,13 @@ type Consumer struct {
 	flushSig     chan struct{}
 	retrySig     chan struct{}
 	flushedSig   chan struct{} // closed and replaced after each flush
+	// startMu, not mu, guards the started queue: every run appends to it
+	// as it begins, and while thousands begin at one instant they must not
+	// wait behind Fetch, outcomes and flushes on mu.
+	startMu    sync.Mutex
+	started    []startRec // started events to append (from startedOff on), before the outbox's outcomes
+	startedOff int
+	startedBuf []events.Event // flushOnce's: a batch of started events, built from started
 	// The Redis server's time at a round trip's midpoint, and our
 	// monotonic clock then: when an early fire is due.
 	redisAt, localAt time.Time
@@ -872,7 +877,7 @@ func (c *Consumer) beginOverlap(ctx context.Context, d *store.Delivery) bool {
 		}
 		c.mu.Unlock()
 		if !run && !buffer {
-			c.enqueue(store.Outcome{Delivery: *d, Events: []events.Event{missed}})
+			c.enqueue(&store.Outcome{Delivery: *d, Events: []events.Event{missed}})
 		}
 		return run
 	}
@@ -938,18 +943,26 @@ func (c *Consumer) deadLetter(d store.Delivery, reason, lastErr string, endOverl
 		e.Task, e.Fire, e.At, e.Attempt = d.Fire.Task, d.Fire.ID, d.Fire.At, d.Fire.Attempt
 	}
 	c.log.Warn().Str("entry", d.EntryID).Str("stream", d.Stream).Str("reason", e.Reason).Msg("dead-lettered")
-	c.enqueue(store.Outcome{Delivery: d, Events: []events.Event{e}, Dead: e.Reason, DeadError: e.Error, EndOverlap: endOverlap})
+	c.enqueue(&store.Outcome{Delivery: d, Events: []events.Event{e}, Dead: e.Reason, DeadError: e.Error, EndOverlap: endOverlap})
+}
+
+// startRec is a queued started event: the fields that vary by run.
+type startRec struct {
+	task, fire, queue string
+	at                time.Time
+	attempt           int
 }
 
 // Start records that the run of d started (a started event).
 func (c *Consumer) Start(d store.Delivery) {
-	e := events.Event{Type: events.TypeStarted, Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Attempt: d.Fire.Attempt,
-		Worker: c.cfg.Node, Queue: d.Queue}
 	// Not an outcome: no entry to ack, no condition, so a plain append
-	// (see flushOnce), and no allocation per run while thousands start.
-	c.mu.Lock()
+	// (see flushOnce), and no allocation per run while thousands start:
+	// the queue holds, as values, what varies by run (a quarter of an
+	// event's size).
+	e := startRec{task: d.Fire.Task, fire: d.Fire.ID, queue: d.Queue, at: d.Fire.At, attempt: d.Fire.Attempt}
+	c.startMu.Lock()
 	c.started = append(c.started, e)
-	c.mu.Unlock()
+	c.startMu.Unlock()
 	c.signalFlush()
 }
 
@@ -981,34 +994,33 @@ func (c *Consumer) Finish(d store.Delivery, r store.Result) {
 		c.deadLetter(d, r.Dead, "", overlap && !d.Broadcast)
 		return
 	}
-	base := events.Event{Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Attempt: d.Fire.Attempt, Worker: c.cfg.Node}
-	output := cleanTail(r.Output)
-	cost := r.Finished.Sub(r.Started).Milliseconds()
-	lr := &events.LastRun{Task: d.Fire.Task, Fire: d.Fire.ID, Scheduled: d.Fire.At, Started: r.Started, Finished: r.Finished}
-	o := store.Outcome{Delivery: d, LastRun: lr, EndOverlap: overlap && !d.Broadcast}
+	// The outcome is built where it is queued, in place: a run's
+	// goroutine that copied it and its events through locals would
+	// outgrow its first stack, and thousands of runs start at one instant.
+	o := &store.Outcome{Delivery: d, EndOverlap: overlap && !d.Broadcast,
+		LastRun: &events.LastRun{Task: d.Fire.Task, Fire: d.Fire.ID, Scheduled: d.Fire.At, Started: r.Started, Finished: r.Finished}}
+	o.Events = make([]events.Event, 1, 2)
+	e := &o.Events[0]
+	e.Task, e.Fire, e.At, e.Attempt, e.Worker, e.Queue = d.Fire.Task, d.Fire.ID, d.Fire.At, d.Fire.Attempt, c.cfg.Node, d.Queue
+	e.CostMs, e.Output = r.Finished.Sub(r.Started).Milliseconds(), cleanTail(r.Output)
 	if r.Err == nil {
-		e := base
-		e.Type, e.Status, e.CostMs, e.Queue, e.Output = events.TypeCompleted, events.StatusCompleted, cost, d.Queue, output
-		lr.Status = events.StatusCompleted
-		o.Events = []events.Event{e}
+		e.Type, e.Status = events.TypeCompleted, events.StatusCompleted
+		o.LastRun.Status = events.StatusCompleted
 	} else {
 		msg := clean(r.Err.Error())
-		e := base
-		e.Type, e.Status, e.CostMs, e.Queue, e.Error, e.Output = events.TypeFailed, events.StatusFailed, cost, d.Queue, msg, output
-		lr.Status, lr.Error = events.StatusFailed, msg
-		o.Events = []events.Event{e}
+		e.Type, e.Status, e.Error = events.TypeFailed, events.StatusFailed, msg
+		o.LastRun.Status, o.LastRun.Error = events.StatusFailed, msg
+		next := events.Event{Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Attempt: d.Fire.Attempt, Worker: c.cfg.Node, Error: msg}
 		switch {
 		case r.RetryIn > 0 && !d.Broadcast:
-			re := base
-			re.Type, re.Attempt, re.Error = events.TypeRetried, d.Fire.Attempt+1, msg
-			re.Reason = fmt.Sprintf("attempt %d of %d failed; next in %s", d.Fire.Attempt, d.Spec.Attempts, r.RetryIn.Round(time.Millisecond))
-			o.Events = append(o.Events, re)
+			next.Type, next.Attempt = events.TypeRetried, d.Fire.Attempt+1
+			next.Reason = fmt.Sprintf("attempt %d of %d failed; next in %s", d.Fire.Attempt, d.Spec.Attempts, r.RetryIn.Round(time.Millisecond))
+			o.Events = append(o.Events, next)
 			o.RetryIn = r.RetryIn
 		case r.Dead != "":
-			de := base
-			de.Type, de.Reason, de.Error, de.Queue = events.TypeDead, clean(r.Dead), msg, d.Queue
-			o.Events = append(o.Events, de)
-			o.Dead, o.DeadError = de.Reason, msg
+			next.Type, next.Reason, next.Queue = events.TypeDead, clean(r.Dead), d.Queue
+			o.Events = append(o.Events, next)
+			o.Dead, o.DeadError = next.Reason, msg
 		}
 	}
 	c.enqueue(o)
@@ -1020,12 +1032,12 @@ func (c *Consumer) Finish(d store.Delivery, r store.Result) {
 	}
 }
 
-func (c *Consumer) enqueue(o store.Outcome) {
+func (c *Consumer) enqueue(o *store.Outcome) {
 	if o.Dead != "" && c.cfg.Metrics != nil {
 		c.cfg.Metrics.DeadLettered(o.Delivery.Fire.Task)
 	}
 	c.mu.Lock()
-	c.outbox = append(c.outbox, &o)
+	c.outbox = append(c.outbox, o)
 	c.mu.Unlock()
 	c.signalFlush()
 }
@@ -1096,7 +1108,7 @@ func (c *Consumer) flushLoop(ctx context.Context) {
 
 // releaseHold is the longest outcome writes wait while early fires are
 // being released.
-const releaseHold = 100 * time.Millisecond
+const releaseHold = time.Second
 
 // waitRelease waits, up to releaseHold, while early fires due now are
 // still being handed to runs: thousands can be due at one instant, and
@@ -1127,20 +1139,29 @@ func (c *Consumer) waitRelease(ctx context.Context) {
 // its started event among those written first: the events stream has
 // them in that order.
 func (c *Consumer) flushOnce(ctx context.Context) (int, error) {
+	// The outbox first: an outcome taken now was queued after its run's
+	// started event, so the count taken after it covers that event.
 	c.mu.Lock()
-	starts := len(c.started) - c.startedOff
 	n := min(len(c.outbox), c.cfg.FlushBatch)
 	batch := c.outbox[:n:n]
 	c.mu.Unlock()
+	c.startMu.Lock()
+	starts := len(c.started) - c.startedOff
+	c.startMu.Unlock()
 	for left := starts; left > 0; {
-		c.mu.Lock()
+		c.startMu.Lock()
 		m := min(left, c.cfg.FlushBatch)
-		evs := c.started[c.startedOff : c.startedOff+m : c.startedOff+m]
-		c.mu.Unlock()
+		evs := c.startedBuf[:0]
+		for _, r := range c.started[c.startedOff : c.startedOff+m] {
+			evs = append(evs, events.Event{Type: events.TypeStarted, Task: r.task, Fire: r.fire, At: r.at, Attempt: r.attempt,
+				Worker: c.cfg.Node, Queue: r.queue})
+		}
+		c.startMu.Unlock()
+		c.startedBuf = evs
 		if err := c.st.AppendEvents(ctx, evs); err != nil {
 			return 0, err
 		}
-		c.mu.Lock()
+		c.startMu.Lock()
 		c.startedOff += m
 		if c.startedOff > len(c.started)/2 {
 			// Most is written: move the rest to the array's head, so
@@ -1149,7 +1170,7 @@ func (c *Consumer) flushOnce(ctx context.Context) (int, error) {
 			clear(c.started[k:])
 			c.started, c.startedOff = c.started[:k], 0
 		}
-		c.mu.Unlock()
+		c.startMu.Unlock()
 		left -= m
 	}
 	if n > 0 {
@@ -1179,9 +1200,12 @@ func (c *Consumer) drain(limit time.Duration) {
 	deadline := time.After(limit)
 	for {
 		c.mu.Lock()
-		left := len(c.outbox) + len(c.started) - c.startedOff
+		left := len(c.outbox)
 		sig := c.flushedSig
 		c.mu.Unlock()
+		c.startMu.Lock()
+		left += len(c.started) - c.startedOff
+		c.startMu.Unlock()
 		if left == 0 {
 			return
 		}
