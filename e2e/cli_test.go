@@ -407,6 +407,7 @@ func TestBinariesBadInput(t *testing.T) {
 		{cli, []string{"tail", "--since", "yesterday"}, []string{`--since "yesterday"`}, 2},
 		{cli, []string{"tail", "--type", "exploded"}, []string{`--type "exploded"`}, 2},
 		{workerBin, []string{"--concurrency", "0", "--tasks", good}, []string{"--concurrency 0"}, 2},
+		{workerBin, []string{"--early-limit", "0", "--tasks", good}, []string{"--early-limit 0", "1 or more"}, 2},
 		{workerBin, up, []string{"--tasks FILE is required"}, 2},
 		{workerBin, []string{"--grace", "abc", "--tasks", good}, []string{`invalid value "abc" for flag -grace`}, 2},
 		{plannerBin, []string{"--bogus"}, []string{"-bogus"}, 2},

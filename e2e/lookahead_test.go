@@ -14,6 +14,7 @@ import (
 	"github.com/taskino/taskino/dispatcher"
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/planner"
+	"github.com/taskino/taskino/store"
 )
 
 // A planner appends a fire up to its lookahead before the slot, and the
@@ -67,6 +68,83 @@ func TestEarlyFireStartsAtItsSlot(t *testing.T) {
 					at.Format(time.RFC3339Nano), slot.Format(time.RFC3339Nano), before, tc.early)
 			}
 			awaitEvent(t, b, 30*time.Second, events.TypeCompleted, nil)
+		})
+	}
+}
+
+// A worker holds at most EarlyLimit early fires and reads nothing new until
+// some are due: with a limit of 2, six fires appended seconds ahead of their
+// slot are read two by two. When the first run starts (at the slot; one run
+// at a time, so the worker reads nothing while it runs) the group has
+// handed this worker exactly 2; without the limit it holds all 6. Every
+// fire still runs once, none before its slot.
+func TestEarlyLimitBoundsHeldFires(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		limit, held int
+	}{{2, 2}, {0, 6}} {
+		t.Run(fmt.Sprintf("limit-%d", tc.limit), func(t *testing.T) {
+			b := setup(t)
+			now, err := b.st.Time(b.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slot := now.Add(4 * time.Second).Truncate(time.Millisecond)
+			stream := b.st.Keys().FireStream(events.DefaultQueue, events.ModeSingle)
+			var mu sync.Mutex
+			var starts []time.Time
+			held := make(chan int64, 1)
+			handler := func(ctx context.Context, f events.Fire) error {
+				at, err := b.st.Time(ctx)
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				starts = append(starts, at)
+				first := len(starts) == 1
+				mu.Unlock()
+				if first {
+					p, err := b.rdb.XPending(ctx, stream, store.WorkerGroup).Result()
+					if err != nil {
+						return err
+					}
+					held <- p.Count
+				}
+				return nil
+			}
+			handlers := map[string]dispatcher.HandlerFunc{}
+			var specs []events.Spec
+			for i := range 6 {
+				name := fmt.Sprintf("e%d", i)
+				handlers[name] = handler
+				specs = append(specs, events.Spec{Name: name, Trigger: events.Once(slot)})
+			}
+			startWorker(t, b, consumer.Config{EarlyLimit: tc.limit, Prefetch: -1}, dispatcher.Config{Concurrency: 1}, handlers)
+			startPlanner(t, b, planner.Config{Lookahead: 10 * time.Second}, func(p *planner.Planner) {
+				p.SetVersion(1)
+				if err := p.Register(specs...); err != nil {
+					t.Fatal(err)
+				}
+			})
+			select {
+			case n := <-held:
+				if n != int64(tc.held) {
+					t.Errorf("at the first run the worker held %d fires, want %d (early limit %d)", n, tc.held, tc.limit)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("no run within 30s")
+			}
+			all := awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool { return len(ofType(all, events.TypeCompleted)) == 6 })
+			if n := len(ofType(all, events.TypeStarted)); n != 6 {
+				t.Errorf("%d started events, want 6 (each fire once)", n)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, at := range starts {
+				if at.Before(slot) {
+					t.Errorf("a run started at %s, before the slot %s", at.Format(time.RFC3339Nano), slot.Format(time.RFC3339Nano))
+				}
+			}
 		})
 	}
 }

@@ -83,6 +83,7 @@ type Main struct {
 	IdleN       int // the idle mode's tasks: --n when given, else 1,000,000
 	Concurrency int
 	Prefetch    int
+	EarlyLimit  int
 	Lead        time.Duration
 	Tasks       int
 	For         time.Duration
@@ -109,6 +110,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&m.N, "n", 100_000, "entries (ceiling) or tasks (burst, idle); idle's default is 1,000,000")
 	fs.IntVar(&m.Concurrency, "concurrency", 50, "the worker's most runs at once (burst)")
 	fs.IntVar(&m.Prefetch, "prefetch", 200, "fires the worker reads beyond its free runs while runs are short (0: none)")
+	fs.IntVar(&m.EarlyLimit, "early-limit", 10_000, "most fires the worker holds that the planners appended ahead of their slot (--lookahead)")
 	fs.DurationVar(&m.Lead, "lead", 10*time.Second, "how far ahead of applying the burst's tasks they are due (applying 100,000 takes a few seconds)")
 	fs.IntVar(&m.Planners, "planners", 0, "planners in the process (default: 1 for burst, 2 for periodic and idle)")
 	fs.IntVar(&m.Tasks, "tasks", 1000, "tasks every second (periodic)")
@@ -155,6 +157,9 @@ func (m *Main) ParseFlags(args []string) error {
 	})
 	if m.Prefetch < 0 {
 		return fmt.Errorf("--prefetch %d: want 0 (none) or more", m.Prefetch)
+	}
+	if m.EarlyLimit < 1 {
+		return fmt.Errorf("--early-limit %d: want 1 or more", m.EarlyLimit)
 	}
 	if m.Concurrency < 1 {
 		return fmt.Errorf("--concurrency %d: want 1 or more", m.Concurrency)
@@ -608,7 +613,7 @@ func (m *Main) periodic(ctx context.Context) (Result, error) {
 // handlers record their runs, and returns its stop.
 func (m *Main) worker(ctx context.Context, ns string, names []string, rs *runs, maxLen int64) (func(), error) {
 	c, err := consumer.New(m.rdb, consumer.Config{Namespace: ns, Logger: zerolog.Nop(), FlushBatch: 512, EventsMaxLen: maxLen,
-		Prefetch: cmp.Or(m.Prefetch, -1)})
+		Prefetch: cmp.Or(m.Prefetch, -1), EarlyLimit: m.EarlyLimit})
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,8 @@
 // Usage:
 //
 //	taskino-worker --tasks FILE [--redis URL] [--namespace NS] [--queue Q]...
-//	               [--concurrency N] [--grace D] [--visibility D] [--http ADDR] [--node NAME] [--log-level LEVEL]
+//	               [--concurrency N] [--grace D] [--visibility D] [--prefetch N] [--early-limit N]
+//	               [--http ADDR] [--node NAME] [--log-level LEVEL]
 //
 // A worker runs only the commands and URLs of its own tasks file: a fire
 // names a task, never a command. It applies the file at start (an older
@@ -43,6 +44,7 @@ type Main struct {
 	Grace       time.Duration
 	Visibility  time.Duration
 	Prefetch    int
+	EarlyLimit  int
 	HTTPAddr    string
 	Node        string
 
@@ -58,6 +60,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&m.Concurrency, "concurrency", 10, "most runs at once")
 	fs.DurationVar(&m.Grace, "grace", 30*time.Second, "on SIGINT/SIGTERM, how long runs may finish before they are cancelled and handed back")
 	fs.IntVar(&m.Prefetch, "prefetch", 200, "fires read beyond the free runs while runs average under 10ms (0: none), so short runs do not each wait for a round trip")
+	fs.IntVar(&m.EarlyLimit, "early-limit", 10_000, "most fires held that planners appended ahead of their slot (--lookahead); with that many, nothing new is read until some are due")
 	fs.DurationVar(&m.Visibility, "visibility", 30*time.Second, "how long a fire held by a worker that stopped answering waits before another worker takes it over (runs on a live worker are never taken away)")
 	fs.StringVar(&m.HTTPAddr, "http", "", "serve Prometheus /metrics and /healthz on this address (e.g. :9090)")
 	fs.StringVar(&m.Node, "node", "", "name of this worker in events and logs (default host-pid-random)")
@@ -75,6 +78,9 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if m.Prefetch < 0 {
 		return fmt.Errorf("--prefetch %d: want 0 (none) or more", m.Prefetch)
+	}
+	if m.EarlyLimit < 1 {
+		return fmt.Errorf("--early-limit %d: want 1 or more", m.EarlyLimit)
 	}
 	if m.Visibility < 300*time.Millisecond {
 		return fmt.Errorf("--visibility %s: want a duration of 300ms or more, such as 30s", m.Visibility)
@@ -97,7 +103,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	d, queues, err := app.NewWorker(m.rdb, app.WorkerConfig{
 		Namespace: m.Namespace, Queues: m.Queues, Concurrency: m.Concurrency, Grace: m.Grace, Visibility: m.Visibility, Prefetch: prefetch(m.Prefetch),
-		Node: m.Node, Tasks: file, Logger: log, Metrics: met,
+		EarlyLimit: m.EarlyLimit, Node: m.Node, Tasks: file, Logger: log, Metrics: met,
 	})
 	if err != nil {
 		return err

@@ -248,6 +248,7 @@ type WorkerConfig struct {
 	Node        string
 	Visibility  time.Duration // consumer.Config.VisibilityTimeout (0: its default)
 	Prefetch    int           // consumer.Config.Prefetch (0: its default; negative: none)
+	EarlyLimit  int           // consumer.Config.EarlyLimit (0: its default)
 	Tasks       *tasksfile.File
 	Logger      zerolog.Logger
 	Metrics     *metrics.Metrics // nil for none
@@ -266,7 +267,7 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig) (*dispatcher.Dispatc
 		queues = cfg.Queues
 	}
 	cc := consumer.Config{Namespace: cfg.Namespace, Queues: queues, Node: cfg.Node, Logger: cfg.Logger, VisibilityTimeout: cfg.Visibility,
-		Prefetch: cfg.Prefetch}
+		Prefetch: cfg.Prefetch, EarlyLimit: cfg.EarlyLimit}
 	dc := dispatcher.Config{Concurrency: cfg.Concurrency, Grace: cfg.Grace, Logger: cfg.Logger}
 	if cfg.Metrics != nil {
 		cc.Metrics, dc.Metrics = cfg.Metrics, cfg.Metrics
