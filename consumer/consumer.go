@@ -954,7 +954,7 @@ type startRec struct {
 }
 
 // Start records that the run of d started (a started event).
-func (c *Consumer) Start(d store.Delivery) {
+func (c *Consumer) Start(d *store.Delivery) {
 	// Not an outcome: no entry to ack, no condition, so a plain append
 	// (see flushOnce), and no allocation per run while thousands start:
 	// the queue holds, as values, what varies by run (a quarter of an
@@ -969,7 +969,7 @@ func (c *Consumer) Start(d store.Delivery) {
 // Finish records how the run of d ended: completed, failed and retried,
 // failed and dead-lettered, or handed back unfinished. It does not block:
 // outcomes are written in batches, and kept while Redis is unreachable.
-func (c *Consumer) Finish(d store.Delivery, r store.Result) {
+func (c *Consumer) Finish(d *store.Delivery, r store.Result) {
 	if !r.Started.IsZero() && !r.Finished.IsZero() {
 		c.noteRun(r.Finished.Sub(r.Started))
 	}
@@ -986,18 +986,18 @@ func (c *Consumer) Finish(d store.Delivery, r store.Result) {
 	}
 	if r.HandBack {
 		if !d.Broadcast {
-			c.handBack([]store.Delivery{d})
+			c.handBack([]store.Delivery{*d})
 		}
 		return
 	}
 	if r.Dead != "" && r.Err == nil && r.Started.IsZero() {
-		c.deadLetter(d, r.Dead, "", overlap && !d.Broadcast)
+		c.deadLetter(*d, r.Dead, "", overlap && !d.Broadcast)
 		return
 	}
 	// The outcome is built where it is queued, in place: a run's
 	// goroutine that copied it and its events through locals would
 	// outgrow its first stack, and thousands of runs start at one instant.
-	o := &store.Outcome{Delivery: d, EndOverlap: overlap && !d.Broadcast,
+	o := &store.Outcome{Delivery: *d, EndOverlap: overlap && !d.Broadcast,
 		LastRun: &events.LastRun{Task: d.Fire.Task, Fire: d.Fire.ID, Scheduled: d.Fire.At, Started: r.Started, Finished: r.Finished}}
 	o.Events = make([]events.Event, 1, 2)
 	e := &o.Events[0]
@@ -1225,9 +1225,9 @@ func (c *Consumer) drain(limit time.Duration) {
 // once; a broadcast one is not run here, as Finish with HandBack does.
 func (c *Consumer) HandBack(ds []store.Delivery) {
 	var single []store.Delivery
-	for _, d := range ds {
+	for i, d := range ds {
 		if d.Broadcast {
-			c.Finish(d, store.Result{HandBack: true}) // ends its overlap state here
+			c.Finish(&ds[i], store.Result{HandBack: true}) // ends its overlap state here
 		} else {
 			single = append(single, d)
 		}

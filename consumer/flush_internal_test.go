@@ -22,7 +22,7 @@ func TestFlushOfStartedEventsAloneWakesDrain(t *testing.T) {
 	}
 	at := time.UnixMilli(1_700_000_000_000).UTC()
 	for i := range 10 {
-		c.Start(store.Delivery{Queue: "default", Fire: events.Fire{ID: events.FireID("a", at.Add(time.Duration(i)*time.Second)), Task: "a", At: at, Attempt: 1}})
+		c.Start(&store.Delivery{Queue: "default", Fire: events.Fire{ID: events.FireID("a", at.Add(time.Duration(i)*time.Second)), Task: "a", At: at, Attempt: 1}})
 	}
 	c.mu.Lock()
 	sig := c.flushedSig

@@ -50,10 +50,13 @@ type Source interface {
 	// ahead: those wait for a run, up to ReadAheadWait), waiting a bounded
 	// time; nothing when ctx ends.
 	Fetch(ctx context.Context, max int) ([]store.Delivery, error)
-	// Start records that a run began.
-	Start(d store.Delivery)
-	// Finish records how a run ended; it must not block.
-	Finish(d store.Delivery, r store.Result)
+	// Start records that a run began. d is the dispatcher's, only read
+	// during the call.
+	Start(d *store.Delivery)
+	// Finish records how a run ended; it must not block. d is the
+	// dispatcher's, only read during the call (a source that keeps the
+	// delivery copies it).
+	Finish(d *store.Delivery, r store.Result)
 }
 
 // ReadAheadWait is the longest fires fetched beyond the free runs (a
@@ -107,8 +110,8 @@ func (dp *Dispatcher) handBack(ds []store.Delivery) {
 		hb.HandBack(ds)
 		return
 	}
-	for _, d := range ds {
-		dp.src.Finish(d, store.Result{HandBack: true})
+	for i := range ds {
+		dp.src.Finish(&ds[i], store.Result{HandBack: true})
 	}
 }
 
@@ -226,7 +229,7 @@ type job struct {
 // finish reports the job's end once: a handler that outlives a hard stop
 // has already been handed back.
 func (dp *Dispatcher) finish(j *job, r store.Result) {
-	j.once.Do(func() { dp.src.Finish(j.d, r) })
+	j.once.Do(func() { dp.src.Finish(&j.d, r) })
 }
 
 // Run runs handlers on fetched fires until ctx is cancelled or Stop is
@@ -392,7 +395,7 @@ func (dp *Dispatcher) execute(ctx, runCtx context.Context, h Handler, dl *store.
 		ctx, cancel = context.WithTimeout(ctx, t)
 		defer cancel()
 	}
-	dp.src.Start(*dl)
+	dp.src.Start(dl)
 	r := store.Result{Started: time.Now()}
 	out := &outputBox{}
 	r.Err = call(context.WithValue(ctx, outputKey{}, out), h, dl.Fire)

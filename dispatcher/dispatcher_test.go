@@ -44,13 +44,13 @@ func (s *fakeSource) Fetch(ctx context.Context, max int) ([]store.Delivery, erro
 	return out, nil
 }
 
-func (s *fakeSource) Start(d store.Delivery) {
+func (s *fakeSource) Start(d *store.Delivery) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.started = append(s.started, d.Fire.ID)
 }
 
-func (s *fakeSource) Finish(d store.Delivery, r store.Result) {
+func (s *fakeSource) Finish(d *store.Delivery, r store.Result) {
 	s.mu.Lock()
 	s.results[d.Fire.ID] = r
 	s.mu.Unlock()
