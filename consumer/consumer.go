@@ -387,6 +387,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 	<-ctx.Done()
 	stopReads()
 	wg.Wait()
+	// No release is under way any more (no Fetch comes after ctx): the
+	// outcomes still queued are written at once, not after a hold.
+	c.releasing.Store(false)
+	c.signalFlush()
 
 	// A read under way is waited for: what it returns is held, and handed
 	// back with the rest.
@@ -1107,7 +1111,8 @@ func (c *Consumer) flushLoop(ctx context.Context) {
 }
 
 // releaseHold is the longest outcome writes wait while early fires are
-// being released.
+// being released (a quarter of the visibility timeout when that is less:
+// a finished fire's claim must not run out while its outcome waits).
 const releaseHold = time.Second
 
 // waitRelease waits, up to releaseHold, while early fires due now are
@@ -1120,7 +1125,7 @@ func (c *Consumer) waitRelease(ctx context.Context) {
 	if !c.releasing.Load() {
 		return
 	}
-	t := time.NewTimer(releaseHold)
+	t := time.NewTimer(min(releaseHold, c.cfg.VisibilityTimeout/4))
 	defer t.Stop()
 	for c.releasing.Load() {
 		select {
@@ -1151,14 +1156,19 @@ func (c *Consumer) flushOnce(ctx context.Context) (int, error) {
 	for left := starts; left > 0; {
 		c.startMu.Lock()
 		m := min(left, c.cfg.FlushBatch)
+		// Start only appends, and only this goroutine moves what is
+		// queued: the records stay put once the lock is released.
+		recs := c.started[c.startedOff : c.startedOff+m : c.startedOff+m]
+		c.startMu.Unlock()
 		evs := c.startedBuf[:0]
-		for _, r := range c.started[c.startedOff : c.startedOff+m] {
+		for _, r := range recs {
 			evs = append(evs, events.Event{Type: events.TypeStarted, Task: r.task, Fire: r.fire, At: r.at, Attempt: r.attempt,
 				Worker: c.cfg.Node, Queue: r.queue})
 		}
-		c.startMu.Unlock()
+		err := c.st.AppendEvents(ctx, evs)
+		clear(evs) // keep no run's strings alive
 		c.startedBuf = evs
-		if err := c.st.AppendEvents(ctx, evs); err != nil {
+		if err != nil {
 			return 0, err
 		}
 		c.startMu.Lock()

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/taskino/taskino/consumer"
 	"github.com/taskino/taskino/dispatcher"
 	"github.com/taskino/taskino/events"
@@ -73,11 +74,11 @@ func TestEarlyFireStartsAtItsSlot(t *testing.T) {
 }
 
 // A worker holds at most EarlyLimit early fires and reads nothing new until
-// some are due: with a limit of 2, six fires appended seconds ahead of their
-// slot are read two by two. When the first run starts (at the slot; one run
-// at a time, so the worker reads nothing while it runs) the group has
-// handed this worker exactly 2; without the limit it holds all 6. Every
-// fire still runs once, none before its slot.
+// some are due: with a limit of 2, of six fires appended seconds ahead of
+// their slot it reads two, and the rest once runs begin. When the first run
+// starts (at the slot; one run at a time, so the worker reads nothing while
+// it runs) the group has handed this worker exactly 2; without the limit it
+// holds all 6. Every fire still runs once, none before its slot.
 func TestEarlyLimitBoundsHeldFires(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -89,28 +90,35 @@ func TestEarlyLimitBoundsHeldFires(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			slot := now.Add(4 * time.Second).Truncate(time.Millisecond)
+			// Seconds for the planner to append all six and the worker to
+			// read what it may, on a loaded machine.
+			slot := now.Add(8 * time.Second).Truncate(time.Millisecond)
 			stream := b.st.Keys().FireStream(events.DefaultQueue, events.ModeSingle)
+			type pending struct {
+				n   int64
+				err error
+			}
 			var mu sync.Mutex
 			var starts []time.Time
-			held := make(chan int64, 1)
+			held := make(chan pending, 1)
 			handler := func(ctx context.Context, f events.Fire) error {
 				at, err := b.st.Time(ctx)
-				if err != nil {
-					return err
-				}
 				mu.Lock()
 				starts = append(starts, at)
 				first := len(starts) == 1
 				mu.Unlock()
 				if first {
-					p, err := b.rdb.XPending(ctx, stream, store.WorkerGroup).Result()
+					var p *redis.XPending
+					if err == nil {
+						p, err = b.rdb.XPending(ctx, stream, store.WorkerGroup).Result()
+					}
 					if err != nil {
+						held <- pending{err: err}
 						return err
 					}
-					held <- p.Count
+					held <- pending{n: p.Count}
 				}
-				return nil
+				return err
 			}
 			handlers := map[string]dispatcher.HandlerFunc{}
 			var specs []events.Spec
@@ -127,14 +135,22 @@ func TestEarlyLimitBoundsHeldFires(t *testing.T) {
 				}
 			})
 			select {
-			case n := <-held:
-				if n != int64(tc.held) {
-					t.Errorf("at the first run the worker held %d fires, want %d (early limit %d)", n, tc.held, tc.limit)
+			case p := <-held:
+				if p.err != nil {
+					t.Fatalf("first run: %v", p.err)
+				}
+				if p.n != int64(tc.held) {
+					t.Errorf("at the first run the worker held %d fires, want %d (early limit %d)", p.n, tc.held, tc.limit)
 				}
 			case <-time.After(30 * time.Second):
 				t.Fatal("no run within 30s")
 			}
 			all := awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool { return len(ofType(all, events.TypeCompleted)) == 6 })
+			for _, e := range ofType(all, events.TypeFired) {
+				if ms, _ := strconv.ParseInt(strings.SplitN(e.ID, "-", 2)[0], 10, 64); ms >= slot.UnixMilli() {
+					t.Fatalf("fired event of %s at %d, want it before the slot %d: the test needs all six appended early", e.Task, ms, slot.UnixMilli())
+				}
+			}
 			if n := len(ofType(all, events.TypeStarted)); n != 6 {
 				t.Errorf("%d started events, want 6 (each fire once)", n)
 			}
