@@ -120,20 +120,8 @@ func TestEarlyLimitBoundsHeldFires(t *testing.T) {
 				}
 				return err
 			}
-			handlers := map[string]dispatcher.HandlerFunc{}
-			var specs []events.Spec
-			for i := range 6 {
-				name := fmt.Sprintf("e%d", i)
-				handlers[name] = handler
-				specs = append(specs, events.Spec{Name: name, Trigger: events.Once(slot)})
-			}
-			startWorker(t, b, consumer.Config{EarlyLimit: tc.limit, Prefetch: -1}, dispatcher.Config{Concurrency: 1}, handlers)
-			startPlanner(t, b, planner.Config{Lookahead: 10 * time.Second}, func(p *planner.Planner) {
-				p.SetVersion(1)
-				if err := p.Register(specs...); err != nil {
-					t.Fatal(err)
-				}
-			})
+			startHeldBurst(t, b, consumer.Config{EarlyLimit: tc.limit, Prefetch: -1}, slot,
+				[]string{"e0", "e1", "e2", "e3", "e4", "e5"}, handler)
 			select {
 			case p := <-held:
 				if p.err != nil {
@@ -146,11 +134,7 @@ func TestEarlyLimitBoundsHeldFires(t *testing.T) {
 				t.Fatal("no run within 30s")
 			}
 			all := awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool { return len(ofType(all, events.TypeCompleted)) == 6 })
-			for _, e := range ofType(all, events.TypeFired) {
-				if ms, _ := strconv.ParseInt(strings.SplitN(e.ID, "-", 2)[0], 10, 64); ms >= slot.UnixMilli() {
-					t.Fatalf("fired event of %s at %d, want it before the slot %d: the test needs all six appended early", e.Task, ms, slot.UnixMilli())
-				}
-			}
+			requireFiredBefore(t, all, slot)
 			if n := len(ofType(all, events.TypeStarted)); n != 6 {
 				t.Errorf("%d started events, want 6 (each fire once)", n)
 			}
@@ -200,19 +184,7 @@ func TestOutcomesAreWrittenDuringALongRelease(t *testing.T) {
 		}
 		return nil
 	}
-	handlers := map[string]dispatcher.HandlerFunc{}
-	var specs []events.Spec
-	for _, name := range []string{"r1", "r2", "r3"} {
-		handlers[name] = handler
-		specs = append(specs, events.Spec{Name: name, Trigger: events.Once(slot)})
-	}
-	startWorker(t, b, consumer.Config{}, dispatcher.Config{Concurrency: 1}, handlers)
-	startPlanner(t, b, planner.Config{Lookahead: 10 * time.Second}, func(p *planner.Planner) {
-		p.SetVersion(1)
-		if err := p.Register(specs...); err != nil {
-			t.Fatal(err)
-		}
-	})
+	startHeldBurst(t, b, consumer.Config{}, slot, []string{"r1", "r2", "r3"}, handler)
 	select {
 	case err := <-waited:
 		if err != nil {
@@ -221,10 +193,37 @@ func TestOutcomesAreWrittenDuringALongRelease(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("the second run did not end within 60s")
 	}
-	all := awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool { return len(ofType(all, events.TypeCompleted)) == 3 })
+	requireFiredBefore(t, awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool { return len(ofType(all, events.TypeCompleted)) == 3 }), slot)
+}
+
+// startHeldBurst registers a once task at slot for each name, all run by
+// handler, on a worker running one fire at a time (consumer config cc) and
+// a planner that looks 10 s ahead, so that their fires are appended early.
+func startHeldBurst(t *testing.T, b testBundle, cc consumer.Config, slot time.Time, names []string, handler dispatcher.HandlerFunc) {
+	t.Helper()
+	handlers := map[string]dispatcher.HandlerFunc{}
+	var specs []events.Spec
+	for _, name := range names {
+		handlers[name] = handler
+		specs = append(specs, events.Spec{Name: name, Trigger: events.Once(slot)})
+	}
+	startWorker(t, b, cc, dispatcher.Config{Concurrency: 1}, handlers)
+	startPlanner(t, b, planner.Config{Lookahead: 10 * time.Second}, func(p *planner.Planner) {
+		p.SetVersion(1)
+		if err := p.Register(specs...); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// requireFiredBefore fails the test unless every fired event in all was
+// appended (its stream id's time) before slot: what the test needs for
+// its fires to have been held early.
+func requireFiredBefore(t *testing.T, all []events.Event, slot time.Time) {
+	t.Helper()
 	for _, e := range ofType(all, events.TypeFired) {
 		if ms, _ := strconv.ParseInt(strings.SplitN(e.ID, "-", 2)[0], 10, 64); ms >= slot.UnixMilli() {
-			t.Fatalf("fired event of %s at %d, want it before the slot %d: the three were to be held early", e.Task, ms, slot.UnixMilli())
+			t.Fatalf("fired event of %s at %d, want it before the slot %d: the test needs its fires appended early", e.Task, ms, slot.UnixMilli())
 		}
 	}
 }
