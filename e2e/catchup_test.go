@@ -184,6 +184,41 @@ func TestOnceRegisteredAfterItsTime(t *testing.T) {
 	}
 }
 
+// An every task registered after its window ended never fires, and is
+// recorded missed once, saying why, instead of being done in silence. A
+// planner started again adds nothing: a task applied after it, due at
+// once, fires, and the first is still recorded once.
+func TestWindowOverBeforeRegistration(t *testing.T) {
+	b := setup(t)
+	now, err := b.st.Time(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := now.Add(-time.Hour).Truncate(time.Millisecond)
+	over := events.Spec{Name: "window-over", Trigger: events.Every(time.Minute).Until(end)}
+	if _, err := planner.Apply(b.ctx, b.st, 1, []events.Spec{over}); err != nil {
+		t.Fatal(err)
+	}
+	first := startPlanner(t, b, planner.Config{Node: "p1"}, nil)
+	all := awaitEvent(t, b, time.Minute, events.TypeMissed, func(e events.Event) bool { return e.Task == over.Name })
+	first.stop(t)
+	for _, e := range ofType(all, events.TypeMissed) {
+		if !e.At.Equal(end) || !strings.Contains(e.Reason, "no slot to fire") || !strings.Contains(e.Reason, "its window ends at "+end.Format(time.RFC3339Nano)) {
+			t.Errorf("missed event at %s says %q; want it at the window's end %s, saying the task has no slot and when its window ended", e.At, e.Reason, end)
+		}
+	}
+	marker := events.Spec{Name: "marker", Trigger: events.Once(now)}
+	if _, err := planner.Apply(b.ctx, b.st, 2, []events.Spec{over, marker}); err != nil {
+		t.Fatal(err)
+	}
+	startPlanner(t, b, planner.Config{Node: "p2"}, nil)
+	awaitEvent(t, b, time.Minute, events.TypeFired, func(e events.Event) bool { return e.Task == marker.Name })
+	l := readLedger(t, b)
+	if k := (slotKey{over.Name, end.UnixMilli()}); l.missed[k] != 1 || len(l.fires) != 1 {
+		t.Errorf("%d missed events for %s and %d fires in all; want 1 missed event and only the marker's fire", l.missed[k], k, len(l.fires))
+	}
+}
+
 // A once task rescheduled onto an instant at or before a slot its earlier
 // schedule already planned (the store refuses a fire there) is recorded
 // missed, with the reason, instead of passing in silence.

@@ -50,6 +50,12 @@ func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, lookahead tim
 			}
 		}
 		next, ok = sched.Next(after)
+		if !ok && ct.Planned.IsZero() && spec.Trigger.Kind != events.KindOnce {
+			// An every or cron task with no slot at all between its
+			// registration and its end: it would be done without a word.
+			plan.Ops = append(plan.Ops, noSlotOp(spec, ct, node))
+			return plan
+		}
 	}
 	limit := 0
 	switch spec.Misfire {
@@ -132,6 +138,29 @@ func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, lookahead tim
 		plan.Next = next
 	}
 	return plan
+}
+
+// noSlotOp records an every or cron task that never had a slot, because
+// its window ended before (or has none left after) the time it was
+// registered: one missed event at the window's end (count 1: the event
+// stands for the window, whose slots were never the task's), saying so.
+// The op's slot (the end, or the registration when that is later) becomes
+// the watermark, so that it is recorded once.
+func noSlotOp(spec events.Spec, ct store.ClaimedTask, node string) store.Op {
+	since := ct.Since.UTC().Truncate(time.Millisecond)
+	reason := "it has no slot to fire after it was registered, rescheduled or resumed at " + since.Format(time.RFC3339Nano)
+	end := spec.Trigger.End.UTC().Truncate(time.Millisecond)
+	if end.IsZero() { // a cron expression with no date left: not an end, but no slot all the same
+		end = since
+	} else {
+		reason += ": its window ends at " + end.Format(time.RFC3339Nano)
+	}
+	slot := end
+	if slot.Before(since) {
+		slot = since
+	}
+	return store.Op{Slot: slot, Event: events.Event{Type: events.TypeMissed, Task: ct.Name, At: end, Count: 1,
+		Policy: events.MisfireSkip, Worker: node, Reason: reason}}
 }
 
 // onceAfter applies the rules of a once task whose instant, at, is not an

@@ -202,3 +202,52 @@ func TestPlanTaskOnceBeforeRegistration(t *testing.T) {
 		}
 	}
 }
+
+// An every or cron task with no slot between its registration and its end
+// (its window over before it was registered, or none of its slots left in
+// it) is recorded missed once, saying why, instead of ending in silence;
+// one that has slots, or has planned before, is not.
+func TestPlanTaskWithNoSlotInItsWindow(t *testing.T) {
+	t.Parallel()
+	end := time.UnixMilli(1_800_000_000_000).UTC()
+	for _, c := range []struct {
+		name     string
+		trigger  events.Trigger
+		since    time.Time
+		planned  time.Time
+		missed   bool
+		contains string
+	}{
+		{"every, window over an hour before", events.Every(time.Minute).Until(end), end.Add(time.Hour), time.Time{}, true, "its window ends at 2027-01-15T08:00:00Z"},
+		{"cron, window over a day before", events.Cron("0 0 * * * *").From(end.Add(-48 * time.Hour)).Until(end), end.Add(24 * time.Hour), time.Time{}, true, "registered, rescheduled or resumed at 2027-01-16T08:00:00Z"},
+		{"every hour, window ending before the next slot", events.Every(time.Hour).From(end.Add(-3 * time.Hour)).Until(end.Add(30 * time.Minute)), end.Add(time.Minute), time.Time{}, true, "no slot to fire"},
+		{"every, a slot left", events.Every(time.Minute).Until(end), end.Add(-90 * time.Second), time.Time{}, false, ""},
+		{"every, planned before", events.Every(time.Minute).Until(end), end.Add(time.Hour), end, false, ""},
+	} {
+		spec := events.Spec{Name: "t", Trigger: c.trigger}.WithDefaults()
+		sched, err := Compile(spec.Trigger)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		p := planTask(store.ClaimedTask{Name: "t", Spec: spec, Since: c.since, Planned: c.planned, Gen: "1"}, sched, c.since, 0, "n", 1000)
+		s := summarize(p)
+		if !c.missed {
+			if s.missedEvents != 0 {
+				t.Errorf("%s: %d missed events (%+v), want none", c.name, s.missedEvents, p.Ops)
+			}
+			continue
+		}
+		if s.fired != 0 || s.missedEvents != 1 || len(p.Ops) != 1 || !p.Next.IsZero() {
+			t.Fatalf("%s: fired %d, %d missed events, next %s; want one missed event and nothing next", c.name, s.fired, s.missedEvents, p.Next)
+		}
+		op := p.Ops[0]
+		if e := op.Event; !e.At.Equal(c.trigger.End) || e.Count != 1 || e.Policy != events.MisfireSkip ||
+			!strings.Contains(e.Reason, c.contains) || op.Slot.Before(c.since) {
+			t.Errorf("%s: op at %s, event at %s count %d policy %s reason %q; want the event at the end %s, count 1, policy skip, the reason saying %q, the op at or after the registration",
+				c.name, op.Slot, e.At, e.Count, e.Policy, e.Reason, c.trigger.End, c.contains)
+		}
+		if _, err := op.Event.AppendArgs(nil); err != nil {
+			t.Errorf("%s: the event does not encode: %v", c.name, err)
+		}
+	}
+}
