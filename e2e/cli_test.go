@@ -127,8 +127,17 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 // and exit code.
 func runCLI(t *testing.T, bin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runCLIEnv(t, bin, nil, args...)
+}
+
+// runCLIEnv is runCLI with env (KEY=value) added to the environment.
+func runCLIEnv(t *testing.T, bin string, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	var o, e bytes.Buffer
 	cmd := exec.Command(bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
 	var exit *exec.ExitError
@@ -408,6 +417,7 @@ func TestBinariesBadInput(t *testing.T) {
 		{cli, []string{"tail", "--type", "exploded"}, []string{`--type "exploded"`}, 2},
 		{workerBin, []string{"--concurrency", "0", "--tasks", good}, []string{"--concurrency 0"}, 2},
 		{workerBin, []string{"--early-limit", "0", "--tasks", good}, []string{"--early-limit 0", "1 or more"}, 2},
+		{plannerBin, []string{"--events-max-len", "0"}, []string{"--events-max-len 0", "1 or more"}, 2},
 		{workerBin, up, []string{"--tasks FILE is required"}, 2},
 		{workerBin, []string{"--grace", "abc", "--tasks", good}, []string{`invalid value "abc" for flag -grace`}, 2},
 		{plannerBin, []string{"--bogus"}, []string{"-bogus"}, 2},
@@ -602,5 +612,39 @@ func TestCLIApplyOutlastingTheReadTimeout(t *testing.T) {
 	// The script did outlast the timeout, or this test proves nothing.
 	if slow, err := b.rdb.SlowLogGet(b.ctx, 10).Result(); err != nil || len(slow) == 0 || slow[0].Duration < 20*time.Millisecond {
 		t.Fatalf("slowest call %v (%v): the apply took less than the 20ms read timeout", slow, err)
+	}
+}
+
+// --events-max-len bounds the events stream of what a binary appends: a
+// resume from the CLI given 100 trims a stream of 1,000 old entries to
+// about 100 (whole stream nodes: at least 100, and far below 1,000), where
+// a pause without the flag keeps them all. An invalid TASKINO_EVENTS_MAX_LEN is
+// refused by name.
+func TestEventsMaxLenBoundsTheStream(t *testing.T) {
+	b := setup(t)
+	cli := buildBinary(t, "cmd/taskino")
+	up := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	file := writeFile(t, t.TempDir(), "tasks.yaml", "version: 1\ntasks:\n  - {name: by-hand, every: 1h, exec: [\"true\"]}\n")
+	mustCLI(t, cli, append([]string{"apply", file}, up...)...)
+	stream := b.st.Keys().Events()
+	pipe := b.rdb.Pipeline()
+	for i := range 1000 {
+		pipe.XAdd(b.ctx, &redis.XAddArgs{Stream: stream, Values: []any{"type", "test", "n", i}})
+	}
+	if _, err := pipe.Exec(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := b.rdb.XLen(b.ctx, stream).Val()
+	mustCLI(t, cli, append([]string{"pause", "by-hand"}, up...)...)
+	if n := b.rdb.XLen(b.ctx, stream).Val(); n != before+1 {
+		t.Fatalf("events stream %d entries after a pause without the flag, %d before: want its event added and nothing trimmed", n, before)
+	}
+	mustCLI(t, cli, append([]string{"resume", "by-hand", "--events-max-len", "100"}, up...)...)
+	if n := b.rdb.XLen(b.ctx, stream).Val(); n < 100 || n > 300 {
+		t.Errorf("events stream %d entries after a resume with --events-max-len 100; want about 100 (100 to 300)", n)
+	}
+	_, errOut, code := runCLIEnv(t, cli, []string{"TASKINO_EVENTS_MAX_LEN=lots"}, append([]string{"ls"}, up...)...)
+	if code == 0 || !strings.Contains(errOut, `TASKINO_EVENTS_MAX_LEN "lots"`) {
+		t.Errorf("TASKINO_EVENTS_MAX_LEN=lots: exit %d, stderr %q; want it refused by name", code, errOut)
 	}
 }

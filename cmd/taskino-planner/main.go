@@ -51,6 +51,7 @@ type Main struct {
 func (m *Main) ParseFlags(args []string) error {
 	fs := app.NewFlagSet("taskino-planner")
 	m.Common.Register(fs)
+	m.Common.RegisterEvents(fs)
 	fs.StringVar(&m.TasksPath, "tasks", app.EnvOr("TASKINO_TASKS", ""), "tasks file (YAML) to apply at start (env TASKINO_TASKS)")
 	fs.StringVar(&m.HTTPAddr, "http", "", "serve Prometheus /metrics and /healthz on this address (e.g. :9090)")
 	fs.StringVar(&m.Node, "node", "", "name of this planner in events and logs (default host-pid-random)")
@@ -72,7 +73,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.rdb, _, err = m.Common.Start(ctx, log, m.TasksPath); err != nil {
 		return err
 	}
-	cfg := planner.Config{Namespace: m.Namespace, Node: m.Node, Logger: log, Lookahead: m.Lookahead}
+	cfg := planner.Config{Namespace: m.Namespace, Node: m.Node, Logger: log, Lookahead: m.Lookahead, EventsMaxLen: m.EventsMaxLen}
 	var met *metrics.Metrics
 	if m.HTTPAddr != "" {
 		met = metrics.New()

@@ -55,6 +55,7 @@ type Main struct {
 func (m *Main) ParseFlags(args []string) error {
 	fs := app.NewFlagSet("taskino-worker")
 	m.Common.Register(fs)
+	m.Common.RegisterEvents(fs)
 	fs.StringVar(&m.TasksPath, "tasks", app.EnvOr("TASKINO_TASKS", ""), "tasks file (YAML) whose exec and http tasks this worker runs (env TASKINO_TASKS)")
 	fs.Var(&m.Queues, "queue", "queue to read; repeat for several (default: the queues of the file's tasks)")
 	fs.IntVar(&m.Concurrency, "concurrency", 10, "most runs at once")
@@ -103,7 +104,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	d, queues, err := app.NewWorker(m.rdb, app.WorkerConfig{
 		Namespace: m.Namespace, Queues: m.Queues, Concurrency: m.Concurrency, Grace: m.Grace, Visibility: m.Visibility, Prefetch: prefetch(m.Prefetch),
-		EarlyLimit: m.EarlyLimit, Node: m.Node, Tasks: file, Logger: log, Metrics: met,
+		EarlyLimit: m.EarlyLimit, EventsMaxLen: m.EventsMaxLen, Node: m.Node, Tasks: file, Logger: log, Metrics: met,
 	})
 	if err != nil {
 		return err

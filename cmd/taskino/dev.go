@@ -71,17 +71,18 @@ func runDev(ctx context.Context, c *cli, args []string) error {
 	if file.Version == 0 {
 		file.Version = 1
 	}
-	res, err := app.ApplyFile(ctx, c.rdb, c.Namespace, file, 0)
+	res, err := app.ApplyFile(ctx, c.rdb, c.Namespace, c.StoreOptions(), file, 0)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(c.stderr, "taskino dev: %s: version %d %s, %d tasks; Ctrl-C stops\n", file.Path, res.Version, res.Outcome, len(file.Tasks))
 
-	p, err := planner.New(c.rdb, planner.Config{Namespace: c.Namespace, Node: "dev-planner", Logger: log})
+	p, err := planner.New(c.rdb, planner.Config{Namespace: c.Namespace, Node: "dev-planner", Logger: log, EventsMaxLen: c.EventsMaxLen})
 	if err != nil {
 		return err
 	}
-	d, _, err := app.NewWorker(c.rdb, app.WorkerConfig{Namespace: c.Namespace, Node: "dev-worker", Tasks: file, Logger: log, Grace: 5 * time.Second})
+	d, _, err := app.NewWorker(c.rdb, app.WorkerConfig{Namespace: c.Namespace, Node: "dev-worker", Tasks: file, Logger: log, Grace: 5 * time.Second,
+		EventsMaxLen: c.EventsMaxLen})
 	if err != nil {
 		return err
 	}

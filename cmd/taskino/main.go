@@ -131,6 +131,7 @@ func (c *cli) run(ctx context.Context, args []string) error {
 	global := flag.NewFlagSet("taskino", flag.ContinueOnError)
 	global.SetOutput(io.Discard)
 	c.Common.Register(global)
+	c.Common.RegisterEvents(global)
 	global.Usage = func() {}
 	pos, err := parse(global, args, true)
 	if errors.Is(err, flag.ErrHelp) {
@@ -152,6 +153,7 @@ func (c *cli) run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("taskino "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	c.Common.Register(fs)
+	c.Common.RegisterEvents(fs)
 	// The global flags' values are the defaults of the command's own.
 	if cmd.flags != nil {
 		cmd.flags(fs, c)

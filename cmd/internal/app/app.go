@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,6 +38,12 @@ type Common struct {
 	RedisURL  string
 	Namespace string
 	LogLevel  string
+	// EventsMaxLen bounds the events stream: every process that appends
+	// events trims it to about this many entries, so all of a namespace's
+	// should be given the same.
+	EventsMaxLen int64
+	eventsEnvErr error // TASKINO_EVENTS_MAX_LEN is not a number
+	eventsFlag   bool  // RegisterEvents was called
 
 	logged bool // Logger was called: go-redis logs to it
 }
@@ -51,6 +58,25 @@ func (c *Common) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", or(c.LogLevel, "info"), "debug, info, warn or error")
 	// --help shows the default; a password from TASKINO_REDIS stays hidden.
 	fs.Lookup("redis").DefValue = redisurl.Redact(c.RedisURL)
+}
+
+// RegisterEvents adds --events-max-len to fs (the binaries that append
+// events: planner, worker, CLI), defaulting to c's value when set, else
+// TASKINO_EVENTS_MAX_LEN, else store.DefaultEventsMaxLen.
+func (c *Common) RegisterEvents(fs *flag.FlagSet) {
+	c.eventsFlag = true
+	if c.EventsMaxLen == 0 {
+		c.EventsMaxLen = store.DefaultEventsMaxLen
+		if v := os.Getenv("TASKINO_EVENTS_MAX_LEN"); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				c.eventsEnvErr = fmt.Errorf("TASKINO_EVENTS_MAX_LEN %q: want a whole number of entries, such as 1000000", v)
+			}
+			c.EventsMaxLen = n
+		}
+	}
+	fs.Int64Var(&c.EventsMaxLen, "events-max-len", c.EventsMaxLen,
+		"keep about this many entries on the events stream, trimming the oldest; give every process of the namespace the same (env TASKINO_EVENTS_MAX_LEN)")
 }
 
 func or(a, b string) string {
@@ -68,7 +94,19 @@ func (c *Common) Check() error {
 	if _, err := c.level(); err != nil {
 		return err
 	}
+	if c.eventsEnvErr != nil {
+		return c.eventsEnvErr
+	}
+	if c.eventsFlag && c.EventsMaxLen < 1 {
+		return fmt.Errorf("--events-max-len %d: want 1 or more entries", c.EventsMaxLen)
+	}
 	return nil
+}
+
+// StoreOptions is how the binaries' stores are set up: the events stream
+// bound (the store's default when --events-max-len is not registered).
+func (c *Common) StoreOptions() store.Options {
+	return store.Options{EventsMaxLen: c.EventsMaxLen}
 }
 
 func (c *Common) level() (zerolog.Level, error) {
@@ -120,21 +158,21 @@ func (c *Common) Connect(ctx context.Context) (redis.UniversalClient, error) {
 
 // Store opens the namespace's store on rdb.
 func (c *Common) Store(rdb redis.UniversalClient) (*store.Store, error) {
-	return store.New(rdb, c.Namespace, store.Options{})
+	return store.New(rdb, c.Namespace, c.StoreOptions())
 }
 
 // ApplyFile applies a tasks file to namespace at version (the file's own
 // when version is 0) and returns what changed, through ApplySpecs. A file
 // and flag without any version is an error: versions are what keep an
 // older file from replacing a newer one.
-func ApplyFile(ctx context.Context, rdb redis.UniversalClient, namespace string, f *tasksfile.File, version int64) (store.ApplyResult, error) {
+func ApplyFile(ctx context.Context, rdb redis.UniversalClient, namespace string, opts store.Options, f *tasksfile.File, version int64) (store.ApplyResult, error) {
 	if version == 0 {
 		version = f.Version
 	}
 	if version <= 0 {
 		return store.ApplyResult{}, fmt.Errorf("%s: no version; add \"version: N\" to the file (or pass --version N), higher than the one stored", f.Path)
 	}
-	res, err := ApplySpecs(ctx, rdb, namespace, version, f.Specs())
+	res, err := ApplySpecs(ctx, rdb, namespace, opts, version, f.Specs())
 	if err != nil {
 		return res, fmt.Errorf("%s: %v", f.Path, oneLine(err))
 	}
@@ -145,10 +183,10 @@ func ApplyFile(ctx context.Context, rdb redis.UniversalClient, namespace string,
 // apply is one script, seconds long for a few hundred thousand tasks, so
 // it goes through a client that waits for its reply (see ForLongCalls)
 // rather than reporting a timeout for a set Redis does apply.
-func ApplySpecs(ctx context.Context, rdb redis.UniversalClient, namespace string, version int64, specs []events.Spec) (store.ApplyResult, error) {
+func ApplySpecs(ctx context.Context, rdb redis.UniversalClient, namespace string, opts store.Options, version int64, specs []events.Spec) (store.ApplyResult, error) {
 	long, closeLong := ForLongCalls(rdb)
 	defer closeLong()
-	st, err := store.New(long, namespace, store.Options{})
+	st, err := store.New(long, namespace, opts)
 	if err != nil {
 		return store.ApplyResult{}, err
 	}
@@ -241,18 +279,19 @@ func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
 
 // WorkerConfig is what a worker binary runs.
 type WorkerConfig struct {
-	Namespace   string
-	Queues      []string // default: the queues of the file's runnable tasks
-	Concurrency int
-	Grace       time.Duration
-	Node        string
-	Visibility  time.Duration // consumer.Config.VisibilityTimeout (0: its default)
-	Prefetch    int           // consumer.Config.Prefetch (0: its default; negative: none)
-	EarlyLimit  int           // consumer.Config.EarlyLimit (0: its default)
-	Tasks       *tasksfile.File
-	Logger      zerolog.Logger
-	Metrics     *metrics.Metrics // nil for none
-	Runner      runner.Options
+	Namespace    string
+	Queues       []string // default: the queues of the file's runnable tasks
+	Concurrency  int
+	Grace        time.Duration
+	Node         string
+	Visibility   time.Duration // consumer.Config.VisibilityTimeout (0: its default)
+	Prefetch     int           // consumer.Config.Prefetch (0: its default; negative: none)
+	EarlyLimit   int           // consumer.Config.EarlyLimit (0: its default)
+	EventsMaxLen int64         // consumer.Config.EventsMaxLen (0: its default)
+	Tasks        *tasksfile.File
+	Logger       zerolog.Logger
+	Metrics      *metrics.Metrics // nil for none
+	Runner       runner.Options
 }
 
 // NewWorker builds a worker that runs the command and HTTP tasks of
@@ -267,7 +306,7 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig) (*dispatcher.Dispatc
 		queues = cfg.Queues
 	}
 	cc := consumer.Config{Namespace: cfg.Namespace, Queues: queues, Node: cfg.Node, Logger: cfg.Logger, VisibilityTimeout: cfg.Visibility,
-		Prefetch: cfg.Prefetch, EarlyLimit: cfg.EarlyLimit}
+		Prefetch: cfg.Prefetch, EarlyLimit: cfg.EarlyLimit, EventsMaxLen: cfg.EventsMaxLen}
 	dc := dispatcher.Config{Concurrency: cfg.Concurrency, Grace: cfg.Grace, Logger: cfg.Logger}
 	if cfg.Metrics != nil {
 		cc.Metrics, dc.Metrics = cfg.Metrics, cfg.Metrics

@@ -92,7 +92,7 @@ func (c *Common) Start(ctx context.Context, log zerolog.Logger, path string) (re
 	if err != nil || file == nil {
 		return rdb, file, err
 	}
-	res, err := ApplyFile(ctx, rdb, c.Namespace, file, 0)
+	res, err := ApplyFile(ctx, rdb, c.Namespace, c.StoreOptions(), file, 0)
 	if err != nil {
 		return rdb, nil, err
 	}
