@@ -88,6 +88,10 @@ type Config struct {
 	TrimInterval time.Duration
 	// EventsMaxLen bounds the events stream (default store.DefaultEventsMaxLen).
 	EventsMaxLen int64
+	// EventsMaxAge, when positive, also bounds it by age: every
+	// TrimInterval the worker removes events older than this (in whole
+	// stream nodes, so a few older ones may wait for the next trim).
+	EventsMaxAge time.Duration
 	// FlushBatch is the most outcomes recorded per round trip (default 256).
 	FlushBatch int
 	// HoldEarly: a fire read before its scheduled time (planners append
@@ -1425,8 +1429,9 @@ func (c *Consumer) retryLoop(ctx context.Context) {
 	}
 }
 
-// trimLoop trims the fire streams every TrimInterval, and removes from the
-// group the consumers of workers idle for an hour that hold nothing.
+// trimLoop trims the fire streams every TrimInterval (and the events
+// stream by age, with EventsMaxAge), and removes from the group the
+// consumers of workers idle for an hour that hold nothing.
 func (c *Consumer) trimLoop(ctx context.Context) {
 	t := time.NewTicker(c.cfg.TrimInterval)
 	defer t.Stop()
@@ -1444,6 +1449,11 @@ func (c *Consumer) trimLoop(ctx context.Context) {
 		for _, s := range c.single {
 			if _, err := c.st.PruneConsumers(ctx, s, time.Hour); err != nil && ctx.Err() == nil {
 				c.log.Warn().Err(err).Str("stream", s).Msg("remove consumers of stopped workers")
+			}
+		}
+		if c.cfg.EventsMaxAge > 0 {
+			if _, err := c.st.TrimEvents(ctx, c.cfg.EventsMaxAge); err != nil && ctx.Err() == nil {
+				c.log.Warn().Err(err).Msg("trim events by age")
 			}
 		}
 	}

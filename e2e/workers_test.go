@@ -3,9 +3,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/taskino/taskino/consumer"
 	"github.com/taskino/taskino/dispatcher"
 	"github.com/taskino/taskino/events"
@@ -156,4 +158,41 @@ func mustRange(t *testing.T, b testBundle, from string) []events.Event {
 		t.Fatal(err)
 	}
 	return evs
+}
+
+// A worker given EventsMaxAge trims the events stream by age in its trim
+// loop: 500 events two hours old go (but for at most one stream node of
+// them), the worker's own node_up event stays.
+func TestWorkerTrimsEventsByAge(t *testing.T) {
+	b := setup(t)
+	now, err := b.st.Time(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := b.st.Keys().Events()
+	old := now.Add(-2 * time.Hour).UnixMilli()
+	pipe := b.rdb.Pipeline()
+	for i := range 500 {
+		pipe.XAdd(b.ctx, &redis.XAddArgs{Stream: stream, ID: strconv.FormatInt(old+int64(i), 10) + "-0", Values: []any{"type", "test"}})
+	}
+	if _, err := pipe.Exec(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	startWorker(t, b, consumer.Config{EventsMaxAge: time.Hour, TrimInterval: 100 * time.Millisecond}, dispatcher.Config{},
+		map[string]dispatcher.HandlerFunc{"idle": func(context.Context, events.Fire) error { return nil }})
+	// Trimming has no event of its own: watch the stream, within a bound.
+	cut := strconv.FormatInt(now.Add(-time.Hour).UnixMilli(), 10)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		oldLeft, err := b.rdb.XRange(b.ctx, stream, "-", cut).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(oldLeft) < 100 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 500 events older than an hour still there after 30s; want them trimmed (EventsMaxAge 1h, trims every 100ms)", len(oldLeft))
+		}
+	}
+	awaitEvent(t, b, 30*time.Second, events.TypeNodeUp, nil)
 }

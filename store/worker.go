@@ -548,6 +548,24 @@ func (s *Store) TrimFires(ctx context.Context, stream string, keep time.Duration
 	return n, nil
 }
 
+// TrimEvents trims the events stream by age: entries older than keep (by
+// their ids' time, the Redis clock) go, in whole stream nodes, so a few
+// older ones may stay until the next trim. It returns how many went.
+// Length is bounded by every append (Options.EventsMaxLen); this bounds
+// time as well, for a namespace that keeps no more history than it must.
+func (s *Store) TrimEvents(ctx context.Context, keep time.Duration) (int64, error) {
+	now, err := s.Time(ctx)
+	if err != nil {
+		return 0, err
+	}
+	minID := strconv.FormatInt(now.Add(-keep).UnixMilli(), 10) + "-0"
+	n, err := s.rdb.XTrimMinIDApprox(ctx, s.keys.Events(), minID, 0).Result()
+	if err != nil {
+		return 0, fmt.Errorf("trim the events stream: %w", err)
+	}
+	return n, nil
+}
+
 // PruneConsumers removes from a fire stream's group the consumers that
 // hold nothing and were idle for longer than idle: workers that stopped.
 // A live worker removed this way is added again by its next read. It

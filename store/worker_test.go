@@ -76,6 +76,42 @@ func TestTrimKeepsWhatTheGroupHolds(t *testing.T) {
 	}
 }
 
+// TestTrimEventsByAge: events older than the age given go (whole stream
+// nodes, so at most one node of them may stay), every newer one stays.
+func TestTrimEventsByAge(t *testing.T) {
+	b := setup(t)
+	rdb := b.srv.Client(t)
+	stream := b.st.Keys().Events()
+	now, err := b.st.Time(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := func(from time.Time, n int) {
+		for i := range n {
+			id := strconv.FormatInt(from.UnixMilli()+int64(i), 10) + "-0"
+			if err := rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: stream, ID: id, Values: []any{"type", "test"}}).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	add(now.Add(-2*time.Hour), 500) // old
+	add(now.Add(-time.Minute), 50)  // within the hour kept
+	n, err := b.st.TrimEvents(b.ctx, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, err := rdb.XRange(b.ctx, stream, "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 400 || len(left) != 550-int(n) {
+		t.Errorf("trimmed %d, %d left; want at least 400 of the 500 old ones gone, and the count to match", n, len(left))
+	}
+	if len(left) < 50 || store.LessID(left[len(left)-50].ID, strconv.FormatInt(now.Add(-time.Minute).UnixMilli(), 10)+"-0") {
+		t.Errorf("%d entries left; the 50 newer than an hour must all stay", len(left))
+	}
+}
+
 // TestFinishKeepsTheLatestLastRun: an outcome of an older fire (a retry
 // finishing late) does not overwrite the last run of a newer one, and an
 // outcome keeps the fired time its planner recorded.

@@ -8,6 +8,7 @@
 //
 //	taskino-worker --tasks FILE [--redis URL] [--namespace NS] [--queue Q]...
 //	               [--concurrency N] [--grace D] [--visibility D] [--prefetch N] [--early-limit N]
+//	               [--events-max-len N] [--events-max-age D]
 //	               [--http ADDR] [--node NAME] [--log-level LEVEL]
 //
 // A worker runs only the commands and URLs of its own tasks file: a fire
@@ -45,6 +46,7 @@ type Main struct {
 	Visibility  time.Duration
 	Prefetch    int
 	EarlyLimit  int
+	EventsAge   time.Duration
 	HTTPAddr    string
 	Node        string
 
@@ -62,6 +64,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&m.Grace, "grace", 30*time.Second, "on SIGINT/SIGTERM, how long runs may finish before they are cancelled and handed back")
 	fs.IntVar(&m.Prefetch, "prefetch", 200, "fires read beyond the free runs while runs average under 10ms (0: none), so short runs do not each wait for a round trip")
 	fs.IntVar(&m.EarlyLimit, "early-limit", 10_000, "most fires held that planners appended ahead of their slot (--lookahead); with that many, nothing new is read until some are due")
+	fs.DurationVar(&m.EventsAge, "events-max-age", 0, "also trim events older than this from the events stream, every minute (0: by --events-max-len alone)")
 	fs.DurationVar(&m.Visibility, "visibility", 30*time.Second, "how long a fire held by a worker that stopped answering waits before another worker takes it over (runs on a live worker are never taken away)")
 	fs.StringVar(&m.HTTPAddr, "http", "", "serve Prometheus /metrics and /healthz on this address (e.g. :9090)")
 	fs.StringVar(&m.Node, "node", "", "name of this worker in events and logs (default host-pid-random)")
@@ -82,6 +85,9 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if m.EarlyLimit < 1 {
 		return fmt.Errorf("--early-limit %d: want 1 or more", m.EarlyLimit)
+	}
+	if m.EventsAge < 0 || (m.EventsAge > 0 && m.EventsAge < time.Minute) {
+		return fmt.Errorf("--events-max-age %s: want 0 (off) or a duration of 1m or more, such as 168h", m.EventsAge)
 	}
 	if m.Visibility < 300*time.Millisecond {
 		return fmt.Errorf("--visibility %s: want a duration of 300ms or more, such as 30s", m.Visibility)
@@ -104,7 +110,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	d, queues, err := app.NewWorker(m.rdb, app.WorkerConfig{
 		Namespace: m.Namespace, Queues: m.Queues, Concurrency: m.Concurrency, Grace: m.Grace, Visibility: m.Visibility, Prefetch: prefetch(m.Prefetch),
-		EarlyLimit: m.EarlyLimit, EventsMaxLen: m.EventsMaxLen, Node: m.Node, Tasks: file, Logger: log, Metrics: met,
+		EarlyLimit: m.EarlyLimit, EventsMaxLen: m.EventsMaxLen, EventsMaxAge: m.EventsAge, Node: m.Node, Tasks: file, Logger: log, Metrics: met,
 	})
 	if err != nil {
 		return err

@@ -288,6 +288,7 @@ type WorkerConfig struct {
 	Prefetch     int           // consumer.Config.Prefetch (0: its default; negative: none)
 	EarlyLimit   int           // consumer.Config.EarlyLimit (0: its default)
 	EventsMaxLen int64         // consumer.Config.EventsMaxLen (0: its default)
+	EventsMaxAge time.Duration // consumer.Config.EventsMaxAge (0: none)
 	Tasks        *tasksfile.File
 	Logger       zerolog.Logger
 	Metrics      *metrics.Metrics // nil for none
@@ -306,7 +307,7 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig) (*dispatcher.Dispatc
 		queues = cfg.Queues
 	}
 	cc := consumer.Config{Namespace: cfg.Namespace, Queues: queues, Node: cfg.Node, Logger: cfg.Logger, VisibilityTimeout: cfg.Visibility,
-		Prefetch: cfg.Prefetch, EarlyLimit: cfg.EarlyLimit, EventsMaxLen: cfg.EventsMaxLen}
+		Prefetch: cfg.Prefetch, EarlyLimit: cfg.EarlyLimit, EventsMaxLen: cfg.EventsMaxLen, EventsMaxAge: cfg.EventsMaxAge}
 	dc := dispatcher.Config{Concurrency: cfg.Concurrency, Grace: cfg.Grace, Logger: cfg.Logger}
 	if cfg.Metrics != nil {
 		cc.Metrics, dc.Metrics = cfg.Metrics, cfg.Metrics
