@@ -142,24 +142,22 @@ func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, lookahead tim
 
 // noSlotOp records an every or cron task that never had a slot, because
 // its window ended before (or has none left after) the time it was
-// registered: one missed event at the window's end (count 1: the event
-// stands for the window, whose slots were never the task's), saying so.
-// The op's slot (the end, or the registration when that is later) becomes
-// the watermark, so that it is recorded once.
+// registered: one missed event (count 1: it stands for the window, whose
+// slots were never the task's) at the window's end, or at the registration
+// when the end is still ahead, saying so. The op's slot is the
+// registration: never ahead of now (a watermark there would stop a later
+// schedule), and past every slot of the window.
 func noSlotOp(spec events.Spec, ct store.ClaimedTask, node string) store.Op {
 	since := ct.Since.UTC().Truncate(time.Millisecond)
 	reason := "it has no slot to fire after it was registered, rescheduled or resumed at " + since.Format(time.RFC3339Nano)
-	end := spec.Trigger.End.UTC().Truncate(time.Millisecond)
-	if end.IsZero() { // a cron expression with no date left: not an end, but no slot all the same
-		end = since
-	} else {
+	at := since
+	if end := spec.Trigger.End.UTC().Truncate(time.Millisecond); !end.IsZero() {
 		reason += ": its window ends at " + end.Format(time.RFC3339Nano)
+		if end.Before(since) {
+			at = end
+		}
 	}
-	slot := end
-	if slot.Before(since) {
-		slot = since
-	}
-	return store.Op{Slot: slot, Event: events.Event{Type: events.TypeMissed, Task: ct.Name, At: end, Count: 1,
+	return store.Op{Slot: since, Event: events.Event{Type: events.TypeMissed, Task: ct.Name, At: at, Count: 1,
 		Policy: events.MisfireSkip, Worker: node, Reason: reason}}
 }
 
