@@ -418,6 +418,7 @@ func TestBinariesBadInput(t *testing.T) {
 		{workerBin, []string{"--concurrency", "0", "--tasks", good}, []string{"--concurrency 0"}, 2},
 		{workerBin, []string{"--early-limit", "0", "--tasks", good}, []string{"--early-limit 0", "1 or more"}, 2},
 		{plannerBin, []string{"--events-max-len", "0"}, []string{"--events-max-len 0", "1 or more"}, 2},
+		{cli, []string{"--events-max-len", "0", "ls"}, []string{"--events-max-len 0", "1 or more"}, 2},
 		{workerBin, []string{"--events-max-age", "10s", "--tasks", good}, []string{"--events-max-age 10s", "1m or more"}, 2},
 		{workerBin, up, []string{"--tasks FILE is required"}, 2},
 		{workerBin, []string{"--grace", "abc", "--tasks", good}, []string{`invalid value "abc" for flag -grace`}, 2},

@@ -541,11 +541,19 @@ func (s *Store) TrimFires(ctx context.Context, stream string, keep time.Duration
 			}
 		}
 	}
-	n, err := s.rdb.XTrimMinIDApprox(ctx, stream, minID, 0).Result()
+	n, err := s.trimMinID(ctx, stream, minID)
 	if err != nil {
 		return 0, fmt.Errorf("trim %s: %w", stream, err)
 	}
 	return n, nil
+}
+
+// trimMinID drops the whole stream nodes of entries before minID. LIMIT 0
+// lifts the cap an approximate trim has otherwise (100 nodes, 10,000
+// entries a call), which a stream growing faster than that per trim would
+// outrun; dropping a node is freeing it, so the call stays short.
+func (s *Store) trimMinID(ctx context.Context, stream, minID string) (int64, error) {
+	return s.rdb.Do(ctx, "xtrim", stream, "minid", "~", minID, "limit", 0).Int64()
 }
 
 // TrimEvents trims the events stream by age: entries older than keep (by
@@ -559,7 +567,7 @@ func (s *Store) TrimEvents(ctx context.Context, keep time.Duration) (int64, erro
 		return 0, err
 	}
 	minID := strconv.FormatInt(now.Add(-keep).UnixMilli(), 10) + "-0"
-	n, err := s.rdb.XTrimMinIDApprox(ctx, s.keys.Events(), minID, 0).Result()
+	n, err := s.trimMinID(ctx, s.keys.Events(), minID)
 	if err != nil {
 		return 0, fmt.Errorf("trim the events stream: %w", err)
 	}

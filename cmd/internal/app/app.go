@@ -61,16 +61,17 @@ func (c *Common) Register(fs *flag.FlagSet) {
 }
 
 // RegisterEvents adds --events-max-len to fs (the binaries that append
-// events: planner, worker, CLI), defaulting to c's value when set, else
-// TASKINO_EVENTS_MAX_LEN, else store.DefaultEventsMaxLen.
+// events: planner, worker, CLI). Its default is TASKINO_EVENTS_MAX_LEN,
+// else store.DefaultEventsMaxLen; a later call (the CLI's command flags,
+// after its global ones) defaults to what the first parsed.
 func (c *Common) RegisterEvents(fs *flag.FlagSet) {
-	c.eventsFlag = true
-	if c.EventsMaxLen == 0 {
+	if !c.eventsFlag { // a second call (the CLI's command flags) keeps what the first parsed
+		c.eventsFlag = true
 		c.EventsMaxLen = store.DefaultEventsMaxLen
 		if v := os.Getenv("TASKINO_EVENTS_MAX_LEN"); v != "" {
 			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				c.eventsEnvErr = fmt.Errorf("TASKINO_EVENTS_MAX_LEN %q: want a whole number of entries, such as 1000000", v)
+			if err != nil || n < 1 {
+				c.eventsEnvErr = fmt.Errorf("TASKINO_EVENTS_MAX_LEN %q: want a whole number of entries, 1 or more, such as 1000000", v)
 			}
 			c.EventsMaxLen = n
 		}
