@@ -20,6 +20,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/planner"
+	"github.com/taskino/taskino/store"
 )
 
 // proc is a binary running as a child process, its stdout read line by
@@ -612,6 +614,31 @@ func TestCLIApplyOutlastingTheReadTimeout(t *testing.T) {
 		t.Fatalf("apply of %d tasks with a 20ms read timeout: exit %d, stdout %.200q, stderr %q; want it applied and reported", n, code, out, errOut)
 	}
 	// The script did outlast the timeout, or this test proves nothing.
+	if slow, err := b.rdb.SlowLogGet(b.ctx, 10).Result(); err != nil || len(slow) == 0 || slow[0].Duration < 20*time.Millisecond {
+		t.Fatalf("slowest call %v (%v): the apply took less than the 20ms read timeout", slow, err)
+	}
+}
+
+// planner.Apply from Go waits for a long apply too: on a client with a
+// 20 ms read timeout, 30,000 tasks (a script of tens of ms at least) are
+// applied and reported, not an i/o timeout.
+func TestGoApplyOutlastingTheReadTimeout(t *testing.T) {
+	b := setup(t)
+	rdb := redis.NewClient(&redis.Options{Addr: b.srv.Addr, ReadTimeout: 20 * time.Millisecond})
+	defer rdb.Close()
+	st, err := store.New(rdb, ns, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 30_000
+	specs := make([]events.Spec, n)
+	for i := range specs {
+		specs[i] = events.Spec{Name: fmt.Sprintf("t%05d", i), Trigger: events.Every(time.Hour)}
+	}
+	res, err := planner.Apply(b.ctx, st, 1, specs)
+	if err != nil || res.Outcome != store.Applied || len(res.Added) != n {
+		t.Fatalf("apply of %d tasks on a client with a 20ms read timeout: %v (outcome %q, %d added); want it applied", n, err, res.Outcome, len(res.Added))
+	}
 	if slow, err := b.rdb.SlowLogGet(b.ctx, 10).Result(); err != nil || len(slow) == 0 || slow[0].Duration < 20*time.Millisecond {
 		t.Fatalf("slowest call %v (%v): the apply took less than the 20ms read timeout", slow, err)
 	}

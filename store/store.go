@@ -25,6 +25,30 @@ import (
 	"github.com/taskino/taskino/events"
 )
 
+// LongApplyTasks is the task-set size from which Apply waits for its
+// script on a client of its own (see Apply).
+const LongApplyTasks = 1000
+
+// forLongCalls returns a client like rdb (same servers, same credentials,
+// same TLS) whose reads and writes wait up to 10 minutes and are never
+// retried, and its close; for a client of a kind it does not know (a
+// Ring), rdb itself.
+func forLongCalls(rdb redis.UniversalClient) (redis.UniversalClient, func()) {
+	switch c := rdb.(type) {
+	case *redis.Client: // a single server, or Sentinel's failover client
+		opt := *c.Options()
+		opt.ReadTimeout, opt.WriteTimeout, opt.MaxRetries = 10*time.Minute, 10*time.Minute, -1
+		l := redis.NewClient(&opt)
+		return l, func() { _ = l.Close() }
+	case *redis.ClusterClient:
+		opt := *c.Options()
+		opt.ReadTimeout, opt.WriteTimeout, opt.MaxRetries = 10*time.Minute, 10*time.Minute, -1
+		l := redis.NewClusterClient(&opt)
+		return l, func() { _ = l.Close() }
+	}
+	return rdb, func() {}
+}
+
 // ErrNotFound is returned where a key or field that was asked for does not exist.
 var ErrNotFound = errors.New("store: not found")
 
@@ -124,6 +148,12 @@ type ApplyResult struct {
 //
 // The caller validates specs (planner.Validate); Apply refuses only what
 // would corrupt the store: a version below 1 and duplicate names.
+//
+// The apply is one script, seconds long for a few hundred thousand tasks,
+// during which Redis serves nothing else. A set of LongApplyTasks or more
+// goes through a client of its own that waits for the reply (up to 10
+// minutes, never retried), so that a client's usual read timeout does not
+// report as failed a set Redis goes on to apply.
 func (s *Store) Apply(ctx context.Context, version int64, specs []events.Spec) (ApplyResult, error) {
 	if version < 1 {
 		return ApplyResult{}, fmt.Errorf("%w; got %d (set one with SetVersion or --version)", ErrBadVersion, version)
@@ -147,7 +177,13 @@ func (s *Store) Apply(ctx context.Context, version int64, specs []events.Spec) (
 		args = append(args, sp.Name, string(raw), events.ScheduleKey(sp))
 	}
 	keys := []string{s.keys.Version(), s.keys.Specs(), s.keys.Due(), s.keys.Events()}
-	res, err := applyScript.Run(ctx, s.rdb, keys, args...).Slice()
+	rdb := s.rdb
+	if len(specs) >= LongApplyTasks {
+		long, closeLong := forLongCalls(rdb)
+		defer closeLong()
+		rdb = long
+	}
+	res, err := applyScript.Run(ctx, rdb, keys, args...).Slice()
 	if err != nil {
 		return ApplyResult{}, fmt.Errorf("apply task set version %d: %w", version, err)
 	}

@@ -180,40 +180,14 @@ func ApplyFile(ctx context.Context, rdb redis.UniversalClient, namespace string,
 	return res, nil
 }
 
-// ApplySpecs applies specs to namespace at version (planner.Apply). The
-// apply is one script, seconds long for a few hundred thousand tasks, so
-// it goes through a client that waits for its reply (see ForLongCalls)
-// rather than reporting a timeout for a set Redis does apply.
+// ApplySpecs applies specs to namespace at version (planner.Apply, which
+// waits for a long apply script however short rdb's read timeout).
 func ApplySpecs(ctx context.Context, rdb redis.UniversalClient, namespace string, opts store.Options, version int64, specs []events.Spec) (store.ApplyResult, error) {
-	long, closeLong := ForLongCalls(rdb)
-	defer closeLong()
-	st, err := store.New(long, namespace, opts)
+	st, err := store.New(rdb, namespace, opts)
 	if err != nil {
 		return store.ApplyResult{}, err
 	}
 	return planner.Apply(ctx, st, version, specs)
-}
-
-// ForLongCalls returns a client like rdb (same servers, same credentials)
-// whose reads and writes wait up to 10 minutes and are never retried: for
-// a script that blocks Redis for seconds, such as applying a large task
-// set, which a client with the usual read timeout would report as failed
-// although Redis runs it. The function closes it; for a client of a kind it
-// does not know, it returns rdb itself.
-func ForLongCalls(rdb redis.UniversalClient) (redis.UniversalClient, func()) {
-	switch c := rdb.(type) {
-	case *redis.Client: // a single server, or Sentinel's failover client
-		opt := *c.Options()
-		opt.ReadTimeout, opt.WriteTimeout, opt.MaxRetries = 10*time.Minute, 10*time.Minute, -1
-		l := redis.NewClient(&opt)
-		return l, func() { _ = l.Close() }
-	case *redis.ClusterClient:
-		opt := *c.Options()
-		opt.ReadTimeout, opt.WriteTimeout, opt.MaxRetries = 10*time.Minute, 10*time.Minute, -1
-		l := redis.NewClusterClient(&opt)
-		return l, func() { _ = l.Close() }
-	}
-	return rdb, func() {}
 }
 
 // handlers builds a handler for each task of f that has a command or an
