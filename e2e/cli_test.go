@@ -420,7 +420,7 @@ func TestBinariesBadInput(t *testing.T) {
 		{workerBin, []string{"--concurrency", "0", "--tasks", good}, []string{"--concurrency 0"}, 2},
 		{workerBin, []string{"--early-limit", "0", "--tasks", good}, []string{"--early-limit 0", "1 or more"}, 2},
 		{plannerBin, []string{"--events-max-len", "0"}, []string{"--events-max-len 0", "1 or more"}, 2},
-		{cli, []string{"--events-max-len", "0", "ls"}, []string{"--events-max-len 0", "1 or more"}, 2},
+		{cli, []string{"dev", "--events-max-len", "0"}, []string{"--events-max-len 0", "1 or more"}, 2},
 		{workerBin, []string{"--events-max-age", "10s", "--tasks", good}, []string{"--events-max-age 10s", "1m or more"}, 2},
 		{workerBin, up, []string{"--tasks FILE is required"}, 2},
 		{workerBin, []string{"--grace", "abc", "--tasks", good}, []string{`invalid value "abc" for flag -grace`}, 2},
@@ -644,35 +644,40 @@ func TestGoApplyOutlastingTheReadTimeout(t *testing.T) {
 	}
 }
 
-// --events-max-len bounds the events stream of what a binary appends: a
-// resume from the CLI given 100 trims a stream of 1,000 old entries to
-// about 100 (whole stream nodes: at least 100, and far below 1,000), where
-// a pause without the flag keeps them all. An invalid TASKINO_EVENTS_MAX_LEN is
-// refused by name.
+// --events-max-len bounds the events stream: a planner given 100 trims a
+// stream of 1,000 old entries to about 100 at its first append (whole
+// stream nodes: at least 100, far below 1,000). The CLI's commands append
+// without trimming, whatever TASKINO_EVENTS_MAX_LEN says, so an admin
+// command run without the namespace's setting never cuts its history. An
+// invalid TASKINO_EVENTS_MAX_LEN is refused by name.
 func TestEventsMaxLenBoundsTheStream(t *testing.T) {
 	b := setup(t)
-	cli := buildBinary(t, "cmd/taskino")
+	cli, plannerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner")
 	up := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
 	file := writeFile(t, t.TempDir(), "tasks.yaml", "version: 1\ntasks:\n  - {name: by-hand, every: 1h, exec: [\"true\"]}\n")
 	mustCLI(t, cli, append([]string{"apply", file}, up...)...)
 	stream := b.st.Keys().Events()
-	pipe := b.rdb.Pipeline()
-	for i := range 1000 {
-		pipe.XAdd(b.ctx, &redis.XAddArgs{Stream: stream, Values: []any{"type", "test", "n", i}})
+	old := make([]events.Event, 1000)
+	for i := range old {
+		old[i] = events.Event{Type: events.TypeNodeUp, Worker: fmt.Sprintf("filler-%d", i), Status: "planner"}
 	}
-	if _, err := pipe.Exec(b.ctx); err != nil {
+	if err := b.st.AppendEvents(b.ctx, old); err != nil {
 		t.Fatal(err)
 	}
 	before := b.rdb.XLen(b.ctx, stream).Val()
-	mustCLI(t, cli, append([]string{"pause", "by-hand"}, up...)...)
+	if _, errOut, code := runCLIEnv(t, cli, []string{"TASKINO_EVENTS_MAX_LEN=100"}, append([]string{"pause", "by-hand"}, up...)...); code != 0 {
+		t.Fatalf("pause: exit %d, stderr %q", code, errOut)
+	}
 	if n := b.rdb.XLen(b.ctx, stream).Val(); n != before+1 {
-		t.Fatalf("events stream %d entries after a pause without the flag, %d before: want its event added and nothing trimmed", n, before)
+		t.Fatalf("events stream %d entries after a CLI pause, %d before: want its event added and nothing trimmed", n, before)
 	}
-	mustCLI(t, cli, append([]string{"resume", "by-hand", "--events-max-len", "100"}, up...)...)
+	p := startProc(t, "planner", plannerBin, append([]string{"--events-max-len", "100"}, up...)...)
+	awaitEvent(t, b, 30*time.Second, events.TypeNodeUp, func(e events.Event) bool { return !strings.HasPrefix(e.Worker, "filler-") })
 	if n := b.rdb.XLen(b.ctx, stream).Val(); n < 100 || n > 300 {
-		t.Errorf("events stream %d entries after a resume with --events-max-len 100; want about 100 (100 to 300)", n)
+		t.Errorf("events stream %d entries after a planner with --events-max-len 100 appended; want about 100 (100 to 300)", n)
 	}
-	_, errOut, code := runCLIEnv(t, cli, []string{"TASKINO_EVENTS_MAX_LEN=lots"}, append([]string{"ls"}, up...)...)
+	p.stop(t, syscall.SIGTERM)
+	_, errOut, code := runCLIEnv(t, cli, []string{"TASKINO_EVENTS_MAX_LEN=lots"}, append([]string{"dev"}, up...)...)
 	if code == 0 || !strings.Contains(errOut, `TASKINO_EVENTS_MAX_LEN "lots"`) {
 		t.Errorf("TASKINO_EVENTS_MAX_LEN=lots: exit %d, stderr %q; want it refused by name", code, errOut)
 	}

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -69,13 +70,20 @@ func (e *VersionConflictError) Error() string {
 
 // Options tune a Store. The zero value is usable.
 type Options struct {
-	// EventsMaxLen bounds the events stream, trimmed approximately
-	// (default 100,000 entries).
+	// EventsMaxLen bounds the events stream, trimmed approximately at each
+	// append (default 100,000 entries); NoTrim: this store's appends do
+	// not trim it at all.
 	EventsMaxLen int64
 }
 
 // DefaultEventsMaxLen is the events stream bound used when Options leaves it zero.
 const DefaultEventsMaxLen = 100_000
+
+// NoTrim, as Options.EventsMaxLen, makes a store append events without
+// trimming the stream: for an occasional writer (an admin command), which
+// then never cuts the history that the processes keep to their own bound;
+// their next append trims it.
+const NoTrim = -1
 
 // Store is one namespace of taskino on a Redis deployment. It is safe for
 // concurrent use.
@@ -94,7 +102,10 @@ func New(rdb redis.UniversalClient, ns string, opts Options) (*Store, error) {
 	if err := ValidateNamespace(ns); err != nil {
 		return nil, err
 	}
-	if opts.EventsMaxLen <= 0 {
+	switch {
+	case opts.EventsMaxLen == NoTrim:
+		opts.EventsMaxLen = math.MaxInt64
+	case opts.EventsMaxLen <= 0:
 		opts.EventsMaxLen = DefaultEventsMaxLen
 	}
 	return &Store{rdb: rdb, ns: ns, keys: NewKeys(ns), eventsMaxLen: opts.EventsMaxLen}, nil

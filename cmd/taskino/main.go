@@ -131,7 +131,6 @@ func (c *cli) run(ctx context.Context, args []string) error {
 	global := flag.NewFlagSet("taskino", flag.ContinueOnError)
 	global.SetOutput(io.Discard)
 	c.Common.Register(global)
-	c.Common.RegisterEvents(global)
 	global.Usage = func() {}
 	pos, err := parse(global, args, true)
 	if errors.Is(err, flag.ErrHelp) {
@@ -153,7 +152,11 @@ func (c *cli) run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("taskino "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	c.Common.Register(fs)
-	c.Common.RegisterEvents(fs)
+	if name == "dev" {
+		// dev's planner and worker trim the events stream; the other
+		// commands append without trimming (see connect).
+		c.Common.RegisterEvents(fs)
+	}
 	// The global flags' values are the defaults of the command's own.
 	if cmd.flags != nil {
 		cmd.flags(fs, c)
@@ -244,7 +247,10 @@ func (c *cli) connect(ctx context.Context) error {
 	if c.rdb, err = c.Common.Connect(ctx); err != nil {
 		return err
 	}
-	c.st, err = c.Common.Store(c.rdb)
+	// The CLI's commands are occasional writers: they append without
+	// trimming, so one run without the namespace's --events-max-len does
+	// not cut the history its planners and workers keep.
+	c.st, err = store.New(c.rdb, c.Namespace, store.Options{EventsMaxLen: store.NoTrim})
 	return err
 }
 

@@ -60,10 +60,10 @@ func (c *Common) Register(fs *flag.FlagSet) {
 	fs.Lookup("redis").DefValue = redisurl.Redact(c.RedisURL)
 }
 
-// RegisterEvents adds --events-max-len to fs (the binaries that append
-// events: planner, worker, CLI). Its default is TASKINO_EVENTS_MAX_LEN,
-// else store.DefaultEventsMaxLen; a later call (the CLI's command flags,
-// after its global ones) defaults to what the first parsed.
+// RegisterEvents adds --events-max-len to fs (the processes that trim the
+// events stream: planner, worker, taskino dev). Its default is
+// TASKINO_EVENTS_MAX_LEN, else store.DefaultEventsMaxLen; a later call
+// defaults to what the first parsed.
 func (c *Common) RegisterEvents(fs *flag.FlagSet) {
 	if !c.eventsFlag { // a second call (the CLI's command flags) keeps what the first parsed
 		c.eventsFlag = true
@@ -155,11 +155,6 @@ func (c *Common) Connect(ctx context.Context) (redis.UniversalClient, error) {
 		return nil, fmt.Errorf("cannot reach Redis at %s: %v", redisurl.Addr(c.RedisURL), oneLine(err))
 	}
 	return rdb, nil
-}
-
-// Store opens the namespace's store on rdb.
-func (c *Common) Store(rdb redis.UniversalClient) (*store.Store, error) {
-	return store.New(rdb, c.Namespace, c.StoreOptions())
 }
 
 // ApplyFile applies a tasks file to namespace at version (the file's own
