@@ -77,7 +77,7 @@ func (c *Common) RegisterEvents(fs *flag.FlagSet) {
 		}
 	}
 	fs.Int64Var(&c.EventsMaxLen, "events-max-len", c.EventsMaxLen,
-		"keep about this many entries on the events stream, trimming the oldest; give every process of the namespace the same (env TASKINO_EVENTS_MAX_LEN)")
+		"keep about this many entries on the events stream, trimming the oldest at each append; give every planner and worker of the namespace the same (env TASKINO_EVENTS_MAX_LEN)")
 }
 
 func or(a, b string) string {
