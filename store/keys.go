@@ -73,11 +73,11 @@ func (k Keys) Specs() string { return k.prefix + "specs" }
 func (k Keys) Due() string { return k.prefix + "due" }
 
 // statePrefix + name is a hash with a task's schedule state: since (when
-// it was registered, rescheduled or resumed: its first slot is not earlier,
-// but for a once instant within the misfire grace before it), next (the next slot not yet planned; -1
-// when no slot is left), gen (bumped by every change of the spec), skey (the
-// schedule key), lease and lease_until (the planner holding it; absent or
-// empty when none).
+// it was registered, rescheduled or resumed: its first slot is not
+// earlier, but for a once instant within the misfire grace before it),
+// next (the next slot not yet planned; -1 when no slot is left), gen
+// (bumped by every change of the spec), skey (the schedule key), lease and
+// lease_until (the planner holding it; absent or empty when none).
 func (k Keys) statePrefix() string { return k.prefix + "state:" }
 
 // State is the schedule-state hash of a task.

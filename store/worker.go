@@ -283,7 +283,7 @@ func (s *Store) HandBack(ctx context.Context, consumer string, idle time.Duratio
 			held = held[1:]
 		}
 		if len(args) == 3 {
-			break
+			continue // nothing to hand back in this part (broadcast fires)
 		}
 		n, err := handBackScript.Run(ctx, s.rdb, []string{s.keys.Events()}, args...).Int()
 		total += n
@@ -508,12 +508,10 @@ func (s *Store) PromoteRetries(ctx context.Context, max int) (int, time.Time, er
 // last-delivered entry. A broadcast stream (no group) is trimmed by age
 // alone. It returns how many entries went.
 func (s *Store) TrimFires(ctx context.Context, stream string, keep time.Duration) (int64, error) {
-	now, err := s.Time(ctx)
+	minID, err := s.cutID(ctx, keep)
 	if err != nil {
 		return 0, err
 	}
-	cut := now.Add(-keep).UnixMilli()
-	minID := strconv.FormatInt(cut, 10) + "-0"
 	if _, bc := s.QueueOf(stream); !bc {
 		groups, err := s.rdb.XInfoGroups(ctx, stream).Result()
 		if err != nil {
@@ -548,6 +546,16 @@ func (s *Store) TrimFires(ctx context.Context, stream string, keep time.Duration
 	return n, nil
 }
 
+// cutID is the stream id of keep ago by the Redis clock: entries before it
+// are older than keep.
+func (s *Store) cutID(ctx context.Context, keep time.Duration) (string, error) {
+	now, err := s.Time(ctx)
+	if err != nil {
+		return "", err
+	}
+	return strconv.FormatInt(now.Add(-keep).UnixMilli(), 10) + "-0", nil
+}
+
 // trimMinID drops the whole stream nodes of entries before minID. LIMIT 0
 // lifts the cap an approximate trim has otherwise (100 nodes, 10,000
 // entries a call), which a stream growing faster than that per trim would
@@ -562,11 +570,10 @@ func (s *Store) trimMinID(ctx context.Context, stream, minID string) (int64, err
 // Length is bounded by every append (Options.EventsMaxLen); this bounds
 // time as well, for a namespace that keeps no more history than it must.
 func (s *Store) TrimEvents(ctx context.Context, keep time.Duration) (int64, error) {
-	now, err := s.Time(ctx)
+	minID, err := s.cutID(ctx, keep)
 	if err != nil {
 		return 0, err
 	}
-	minID := strconv.FormatInt(now.Add(-keep).UnixMilli(), 10) + "-0"
 	n, err := s.trimMinID(ctx, s.keys.Events(), minID)
 	if err != nil {
 		return 0, fmt.Errorf("trim the events stream: %w", err)

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/taskino/taskino/cmd/internal/app"
 	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/planner"
 	"github.com/taskino/taskino/store"
 )
 
@@ -80,7 +80,7 @@ func (m *Main) idle(ctx context.Context) (Result, error) {
 	}
 	// One script, about 17s per million tasks on 2 cores.
 	start := time.Now()
-	res, err := app.ApplySpecs(ctx, m.rdb, ns, store.Options{}, 1, specs)
+	res, err := planner.Apply(ctx, st, 1, specs)
 	if err != nil {
 		return Result{}, fmt.Errorf("idle: apply %d tasks: %w", n, err)
 	}

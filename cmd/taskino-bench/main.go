@@ -543,7 +543,7 @@ func (m *Main) setUp(ctx context.Context, ns, prefix string, k, want int, trigge
 		for i := range specs {
 			specs[i] = events.Spec{Name: names[i], Trigger: trigger(now)}
 		}
-		_, err = app.ApplySpecs(ctx, m.rdb, ns, store.Options{EventsMaxLen: su.maxLen}, 1, specs)
+		_, err = planner.Apply(ctx, st, 1, specs)
 	}
 	if err != nil {
 		su.stopWorker()

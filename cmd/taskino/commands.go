@@ -37,7 +37,7 @@ func runApply(ctx context.Context, c *cli, args []string) error {
 	if err := c.connect(ctx); err != nil {
 		return err
 	}
-	res, err := app.ApplyFile(ctx, c.rdb, c.Namespace, store.Options{EventsMaxLen: store.NoTrim}, f, c.version)
+	res, err := app.ApplyFile(ctx, c.st, f, c.version)
 	if err != nil {
 		return err
 	}

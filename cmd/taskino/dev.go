@@ -71,7 +71,7 @@ func runDev(ctx context.Context, c *cli, args []string) error {
 	if file.Version == 0 {
 		file.Version = 1
 	}
-	res, err := app.ApplyFile(ctx, c.rdb, c.Namespace, c.StoreOptions(), file, 0)
+	res, err := app.ApplyFile(ctx, c.st, file, 0)
 	if err != nil {
 		return err
 	}

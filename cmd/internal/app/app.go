@@ -24,7 +24,6 @@ import (
 	"github.com/taskino/taskino/cmd/internal/tasksfile"
 	"github.com/taskino/taskino/consumer"
 	"github.com/taskino/taskino/dispatcher"
-	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/planner"
 	"github.com/taskino/taskino/store"
 )
@@ -38,9 +37,9 @@ type Common struct {
 	RedisURL  string
 	Namespace string
 	LogLevel  string
-	// EventsMaxLen bounds the events stream: every process that appends
-	// events trims it to about this many entries, so all of a namespace's
-	// should be given the same.
+	// EventsMaxLen bounds the events stream: the planners and workers
+	// trim it to about this many entries at each append, so all of a
+	// namespace's should be given the same (see RegisterEvents).
 	EventsMaxLen int64
 	eventsEnvErr error // TASKINO_EVENTS_MAX_LEN is not a number
 	eventsFlag   bool  // RegisterEvents was called
@@ -157,32 +156,23 @@ func (c *Common) Connect(ctx context.Context) (redis.UniversalClient, error) {
 	return rdb, nil
 }
 
-// ApplyFile applies a tasks file to namespace at version (the file's own
-// when version is 0) and returns what changed, through ApplySpecs. A file
-// and flag without any version is an error: versions are what keep an
+// ApplyFile applies a tasks file through st at version (the file's own
+// when version is 0) and returns what changed (planner.Apply, which waits
+// for a long apply script however short the client's read timeout). A
+// file and flag without any version is an error: versions are what keep an
 // older file from replacing a newer one.
-func ApplyFile(ctx context.Context, rdb redis.UniversalClient, namespace string, opts store.Options, f *tasksfile.File, version int64) (store.ApplyResult, error) {
+func ApplyFile(ctx context.Context, st *store.Store, f *tasksfile.File, version int64) (store.ApplyResult, error) {
 	if version == 0 {
 		version = f.Version
 	}
 	if version <= 0 {
 		return store.ApplyResult{}, fmt.Errorf("%s: no version; add \"version: N\" to the file (or pass --version N), higher than the one stored", f.Path)
 	}
-	res, err := ApplySpecs(ctx, rdb, namespace, opts, version, f.Specs())
+	res, err := planner.Apply(ctx, st, version, f.Specs())
 	if err != nil {
 		return res, fmt.Errorf("%s: %v", f.Path, oneLine(err))
 	}
 	return res, nil
-}
-
-// ApplySpecs applies specs to namespace at version (planner.Apply, which
-// waits for a long apply script however short rdb's read timeout).
-func ApplySpecs(ctx context.Context, rdb redis.UniversalClient, namespace string, opts store.Options, version int64, specs []events.Spec) (store.ApplyResult, error) {
-	st, err := store.New(rdb, namespace, opts)
-	if err != nil {
-		return store.ApplyResult{}, err
-	}
-	return planner.Apply(ctx, st, version, specs)
 }
 
 // handlers builds a handler for each task of f that has a command or an

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/taskino/taskino/cmd/internal/metrics"
 	"github.com/taskino/taskino/cmd/internal/tasksfile"
+	"github.com/taskino/taskino/store"
 )
 
 // Program is a long-running binary (planner, worker): its flags, its work
@@ -92,7 +93,11 @@ func (c *Common) Start(ctx context.Context, log zerolog.Logger, path string) (re
 	if err != nil || file == nil {
 		return rdb, file, err
 	}
-	res, err := ApplyFile(ctx, rdb, c.Namespace, c.StoreOptions(), file, 0)
+	st, err := store.New(rdb, c.Namespace, c.StoreOptions())
+	if err != nil {
+		return rdb, nil, err
+	}
+	res, err := ApplyFile(ctx, st, file, 0)
 	if err != nil {
 		return rdb, nil, err
 	}
