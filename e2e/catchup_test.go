@@ -227,6 +227,54 @@ func TestWindowOverBeforeRegistration(t *testing.T) {
 	}
 }
 
+// A running every task rescheduled onto a window that is already over gets
+// one missed event saying so, instead of stopping without a word; with a
+// lookahead its watermark is ahead of the reschedule, and the event is
+// recorded all the same.
+func TestWindowEndedByAReschedule(t *testing.T) {
+	b := setup(t)
+	beat := events.Spec{Name: "cut", Trigger: events.Every(time.Second)}
+	if _, err := planner.Apply(b.ctx, b.st, 1, []events.Spec{beat}); err != nil {
+		t.Fatal(err)
+	}
+	p := startPlanner(t, b, planner.Config{Node: "p1", Lookahead: 3 * time.Second}, nil)
+	awaitEvent(t, b, time.Minute, events.TypeFired, func(e events.Event) bool { return e.Task == beat.Name })
+	now, err := b.st.Time(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := now.Add(-time.Hour).Truncate(time.Millisecond)
+	cut := events.Spec{Name: beat.Name, Trigger: events.Every(time.Second).Until(end)}
+	if _, err := planner.Apply(b.ctx, b.st, 2, []events.Spec{cut}); err != nil {
+		t.Fatal(err)
+	}
+	all := awaitEvent(t, b, time.Minute, events.TypeMissed, func(e events.Event) bool { return e.Task == beat.Name })
+	m := ofType(all, events.TypeMissed)
+	if len(m) != 1 || !m[0].At.Equal(end) || !strings.Contains(m[0].Reason, "no slot to fire after it was registered, rescheduled or resumed") ||
+		!strings.Contains(m[0].Reason, "its window ends at "+end.Format(time.RFC3339Nano)) {
+		t.Errorf("missed events %+v; want one at the new window's end %s, saying the task has no slot left", m, end)
+	}
+	if now, err = b.st.Time(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	marker := events.Spec{Name: "marker", Trigger: events.Once(now)}
+	if _, err := planner.Apply(b.ctx, b.st, 3, []events.Spec{cut, marker}); err != nil {
+		t.Fatal(err)
+	}
+	awaitEvent(t, b, time.Minute, events.TypeFired, func(e events.Event) bool { return e.Task == marker.Name })
+	p.stop(t)
+	if l := readLedger(t, b); l.missed[slotKey{beat.Name, end.UnixMilli()}] != 1 {
+		t.Errorf("%d missed events at the window's end; want exactly 1", l.missed[slotKey{beat.Name, end.UnixMilli()}])
+	}
+	st, err := b.st.State(b.ctx, beat.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Done {
+		t.Errorf("state after %+v; want the task done", st)
+	}
+}
+
 // A once task rescheduled onto an instant at or before a slot its earlier
 // schedule already planned (the store refuses a fire there) is recorded
 // missed, with the reason, instead of passing in silence.

@@ -50,9 +50,10 @@ func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, lookahead tim
 			}
 		}
 		next, ok = sched.Next(after)
-		if !ok && ct.Planned.IsZero() && spec.Trigger.Kind != events.KindOnce {
+		if !ok && ct.Next.IsZero() && !ct.Ended && spec.Trigger.Kind != events.KindOnce {
 			// An every or cron task with no slot at all between its
-			// registration and its end: it would be done without a word.
+			// registration, reschedule or resume and its end: it would
+			// be done without a word.
 			plan.Ops = append(plan.Ops, noSlotOp(spec, ct, node))
 			return plan
 		}
@@ -140,15 +141,21 @@ func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, lookahead tim
 	return plan
 }
 
-// noSlotOp records an every or cron task that never had a slot, because
-// its window ended before (or has none left after) the time it was
-// registered: one missed event (count 1: it stands for the window, whose
-// slots were never the task's) at the window's end, or at the registration
-// when the end is still ahead, saying so. The op's slot is the
-// registration: never ahead of now (a watermark there would stop a later
-// schedule), and past every slot of the window.
+// noSlotOp records an every or cron task that has no slot, because its
+// window ended before (or has none left after) the time it was registered,
+// rescheduled or resumed: one missed event (count 1: it stands for the
+// window, whose slots were never the task's) at the window's end, or at
+// the registration when the end is still ahead, saying so. The op's slot
+// is the registration, past every slot of the window and never ahead of
+// now (a watermark there would stop a later schedule); or just after the
+// watermark, when an earlier schedule planned past the registration (a
+// lookahead), for the store to take it.
 func noSlotOp(spec events.Spec, ct store.ClaimedTask, node string) store.Op {
 	since := ct.Since.UTC().Truncate(time.Millisecond)
+	slot := since
+	if !ct.Planned.Before(slot) {
+		slot = ct.Planned.UTC().Add(time.Millisecond)
+	}
 	reason := "it has no slot to fire after it was registered, rescheduled or resumed at " + since.Format(time.RFC3339Nano)
 	at := since
 	if end := spec.Trigger.End.UTC().Truncate(time.Millisecond); !end.IsZero() {
@@ -157,7 +164,7 @@ func noSlotOp(spec events.Spec, ct store.ClaimedTask, node string) store.Op {
 			at = end
 		}
 	}
-	return store.Op{Slot: since, Event: events.Event{Type: events.TypeMissed, Task: ct.Name, At: at, Count: 1,
+	return store.Op{Slot: slot, Event: events.Event{Type: events.TypeMissed, Task: ct.Name, At: at, Count: 1,
 		Policy: events.MisfireSkip, Worker: node, Reason: reason}}
 }
 

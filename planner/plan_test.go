@@ -214,22 +214,29 @@ func TestPlanTaskWithNoSlotInItsWindow(t *testing.T) {
 		name     string
 		trigger  events.Trigger
 		since    time.Time
-		planned  time.Time
+		planned  time.Time // the watermark
+		next     time.Time // the next slot stored, zero before the first search
 		missed   bool
 		contains string
+		slot     time.Time // the op's, when not since
+		ended    bool      // the stored next says no slot was left
 	}{
-		{"every, window over an hour before", events.Every(time.Minute).Until(end), end.Add(time.Hour), time.Time{}, true, "its window ends at 2027-01-15T08:00:00Z"},
-		{"cron, window over a day before", events.Cron("0 0 * * * *").From(end.Add(-48 * time.Hour)).Until(end), end.Add(24 * time.Hour), time.Time{}, true, "registered, rescheduled or resumed at 2027-01-16T08:00:00Z"},
-		{"every hour, window ending before the next slot", events.Every(time.Hour).From(end.Add(-3 * time.Hour)).Until(end.Add(30 * time.Minute)), end.Add(time.Minute), time.Time{}, true, "no slot to fire"},
-		{"every, a slot left", events.Every(time.Minute).Until(end), end.Add(-90 * time.Second), time.Time{}, false, ""},
-		{"every, planned before", events.Every(time.Minute).Until(end), end.Add(time.Hour), end, false, ""},
+		{"every, window over an hour before", events.Every(time.Minute).Until(end), end.Add(time.Hour), time.Time{}, time.Time{}, true, "its window ends at 2027-01-15T08:00:00Z", time.Time{}, false},
+		{"cron, window over a day before", events.Cron("0 0 * * * *").From(end.Add(-48 * time.Hour)).Until(end), end.Add(24 * time.Hour), time.Time{}, time.Time{}, true, "registered, rescheduled or resumed at 2027-01-16T08:00:00Z", time.Time{}, false},
+		{"every hour, window ending before the next slot", events.Every(time.Hour).From(end.Add(-3 * time.Hour)).Until(end.Add(30 * time.Minute)), end.Add(time.Minute), time.Time{}, time.Time{}, true, "no slot to fire", time.Time{}, false},
+		{"every, a slot left", events.Every(time.Minute).Until(end), end.Add(-90 * time.Second), time.Time{}, time.Time{}, false, "", time.Time{}, false},
+		{"every, planned before, rescheduled onto a window over", events.Every(time.Minute).Until(end), end.Add(time.Hour), end, time.Time{}, true, "its window ends at", time.Time{}, false},
+		{"every, an earlier schedule planned past the reschedule (a lookahead)", events.Every(time.Minute).Until(end), end.Add(time.Hour), end.Add(time.Hour + 5*time.Second), time.Time{}, true, "its window ends at", end.Add(time.Hour + 5*time.Second + time.Millisecond), false},
+		{"every, its last slot planned, then ended (a stored next at the watermark)", events.Every(time.Minute).Until(end), end.Add(-time.Hour), end, end, false, "", time.Time{}, false},
+		{"every, recorded already and claimed again", events.Every(time.Minute).Until(end), end.Add(time.Hour), end.Add(time.Hour), time.Time{}, false, "", time.Time{}, true},
 	} {
 		spec := events.Spec{Name: "t", Trigger: c.trigger}.WithDefaults()
 		sched, err := Compile(spec.Trigger)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		p := planTask(store.ClaimedTask{Name: "t", Spec: spec, Since: c.since, Planned: c.planned, Gen: "1"}, sched, c.since, 0, "n", 1000)
+		ct := store.ClaimedTask{Name: "t", Spec: spec, Since: c.since, Planned: c.planned, Next: c.next, Ended: c.ended, Gen: "1"}
+		p := planTask(ct, sched, c.since, 0, "n", 1000)
 		s := summarize(p)
 		if !c.missed {
 			if s.missedEvents != 0 {
@@ -245,10 +252,17 @@ func TestPlanTaskWithNoSlotInItsWindow(t *testing.T) {
 		if wantAt.After(c.since) {
 			wantAt = c.since // the end is still ahead
 		}
+		wantSlot := c.since
+		if !c.slot.IsZero() {
+			wantSlot = c.slot // just after the watermark, for the store to take it
+		}
 		if e := op.Event; !e.At.Equal(wantAt) || e.Count != 1 || e.Policy != events.MisfireSkip ||
-			!strings.Contains(e.Reason, c.contains) || !op.Slot.Equal(c.since) {
-			t.Errorf("%s: op at %s, event at %s count %d policy %s reason %q; want the event at %s, count 1, policy skip, the reason saying %q, the op at the registration %s (never ahead of now: a watermark ahead would stop a later schedule)",
-				c.name, op.Slot, e.At, e.Count, e.Policy, e.Reason, wantAt, c.contains, c.since)
+			!strings.Contains(e.Reason, c.contains) || !op.Slot.Equal(wantSlot) {
+			t.Errorf("%s: op at %s, event at %s count %d policy %s reason %q; want the event at %s, count 1, policy skip, the reason saying %q, the op at %s (the registration, never ahead of now: a watermark ahead would stop a later schedule; or just after the watermark)",
+				c.name, op.Slot, e.At, e.Count, e.Policy, e.Reason, wantAt, c.contains, wantSlot)
+		}
+		if !c.planned.IsZero() && !op.Slot.After(c.planned) {
+			t.Errorf("%s: op at %s, not after the watermark %s: the store would refuse it", c.name, op.Slot, c.planned)
 		}
 		if _, err := op.Event.AppendArgs(nil); err != nil {
 			t.Errorf("%s: the event does not encode: %v", c.name, err)

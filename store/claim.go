@@ -29,8 +29,13 @@ type ClaimedTask struct {
 	// first slot is not earlier, but for a once instant within the misfire
 	// grace before it.
 	Since time.Time
-	// Next is the next slot not yet planned, zero when not yet computed.
+	// Next is the next slot not yet planned, zero when not yet computed
+	// (the task was registered, rescheduled or resumed since it was last
+	// planned) or when none was left (Ended).
 	Next time.Time
+	// Ended is set when the task's last plan found no slot left: it is
+	// done, and in the due index again only by accident.
+	Ended bool
 	// Gen is the spec's generation, handed back to Plan.
 	Gen string
 	// Planned is the watermark: the latest slot fired or missed, zero when
@@ -87,6 +92,8 @@ func (s *Store) Claim(ctx context.Context, token string, lease time.Duration, ma
 		t := ClaimedTask{Name: str(0), Raw: str(1), Since: msTime(str(2)), Gen: str(4), Planned: msTime(str(5))}
 		if n := str(3); n != "-1" {
 			t.Next = msTime(n)
+		} else {
+			t.Ended = true
 		}
 		t.Spec, t.SpecErr = events.UnmarshalSpecString(t.Raw)
 		c.Tasks = append(c.Tasks, t)
