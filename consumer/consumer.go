@@ -1007,7 +1007,11 @@ func (c *Consumer) Finish(d *store.Delivery, r store.Result) {
 	// outgrow its first stack, and thousands of runs start at one instant.
 	o := &store.Outcome{Delivery: *d, EndOverlap: overlap && !d.Broadcast,
 		LastRun: &events.LastRun{Task: d.Fire.Task, Fire: d.Fire.ID, Scheduled: d.Fire.At, Started: r.Started, Finished: r.Finished}}
-	o.Events = make([]events.Event, 1, 2)
+	ne := 1 // a failure may add its retried or dead event
+	if r.Err != nil {
+		ne = 2
+	}
+	o.Events = make([]events.Event, 1, ne)
 	e := &o.Events[0]
 	e.Task, e.Fire, e.At, e.Attempt, e.Worker, e.Queue = d.Fire.Task, d.Fire.ID, d.Fire.At, d.Fire.Attempt, c.cfg.Node, d.Queue
 	e.CostMs, e.Output = r.Finished.Sub(r.Started).Milliseconds(), cleanTail(r.Output)

@@ -3,6 +3,8 @@ package dispatcher_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -236,5 +238,62 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Runs go to goroutines kept from one run to the next; once Run returns,
+// none is left behind, not even one whose handler ignored the cancel of a
+// hard stop, once that handler returns.
+func TestRunsLeaveNoGoroutines(t *testing.T) {
+	base := runtime.NumGoroutine()
+	var ds []store.Delivery
+	for i := range 300 {
+		ds = append(ds, fire(fmt.Sprintf("f%d", i), "work", 1, events.Spec{}))
+	}
+	ds = append(ds, fire("stuck", "stuck", 1, events.Spec{}))
+	src := newSource(ds...)
+	d := dispatcher.New(src, dispatcher.Config{Concurrency: 8})
+	var mu sync.Mutex
+	runs := map[string]int{}
+	must(t, d.HandleFunc("work", func(ctx context.Context, f events.Fire) error {
+		mu.Lock()
+		runs[f.ID]++
+		mu.Unlock()
+		return nil
+	}))
+	entered, release := make(chan struct{}), make(chan struct{})
+	must(t, d.HandleFunc("stuck", func(ctx context.Context, f events.Fire) error {
+		close(entered)
+		<-release // ignores ctx
+		return nil
+	}))
+	done := make(chan error, 1)
+	go func() { done <- d.Run(context.Background()) }()
+	res := src.await(t, 300)
+	<-entered
+	if err := d.StopAndCancel(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	for i := range 300 {
+		if id := fmt.Sprintf("f%d", i); runs[id] != 1 || res[id].Err != nil {
+			t.Errorf("fire %s ran %d times (result %+v); want once, completed", id, runs[id], res[id])
+		}
+	}
+	mu.Unlock()
+	if r := src.await(t, 1)["stuck"]; !r.HandBack {
+		t.Errorf("the run that ignored the hard stop: %+v, want it handed back", r)
+	}
+	close(release)
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines after Run returned and the stuck handler ended, %d before:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(time.Millisecond) // awaiting goroutine exits, which nothing signals
 	}
 }
