@@ -238,32 +238,48 @@ type pool struct {
 	runCtx context.Context
 	slots  chan struct{} // a run holds one from before its fetch to its end
 	wg     *sync.WaitGroup
-	jobs   chan *job // unbuffered: a send succeeds only to an idle goroutine
+	jobs   chan *job     // unbuffered: a send succeeds only to an idle goroutine
+	died   chan struct{} // a goroutine ended by a handler's runtime.Goexit
 	n, max int
 }
 
 // submit runs j on an idle goroutine, a new one while there are fewer
 // than max, or else the first to come free (the caller holds j's slot, so
-// one is finishing).
+// one is finishing, or has ended by a handler's runtime.Goexit and is
+// replaced).
 func (p *pool) submit(j *job) {
 	select {
 	case p.jobs <- j:
 		return
 	default:
 	}
-	if p.n < p.max {
-		p.n++
-		go p.loop(j)
-		return
+	for {
+		if p.n < p.max {
+			p.n++
+			go p.loop(j)
+			return
+		}
+		select {
+		case p.jobs <- j:
+			return
+		case <-p.died:
+			p.n--
+		}
 	}
-	p.jobs <- j
 }
 
 // loop runs j, then every job sent to it, until the pool is closed.
 func (p *pool) loop(j *job) {
+	ended := false
+	defer func() {
+		if !ended {
+			p.died <- struct{}{} // room for every goroutine: never blocks
+		}
+	}()
 	for ok := true; ok; j, ok = <-p.jobs {
 		p.dp.run(p, j)
 	}
+	ended = true
 }
 
 // finish reports the job's end once: a handler that outlives a hard stop
@@ -309,7 +325,8 @@ func (dp *Dispatcher) Run(ctx context.Context) error {
 		slots <- struct{}{}
 	}
 	var wg sync.WaitGroup
-	p := &pool{dp: dp, runCtx: runCtx, slots: slots, wg: &wg, jobs: make(chan *job), max: dp.cfg.Concurrency}
+	p := &pool{dp: dp, runCtx: runCtx, slots: slots, wg: &wg, jobs: make(chan *job),
+		died: make(chan struct{}, dp.cfg.Concurrency), max: dp.cfg.Concurrency}
 	defer close(p.jobs) // after the last submit: its goroutines end
 	b := store.NewBackoff()
 fetching:

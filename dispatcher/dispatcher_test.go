@@ -297,3 +297,24 @@ func TestRunsLeaveNoGoroutines(t *testing.T) {
 		time.Sleep(time.Millisecond) // awaiting goroutine exits, which nothing signals
 	}
 }
+
+// A handler that ends its goroutine (runtime.Goexit, as t.FailNow does)
+// leaves its fire unfinished, but the runs after it go on.
+func TestGoexitInAHandler(t *testing.T) {
+	src := newSource(fire("exit-1", "exit", 1, events.Spec{}), fire("exit-2", "exit", 1, events.Spec{}),
+		fire("after-1", "work", 1, events.Spec{}), fire("after-2", "work", 1, events.Spec{}))
+	d := dispatcher.New(src, dispatcher.Config{Concurrency: 1})
+	must(t, d.HandleFunc("exit", func(ctx context.Context, f events.Fire) error {
+		runtime.Goexit()
+		return nil
+	}))
+	must(t, d.HandleFunc("work", func(ctx context.Context, f events.Fire) error { return nil }))
+	stop := start(t, d)
+	res := src.await(t, 2)
+	stop()
+	for _, id := range []string{"after-1", "after-2"} {
+		if r, ok := res[id]; !ok || r.Err != nil {
+			t.Errorf("fire %s after two handlers that ended their goroutines: %+v (recorded %v); want it run", id, r, ok)
+		}
+	}
+}
