@@ -127,6 +127,7 @@ type printer struct {
 	w     io.Writer
 	json  bool
 	color bool
+	now   func() time.Time // the day an entry's time is shown without its date
 }
 
 func newPrinter(w io.Writer, asJSON bool) *printer {
@@ -134,7 +135,7 @@ func newPrinter(w io.Writer, asJSON bool) *printer {
 	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) && os.Getenv("NO_COLOR") == "" {
 		color = true
 	}
-	return &printer{w: w, json: asJSON, color: color}
+	return &printer{w: w, json: asJSON, color: color, now: time.Now}
 }
 
 var typeColor = map[events.Type]string{
@@ -156,7 +157,7 @@ func (p *printer) bad(id string, err error) {
 		fmt.Fprintln(p.w, string(b))
 		return
 	}
-	fmt.Fprintf(p.w, "%s undecodable event %s: %v\n", entryTime(id).Format("15:04:05.000"), id, err)
+	fmt.Fprintf(p.w, "%s undecodable event %s: %v\n", clock(entryTime(id), p.now()), id, err)
 }
 
 func (p *printer) print(e events.Event) {
@@ -174,7 +175,8 @@ func (p *printer) print(e events.Event) {
 		typ = "\x1b[" + c + "m" + typ + "\x1b[0m"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s", entryTime(e.ID).Format("15:04:05.000"), typ)
+	when := entryTime(e.ID)
+	fmt.Fprintf(&b, "%s %s", clock(when, p.now()), typ)
 	add := func(k, v string) {
 		if v != "" {
 			fmt.Fprintf(&b, " %s=%s", k, v)
@@ -187,7 +189,7 @@ func (p *printer) print(e events.Event) {
 		add("fire", e.Fire)
 	}
 	if !e.At.IsZero() {
-		add("at", e.At.UTC().Format("15:04:05.000"))
+		add("at", clock(e.At, when))
 	}
 	if e.Attempt > 0 {
 		add("attempt", strconv.Itoa(e.Attempt))
@@ -197,6 +199,9 @@ func (p *printer) print(e events.Event) {
 	}
 	if e.Count > 1 {
 		add("count", strconv.FormatInt(e.Count, 10))
+		if !e.Until.IsZero() {
+			add("until", clock(e.Until, when))
+		}
 	}
 	if e.Version > 0 {
 		add("version", strconv.FormatInt(e.Version, 10))
@@ -249,6 +254,17 @@ func jsonEvent(e events.Event) map[string]any {
 		}
 	}
 	return out
+}
+
+// clock is t (UTC) as a time of day, or as a stamp with its date when
+// that is not ref's: an event of another day, or a slot far from its
+// event (a window that ended a year before the missed event recording it).
+func clock(t, ref time.Time) string {
+	t, ref = t.UTC(), ref.UTC()
+	if y, m, d := t.Date(); ref.Year() == y && ref.Month() == m && ref.Day() == d {
+		return t.Format("15:04:05.000")
+	}
+	return stamp(t)
 }
 
 func rfc3339(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/taskino/taskino/events"
+)
+
+// A tail line shows the date of what is not from the day it is read on,
+// and of a slot not on its event's day.
+func TestTailLineDates(t *testing.T) {
+	today := time.Date(2026, 11, 21, 23, 0, 0, 0, time.UTC)
+	id := func(at time.Time) string { return strconv.FormatInt(at.UnixMilli(), 10) + "-0" }
+	yearAgo := time.Date(2025, 11, 21, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		name string
+		e    events.Event
+		want []string
+	}{
+		{"today, slot today", events.Event{ID: id(today), Type: events.TypeFired, Task: "t", Fire: events.FireID("t", today), At: today},
+			[]string{"23:00:00.000 fired", "at=23:00:00.000"}},
+		{"yesterday's event", events.Event{ID: id(today.Add(-24 * time.Hour)), Type: events.TypeCompleted, Task: "t",
+			Fire: events.FireID("t", today.Add(-24*time.Hour)), At: today.Add(-24 * time.Hour), CostMs: 5},
+			[]string{"2026-11-20 23:00:00.000 completed", "at=23:00:00.000"}},
+		{"a window over a year before its missed event", events.Event{ID: id(today), Type: events.TypeMissed, Task: "t", At: yearAgo,
+			Count: 1, Policy: events.MisfireSkip, Reason: "no slot"},
+			[]string{"23:00:00.000 missed", "at=2025-11-21 00:00:00.000"}},
+		{"a range of missed slots", events.Event{ID: id(today), Type: events.TypeMissed, Task: "t", At: yearAgo, Until: today.Add(-time.Hour),
+			Count: 3, Policy: events.MisfireSkip},
+			[]string{"at=2025-11-21 00:00:00.000", "count=3", "until=22:00:00.000"}},
+	} {
+		var b bytes.Buffer
+		p := &printer{w: &b, now: func() time.Time { return today.Add(30 * time.Minute) }}
+		p.print(c.e)
+		for _, w := range c.want {
+			if !strings.Contains(b.String(), w) {
+				t.Errorf("%s: line %q, want it to hold %q", c.name, b.String(), w)
+			}
+		}
+	}
+}
