@@ -299,7 +299,30 @@ func TestOnceRescheduledBehindItsWatermark(t *testing.T) {
 	if len(m) != 1 || !m[0].At.Equal(second) || !strings.Contains(m[0].Reason, "the latest slot already planned") {
 		t.Errorf("missed events %+v; want one for %s saying a later slot was already planned", m, second)
 	}
-	if l := readLedger(t, b); l.fires[slotKey{"moved", second.UnixMilli()}] != 0 || l.fires[slotKey{"moved", first.UnixMilli()}] != 1 {
+	// Done now: a pause and a resume leave it so, and record nothing
+	// again.
+	if _, err := planner.Pause(b.ctx, b.st, "moved", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := planner.Resume(b.ctx, b.st, "moved", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if now, err = b.st.Time(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	marker := events.Spec{Name: "marker", Trigger: events.Once(now)}
+	if _, err := planner.Apply(b.ctx, b.st, 3, []events.Spec{{Name: "moved", Trigger: events.Once(second)}, marker}); err != nil {
+		t.Fatal(err)
+	}
+	awaitEvent(t, b, 30*time.Second, events.TypeFired, func(e events.Event) bool { return e.Task == marker.Name })
+	l := readLedger(t, b)
+	if l.fires[slotKey{"moved", second.UnixMilli()}] != 0 || l.fires[slotKey{"moved", first.UnixMilli()}] != 1 {
 		t.Errorf("fires %v; want the first instant's only", l.fires)
+	}
+	if n := l.missed[slotKey{"moved", second.UnixMilli()}]; n != 1 {
+		t.Errorf("%d missed events for the second instant after a pause and a resume; want 1", n)
+	}
+	if st, err := b.st.State(b.ctx, "moved"); err != nil || !st.Done {
+		t.Errorf("state after the resume %+v (%v); want the task still done", st, err)
 	}
 }

@@ -60,17 +60,25 @@ return now
 //
 // The slots between the pause and from are not fired (the caller records
 // them as missed, and the watermark moves to the last of them, as for any
-// slot recorded missed); the task is planned again from "from" on.
+// slot recorded missed); the task is planned again from "from" on, unless
+// it was done (no slot left: it stays so).
 // Returns 1 when resumed, 0 when the task is not paused (or was paused
 // again since the caller read it), -1 when it is not registered.
 var resumeScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return -1 end
 local since = redis.call('HGET', ARGV[1], 'paused')
 if not since or (ARGV[4] ~= '' and since ~= ARGV[4]) then return 0 end
-redis.call('HDEL', ARGV[1], 'paused', 'next', 'lease', 'lease_until')
+if redis.call('HGET', ARGV[1], 'next') == '-1' then
+  -- Done: its schedule had no slot left, and a later since takes none
+  -- back. It stays done, so a once instant already recorded missed is
+  -- not recorded again.
+  redis.call('HDEL', ARGV[1], 'paused', 'lease', 'lease_until')
+else
+  redis.call('HDEL', ARGV[1], 'paused', 'next', 'lease', 'lease_until')
+  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[2])
+end
 redis.call('HSET', ARGV[1], 'since', ARGV[5])
 redis.call('HINCRBY', ARGV[1], 'gen', 1)
-redis.call('ZADD', KEYS[2], ARGV[5], ARGV[2])
 if ARGV[6] ~= '' then
   local wm = redis.call('HGET', KEYS[4], ARGV[2])
   if not wm or tonumber(wm) < tonumber(ARGV[6]) then redis.call('HSET', KEYS[4], ARGV[2], ARGV[6]) end
@@ -132,8 +140,9 @@ func (s *Store) Paused(ctx context.Context, task string) (time.Time, error) {
 // too) and the resume time, and returns the missed event recording the
 // slots in between (its Count zero for none); it is appended with the
 // resumed event, and the task's watermark moves to the last slot it
-// records, so no planner fires one of them. Errors: ErrNotFound for a
-// task not in the task set, ErrNotPaused when it is not paused.
+// records, so no planner fires one of them. A task that was done (its
+// schedule had no slot left) stays done. Errors: ErrNotFound for a task
+// not in the task set, ErrNotPaused when it is not paused.
 func (s *Store) Resume(ctx context.Context, task, by string, missed func(after, now time.Time) events.Event) error {
 	ts, err := s.State(ctx, task)
 	if err != nil {
