@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -208,6 +209,7 @@ func TestResumeCountsOverdueSlots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	applied = applied.Truncate(time.Millisecond) // as the registration is kept
 	if _, err := planner.Apply(b.ctx, b.st, 1, []events.Spec{{Name: "t", Trigger: events.Every(100 * time.Millisecond)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -240,5 +242,57 @@ func TestResumeCountsOverdueSlots(t *testing.T) {
 	}
 	if ts, err := b.st.State(b.ctx, "t"); err != nil || !ts.Paused.IsZero() {
 		t.Errorf("state after resume %+v (err %v), want not paused", ts, err)
+	}
+}
+
+// A task whose window ended while it was paused: the resume records its
+// paused slots, says that none is left, and the task is done, with no
+// second missed event from a planner.
+func TestResumeAfterTheWindowEnded(t *testing.T) {
+	b := setup(t)
+	now, err := b.st.Time(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := now.Add(500 * time.Millisecond).Truncate(time.Millisecond)
+	short := events.Spec{Name: "short", Trigger: events.Every(100 * time.Millisecond).Until(end)}
+	if _, err := planner.Apply(b.ctx, b.st, 1, []events.Spec{short}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := planner.Pause(b.ctx, b.st, short.Name, "test"); err != nil {
+		t.Fatal(err)
+	}
+	// No planner runs: wait on Redis's clock for the window to end.
+	for now.Before(end.Add(50 * time.Millisecond)) {
+		time.Sleep(20 * time.Millisecond)
+		if now, err = b.st.Time(b.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := planner.Resume(b.ctx, b.st, short.Name, "test"); err != nil {
+		t.Fatal(err)
+	}
+	marker := events.Spec{Name: "marker", Trigger: events.Once(now)}
+	if _, err := planner.Apply(b.ctx, b.st, 2, []events.Spec{short, marker}); err != nil {
+		t.Fatal(err)
+	}
+	startPlanner(t, b, planner.Config{Node: "p"}, nil)
+	all := awaitEvent(t, b, 30*time.Second, events.TypeFired, func(e events.Event) bool { return e.Task == marker.Name })
+	var missed []events.Event
+	for _, e := range ofType(all, events.TypeMissed) {
+		if e.Task == short.Name {
+			missed = append(missed, e)
+		}
+	}
+	if len(missed) != 1 || missed[0].Count < 4 || !strings.Contains(missed[0].Reason, "paused; no slot is left after the resume: its window ends at "+end.Format(time.RFC3339Nano)) {
+		t.Errorf("missed events %+v; want one, for the paused slots, saying no slot is left and when the window ended", missed)
+	}
+	for _, e := range ofType(all, events.TypeFired) {
+		if e.Task == short.Name {
+			t.Errorf("fired %+v; want no fire of a task paused through its window", e)
+		}
+	}
+	if st, err := b.st.State(b.ctx, short.Name); err != nil || !st.Done || !st.Paused.IsZero() {
+		t.Errorf("state after the resume %+v (%v); want it done, not paused", st, err)
 	}
 }

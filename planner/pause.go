@@ -23,7 +23,8 @@ func Pause(ctx context.Context, st *store.Store, task, by string) (time.Time, er
 // Resume plans a paused task again from now on. The slots it had while
 // paused, and those already overdue when it was paused, are not fired:
 // they are recorded as one missed event (reason "paused", policy skip)
-// with their count, so nothing is skipped silently.
+// with their count, so nothing is skipped silently. When its window ended
+// meanwhile, that event says so too, and the task is done.
 // Errors: store.ErrNotFound, store.ErrNotPaused.
 func Resume(ctx context.Context, st *store.Store, task, by string) error {
 	spec, err := st.Spec(ctx, task)
@@ -34,8 +35,16 @@ func Resume(ctx context.Context, st *store.Store, task, by string) error {
 	if err != nil {
 		return fmt.Errorf("task %q: %w", task, err)
 	}
-	return st.Resume(ctx, task, by, func(after, now time.Time) events.Event {
-		return pausedSlots(task, by, sched, after, now)
+	return st.Resume(ctx, task, by, func(after, now time.Time) (events.Event, bool) {
+		e := pausedSlots(task, by, sched, after, now)
+		_, left := sched.Next(now.Add(-time.Millisecond))
+		if !left && e.Count > 0 {
+			e.Reason += "; no slot is left after the resume"
+			if end := spec.Trigger.End; !end.IsZero() {
+				e.Reason += ": its window ends at " + end.UTC().Format(time.RFC3339Nano)
+			}
+		}
+		return e, !left
 	})
 }
 

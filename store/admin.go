@@ -55,20 +55,26 @@ return now
 // ARGV[4] -> the pause time the caller read ("" to resume whatever it is)
 // ARGV[5] -> from (ms): the task's new since
 // ARGV[6] -> the last slot the missed event records (ms; "" for none)
-// ARGV[7] -> number of fields of the resumed event, then the fields
+// ARGV[7] -> "1" when the task has no slot left from "from" on (the
+// missed event says so), else ""
+// ARGV[8] -> number of fields of the resumed event, then the fields
 // ARGV[...] -> the missed event's fields, if any
 //
 // The slots between the pause and from are not fired (the caller records
 // them as missed, and the watermark moves to the last of them, as for any
 // slot recorded missed); the task is planned again from "from" on, unless
-// it was done (no slot left: it stays so).
+// it was done (no slot left: it stays so) or has no slot left now (it is
+// done).
 // Returns 1 when resumed, 0 when the task is not paused (or was paused
 // again since the caller read it), -1 when it is not registered.
 var resumeScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return -1 end
 local since = redis.call('HGET', ARGV[1], 'paused')
 if not since or (ARGV[4] ~= '' and since ~= ARGV[4]) then return 0 end
-if redis.call('HGET', ARGV[1], 'next') == '-1' then
+if ARGV[7] == '1' then
+  redis.call('HDEL', ARGV[1], 'paused', 'lease', 'lease_until')
+  redis.call('HSET', ARGV[1], 'next', '-1')
+elseif redis.call('HGET', ARGV[1], 'next') == '-1' then
   -- Done: its schedule had no slot left, and a later since takes none
   -- back. It stays done, so a once instant already recorded missed is
   -- not recorded again.
@@ -83,10 +89,10 @@ if ARGV[6] ~= '' then
   local wm = redis.call('HGET', KEYS[4], ARGV[2])
   if not wm or tonumber(wm) < tonumber(ARGV[6]) then redis.call('HSET', KEYS[4], ARGV[2], ARGV[6]) end
 end
-local n = tonumber(ARGV[7])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 8, 7 + n))
-if #ARGV > 7 + n then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 8 + n))
+local n = tonumber(ARGV[8])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 9, 8 + n))
+if #ARGV > 8 + n then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 9 + n))
 end
 return 1
 `)
@@ -138,12 +144,15 @@ func (s *Store) Paused(ctx context.Context, task string) (time.Time, error) {
 // slots were not yet fired or recorded (the later of its watermark and the
 // start of its schedule; slots already overdue when it was paused count
 // too) and the resume time, and returns the missed event recording the
-// slots in between (its Count zero for none); it is appended with the
-// resumed event, and the task's watermark moves to the last slot it
-// records, so no planner fires one of them. A task that was done (its
-// schedule had no slot left) stays done. Errors: ErrNotFound for a task
-// not in the task set, ErrNotPaused when it is not paused.
-func (s *Store) Resume(ctx context.Context, task, by string, missed func(after, now time.Time) events.Event) error {
+// slots in between (its Count zero for none), and whether the task has no
+// slot left from the resume on; the event is appended with the resumed
+// event, and the task's watermark moves to the last slot it records, so
+// no planner fires one of them. A task with no slot left and such an
+// event to say so is done at once (a planner would record its window
+// missed once more), and a task that was done (its schedule had no slot
+// left) stays done. Errors: ErrNotFound for a task not in the task set,
+// ErrNotPaused when it is not paused.
+func (s *Store) Resume(ctx context.Context, task, by string, missed func(after, now time.Time) (events.Event, bool)) error {
 	ts, err := s.State(ctx, task)
 	if err != nil {
 		return err
@@ -165,18 +174,21 @@ func (s *Store) Resume(ctx context.Context, task, by string, missed func(after, 
 	now = now.Truncate(time.Millisecond)
 	re := events.Event{Type: events.TypeResumed, Task: task, Worker: by,
 		Reason: fmt.Sprintf("paused since %s", since.Format(time.RFC3339))}
-	args := []any{s.keys.State(task), task, s.eventsMaxLen, since.UnixMilli(), now.UnixMilli(), "", 0}
+	args := []any{s.keys.State(task), task, s.eventsMaxLen, since.UnixMilli(), now.UnixMilli(), "", "", 0}
 	if args, err = re.AppendArgs(args); err != nil {
 		return err
 	}
-	args[6] = len(args) - 7 // the resumed event's field count
+	args[7] = len(args) - 8 // the resumed event's field count
 	if missed != nil {
-		if me := missed(after, now); me.Count > 0 {
+		if me, ended := missed(after, now); me.Count > 0 {
 			last := me.At
 			if !me.Until.IsZero() {
 				last = me.Until
 			}
 			args[5] = last.UnixMilli()
+			if ended {
+				args[6] = "1"
+			}
 			if args, err = me.AppendArgs(args); err != nil {
 				return err
 			}
