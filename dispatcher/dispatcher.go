@@ -115,7 +115,10 @@ func (dp *Dispatcher) handBack(ds []store.Delivery) {
 	}
 }
 
-// Handler runs one task's fires.
+// Handler runs one task's fires. Runs come from goroutines the dispatcher
+// keeps from one run to the next: a handler that locks its OS thread
+// (runtime.LockOSThread) or sets goroutine labels undoes that before it
+// returns, or the runs after it inherit them.
 type Handler interface {
 	Run(ctx context.Context, f events.Fire) error
 }
