@@ -224,11 +224,10 @@ func (dp *Dispatcher) HandleFunc(task string, f func(ctx context.Context, fire e
 }
 
 type job struct {
-	d      store.Delivery
-	ctx    context.Context
-	cancel context.CancelFunc
-	h      Handler
-	once   sync.Once
+	d    store.Delivery
+	h    Handler
+	out  outputBox // what the handler gave SetOutput
+	once sync.Once
 }
 
 // pool runs jobs on goroutines kept from one run to the next, at most
@@ -279,8 +278,13 @@ func (p *pool) loop(j *job) {
 			p.died <- struct{}{} // room for every goroutine: never blocks
 		}
 	}()
+	// The runs' contexts derive from one of this goroutine's own: each
+	// run's context is made and cancelled here, and a context shared by
+	// every run would make them queue on its lock to do that.
+	ctx, cancel := context.WithCancel(p.runCtx)
+	defer cancel()
 	for ok := true; ok; j, ok = <-p.jobs {
-		p.dp.run(p, j)
+		p.dp.run(ctx, p, j)
 	}
 	ended = true
 }
@@ -425,8 +429,7 @@ func (dp *Dispatcher) running() int {
 // start runs one fire on the pool, holding a slot (taken by the caller)
 // until it ends.
 func (dp *Dispatcher) start(p *pool, dl store.Delivery) {
-	ctx, cancel := context.WithCancel(p.runCtx)
-	j := &job{d: dl, ctx: ctx, cancel: cancel}
+	j := &job{d: dl}
 	dp.mu.Lock()
 	dp.inflight[j] = struct{}{}
 	j.h = dp.handlers[dl.Fire.Task]
@@ -435,25 +438,27 @@ func (dp *Dispatcher) start(p *pool, dl store.Delivery) {
 	p.submit(j)
 }
 
-// run runs a started job and gives back its slot.
-func (dp *Dispatcher) run(p *pool, j *job) {
+// run runs a started job, in a context of parent that ends with the run,
+// and gives back its slot.
+func (dp *Dispatcher) run(parent context.Context, p *pool, j *job) {
+	ctx, cancel := context.WithCancel(parent)
 	defer p.wg.Done()
 	defer func() { p.slots <- struct{}{} }()
 	defer func() {
 		dp.mu.Lock()
 		delete(dp.inflight, j)
 		dp.mu.Unlock()
-		j.cancel()
+		cancel()
 	}()
 	if j.h == nil {
 		dp.finish(j, store.Result{Dead: fmt.Sprintf("no handler for task %q on this worker (queue %q)", j.d.Fire.Task, j.d.Queue)})
 		return
 	}
-	dp.finish(j, dp.execute(j.ctx, p.runCtx, j.h, &j.d))
+	dp.finish(j, dp.execute(ctx, p.runCtx, j.h, &j.d, &j.out))
 }
 
 // execute runs the handler and decides what becomes of the fire.
-func (dp *Dispatcher) execute(ctx, runCtx context.Context, h Handler, dl *store.Delivery) store.Result {
+func (dp *Dispatcher) execute(ctx, runCtx context.Context, h Handler, dl *store.Delivery, out *outputBox) store.Result {
 	if t := dl.Spec.Timeout; t > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t)
@@ -461,7 +466,6 @@ func (dp *Dispatcher) execute(ctx, runCtx context.Context, h Handler, dl *store.
 	}
 	dp.src.Start(dl)
 	r := store.Result{Started: time.Now()}
-	out := &outputBox{}
 	r.Err = call(context.WithValue(ctx, outputKey{}, out), h, dl.Fire)
 	r.Finished = time.Now()
 	r.Output = out.get()

@@ -318,3 +318,28 @@ func TestGoexitInAHandler(t *testing.T) {
 		}
 	}
 }
+
+// A run's context ends when its handler returns, though the goroutine
+// that ran it is kept for the next run.
+func TestRunContextEndsWithTheRun(t *testing.T) {
+	src := newSource(fire("a", "keep", 1, events.Spec{}), fire("b", "keep", 1, events.Spec{}))
+	d := dispatcher.New(src, dispatcher.Config{Concurrency: 1})
+	ctxs := make(chan context.Context, 2)
+	must(t, d.HandleFunc("keep", func(ctx context.Context, f events.Fire) error {
+		if ctx.Err() != nil {
+			t.Errorf("fire %s: its context ended before its run: %v", f.ID, ctx.Err())
+		}
+		ctxs <- ctx
+		return nil
+	}))
+	stop := start(t, d)
+	src.await(t, 2)
+	for range 2 {
+		select {
+		case <-(<-ctxs).Done():
+		case <-time.After(10 * time.Second):
+			t.Error("a run's context is still live 10s after its handler returned")
+		}
+	}
+	stop()
+}
