@@ -296,3 +296,54 @@ func TestResumeAfterTheWindowEnded(t *testing.T) {
 		t.Errorf("state after the resume %+v (%v); want it done, not paused", st, err)
 	}
 }
+
+// A reload that lands while a resume computes its missed event (from the
+// spec it read) makes the resume start over with the new spec: the old
+// spec's "no slot left" does not end a task the new one gives slots.
+func TestResumeOvertakenByAReload(t *testing.T) {
+	b := setup(t)
+	now, err := b.st.Time(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	over := events.Spec{Name: "t", Trigger: events.Every(time.Second).Until(now.Add(-time.Hour))}
+	open := events.Spec{Name: "t", Trigger: events.Every(time.Second)}
+	if _, err := planner.Apply(b.ctx, b.st, 1, []events.Spec{over}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := planner.Pause(b.ctx, b.st, "t", "test"); err != nil {
+		t.Fatal(err)
+	}
+	var seen []events.Spec
+	err = b.st.Resume(b.ctx, "t", "test", func(spec events.Spec, after, now time.Time) (events.Event, bool, error) {
+		seen = append(seen, spec)
+		if len(seen) == 1 {
+			// The deploy lands now, between the read and the write.
+			if _, err := planner.Apply(b.ctx, b.st, 2, []events.Spec{open}); err != nil {
+				t.Fatal(err)
+			}
+			return events.Event{Type: events.TypeMissed, Task: "t", At: now.Add(-time.Hour), Count: 1,
+				Policy: events.MisfireSkip, Reason: "paused; no slot is left"}, true, nil
+		}
+		return events.Event{}, false, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 2 || !seen[1].Trigger.End.IsZero() {
+		t.Fatalf("missed was called with %d specs (%+v); want twice, the second time with the reloaded spec (no end)", len(seen), seen)
+	}
+	st, err := b.st.State(b.ctx, "t")
+	if err != nil || st.Done || !st.Paused.IsZero() {
+		t.Errorf("state after the resume %+v (%v); want it resumed and not done", st, err)
+	}
+	evs, err := b.st.RangeEvents(b.ctx, "-", "+")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		if e.Type == events.TypeMissed && e.Task == "t" {
+			t.Errorf("missed event %+v from the resume overtaken by the reload; want none written", e)
+		}
+	}
+}

@@ -27,15 +27,11 @@ func Pause(ctx context.Context, st *store.Store, task, by string) (time.Time, er
 // meanwhile, that event says so too, and the task is done.
 // Errors: store.ErrNotFound, store.ErrNotPaused.
 func Resume(ctx context.Context, st *store.Store, task, by string) error {
-	spec, err := st.Spec(ctx, task)
-	if err != nil {
-		return err
-	}
-	sched, err := Compile(spec.Trigger)
-	if err != nil {
-		return fmt.Errorf("task %q: %w", task, err)
-	}
-	return st.Resume(ctx, task, by, func(after, now time.Time) (events.Event, bool) {
+	return st.Resume(ctx, task, by, func(spec events.Spec, after, now time.Time) (events.Event, bool, error) {
+		sched, err := Compile(spec.Trigger)
+		if err != nil {
+			return events.Event{}, false, fmt.Errorf("task %q: %w", task, err)
+		}
 		e := pausedSlots(task, by, sched, after, now)
 		_, left := sched.Next(now.Add(-time.Millisecond))
 		if !left && e.Count > 0 {
@@ -44,7 +40,7 @@ func Resume(ctx context.Context, st *store.Store, task, by string) error {
 				e.Reason += ": its window ends at " + end.UTC().Format(time.RFC3339Nano)
 			}
 		}
-		return e, !left
+		return e, !left, nil
 	})
 }
 

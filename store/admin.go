@@ -57,7 +57,8 @@ return now
 // ARGV[6] -> the last slot the missed event records (ms; "" for none)
 // ARGV[7] -> "1" when the task has no slot left from "from" on (the
 // missed event says so), else ""
-// ARGV[8] -> number of fields of the resumed event, then the fields
+// ARGV[8] -> the task's gen the caller read with its spec
+// ARGV[9] -> number of fields of the resumed event, then the fields
 // ARGV[...] -> the missed event's fields, if any
 //
 // The slots between the pause and from are not fired (the caller records
@@ -66,11 +67,13 @@ return now
 // it was done (no slot left: it stays so) or has no slot left now (it is
 // done).
 // Returns 1 when resumed, 0 when the task is not paused (or was paused
-// again since the caller read it), -1 when it is not registered.
+// again since the caller read it), -1 when it is not registered, -2 when
+// its gen moved on since the caller read it (nothing written).
 var resumeScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return -1 end
 local since = redis.call('HGET', ARGV[1], 'paused')
 if not since or (ARGV[4] ~= '' and since ~= ARGV[4]) then return 0 end
+if redis.call('HGET', ARGV[1], 'gen') ~= ARGV[8] then return -2 end
 if ARGV[7] == '1' then
   redis.call('HDEL', ARGV[1], 'paused', 'lease', 'lease_until')
   redis.call('HSET', ARGV[1], 'next', '-1')
@@ -89,10 +92,10 @@ if ARGV[6] ~= '' then
   local wm = redis.call('HGET', KEYS[4], ARGV[2])
   if not wm or tonumber(wm) < tonumber(ARGV[6]) then redis.call('HSET', KEYS[4], ARGV[2], ARGV[6]) end
 end
-local n = tonumber(ARGV[8])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 9, 8 + n))
-if #ARGV > 8 + n then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 9 + n))
+local n = tonumber(ARGV[9])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 10, 9 + n))
+if #ARGV > 9 + n then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 10 + n))
 end
 return 1
 `)
@@ -140,47 +143,84 @@ func (s *Store) Paused(ctx context.Context, task string) (time.Time, error) {
 }
 
 // Resume plans task again, from the server's now on, and appends a resumed
-// event. missed, when not nil, is given the time after which the task's
-// slots were not yet fired or recorded (the later of its watermark and the
-// start of its schedule; slots already overdue when it was paused count
-// too) and the resume time, and returns the missed event recording the
-// slots in between (its Count zero for none), and whether the task has no
-// slot left from the resume on; the event is appended with the resumed
-// event, and the task's watermark moves to the last slot it records, so
-// no planner fires one of them. A task with no slot left and such an
-// event to say so is done at once (a planner would record its window
-// missed once more), and a task that was done (its schedule had no slot
-// left) stays done. Errors: ErrNotFound for a task not in the task set,
-// ErrNotPaused when it is not paused.
-func (s *Store) Resume(ctx context.Context, task, by string, missed func(after, now time.Time) (events.Event, bool)) error {
-	ts, err := s.State(ctx, task)
+// event. missed, when not nil, is given the task's spec as stored, the
+// time after which its slots were not yet fired or recorded (the later of
+// its watermark and the start of its schedule; slots already overdue when
+// it was paused count too) and the resume time, and returns the missed
+// event recording the slots in between (its Count zero for none), and
+// whether the task has no slot left from the resume on; the event is
+// appended with the resumed event, and the task's watermark moves to the
+// last slot it records, so no planner fires one of them. A task with no
+// slot left and such an event to say so is done at once (a planner would
+// record its window missed once more), and a task that was done (its
+// schedule had no slot left) stays done. A reload that changes the task
+// meanwhile makes Resume start over with the new spec. Errors:
+// ErrNotFound for a task not in the task set, ErrNotPaused when it is not
+// paused, and missed's own.
+func (s *Store) Resume(ctx context.Context, task, by string, missed func(spec events.Spec, after, now time.Time) (events.Event, bool, error)) error {
+	for range resumeTries {
+		err := s.resume(ctx, task, by, missed)
+		if !errors.Is(err, errChangedMeanwhile) {
+			return err
+		}
+	}
+	return fmt.Errorf("resume %q: the task changed %d times while it was being resumed; try again", task, resumeTries)
+}
+
+// resumeTries bounds the attempts of Resume that a reload overtakes.
+const resumeTries = 5
+
+var errChangedMeanwhile = errors.New("changed meanwhile")
+
+func (s *Store) resume(ctx context.Context, task, by string, missed func(spec events.Spec, after, now time.Time) (events.Event, bool, error)) error {
+	// The spec and the state in one transaction, so they belong together;
+	// the script refuses to resume when the gen moved on since (a reload
+	// or another pause), and the caller's missed event no longer holds.
+	pipe := s.rdb.TxPipeline()
+	specCmd := pipe.HGet(ctx, s.keys.Specs(), task)
+	stCmd := pipe.HMGet(ctx, s.keys.State(task), "since", "gen", "paused")
+	plCmd := pipe.HGet(ctx, s.keys.Planned(), task)
+	timeCmd := pipe.Time(ctx)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	raw, err := specCmd.Bytes()
+	if errors.Is(err, redis.Nil) {
+		return ErrNotFound
+	}
 	if err != nil {
 		return err
 	}
-	since := ts.Paused
+	st := stCmd.Val()
+	since := msTime(st[2])
 	if since.IsZero() {
 		return ErrNotPaused
 	}
+	gen, _ := st[1].(string)
 	// While paused no planner touches the task (it is out of the due index,
 	// and a plan under way is refused by the new gen), so this is stable.
-	after := ts.Since.Add(-time.Millisecond)
-	if ts.Planned.After(after) {
-		after = ts.Planned
+	after := msTime(st[0]).Add(-time.Millisecond)
+	if planned := msTime(plCmd.Val()); planned.After(after) {
+		after = planned
 	}
-	now, err := s.Time(ctx)
-	if err != nil {
-		return err
-	}
-	now = now.Truncate(time.Millisecond)
+	now := timeCmd.Val().UTC().Truncate(time.Millisecond)
 	re := events.Event{Type: events.TypeResumed, Task: task, Worker: by,
 		Reason: fmt.Sprintf("paused since %s", since.Format(time.RFC3339))}
-	args := []any{s.keys.State(task), task, s.eventsMaxLen, since.UnixMilli(), now.UnixMilli(), "", "", 0}
+	args := []any{s.keys.State(task), task, s.eventsMaxLen, since.UnixMilli(), now.UnixMilli(), "", "", gen, 0}
 	if args, err = re.AppendArgs(args); err != nil {
 		return err
 	}
-	args[7] = len(args) - 8 // the resumed event's field count
+	args[8] = len(args) - 9 // the resumed event's field count
 	if missed != nil {
-		if me, ended := missed(after, now); me.Count > 0 {
+		spec, err := events.UnmarshalSpec(raw)
+		if err != nil {
+			return fmt.Errorf("task %q: %w", task, err)
+		}
+		me, ended, err := missed(spec, after, now)
+		if err != nil {
+			return err
+		}
+		if me.Count > 0 {
 			last := me.At
 			if !me.Until.IsZero() {
 				last = me.Until
@@ -200,6 +240,8 @@ func (s *Store) Resume(ctx context.Context, task, by string, missed func(after, 
 		return err
 	case n == -1:
 		return ErrNotFound
+	case n == -2:
+		return errChangedMeanwhile
 	case n == 0:
 		return ErrNotPaused
 	}
