@@ -224,10 +224,11 @@ func (dp *Dispatcher) HandleFunc(task string, f func(ctx context.Context, fire e
 }
 
 type job struct {
-	d    store.Delivery
-	h    Handler
-	out  outputBox // what the handler gave SetOutput
-	once sync.Once
+	d       store.Delivery
+	h       Handler
+	out     outputBox // what the handler gave SetOutput
+	started time.Time // when its handler was called
+	once    sync.Once
 }
 
 // pool runs jobs on goroutines kept from one run to the next, at most
@@ -442,9 +443,16 @@ func (dp *Dispatcher) start(p *pool, dl store.Delivery) {
 // and gives back its slot.
 func (dp *Dispatcher) run(parent context.Context, p *pool, j *job) {
 	ctx, cancel := context.WithCancel(parent)
+	returned := false
 	defer p.wg.Done()
 	defer func() { p.slots <- struct{}{} }()
 	defer func() {
+		if !returned {
+			// The handler ended its goroutine (runtime.Goexit, as
+			// t.FailNow does): a failure, retried or dead-lettered like
+			// any other, not a fire held until the worker stops.
+			dp.finish(j, dp.settle(ctx, p.runCtx, &j.d, &j.out, store.Result{Started: j.started, Err: ErrGoexit}))
+		}
 		dp.mu.Lock()
 		delete(dp.inflight, j)
 		dp.mu.Unlock()
@@ -452,21 +460,31 @@ func (dp *Dispatcher) run(parent context.Context, p *pool, j *job) {
 	}()
 	if j.h == nil {
 		dp.finish(j, store.Result{Dead: fmt.Sprintf("no handler for task %q on this worker (queue %q)", j.d.Fire.Task, j.d.Queue)})
-		return
+	} else {
+		dp.finish(j, dp.execute(ctx, p.runCtx, j))
 	}
-	dp.finish(j, dp.execute(ctx, p.runCtx, j.h, &j.d, &j.out))
+	returned = true
 }
 
-// execute runs the handler and decides what becomes of the fire.
-func (dp *Dispatcher) execute(ctx, runCtx context.Context, h Handler, dl *store.Delivery, out *outputBox) store.Result {
+// ErrGoexit is the failure of a run whose handler called runtime.Goexit.
+var ErrGoexit = errors.New("the handler ended its goroutine (runtime.Goexit) before returning")
+
+// execute runs the job's handler and decides what becomes of its fire.
+func (dp *Dispatcher) execute(ctx, runCtx context.Context, j *job) store.Result {
+	dl := &j.d
 	if t := dl.Spec.Timeout; t > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t)
 		defer cancel()
 	}
 	dp.src.Start(dl)
-	r := store.Result{Started: time.Now()}
-	r.Err = call(context.WithValue(ctx, outputKey{}, out), h, dl.Fire)
+	j.started = time.Now()
+	err := call(context.WithValue(ctx, outputKey{}, &j.out), j.h, dl.Fire)
+	return dp.settle(ctx, runCtx, dl, &j.out, store.Result{Started: j.started, Err: err})
+}
+
+// settle decides what becomes of a fire whose run ended now with r.Err.
+func (dp *Dispatcher) settle(ctx, runCtx context.Context, dl *store.Delivery, out *outputBox, r store.Result) store.Result {
 	r.Finished = time.Now()
 	r.Output = out.get()
 	if r.Err != nil && runCtx.Err() != nil {

@@ -299,9 +299,10 @@ func TestRunsLeaveNoGoroutines(t *testing.T) {
 }
 
 // A handler that ends its goroutine (runtime.Goexit, as t.FailNow does)
-// leaves its fire unfinished, but the runs after it go on.
+// fails its run, which is retried or dead-lettered like any other, and the
+// runs after it go on.
 func TestGoexitInAHandler(t *testing.T) {
-	src := newSource(fire("exit-1", "exit", 1, events.Spec{}), fire("exit-2", "exit", 1, events.Spec{}),
+	src := newSource(fire("exit-1", "exit", 1, events.Spec{Attempts: 2}), fire("exit-2", "exit", 2, events.Spec{Attempts: 2}),
 		fire("after-1", "work", 1, events.Spec{}), fire("after-2", "work", 1, events.Spec{}))
 	d := dispatcher.New(src, dispatcher.Config{Concurrency: 1})
 	must(t, d.HandleFunc("exit", func(ctx context.Context, f events.Fire) error {
@@ -310,12 +311,18 @@ func TestGoexitInAHandler(t *testing.T) {
 	}))
 	must(t, d.HandleFunc("work", func(ctx context.Context, f events.Fire) error { return nil }))
 	stop := start(t, d)
-	res := src.await(t, 2)
+	res := src.await(t, 4)
 	stop()
 	for _, id := range []string{"after-1", "after-2"} {
 		if r, ok := res[id]; !ok || r.Err != nil {
 			t.Errorf("fire %s after two handlers that ended their goroutines: %+v (recorded %v); want it run", id, r, ok)
 		}
+	}
+	if r := res["exit-1"]; !errors.Is(r.Err, dispatcher.ErrGoexit) || r.RetryIn <= 0 || r.Started.IsZero() {
+		t.Errorf("first attempt of a handler that called Goexit: %+v; want ErrGoexit, retried", r)
+	}
+	if r := res["exit-2"]; !errors.Is(r.Err, dispatcher.ErrGoexit) || r.Dead == "" {
+		t.Errorf("last attempt of a handler that called Goexit: %+v; want ErrGoexit, dead-lettered", r)
 	}
 }
 
