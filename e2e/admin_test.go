@@ -269,8 +269,9 @@ func TestResumeAfterTheWindowEnded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := planner.Resume(b.ctx, b.st, short.Name, "test"); err != nil {
-		t.Fatal(err)
+	out := mustCLI(t, buildBinary(t, "cmd/taskino"), "resume", short.Name, "--redis", "redis://"+b.srv.Addr+"/0", "--namespace", ns)
+	if !strings.Contains(out, "resumed short: it has no slot left, so it is done") {
+		t.Errorf("taskino resume printed %q; want it to say the task is done", out)
 	}
 	marker := events.Spec{Name: "marker", Trigger: events.Once(now)}
 	if _, err := planner.Apply(b.ctx, b.st, 2, []events.Spec{short, marker}); err != nil {
@@ -284,7 +285,7 @@ func TestResumeAfterTheWindowEnded(t *testing.T) {
 			missed = append(missed, e)
 		}
 	}
-	if len(missed) != 1 || missed[0].Count < 4 || !strings.Contains(missed[0].Reason, "paused; no slot is left after the resume: its window ends at "+end.Format(time.RFC3339Nano)) {
+	if len(missed) != 1 || missed[0].Count < 4 || !strings.Contains(missed[0].Reason, "paused; no slot is left after the resume: its window ends at "+end.Format(time.RFC3339Nano)) || missed[0].Worker == "test" {
 		t.Errorf("missed events %+v; want one, for the paused slots, saying no slot is left and when the window ended", missed)
 	}
 	for _, e := range ofType(all, events.TypeFired) {

@@ -503,7 +503,9 @@ tasks:
 	if ls := mustCLI(t, cli, append([]string{"ls"}, up...)...); !strings.Contains(ls, "paused since") {
 		t.Errorf("ls after pause does not say paused:\n%s", ls)
 	}
-	mustCLI(t, cli, append([]string{"resume", "tick"}, up...)...)
+	if out := mustCLI(t, cli, append([]string{"resume", "tick"}, up...)...); !strings.HasPrefix(out, "resumed tick: planned again from now on") {
+		t.Errorf("resume printed %q", out)
+	}
 	all := awaitEvent(t, b, 60*time.Second, events.TypeResumed, func(e events.Event) bool { return e.Task == "tick" })
 	resumedAt := ofType(all, events.TypeResumed)[0].ID
 	awaitEvents(t, b, 60*time.Second, func(all []events.Event) bool {

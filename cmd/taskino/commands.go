@@ -267,6 +267,10 @@ func runResume(ctx context.Context, c *cli, args []string) error {
 	case err != nil:
 		return err
 	}
+	if ts, err := c.st.State(ctx, args[0]); err == nil && ts.Done {
+		fmt.Fprintf(c.stdout, "resumed %s: it has no slot left, so it is done (the slots skipped are recorded as missed)\n", args[0])
+		return nil
+	}
 	fmt.Fprintf(c.stdout, "resumed %s: planned again from now on (the slots skipped are recorded as missed)\n", args[0])
 	return nil
 }
