@@ -2,6 +2,7 @@ package tasksfile
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -543,6 +544,13 @@ func (p *parser) task(index int, item *yaml.Node) (task Task, name string, ok bo
 		} else {
 			t.specError(se)
 		}
+		return Task{}, name, false
+	}
+	if kv, ok := t.fields["misfire_limit"]; ok && spec.Misfire != events.MisfireFireAll {
+		// Only fire-all fires more than one late slot: a limit on any
+		// other policy would be ignored without a word.
+		misfire := cmp.Or(spec.Misfire, events.Spec{}.WithDefaults().Misfire)
+		t.p.errorf(kv.val.Line, "%s: misfire_limit: bounds the late slots of misfire: fire-all only; this task's misfire is %s", t.label, misfire)
 		return Task{}, name, false
 	}
 	task.Spec, task.Line = spec, item.Line
