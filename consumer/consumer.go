@@ -1379,15 +1379,17 @@ func (c *Consumer) heartbeat(ctx context.Context, old time.Duration) (int, error
 	c.mu.Lock()
 	for _, h := range hb.Lost {
 		ids = append(ids, h.EntryID)
-		if cur, ok := c.held[heldKey(h.Stream, h.EntryID)]; ok {
+		k := heldKey(h.Stream, h.EntryID)
+		if cur, ok := c.held[k]; ok {
 			cur.lost = true
-			c.held[heldKey(h.Stream, h.EntryID)] = cur
+			c.held[k] = cur
 		}
 	}
 	for _, h := range hs {
-		if cur, ok := c.held[heldKey(h.Stream, h.EntryID)]; ok && !cur.lost {
+		k := heldKey(h.Stream, h.EntryID)
+		if cur, ok := c.held[k]; ok && !cur.lost {
 			cur.reset = before
-			c.held[heldKey(h.Stream, h.EntryID)] = cur
+			c.held[k] = cur
 		}
 	}
 	c.mu.Unlock()

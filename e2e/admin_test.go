@@ -43,7 +43,7 @@ func TestPauseAndResume(t *testing.T) {
 	if _, err := planner.Pause(b.ctx, b.st, "nobody", "test"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("pausing an unknown task returned %v, want ErrNotFound", err)
 	}
-	if err := planner.Resume(b.ctx, b.st, "control", "test"); !errors.Is(err, store.ErrNotPaused) {
+	if _, err := planner.Resume(b.ctx, b.st, "control", "test"); !errors.Is(err, store.ErrNotPaused) {
 		t.Errorf("resuming a running task returned %v, want ErrNotPaused", err)
 	}
 	// A reload that changes the paused task's schedule keeps it paused.
@@ -66,8 +66,8 @@ func TestPauseAndResume(t *testing.T) {
 		t.Errorf("state %+v (err %v), want paused at %s", ts, err, pausedAt)
 	}
 
-	if err := planner.Resume(b.ctx, b.st, "paused", "test"); err != nil {
-		t.Fatal(err)
+	if done, err := planner.Resume(b.ctx, b.st, "paused", "test"); err != nil || done {
+		t.Fatalf("resume: done %v, %v; want the task planned again", done, err)
 	}
 	all := awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool {
 		for _, e := range all {
@@ -228,8 +228,8 @@ func TestResumeCountsOverdueSlots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := planner.Resume(b.ctx, b.st, "t", "test"); err != nil {
-		t.Fatal(err)
+	if done, err := planner.Resume(b.ctx, b.st, "t", "test"); err != nil || done {
+		t.Fatalf("resume: done %v, %v; want the task planned again", done, err)
 	}
 	all := awaitEvent(t, b, 30*time.Second, events.TypeResumed, nil)
 	missed := ofType(all, events.TypeMissed)
@@ -263,12 +263,8 @@ func TestResumeAfterTheWindowEnded(t *testing.T) {
 		t.Fatal(err)
 	}
 	// No planner runs: wait on Redis's clock for the window to end.
-	for now.Before(end.Add(50 * time.Millisecond)) {
-		time.Sleep(20 * time.Millisecond)
-		if now, err = b.st.Time(b.ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	now = end.Add(50 * time.Millisecond)
+	waitRedisTime(t, b, now)
 	out := mustCLI(t, buildBinary(t, "cmd/taskino"), "resume", short.Name, "--redis", "redis://"+b.srv.Addr+"/0", "--namespace", ns)
 	if !strings.Contains(out, "resumed short: it has no slot left, so it is done") {
 		t.Errorf("taskino resume printed %q; want it to say the task is done", out)
@@ -316,7 +312,7 @@ func TestResumeOvertakenByAReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	var seen []events.Spec
-	err = b.st.Resume(b.ctx, "t", "test", func(spec events.Spec, after, now time.Time) (events.Event, bool, error) {
+	done, err := b.st.Resume(b.ctx, "t", "test", func(spec events.Spec, after, now time.Time) (events.Event, bool, error) {
 		seen = append(seen, spec)
 		if len(seen) == 1 {
 			// The deploy lands now, between the read and the write.
@@ -331,8 +327,8 @@ func TestResumeOvertakenByAReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(seen) != 2 || !seen[1].Trigger.End.IsZero() {
-		t.Fatalf("missed was called with %d specs (%+v); want twice, the second time with the reloaded spec (no end)", len(seen), seen)
+	if len(seen) != 2 || !seen[1].Trigger.End.IsZero() || done {
+		t.Fatalf("missed was called with %d specs (%+v), done %v; want twice, the second time with the reloaded spec (no end), and not done", len(seen), seen, done)
 	}
 	st, err := b.st.State(b.ctx, "t")
 	if err != nil || st.Done || !st.Paused.IsZero() {

@@ -148,8 +148,8 @@ func TestOnceRegisteredAfterItsTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRedisTime(t, b, soon.Add(100*time.Millisecond))
-	if err := planner.Resume(b.ctx, b.st, "resumed", "test"); err != nil {
-		t.Fatal(err)
+	if done, err := planner.Resume(b.ctx, b.st, "resumed", "test"); err != nil || !done {
+		t.Fatalf("resume: done %v, %v; want the once task done (its instant passed while paused)", done, err)
 	}
 	startPlanner(t, b, planner.Config{Node: "p"}, nil)
 	// The three are due at once and planned in one claim and one plan call.
@@ -304,8 +304,8 @@ func TestOnceRescheduledBehindItsWatermark(t *testing.T) {
 	if _, err := planner.Pause(b.ctx, b.st, "moved", "test"); err != nil {
 		t.Fatal(err)
 	}
-	if err := planner.Resume(b.ctx, b.st, "moved", "test"); err != nil {
-		t.Fatal(err)
+	if done, err := planner.Resume(b.ctx, b.st, "moved", "test"); err != nil || !done {
+		t.Fatalf("resume: done %v, %v; want the task done still", done, err)
 	}
 	if now, err = b.st.Time(b.ctx); err != nil {
 		t.Fatal(err)

@@ -24,9 +24,10 @@ func Pause(ctx context.Context, st *store.Store, task, by string) (time.Time, er
 // paused, and those already overdue when it was paused, are not fired:
 // they are recorded as one missed event (reason "paused", policy skip)
 // with their count, so nothing is skipped silently. When its window ended
-// meanwhile, that event says so too, and the task is done.
+// meanwhile, that event says so too, and the task is done; done reports
+// that, or a task that was done before it was paused.
 // Errors: store.ErrNotFound, store.ErrNotPaused.
-func Resume(ctx context.Context, st *store.Store, task, by string) error {
+func Resume(ctx context.Context, st *store.Store, task, by string) (done bool, err error) {
 	return st.Resume(ctx, task, by, func(spec events.Spec, after, now time.Time) (events.Event, bool, error) {
 		sched, err := Compile(spec.Trigger)
 		if err != nil {
@@ -35,10 +36,7 @@ func Resume(ctx context.Context, st *store.Store, task, by string) error {
 		e := pausedSlots(task, by, sched, after, now)
 		_, left := sched.Next(now.Add(-time.Millisecond))
 		if !left && e.Count > 0 {
-			e.Reason += "; no slot is left after the resume"
-			if end := spec.Trigger.End; !end.IsZero() {
-				e.Reason += ": its window ends at " + end.UTC().Format(time.RFC3339Nano)
-			}
+			e.Reason += "; no slot is left after the resume" + windowEnd(spec.Trigger)
 		}
 		return e, !left, nil
 	})

@@ -156,16 +156,23 @@ func noSlotOp(spec events.Spec, ct store.ClaimedTask, node string) store.Op {
 	if !ct.Planned.Before(slot) {
 		slot = ct.Planned.UTC().Add(time.Millisecond)
 	}
-	reason := "it has no slot to fire after it was registered, rescheduled or resumed at " + since.Format(time.RFC3339Nano)
+	reason := "it has no slot to fire after it was registered, rescheduled or resumed at " + since.Format(time.RFC3339Nano) +
+		windowEnd(spec.Trigger)
 	at := since
-	if end := spec.Trigger.End.UTC().Truncate(time.Millisecond); !end.IsZero() {
-		reason += ": its window ends at " + end.Format(time.RFC3339Nano)
-		if end.Before(since) {
-			at = end
-		}
+	if end := spec.Trigger.End.UTC().Truncate(time.Millisecond); !end.IsZero() && end.Before(since) {
+		at = end
 	}
 	return store.Op{Slot: slot, Event: events.Event{Type: events.TypeMissed, Task: ct.Name, At: at, Count: 1,
 		Policy: events.MisfireSkip, Worker: node, Reason: reason}}
+}
+
+// windowEnd is ": its window ends at" the trigger's end, for the reason of
+// a missed event that says a task has no slot left; "" without an end.
+func windowEnd(tr events.Trigger) string {
+	if tr.End.IsZero() {
+		return ""
+	}
+	return ": its window ends at " + tr.End.UTC().Truncate(time.Millisecond).Format(time.RFC3339Nano)
 }
 
 // onceAfter applies the rules of a once task whose instant, at, is not an

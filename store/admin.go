@@ -52,51 +52,48 @@ return now
 // ARGV[1] -> the task's state key
 // ARGV[2] -> task name
 // ARGV[3] -> events stream approximate MAXLEN
-// ARGV[4] -> the pause time the caller read ("" to resume whatever it is)
-// ARGV[5] -> from (ms): the task's new since
-// ARGV[6] -> the last slot the missed event records (ms; "" for none)
-// ARGV[7] -> "1" when the task has no slot left from "from" on (the
+// ARGV[4] -> from (ms): the task's new since
+// ARGV[5] -> the last slot the missed event records (ms; "" for none)
+// ARGV[6] -> "1" when the task has no slot left from "from" on (the
 // missed event says so), else ""
-// ARGV[8] -> the task's gen the caller read with its spec
-// ARGV[9] -> number of fields of the resumed event, then the fields
+// ARGV[7] -> the task's gen the caller read with its spec (any pause or
+// change of the task moves it)
+// ARGV[8] -> number of fields of the resumed event, then the fields
 // ARGV[...] -> the missed event's fields, if any
 //
 // The slots between the pause and from are not fired (the caller records
 // them as missed, and the watermark moves to the last of them, as for any
 // slot recorded missed); the task is planned again from "from" on, unless
-// it was done (no slot left: it stays so) or has no slot left now (it is
-// done).
-// Returns 1 when resumed, 0 when the task is not paused (or was paused
-// again since the caller read it), -1 when it is not registered, -2 when
-// its gen moved on since the caller read it (nothing written).
+// it has no slot left now or was done already (its last plan found none
+// left, and a later since takes none back: so a once instant recorded
+// missed is not recorded again): then it is done.
+// Returns 1 when resumed and planned again, 2 when resumed and done, 0
+// when the task is not paused, -1 when it is not registered, -2 when its
+// gen moved on since the caller read it (nothing written).
 var resumeScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return -1 end
-local since = redis.call('HGET', ARGV[1], 'paused')
-if not since or (ARGV[4] ~= '' and since ~= ARGV[4]) then return 0 end
-if redis.call('HGET', ARGV[1], 'gen') ~= ARGV[8] then return -2 end
-if ARGV[7] == '1' then
-  redis.call('HDEL', ARGV[1], 'paused', 'lease', 'lease_until')
-  redis.call('HSET', ARGV[1], 'next', '-1')
-elseif redis.call('HGET', ARGV[1], 'next') == '-1' then
-  -- Done: its schedule had no slot left, and a later since takes none
-  -- back. It stays done, so a once instant already recorded missed is
-  -- not recorded again.
-  redis.call('HDEL', ARGV[1], 'paused', 'lease', 'lease_until')
+if not redis.call('HGET', ARGV[1], 'paused') then return 0 end
+if redis.call('HGET', ARGV[1], 'gen') ~= ARGV[7] then return -2 end
+redis.call('HDEL', ARGV[1], 'paused', 'lease', 'lease_until')
+local done = ARGV[6] == '1' or redis.call('HGET', ARGV[1], 'next') == '-1'
+if done then
+  redis.call('HSET', ARGV[1], 'next', '-1', 'since', ARGV[4])
 else
-  redis.call('HDEL', ARGV[1], 'paused', 'next', 'lease', 'lease_until')
-  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[2])
+  redis.call('HDEL', ARGV[1], 'next')
+  redis.call('HSET', ARGV[1], 'since', ARGV[4])
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
 end
-redis.call('HSET', ARGV[1], 'since', ARGV[5])
 redis.call('HINCRBY', ARGV[1], 'gen', 1)
-if ARGV[6] ~= '' then
+if ARGV[5] ~= '' then
   local wm = redis.call('HGET', KEYS[4], ARGV[2])
-  if not wm or tonumber(wm) < tonumber(ARGV[6]) then redis.call('HSET', KEYS[4], ARGV[2], ARGV[6]) end
+  if not wm or tonumber(wm) < tonumber(ARGV[5]) then redis.call('HSET', KEYS[4], ARGV[2], ARGV[5]) end
 end
-local n = tonumber(ARGV[9])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 10, 9 + n))
-if #ARGV > 9 + n then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 10 + n))
+local n = tonumber(ARGV[8])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 9, 8 + n))
+if #ARGV > 8 + n then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 9 + n))
 end
+if done then return 2 end
 return 1
 `)
 
@@ -153,18 +150,18 @@ func (s *Store) Paused(ctx context.Context, task string) (time.Time, error) {
 // last slot it records, so no planner fires one of them. A task with no
 // slot left and such an event to say so is done at once (a planner would
 // record its window missed once more), and a task that was done (its
-// schedule had no slot left) stays done. A reload that changes the task
-// meanwhile makes Resume start over with the new spec. Errors:
-// ErrNotFound for a task not in the task set, ErrNotPaused when it is not
-// paused, and missed's own.
-func (s *Store) Resume(ctx context.Context, task, by string, missed func(spec events.Spec, after, now time.Time) (events.Event, bool, error)) error {
+// schedule had no slot left) stays done; done reports either. A reload
+// that changes the task meanwhile makes Resume start over with the new
+// spec. Errors: ErrNotFound for a task not in the task set, ErrNotPaused
+// when it is not paused, and missed's own.
+func (s *Store) Resume(ctx context.Context, task, by string, missed func(spec events.Spec, after, now time.Time) (events.Event, bool, error)) (done bool, err error) {
 	for range resumeTries {
-		err := s.resume(ctx, task, by, missed)
+		done, err = s.resume(ctx, task, by, missed)
 		if !errors.Is(err, errChangedMeanwhile) {
-			return err
+			return done, err
 		}
 	}
-	return fmt.Errorf("resume %q: the task changed %d times while it was being resumed; try again", task, resumeTries)
+	return false, fmt.Errorf("resume %q: the task changed %d times while it was being resumed; try again", task, resumeTries)
 }
 
 // resumeTries bounds the attempts of Resume that a reload overtakes.
@@ -172,7 +169,7 @@ const resumeTries = 5
 
 var errChangedMeanwhile = errors.New("changed meanwhile")
 
-func (s *Store) resume(ctx context.Context, task, by string, missed func(spec events.Spec, after, now time.Time) (events.Event, bool, error)) error {
+func (s *Store) resume(ctx context.Context, task, by string, missed func(spec events.Spec, after, now time.Time) (events.Event, bool, error)) (bool, error) {
 	// The spec and the state in one transaction, so they belong together;
 	// the script refuses to resume when the gen moved on since (a reload
 	// or another pause), and the caller's missed event no longer holds.
@@ -182,19 +179,19 @@ func (s *Store) resume(ctx context.Context, task, by string, missed func(spec ev
 	plCmd := pipe.HGet(ctx, s.keys.Planned(), task)
 	timeCmd := pipe.Time(ctx)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return err
+		return false, err
 	}
 	raw, err := specCmd.Bytes()
 	if errors.Is(err, redis.Nil) {
-		return ErrNotFound
+		return false, ErrNotFound
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	st := stCmd.Val()
 	since := msTime(st[2])
 	if since.IsZero() {
-		return ErrNotPaused
+		return false, ErrNotPaused
 	}
 	gen, _ := st[1].(string)
 	// While paused no planner touches the task (it is out of the due index,
@@ -206,46 +203,46 @@ func (s *Store) resume(ctx context.Context, task, by string, missed func(spec ev
 	now := timeCmd.Val().UTC().Truncate(time.Millisecond)
 	re := events.Event{Type: events.TypeResumed, Task: task, Worker: by,
 		Reason: fmt.Sprintf("paused since %s", since.Format(time.RFC3339))}
-	args := []any{s.keys.State(task), task, s.eventsMaxLen, since.UnixMilli(), now.UnixMilli(), "", "", gen, 0}
+	args := []any{s.keys.State(task), task, s.eventsMaxLen, now.UnixMilli(), "", "", gen, 0}
 	if args, err = re.AppendArgs(args); err != nil {
-		return err
+		return false, err
 	}
-	args[8] = len(args) - 9 // the resumed event's field count
+	args[7] = len(args) - 8 // the resumed event's field count
 	if missed != nil {
 		spec, err := events.UnmarshalSpec(raw)
 		if err != nil {
-			return fmt.Errorf("task %q: %w", task, err)
+			return false, fmt.Errorf("task %q: %w", task, err)
 		}
 		me, ended, err := missed(spec, after, now)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if me.Count > 0 {
 			last := me.At
 			if !me.Until.IsZero() {
 				last = me.Until
 			}
-			args[5] = last.UnixMilli()
+			args[4] = last.UnixMilli()
 			if ended {
-				args[6] = "1"
+				args[5] = "1"
 			}
 			if args, err = me.AppendArgs(args); err != nil {
-				return err
+				return false, err
 			}
 		}
 	}
 	n, err := resumeScript.Run(ctx, s.rdb, []string{s.keys.Specs(), s.keys.Due(), s.keys.Events(), s.keys.Planned()}, args...).Int()
 	switch {
 	case err != nil:
-		return err
+		return false, err
 	case n == -1:
-		return ErrNotFound
+		return false, ErrNotFound
 	case n == -2:
-		return errChangedMeanwhile
+		return false, errChangedMeanwhile
 	case n == 0:
-		return ErrNotPaused
+		return false, ErrNotPaused
 	}
-	return nil
+	return n == 2, nil
 }
 
 // DeadLetter is an entry of the dead-letter stream.

@@ -258,7 +258,7 @@ func runResume(ctx context.Context, c *cli, args []string) error {
 	if err := c.connect(ctx); err != nil {
 		return err
 	}
-	err := planner.Resume(ctx, c.st, args[0], who())
+	done, err := planner.Resume(ctx, c.st, args[0], who())
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return c.unknownTask(ctx, args[0])
@@ -267,7 +267,7 @@ func runResume(ctx context.Context, c *cli, args []string) error {
 	case err != nil:
 		return err
 	}
-	if ts, err := c.st.State(ctx, args[0]); err == nil && ts.Done {
+	if done {
 		fmt.Fprintf(c.stdout, "resumed %s: it has no slot left, so it is done (the slots skipped are recorded as missed)\n", args[0])
 		return nil
 	}
