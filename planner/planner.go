@@ -38,6 +38,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"os"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -65,7 +66,12 @@ func (systemClock) Now() time.Time { return time.Now() }
 type Config struct {
 	// Namespace of the task set (default "default").
 	Namespace string
-	// Logger receives the planner's logs (default: none).
+	// Version is the version of the task set this program registers (see
+	// SetVersion): any whole number from 1, bumped whenever the set
+	// changes. Zero: set it with SetVersion before Run.
+	Version int64
+	// Logger receives the planner's logs (default: warnings and errors,
+	// as JSON lines on stderr; zerolog.Nop() for none).
 	Logger zerolog.Logger
 	// Clock measures sleeps (default: the system clock).
 	Clock Clock
@@ -73,7 +79,7 @@ type Config struct {
 	Node string
 	// BatchSize is the most tasks claimed per round trip (default 256).
 	BatchSize int
-	// Lease is how long a claim holds tasks (default 5s). A planner that
+	// Lease is how long a claim holds tasks (default 5s; at least 100ms). A planner that
 	// dies holding tasks delays them by up to this long, so keep it below
 	// the tasks' MisfireGrace.
 	Lease time.Duration
@@ -114,8 +120,8 @@ type Metrics interface {
 // fit in it with room to spare.
 const minLease = 100 * time.Millisecond
 
-// WithDefaults returns the config with every unset field at its default
-// (and a Lease of at least 100ms).
+// WithDefaults returns the config with every unset (zero) field at its
+// default. It repairs nothing: New first refuses values out of range.
 func (c Config) WithDefaults() Config {
 	if c.Namespace == "" {
 		c.Namespace = store.DefaultNamespace
@@ -127,25 +133,62 @@ func (c Config) WithDefaults() Config {
 		host, _ := os.Hostname()
 		c.Node = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), uuid.NewString()[:8])
 	}
-	if c.BatchSize <= 0 {
+	if c.BatchSize == 0 {
 		c.BatchSize = 256
 	}
-	if c.Lease <= 0 {
+	if c.Lease == 0 {
 		c.Lease = 5 * time.Second
 	}
-	if c.Lease < minLease {
-		c.Lease = minLease
-	}
-	if c.MaxSleep <= 0 {
+	if c.MaxSleep == 0 {
 		c.MaxSleep = time.Second
 	}
-	if c.Lookahead < 0 {
-		c.Lookahead = 0
-	}
-	if c.CatchUpChunk <= 0 {
+	if c.CatchUpChunk == 0 {
 		c.CatchUpChunk = 1000
 	}
+	if isZeroLogger(c.Logger) {
+		c.Logger = defaultLogger()
+	}
 	return c
+}
+
+// validate refuses values out of range, naming the field: a negative
+// duration is a bug to report at start, not to turn into a default.
+func (c Config) validate() error {
+	bad := func(field string, v any, want string) error {
+		return fmt.Errorf("planner: Config.%s: %v; want %s", field, v, want)
+	}
+	switch {
+	case c.Version < 0:
+		return bad("Version", c.Version, "a whole number from 1 (0: set later with SetVersion)")
+	case c.BatchSize < 0:
+		return bad("BatchSize", c.BatchSize, "0 (default 256) or more")
+	case c.Lease < 0 || (c.Lease > 0 && c.Lease < minLease):
+		return bad("Lease", c.Lease, "0 (default 5s) or at least "+minLease.String())
+	case c.Lookahead < 0:
+		return bad("Lookahead", c.Lookahead, "0 (fires appended once due) or more")
+	case c.MaxSleep < 0:
+		return bad("MaxSleep", c.MaxSleep, "0 (default 1s) or more")
+	case c.CatchUpChunk < 0:
+		return bad("CatchUpChunk", c.CatchUpChunk, "0 (default 1000) or more")
+	case c.EventsMaxLen < 0:
+		return bad("EventsMaxLen", c.EventsMaxLen, "0 (default 100000) or more")
+	}
+	if c.Namespace != "" {
+		if err := store.ValidateNamespace(c.Namespace); err != nil {
+			return fmt.Errorf("planner: Config.Namespace: %w", err)
+		}
+	}
+	return nil
+}
+
+// isZeroLogger reports whether l is the zero zerolog.Logger (unset), as
+// opposed to one a caller chose, zerolog.Nop() included.
+func isZeroLogger(l zerolog.Logger) bool { return reflect.ValueOf(l).IsZero() }
+
+// defaultLogger writes warnings and errors to stderr, so a misconfigured
+// program says so even when nobody gave it a logger.
+func defaultLogger() zerolog.Logger {
+	return zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 }
 
 // Planner plans the fires of one namespace. Register, SetVersion and Apply
@@ -202,25 +245,35 @@ type compiled struct {
 }
 
 // New returns a planner of cfg.Namespace on rdb (a single server, Sentinel
-// or Cluster client).
-func New(rdb redis.UniversalClient, cfg Config) (*Planner, error) {
+// or Cluster client) with tasks registered (see Register). It fails,
+// naming the problem, on a config field out of range and on an invalid or
+// twice-named task.
+func New(rdb redis.UniversalClient, cfg Config, tasks ...events.Spec) (*Planner, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	cfg = cfg.WithDefaults()
 	st, err := store.New(rdb, cfg.Namespace, store.Options{EventsMaxLen: cfg.EventsMaxLen})
 	if err != nil {
 		return nil, err
 	}
-	return &Planner{
+	p := &Planner{
 		cfg: cfg, store: st, schedules: map[string]compiled{}, seed: maphash.MakeSeed(), instance: uuid.NewString()[:8], batch: cfg.BatchSize,
-		log: cfg.Logger.With().Str("component", "planner").Str("node", cfg.Node).Logger(),
-	}, nil
+		log: cfg.Logger.With().Str("component", "planner").Str("node", cfg.Node).Logger(), version: cfg.Version,
+	}
+	if err := p.Register(tasks...); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // Store is the planner's store (its namespace on Redis).
 func (p *Planner) Store() *store.Store { return p.store }
 
 // Register adds tasks to the set this process applies. Each spec is
-// validated at once; the first invalid one is returned as an
-// *events.SpecError and nothing of this call is kept.
+// validated at once, and a name registered before (in this call or an
+// earlier one) is an error naming the task; on any error nothing of this
+// call is kept.
 func (p *Planner) Register(specs ...events.Spec) error {
 	for _, s := range specs {
 		if err := Validate(s); err != nil {
@@ -229,6 +282,16 @@ func (p *Planner) Register(specs ...events.Spec) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	seen := make(map[string]bool, len(p.specs)+len(specs))
+	for _, s := range p.specs {
+		seen[s.Name] = true
+	}
+	for _, s := range specs {
+		if seen[s.Name] {
+			return fmt.Errorf("planner: task %q is registered twice; task names are unique in a namespace", s.Name)
+		}
+		seen[s.Name] = true
+	}
 	p.specs = append(p.specs, specs...)
 	return nil
 }
