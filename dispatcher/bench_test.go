@@ -57,7 +57,7 @@ func BenchmarkDispatch(b *testing.B) {
 		batch[i] = store.Delivery{Fire: events.Fire{ID: "noop@1", Task: "noop", Attempt: 1}, Spec: spec, Queue: "default"}
 	}
 	src := &countSource{left: b.N, pending: b.N, batch: batch, done: make(chan struct{})}
-	d := dispatcher.New(src, dispatcher.Config{Concurrency: 50})
+	d := newDispatcher(b, src, dispatcher.Config{Concurrency: 50})
 	if err := d.HandleFunc("noop", func(context.Context, events.Fire) error { return nil }); err != nil {
 		b.Fatal(err)
 	}

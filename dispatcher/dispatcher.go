@@ -32,6 +32,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"reflect"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -129,17 +131,22 @@ type HandlerFunc func(ctx context.Context, f events.Fire) error
 // Run calls f.
 func (f HandlerFunc) Run(ctx context.Context, fire events.Fire) error { return f(ctx, fire) }
 
-// Config tunes a Dispatcher. The zero value is usable.
+// Config tunes a Dispatcher. The zero value is usable: zero fields take
+// their defaults; a value out of range is an error from New.
 type Config struct {
 	// Concurrency is the most runs at once (default 10).
 	Concurrency int
 	// Grace is how long Run, when its context is cancelled, lets runs under
 	// way finish before it cancels them (default 30s).
 	Grace time.Duration
-	// Backoff is the wait before attempt+1 after attempt failed (default:
-	// 1s doubling per attempt, at most 5m, with up to 20% added at random).
-	Backoff func(attempt int) time.Duration
-	// Logger receives the dispatcher's logs (default: none).
+	// RetryDelay is the wait before the next attempt of f after its
+	// attempt failed with err (default DefaultRetryDelay). It is not asked
+	// when the handler decided itself: an error wrapping SkipRetry is
+	// dead-lettered at once, and one made by RetryAfter is retried after
+	// its own delay.
+	RetryDelay func(attempt int, err error, f events.Fire) time.Duration
+	// Logger receives the dispatcher's logs (default: warnings and errors,
+	// as JSON lines on stderr; zerolog.Nop() for none).
 	Logger zerolog.Logger
 	// Metrics, when set, is told of every run.
 	Metrics Metrics
@@ -156,23 +163,45 @@ type Metrics interface {
 	Ran(f events.Fire, late, cost time.Duration, err error)
 }
 
-// WithDefaults returns the config with every unset field at its default.
+// WithDefaults returns the config with every unset (zero) field at its
+// default. It repairs nothing: New refuses values out of range first.
 func (c Config) WithDefaults() Config {
-	if c.Concurrency <= 0 {
+	if c.Concurrency == 0 {
 		c.Concurrency = 10
 	}
-	if c.Grace <= 0 {
+	if c.Grace == 0 {
 		c.Grace = 30 * time.Second
 	}
-	if c.Backoff == nil {
-		c.Backoff = DefaultBackoff
+	if c.RetryDelay == nil {
+		c.RetryDelay = DefaultRetryDelay
+	}
+	if reflect.ValueOf(c.Logger).IsZero() {
+		c.Logger = DefaultLogger()
 	}
 	return c
 }
 
-// DefaultBackoff waits 1s after the first failure, doubling per attempt up
-// to 5m, plus up to 20% at random so retries of many fires spread out.
-func DefaultBackoff(attempt int) time.Duration {
+// validate names the first field out of range.
+func (c Config) validate() error {
+	switch {
+	case c.Concurrency < 0:
+		return fmt.Errorf("dispatcher: Config.Concurrency: %d; want 0 (default 10) or more", c.Concurrency)
+	case c.Grace < 0:
+		return fmt.Errorf("dispatcher: Config.Grace: %s; want 0 (default 30s) or more", c.Grace)
+	}
+	return nil
+}
+
+// DefaultLogger is the logger of a worker given none: warnings and errors,
+// as JSON lines on stderr, so a misconfigured program says so.
+func DefaultLogger() zerolog.Logger {
+	return zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+}
+
+// DefaultRetryDelay waits 1s after the first failure, doubling per
+// attempt up to 5m, plus up to 20% at random so retries of many fires
+// spread out. It looks at the attempt alone.
+func DefaultRetryDelay(attempt int, _ error, _ events.Fire) time.Duration {
 	d := time.Second << min(max(attempt-1, 0), 9)
 	d = min(d, 5*time.Minute)
 	return d + time.Duration(rand.Int64N(int64(d)/5+1))
@@ -196,14 +225,20 @@ type Dispatcher struct {
 	done     chan struct{} // closed when Run returns
 }
 
-// New returns a dispatcher of the fires of src.
-func New(src Source, cfg Config) *Dispatcher {
+// New returns a dispatcher of the fires of src, or an error naming a
+// Config field out of range. A program runs a worker with NewWorker, which
+// builds the dispatcher and its source together; New is the part alone,
+// for another Source (a test's, say).
+func New(src Source, cfg Config) (*Dispatcher, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	cfg = cfg.WithDefaults()
 	return &Dispatcher{
 		src: src, cfg: cfg, log: cfg.Logger.With().Str("component", "dispatcher").Logger(),
 		handlers: map[string]Handler{}, inflight: map[*job]struct{}{},
 		stopCh: make(chan struct{}), hardCh: make(chan struct{}), done: make(chan struct{}),
-	}
+	}, nil
 }
 
 // Handle registers h for the fires of task, replacing any earlier one. It
@@ -503,11 +538,7 @@ func (dp *Dispatcher) settle(ctx, runCtx context.Context, dl *store.Delivery, ou
 	if dl.Broadcast {
 		return r
 	}
-	if dl.Fire.Attempt < dl.Spec.Attempts {
-		r.RetryIn = max(dp.cfg.Backoff(dl.Fire.Attempt), time.Millisecond)
-	} else {
-		r.Dead = fmt.Sprintf("failed %d of %d attempts", dl.Fire.Attempt, dl.Spec.Attempts)
-	}
+	r.RetryIn, r.Dead = dp.retry(dl, r.Err)
 	dp.log.Debug().Err(r.Err).Str("fire", dl.Fire.ID).Int("attempt", dl.Fire.Attempt).Msg("run failed")
 	return r
 }

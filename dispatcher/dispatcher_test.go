@@ -29,6 +29,16 @@ func newSource(ds ...store.Delivery) *fakeSource {
 	return &fakeSource{pending: ds, results: map[string]store.Result{}, done: make(chan string, 100)}
 }
 
+// newDispatcher is dispatcher.New, failing the test on an error.
+func newDispatcher(tb testing.TB, src dispatcher.Source, cfg dispatcher.Config) *dispatcher.Dispatcher {
+	tb.Helper()
+	d, err := dispatcher.New(src, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return d
+}
+
 func (s *fakeSource) Run(ctx context.Context) error { <-ctx.Done(); return nil }
 
 func (s *fakeSource) Fetch(ctx context.Context, max int) ([]store.Delivery, error) {
@@ -105,7 +115,7 @@ func TestOutcomes(t *testing.T) {
 		fire("orphan", "nobody", 1, events.Spec{}),
 		fire("talks", "talks", 1, events.Spec{Attempts: 1}),
 	)
-	d := dispatcher.New(src, dispatcher.Config{Backoff: func(a int) time.Duration { return time.Duration(a) * time.Second }})
+	d := newDispatcher(t, src, dispatcher.Config{RetryDelay: func(a int, _ error, _ events.Fire) time.Duration { return time.Duration(a) * time.Second }})
 	must(t, d.HandleFunc("ok", func(ctx context.Context, f events.Fire) error { return nil }))
 	must(t, d.HandleFunc("fails", func(ctx context.Context, f events.Fire) error { return errors.New("boom") }))
 	must(t, d.HandleFunc("slow", func(ctx context.Context, f events.Fire) error { <-ctx.Done(); return ctx.Err() }))
@@ -160,7 +170,7 @@ func TestConcurrencyBound(t *testing.T) {
 	src := newSource(ds...)
 	var mu sync.Mutex
 	running, peak := 0, 0
-	d := dispatcher.New(src, dispatcher.Config{Concurrency: 3})
+	d := newDispatcher(t, src, dispatcher.Config{Concurrency: 3})
 	must(t, d.HandleFunc("work", func(ctx context.Context, f events.Fire) error {
 		mu.Lock()
 		running++
@@ -183,7 +193,7 @@ func TestConcurrencyBound(t *testing.T) {
 func TestStopWaitsAndStopAndCancelCancels(t *testing.T) {
 	release := make(chan struct{})
 	src := newSource(fire("graceful", "wait", 1, events.Spec{}))
-	d := dispatcher.New(src, dispatcher.Config{})
+	d := newDispatcher(t, src, dispatcher.Config{})
 	entered := make(chan struct{})
 	must(t, d.HandleFunc("wait", func(ctx context.Context, f events.Fire) error {
 		close(entered)
@@ -214,7 +224,7 @@ func TestStopWaitsAndStopAndCancelCancels(t *testing.T) {
 	}
 
 	src2 := newSource(fire("cancelled", "block", 1, events.Spec{}))
-	d2 := dispatcher.New(src2, dispatcher.Config{})
+	d2 := newDispatcher(t, src2, dispatcher.Config{})
 	entered2 := make(chan struct{})
 	must(t, d2.HandleFunc("block", func(ctx context.Context, f events.Fire) error {
 		close(entered2)
@@ -252,7 +262,7 @@ func TestRunsLeaveNoGoroutines(t *testing.T) {
 	}
 	ds = append(ds, fire("stuck", "stuck", 1, events.Spec{}))
 	src := newSource(ds...)
-	d := dispatcher.New(src, dispatcher.Config{Concurrency: 8})
+	d := newDispatcher(t, src, dispatcher.Config{Concurrency: 8})
 	var mu sync.Mutex
 	runs := map[string]int{}
 	must(t, d.HandleFunc("work", func(ctx context.Context, f events.Fire) error {
@@ -304,7 +314,7 @@ func TestRunsLeaveNoGoroutines(t *testing.T) {
 func TestGoexitInAHandler(t *testing.T) {
 	src := newSource(fire("exit-1", "exit", 1, events.Spec{Attempts: 2}), fire("exit-2", "exit", 2, events.Spec{Attempts: 2}),
 		fire("after-1", "work", 1, events.Spec{}), fire("after-2", "work", 1, events.Spec{}))
-	d := dispatcher.New(src, dispatcher.Config{Concurrency: 1})
+	d := newDispatcher(t, src, dispatcher.Config{Concurrency: 1})
 	must(t, d.HandleFunc("exit", func(ctx context.Context, f events.Fire) error {
 		runtime.Goexit()
 		return nil
@@ -330,7 +340,7 @@ func TestGoexitInAHandler(t *testing.T) {
 // that ran it is kept for the next run.
 func TestRunContextEndsWithTheRun(t *testing.T) {
 	src := newSource(fire("a", "keep", 1, events.Spec{}), fire("b", "keep", 1, events.Spec{}))
-	d := dispatcher.New(src, dispatcher.Config{Concurrency: 1})
+	d := newDispatcher(t, src, dispatcher.Config{Concurrency: 1})
 	ctxs := make(chan context.Context, 2)
 	must(t, d.HandleFunc("keep", func(ctx context.Context, f events.Fire) error {
 		if ctx.Err() != nil {

@@ -1,0 +1,59 @@
+package dispatcher
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/taskino/taskino/store"
+)
+
+// SkipRetry, wrapped in a handler's error (fmt.Errorf("...: %w",
+// dispatcher.SkipRetry)), says the failure is permanent: the fire is
+// dead-lettered at once, whatever attempts are left, with the error as
+// its reason. Use it for input that no retry can fix.
+var SkipRetry = errors.New("not retried (SkipRetry)")
+
+// RetryAfterError is a handler's failure that asks for the next attempt
+// after Delay instead of after Config.RetryDelay's wait. Make one with
+// RetryAfter.
+type RetryAfterError struct {
+	Delay time.Duration
+	Err   error
+}
+
+func (e *RetryAfterError) Error() string {
+	return fmt.Sprintf("%v (retry in %s)", e.Err, e.Delay)
+}
+
+// Unwrap returns the failure.
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// RetryAfter returns err as a failure whose next attempt comes after d
+// (at least 1ms), when the task has attempts left: a rate-limited API's
+// Retry-After, say. With none left, the fire is dead-lettered as usual.
+// A nil err gets a generic text.
+func RetryAfter(d time.Duration, err error) error {
+	if err == nil {
+		err = errors.New("the handler asked to be retried")
+	}
+	return &RetryAfterError{Delay: d, Err: err}
+}
+
+// retry decides what becomes of a single-mode fire whose run failed with
+// err: tried again after retryIn, or dead-lettered with the reason dead.
+// This is the one place that decides; the source records the decision.
+func (dp *Dispatcher) retry(dl *store.Delivery, err error) (retryIn time.Duration, dead string) {
+	attempt, attempts := dl.Fire.Attempt, dl.Spec.Attempts
+	if errors.Is(err, SkipRetry) {
+		return 0, fmt.Sprintf("failed at attempt %d of %d; the handler said not to retry (SkipRetry)", attempt, attempts)
+	}
+	if attempt >= attempts {
+		return 0, fmt.Sprintf("failed %d of %d attempts", attempt, attempts)
+	}
+	var ra *RetryAfterError
+	if errors.As(err, &ra) {
+		return max(ra.Delay, time.Millisecond), ""
+	}
+	return max(dp.cfg.RetryDelay(attempt, err, dl.Fire), time.Millisecond), ""
+}
