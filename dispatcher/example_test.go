@@ -2,13 +2,13 @@ package dispatcher_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/oklog/run"
 	"github.com/redis/go-redis/v9"
-	"github.com/taskino/taskino/consumer"
 	"github.com/taskino/taskino/dispatcher"
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/planner"
@@ -25,18 +25,20 @@ func Example() {
 	ns := "example-" + uuid.NewString()[:8]
 	defer redistest.DeleteNamespace(rdb, ns)
 
-	p, _ := planner.New(rdb, planner.Config{Namespace: ns})
-	_ = p.Register(events.Spec{Name: "greet", Trigger: events.Once(time.Now().Add(time.Second)), Payload: "world"})
-	p.SetVersion(1)
-
-	c, _ := consumer.New(rdb, consumer.Config{Namespace: ns, Queues: []string{"default"}})
-	w := dispatcher.New(c, dispatcher.Config{Concurrency: 4})
+	tasks := []events.Spec{{Name: "greet", Trigger: events.Once(time.Now().Add(time.Second)), Payload: "world"}}
+	p, _ := planner.New(rdb, planner.Config{Namespace: ns, Version: 1}, tasks...)
 	ran := make(chan struct{})
-	_ = w.HandleFunc("greet", func(ctx context.Context, f events.Fire) error {
-		fmt.Printf("hello, %s (fire %s, attempt %d)\n", f.Payload, f.ID[:6], f.Attempt)
-		close(ran)
-		return nil
+	w, err := dispatcher.NewWorker(rdb, dispatcher.WorkerConfig{Namespace: ns, Tasks: tasks, Concurrency: 4}, dispatcher.Handlers{
+		"greet": dispatcher.HandlerFunc(func(ctx context.Context, f events.Fire) error {
+			fmt.Printf("hello, %s (fire %s, attempt %d)\n", f.Payload, f.ID[:6], f.Attempt)
+			close(ran)
+			return nil
+		}),
 	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 
 	ctx, stop := context.WithCancel(context.Background())
 	var g run.Group
@@ -54,4 +56,25 @@ func Example() {
 	// Output:
 	// hello, world (fire greet@, attempt 1)
 	// last run: completed
+}
+
+// A handler says what happens after its failure: SkipRetry dead-letters
+// the fire at once; RetryAfter picks the next attempt's delay.
+func ExampleSkipRetry() {
+	charge := func(ctx context.Context, f events.Fire) error {
+		if f.Payload == "" {
+			return fmt.Errorf("fire %s: no order id in the payload: %w", f.ID, dispatcher.SkipRetry)
+		}
+		if f.Payload == "busy" {
+			return dispatcher.RetryAfter(30*time.Second, errors.New("payment API: 429 Too Many Requests"))
+		}
+		return nil
+	}
+	err := charge(context.Background(), events.Fire{ID: "charge@1"})
+	fmt.Println(errors.Is(err, dispatcher.SkipRetry), err)
+	err = charge(context.Background(), events.Fire{ID: "charge@2", Payload: "busy"})
+	fmt.Println(err)
+	// Output:
+	// true fire charge@1: no order id in the payload: not retried (SkipRetry)
+	// payment API: 429 Too Many Requests (retry in 30s)
 }

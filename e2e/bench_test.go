@@ -51,13 +51,14 @@ func (l *latencies) report(b *testing.B, n int, elapsed time.Duration) {
 // benchWorker starts one worker (concurrency 50, a no-op handler that
 // records its lateness) for the tasks named by names.
 func benchWorker(b *testing.B, rdb *redis.Client, names []string, lat *latencies) (stop func()) {
-	c, err := consumer.New(rdb, consumer.Config{Namespace: ns, Logger: zerolog.Nop(), FlushBatch: 512})
+	hs := dispatcher.Handlers{}
+	for _, n := range names {
+		hs[n] = dispatcher.HandlerFunc(func(ctx context.Context, f events.Fire) error { lat.add(f); return nil })
+	}
+	d, err := dispatcher.NewWorker(rdb, dispatcher.WorkerConfig{Namespace: ns, Logger: zerolog.Nop(), Concurrency: 50,
+		Stream: consumer.Config{FlushBatch: 512}}, hs)
 	if err != nil {
 		b.Fatal(err)
-	}
-	d := dispatcher.New(c, dispatcher.Config{Concurrency: 50})
-	for _, n := range names {
-		_ = d.HandleFunc(n, func(ctx context.Context, f events.Fire) error { lat.add(f); return nil })
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -44,9 +44,11 @@ func entryMs(t *testing.T, id string) int64 {
 // dead event and a dead letter with the reason and the last error.
 func TestFailingHandlerRetriedThenDeadLettered(t *testing.T) {
 	b := setup(t)
-	backoff := func(attempt int) time.Duration { return time.Duration(attempt) * 300 * time.Millisecond }
+	backoff := func(attempt int, _ error, _ events.Fire) time.Duration {
+		return time.Duration(attempt) * 300 * time.Millisecond
+	}
 	var tries atomic.Int32
-	w := startWorker(t, b, consumer.Config{}, dispatcher.Config{Backoff: backoff}, map[string]dispatcher.HandlerFunc{
+	w := startWorker(t, b, consumer.Config{}, dispatcher.Config{RetryDelay: backoff}, map[string]dispatcher.HandlerFunc{
 		"flaky": func(ctx context.Context, f events.Fire) error {
 			tries.Add(1)
 			return fmt.Errorf("attempt %d: disk full", f.Attempt)
@@ -99,7 +101,7 @@ func TestFailingHandlerRetriedThenDeadLettered(t *testing.T) {
 		}
 		// The retry did not run before its backoff (Redis clock, entry ids).
 		gap := entryMs(t, started[i+1].ID) - entryMs(t, failed[i].ID)
-		if min := backoff(i + 1).Milliseconds(); gap < min {
+		if min := backoff(i+1, nil, events.Fire{}).Milliseconds(); gap < min {
 			t.Errorf("attempt %d started %dms after attempt %d failed, want at least the backoff %dms", i+2, gap, i+1, min)
 		}
 	}

@@ -26,14 +26,14 @@ func TestHelperDoomedWorker(t *testing.T) {
 		t.Skip("run by TestWorkerStoppedDeadIsReclaimed")
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	c, err := consumer.New(rdb, consumer.Config{Namespace: ns, Node: "doomed", VisibilityTimeout: 2 * time.Second,
-		Logger: zerolog.New(os.Stderr)})
+	hs := dispatcher.Handlers{}
+	for i := range 200 {
+		hs[fmt.Sprintf("t-%d", i)] = dispatcher.HandlerFunc(func(ctx context.Context, f events.Fire) error { select {} })
+	}
+	d, err := dispatcher.NewWorker(rdb, dispatcher.WorkerConfig{Namespace: ns, Node: "doomed", Concurrency: 50, Logger: zerolog.New(os.Stderr),
+		Stream: consumer.Config{VisibilityTimeout: 2 * time.Second}}, hs)
 	if err != nil {
 		t.Fatal(err)
-	}
-	d := dispatcher.New(c, dispatcher.Config{Concurrency: 50})
-	for i := range 200 {
-		_ = d.HandleFunc(fmt.Sprintf("t-%d", i), func(ctx context.Context, f events.Fire) error { select {} })
 	}
 	_ = d.Run(context.Background())
 }

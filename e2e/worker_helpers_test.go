@@ -11,31 +11,31 @@ import (
 	"github.com/taskino/taskino/events"
 )
 
-// runningWorker is a consumer and dispatcher running in goroutines.
+// runningWorker is a worker running in a goroutine.
 type runningWorker struct {
 	*running
-	c *consumer.Consumer
-	d *dispatcher.Dispatcher
+	w *dispatcher.Worker
 }
 
 // startWorker starts a worker on the bundle's server with the given
-// handlers, and stops it (checking Run returned nil) when the test ends.
+// handlers, its stream side tuned by cc and its runs by dc (as
+// dispatcher.NewWorker builds them), and stops it (checking Run returned
+// nil) when the test ends.
 func startWorker(t *testing.T, b testBundle, cc consumer.Config, dc dispatcher.Config, handlers map[string]dispatcher.HandlerFunc) *runningWorker {
 	t.Helper()
-	cc.Namespace = ns
-	cc.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
-	dc.Logger = cc.Logger
-	c, err := consumer.New(b.rdb, cc)
+	wc := dispatcher.WorkerConfig{Namespace: ns, Queues: cc.Queues, Node: cc.Node, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel),
+		Concurrency: dc.Concurrency, Grace: dc.Grace, RetryDelay: dc.RetryDelay}
+	cc.Queues, cc.Node = nil, ""
+	wc.Stream = cc
+	hs := dispatcher.Handlers{}
+	for name, h := range handlers {
+		hs[name] = h
+	}
+	w, err := dispatcher.NewWorker(b.rdb, wc, hs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := dispatcher.New(c, dc)
-	for name, h := range handlers {
-		if err := d.Handle(name, h); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return &runningWorker{running: goRun(t, "worker", 60*time.Second, d.Run), c: c, d: d}
+	return &runningWorker{running: goRun(t, "worker", 60*time.Second, w.Run), w: w}
 }
 
 // awaitNodesUp waits for a node_up event of each worker.
@@ -43,7 +43,7 @@ func awaitNodesUp(t *testing.T, b testBundle, ws ...*runningWorker) {
 	t.Helper()
 	want := map[string]bool{}
 	for _, w := range ws {
-		want[w.c.Node()] = true
+		want[w.w.Node()] = true
 	}
 	awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool {
 		n := 0

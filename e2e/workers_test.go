@@ -81,8 +81,8 @@ func TestFourWorkersRunEachFireOnce(t *testing.T) {
 		t.Errorf("%d distinct fires ran, want %d", len(got), n)
 	}
 	for _, w := range ws {
-		if perWorker[w.c.Node()] == 0 {
-			t.Errorf("worker %s ran no fire; runs per worker: %v", w.c.Node(), perWorker)
+		if perWorker[w.w.Node()] == 0 {
+			t.Errorf("worker %s ran no fire; runs per worker: %v", w.w.Node(), perWorker)
 		}
 	}
 	for typ, want := range map[events.Type]int{events.TypeStarted: 1, events.TypeCompleted: 1, events.TypeFired: 1} {

@@ -612,16 +612,14 @@ func (m *Main) periodic(ctx context.Context) (Result, error) {
 // worker starts a worker of ns (concurrency --concurrency) whose no-op
 // handlers record their runs, and returns its stop.
 func (m *Main) worker(ctx context.Context, ns string, names []string, rs *runs, maxLen int64) (func(), error) {
-	c, err := consumer.New(m.rdb, consumer.Config{Namespace: ns, Logger: zerolog.Nop(), FlushBatch: 512, EventsMaxLen: maxLen,
-		Prefetch: cmp.Or(m.Prefetch, -1), EarlyLimit: m.EarlyLimit})
+	hs := dispatcher.Handlers{}
+	for _, n := range names {
+		hs[n] = dispatcher.HandlerFunc(func(_ context.Context, f events.Fire) error { rs.add(f); return nil })
+	}
+	d, err := dispatcher.NewWorker(m.rdb, dispatcher.WorkerConfig{Namespace: ns, Logger: zerolog.Nop(), Concurrency: m.Concurrency,
+		Stream: consumer.Config{FlushBatch: 512, EventsMaxLen: maxLen, Prefetch: cmp.Or(m.Prefetch, -1), EarlyLimit: m.EarlyLimit}}, hs)
 	if err != nil {
 		return nil, err
-	}
-	d := dispatcher.New(c, dispatcher.Config{Concurrency: m.Concurrency})
-	for _, n := range names {
-		if err := d.HandleFunc(n, func(_ context.Context, f events.Fire) error { rs.add(f); return nil }); err != nil {
-			return nil, err
-		}
 	}
 	return m.goRun(ctx, d.Run), nil
 }

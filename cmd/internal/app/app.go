@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/mattn/go-isatty"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -177,8 +178,8 @@ func ApplyFile(ctx context.Context, st *store.Store, f *tasksfile.File, version 
 
 // handlers builds a handler for each task of f that has a command or an
 // HTTP request, and returns them with the queues of those tasks.
-func handlers(f *tasksfile.File, opts runner.Options) (map[string]dispatcher.Handler, []string) {
-	hs := map[string]dispatcher.Handler{}
+func handlers(f *tasksfile.File, opts runner.Options) (dispatcher.Handlers, []string) {
+	hs := dispatcher.Handlers{}
 	var queues []string
 	for _, t := range f.Tasks {
 		switch {
@@ -256,41 +257,40 @@ type WorkerConfig struct {
 }
 
 // NewWorker builds a worker that runs the command and HTTP tasks of
-// cfg.Tasks: its dispatcher (what to Run) and the queues it reads. A tasks
-// file with nothing to run is an error.
-func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig) (*dispatcher.Dispatcher, []string, error) {
-	_, queues := handlers(cfg.Tasks, cfg.Runner)
+// cfg.Tasks (dispatcher.NewWorker, as a Go program builds one) and returns
+// it with the queues it reads. A tasks file with nothing to run is an
+// error.
+func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig) (*dispatcher.Worker, []string, error) {
+	if cfg.Node == "" {
+		// The runs learn the worker's name, so it is chosen here.
+		host, _ := os.Hostname()
+		cfg.Node = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), uuid.NewString()[:8])
+	}
+	cfg.Runner.Logger, cfg.Runner.Node = cfg.Logger, cfg.Node
+	hs, queues := handlers(cfg.Tasks, cfg.Runner)
 	if len(queues) == 0 {
 		return nil, nil, fmt.Errorf("%s: no task has exec or http; a worker has nothing to run", cfg.Tasks.Path)
 	}
 	if len(cfg.Queues) > 0 {
 		queues = cfg.Queues
 	}
-	cc := consumer.Config{Namespace: cfg.Namespace, Queues: queues, Node: cfg.Node, Logger: cfg.Logger, VisibilityTimeout: cfg.Visibility,
-		Prefetch: cfg.Prefetch, EarlyLimit: cfg.EarlyLimit, EventsMaxLen: cfg.EventsMaxLen, EventsMaxAge: cfg.EventsMaxAge}
-	dc := dispatcher.Config{Concurrency: cfg.Concurrency, Grace: cfg.Grace, Logger: cfg.Logger}
+	wc := dispatcher.WorkerConfig{Namespace: cfg.Namespace, Queues: queues, Node: cfg.Node, Logger: cfg.Logger,
+		Concurrency: cfg.Concurrency, Grace: cfg.Grace,
+		Stream: consumer.Config{VisibilityTimeout: cfg.Visibility, Prefetch: cfg.Prefetch, EarlyLimit: cfg.EarlyLimit,
+			EventsMaxLen: cfg.EventsMaxLen, EventsMaxAge: cfg.EventsMaxAge}}
 	if cfg.Metrics != nil {
-		cc.Metrics, dc.Metrics = cfg.Metrics, cfg.Metrics
+		wc.Metrics = cfg.Metrics
 	}
-	c, err := consumer.New(rdb, cc)
+	w, err := dispatcher.NewWorker(rdb, wc, hs)
 	if err != nil {
-		return nil, nil, err
-	}
-	// The runs learn the worker's name, the default one included.
-	cfg.Runner.Logger, cfg.Runner.Node = cfg.Logger, c.Node()
-	hs, _ := handlers(cfg.Tasks, cfg.Runner)
-	d := dispatcher.New(c, dc)
-	for name, h := range hs {
-		if err := d.Handle(name, h); err != nil {
-			return nil, nil, fmt.Errorf("%s: task %q: %v", cfg.Tasks.Path, name, err)
-		}
+		return nil, nil, fmt.Errorf("%s: %v", cfg.Tasks.Path, err)
 	}
 	if cfg.Metrics != nil {
 		var streams []string
 		for _, q := range queues {
-			streams = append(streams, c.Store().Keys().Fires(q))
+			streams = append(streams, w.Store().Keys().Fires(q))
 		}
-		cfg.Metrics.WatchStreams(c.Store(), streams)
+		cfg.Metrics.WatchStreams(w.Store(), streams)
 	}
-	return d, queues, nil
+	return w, queues, nil
 }

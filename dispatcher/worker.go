@@ -1,0 +1,208 @@
+package dispatcher
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"github.com/taskino/taskino/consumer"
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store"
+)
+
+// Handlers maps task names to what runs their fires.
+type Handlers map[string]Handler
+
+// WorkerConfig tunes a Worker. The zero value is usable: zero fields take
+// their defaults; a value out of range is an error from NewWorker.
+type WorkerConfig struct {
+	// Namespace of the task set (default "default").
+	Namespace string
+	// Queues read, single and broadcast (default: the queues of Tasks, or
+	// "default" without Tasks).
+	Queues []string
+	// Node names this worker in the group, in events and logs (default:
+	// host-pid-random). Two live workers must not share one.
+	Node string
+	// Tasks, when set, are the specs this program registers (the ones it
+	// gives its planner): NewWorker then checks them against the handlers
+	// and refuses to start on a handler for a task not among them, or a
+	// task on one of the worker's queues without a handler.
+	Tasks []events.Spec
+	// Concurrency is the most runs at once (default 10).
+	Concurrency int
+	// Grace is how long Run, when its context is cancelled, lets runs under
+	// way finish before it cancels them (default 30s).
+	Grace time.Duration
+	// RetryDelay is the wait before the next attempt (see Config.RetryDelay).
+	RetryDelay func(attempt int, err error, f events.Fire) time.Duration
+	// Logger receives the worker's logs (default: warnings and errors, as
+	// JSON lines on stderr; zerolog.Nop() for none).
+	Logger zerolog.Logger
+	// Metrics, when set, is told of runs, reclaims and dead letters.
+	Metrics WorkerMetrics
+	// Stream tunes the stream side: visibility timeout, read-ahead, early
+	// fires, trims (see consumer.Config). Its Namespace, Queues, Node,
+	// Logger and Metrics must be left unset: the fields above set them.
+	Stream consumer.Config
+}
+
+// WorkerMetrics receives all of a worker's counts.
+type WorkerMetrics interface {
+	Metrics
+	consumer.Metrics
+}
+
+// Worker is a taskino worker: a consumer reading the fires of its queues
+// from Redis and a dispatcher running their handlers. It is how a program
+// runs a worker, and how taskino-worker runs one.
+type Worker struct {
+	d      *Dispatcher
+	c      *consumer.Consumer
+	queues []string
+}
+
+// NewWorker returns a worker of cfg.Namespace on rdb (a single server,
+// Sentinel or Cluster client) running handlers. It fails, naming the
+// problem, on a config field out of range, a handler name no task can
+// have, and (with cfg.Tasks) handlers and tasks that do not match.
+func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig, handlers Handlers) (*Worker, error) {
+	if len(handlers) == 0 {
+		return nil, fmt.Errorf("dispatcher: a worker without handlers has nothing to run")
+	}
+	for name, h := range handlers {
+		if err := events.ValidateName(name); err != nil {
+			return nil, fmt.Errorf("dispatcher: handler %q: %w", name, err)
+		}
+		if h == nil || (reflect.ValueOf(h).Kind() == reflect.Func && reflect.ValueOf(h).IsNil()) {
+			return nil, fmt.Errorf("dispatcher: handler %q is nil", name)
+		}
+	}
+	sc := cfg.Stream
+	for field, set := range map[string]bool{"Namespace": sc.Namespace != "", "Queues": sc.Queues != nil, "Node": sc.Node != "",
+		"Logger": !reflect.ValueOf(sc.Logger).IsZero(), "Metrics": sc.Metrics != nil} {
+		if set {
+			return nil, fmt.Errorf("dispatcher: WorkerConfig.Stream.%s is set; set WorkerConfig.%s instead", field, field)
+		}
+	}
+	queues := cfg.Queues
+	if len(queues) == 0 {
+		queues = queuesOf(cfg.Tasks)
+	}
+	if err := matchTasks(cfg.Tasks, queues, handlers); err != nil {
+		return nil, err
+	}
+	dc := Config{Concurrency: cfg.Concurrency, Grace: cfg.Grace, RetryDelay: cfg.RetryDelay, Logger: cfg.Logger}
+	if err := dc.validate(); err != nil {
+		return nil, err
+	}
+	dc = dc.WithDefaults()
+	sc.Namespace, sc.Queues, sc.Node, sc.Logger = cfg.Namespace, queues, cfg.Node, dc.Logger
+	if cfg.Metrics != nil {
+		sc.Metrics, dc.Metrics = cfg.Metrics, cfg.Metrics
+	}
+	c, err := consumer.New(rdb, sc)
+	if err != nil {
+		return nil, err
+	}
+	d, err := New(c, dc)
+	if err != nil {
+		return nil, err
+	}
+	for name, h := range handlers {
+		d.handlers[name] = h
+	}
+	return &Worker{d: d, c: c, queues: sc.WithDefaults().Queues}, nil
+}
+
+// Run reads and runs fires until ctx is cancelled or Stop is called, then
+// stops (gracefully, within Grace, when ctx ended) and returns nil once
+// every outcome is recorded (see Dispatcher.Run).
+func (w *Worker) Run(ctx context.Context) error { return w.d.Run(ctx) }
+
+// Stop stops taking fires and waits for the runs under way (see
+// Dispatcher.Stop).
+func (w *Worker) Stop(ctx context.Context) error { return w.d.Stop(ctx) }
+
+// StopAndCancel stops taking fires and cancels the runs under way at once
+// (see Dispatcher.StopAndCancel).
+func (w *Worker) StopAndCancel(ctx context.Context) error { return w.d.StopAndCancel(ctx) }
+
+// Node is the worker's name in the group, in events and logs.
+func (w *Worker) Node() string { return w.c.Node() }
+
+// Queues are the queues the worker reads.
+func (w *Worker) Queues() []string { return slices.Clone(w.queues) }
+
+// Store is the worker's store (its namespace on Redis), for what an
+// operator or tool does: reading state and events, triggering.
+func (w *Worker) Store() *store.Store { return w.c.Store() }
+
+// TriggerTask appends a fire of task with payload now, for whichever
+// worker of its queue takes it, and returns the fire's entry id.
+func (w *Worker) TriggerTask(ctx context.Context, task, payload string) (string, error) {
+	return w.c.TriggerTask(ctx, task, payload)
+}
+
+// queuesOf is the queues of specs, in order of first appearance.
+func queuesOf(specs []events.Spec) []string {
+	var qs []string
+	for _, s := range specs {
+		if q := s.WithDefaults().Queue; !slices.Contains(qs, q) {
+			qs = append(qs, q)
+		}
+	}
+	return qs
+}
+
+// matchTasks checks a program's handlers against the tasks it registers
+// (none: nothing to check): each handler is for a registered task, and
+// each registered task on the worker's queues has a handler. The error
+// names both sides.
+func matchTasks(specs []events.Spec, queues []string, handlers Handlers) error {
+	if specs == nil {
+		return nil
+	}
+	defaults := consumer.Config{Queues: queues}.WithDefaults().Queues
+	registered := map[string]bool{}
+	var names []string
+	var problems []string
+	for _, s := range specs {
+		registered[s.Name] = true
+		names = append(names, s.Name)
+		if _, ok := handlers[s.Name]; !ok && slices.Contains(defaults, s.WithDefaults().Queue) {
+			problems = append(problems, fmt.Sprintf("task %q (queue %q) is registered but has no handler", s.Name, s.WithDefaults().Queue))
+		}
+	}
+	var extra []string
+	for name := range handlers {
+		if !registered[name] {
+			extra = append(extra, name)
+		}
+	}
+	sort.Strings(extra)
+	for _, name := range extra {
+		problems = append(problems, fmt.Sprintf("handler %q is for no registered task", name))
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	sort.Strings(names)
+	return fmt.Errorf("dispatcher: handlers and registered tasks do not match: %s (registered: %s; handlers: %s)",
+		strings.Join(problems, "; "), strings.Join(names, ", "), strings.Join(sortedKeys(handlers), ", "))
+}
+
+func sortedKeys(h Handlers) []string {
+	ks := make([]string, 0, len(h))
+	for k := range h {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}

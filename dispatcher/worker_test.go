@@ -1,0 +1,280 @@
+package dispatcher_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"github.com/taskino/taskino/consumer"
+	"github.com/taskino/taskino/dispatcher"
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/planner"
+	"github.com/taskino/taskino/store"
+	"github.com/taskino/taskino/store/redistest"
+)
+
+// workerBundle is a worker's world: its own redis-server, a store of the
+// namespace, and the events read so far.
+type workerBundle struct {
+	rdb   *redis.Client
+	st    *store.Store
+	after string
+}
+
+func setupWorker(t *testing.T, specs ...events.Spec) workerBundle {
+	t.Helper()
+	srv := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	st, err := store.New(rdb, "w", store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := planner.Apply(context.Background(), st, 1, specs); err != nil {
+		t.Fatal(err)
+	}
+	return workerBundle{rdb: rdb, st: st, after: "0"}
+}
+
+// run starts w and stops it (checking Run returned nil) when the test ends.
+func (b *workerBundle) run(t *testing.T, w *dispatcher.Worker) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker Run returned %v", err)
+		}
+	})
+}
+
+// await reads events until one satisfies stop, returning all read.
+func (b *workerBundle) await(t *testing.T, stop func(events.Event) bool) []events.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var seen []events.Event
+	for {
+		es, next, err := b.st.ReadEvents(ctx, b.after, 100, time.Second)
+		if err != nil {
+			t.Fatalf("reading events (seen %+v): %v", seen, err)
+		}
+		b.after = next
+		for _, e := range es {
+			seen = append(seen, e.Event)
+			if stop(e.Event) {
+				return seen
+			}
+		}
+	}
+}
+
+func testLogger(t *testing.T) zerolog.Logger { return zerolog.New(zerolog.NewTestWriter(t)) }
+
+func ofType(es []events.Event, typ events.Type) []events.Event {
+	var out []events.Event
+	for _, e := range es {
+		if e.Type == typ {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+var errDeclined = errors.New("card declined")
+
+// A handler whose error wraps SkipRetry is dead-lettered at its first
+// attempt, with the reason and the error, though attempts are left.
+func TestSkipRetryDeadLettersAtOnce(t *testing.T) {
+	spec := events.Spec{Name: "charge", Trigger: events.Once(time.Now().Add(time.Hour)), Attempts: 3}
+	b := setupWorker(t, spec)
+	delays := 0
+	w, err := dispatcher.NewWorker(b.rdb, dispatcher.WorkerConfig{Namespace: "w", Tasks: []events.Spec{spec}, Logger: testLogger(t),
+		RetryDelay: func(int, error, events.Fire) time.Duration { delays++; return time.Millisecond }},
+		dispatcher.Handlers{"charge": dispatcher.HandlerFunc(func(ctx context.Context, f events.Fire) error {
+			return fmt.Errorf("order 42: %w: %w", errDeclined, dispatcher.SkipRetry)
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.run(t, w)
+	if _, err := b.st.Trigger(context.Background(), "charge", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	seen := b.await(t, func(e events.Event) bool { return e.Type == events.TypeDead })
+	dead := ofType(seen, events.TypeDead)[0]
+	if dead.Attempt != 1 || !strings.Contains(dead.Reason, "SkipRetry") || !strings.Contains(dead.Error, "card declined") {
+		t.Errorf("dead event %+v: want attempt 1, a reason naming SkipRetry and the handler's error", dead)
+	}
+	if r := ofType(seen, events.TypeRetried); len(r) != 0 || delays != 0 {
+		t.Errorf("a SkipRetry failure was retried: %d retried events, RetryDelay asked %d times", len(r), delays)
+	}
+	dls, err := b.st.ListDead(context.Background(), "-", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 1 || dls[0].Task() != "charge" || !strings.Contains(dls[0].Reason, "attempt 1 of 3") || !strings.Contains(dls[0].Error, "order 42: card declined") {
+		t.Errorf("dead letters %+v: want one of charge, at attempt 1 of 3, with the handler's error", dls)
+	}
+}
+
+type quotaError struct{ wait time.Duration }
+
+func (e *quotaError) Error() string { return "quota exceeded" }
+
+// The retry-delay function sees the attempt, the error and the fire, and
+// its delay is the one in the retried event; RetryAfter's own delay wins
+// over it.
+func TestRetryDelaySeesTheError(t *testing.T) {
+	flaky := events.Spec{Name: "flaky", Trigger: events.Once(time.Now().Add(time.Hour)), Attempts: 3}
+	limited := events.Spec{Name: "limited", Trigger: events.Once(time.Now().Add(time.Hour)), Attempts: 3}
+	b := setupWorker(t, flaky, limited)
+	type call struct {
+		attempt int
+		err     error
+		fire    events.Fire
+	}
+	var mu sync.Mutex
+	var calls []call
+	var runs sync.Map
+	fail := func(task string, err func(n int) error) dispatcher.Handler {
+		return dispatcher.HandlerFunc(func(ctx context.Context, f events.Fire) error {
+			n, _ := runs.LoadOrStore(task, new(int))
+			*n.(*int)++
+			return err(*n.(*int))
+		})
+	}
+	w, err := dispatcher.NewWorker(b.rdb, dispatcher.WorkerConfig{Namespace: "w", Tasks: []events.Spec{flaky, limited}, Logger: testLogger(t),
+		RetryDelay: func(attempt int, err error, f events.Fire) time.Duration {
+			mu.Lock()
+			defer mu.Unlock()
+			calls = append(calls, call{attempt, err, f})
+			var q *quotaError
+			if errors.As(err, &q) {
+				return q.wait
+			}
+			return time.Hour
+		}},
+		dispatcher.Handlers{
+			"flaky": fail("flaky", func(n int) error {
+				if n == 1 {
+					return fmt.Errorf("calling the API: %w", &quotaError{wait: 7 * time.Millisecond})
+				}
+				return nil
+			}),
+			"limited": fail("limited", func(n int) error {
+				if n == 1 {
+					return dispatcher.RetryAfter(3*time.Millisecond, errors.New("429 Too Many Requests"))
+				}
+				return nil
+			}),
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.run(t, w)
+	for _, task := range []string{"flaky", "limited"} {
+		if _, err := b.st.Trigger(context.Background(), task, "", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := map[string]bool{}
+	seen := b.await(t, func(e events.Event) bool {
+		if e.Type == events.TypeCompleted {
+			done[e.Task] = true
+		}
+		return len(done) == 2
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) != 1 {
+		t.Fatalf("RetryDelay called %d times (%+v), want once: for flaky's first failure, not for RetryAfter's", len(calls), calls)
+	}
+	c := calls[0]
+	var q *quotaError
+	if c.attempt != 1 || c.fire.Task != "flaky" || !errors.As(c.err, &q) || !strings.Contains(c.err.Error(), "calling the API") {
+		t.Errorf("RetryDelay got attempt %d, fire %+v, error %v: want attempt 1 of flaky with its *quotaError", c.attempt, c.fire, c.err)
+	}
+	reasons := map[string]string{}
+	for _, e := range ofType(seen, events.TypeRetried) {
+		reasons[e.Task] = e.Reason
+	}
+	if !strings.Contains(reasons["flaky"], "next in 7ms") || !strings.Contains(reasons["limited"], "next in 3ms") {
+		t.Errorf("retried reasons %q: want flaky's next in 7ms (RetryDelay) and limited's in 3ms (RetryAfter)", reasons)
+	}
+	for _, e := range ofType(seen, events.TypeCompleted) {
+		if e.Attempt != 2 {
+			t.Errorf("%s completed at attempt %d, want 2", e.Task, e.Attempt)
+		}
+	}
+}
+
+// A program whose handlers and registered tasks do not match fails to
+// start, with an error naming both sides.
+func TestWorkerRefusesHandlersThatDoNotMatchTasks(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never reached
+	defer rdb.Close()
+	every := events.Every(time.Minute)
+	tasks := []events.Spec{{Name: "report", Trigger: every}, {Name: "hello", Trigger: every}, {Name: "batch", Trigger: every, Queue: "slow"}}
+	nop := dispatcher.HandlerFunc(func(context.Context, events.Fire) error { return nil })
+	for _, tc := range []struct {
+		name     string
+		queues   []string
+		handlers dispatcher.Handlers
+		want     []string // in the error; none: it starts
+	}{
+		{"a typo", nil, dispatcher.Handlers{"reprot": nop, "hello": nop, "batch": nop},
+			[]string{`handler "reprot" is for no registered task`, `task "report" (queue "default") is registered but has no handler`, "registered: batch, hello, report"}},
+		{"a missing handler", nil, dispatcher.Handlers{"hello": nop, "report": nop},
+			[]string{`task "batch" (queue "slow") is registered but has no handler`}},
+		{"a task of a queue not read", []string{"default"}, dispatcher.Handlers{"hello": nop, "report": nop}, nil},
+		{"all there", nil, dispatcher.Handlers{"hello": nop, "report": nop, "batch": nop}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := dispatcher.NewWorker(rdb, dispatcher.WorkerConfig{Tasks: tasks, Queues: tc.queues, Logger: zerolog.Nop()}, tc.handlers)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("started")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// A value out of range in a worker's config is an error naming the field,
+// never silently replaced by the default.
+func TestWorkerConfigOutOfRange(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never reached
+	defer rdb.Close()
+	nop := dispatcher.Handlers{"t": dispatcher.HandlerFunc(func(context.Context, events.Fire) error { return nil })}
+	for field, cfg := range map[string]dispatcher.WorkerConfig{
+		"Grace":       {Grace: -time.Second},
+		"Concurrency": {Concurrency: -1},
+		"Stream.Node": {Stream: consumer.Config{Node: "x"}},
+	} {
+		_, err := dispatcher.NewWorker(rdb, cfg, nop)
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("%s out of range: error %v, want one naming the field", field, err)
+		}
+	}
+	if _, err := dispatcher.New(newSource(), dispatcher.Config{Grace: -time.Second}); err == nil || !strings.Contains(err.Error(), "Config.Grace: -1s") {
+		t.Errorf("dispatcher.New with a negative Grace: %v", err)
+	}
+}
