@@ -1,7 +1,11 @@
 // Package dispatcher is the execution side of a taskino worker, and what a
-// Go program embeds: a registry of handlers, one per task name, run with
-// bounded concurrency on the fires a Source (a *consumer.Consumer) hands
-// it.
+// Go program embeds: NewWorker builds a worker from a Redis client, one
+// config and the handlers (one per task name), and runs them with bounded
+// concurrency on the fires its consumer (package consumer, the stream
+// side) reads. The Dispatcher alone runs handlers on any Source.
+//
+// It owns the runs and the decision of what becomes of each fire; it does
+// not speak Redis: the consumer records what it decided.
 //
 // # Runs
 //
@@ -9,10 +13,19 @@
 // time, attempt and payload. The handler's context ends at the task's
 // Timeout and on a hard stop. A handler that returns an error, times out or
 // panics (the stack goes into the failed event) has failed: the fire is
-// tried again after a backoff until the task's Attempts are used, then
-// dead-lettered. A fire of a task with no handler here is dead-lettered at
-// once: every worker of a queue is expected to handle all its tasks.
-// Broadcast fires are not retried (each worker runs its own copy once).
+// tried again after Config.RetryDelay until the task's Attempts are used,
+// then dead-lettered. The handler's error can decide instead: one wrapping
+// SkipRetry is dead-lettered at once, one made by RetryAfter is retried
+// after its own delay. A fire of a task with no handler here is
+// dead-lettered at once: every worker of a queue is expected to handle all
+// its tasks. Broadcast fires are not retried (each worker runs its own copy
+// once).
+//
+// # Mistakes found at start
+//
+// NewWorker refuses a config value out of range (naming the field) and,
+// given the tasks the program registers (WorkerConfig.Tasks), a handler
+// for a task not among them or a task of its queues without a handler.
 //
 // # Stopping
 //
