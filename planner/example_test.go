@@ -12,8 +12,8 @@ import (
 	"github.com/taskino/taskino/store/redistest"
 )
 
-// The seed's Register / SetVersion / Start, on taskino: register tasks with
-// a version, run a planner, read what fired and the last-run times.
+// Register tasks with a version, run a planner, read what fired and the
+// last-run times (the seed's Register / SetVersion / Start).
 // (It uses the Redis at $TASKINO_REDIS, or 127.0.0.1:6379, in a namespace
 // of its own that it deletes afterwards.)
 func Example() {
@@ -23,18 +23,13 @@ func Example() {
 	ns := "example-" + uuid.NewString()[:8]
 	defer redistest.DeleteNamespace(rdb, ns)
 
-	p, err := planner.New(rdb, planner.Config{Namespace: ns})
-	if err != nil {
-		panic(err)
-	}
-	err = p.Register(
+	p, err := planner.New(rdb, planner.Config{Namespace: ns, Version: 1},
 		events.Spec{Name: "hello", Trigger: events.Every(time.Second)},
 		events.Spec{Name: "report", Trigger: events.Cron("0 30 9 * * MON-FRI").In("Europe/Paris")},
 	)
 	if err != nil {
 		panic(err)
 	}
-	p.SetVersion(1)
 
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error)
@@ -42,19 +37,19 @@ func Example() {
 
 	// Follow the events stream until hello has fired twice.
 	fired := 0
-	for last := "0"; fired < 2; {
-		res, err := rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{p.Store().Keys().Events(), last}, Block: 5 * time.Second}).Result()
+	for after := "0"; fired < 2; {
+		es, next, err := p.Store().ReadEvents(ctx, after, 100, 5*time.Second)
 		if err != nil {
 			panic(err)
 		}
-		for _, m := range res[0].Messages {
-			last = m.ID
-			if m.Values["type"] == "reload" {
-				fmt.Println("reload to version", m.Values["version"])
-			}
-			if m.Values["type"] == "fired" {
+		after = next
+		for _, e := range es {
+			switch e.Event.Type {
+			case events.TypeReload:
+				fmt.Println("reload to version", e.Event.Version)
+			case events.TypeFired:
 				fired++
-				fmt.Println("fired", m.Values["task"])
+				fmt.Println("fired", e.Event.Task)
 			}
 		}
 	}
