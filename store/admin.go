@@ -294,19 +294,19 @@ func deadLetter(m redis.XMessage) DeadLetter {
 	d := DeadLetter{ID: m.ID, Fields: map[string]string{}}
 	for k, v := range stringFields(m.Values) {
 		switch {
-		case strings.HasPrefix(k, DeadFieldPrefix):
-			d.Fields[strings.TrimPrefix(k, DeadFieldPrefix)] = v
-		case k == DeadReason:
+		case strings.HasPrefix(k, events.DeadFieldPrefix):
+			d.Fields[strings.TrimPrefix(k, events.DeadFieldPrefix)] = v
+		case k == events.DeadReason:
 			d.Reason = v
-		case k == DeadError:
+		case k == events.DeadError:
 			d.Error = v
-		case k == DeadSource:
+		case k == events.DeadSource:
 			d.Source = v
-		case k == DeadEntry:
+		case k == events.DeadEntry:
 			d.Entry = v
-		case k == DeadWorker:
+		case k == events.DeadWorker:
 			d.Worker = v
-		case k == DeadTruncated:
+		case k == events.DeadTruncated:
 			fmt.Sscan(v, &d.Truncated)
 		}
 	}

@@ -339,7 +339,7 @@ type Outcome struct {
 	// Events are appended to the events stream.
 	Events []events.Event
 	// Dead, when set, dead-letters the entry with this reason (and
-	// DeadError, the last failure, if any).
+	// events.DeadError, the last failure, if any).
 	Dead      string
 	DeadError string
 	// RetryIn, when positive, appends Delivery's fire again after this
@@ -353,22 +353,8 @@ type Outcome struct {
 	EndOverlap bool
 }
 
-// Dead-letter entry fields. An entry on the dead-letter stream carries the
-// reason, where it came from, and the original fields (up to
-// MaxDeadFields), each prefixed with DeadFieldPrefix, byte for byte.
-const (
-	DeadReason      = "reason"
-	DeadError       = "error"
-	DeadSource      = "source"
-	DeadEntry       = "entry"
-	DeadWorker      = "worker"
-	DeadFieldPrefix = "f:"
-	// DeadTruncated, on an entry with more than MaxDeadFields fields, counts
-	// the fields not copied (a script passes at most about 8,000 values).
-	DeadTruncated = "truncated"
-)
-
-// MaxDeadFields bounds the original fields a dead letter copies.
+// MaxDeadFields bounds the original fields a dead letter copies (a script
+// passes at most about 8,000 values); events.DeadTruncated counts the rest.
 const MaxDeadFields = 2000
 
 // DefaultDeadMaxLen bounds the dead-letter stream (approximately).
@@ -413,17 +399,17 @@ func (s *Store) Finish(ctx context.Context, worker string, outs []*Outcome) (int
 		}
 		if o.Dead != "" {
 			n := op("D")
-			args = append(args, DeadReason, o.Dead, DeadSource, d.Stream, DeadEntry, d.EntryID, DeadWorker, worker)
+			args = append(args, events.DeadReason, o.Dead, events.DeadSource, d.Stream, events.DeadEntry, d.EntryID, events.DeadWorker, worker)
 			if o.DeadError != "" {
-				args = append(args, DeadError, o.DeadError)
+				args = append(args, events.DeadError, o.DeadError)
 			}
 			k := 0
 			for f, v := range d.Raw {
 				if k == MaxDeadFields {
-					args = append(args, DeadTruncated, strconv.Itoa(len(d.Raw)-k))
+					args = append(args, events.DeadTruncated, strconv.Itoa(len(d.Raw)-k))
 					break
 				}
-				args = append(args, DeadFieldPrefix+f, v)
+				args = append(args, events.DeadFieldPrefix+f, v)
 				k++
 			}
 			done(n)
