@@ -105,7 +105,7 @@ func BenchmarkWorkerBacklog(b *testing.B) {
 		at := strconv.FormatInt(now.UnixMilli(), 10)
 		pipe := rdb.Pipeline()
 		for i := range n {
-			pipe.XAdd(context.Background(), &redis.XAddArgs{Stream: stream, Values: []any{"v", "1", "task", "noop", "id", fmt.Sprint(i), "at", at}})
+			pipe.XAdd(context.Background(), &redis.XAddArgs{Stream: stream, Values: []any{events.FieldV, events.EncodingVersion, events.FieldTask, "noop", events.FieldID, fmt.Sprint(i), events.FieldAt, at}})
 		}
 		if _, err := pipe.Exec(context.Background()); err != nil {
 			b.Fatal(err)
