@@ -98,7 +98,7 @@ func BenchmarkWorkerBacklog(b *testing.B) {
 		rdb := srv.Client(b)
 		st, _ := store.New(rdb, ns, store.Options{})
 		stream := st.Keys().Fires("default")
-		if err := st.EnsureGroup(context.Background(), stream); err != nil {
+		if err := store.WorkerProtocol(st).EnsureGroup(context.Background(), stream); err != nil {
 			b.Fatal(err)
 		}
 		now, _ := st.Time(context.Background())
