@@ -693,7 +693,7 @@ func (c *Consumer) afterRead(ctx context.Context, out []store.Delivery, r readRe
 	c.reading = false
 	c.mu.Unlock()
 	out = append(out, r.ds...)
-	if r.err != nil && strings.Contains(r.err.Error(), "NOGROUP") {
+	if errors.Is(r.err, store.ErrNoGroup) {
 		// The stream or group went (a flush): set them up again.
 		for _, s := range c.single {
 			_ = c.st.EnsureGroup(ctx, s)

@@ -3,6 +3,7 @@ package store
 import (
 	"time"
 
+	"github.com/taskino/taskino/store/internal/core"
 	"github.com/taskino/taskino/store/internal/protocol"
 )
 
@@ -75,6 +76,11 @@ const MaxDeadFields = protocol.MaxDeadFields
 // DefaultDeadMaxLen (1,000,000) bounds the dead-letter stream
 // (approximately).
 const DefaultDeadMaxLen = protocol.DefaultDeadMaxLen
+
+// ErrNoGroup is wrapped by a read through a consumer group that does not
+// exist: nobody created it, or the stream was deleted (a flush) and took
+// its groups with it. Match it with errors.Is.
+var ErrNoGroup = core.ErrNoGroup
 
 // Result is how a worker's run of a delivery ended, as the dispatcher
 // reports it to the consumer, which turns it into an Outcome.

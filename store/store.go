@@ -4,8 +4,9 @@
 //
 // It takes a redis.UniversalClient, so a single server, Sentinel or Cluster
 // all work: the keys of one namespace share a hash tag and so one slot.
-// Redis types do not leave this package; callers see events types, and
-// ErrNotFound where Redis says nil.
+// Redis types do not leave this package; callers see events types,
+// ErrNotFound where Redis says nil, and ErrNoGroup where a consumer group
+// is missing.
 //
 // # What is public
 //

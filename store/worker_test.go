@@ -178,6 +178,23 @@ func TestTriggerUnknownTask(t *testing.T) {
 	}
 }
 
+// TestReadFiresWithoutGroup: a read of a stream whose group is gone (a
+// flush) fails with ErrNoGroup, which the consumer matches to set the
+// group up again; after EnsureGroup the read works.
+func TestReadFiresWithoutGroup(t *testing.T) {
+	b := setup(t)
+	stream := b.st.Keys().Fires("default")
+	if _, err := b.worker.ReadFires(b.ctx, "w", []string{stream}, 1, 0); !errors.Is(err, store.ErrNoGroup) {
+		t.Fatalf("read with no group: %v, want ErrNoGroup", err)
+	}
+	if err := b.worker.EnsureGroup(b.ctx, stream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.worker.ReadFires(b.ctx, "w", []string{stream}, 1, 0); err != nil {
+		t.Errorf("read after EnsureGroup: %v", err)
+	}
+}
+
 // TestReclaimOfNothing: a reclaim asked for no entries takes none (Redis
 // would take its default 100 for COUNT 0).
 func TestReclaimOfNothing(t *testing.T) {

@@ -6,11 +6,13 @@
 package core
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/taskino/taskino/events"
 )
 
@@ -45,6 +47,19 @@ const WorkerGroup = "workers"
 
 // TriggerIDTTL is how long a manual trigger's id is remembered.
 const TriggerIDTTL = 24 * time.Hour
+
+// ErrNoGroup is wrapped by a read through a consumer group that does not
+// exist: nobody created it, or the stream was deleted (a flush) and took
+// its groups with it.
+var ErrNoGroup = errors.New("no such consumer group")
+
+// NoGroup wraps a read's error with ErrNoGroup when Redis said NOGROUP.
+func NoGroup(err error) error {
+	if redis.HasErrorPrefix(err, "NOGROUP") {
+		return fmt.Errorf("%w: %w", ErrNoGroup, err)
+	}
+	return err
+}
 
 // QueueOf says whether stream is a fire or broadcast stream of k's
 // namespace, and its queue.

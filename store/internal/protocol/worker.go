@@ -75,7 +75,9 @@ func (w *Worker) delivery(stream string, m redis.XMessage, deliveries int64) Del
 
 // ReadFires reads up to count new entries for consumer from the single-mode
 // fire streams, waiting up to block for one to arrive (block <= 0: not at
-// all). The entries are pending for consumer until finished.
+// all). The entries are pending for consumer until finished. A stream whose
+// group is gone (a flush) makes it fail with an error wrapping
+// core.ErrNoGroup (store.ErrNoGroup): EnsureGroup sets it up again.
 func (w *Worker) ReadFires(ctx context.Context, consumer string, streams []string, count int, block time.Duration) ([]Delivery, error) {
 	args := make([]string, 0, 2*len(streams))
 	args = append(args, streams...)
@@ -87,7 +89,7 @@ func (w *Worker) ReadFires(ctx context.Context, consumer string, streams []strin
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read fires: %w", err)
+		return nil, fmt.Errorf("read fires: %w", core.NoGroup(err))
 	}
 	var out []Delivery
 	for _, st := range res {
