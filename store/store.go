@@ -1,6 +1,8 @@
 // Package store is everything of taskino that speaks Redis: key names, Lua
 // scripts, task-set versions, planning claims (leases), stream reads and
-// writes, last-run records.
+// writes, last-run records. No other library package of the module calls
+// go-redis (listeners included): they hand a redis.UniversalClient to a
+// constructor, and a test (TestOnlyStoreSpeaksRedis) holds that.
 //
 // It takes a redis.UniversalClient, so a single server, Sentinel or Cluster
 // all work: the keys of one namespace share a hash tag and so one slot.
@@ -28,7 +30,7 @@
 // import. PlanningProtocol and WorkerProtocol hand them to packages planner
 // and consumer; the data the steps take and return (Delivery, Outcome,
 // TaskPlan, ...) is named here. store/internal/core is what both sides
-// share.
+// share. A test (TestStoreKeepsNoProtocolStep) holds the split.
 //
 // It does not decide when anything fires: the planner computes slots and
 // hands the planning protocol the result, which the plan script records
