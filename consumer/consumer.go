@@ -195,7 +195,7 @@ func (c Config) validate() error {
 // running for Fetch to return anything.
 type Consumer struct {
 	cfg      Config
-	st       *store.Store
+	st       workerStore
 	log      zerolog.Logger
 	single   []string // fire streams
 	bstreams []string // broadcast streams
@@ -212,7 +212,7 @@ type Consumer struct {
 	readWG   sync.WaitGroup
 	// Fetch's goroutine only:
 	reclaimCursor map[string]string
-	quietLogged   bool // the quiet period after an outage was logged (see store.Heartbeat)
+	quietLogged   bool // the quiet period after an outage was logged (see the worker protocol's Heartbeat)
 	lastReclaim   time.Time
 	reclaimMore   bool             // the last reclaim left more to take: the next Fetch reclaims again
 	later         []store.Delivery // read, to be returned by the next Fetch
@@ -309,7 +309,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 		return nil, err
 	}
 	c := &Consumer{
-		cfg: cfg, st: st, ready: make(chan struct{}),
+		cfg: cfg, st: newWorkerStore(st), ready: make(chan struct{}),
 		log:           cfg.Logger.With().Str("component", "consumer").Str("node", cfg.Node).Logger(),
 		bcast:         make(chan []store.Delivery, 16),
 		reads:         make(chan readResult, 1),
@@ -333,7 +333,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 }
 
 // Store is the consumer's store (its namespace on Redis).
-func (c *Consumer) Store() *store.Store { return c.st }
+func (c *Consumer) Store() *store.Store { return c.st.Store }
 
 // Node is the worker's name in the consumer group and in events.
 func (c *Consumer) Node() string { return c.cfg.Node }
@@ -693,7 +693,7 @@ func (c *Consumer) afterRead(ctx context.Context, out []store.Delivery, r readRe
 	c.reading = false
 	c.mu.Unlock()
 	out = append(out, r.ds...)
-	if r.err != nil && strings.Contains(r.err.Error(), "NOGROUP") {
+	if errors.Is(r.err, store.ErrNoGroup) {
 		// The stream or group went (a flush): set them up again.
 		for _, s := range c.single {
 			_ = c.st.EnsureGroup(ctx, s)

@@ -99,14 +99,14 @@ func BenchmarkWorkerBacklog(b *testing.B) {
 		rdb := srv.Client(b)
 		st, _ := store.New(rdb, ns, store.Options{})
 		stream := st.Keys().Fires("default")
-		if err := st.EnsureGroup(context.Background(), stream); err != nil {
+		if err := store.WorkerProtocol(st).EnsureGroup(context.Background(), stream); err != nil {
 			b.Fatal(err)
 		}
 		now, _ := st.Time(context.Background())
 		at := strconv.FormatInt(now.UnixMilli(), 10)
 		pipe := rdb.Pipeline()
 		for i := range n {
-			pipe.XAdd(context.Background(), &redis.XAddArgs{Stream: stream, Values: []any{"v", "1", "task", "noop", "id", fmt.Sprint(i), "at", at}})
+			pipe.XAdd(context.Background(), &redis.XAddArgs{Stream: stream, Values: []any{events.FieldV, events.EncodingVersion, events.FieldTask, "noop", events.FieldID, fmt.Sprint(i), events.FieldAt, at}})
 		}
 		if _, err := pipe.Exec(context.Background()); err != nil {
 			b.Fatal(err)

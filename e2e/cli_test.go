@@ -663,7 +663,7 @@ func TestEventsMaxLenBoundsTheStream(t *testing.T) {
 	for i := range old {
 		old[i] = events.Event{Type: events.TypeNodeUp, Worker: fmt.Sprintf("filler-%d", i), Status: "planner"}
 	}
-	if err := b.st.AppendEvents(b.ctx, old); err != nil {
+	if err := store.WorkerProtocol(b.st).AppendEvents(b.ctx, old); err != nil {
 		t.Fatal(err)
 	}
 	before := b.rdb.XLen(b.ctx, stream).Val()

@@ -15,7 +15,6 @@ import (
 	"github.com/taskino/taskino/dispatcher"
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/planner"
-	"github.com/taskino/taskino/store"
 )
 
 // manualTasks applies tasks that only run when triggered.
@@ -116,8 +115,8 @@ func TestFailingHandlerRetriedThenDeadLettered(t *testing.T) {
 		t.Fatalf("%d dead letters, want 1", len(letters))
 	}
 	v := letters[0].Values
-	if v[store.DeadReason] == "" || v[store.DeadError] != "attempt 3: disk full" || v[store.DeadFieldPrefix+events.FieldTask] != "flaky" ||
-		v[store.DeadFieldPrefix+events.FieldID] != "job-1" || v[store.DeadFieldPrefix+events.FieldPayload] != "p" || v[store.DeadFieldPrefix+events.FieldAttempt] != "3" {
+	if v[events.DeadReason] == "" || v[events.DeadError] != "attempt 3: disk full" || v[events.DeadFieldPrefix+events.FieldTask] != "flaky" ||
+		v[events.DeadFieldPrefix+events.FieldID] != "job-1" || v[events.DeadFieldPrefix+events.FieldPayload] != "p" || v[events.DeadFieldPrefix+events.FieldAttempt] != "3" {
 		t.Errorf("dead letter %v lacks the reason, the last error or the fire's fields", v)
 	}
 	lr, ok, err := b.st.LastRun(b.ctx, "flaky")
@@ -186,7 +185,7 @@ func TestBadEntriesAreDeadLettered(t *testing.T) {
 		t.Fatalf("%d dead letters, want %d", len(letters), len(bad))
 	}
 	for _, l := range letters {
-		src := fmt.Sprint(l.Values[store.DeadEntry])
+		src := fmt.Sprint(l.Values[events.DeadEntry])
 		name, ok := ids[src]
 		if !ok {
 			t.Errorf("dead letter %v is not of a bad entry (good one was %s)", l.Values, goodID)
@@ -199,11 +198,11 @@ func TestBadEntriesAreDeadLettered(t *testing.T) {
 				want, fields = e.reason, e.fields
 			}
 		}
-		if r := fmt.Sprint(l.Values[store.DeadReason]); !strings.Contains(r, want) {
+		if r := fmt.Sprint(l.Values[events.DeadReason]); !strings.Contains(r, want) {
 			t.Errorf("%s: dead letter reason %q, want it to mention %q", name, r, want)
 		}
 		for i := 0; i < len(fields); i += 2 {
-			if got := fmt.Sprint(l.Values[store.DeadFieldPrefix+fields[i].(string)]); got != fields[i+1] {
+			if got := fmt.Sprint(l.Values[events.DeadFieldPrefix+fields[i].(string)]); got != fields[i+1] {
 				t.Errorf("%s: dead letter field %s is %d bytes, want the original %d bytes", name, fields[i], len(got), len(fields[i+1].(string)))
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/taskino/taskino/dispatcher"
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/listeners"
+	"github.com/taskino/taskino/store"
 )
 
 // recorder is a listener that keeps what it is told, and signals each event.
@@ -84,7 +85,7 @@ func subscribe(t *testing.T, b testBundle, cfg listeners.Config, ls ...any) *run
 func appendMarks(t *testing.T, b testBundle, prefix string, n int) {
 	t.Helper()
 	for i := range n {
-		if err := b.st.AppendEvent(b.ctx, events.Event{Type: events.TypeNodeUp, Worker: fmt.Sprintf("%s-%d", prefix, i)}); err != nil {
+		if err := store.WorkerProtocol(b.st).AppendEvent(b.ctx, events.Event{Type: events.TypeNodeUp, Worker: fmt.Sprintf("%s-%d", prefix, i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -161,7 +162,7 @@ func TestListenerCallbacksAndPanic(t *testing.T) {
 		}
 		break
 	}
-	if err := b.st.AppendEvent(b.ctx, events.Event{Type: events.TypeNodeUp, Worker: "boom"}); err != nil {
+	if err := store.WorkerProtocol(b.st).AppendEvent(b.ctx, events.Event{Type: events.TypeNodeUp, Worker: "boom"}); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -118,7 +118,7 @@ func TestHugeMalformedEntry(t *testing.T) {
 	if err != nil || len(letters) != 1 {
 		t.Fatalf("%d dead letters (err %v), want 1", len(letters), err)
 	}
-	if got := letters[0].Values[store.DeadTruncated]; got != fmt.Sprint(4001-store.MaxDeadFields) {
+	if got := letters[0].Values[events.DeadTruncated]; got != fmt.Sprint(4001-store.MaxDeadFields) {
 		t.Errorf("dead letter says %v fields were not copied, want %d", got, 4001-store.MaxDeadFields)
 	}
 	assertNothingPending(t, b, "default")

@@ -43,6 +43,22 @@ const (
 // EncodingVersion is the value of FieldV written by this package.
 const EncodingVersion = "1"
 
+// Dead-letter entry fields. An entry on the dead-letter stream
+// (taskino:{ns}:dead) carries the reason, where it came from, and the
+// original entry's fields, each prefixed with DeadFieldPrefix, byte for
+// byte (up to a bound the store sets; DeadTruncated counts those not
+// copied). The store writes and reads them; they are named here, with
+// every other stream field.
+const (
+	DeadReason      = "reason"    // why it was dead-lettered
+	DeadError       = "error"     // the last failure, if any
+	DeadSource      = "source"    // the stream the entry came from
+	DeadEntry       = "entry"     // the entry's id there
+	DeadWorker      = "worker"    // the worker that dead-lettered it
+	DeadFieldPrefix = "f:"        // prefix of each original field's name
+	DeadTruncated   = "truncated" // on a huge entry: how many original fields were not copied
+)
+
 // DecodeError is a stream entry that does not decode: which field, and what
 // is wrong with it.
 type DecodeError struct {

@@ -31,7 +31,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -120,7 +119,6 @@ type Config struct {
 // Subscription delivers events to listeners.
 type Subscription struct {
 	st        *store.Store
-	rdb       redis.UniversalClient
 	cfg       Config
 	log       zerolog.Logger
 	listeners []any
@@ -153,7 +151,7 @@ func New(rdb redis.UniversalClient, cfg Config, listeners ...any) (*Subscription
 		}
 	}
 	log := cfg.Logger.With().Str("component", "listeners").Str("durable", cfg.Durable).Logger()
-	return &Subscription{st: st, rdb: rdb, cfg: cfg, log: log, listeners: listeners}, nil
+	return &Subscription{st: st, cfg: cfg, log: log, listeners: listeners}, nil
 }
 
 // callback is one listener interface: whether l implements it, and a call
@@ -237,55 +235,50 @@ func (s *Subscription) runLive(ctx context.Context) error {
 const consumerName = "listener"
 
 func (s *Subscription) runDurable(ctx context.Context) error {
-	stream, group := s.st.Keys().Events(), s.cfg.Durable
+	group := s.cfg.Durable
 	b := store.NewBackoff()
 	for ctx.Err() == nil {
-		err := s.rdb.XGroupCreateMkStream(ctx, stream, group, s.cfg.From).Err()
-		if err == nil || strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		err := s.st.EnsureEventGroup(ctx, group, s.cfg.From)
+		if err == nil {
 			break
 		}
 		s.retry(ctx, b, err, "create the listener's group")
 	}
-	s.checkGap(ctx, stream, group)
+	s.checkGap(ctx, group)
 	// The backlog first: what was delivered before a crash and not acked.
 	cursor := "0"
 	for ctx.Err() == nil {
-		res, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: consumerName,
-			Streams: []string{stream, cursor}, Count: 100, Block: s.cfg.Block}).Result()
-		if errors.Is(err, redis.Nil) {
-			continue
-		}
+		es, err := s.st.ReadEventGroup(ctx, group, consumerName, cursor, 100, s.cfg.Block)
 		if err != nil {
 			if ctx.Err() == nil {
-				if strings.Contains(err.Error(), "NOGROUP") {
-					_ = s.rdb.XGroupCreateMkStream(ctx, stream, group, "0").Err()
+				if errors.Is(err, store.ErrNoGroup) {
+					_ = s.st.EnsureEventGroup(ctx, group, "0")
 				}
 				s.retry(ctx, b, err, "read events")
 			}
 			continue
 		}
 		b.Reset()
-		msgs := res[0].Messages
-		if cursor != ">" && len(msgs) == 0 {
+		if cursor != ">" && len(es) == 0 {
 			cursor = ">"
 			continue
 		}
 		var acks []string
-		for _, m := range msgs {
+		for _, e := range es {
 			if ctx.Err() != nil {
 				break
 			}
-			if m.Values != nil {
-				s.deliver(ctx, m)
+			if !e.Deleted {
+				s.deliverEntry(ctx, e)
 			}
-			acks = append(acks, m.ID)
+			acks = append(acks, e.ID)
 			if cursor != ">" {
-				cursor = m.ID
+				cursor = e.ID
 			}
 		}
 		if len(acks) > 0 {
 			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			if err := s.rdb.XAck(actx, stream, group, acks...).Err(); err != nil {
+			if err := s.st.AckEvents(actx, group, acks...); err != nil {
 				s.log.Warn().Err(err).Int("events", len(acks)).Msg("ack events; they are delivered again")
 			}
 			cancel()
@@ -295,32 +288,13 @@ func (s *Subscription) runDurable(ctx context.Context) error {
 }
 
 // checkGap reports events trimmed before a durable listener read them.
-func (s *Subscription) checkGap(ctx context.Context, stream, group string) {
-	info, err := s.rdb.XInfoStream(ctx, stream).Result()
-	if err != nil {
+func (s *Subscription) checkGap(ctx context.Context, group string) {
+	past, upTo, err := s.st.EventGroupGap(ctx, group)
+	if err != nil || past == "" {
 		return
 	}
-	groups, err := s.rdb.XInfoGroups(ctx, stream).Result()
-	if err != nil {
-		return
-	}
-	for _, g := range groups {
-		if g.Name == group && info.MaxDeletedEntryID != "" && info.MaxDeletedEntryID != "0-0" &&
-			store.LessID(g.LastDeliveredID, info.MaxDeletedEntryID) && info.FirstEntry.ID != "" && store.LessID(g.LastDeliveredID, info.FirstEntry.ID) {
-			s.report(fmt.Errorf("durable listener %q missed events: the stream was trimmed past %s while it was stopped (it had read up to %s)",
-				group, info.MaxDeletedEntryID, g.LastDeliveredID))
-		}
-	}
-}
-
-// deliver decodes one entry and calls every listener that wants it.
-func (s *Subscription) deliver(ctx context.Context, m redis.XMessage) {
-	fields := make(map[string]string, len(m.Values))
-	for k, v := range m.Values {
-		fields[k] = fmt.Sprint(v)
-	}
-	e, err := events.DecodeEvent(m.ID, fields)
-	s.deliverEntry(ctx, store.EventEntry{ID: m.ID, Event: e, Err: err})
+	s.report(fmt.Errorf("durable listener %q missed events: the stream was trimmed past %s while it was stopped (it had read up to %s)",
+		group, past, upTo))
 }
 
 // deliverEntry hands one event to every listener; one that does not decode

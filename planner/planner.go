@@ -195,7 +195,7 @@ func defaultLogger() zerolog.Logger {
 // are safe to call from any goroutine; Run once at a time.
 type Planner struct {
 	cfg   Config
-	store *store.Store
+	store planningStore
 	log   zerolog.Logger
 
 	mu      sync.Mutex
@@ -258,7 +258,7 @@ func New(rdb redis.UniversalClient, cfg Config, tasks ...events.Spec) (*Planner,
 		return nil, err
 	}
 	p := &Planner{
-		cfg: cfg, store: st, schedules: map[string]compiled{}, seed: maphash.MakeSeed(), instance: uuid.NewString()[:8], batch: cfg.BatchSize,
+		cfg: cfg, store: newPlanningStore(st), schedules: map[string]compiled{}, seed: maphash.MakeSeed(), instance: uuid.NewString()[:8], batch: cfg.BatchSize,
 		log: cfg.Logger.With().Str("component", "planner").Str("node", cfg.Node).Logger(), version: cfg.Version,
 	}
 	if err := p.Register(tasks...); err != nil {
@@ -268,7 +268,7 @@ func New(rdb redis.UniversalClient, cfg Config, tasks ...events.Spec) (*Planner,
 }
 
 // Store is the planner's store (its namespace on Redis).
-func (p *Planner) Store() *store.Store { return p.store }
+func (p *Planner) Store() *store.Store { return p.store.Store }
 
 // Register adds tasks to the set this process applies. Each spec is
 // validated at once, and a name registered before (in this call or an
@@ -310,7 +310,7 @@ func (p *Planner) Apply(ctx context.Context) (store.ApplyResult, error) {
 	p.mu.Lock()
 	version, specs := p.version, append([]events.Spec(nil), p.specs...)
 	p.mu.Unlock()
-	return Apply(ctx, p.store, version, specs)
+	return Apply(ctx, p.store.Store, version, specs)
 }
 
 // Apply validates every spec, then makes them the task set at version (see

@@ -57,11 +57,11 @@ func TestRoundShrinksItsBatchAfterALeaseOverrun(t *testing.T) {
 	if p.batch != 4 {
 		t.Fatalf("batch %d after an overrun, want 4", p.batch)
 	}
-	c, err := p.Store().Claim(ctx, "other", time.Second, 100, time.Time{}, 0)
+	c, err := p.store.Claim(ctx, "other", time.Second, 100, time.Time{}, 0)
 	if err != nil || len(c.Tasks) != 8 {
 		t.Fatalf("another planner claimed %d tasks (%v); the stalled round should have handed all 8 back", len(c.Tasks), err)
 	}
-	if _, err := p.Store().Release(ctx, "other", []string{"t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"}); err != nil {
+	if _, err := p.store.Release(ctx, "other", []string{"t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"}); err != nil {
 		t.Fatal(err)
 	}
 	stall.Store(false)

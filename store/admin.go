@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store/internal/core"
 )
 
 // What operators do by hand: pause and resume a task, list and replay dead
@@ -123,9 +124,9 @@ func (s *Store) Pause(ctx context.Context, task, by string) (time.Time, error) {
 		if v == "" {
 			return time.Time{}, ErrNotFound
 		}
-		return msTime(v), nil
+		return core.MsTime(v), nil
 	case []any:
-		return msTime(v[1]), ErrAlreadyPaused
+		return core.MsTime(v[1]), ErrAlreadyPaused
 	}
 	return time.Time{}, fmt.Errorf("pause %q: unexpected reply %v", task, res)
 }
@@ -136,7 +137,7 @@ func (s *Store) Paused(ctx context.Context, task string) (time.Time, error) {
 	if errors.Is(err, redis.Nil) {
 		return time.Time{}, nil
 	}
-	return msTime(v), err
+	return core.MsTime(v), err
 }
 
 // Resume plans task again, from the server's now on, and appends a resumed
@@ -189,15 +190,15 @@ func (s *Store) resume(ctx context.Context, task, by string, missed func(spec ev
 		return false, err
 	}
 	st := stCmd.Val()
-	since := msTime(st[2])
+	since := core.MsTime(st[2])
 	if since.IsZero() {
 		return false, ErrNotPaused
 	}
 	gen, _ := st[1].(string)
 	// While paused no planner touches the task (it is out of the due index,
 	// and a plan under way is refused by the new gen), so this is stable.
-	after := msTime(st[0]).Add(-time.Millisecond)
-	if planned := msTime(plCmd.Val()); planned.After(after) {
+	after := core.MsTime(st[0]).Add(-time.Millisecond)
+	if planned := core.MsTime(plCmd.Val()); planned.After(after) {
 		after = planned
 	}
 	now := timeCmd.Val().UTC().Truncate(time.Millisecond)
@@ -292,21 +293,21 @@ func (s *Store) DeadLetterByID(ctx context.Context, id string) (DeadLetter, erro
 
 func deadLetter(m redis.XMessage) DeadLetter {
 	d := DeadLetter{ID: m.ID, Fields: map[string]string{}}
-	for k, v := range stringFields(m.Values) {
+	for k, v := range core.StringFields(m.Values) {
 		switch {
-		case strings.HasPrefix(k, DeadFieldPrefix):
-			d.Fields[strings.TrimPrefix(k, DeadFieldPrefix)] = v
-		case k == DeadReason:
+		case strings.HasPrefix(k, events.DeadFieldPrefix):
+			d.Fields[strings.TrimPrefix(k, events.DeadFieldPrefix)] = v
+		case k == events.DeadReason:
 			d.Reason = v
-		case k == DeadError:
+		case k == events.DeadError:
 			d.Error = v
-		case k == DeadSource:
+		case k == events.DeadSource:
 			d.Source = v
-		case k == DeadEntry:
+		case k == events.DeadEntry:
 			d.Entry = v
-		case k == DeadWorker:
+		case k == events.DeadWorker:
 			d.Worker = v
-		case k == DeadTruncated:
+		case k == events.DeadTruncated:
 			fmt.Sscan(v, &d.Truncated)
 		}
 	}
@@ -352,7 +353,7 @@ var ErrNotReplayable = errors.New("cannot be replayed")
 // ErrNotReplayable for a broadcast fire (every worker ran it, so a replay
 // would run it everywhere again) or one that cannot go back.
 func (s *Store) Replay(ctx context.Context, d DeadLetter, by string) (string, error) {
-	_, broadcast, ok := s.queueOfStream(d.Source)
+	_, broadcast, ok := core.QueueOf(s.keys, d.Source)
 	switch {
 	case !ok:
 		return "", fmt.Errorf("dead letter %s from %q: %w: not a fire stream of namespace %q", d.ID, d.Source, ErrNotReplayable, s.ns)
@@ -401,17 +402,6 @@ func (s *Store) Replay(ctx context.Context, d DeadLetter, by string) (string, er
 	return id, nil
 }
 
-// queueOfStream says whether stream is a fire or broadcast stream of this
-// namespace, and its queue.
-func (s *Store) queueOfStream(stream string) (queue string, broadcast, ok bool) {
-	for _, p := range []string{s.keys.Fires(""), s.keys.Broadcast("")} {
-		if q, found := strings.CutPrefix(stream, p); found && q != "" {
-			return q, p == s.keys.Broadcast(""), true
-		}
-	}
-	return "", false, false
-}
-
 // GroupLag is how far the workers' group is behind on a fire stream: lag,
 // the entries not yet handed to any worker (-1 when Redis cannot tell, after
 // a trim or deletion), and pending, the entries handed out and not yet
@@ -430,45 +420,6 @@ func (s *Store) GroupLag(ctx context.Context, stream string) (lag, pending int64
 		}
 	}
 	return 0, 0, ErrNotFound
-}
-
-// EventEntry is one entry of the events stream as read by ReadEvents: its
-// event, or the error that kept it from decoding.
-type EventEntry struct {
-	ID    string
-	Event events.Event
-	Err   error
-}
-
-// ReadEvents reads up to count events after the entry id after ("$": only
-// events appended from now on; "0": from the oldest), waiting up to block
-// for one (block <= 0: not at all). It returns them and the id to read
-// after next time, also with an error ("$" pinned to the id it stood for
-// once that is known, so nothing appended since is skipped).
-func (s *Store) ReadEvents(ctx context.Context, after string, count int64, block time.Duration) ([]EventEntry, string, error) {
-	if after == "$" {
-		// Pin "$" to the stream's current last id, so the next call reads
-		// what came in between.
-		last, err := s.LastEntryID(ctx, s.keys.Events())
-		if err != nil {
-			return nil, after, err
-		}
-		after = last
-	}
-	res, err := s.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{s.keys.Events(), after}, Count: count, Block: noForever(block)}).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, after, nil
-	}
-	if err != nil {
-		return nil, after, err
-	}
-	var out []EventEntry
-	for _, m := range res[0].Messages {
-		e, err := events.DecodeEvent(m.ID, stringFields(m.Values))
-		out = append(out, EventEntry{ID: m.ID, Event: e, Err: err})
-		after = m.ID
-	}
-	return out, after, nil
 }
 
 // DeleteDead deletes dead letters by id and returns how many there were.

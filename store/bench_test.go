@@ -98,7 +98,7 @@ func BenchmarkClaim(b *testing.B) {
 	ctx := context.Background()
 	stop := measure(b, rdb, srv)
 	for got := 0; got < b.N; {
-		c, err := st.Claim(ctx, "bench", time.Minute, 256, time.Time{}, 0)
+		c, err := store.PlanningProtocol(st).Claim(ctx, "bench", time.Minute, 256, time.Time{}, 0)
 		if err != nil || len(c.Tasks) == 0 {
 			b.Fatalf("claimed %d of %d: %v", got, b.N, err)
 		}
@@ -114,7 +114,7 @@ func BenchmarkPlan(b *testing.B) {
 	ctx := context.Background()
 	var claims []store.Claim
 	for got := 0; got < b.N; {
-		c, err := st.Claim(ctx, "bench", time.Hour, 256, time.Time{}, 0)
+		c, err := store.PlanningProtocol(st).Claim(ctx, "bench", time.Hour, 256, time.Time{}, 0)
 		if err != nil || len(c.Tasks) == 0 {
 			b.Fatalf("claimed %d of %d: %v", got, b.N, err)
 		}
@@ -128,7 +128,7 @@ func BenchmarkPlan(b *testing.B) {
 		for i, ct := range c.Tasks {
 			plans[i] = onePlan(ct, c.Now)
 		}
-		res, err := st.Plan(ctx, "bench", plans, 0)
+		res, err := store.PlanningProtocol(st).Plan(ctx, "bench", plans, 0)
 		if err != nil || res.Lost > 0 || res.Dropped > 0 {
 			b.Fatalf("plan: %+v, %v", res, err)
 		}
@@ -149,7 +149,7 @@ func BenchmarkFinish(b *testing.B) {
 	stop := measure(b, rdb, srv)
 	done := 0
 	for done < b.N {
-		ds, err := st.ReadFires(ctx, "w1", []string{stream}, 100, time.Second)
+		ds, err := store.WorkerProtocol(st).ReadFires(ctx, "w1", []string{stream}, 100, time.Second)
 		if err != nil || len(ds) == 0 {
 			b.Fatalf("read %d of %d: %v", done, b.N, err)
 		}
@@ -165,10 +165,10 @@ func BenchmarkFinish(b *testing.B) {
 				LastRun: &events.LastRun{Task: d.Fire.Task, Fire: d.Fire.ID, Scheduled: at, Started: at,
 					Finished: fin, Status: events.StatusCompleted}}
 		}
-		if err := st.AppendEvents(ctx, started); err != nil {
+		if err := store.WorkerProtocol(st).AppendEvents(ctx, started); err != nil {
 			b.Fatal(err)
 		}
-		n, err := st.Finish(ctx, "w1", outs)
+		n, err := store.WorkerProtocol(st).Finish(ctx, "w1", outs)
 		if err != nil || n != len(ds) {
 			b.Fatalf("finish: %d of %d recorded, %v", n, len(ds), err)
 		}
@@ -188,7 +188,7 @@ func fireStore(b *testing.B) (*store.Store, *redis.Client, *redistest.Server, st
 	st, rdb, srv := freshStore(b)
 	ctx := context.Background()
 	stream := st.Keys().FireStream(events.DefaultQueue, events.ModeSingle)
-	if err := st.EnsureGroup(ctx, stream); err != nil {
+	if err := store.WorkerProtocol(st).EnsureGroup(ctx, stream); err != nil {
 		b.Fatal(err)
 	}
 	at := time.UnixMilli(1_800_000_000_000).UTC()
@@ -219,7 +219,7 @@ func BenchmarkContractFloor(b *testing.B) {
 	ctx := context.Background()
 	k := st.Keys()
 	stream := k.FireStream(events.DefaultQueue, events.ModeSingle)
-	if err := st.EnsureGroup(ctx, stream); err != nil {
+	if err := store.WorkerProtocol(st).EnsureGroup(ctx, stream); err != nil {
 		b.Fatal(err)
 	}
 	at := time.UnixMilli(1_800_000_000_000).UTC()
@@ -322,7 +322,7 @@ func BenchmarkHeartbeat(b *testing.B) {
 	ctx := context.Background()
 	var held []store.Held
 	for len(held) < b.N {
-		ds, err := st.ReadFires(ctx, "w1", []string{stream}, 1000, time.Second)
+		ds, err := store.WorkerProtocol(st).ReadFires(ctx, "w1", []string{stream}, 1000, time.Second)
 		if err != nil || len(ds) == 0 {
 			b.Fatalf("read %d after %d: %v", len(ds), len(held), err)
 		}
@@ -334,7 +334,7 @@ func BenchmarkHeartbeat(b *testing.B) {
 		b.Fatalf("holding %d fires, want %d", len(held), b.N)
 	}
 	stop := measure(b, rdb, srv)
-	hb, err := st.Heartbeat(ctx, "w1", 30*time.Second, held)
+	hb, err := store.WorkerProtocol(st).Heartbeat(ctx, "w1", 30*time.Second, held)
 	stop()
 	if err != nil || len(hb.Lost) != 0 {
 		b.Fatalf("heartbeat: %d lost, %v", len(hb.Lost), err)

@@ -3,9 +3,9 @@ package store
 import (
 	"fmt"
 	"regexp"
-	"time"
 
 	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store/internal/core"
 )
 
 // DefaultNamespace is the namespace used when none is given.
@@ -23,9 +23,10 @@ func ValidateNamespace(ns string) error {
 	return nil
 }
 
-// Keys builds every Redis key name of one namespace. All of them share the
-// prefix "taskino:{ns}:", whose hash tag keeps a namespace on one Redis
-// Cluster slot, so the multi-key scripts are valid on Cluster.
+// Keys builds every Redis key name of one namespace, here and nowhere else
+// (the protocol steps under store/internal take theirs from it). All of
+// them share the prefix "taskino:{ns}:", whose hash tag keeps a namespace
+// on one Redis Cluster slot, so the multi-key scripts are valid on Cluster.
 //
 // Fires, Broadcast and Events are the Redis contract users see
 // (DESIGN.md); every other key is internal and may change between versions.
@@ -103,7 +104,7 @@ func (k Keys) Retry() string { return k.prefix + "retry" }
 
 // Pulse is a hash: "last", the Redis time (Unix ms) a worker of the
 // namespace last reached Redis, and "quiet", until when reclaims wait (see
-// Store.Heartbeat).
+// the worker protocol's Heartbeat).
 func (k Keys) Pulse() string { return k.prefix + "pulse" }
 
 // Visibility is a sorted set of the workers' visibility timeouts (member:
@@ -125,9 +126,9 @@ func (k Keys) Buffer(task string) string { return k.prefix + "buffer:" + task }
 // the same id is not run again. ("@" cannot be in a task name.)
 func (k Keys) TriggerID(task, id string) string { return k.prefix + "trigger:" + task + "@" + id }
 
-// TriggerIDTTL is how long a manual trigger's id is remembered.
-const TriggerIDTTL = 24 * time.Hour
+// TriggerIDTTL (24 hours) is how long a manual trigger's id is remembered.
+const TriggerIDTTL = core.TriggerIDTTL
 
-// WorkerGroup is the consumer group of workers on every single-mode fire
-// stream.
-const WorkerGroup = "workers"
+// WorkerGroup ("workers") is the consumer group of workers on every
+// single-mode fire stream.
+const WorkerGroup = core.WorkerGroup

@@ -1,15 +1,41 @@
 // Package store is everything of taskino that speaks Redis: key names, Lua
 // scripts, task-set versions, planning claims (leases), stream reads and
-// writes, last-run records.
+// writes, last-run records. No other library package of the module calls
+// go-redis (listeners included): they hand a redis.UniversalClient to a
+// constructor, and a test (TestOnlyStoreSpeaksRedis) holds that.
 //
 // It takes a redis.UniversalClient, so a single server, Sentinel or Cluster
 // all work: the keys of one namespace share a hash tag and so one slot.
-// Redis types do not leave this package; callers see events types, and
-// ErrNotFound where Redis says nil.
+// Redis types do not leave this package; callers see events types,
+// ErrNotFound where Redis says nil, and ErrNoGroup where a consumer group
+// is missing.
+//
+// # What is public
+//
+// A Store is what an operator or a tool needs, every call safe at any
+// time: apply a task set and read it back, trigger, pause and resume a
+// task, read its schedule state and last run, list, replay and delete dead
+// letters, and read the streams (the events live or through a durable
+// group, the fires, a group's lag).
+//
+// # What is internal, and why
+//
+// The protocol steps are not on Store: claiming, planning and releasing
+// tasks (the planner's), and reading, reclaiming, beginning, heartbeating,
+// finishing and handing back fires, moving retries back and trimming (the
+// worker's). Each keeps its promise (one fire per slot, at-least-once, no
+// fire taken from a live worker) only when called in order by the one
+// caller that holds the lease or the claim, so they live in
+// store/internal/protocol, which no program outside this module can
+// import. PlanningProtocol and WorkerProtocol hand them to packages planner
+// and consumer; the data the steps take and return (Delivery, Outcome,
+// TaskPlan, ...) is named here. store/internal/core is what both sides
+// share. A test (TestStoreKeepsNoProtocolStep) holds the split.
 //
 // It does not decide when anything fires: the planner computes slots and
-// hands this package the result, which the plan script records atomically
-// (see planScript for the one-fire-per-slot rule).
+// hands the planning protocol the result, which the plan script records
+// atomically (see planScript in store/internal/protocol for the
+// one-fire-per-slot rule).
 package store
 
 import (
@@ -24,6 +50,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store/internal/core"
+	"github.com/taskino/taskino/store/internal/protocol"
 )
 
 // LongApplyTasks is the task-set size from which Apply waits for its
@@ -92,6 +120,10 @@ type Store struct {
 	ns           string
 	keys         Keys
 	eventsMaxLen int64
+	// The protocol steps on the same namespace, for PlanningProtocol and
+	// WorkerProtocol.
+	planning *protocol.Planning
+	worker   *protocol.Worker
 }
 
 // New returns the store of namespace ns on rdb.
@@ -108,7 +140,11 @@ func New(rdb redis.UniversalClient, ns string, opts Options) (*Store, error) {
 	case opts.EventsMaxLen <= 0:
 		opts.EventsMaxLen = DefaultEventsMaxLen
 	}
-	return &Store{rdb: rdb, ns: ns, keys: NewKeys(ns), eventsMaxLen: opts.EventsMaxLen}, nil
+	keys := NewKeys(ns)
+	return &Store{rdb: rdb, ns: ns, keys: keys, eventsMaxLen: opts.EventsMaxLen,
+		planning: protocol.NewPlanning(rdb, keys, opts.EventsMaxLen),
+		worker:   protocol.NewWorker(rdb, keys, opts.EventsMaxLen),
+	}, nil
 }
 
 // Namespace is the store's namespace.
@@ -326,27 +362,18 @@ func (s *Store) States(ctx context.Context, tasks []string) (map[string]TaskStat
 			continue
 		}
 		var ts TaskState
-		ts.Since = msTime(v[0])
+		ts.Since = core.MsTime(v[0])
 		if n, _ := v[1].(string); n == "-1" {
 			ts.Done = true
 		} else {
-			ts.Next = msTime(v[1])
+			ts.Next = core.MsTime(v[1])
 		}
 		ts.Gen, _ = strconv.ParseInt(fmt.Sprint(v[2]), 10, 64)
-		ts.Paused = msTime(v[3])
-		ts.Planned = msTime(planned[i])
+		ts.Paused = core.MsTime(v[3])
+		ts.Planned = core.MsTime(planned[i])
 		out[task] = ts
 	}
 	return out, nil
-}
-
-func msTime(v any) time.Time {
-	str, _ := v.(string)
-	n, err := strconv.ParseInt(str, 10, 64)
-	if err != nil || str == "" {
-		return time.Time{}
-	}
-	return time.UnixMilli(n).UTC()
 }
 
 // LastRun is what is known of a task's latest fire; ok is false when it
@@ -424,56 +451,11 @@ func xrange[T any](ctx context.Context, s *Store, stream, start, end, what strin
 	}
 	out := make([]T, 0, len(msgs))
 	for _, m := range msgs {
-		v, err := decode(m.ID, stringFields(m.Values))
+		v, err := decode(m.ID, core.StringFields(m.Values))
 		if err != nil {
 			return nil, fmt.Errorf("%s %s: %w", what, m.ID, err)
 		}
 		out = append(out, v)
 	}
 	return out, nil
-}
-
-func stringFields(v map[string]any) map[string]string {
-	out := make(map[string]string, len(v))
-	for k, x := range v {
-		out[k] = fmt.Sprint(x)
-	}
-	return out
-}
-
-// AppendEvents appends evs to the events stream, in order, all or none:
-// plain XADDs in one MULTI/EXEC round trip. Events that need no condition
-// cost Redis less so than from a script (a worker's started events: about
-// 60% less per entry).
-func (s *Store) AppendEvents(ctx context.Context, evs []events.Event) error {
-	if len(evs) == 0 {
-		return nil
-	}
-	pipe := s.rdb.TxPipeline()
-	for i := range evs {
-		args, err := s.eventXAdd(evs[i])
-		if err != nil {
-			return fmt.Errorf("event %s of fire %s: %w", evs[i].Type, evs[i].Fire, err)
-		}
-		pipe.Do(ctx, args...)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("append %d events: %w", len(evs), err)
-	}
-	return nil
-}
-
-// eventXAdd is the XADD of e to the events stream, trimmed as the scripts
-// trim it.
-func (s *Store) eventXAdd(e events.Event) ([]any, error) {
-	return e.AppendArgs(append(make([]any, 0, 6+24), "xadd", s.keys.Events(), "maxlen", "~", s.eventsMaxLen, "*"))
-}
-
-// AppendEvent appends one event to the events stream.
-func (s *Store) AppendEvent(ctx context.Context, e events.Event) error {
-	args, err := s.eventXAdd(e)
-	if err != nil {
-		return err
-	}
-	return s.rdb.Do(ctx, args...).Err()
 }

@@ -9,13 +9,17 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/store"
+	"github.com/taskino/taskino/store/internal/protocol"
 	"github.com/taskino/taskino/store/redistest"
 )
 
 type testBundle struct {
 	srv *redistest.Server
 	st  *store.Store
-	ctx context.Context
+	// The protocol steps on st's namespace.
+	planning *protocol.Planning
+	worker   *protocol.Worker
+	ctx      context.Context
 }
 
 func setup(t *testing.T) testBundle {
@@ -26,7 +30,7 @@ func setup(t *testing.T) testBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testBundle{srv: srv, st: st, ctx: context.Background()}
+	return testBundle{srv: srv, st: st, planning: store.PlanningProtocol(st), worker: store.WorkerProtocol(st), ctx: context.Background()}
 }
 
 func every(name string, d time.Duration) events.Spec {
@@ -72,7 +76,7 @@ func TestApplyOutcomes(t *testing.T) {
 // claimAll claims every due task for token and fails the test on error.
 func claimAll(t *testing.T, b testBundle, token string) store.Claim {
 	t.Helper()
-	c, err := b.st.Claim(b.ctx, token, 10*time.Second, 100, time.Time{}, 0)
+	c, err := b.planning.Claim(b.ctx, token, 10*time.Second, 100, time.Time{}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +104,7 @@ func TestPlanRefusesASlotTwice(t *testing.T) {
 		t.Fatalf("claimed %d tasks, want 1", len(c.Tasks))
 	}
 	slot := c.Now.Add(-time.Second).Truncate(time.Millisecond)
-	res, err := b.st.Plan(b.ctx, "p1", []store.TaskPlan{firePlan(c.Tasks[0], slot)}, 0)
+	res, err := b.planning.Plan(b.ctx, "p1", []store.TaskPlan{firePlan(c.Tasks[0], slot)}, 0)
 	if err != nil || res.Fires != 1 {
 		t.Fatalf("first plan: %+v, %v", res, err)
 	}
@@ -110,7 +114,7 @@ func TestPlanRefusesASlotTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	c2 := claimAll(t, b, "p2")
-	res, err = b.st.Plan(b.ctx, "p2", []store.TaskPlan{firePlan(c2.Tasks[0], slot)}, 0)
+	res, err = b.planning.Plan(b.ctx, "p2", []store.TaskPlan{firePlan(c2.Tasks[0], slot)}, 0)
 	if err != nil || res.Fires != 0 || res.Dropped != 1 {
 		t.Fatalf("second plan of the same slot: %+v, %v; want 0 fires, 1 dropped", res, err)
 	}
@@ -133,7 +137,7 @@ func TestPlanWithALostLeaseWritesNothing(t *testing.T) {
 	if _, err := b.st.Apply(b.ctx, 1, []events.Spec{every("a", time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	c1, err := b.st.Claim(b.ctx, "p1", time.Millisecond, 10, time.Time{}, 0)
+	c1, err := b.planning.Claim(b.ctx, "p1", time.Millisecond, 10, time.Time{}, 0)
 	if err != nil || len(c1.Tasks) != 1 {
 		t.Fatalf("claim: %+v %v", c1, err)
 	}
@@ -143,15 +147,15 @@ func TestPlanWithALostLeaseWritesNothing(t *testing.T) {
 		c2 = claimAll(t, b, "p2")
 	}
 	slot := c1.Now.Truncate(time.Millisecond)
-	res, err := b.st.Plan(b.ctx, "p1", []store.TaskPlan{firePlan(c1.Tasks[0], slot)}, 0)
+	res, err := b.planning.Plan(b.ctx, "p1", []store.TaskPlan{firePlan(c1.Tasks[0], slot)}, 0)
 	if err != nil || res.Lost != 1 || res.Fires != 0 {
 		t.Fatalf("plan with a lost lease: %+v %v, want 1 lost, 0 fires", res, err)
 	}
 	// Release hands the task back at once, only for its holder.
-	if n, err := b.st.Release(b.ctx, "p1", []string{"a"}); err != nil || n != 0 {
+	if n, err := b.planning.Release(b.ctx, "p1", []string{"a"}); err != nil || n != 0 {
 		t.Fatalf("release by a non-holder: %d %v", n, err)
 	}
-	if n, err := b.st.Release(b.ctx, "p2", []string{"a"}); err != nil || n != 1 {
+	if n, err := b.planning.Release(b.ctx, "p2", []string{"a"}); err != nil || n != 1 {
 		t.Fatalf("release by the holder: %d %v", n, err)
 	}
 	if c3 := claimAll(t, b, "p3"); len(c3.Tasks) != 1 {
@@ -198,7 +202,7 @@ func TestPlanKeepsAFutureSlotAsNext(t *testing.T) {
 	later := firePlan(c.Tasks[0], future)
 	plan.Ops = append(plan.Ops, later.Ops...)
 	plan.Next = future.Add(time.Hour)
-	res, err := b.st.Plan(b.ctx, "p1", []store.TaskPlan{plan}, 0)
+	res, err := b.planning.Plan(b.ctx, "p1", []store.TaskPlan{plan}, 0)
 	if err != nil || res.Fires != 1 || res.Dropped != 1 {
 		t.Fatalf("plan: %+v, %v; want the past slot fired, the future one dropped", res, err)
 	}
@@ -241,7 +245,7 @@ func TestPlanRecordsMissesPastNowAndStopsAtAFire(t *testing.T) {
 	plan := firePlan(c.Tasks[0], f1)
 	miss := store.Op{Slot: m1, Event: events.Event{Type: events.TypeMissed, Task: "a", At: m1, Count: 1, Policy: events.MisfireSkip}}
 	plan.Ops = append([]store.Op{miss}, plan.Ops...)
-	res, err := b.st.Plan(b.ctx, "p1", []store.TaskPlan{plan}, 0)
+	res, err := b.planning.Plan(b.ctx, "p1", []store.TaskPlan{plan}, 0)
 	if err != nil || res.Events != 1 || res.Fires != 0 || res.Dropped != 1 {
 		t.Fatalf("plan: %+v, %v; want the miss recorded and the fire dropped", res, err)
 	}
@@ -266,7 +270,7 @@ func TestClaimAfterDeadlineTakesNothing(t *testing.T) {
 	// The task's first slot is due within a second; claim once it is.
 	var late store.Claim
 	for {
-		late, err = b.st.Claim(b.ctx, "gave-up", 10*time.Second, 100, now.Add(-time.Second), 0)
+		late, err = b.planning.Claim(b.ctx, "gave-up", 10*time.Second, 100, now.Add(-time.Second), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -281,7 +285,7 @@ func TestClaimAfterDeadlineTakesNothing(t *testing.T) {
 	if len(late.Tasks) != 0 {
 		t.Fatalf("late claim took %d tasks", len(late.Tasks))
 	}
-	c, err := b.st.Claim(b.ctx, "live", 10*time.Second, 100, late.Now.Add(time.Minute), 0)
+	c, err := b.planning.Claim(b.ctx, "live", 10*time.Second, 100, late.Now.Add(time.Minute), 0)
 	if err != nil || c.Late || len(c.Tasks) != 1 || c.Tasks[0].Name != "a" {
 		t.Fatalf("claim within its deadline: %+v, %v; want task a, left free by the late claim", c, err)
 	}
@@ -314,7 +318,7 @@ func TestPlanOfATaskChangedSinceItsClaimIsRefused(t *testing.T) {
 	for i, ct := range c.Tasks {
 		plans[i] = firePlan(ct, slot)
 	}
-	res, err := b.st.Plan(b.ctx, "p1", plans, 0)
+	res, err := b.planning.Plan(b.ctx, "p1", plans, 0)
 	if err != nil || res.Lost != 3 || res.Fires != 1 {
 		t.Fatalf("plan: %+v %v, want 3 lost (paused, changed, removed) and 1 fire (keep)", res, err)
 	}
@@ -340,7 +344,7 @@ func TestPlanOrdersSlotsAsNumbers(t *testing.T) {
 			p.Name, p.Gen, p.Queue, p.Mode, p.Next = one.Name, one.Gen, one.Queue, one.Mode, one.Next
 			p.Ops = append(p.Ops, one.Ops...)
 		}
-		res, err := b.st.Plan(b.ctx, token, []store.TaskPlan{p}, 0)
+		res, err := b.planning.Plan(b.ctx, token, []store.TaskPlan{p}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,7 +18,7 @@ func TestTrimKeepsWhatTheGroupHolds(t *testing.T) {
 	b := setup(t)
 	rdb := b.srv.Client(t)
 	stream := b.st.Keys().Fires("q")
-	if err := b.st.EnsureGroup(b.ctx, stream); err != nil {
+	if err := b.worker.EnsureGroup(b.ctx, stream); err != nil {
 		t.Fatal(err)
 	}
 	// Old entries (explicit ids in the past): 300 acked, then 1 pending,
@@ -32,7 +32,7 @@ func TestTrimKeepsWhatTheGroupHolds(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
-	ds, err := b.st.ReadFires(b.ctx, "w", []string{stream}, 601, 0)
+	ds, err := b.worker.ReadFires(b.ctx, "w", []string{stream}, 601, 0)
 	if err != nil || len(ds) != 601 {
 		t.Fatalf("read %d (err %v), want 601", len(ds), err)
 	}
@@ -44,7 +44,7 @@ func TestTrimKeepsWhatTheGroupHolds(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := b.st.TrimFires(b.ctx, stream, time.Minute); err != nil {
+	if _, err := b.worker.TrimFires(b.ctx, stream, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	left, err := rdb.XRange(b.ctx, stream, "-", "+").Result()
@@ -64,7 +64,7 @@ func TestTrimKeepsWhatTheGroupHolds(t *testing.T) {
 	if err := rdb.XAck(b.ctx, stream, store.WorkerGroup, ids[300]).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.st.TrimFires(b.ctx, stream, time.Minute); err != nil {
+	if _, err := b.worker.TrimFires(b.ctx, stream, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	left, err = rdb.XRange(b.ctx, stream, "-", "+").Result()
@@ -101,7 +101,7 @@ func TestTrimEventsByAge(t *testing.T) {
 	const old = 25_000
 	add(now.Add(-2*time.Hour), old)
 	add(now.Add(-time.Minute), 50) // within the hour: kept
-	n, err := b.st.TrimEvents(b.ctx, time.Hour)
+	n, err := b.worker.TrimEvents(b.ctx, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestFinishKeepsTheLatestLastRun(t *testing.T) {
 	}
 	old := store.Outcome{Delivery: store.Delivery{Broadcast: true, Fire: events.Fire{ID: "a@1", Task: "a", At: at}},
 		LastRun: &events.LastRun{Task: "a", Fire: "a@1", Scheduled: at, Started: at, Finished: at, Status: events.StatusCompleted}}
-	if _, err := b.st.Finish(b.ctx, "w", []*store.Outcome{&old}); err != nil {
+	if _, err := b.worker.Finish(b.ctx, "w", []*store.Outcome{&old}); err != nil {
 		t.Fatal(err)
 	}
 	r, _, err := b.st.LastRun(b.ctx, "a")
@@ -144,7 +144,7 @@ func TestFinishKeepsTheLatestLastRun(t *testing.T) {
 	started := at.Add(time.Minute + 10*time.Millisecond)
 	cur := store.Outcome{Delivery: store.Delivery{Broadcast: true, Fire: events.Fire{ID: "a@2", Task: "a", At: at.Add(time.Minute)}},
 		LastRun: &events.LastRun{Task: "a", Fire: "a@2", Scheduled: at.Add(time.Minute), Started: started, Finished: started.Add(time.Second), Status: events.StatusFailed, Error: "no disk"}}
-	if _, err := b.st.Finish(b.ctx, "w", []*store.Outcome{&cur}); err != nil {
+	if _, err := b.worker.Finish(b.ctx, "w", []*store.Outcome{&cur}); err != nil {
 		t.Fatal(err)
 	}
 	r, _, err = b.st.LastRun(b.ctx, "a")
@@ -159,7 +159,7 @@ func TestFinishKeepsTheLatestLastRun(t *testing.T) {
 		LastRun: &events.LastRun{Task: "a", Fire: `a@"3"`, Scheduled: later, Started: later, Finished: later, Status: events.StatusFailed,
 			Error: `"fire":"a@1","fired":42,"scheduled":9999999999999`}}
 	quoted := old
-	if _, err := b.st.Finish(b.ctx, "w", []*store.Outcome{&odd, &quoted}); err != nil {
+	if _, err := b.worker.Finish(b.ctx, "w", []*store.Outcome{&odd, &quoted}); err != nil {
 		t.Fatal(err)
 	}
 	r, _, err = b.st.LastRun(b.ctx, "a")
@@ -178,19 +178,36 @@ func TestTriggerUnknownTask(t *testing.T) {
 	}
 }
 
+// TestReadFiresWithoutGroup: a read of a stream whose group is gone (a
+// flush) fails with ErrNoGroup, which the consumer matches to set the
+// group up again; after EnsureGroup the read works.
+func TestReadFiresWithoutGroup(t *testing.T) {
+	b := setup(t)
+	stream := b.st.Keys().Fires("default")
+	if _, err := b.worker.ReadFires(b.ctx, "w", []string{stream}, 1, 0); !errors.Is(err, store.ErrNoGroup) {
+		t.Fatalf("read with no group: %v, want ErrNoGroup", err)
+	}
+	if err := b.worker.EnsureGroup(b.ctx, stream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.worker.ReadFires(b.ctx, "w", []string{stream}, 1, 0); err != nil {
+		t.Errorf("read after EnsureGroup: %v", err)
+	}
+}
+
 // TestReclaimOfNothing: a reclaim asked for no entries takes none (Redis
 // would take its default 100 for COUNT 0).
 func TestReclaimOfNothing(t *testing.T) {
 	b := setup(t)
 	_, stream := fireStream(t, b, 5)
-	if _, err := b.st.ReadFires(b.ctx, "ghost", []string{stream}, 5, 0); err != nil {
+	if _, err := b.worker.ReadFires(b.ctx, "ghost", []string{stream}, 5, 0); err != nil {
 		t.Fatal(err)
 	}
-	ds, _, _, err := b.st.Reclaim(b.ctx, "w", stream, 0, "0-0", 0)
+	ds, _, _, err := b.worker.Reclaim(b.ctx, "w", stream, 0, "0-0", 0)
 	if err != nil || len(ds) != 0 {
 		t.Errorf("reclaim of 0 took %d (err %v), want none", len(ds), err)
 	}
-	ds, _, _, err = b.st.Reclaim(b.ctx, "w", stream, 0, "0-0", 2)
+	ds, _, _, err = b.worker.Reclaim(b.ctx, "w", stream, 0, "0-0", 2)
 	if err != nil || len(ds) != 2 || ds[0].Deliveries != 2 {
 		t.Errorf("reclaim of 2 took %d (err %v), want 2 delivered twice each", len(ds), err)
 	}
@@ -202,11 +219,11 @@ func TestReclaimOfNothing(t *testing.T) {
 func TestHandBackIsNotADeliveryLost(t *testing.T) {
 	b := setup(t)
 	_, stream := fireStream(t, b, 1)
-	ds, err := b.st.ReadFires(b.ctx, "stopping", []string{stream}, 1, 0)
+	ds, err := b.worker.ReadFires(b.ctx, "stopping", []string{stream}, 1, 0)
 	if err != nil || len(ds) != 1 {
 		t.Fatalf("read %d (err %v)", len(ds), err)
 	}
-	n, err := b.st.HandBack(b.ctx, "stopping", time.Hour, []store.Held{{Stream: stream, EntryID: ds[0].EntryID}})
+	n, err := b.worker.HandBack(b.ctx, "stopping", time.Hour, []store.Held{{Stream: stream, EntryID: ds[0].EntryID}})
 	if err != nil || n != 1 {
 		t.Fatalf("handed back %d (err %v), want 1", n, err)
 	}
@@ -217,7 +234,7 @@ func TestHandBackIsNotADeliveryLost(t *testing.T) {
 	if err := b.srv.Client(t).HSet(b.ctx, b.st.Keys().Pulse(), "quiet", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	got, _, _, err := b.st.Reclaim(b.ctx, "other", stream, 30*time.Second, "0-0", 10)
+	got, _, _, err := b.worker.Reclaim(b.ctx, "other", stream, 30*time.Second, "0-0", 10)
 	if err != nil || len(got) != 1 {
 		t.Fatalf("reclaimed %d (err %v), want the handed-back fire at once", len(got), err)
 	}
@@ -233,7 +250,7 @@ func TestHandBackIsNotADeliveryLost(t *testing.T) {
 func TestReclaimSkipsLiveClaims(t *testing.T) {
 	b := setup(t)
 	rdb, stream := fireStream(t, b, 3001)
-	if ds, err := b.st.ReadFires(b.ctx, "live", []string{stream}, 3000, 0); err != nil || len(ds) != 3000 {
+	if ds, err := b.worker.ReadFires(b.ctx, "live", []string{stream}, 3000, 0); err != nil || len(ds) != 3000 {
 		t.Fatalf("read %d (err %v), want 3000", len(ds), err)
 	}
 	// Workers are alive (a fresh pulse), so no quiet period holds it up.
@@ -243,18 +260,18 @@ func TestReclaimSkipsLiveClaims(t *testing.T) {
 	if err := rdb.HSet(b.ctx, b.st.Keys().Pulse(), "quiet", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	got, next, wait, err := b.st.Reclaim(b.ctx, "other", stream, 30*time.Second, "0-0", 1)
+	got, next, wait, err := b.worker.Reclaim(b.ctx, "other", stream, 30*time.Second, "0-0", 1)
 	if err != nil || wait > 0 || len(got) != 0 || next != "0-0" {
 		t.Fatalf("sweep over live claims only: took %d, cursor %q, quiet %s (err %v); want nothing and the sweep over", len(got), next, wait, err)
 	}
-	ds, err := b.st.ReadFires(b.ctx, "dead", []string{stream}, 1, 0)
+	ds, err := b.worker.ReadFires(b.ctx, "dead", []string{stream}, 1, 0)
 	if err != nil || len(ds) != 1 {
 		t.Fatalf("read %d (err %v)", len(ds), err)
 	}
 	if err := rdb.Do(b.ctx, "XCLAIM", stream, store.WorkerGroup, "dead", 0, ds[0].EntryID, "IDLE", time.Hour.Milliseconds(), "JUSTID").Err(); err != nil {
 		t.Fatal(err)
 	}
-	got, _, _, err = b.st.Reclaim(b.ctx, "other", stream, 30*time.Second, "0-0", 1)
+	got, _, _, err = b.worker.Reclaim(b.ctx, "other", stream, 30*time.Second, "0-0", 1)
 	if err != nil || len(got) != 1 || got[0].EntryID != ds[0].EntryID {
 		t.Fatalf("reclaim of 1 took %v (err %v), want the dead worker's %s in one call", got, err, ds[0].EntryID)
 	}
@@ -265,17 +282,17 @@ func TestReclaimSkipsLiveClaims(t *testing.T) {
 func TestPruneConsumers(t *testing.T) {
 	b := setup(t)
 	rdb, stream := fireStream(t, b, 2)
-	if _, err := b.st.ReadFires(b.ctx, "holder", []string{stream}, 1, 0); err != nil {
+	if _, err := b.worker.ReadFires(b.ctx, "holder", []string{stream}, 1, 0); err != nil {
 		t.Fatal(err)
 	}
-	ds, err := b.st.ReadFires(b.ctx, "empty", []string{stream}, 1, 0)
+	ds, err := b.worker.ReadFires(b.ctx, "empty", []string{stream}, 1, 0)
 	if err != nil || len(ds) != 1 {
 		t.Fatalf("read %d (err %v)", len(ds), err)
 	}
 	if err := rdb.XAck(b.ctx, stream, store.WorkerGroup, ds[0].EntryID).Err(); err != nil {
 		t.Fatal(err)
 	}
-	n, err := b.st.PruneConsumers(b.ctx, stream, -1)
+	n, err := b.worker.PruneConsumers(b.ctx, stream, -1)
 	if err != nil || n != 1 {
 		t.Fatalf("pruned %d (err %v), want 1", n, err)
 	}
@@ -293,7 +310,7 @@ func TestPruneConsumers(t *testing.T) {
 func TestHeldFiresInManyCalls(t *testing.T) {
 	b := setup(t)
 	rdb, stream := fireStream(t, b, 1203)
-	ds, err := b.st.ReadFires(b.ctx, "w", []string{stream}, 1203, 0)
+	ds, err := b.worker.ReadFires(b.ctx, "w", []string{stream}, 1203, 0)
 	if err != nil || len(ds) != 1203 {
 		t.Fatalf("read %d (err %v), want 1203", len(ds), err)
 	}
@@ -312,7 +329,7 @@ func TestHeldFiresInManyCalls(t *testing.T) {
 		Messages: taken}).Err(); err != nil {
 		t.Fatal(err)
 	}
-	hb, err := b.st.Heartbeat(b.ctx, "w", 30*time.Second, held)
+	hb, err := b.worker.Heartbeat(b.ctx, "w", 30*time.Second, held)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +348,7 @@ func TestHeldFiresInManyCalls(t *testing.T) {
 	if err != nil || len(old) != 0 {
 		t.Errorf("%d of w's claims still idle a minute after the heartbeat (err %v), want none", len(old), err)
 	}
-	n, err := b.st.HandBack(b.ctx, "w", time.Hour, held)
+	n, err := b.worker.HandBack(b.ctx, "w", time.Hour, held)
 	if err != nil || n != 1200 {
 		t.Errorf("handed back %d (err %v), want 1200", n, err)
 	}
@@ -357,7 +374,7 @@ func fireStream(t *testing.T, b testBundle, n int) (*redis.Client, string) {
 	t.Helper()
 	rdb := b.srv.Client(t)
 	stream := b.st.Keys().Fires("q")
-	if err := b.st.EnsureGroup(b.ctx, stream); err != nil {
+	if err := b.worker.EnsureGroup(b.ctx, stream); err != nil {
 		t.Fatal(err)
 	}
 	for range n {
@@ -429,7 +446,7 @@ func TestReclaimWaitsAfterSilence(t *testing.T) {
 	if err := rdb.HSet(b.ctx, pulseKey, "last", now.Add(-time.Minute).UnixMilli(), "quiet", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	got, _, wait, err := b.st.Reclaim(b.ctx, "other", stream, vis, "0-0", 10)
+	got, _, wait, err := b.worker.Reclaim(b.ctx, "other", stream, vis, "0-0", 10)
 	if err != nil || len(got) != 0 || wait <= 0 || wait > vis {
 		t.Fatalf("reclaim after a silence: took %d, wait %s, %v; want none and a quiet period of at most %s", len(got), wait, err, vis)
 	}
@@ -446,7 +463,7 @@ func TestReclaimWaitsAfterSilence(t *testing.T) {
 	if err := rdb.HSet(b.ctx, pulseKey, "last", now.UnixMilli(), "quiet", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	got, _, wait, err = b.st.Reclaim(b.ctx, "other", stream, vis, "0-0", 10)
+	got, _, wait, err = b.worker.Reclaim(b.ctx, "other", stream, vis, "0-0", 10)
 	if err != nil || wait != 0 || len(got) != 1 || got[0].EntryID != d.EntryID || got[0].Deliveries != 2 || got[0].Fire.Task != "a" {
 		t.Fatalf("reclaim with workers alive: %+v, wait %s, %v; want the idle fire, delivered twice", got, wait, err)
 	}
@@ -466,12 +483,12 @@ func TestReclaimUsesTheLongestVisibility(t *testing.T) {
 		t.Fatal(err)
 	}
 	idle(5 * time.Second) // over the reclaimer's 1s, well within the holder's 60s
-	got, _, wait, err := b.st.Reclaim(b.ctx, "quick", stream, time.Second, "0-0", 10)
+	got, _, wait, err := b.worker.Reclaim(b.ctx, "quick", stream, time.Second, "0-0", 10)
 	if err != nil || wait != 0 || len(got) != 0 {
 		t.Fatalf("reclaim with 1s of a fire idle 5s under a 60s worker: took %d, wait %s, %v; want none", len(got), wait, err)
 	}
 	idle(2 * time.Minute) // the holder is gone
-	got, _, wait, err = b.st.Reclaim(b.ctx, "quick", stream, time.Second, "0-0", 10)
+	got, _, wait, err = b.worker.Reclaim(b.ctx, "quick", stream, time.Second, "0-0", 10)
 	if err != nil || wait != 0 || len(got) != 1 {
 		t.Fatalf("reclaim of a fire idle 2m: took %d, wait %s, %v; want it", len(got), wait, err)
 	}
@@ -480,7 +497,7 @@ func TestReclaimUsesTheLongestVisibility(t *testing.T) {
 // pulse is a heartbeat of a worker holding nothing: it records the pulse
 // and returns what is left of the quiet period.
 func pulse(b testBundle, visibility time.Duration) (time.Duration, error) {
-	hb, err := b.st.Heartbeat(b.ctx, "pulse", visibility, nil)
+	hb, err := b.worker.Heartbeat(b.ctx, "pulse", visibility, nil)
 	return hb.Quiet, err
 }
 
@@ -490,7 +507,7 @@ func pulse(b testBundle, visibility time.Duration) (time.Duration, error) {
 func heldFire(t *testing.T, b testBundle, holder string) (*redis.Client, string, store.Delivery, func(time.Duration)) {
 	t.Helper()
 	rdb, stream := fireStream(t, b, 1)
-	ds, err := b.st.ReadFires(b.ctx, holder, []string{stream}, 1, 0)
+	ds, err := b.worker.ReadFires(b.ctx, holder, []string{stream}, 1, 0)
 	if err != nil || len(ds) != 1 {
 		t.Fatalf("read %d (err %v)", len(ds), err)
 	}
@@ -509,7 +526,7 @@ func heldFire(t *testing.T, b testBundle, holder string) (*redis.Client, string,
 func TestFinishOfOneFireTwiceInABatch(t *testing.T) {
 	b := setup(t)
 	rdb, stream := fireStream(t, b, 2)
-	ds, err := b.st.ReadFires(b.ctx, "w", []string{stream}, 2, 0)
+	ds, err := b.worker.ReadFires(b.ctx, "w", []string{stream}, 2, 0)
 	if err != nil || len(ds) != 2 {
 		t.Fatalf("read %d (err %v)", len(ds), err)
 	}
@@ -517,7 +534,7 @@ func TestFinishOfOneFireTwiceInABatch(t *testing.T) {
 		return &store.Outcome{Delivery: d, Events: []events.Event{{Type: events.TypeCompleted, Task: "a", Fire: d.EntryID, At: time.UnixMilli(1_700_000_000_000), Attempt: 1,
 			Worker: "w", Status: events.StatusCompleted, Queue: "q"}}}
 	}
-	n, err := b.st.Finish(b.ctx, "w", []*store.Outcome{outcome(ds[0]), outcome(ds[1]), outcome(ds[0])})
+	n, err := b.worker.Finish(b.ctx, "w", []*store.Outcome{outcome(ds[0]), outcome(ds[1]), outcome(ds[0])})
 	if err != nil || n != 2 {
 		t.Fatalf("finish recorded %d (err %v), want 2: the repeat of the first fire is not recorded", n, err)
 	}
@@ -539,7 +556,7 @@ func TestHotPathsLoadTheirScriptsAgain(t *testing.T) {
 	if _, err := b.st.Apply(b.ctx, 1, []events.Spec{every("a", time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.st.EnsureGroup(b.ctx, b.st.Keys().Fires("default")); err != nil {
+	if err := b.worker.EnsureGroup(b.ctx, b.st.Keys().Fires("default")); err != nil {
 		t.Fatal(err)
 	}
 	c := claimAll(t, b, "p1")
@@ -550,11 +567,11 @@ func TestHotPathsLoadTheirScriptsAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	slot := c.Now.Add(-time.Second).Truncate(time.Millisecond)
-	res, err := b.st.Plan(b.ctx, "p1", []store.TaskPlan{firePlan(c.Tasks[0], slot)}, 0)
+	res, err := b.planning.Plan(b.ctx, "p1", []store.TaskPlan{firePlan(c.Tasks[0], slot)}, 0)
 	if err != nil || res.Fires != 1 {
 		t.Fatalf("plan after SCRIPT FLUSH: %+v, %v; want 1 fire", res, err)
 	}
-	ds, err := b.st.ReadFires(b.ctx, "w", []string{b.st.Keys().Fires("default")}, 1, 0)
+	ds, err := b.worker.ReadFires(b.ctx, "w", []string{b.st.Keys().Fires("default")}, 1, 0)
 	if err != nil || len(ds) != 1 {
 		t.Fatalf("read %d (err %v)", len(ds), err)
 	}
@@ -563,7 +580,7 @@ func TestHotPathsLoadTheirScriptsAgain(t *testing.T) {
 	}
 	o := &store.Outcome{Delivery: ds[0], Events: []events.Event{{Type: events.TypeCompleted, Task: "a", Fire: ds[0].Fire.ID, At: slot, Attempt: 1,
 		Worker: "w", Status: events.StatusCompleted, Queue: "default"}}}
-	if n, err := b.st.Finish(b.ctx, "w", []*store.Outcome{o}); err != nil || n != 1 {
+	if n, err := b.worker.Finish(b.ctx, "w", []*store.Outcome{o}); err != nil || n != 1 {
 		t.Fatalf("finish after SCRIPT FLUSH recorded %d (err %v), want 1", n, err)
 	}
 	if p, err := rdb.XPending(b.ctx, b.st.Keys().Fires("default"), store.WorkerGroup).Result(); err != nil || p.Count != 0 {
@@ -582,13 +599,13 @@ func TestAppendEventsInOrderOrNone(t *testing.T) {
 	}
 	bad := started("f3")
 	bad.Status = events.StatusCompleted // a started event carries no status
-	if err := b.st.AppendEvents(b.ctx, []events.Event{started("f1"), bad}); err == nil || !strings.Contains(err.Error(), "f3") {
+	if err := b.worker.AppendEvents(b.ctx, []events.Event{started("f1"), bad}); err == nil || !strings.Contains(err.Error(), "f3") {
 		t.Fatalf("a batch with a bad event: %v, want an error naming its fire", err)
 	}
 	if n, err := rdb.XLen(b.ctx, b.st.Keys().Events()).Result(); err != nil || n != 0 {
 		t.Fatalf("%d events after a refused batch (err %v), want none", n, err)
 	}
-	if err := b.st.AppendEvents(b.ctx, []events.Event{started("f1"), started("f2")}); err != nil {
+	if err := b.worker.AppendEvents(b.ctx, []events.Event{started("f1"), started("f2")}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := b.st.RangeEvents(b.ctx, "-", "+")

@@ -448,7 +448,7 @@ func (m *Main) ceiling(ctx context.Context) (Result, error) {
 		for i := 0; i < m.N; i += 100 {
 			pipe := m.rdb.Pipeline()
 			for j := i; j < min(i+100, m.N); j++ {
-				pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"task", "t", "at", "1"}})
+				pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{events.FieldTask, "t", events.FieldAt, "1"}})
 			}
 			if _, err := pipe.Exec(ctx); err != nil {
 				prod <- err

@@ -1,4 +1,4 @@
-package store
+package protocol
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store/internal/core"
 )
 
 // A planner's hold on a task is a lease: the claim writes its token and an
@@ -65,8 +66,8 @@ type Claim struct {
 // claimed and Late is set: a call its caller has given up on (Redis was
 // frozen or slow, and ran the call once back) must not hold tasks for a
 // lease that nobody will use.
-func (s *Store) Claim(ctx context.Context, token string, lease time.Duration, max int, deadline time.Time, lookahead time.Duration) (Claim, error) {
-	keys := []string{s.keys.Due(), s.keys.Specs(), s.keys.Planned()}
+func (pl *Planning) Claim(ctx context.Context, token string, lease time.Duration, max int, deadline time.Time, lookahead time.Duration) (Claim, error) {
+	keys := []string{pl.keys.Due(), pl.keys.Specs(), pl.keys.Planned()}
 	dl := int64(-1)
 	if !deadline.IsZero() {
 		dl = deadline.UnixMilli()
@@ -75,7 +76,7 @@ func (s *Store) Claim(ctx context.Context, token string, lease time.Duration, ma
 	if ahead < 0 {
 		ahead = 0
 	}
-	res, err := claimScript.Run(ctx, s.rdb, keys, s.keys.statePrefix(), token, lease.Milliseconds(), max, dl, ahead).Slice()
+	res, err := claimScript.Run(ctx, pl.rdb, keys, pl.keys.State(""), token, lease.Milliseconds(), max, dl, ahead).Slice()
 	if err != nil {
 		return Claim{}, fmt.Errorf("claim due tasks: %w", err)
 	}
@@ -89,9 +90,9 @@ func (s *Store) Claim(ctx context.Context, token string, lease time.Duration, ma
 	}
 	for i := 2; i+5 < len(res); i += 6 {
 		str := func(j int) string { v, _ := res[i+j].(string); return v }
-		t := ClaimedTask{Name: str(0), Raw: str(1), Since: msTime(str(2)), Gen: str(4), Planned: msTime(str(5))}
+		t := ClaimedTask{Name: str(0), Raw: str(1), Since: core.MsTime(str(2)), Gen: str(4), Planned: core.MsTime(str(5))}
 		if n := str(3); n != "-1" {
-			t.Next = msTime(n)
+			t.Next = core.MsTime(n)
 		} else {
 			t.Ended = true
 		}
@@ -139,7 +140,7 @@ type PlanResult struct {
 // ends their leases. A fire's slot may be up to lookahead after the
 // server's now (a planner appends fires that far ahead, and workers hold
 // them until due). See planScript for the rules.
-func (s *Store) Plan(ctx context.Context, token string, plans []TaskPlan, lookahead time.Duration) (PlanResult, error) {
+func (pl *Planning) Plan(ctx context.Context, token string, plans []TaskPlan, lookahead time.Duration) (PlanResult, error) {
 	if len(plans) == 0 {
 		return PlanResult{}, nil
 	}
@@ -147,9 +148,9 @@ func (s *Store) Plan(ctx context.Context, token string, plans []TaskPlan, lookah
 	for i := range plans {
 		n += 5 + 24*len(plans[i].Ops)
 	}
-	keys := []string{s.keys.Due(), s.keys.Planned(), s.keys.LastRun(), s.keys.Events()}
+	keys := []string{pl.keys.Due(), pl.keys.Planned(), pl.keys.LastRun(), pl.keys.Events()}
 	args := scriptArgs(planScript, keys, n)
-	args = append(args, s.keys.statePrefix(), token, s.eventsMaxLen, len(plans), max(lookahead, 0).Milliseconds())
+	args = append(args, pl.keys.State(""), token, pl.eventsMaxLen, len(plans), max(lookahead, 0).Milliseconds())
 	var buf []byte // last-run records
 	for i := range plans {
 		p := &plans[i]
@@ -164,7 +165,7 @@ func (s *Store) Plan(ctx context.Context, token string, plans []TaskPlan, lookah
 			lr = string(buf[from:])
 		}
 		args = append(args, p.Name, p.Gen, next, lr, len(p.Ops))
-		stream := s.keys.FireStream(p.Queue, p.Mode)
+		stream := pl.keys.FireStream(p.Queue, p.Mode)
 		for j := range p.Ops {
 			op := &p.Ops[j]
 			if op.Fire != nil {
@@ -184,7 +185,7 @@ func (s *Store) Plan(ctx context.Context, token string, plans []TaskPlan, lookah
 			args[at] = len(args) - at - 1
 		}
 	}
-	res, err := runScript(ctx, s.rdb, planScript, args).Int64Slice()
+	res, err := runScript(ctx, pl.rdb, planScript, args).Int64Slice()
 	if err != nil {
 		return PlanResult{}, fmt.Errorf("plan %d tasks: %w", len(plans), err)
 	}
@@ -193,16 +194,16 @@ func (s *Store) Plan(ctx context.Context, token string, plans []TaskPlan, lookah
 
 // Release hands back tasks leased to token without planning them, so another
 // planner can take them at once. It returns how many were still held.
-func (s *Store) Release(ctx context.Context, token string, names []string) (int, error) {
+func (pl *Planning) Release(ctx context.Context, token string, names []string) (int, error) {
 	if len(names) == 0 {
 		return 0, nil
 	}
 	args := make([]any, 0, 2+len(names))
-	args = append(args, s.keys.statePrefix(), token)
+	args = append(args, pl.keys.State(""), token)
 	for _, n := range names {
 		args = append(args, n)
 	}
-	n, err := releaseScript.Run(ctx, s.rdb, []string{s.keys.Due()}, args...).Int()
+	n, err := releaseScript.Run(ctx, pl.rdb, []string{pl.keys.Due()}, args...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("release %d tasks: %w", len(names), err)
 	}

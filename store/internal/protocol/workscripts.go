@@ -1,11 +1,13 @@
-package store
+package protocol
 
 import "github.com/redis/go-redis/v9"
 
 // The worker side's scripts. Like the planner's, they read the clock with
 // TIME, derive keys that carry the namespace's hash tag, and never write
 // stream field names of their own: Go passes every event and entry in as
-// field lists.
+// field lists. (The last-run op of finishScript matches members of the
+// last-run record's JSON, "fire", "scheduled" and "fired": events'
+// AppendLastRun writes that record, see splitLastRun.)
 
 // finishScript records the outcomes of a batch of fires, each atomically
 // with the ack of its entry.
@@ -49,7 +51,7 @@ import "github.com/redis/go-redis/v9"
 // again (its events may then repeat; a fire is never acked without its
 // outcome). Items without an entry id (broadcast outcomes) may likewise
 // repeat after a failed or timed out call. (A worker's started events are
-// not items: Store.AppendEvents writes them, plainly.)
+// not items: AppendEvents writes them, plainly.)
 // Returns the number of items whose ops were done.
 var finishScript = redis.NewScript(bulkLua + numLua + `
 local t = redis.call('TIME')
@@ -381,21 +383,4 @@ if redis.call('XACK', ARGV[3], ARGV[4], ARGV[1]) == 1 then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', unpack(ARGV, 6))
 end
 return 0
-`)
-
-// addTriggerScript appends a manual trigger with an id, unless one with
-// that id was appended within the id's memory.
-//
-// KEYS[1] -> the id's trigger key (string)
-// KEYS[2] -> the fire stream
-// ARGV[1] -> how long the id is remembered, ms
-// ARGV[2..] -> the entry's fields
-//
-// Returns {entry id, 1} when appended, {the first entry's id, 0} when not.
-var addTriggerScript = redis.NewScript(`
-local first = redis.call('GET', KEYS[1])
-if first then return {first, 0} end
-local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
-redis.call('SET', KEYS[1], id, 'PX', ARGV[1])
-return {id, 1}
 `)

@@ -1,4 +1,4 @@
-package store
+package protocol
 
 import (
 	"bytes"
@@ -12,11 +12,12 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store/internal/core"
 )
 
-// The worker side of the store. Single-mode fires are read through the
-// consumer group WorkerGroup, so each entry is handed to one worker and stays
-// pending until its outcome is recorded (Finish acks it in the same script).
+// The worker side. Single-mode fires are read through the consumer group
+// core.WorkerGroup, so each entry is handed to one worker and stays pending
+// until its outcome is recorded (Finish acks it in the same script).
 // Broadcast fires are read without a group, by every worker from its own
 // cursor. Retries wait in the Retry set, not in a worker's memory.
 
@@ -57,61 +58,43 @@ type Held struct {
 // EnsureGroup creates the worker consumer group on a fire stream (and the
 // stream) if missing. The group starts at the stream's beginning, so fires
 // appended before any worker existed are run.
-func (s *Store) EnsureGroup(ctx context.Context, stream string) error {
-	err := s.rdb.XGroupCreateMkStream(ctx, stream, WorkerGroup, "0").Err()
+func (w *Worker) EnsureGroup(ctx context.Context, stream string) error {
+	err := w.rdb.XGroupCreateMkStream(ctx, stream, core.WorkerGroup, "0").Err()
 	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
 		return fmt.Errorf("create consumer group on %s: %w", stream, err)
 	}
 	return nil
 }
 
-// QueueOf is the queue of a fire or broadcast stream of this namespace, and
-// whether the stream is a broadcast one.
-func (s *Store) QueueOf(stream string) (queue string, broadcast bool) {
-	rest := strings.TrimPrefix(stream, s.keys.prefix)
-	if q, ok := strings.CutPrefix(rest, "broadcast:"); ok {
-		return q, true
-	}
-	return strings.TrimPrefix(rest, "fires:"), false
-}
-
-func (s *Store) delivery(stream string, m redis.XMessage, deliveries int64) Delivery {
-	q, bc := s.QueueOf(stream)
-	d := Delivery{Stream: stream, Queue: q, Broadcast: bc, EntryID: m.ID, Raw: stringFields(m.Values), Deliveries: deliveries}
+func (w *Worker) delivery(stream string, m redis.XMessage, deliveries int64) Delivery {
+	q, bc, _ := core.QueueOf(w.keys, stream)
+	d := Delivery{Stream: stream, Queue: q, Broadcast: bc, EntryID: m.ID, Raw: core.StringFields(m.Values), Deliveries: deliveries}
 	d.Fire, d.Err = events.DecodeFire(m.ID, d.Raw)
 	return d
 }
 
-// noForever turns a wait of zero or less into go-redis's "do not block"
-// (its Block 0 would block forever).
-func noForever(block time.Duration) time.Duration {
-	if block <= 0 {
-		return -1
-	}
-	return block
-}
-
 // ReadFires reads up to count new entries for consumer from the single-mode
 // fire streams, waiting up to block for one to arrive (block <= 0: not at
-// all). The entries are
-// pending for consumer until finished.
-func (s *Store) ReadFires(ctx context.Context, consumer string, streams []string, count int, block time.Duration) ([]Delivery, error) {
+// all). The entries are pending for consumer until finished. A stream whose
+// group is gone (a flush) makes it fail with an error wrapping
+// core.ErrNoGroup (store.ErrNoGroup): EnsureGroup sets it up again.
+func (w *Worker) ReadFires(ctx context.Context, consumer string, streams []string, count int, block time.Duration) ([]Delivery, error) {
 	args := make([]string, 0, 2*len(streams))
 	args = append(args, streams...)
 	for range streams {
 		args = append(args, ">")
 	}
-	res, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: WorkerGroup, Consumer: consumer, Streams: args, Count: int64(count), Block: noForever(block)}).Result()
+	res, err := w.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: core.WorkerGroup, Consumer: consumer, Streams: args, Count: int64(count), Block: core.NoForever(block)}).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read fires: %w", err)
+		return nil, fmt.Errorf("read fires: %w", core.NoGroup(err))
 	}
 	var out []Delivery
 	for _, st := range res {
 		for _, m := range st.Messages {
-			out = append(out, s.delivery(st.Stream, m, 1))
+			out = append(out, w.delivery(st.Stream, m, 1))
 		}
 	}
 	return out, nil
@@ -125,12 +108,12 @@ func (s *Store) ReadFires(ctx context.Context, consumer string, streams []string
 // It records the worker's pulse in the same step, and in a quiet period
 // after an outage (see Heartbeat) takes nothing and returns how long the
 // quiet period still lasts.
-func (s *Store) Reclaim(ctx context.Context, consumer, stream string, visibility time.Duration, cursor string, count int) ([]Delivery, string, time.Duration, error) {
+func (w *Worker) Reclaim(ctx context.Context, consumer, stream string, visibility time.Duration, cursor string, count int) ([]Delivery, string, time.Duration, error) {
 	if count <= 0 {
 		return nil, cursor, 0, nil
 	}
-	res, err := reclaimScript.Run(ctx, s.rdb, []string{s.keys.Pulse(), s.keys.Visibility(), stream},
-		visibility.Milliseconds(), WorkerGroup, consumer, cursor, count).Slice()
+	res, err := reclaimScript.Run(ctx, w.rdb, []string{w.keys.Pulse(), w.keys.Visibility(), stream},
+		visibility.Milliseconds(), core.WorkerGroup, consumer, cursor, count).Slice()
 	if err != nil {
 		return nil, cursor, 0, fmt.Errorf("reclaim fires of %s: %w", stream, err)
 	}
@@ -151,28 +134,14 @@ func (s *Store) Reclaim(ctx context.Context, consumer, stream string, visibility
 			k, _ := raw[j].(string)
 			values[k] = raw[j+1]
 		}
-		out = append(out, s.delivery(stream, redis.XMessage{ID: id, Values: values}, n))
+		out = append(out, w.delivery(stream, redis.XMessage{ID: id, Values: values}, n))
 	}
 	return out, next, 0, nil
 }
 
-// LastEntryID is the id of the last entry of a stream ("0-0" when it is
-// empty): a reader that starts after it sees every entry appended after
-// this call (a worker's broadcast cursor, a live listener's start).
-func (s *Store) LastEntryID(ctx context.Context, stream string) (string, error) {
-	msgs, err := s.rdb.XRevRangeN(ctx, stream, "+", "-", 1).Result()
-	if err != nil {
-		return "", fmt.Errorf("read the end of %s: %w", stream, err)
-	}
-	if len(msgs) == 0 {
-		return "0-0", nil
-	}
-	return msgs[0].ID, nil
-}
-
 // ReadBroadcast reads up to count entries after each stream's cursor,
 // waiting up to block (block <= 0: not at all), and advances the cursors.
-func (s *Store) ReadBroadcast(ctx context.Context, cursors map[string]string, count int, block time.Duration) ([]Delivery, error) {
+func (w *Worker) ReadBroadcast(ctx context.Context, cursors map[string]string, count int, block time.Duration) ([]Delivery, error) {
 	args := make([]string, 0, 2*len(cursors))
 	for st := range cursors {
 		args = append(args, st)
@@ -180,7 +149,7 @@ func (s *Store) ReadBroadcast(ctx context.Context, cursors map[string]string, co
 	for _, st := range args[:len(cursors)] {
 		args = append(args, cursors[st])
 	}
-	res, err := s.rdb.XRead(ctx, &redis.XReadArgs{Streams: args, Count: int64(count), Block: noForever(block)}).Result()
+	res, err := w.rdb.XRead(ctx, &redis.XReadArgs{Streams: args, Count: int64(count), Block: core.NoForever(block)}).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -190,7 +159,7 @@ func (s *Store) ReadBroadcast(ctx context.Context, cursors map[string]string, co
 	var out []Delivery
 	for _, st := range res {
 		for _, m := range st.Messages {
-			out = append(out, s.delivery(st.Stream, m, 1))
+			out = append(out, w.delivery(st.Stream, m, 1))
 			cursors[st.Stream] = m.ID
 		}
 	}
@@ -216,21 +185,21 @@ func (s *Store) ReadBroadcast(ctx context.Context, cursors map[string]string, co
 // minutes), a quiet period of that length starts, in which reclaims wait
 // and live workers extend their claims. Fires of workers that really died
 // are then reclaimed one visibility timeout later than otherwise.
-func (s *Store) Heartbeat(ctx context.Context, consumer string, visibility time.Duration, held []Held) (HeartbeatResult, error) {
+func (w *Worker) Heartbeat(ctx context.Context, consumer string, visibility time.Duration, held []Held) (HeartbeatResult, error) {
 	var r HeartbeatResult
 	for first := true; first || len(held) > 0; first = false {
 		chunk := held[:min(len(held), heldChunk)]
 		held = held[len(chunk):]
-		args := []any{WorkerGroup, consumer, visibility.Milliseconds()}
+		args := []any{core.WorkerGroup, consumer, visibility.Milliseconds()}
 		for _, h := range chunk {
 			rk := ""
 			if h.Overlap {
-				rk = s.keys.Running(h.Task)
+				rk = w.keys.Running(h.Task)
 			}
 			args = append(args, h.Stream, h.EntryID, rk, h.FireID)
 		}
 		sent := time.Now()
-		res, err := heartbeatScript.Run(ctx, s.rdb, []string{s.keys.Pulse(), s.keys.Visibility()}, args...).Slice()
+		res, err := heartbeatScript.Run(ctx, w.rdb, []string{w.keys.Pulse(), w.keys.Visibility()}, args...).Slice()
 		if err != nil {
 			return HeartbeatResult{}, fmt.Errorf("extend claims: %w", err)
 		}
@@ -272,10 +241,10 @@ type HeartbeatResult struct {
 // HandBack makes the single-mode fires in held that consumer still holds
 // reclaimable by any worker at once, in calls of a few hundred. It
 // returns how many it handed back (with an error, at least how many).
-func (s *Store) HandBack(ctx context.Context, consumer string, idle time.Duration, held []Held) (int, error) {
+func (w *Worker) HandBack(ctx context.Context, consumer string, idle time.Duration, held []Held) (int, error) {
 	total := 0
 	for len(held) > 0 {
-		args := []any{WorkerGroup, consumer, idle.Milliseconds()}
+		args := []any{core.WorkerGroup, consumer, idle.Milliseconds()}
 		for len(held) > 0 && len(args) < 3+2*heldChunk {
 			if h := held[0]; h.EntryID != "" {
 				args = append(args, h.Stream, h.EntryID)
@@ -285,7 +254,7 @@ func (s *Store) HandBack(ctx context.Context, consumer string, idle time.Duratio
 		if len(args) == 3 {
 			continue // nothing to hand back in this part (broadcast fires)
 		}
-		n, err := handBackScript.Run(ctx, s.rdb, []string{s.keys.Events()}, args...).Int()
+		n, err := handBackScript.Run(ctx, w.rdb, []string{w.keys.Events()}, args...).Int()
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("hand back fires: %w", err)
@@ -309,17 +278,17 @@ const (
 // single-mode delivery: see beginScript. ttl is how long the running mark
 // lives unless a heartbeat extends it; missed is the event recorded when
 // the fire is dropped.
-func (s *Store) Begin(ctx context.Context, d Delivery, policy events.Overlap, ttl time.Duration, missed events.Event) (BeginResult, error) {
+func (w *Worker) Begin(ctx context.Context, d Delivery, policy events.Overlap, ttl time.Duration, missed events.Event) (BeginResult, error) {
 	member, err := retryMember(d.Stream, d.Fire)
 	if err != nil {
 		return "", err
 	}
-	args := []any{d.Fire.ID, ttl.Milliseconds(), string(policy), d.Stream, WorkerGroup, d.EntryID, s.eventsMaxLen, member}
+	args := []any{d.Fire.ID, ttl.Milliseconds(), string(policy), d.Stream, core.WorkerGroup, d.EntryID, w.eventsMaxLen, member}
 	if args, err = missed.AppendArgs(args); err != nil {
 		return "", err
 	}
-	keys := []string{s.keys.Running(d.Fire.Task), s.keys.Buffer(d.Fire.Task), s.keys.Events()}
-	res, err := beginScript.Run(ctx, s.rdb, keys, args...).Text()
+	keys := []string{w.keys.Running(d.Fire.Task), w.keys.Buffer(d.Fire.Task), w.keys.Events()}
+	res, err := beginScript.Run(ctx, w.rdb, keys, args...).Text()
 	if err != nil {
 		return "", fmt.Errorf("begin fire %s: %w", d.Fire.ID, err)
 	}
@@ -339,7 +308,7 @@ type Outcome struct {
 	// Events are appended to the events stream.
 	Events []events.Event
 	// Dead, when set, dead-letters the entry with this reason (and
-	// DeadError, the last failure, if any).
+	// events.DeadError, the last failure, if any).
 	Dead      string
 	DeadError string
 	// RetryIn, when positive, appends Delivery's fire again after this
@@ -353,22 +322,8 @@ type Outcome struct {
 	EndOverlap bool
 }
 
-// Dead-letter entry fields. An entry on the dead-letter stream carries the
-// reason, where it came from, and the original fields (up to
-// MaxDeadFields), each prefixed with DeadFieldPrefix, byte for byte.
-const (
-	DeadReason      = "reason"
-	DeadError       = "error"
-	DeadSource      = "source"
-	DeadEntry       = "entry"
-	DeadWorker      = "worker"
-	DeadFieldPrefix = "f:"
-	// DeadTruncated, on an entry with more than MaxDeadFields fields, counts
-	// the fields not copied (a script passes at most about 8,000 values).
-	DeadTruncated = "truncated"
-)
-
-// MaxDeadFields bounds the original fields a dead letter copies.
+// MaxDeadFields bounds the original fields a dead letter copies (a script
+// passes at most about 8,000 values); events.DeadTruncated counts the rest.
 const MaxDeadFields = 2000
 
 // DefaultDeadMaxLen bounds the dead-letter stream (approximately).
@@ -378,13 +333,13 @@ const DefaultDeadMaxLen = 1_000_000
 // finishScript), in one round trip. It returns how many were recorded: an
 // entry acked before (another worker reclaimed and finished it) records
 // nothing.
-func (s *Store) Finish(ctx context.Context, worker string, outs []*Outcome) (int, error) {
+func (w *Worker) Finish(ctx context.Context, worker string, outs []*Outcome) (int, error) {
 	if len(outs) == 0 {
 		return 0, nil
 	}
-	keys := []string{s.keys.Events(), s.keys.Dead(), s.keys.Retry(), s.keys.LastRun()}
+	keys := []string{w.keys.Events(), w.keys.Dead(), w.keys.Retry(), w.keys.LastRun()}
 	args := scriptArgs(finishScript, keys, 4+len(outs)*40)
-	args = append(args, WorkerGroup, s.eventsMaxLen, DefaultDeadMaxLen, len(outs))
+	args = append(args, core.WorkerGroup, w.eventsMaxLen, DefaultDeadMaxLen, len(outs))
 	var buf []byte // last-run records, sliced into strings
 	for _, o := range outs {
 		d := &o.Delivery
@@ -413,17 +368,17 @@ func (s *Store) Finish(ctx context.Context, worker string, outs []*Outcome) (int
 		}
 		if o.Dead != "" {
 			n := op("D")
-			args = append(args, DeadReason, o.Dead, DeadSource, d.Stream, DeadEntry, d.EntryID, DeadWorker, worker)
+			args = append(args, events.DeadReason, o.Dead, events.DeadSource, d.Stream, events.DeadEntry, d.EntryID, events.DeadWorker, worker)
 			if o.DeadError != "" {
-				args = append(args, DeadError, o.DeadError)
+				args = append(args, events.DeadError, o.DeadError)
 			}
 			k := 0
 			for f, v := range d.Raw {
 				if k == MaxDeadFields {
-					args = append(args, DeadTruncated, strconv.Itoa(len(d.Raw)-k))
+					args = append(args, events.DeadTruncated, strconv.Itoa(len(d.Raw)-k))
 					break
 				}
-				args = append(args, DeadFieldPrefix+f, v)
+				args = append(args, events.DeadFieldPrefix+f, v)
 				k++
 			}
 			done(n)
@@ -451,12 +406,12 @@ func (s *Store) Finish(ctx context.Context, worker string, outs []*Outcome) (int
 		}
 		if o.EndOverlap {
 			n := op("U")
-			args = append(args, s.keys.Running(d.Fire.Task), s.keys.Buffer(d.Fire.Task), d.Fire.ID)
+			args = append(args, w.keys.Running(d.Fire.Task), w.keys.Buffer(d.Fire.Task), d.Fire.ID)
 			done(n)
 		}
 		args[at] = nops
 	}
-	n, err := runScript(ctx, s.rdb, finishScript, args).Int()
+	n, err := runScript(ctx, w.rdb, finishScript, args).Int()
 	if err != nil {
 		return 0, fmt.Errorf("record %d outcomes: %w", len(outs), err)
 	}
@@ -467,6 +422,7 @@ func (s *Store) Finish(ctx context.Context, worker string, outs []*Outcome) (int
 // the JSON cut after its "scheduled" member (where the stored "fired" time
 // goes), and its fire member as it appears in the stored text. The
 // encoding is appended to buf, which it returns (the strings are copies).
+// The member names are those events.AppendLastRun writes.
 func splitLastRun(buf []byte, r events.LastRun) (_ []byte, head, tail, fire string, err error) {
 	r.Fired = time.Time{}
 	from := len(buf)
@@ -490,8 +446,8 @@ func splitLastRun(buf []byte, r events.LastRun) (_ []byte, head, tail, fire stri
 
 // PromoteRetries appends up to max due retries to their streams. It
 // returns how many, and when the next one is due (zero when none waits).
-func (s *Store) PromoteRetries(ctx context.Context, max int) (int, time.Time, error) {
-	res, err := promoteScript.Run(ctx, s.rdb, []string{s.keys.Retry()}, max).Int64Slice()
+func (w *Worker) PromoteRetries(ctx context.Context, max int) (int, time.Time, error) {
+	res, err := promoteScript.Run(ctx, w.rdb, []string{w.keys.Retry()}, max).Int64Slice()
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("move due retries: %w", err)
 	}
@@ -507,74 +463,64 @@ func (s *Store) PromoteRetries(ctx context.Context, max int) (int, time.Time, er
 // not acked: the cut stops at the oldest pending entry and at the group's
 // last-delivered entry. A broadcast stream (no group) is trimmed by age
 // alone. It returns how many entries went.
-func (s *Store) TrimFires(ctx context.Context, stream string, keep time.Duration) (int64, error) {
-	minID, err := s.cutID(ctx, keep)
+func (w *Worker) TrimFires(ctx context.Context, stream string, keep time.Duration) (int64, error) {
+	minID, err := w.cutID(ctx, keep)
 	if err != nil {
 		return 0, err
 	}
-	if _, bc := s.QueueOf(stream); !bc {
-		groups, err := s.rdb.XInfoGroups(ctx, stream).Result()
+	if _, bc, _ := core.QueueOf(w.keys, stream); !bc {
+		groups, err := w.rdb.XInfoGroups(ctx, stream).Result()
 		if err != nil {
 			return 0, fmt.Errorf("read groups of %s: %w", stream, err)
 		}
 		var g *redis.XInfoGroup
 		for i := range groups {
-			if groups[i].Name == WorkerGroup {
+			if groups[i].Name == core.WorkerGroup {
 				g = &groups[i]
 			}
 		}
 		if g == nil {
 			return 0, nil // no group (a flush removed it): nothing is known to be acked
 		}
-		if LessID(g.LastDeliveredID, minID) {
+		if core.LessID(g.LastDeliveredID, minID) {
 			minID = g.LastDeliveredID
 		}
 		if g.Pending > 0 {
-			p, err := s.rdb.XPending(ctx, stream, WorkerGroup).Result()
+			p, err := w.rdb.XPending(ctx, stream, core.WorkerGroup).Result()
 			if err != nil {
 				return 0, fmt.Errorf("read pending of %s: %w", stream, err)
 			}
-			if p.Count > 0 && LessID(p.Lower, minID) {
+			if p.Count > 0 && core.LessID(p.Lower, minID) {
 				minID = p.Lower
 			}
 		}
 	}
-	n, err := s.trimMinID(ctx, stream, minID)
+	n, err := w.trimMinID(ctx, stream, minID)
 	if err != nil {
 		return 0, fmt.Errorf("trim %s: %w", stream, err)
 	}
 	return n, nil
 }
 
-// cutID is the stream id of keep ago by the Redis clock: entries before it
-// are older than keep.
-func (s *Store) cutID(ctx context.Context, keep time.Duration) (string, error) {
-	now, err := s.Time(ctx)
-	if err != nil {
-		return "", err
-	}
-	return strconv.FormatInt(now.Add(-keep).UnixMilli(), 10) + "-0", nil
-}
-
 // trimMinID drops the whole stream nodes of entries before minID. LIMIT 0
 // lifts the cap an approximate trim has otherwise (100 nodes, 10,000
 // entries a call), which a stream growing faster than that per trim would
 // outrun; dropping a node is freeing it, so the call stays short.
-func (s *Store) trimMinID(ctx context.Context, stream, minID string) (int64, error) {
-	return s.rdb.Do(ctx, "xtrim", stream, "minid", "~", minID, "limit", 0).Int64()
+func (w *Worker) trimMinID(ctx context.Context, stream, minID string) (int64, error) {
+	return w.rdb.Do(ctx, "xtrim", stream, "minid", "~", minID, "limit", 0).Int64()
 }
 
 // TrimEvents trims the events stream by age: entries older than keep (by
 // their ids' time, the Redis clock) go, in whole stream nodes, so a few
 // older ones may stay until the next trim. It returns how many went.
-// Length is bounded by every append (Options.EventsMaxLen); this bounds
+// Length is bounded by every append (store.Options.EventsMaxLen); this bounds
 // time as well, for a namespace that keeps no more history than it must.
-func (s *Store) TrimEvents(ctx context.Context, keep time.Duration) (int64, error) {
-	minID, err := s.cutID(ctx, keep)
+func (w *Worker) TrimEvents(ctx context.Context, keep time.Duration) (int64, error) {
+	minID, err := w.cutID(ctx, keep)
 	if err != nil {
 		return 0, err
 	}
-	n, err := s.trimMinID(ctx, s.keys.Events(), minID)
+	n, err := w.trimMinID(ctx, w.keys.Events(), minID)
 	if err != nil {
 		return 0, fmt.Errorf("trim the events stream: %w", err)
 	}
@@ -585,15 +531,15 @@ func (s *Store) TrimEvents(ctx context.Context, keep time.Duration) (int64, erro
 // hold nothing and were idle for longer than idle: workers that stopped.
 // A live worker removed this way is added again by its next read. It
 // returns how many went.
-func (s *Store) PruneConsumers(ctx context.Context, stream string, idle time.Duration) (int, error) {
-	cs, err := s.rdb.XInfoConsumers(ctx, stream, WorkerGroup).Result()
+func (w *Worker) PruneConsumers(ctx context.Context, stream string, idle time.Duration) (int, error) {
+	cs, err := w.rdb.XInfoConsumers(ctx, stream, core.WorkerGroup).Result()
 	if err != nil {
 		return 0, fmt.Errorf("read consumers of %s: %w", stream, err)
 	}
 	n := 0
 	for _, c := range cs {
 		if c.Pending == 0 && c.Idle > idle {
-			if err := s.rdb.XGroupDelConsumer(ctx, stream, WorkerGroup, c.Name).Err(); err != nil {
+			if err := w.rdb.XGroupDelConsumer(ctx, stream, core.WorkerGroup, c.Name).Err(); err != nil {
 				return n, fmt.Errorf("remove consumer %s of %s: %w", c.Name, stream, err)
 			}
 			n++
@@ -602,103 +548,17 @@ func (s *Store) PruneConsumers(ctx context.Context, stream string, idle time.Dur
 	return n, nil
 }
 
-// LessID reports whether stream entry id a ("ms-seq") comes before b.
-func LessID(a, b string) bool {
-	am, as, _ := strings.Cut(a, "-")
-	bm, bs, _ := strings.Cut(b, "-")
-	ai, _ := strconv.ParseUint(am, 10, 64)
-	bi, _ := strconv.ParseUint(bm, 10, 64)
-	if ai != bi {
-		return ai < bi
-	}
-	asq, _ := strconv.ParseUint(as, 10, 64)
-	bsq, _ := strconv.ParseUint(bs, 10, 64)
-	return asq < bsq
-}
-
-// ErrUnknownTask is wrapped by Trigger when the task set has no such task.
-var ErrUnknownTask = errors.New("unknown task")
-
-// Trigger runs a task now, on whichever worker takes it: it appends a fire
-// to the task's stream (its queue, and broadcast for a broadcast task),
-// with payload (the spec's payload when empty). When id is not empty it is
-// the fire id, and it makes the trigger idempotent: a trigger with an id
-// used in the last TriggerIDTTL appends nothing and returns the first
-// one's entry id. It returns the entry id. A task not in the stored set is
-// an error wrapping ErrUnknownTask.
-func (s *Store) Trigger(ctx context.Context, task, payload, id string) (string, error) {
-	sp, err := s.Spec(ctx, task)
-	if errors.Is(err, ErrNotFound) {
-		return "", fmt.Errorf("trigger %q: %w in namespace %q (apply a task set that has it)", task, ErrUnknownTask, s.ns)
-	}
-	if err != nil {
-		return "", fmt.Errorf("trigger %q: %w", task, err)
-	}
-	if payload == "" {
-		payload = sp.Payload
-	}
-	fields := map[string]string{events.FieldTask: task}
-	if payload != "" {
-		fields[events.FieldPayload] = payload
-	}
-	if id != "" {
-		fields[events.FieldID] = id
-	}
-	if _, err := events.DecodeFire("0-1", fields); err != nil {
-		return "", fmt.Errorf("trigger %q: %w", task, err)
-	}
-	kv := make([]any, 0, 2*len(fields))
-	for k, v := range fields {
-		kv = append(kv, k, v)
-	}
-	sp = sp.WithDefaults()
-	stream := s.keys.FireStream(sp.Queue, sp.Mode)
-	if id == "" {
-		eid, err := s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: kv}).Result()
-		if err != nil {
-			return "", fmt.Errorf("trigger %q: %w", task, err)
-		}
-		return eid, nil
-	}
-	args := append([]any{TriggerIDTTL.Milliseconds()}, kv...)
-	res, err := addTriggerScript.Run(ctx, s.rdb, []string{s.keys.TriggerID(task, id), stream}, args...).Slice()
-	if err != nil {
-		return "", fmt.Errorf("trigger %q: %w", task, err)
-	}
-	return res[0].(string), nil
-}
-
 // FirstTrigger makes a manual trigger with an id idempotent when a worker
 // reads it (see triggerIDScript): it reports whether d is the first entry
 // with its fire id; a repeat is acked and missed recorded.
-func (s *Store) FirstTrigger(ctx context.Context, d Delivery, missed events.Event) (bool, error) {
-	args, err := missed.AppendArgs([]any{d.EntryID, TriggerIDTTL.Milliseconds(), d.Stream, WorkerGroup, s.eventsMaxLen})
+func (w *Worker) FirstTrigger(ctx context.Context, d Delivery, missed events.Event) (bool, error) {
+	args, err := missed.AppendArgs([]any{d.EntryID, core.TriggerIDTTL.Milliseconds(), d.Stream, core.WorkerGroup, w.eventsMaxLen})
 	if err != nil {
 		return false, err
 	}
-	n, err := triggerIDScript.Run(ctx, s.rdb, []string{s.keys.TriggerID(d.Fire.Task, d.Fire.ID), s.keys.Events()}, args...).Int()
+	n, err := triggerIDScript.Run(ctx, w.rdb, []string{w.keys.TriggerID(d.Fire.Task, d.Fire.ID), w.keys.Events()}, args...).Int()
 	if err != nil {
 		return false, fmt.Errorf("check trigger id %q: %w", d.Fire.ID, err)
 	}
 	return n == 1, nil
-}
-
-// Result is how a worker's run of a delivery ended, as the dispatcher
-// reports it to the consumer, which turns it into an Outcome.
-type Result struct {
-	// Started and Finished bound the run (host clock); zero when it never
-	// started.
-	Started, Finished time.Time
-	// Err is the failure, nil on success.
-	Err error
-	// RetryIn, when positive, tries the fire again after this long.
-	RetryIn time.Duration
-	// Dead, when set, dead-letters the fire with this reason.
-	Dead string
-	// HandBack gives the fire up unfinished (a stopping worker): another
-	// worker takes it at once.
-	HandBack bool
-	// Output is the tail of what the run printed, for its completed or
-	// failed event; empty for none.
-	Output string
 }
