@@ -30,6 +30,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"reflect"
 	"runtime/debug"
 	"time"
 
@@ -109,7 +111,8 @@ type Config struct {
 	From string
 	// Block bounds one blocking read (default 1s): the longest a stop waits.
 	Block time.Duration
-	// Logger receives the subscription's logs (default: none).
+	// Logger receives the subscription's logs (default: warnings and
+	// errors, as JSON lines on stderr; zerolog.Nop() for none).
 	Logger zerolog.Logger
 	// OnError, when set, is given every listener panic, undecodable entry
 	// and detected gap, besides the log.
@@ -127,11 +130,18 @@ type Subscription struct {
 // New returns a subscription of cfg.Namespace's events for listeners, each
 // of which must implement at least one of this package's interfaces.
 func New(rdb redis.UniversalClient, cfg Config, listeners ...any) (*Subscription, error) {
+	if cfg.Block < 0 {
+		return nil, fmt.Errorf("listeners: Config.Block: %s; want 0 (default 1s) or more", cfg.Block)
+	}
 	if cfg.From == "" {
 		cfg.From = "$"
 	}
-	if cfg.Block <= 0 {
+	if cfg.Block == 0 {
 		cfg.Block = time.Second
+	}
+	if reflect.ValueOf(cfg.Logger).IsZero() {
+		// Unset: warnings and errors to stderr, so a failing listener says so.
+		cfg.Logger = zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	}
 	st, err := store.New(rdb, cfg.Namespace, store.Options{})
 	if err != nil {

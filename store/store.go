@@ -137,7 +137,9 @@ func New(rdb redis.UniversalClient, ns string, opts Options) (*Store, error) {
 	switch {
 	case opts.EventsMaxLen == NoTrim:
 		opts.EventsMaxLen = math.MaxInt64
-	case opts.EventsMaxLen <= 0:
+	case opts.EventsMaxLen < 0:
+		return nil, fmt.Errorf("store: Options.EventsMaxLen: %d; want 0 (default %d), a positive bound, or NoTrim", opts.EventsMaxLen, DefaultEventsMaxLen)
+	case opts.EventsMaxLen == 0:
 		opts.EventsMaxLen = DefaultEventsMaxLen
 	}
 	keys := NewKeys(ns)
