@@ -1,0 +1,145 @@
+package consumer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/rs/zerolog"
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store"
+)
+
+// Config tunes a Consumer. The zero value (plus a namespace, or the
+// default) is usable; WithDefaults fills the rest.
+type Config struct {
+	// Namespace of the task set (default "default").
+	Namespace string
+	// Queues this worker reads, single and broadcast (default: "default").
+	Queues []string
+	// Node names this worker in the group, in events and logs (default:
+	// host-pid-random). Two live workers must not share one.
+	Node string
+	// Logger receives the consumer's logs (default: none).
+	Logger zerolog.Logger
+	// VisibilityTimeout is how long a fire whose worker stopped answering
+	// waits before another worker takes it (default 30s). Claims of held
+	// fires are extended every third of it.
+	VisibilityTimeout time.Duration
+	// Block bounds one blocking read (default 1s): the longest a stop waits
+	// for a read under way.
+	Block time.Duration
+	// MaxDeliveries is how often an entry may be handed out with no
+	// outcome before it is dead-lettered (default 10).
+	MaxDeliveries int64
+	// FireRetention is how long acked fire entries stay on their streams
+	// for inspection (default 10m); entries not yet acked are never trimmed.
+	FireRetention time.Duration
+	// TrimInterval is how often the streams are trimmed (default 1m).
+	TrimInterval time.Duration
+	// EventsMaxLen bounds the events stream (default store.DefaultEventsMaxLen).
+	EventsMaxLen int64
+	// EventsMaxAge, when positive, also bounds it by age: every
+	// TrimInterval the worker removes events older than this (in whole
+	// stream nodes, so a few older ones may wait for the next trim).
+	EventsMaxAge time.Duration
+	// FlushBatch is the most outcomes recorded per round trip (default 256).
+	FlushBatch int
+	// HoldEarly: a fire read before its scheduled time (planners append
+	// fires up to their lookahead ahead of the slot) and due within
+	// HoldEarly is held until then, by the Redis server's clock (default
+	// 10s). One due later (a hand-written entry with a distant "at") runs
+	// at once, as does every fire when HoldEarly is negative.
+	HoldEarly time.Duration
+	// EarlyLimit bounds the early fires held at once (default 10,000):
+	// with that many, no new fires are read until some are due.
+	EarlyLimit int
+	// Prefetch is the most fires read beyond the free runs (default 200;
+	// negative: none), so the next runs do not each wait for a round trip
+	// to Redis. It applies only while the recent runs took under
+	// PrefetchRunLimit on average, so fires of long runs are left on the
+	// stream for workers with free runs; a fire read ahead then waits for
+	// a run about Prefetch / concurrency x that long. Fires read ahead are
+	// held like running ones (claims extended); a dispatcher hands back
+	// those that found no run within dispatcher.ReadAheadWait (runs that
+	// turned long), and all of them when it stops.
+	Prefetch int
+	// Metrics, when set, is told of reclaims and dead letters.
+	Metrics Metrics
+}
+
+// Metrics receives a worker's stream-side counts, for instrumentation
+// (Prometheus in the binaries). Calls must not block.
+type Metrics interface {
+	// Reclaimed counts fires taken over from workers that stopped answering.
+	Reclaimed(stream string, n int)
+	// DeadLettered counts an entry sent to the dead-letter stream; task is
+	// "" for an entry that names none.
+	DeadLettered(task string)
+}
+
+// WithDefaults returns the config with every unset field at its default.
+func (c Config) WithDefaults() Config {
+	if c.Namespace == "" {
+		c.Namespace = store.DefaultNamespace
+	}
+	if len(c.Queues) == 0 {
+		c.Queues = []string{events.DefaultQueue}
+	}
+	if c.Node == "" {
+		host, _ := os.Hostname()
+		c.Node = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), uuid.NewString()[:8])
+	}
+	if c.VisibilityTimeout <= 0 {
+		c.VisibilityTimeout = 30 * time.Second
+	}
+	if c.Block <= 0 {
+		c.Block = time.Second
+	}
+	if c.MaxDeliveries <= 0 {
+		c.MaxDeliveries = 10
+	}
+	if c.FireRetention <= 0 {
+		c.FireRetention = 10 * time.Minute
+	}
+	if c.TrimInterval <= 0 {
+		c.TrimInterval = time.Minute
+	}
+	if c.FlushBatch <= 0 {
+		c.FlushBatch = 256
+	}
+	if c.HoldEarly == 0 {
+		c.HoldEarly = 10 * time.Second
+	}
+	if c.EarlyLimit <= 0 {
+		c.EarlyLimit = 10_000
+	}
+	if c.Prefetch == 0 {
+		c.Prefetch = 200
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	seen := map[string]bool{}
+	for _, q := range c.Queues {
+		sp := events.Spec{Name: "x", Queue: q, Trigger: events.Every(time.Second)}.WithDefaults()
+		if err := sp.Validate(); err != nil {
+			var se *events.SpecError
+			if errors.As(err, &se) && se.Field == "queue" {
+				return fmt.Errorf("queue %q: %s", q, se.Problem)
+			}
+		}
+		if seen[q] {
+			return fmt.Errorf("queue %q is listed twice", q)
+		}
+		seen[q] = true
+	}
+	if strings.ContainsAny(c.Node, " \n") || c.Node == "" {
+		return fmt.Errorf("node %q: want a name without spaces", c.Node)
+	}
+	return nil
+}
