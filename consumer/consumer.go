@@ -64,10 +64,7 @@ type Consumer struct {
 	started    []startRec // started events to append (from startedOff on), before the outbox's outcomes
 	startedOff int
 	startedBuf []events.Event // flushOnce's: a batch of started events, built from started
-	// The Redis server's time at a round trip's midpoint, and our
-	// monotonic clock then: when an early fire is due.
-	redisAt, localAt time.Time
-	clockRTT         time.Duration // that measure's round trip
+	clock      redisClock
 }
 
 // earlyHeap holds early fires, the soonest due first (pointers: a
@@ -84,38 +81,6 @@ func (h *earlyHeap) Pop() any {
 	old[len(old)-1] = nil
 	*h = old[:len(old)-1]
 	return d
-}
-
-// setClock records the Redis server's time now, read by a call sent at
-// before whose reply came at after. The error of such a measure is up to
-// half its round trip, so a slow one (Redis busy) does not replace a
-// recent fast one.
-func (c *Consumer) setClock(before, after, now time.Time) {
-	rtt := after.Sub(before)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.redisAt.IsZero() || rtt <= 2*c.clockRTT+time.Millisecond || after.Sub(c.localAt) > time.Minute {
-		c.redisAt, c.localAt, c.clockRTT = now, before.Add(rtt/2), rtt
-	}
-}
-
-// redisNow is the Redis server's time now, as measured by setClock (zero
-// before the first measure).
-func (c *Consumer) redisNow() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.redisAt.IsZero() {
-		return time.Time{}
-	}
-	return c.redisAt.Add(time.Since(c.localAt))
-}
-
-// untilDue is how long before t, by the Redis server's clock.
-func (c *Consumer) untilDue(t time.Time) time.Duration {
-	if now := c.redisNow(); !now.IsZero() {
-		return t.Sub(now)
-	}
-	return 0
 }
 
 type readResult struct {
@@ -269,7 +234,7 @@ func (c *Consumer) trySetUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.setClock(before, time.Now(), up)
+	c.clock.set(before, time.Now(), up)
 	// Broadcast fires are run by the workers up at their slot. Fires are
 	// appended up to a planner's lookahead early, so reading starts
 	// HoldEarly back, and of the entries appended before now only those
@@ -452,7 +417,7 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 		}
 		wait := c.cfg.Block
 		if len(c.early) > 0 {
-			wait = min(wait, c.untilDue(c.early[0].Fire.At))
+			wait = min(wait, c.clock.until(c.early[0].Fire.At))
 		}
 		timer := time.NewTimer(wait)
 		defer timer.Stop()
@@ -497,7 +462,7 @@ func (c *Consumer) takeDue(ctx context.Context, limit int) []store.Delivery {
 	if len(c.early) == 0 {
 		return nil
 	}
-	now := c.redisNow()
+	now := c.clock.now()
 	limit = min(len(c.early), max(limit, 1))
 	out := make([]store.Delivery, 0, limit)
 	for len(out) < limit && len(c.early) > 0 && !c.early[0].Fire.At.After(now) {
@@ -638,7 +603,7 @@ func (c *Consumer) hold(ds []store.Delivery, sent time.Time) {
 // admit resolves specs, dead-letters what cannot run and applies the
 // overlap policies; it returns what is to run.
 func (c *Consumer) admit(ctx context.Context, ds []store.Delivery) []store.Delivery {
-	now := c.redisNow() // for early fires
+	now := c.clock.now() // for early fires
 	out := ds[:0]
 	for _, d := range ds {
 		if d.Err != nil {
@@ -1200,7 +1165,7 @@ func (c *Consumer) heartbeat(ctx context.Context, old time.Duration) (int, error
 	if err != nil {
 		return len(hs), err
 	}
-	c.setClock(hb.Sent, hb.Answered, hb.Now)
+	c.clock.set(hb.Sent, hb.Answered, hb.Now)
 	ids := make([]string, 0, len(hb.Lost))
 	c.mu.Lock()
 	for _, h := range hb.Lost {
