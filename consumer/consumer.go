@@ -49,9 +49,6 @@ type Consumer struct {
 	mu           sync.Mutex
 	held         map[string]heldFire // entry key -> what is held
 	outbox       []*store.Outcome    // by pointer: an Outcome is large, and the queue is resliced at every flush
-	specs        map[string]events.Spec
-	specsVersion int64                      // the task-set version specs is of
-	unknown      map[string]time.Time       // tasks with no stored spec, when last looked up
 	localRun     map[string]bool            // broadcast tasks with an overlap policy running here
 	localBuf     map[string]*store.Delivery // broadcast buffer-one: the one waiting
 	flushSig     chan struct{}
@@ -65,6 +62,7 @@ type Consumer struct {
 	startedOff int
 	startedBuf []events.Event // flushOnce's: a batch of started events, built from started
 	clock      redisClock
+	specs      *specCache
 }
 
 // earlyHeap holds early fires, the soonest due first (pointers: a
@@ -106,14 +104,13 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 		reads:         make(chan readResult, 1),
 		reclaimCursor: map[string]string{},
 		held:          map[string]heldFire{},
-		specs:         map[string]events.Spec{},
-		unknown:       map[string]time.Time{},
 		localRun:      map[string]bool{},
 		localBuf:      map[string]*store.Delivery{},
 		flushSig:      make(chan struct{}, 1),
 		retrySig:      make(chan struct{}, 1),
 		flushedSig:    make(chan struct{}),
 	}
+	c.specs = newSpecCache(st, c.log, 30*time.Second, time.Second)
 	// No read-ahead until runs have shown they are short.
 	c.runAvg.Store(int64(time.Second))
 	for _, q := range cfg.Queues {
@@ -175,7 +172,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	go func() { defer flushWG.Done(); c.flushLoop(flushCtx) }()
 
 	var wg sync.WaitGroup
-	for _, f := range []func(context.Context){c.broadcastLoop, c.heartbeatLoop, c.retryLoop, c.trimLoop, c.specLoop} {
+	for _, f := range []func(context.Context){c.broadcastLoop, c.heartbeatLoop, c.retryLoop, c.trimLoop, c.specs.run} {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(readCtx) }()
 	}
@@ -251,7 +248,7 @@ func (c *Consumer) trySetUp(ctx context.Context) error {
 		}
 	}
 	c.bcursors, c.bstart, c.upSince = cur, last, up
-	return c.loadSpecs(ctx)
+	return c.specs.load(ctx)
 }
 
 // sinceUp drops the broadcast entries appended before this worker was up
@@ -265,91 +262,6 @@ func (c *Consumer) sinceUp(ds []store.Delivery) []store.Delivery {
 		out = append(out, d)
 	}
 	return out
-}
-
-// loadSpecs reads the stored task set into the cache, and the version it
-// is of (read first: an apply in between makes the next check reload).
-func (c *Consumer) loadSpecs(ctx context.Context) error {
-	v, err := c.st.Version(ctx)
-	if err != nil {
-		return err
-	}
-	specs, err := c.st.Specs(ctx)
-	if err != nil {
-		return err
-	}
-	m := make(map[string]events.Spec, len(specs))
-	for _, s := range specs {
-		m[s.Name] = s.WithDefaults()
-	}
-	c.mu.Lock()
-	c.specs, c.unknown, c.specsVersion = m, map[string]time.Time{}, v
-	c.mu.Unlock()
-	return nil
-}
-
-// spec is task's spec: from the cache, which every task-set apply
-// refreshes, or read from Redis when the cache lacks it (a set applied a
-// moment ago); a task not in the set gets the defaults (a task run only by
-// manual triggers), and is looked up again after a second.
-func (c *Consumer) spec(ctx context.Context, task string) events.Spec {
-	c.mu.Lock()
-	sp, ok := c.specs[task]
-	missAt, missed := c.unknown[task]
-	c.mu.Unlock()
-	if ok {
-		return sp
-	}
-	if !missed || time.Since(missAt) > time.Second {
-		got, err := c.st.Spec(ctx, task)
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		switch {
-		case err == nil:
-			sp = got.WithDefaults()
-			c.specs[task] = sp
-			delete(c.unknown, task)
-			return sp
-		case errors.Is(err, store.ErrNotFound):
-			c.unknown[task] = time.Now()
-		default:
-			c.log.Warn().Err(err).Str("task", task).Msg("read task spec")
-		}
-	}
-	return events.Spec{Name: task}.WithDefaults()
-}
-
-// specLoop reloads the specs when a task set is applied, and when the
-// stored version differs from the cached one at a check every 30s (a
-// wake-up missed): the whole set is read only when it changed, not every
-// 30s (for 10,000 tasks, a read that made one second's runs late; for a
-// million, hundreds of MB).
-func (c *Consumer) specLoop(ctx context.Context) {
-	wake, closeWake, err := c.st.Wake(ctx)
-	if err != nil {
-		c.log.Warn().Err(err).Msg("no task-set wake-ups yet; specs reload every 30s")
-	}
-	defer func() { _ = closeWake() }()
-	t := time.NewTicker(30 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-wake:
-		case <-t.C:
-			v, err := c.st.Version(ctx)
-			c.mu.Lock()
-			same := err == nil && v == c.specsVersion
-			c.mu.Unlock()
-			if same {
-				continue
-			}
-		}
-		if err := c.loadSpecs(ctx); err != nil && ctx.Err() == nil {
-			c.log.Warn().Err(err).Msg("reload task specs")
-		}
-	}
 }
 
 // announce appends node_up or node_down; a failure is logged.
@@ -610,7 +522,7 @@ func (c *Consumer) admit(ctx context.Context, ds []store.Delivery) []store.Deliv
 			c.deadLetter(d, "malformed entry: "+d.Err.Error(), "", false)
 			continue
 		}
-		d.Spec = c.spec(ctx, d.Fire.Task)
+		d.Spec = c.specs.get(ctx, d.Fire.Task)
 		if d.Deliveries > c.cfg.MaxDeliveries {
 			c.deadLetter(d, fmt.Sprintf("handed out %d times with no outcome: every worker that took it stopped answering", d.Deliveries), "", false)
 			continue
