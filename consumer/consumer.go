@@ -44,16 +44,16 @@ type Consumer struct {
 	later         []store.Delivery // read, to be returned by the next Fetch
 	early         earlyHeap        // read before their scheduled time, held until then
 
-	releasing    atomic.Bool  // early fires due now wait for runs (see waitRelease)
-	runAvg       atomic.Int64 // recent runs' average duration, ns (see prefetch)
-	mu           sync.Mutex
-	held         map[string]heldFire // entry key -> what is held
-	outbox       []*store.Outcome    // by pointer: an Outcome is large, and the queue is resliced at every flush
-	localRun     map[string]bool            // broadcast tasks with an overlap policy running here
-	localBuf     map[string]*store.Delivery // broadcast buffer-one: the one waiting
-	flushSig     chan struct{}
-	retrySig     chan struct{}
-	flushedSig   chan struct{} // closed and replaced after each flush
+	releasing  atomic.Bool  // early fires due now wait for runs (see waitRelease)
+	runAvg     atomic.Int64 // recent runs' average duration, ns (see prefetch)
+	mu         sync.Mutex
+	held       map[string]heldFire        // entry key -> what is held
+	outbox     []*store.Outcome           // by pointer: an Outcome is large, and the queue is resliced at every flush
+	localRun   map[string]bool            // broadcast tasks with an overlap policy running here
+	localBuf   map[string]*store.Delivery // broadcast buffer-one: the one waiting
+	flushSig   chan struct{}
+	retrySig   chan struct{}
+	flushedSig chan struct{} // closed and replaced after each flush
 	// startMu, not mu, guards the started queue: every run appends to it
 	// as it begins, and while thousands begin at one instant they must not
 	// wait behind Fetch, outcomes and flushes on mu.
