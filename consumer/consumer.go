@@ -47,7 +47,6 @@ type Consumer struct {
 	releasing  atomic.Bool  // early fires due now wait for runs (see waitRelease)
 	runAvg     atomic.Int64 // recent runs' average duration, ns (see prefetch)
 	mu         sync.Mutex
-	held       map[string]heldFire        // entry key -> what is held
 	outbox     []*store.Outcome           // by pointer: an Outcome is large, and the queue is resliced at every flush
 	localRun   map[string]bool            // broadcast tasks with an overlap policy running here
 	localBuf   map[string]*store.Delivery // broadcast buffer-one: the one waiting
@@ -63,6 +62,7 @@ type Consumer struct {
 	startedBuf []events.Event // flushOnce's: a batch of started events, built from started
 	clock      redisClock
 	specs      *specCache
+	claims     *claims
 }
 
 // earlyHeap holds early fires, the soonest due first (pointers: a
@@ -103,13 +103,13 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 		bcast:         make(chan []store.Delivery, 16),
 		reads:         make(chan readResult, 1),
 		reclaimCursor: map[string]string{},
-		held:          map[string]heldFire{},
 		localRun:      map[string]bool{},
 		localBuf:      map[string]*store.Delivery{},
 		flushSig:      make(chan struct{}, 1),
 		retrySig:      make(chan struct{}, 1),
 		flushedSig:    make(chan struct{}),
 	}
+	c.claims = newClaims(st, c.log, cfg.Node, cfg.VisibilityTimeout, cfg.VisibilityTimeout/6, &c.clock)
 	c.specs = newSpecCache(st, c.log, 30*time.Second, time.Second)
 	// No read-ahead until runs have shown they are short.
 	c.runAvg.Store(int64(time.Second))
@@ -131,18 +131,6 @@ func (c *Consumer) Node() string { return c.cfg.Node }
 // when empty). It returns the fire's entry id. See store.Trigger.
 func (c *Consumer) TriggerTask(ctx context.Context, task, payload string) (string, error) {
 	return c.st.Trigger(ctx, task, payload, "")
-}
-
-func heldKey(stream, id string) string { return stream + "\x00" + id }
-
-// heldFire is a fire this worker holds, and when its claim was last reset
-// (its entry's idle time set to 0 in the group): by this process's clock,
-// taken before the read, reclaim or heartbeat that reset it was sent, so
-// the entry has been idle no longer than time.Since(reset).
-type heldFire struct {
-	store.Held
-	reset time.Time
-	lost  bool // another worker took it over: no longer extended, reported once
 }
 
 // Run sets the consumer up (consumer groups, broadcast cursors, the task
@@ -172,7 +160,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	go func() { defer flushWG.Done(); c.flushLoop(flushCtx) }()
 
 	var wg sync.WaitGroup
-	for _, f := range []func(context.Context){c.broadcastLoop, c.heartbeatLoop, c.retryLoop, c.trimLoop, c.specs.run} {
+	for _, f := range []func(context.Context){c.broadcastLoop, c.claims.run, c.retryLoop, c.trimLoop, c.specs.run} {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(readCtx) }()
 	}
@@ -187,7 +175,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// A read under way is waited for: what it returns is held, and handed
 	// back with the rest.
 	c.readWG.Wait()
-	c.handBackAll()
+	c.claims.handBackAll()
 	c.drain(5 * time.Second)
 	stopFlush()
 	flushWG.Wait()
@@ -444,7 +432,7 @@ func (c *Consumer) startRead(max int) {
 		}
 		// Held at once, so heartbeats extend them even while no Fetch
 		// takes them, and a stop hands them back.
-		c.hold(ds, sent)
+		c.claims.hold(ds, sent)
 		c.reads <- readResult{ds, err}
 	}()
 }
@@ -477,39 +465,17 @@ func (c *Consumer) reclaim(ctx context.Context, stream string, max int) (ds []st
 	}
 	more = len(ds) > 0 || (next != "0-0" && next != "")
 	c.quietLogged = false
-	c.mu.Lock()
-	fresh := ds[:0]
-	for _, d := range ds {
-		// One this worker holds already went idle (its heartbeats failed):
-		// it is running or queued here, and must not run twice.
-		if _, mine := c.held[heldKey(d.Stream, d.EntryID)]; !mine {
-			fresh = append(fresh, d)
-		}
-	}
-	c.mu.Unlock()
+	// One this worker holds already went idle (its heartbeats failed): it
+	// is running or queued here, and must not run twice.
+	fresh := c.claims.notHeld(ds)
 	if len(fresh) > 0 {
 		c.log.Info().Int("fires", len(fresh)).Str("stream", stream).Msg("reclaimed fires of a worker that stopped answering")
 		if c.cfg.Metrics != nil {
 			c.cfg.Metrics.Reclaimed(stream, len(fresh))
 		}
 	}
-	c.hold(fresh, sent)
+	c.claims.hold(fresh, sent)
 	return fresh, more, nil
-}
-
-// hold records single-mode deliveries as held, so heartbeats extend them;
-// sent is when the read or reclaim that handed them out was sent.
-func (c *Consumer) hold(ds []store.Delivery, sent time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, d := range ds {
-		if !d.Broadcast {
-			c.held[heldKey(d.Stream, d.EntryID)] = heldFire{
-				Held:  store.Held{Stream: d.Stream, EntryID: d.EntryID, Task: d.Fire.Task, FireID: d.Fire.ID},
-				reset: sent,
-			}
-		}
-	}
 }
 
 // admit resolves specs, dead-letters what cannot run and applies the
@@ -566,7 +532,7 @@ func (c *Consumer) firstTrigger(ctx context.Context, d store.Delivery) bool {
 		return false
 	}
 	if !first {
-		c.release(d)
+		c.claims.release(d)
 	}
 	return first
 }
@@ -600,15 +566,10 @@ func (c *Consumer) beginOverlap(ctx context.Context, d *store.Delivery) bool {
 		return false
 	}
 	if res != store.BeginRun {
-		c.release(*d)
+		c.claims.release(*d)
 		return false
 	}
-	c.mu.Lock()
-	if h, ok := c.held[heldKey(d.Stream, d.EntryID)]; ok {
-		h.Overlap = true
-		c.held[heldKey(d.Stream, d.EntryID)] = h
-	}
-	c.mu.Unlock()
+	c.claims.markOverlap(*d)
 	return true
 }
 
@@ -637,13 +598,6 @@ func (c *Consumer) retry(ctx context.Context, d store.Delivery, what string, f f
 		}
 		sleep(ctx, wait)
 	}
-}
-
-// release forgets a held entry.
-func (c *Consumer) release(d store.Delivery) {
-	c.mu.Lock()
-	delete(c.held, heldKey(d.Stream, d.EntryID))
-	c.mu.Unlock()
 }
 
 // deadLetter queues d's dead letter; endOverlap also ends its overlap
@@ -697,7 +651,7 @@ func (c *Consumer) Finish(d *store.Delivery, r store.Result) {
 	}
 	if r.HandBack {
 		if !d.Broadcast {
-			c.handBack([]store.Delivery{*d})
+			c.claims.handBack([]store.Delivery{*d})
 		}
 		return
 	}
@@ -751,6 +705,9 @@ func (c *Consumer) enqueue(o *store.Outcome) {
 	if o.Dead != "" && c.cfg.Metrics != nil {
 		c.cfg.Metrics.DeadLettered(o.Delivery.Fire.Task)
 	}
+	// Marked before it is queued: a stop hands back every held fire not
+	// marked, and one with its outcome queued must not run again.
+	c.claims.markQueued(o.Delivery)
 	c.mu.Lock()
 	c.outbox = append(c.outbox, o)
 	c.mu.Unlock()
@@ -902,12 +859,8 @@ func (c *Consumer) flushOnce(ctx context.Context) (int, error) {
 	if starts+n == 0 {
 		return 0, nil
 	}
+	c.claims.forget(batch)
 	c.mu.Lock()
-	for _, o := range batch {
-		if o.Delivery.EntryID != "" && !o.Delivery.Broadcast {
-			delete(c.held, heldKey(o.Delivery.Stream, o.Delivery.EntryID))
-		}
-	}
 	clear(batch) // let the outcomes go
 	c.outbox = c.outbox[n:]
 	close(c.flushedSig) // wake drain: something was recorded
@@ -953,52 +906,7 @@ func (c *Consumer) HandBack(ds []store.Delivery) {
 			single = append(single, d)
 		}
 	}
-	c.handBack(single)
-}
-
-// handBack gives held single-mode fires back at once (see store.HandBack).
-func (c *Consumer) handBack(ds []store.Delivery) {
-	var hs []store.Held
-	c.mu.Lock()
-	for _, d := range ds {
-		if h, ok := c.held[heldKey(d.Stream, d.EntryID)]; ok {
-			hs = append(hs, h.Held)
-			delete(c.held, heldKey(d.Stream, d.EntryID))
-		}
-	}
-	c.mu.Unlock()
-	c.handBackHeld(hs)
-}
-
-func (c *Consumer) handBackAll() {
-	c.mu.Lock()
-	var hs []store.Held
-	queued := map[string]bool{}
-	for _, o := range c.outbox {
-		queued[heldKey(o.Delivery.Stream, o.Delivery.EntryID)] = true
-	}
-	for k, h := range c.held {
-		if !queued[k] {
-			hs = append(hs, h.Held)
-			delete(c.held, k)
-		}
-	}
-	c.mu.Unlock()
-	c.handBackHeld(hs)
-}
-
-func (c *Consumer) handBackHeld(hs []store.Held) {
-	if len(hs) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	n, err := c.st.HandBack(ctx, c.cfg.Node, 100*c.cfg.VisibilityTimeout, hs)
-	if err != nil {
-		c.log.Warn().Err(err).Int("fires", len(hs)).Int("handed_back", n).Msg("hand back fires; the others are reclaimed after the visibility timeout")
-		return
-	}
-	c.log.Info().Int("fires", n).Msg("handed back fires")
+	c.claims.handBack(single)
 }
 
 // broadcastLoop reads broadcast fires from the cursors set at start.
@@ -1026,80 +934,6 @@ func (c *Consumer) broadcastLoop(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// heartbeatLoop records the worker's pulse every sixth of the visibility
-// timeout and, in the same calls, extends the claims of the held fires
-// whose claims were last reset at least 1.25 sixths ago (and the running
-// keys of those with an overlap policy; the margin keeps a tick that comes
-// early from sending a claim the previous tick reset). A claim is so reset
-// every third of the visibility timeout, the first time at most 3/8 of it
-// after it was read, and while heartbeats fail it is sent again at each
-// tick: three more tries before the timeout. Fires read moments ago
-// (early fires held for their slot, runs of a few ms) are not sent at
-// all: an extension costs Redis about 70,000 instructions, and a
-// heartbeat over the 15,000 early fires a 1.5 s lookahead holds at 10,000
-// fires a second took Redis a second, in which every run waited.
-func (c *Consumer) heartbeatLoop(ctx context.Context) {
-	every := c.cfg.VisibilityTimeout / 6
-	t := time.NewTicker(every)
-	defer t.Stop()
-	b := store.NewBackoff() // only for its reports: the ticker paces
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if n, err := c.heartbeat(ctx, every+every/4); err != nil {
-			if b.Next(); ctx.Err() == nil && b.Report() {
-				c.log.Warn().Err(err).Int("fires", n).Int("failures", b.Failures()).Msg("extend claims")
-			}
-			continue
-		}
-		b.Reset()
-	}
-}
-
-// heartbeat records the pulse and extends the claims of the held fires
-// not reset for at least old; it returns how many it sent.
-func (c *Consumer) heartbeat(ctx context.Context, old time.Duration) (int, error) {
-	before := time.Now()
-	var hs []store.Held
-	c.mu.Lock()
-	for _, h := range c.held {
-		if !h.lost && before.Sub(h.reset) >= old {
-			hs = append(hs, h.Held)
-		}
-	}
-	c.mu.Unlock()
-	hb, err := c.st.Heartbeat(ctx, c.cfg.Node, c.cfg.VisibilityTimeout, hs)
-	if err != nil {
-		return len(hs), err
-	}
-	c.clock.set(hb.Sent, hb.Answered, hb.Now)
-	ids := make([]string, 0, len(hb.Lost))
-	c.mu.Lock()
-	for _, h := range hb.Lost {
-		ids = append(ids, h.EntryID)
-		k := heldKey(h.Stream, h.EntryID)
-		if cur, ok := c.held[k]; ok {
-			cur.lost = true
-			c.held[k] = cur
-		}
-	}
-	for _, h := range hs {
-		k := heldKey(h.Stream, h.EntryID)
-		if cur, ok := c.held[k]; ok && !cur.lost {
-			cur.reset = before
-			c.held[k] = cur
-		}
-	}
-	c.mu.Unlock()
-	if len(ids) > 0 {
-		c.log.Warn().Strs("entries", ids).Msg("fires this worker runs were reclaimed by another worker (this one stopped answering for the visibility timeout)")
-	}
-	return len(hs), nil
 }
 
 // retryLoop moves due retries back to their streams: at the earliest due
