@@ -88,27 +88,8 @@ func TestHeartbeatExtendsOnlyClaimsGrowingOld(t *testing.T) {
 // it, and n fires appended to the default queue's stream and read by w1.
 func newTestClaims(t *testing.T, n int) (*claims, *redis.Client, []store.Delivery) {
 	t.Helper()
-	ctx := context.Background()
 	rdb := redistest.Start(t).Client(t)
-	st, err := store.New(rdb, "claims", store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream := st.Keys().FireStream(events.DefaultQueue, events.ModeSingle)
-	if err := st.EnsureGroup(ctx, stream); err != nil {
-		t.Fatal(err)
-	}
-	at := time.UnixMilli(1_700_000_000_000).UTC()
-	for i := range n {
-		f := events.Fire{ID: events.FireID("t", at.Add(time.Duration(i)*time.Second)), Task: "t", At: at, Attempt: 1}
-		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: f.Fields()}).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ds, err := st.ReadFires(ctx, "w1", []string{stream}, n, 0)
-	if err != nil || len(ds) != n {
-		t.Fatalf("read %d (err %v), want %d", len(ds), err, n)
-	}
+	st, ds := readTestFires(t, rdb, "claims", n)
 	return newClaims(st, zerolog.New(zerolog.NewTestWriter(t)), "w1", time.Minute, 10*time.Second, &redisClock{}), rdb, ds
 }
 

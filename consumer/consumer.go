@@ -44,25 +44,15 @@ type Consumer struct {
 	later         []store.Delivery // read, to be returned by the next Fetch
 	early         earlyHeap        // read before their scheduled time, held until then
 
-	releasing  atomic.Bool  // early fires due now wait for runs (see waitRelease)
-	runAvg     atomic.Int64 // recent runs' average duration, ns (see prefetch)
-	mu         sync.Mutex
-	outbox     []*store.Outcome           // by pointer: an Outcome is large, and the queue is resliced at every flush
-	localRun   map[string]bool            // broadcast tasks with an overlap policy running here
-	localBuf   map[string]*store.Delivery // broadcast buffer-one: the one waiting
-	flushSig   chan struct{}
-	retrySig   chan struct{}
-	flushedSig chan struct{} // closed and replaced after each flush
-	// startMu, not mu, guards the started queue: every run appends to it
-	// as it begins, and while thousands begin at one instant they must not
-	// wait behind Fetch, outcomes and flushes on mu.
-	startMu    sync.Mutex
-	started    []startRec // started events to append (from startedOff on), before the outbox's outcomes
-	startedOff int
-	startedBuf []events.Event // flushOnce's: a batch of started events, built from started
-	clock      redisClock
-	specs      *specCache
-	claims     *claims
+	runAvg   atomic.Int64 // recent runs' average duration, ns (see prefetch)
+	mu       sync.Mutex
+	localRun map[string]bool            // broadcast tasks with an overlap policy running here
+	localBuf map[string]*store.Delivery // broadcast buffer-one: the one waiting
+	retrySig chan struct{}
+	clock    redisClock
+	specs    *specCache
+	claims   *claims
+	outbox   *outbox
 }
 
 // earlyHeap holds early fires, the soonest due first (pointers: a
@@ -105,11 +95,10 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 		reclaimCursor: map[string]string{},
 		localRun:      map[string]bool{},
 		localBuf:      map[string]*store.Delivery{},
-		flushSig:      make(chan struct{}, 1),
 		retrySig:      make(chan struct{}, 1),
-		flushedSig:    make(chan struct{}),
 	}
 	c.claims = newClaims(st, c.log, cfg.Node, cfg.VisibilityTimeout, cfg.VisibilityTimeout/6, &c.clock)
+	c.outbox = newOutbox(st, c.log, cfg.Node, cfg.FlushBatch, min(releaseHold, cfg.VisibilityTimeout/4), c.claims.forget)
 	c.specs = newSpecCache(st, c.log, 30*time.Second, time.Second)
 	// No read-ahead until runs have shown they are short.
 	c.runAvg.Store(int64(time.Second))
@@ -157,7 +146,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	flushCtx, stopFlush := context.WithCancel(context.WithoutCancel(ctx))
 	var flushWG sync.WaitGroup
 	flushWG.Add(1)
-	go func() { defer flushWG.Done(); c.flushLoop(flushCtx) }()
+	go func() { defer flushWG.Done(); c.outbox.run(flushCtx) }()
 
 	var wg sync.WaitGroup
 	for _, f := range []func(context.Context){c.broadcastLoop, c.claims.run, c.retryLoop, c.trimLoop, c.specs.run} {
@@ -169,14 +158,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 	wg.Wait()
 	// No release is under way any more (no Fetch comes after ctx): the
 	// outcomes still queued are written at once, not after a hold.
-	c.releasing.Store(false)
-	c.signalFlush()
+	c.outbox.endRelease()
 
 	// A read under way is waited for: what it returns is held, and handed
 	// back with the rest.
 	c.readWG.Wait()
 	c.claims.handBackAll()
-	c.drain(5 * time.Second)
+	c.outbox.drain(5 * time.Second)
 	stopFlush()
 	flushWG.Wait()
 	c.announce(context.Background(), events.TypeNodeDown)
@@ -372,9 +360,7 @@ func (c *Consumer) takeDue(ctx context.Context, limit int) []store.Delivery {
 		}
 	}
 	rel := len(c.early) > 0 && !c.early[0].Fire.At.After(now)
-	if c.releasing.Swap(rel) && !rel {
-		c.signalFlush() // the release is over: write what waited
-	}
+	c.outbox.setReleasing(rel)
 	return out
 }
 
@@ -611,13 +597,6 @@ func (c *Consumer) deadLetter(d store.Delivery, reason, lastErr string, endOverl
 	c.enqueue(&store.Outcome{Delivery: d, Events: []events.Event{e}, Dead: e.Reason, DeadError: e.Error, EndOverlap: endOverlap})
 }
 
-// startRec is a queued started event: the fields that vary by run.
-type startRec struct {
-	task, fire, queue string
-	at                time.Time
-	attempt           int
-}
-
 // Start records that the run of d started (a started event).
 func (c *Consumer) Start(d *store.Delivery) {
 	// Not an outcome: no entry to ack, no condition, so a plain append
@@ -625,10 +604,7 @@ func (c *Consumer) Start(d *store.Delivery) {
 	// the queue holds, as values, what varies by run (a quarter of an
 	// event's size).
 	e := startRec{task: d.Fire.Task, fire: d.Fire.ID, queue: d.Queue, at: d.Fire.At, attempt: d.Fire.Attempt}
-	c.startMu.Lock()
-	c.started = append(c.started, e)
-	c.startMu.Unlock()
-	c.signalFlush()
+	c.outbox.start(e)
 }
 
 // Finish records how the run of d ended: completed, failed and retried,
@@ -708,17 +684,7 @@ func (c *Consumer) enqueue(o *store.Outcome) {
 	// Marked before it is queued: a stop hands back every held fire not
 	// marked, and one with its outcome queued must not run again.
 	c.claims.markQueued(o.Delivery)
-	c.mu.Lock()
-	c.outbox = append(c.outbox, o)
-	c.mu.Unlock()
-	c.signalFlush()
-}
-
-func (c *Consumer) signalFlush() {
-	select {
-	case c.flushSig <- struct{}{}:
-	default:
-	}
+	c.outbox.add(o)
 }
 
 // maxText bounds an error text kept in an event (a panic's stack included).
@@ -740,157 +706,6 @@ func cleanTail(s string) string {
 		s = "..." + strings.ToValidUTF8(s[len(s)-maxText:], "")
 	}
 	return s
-}
-
-// flushLoop records queued outcomes in batches until ctx ends, retrying
-// with backoff while Redis fails.
-func (c *Consumer) flushLoop(ctx context.Context) {
-	b := store.NewBackoff()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-c.flushSig:
-		}
-		c.waitRelease(ctx)
-		for {
-			n, err := c.flushOnce(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				d := b.Next()
-				if b.Report() {
-					c.log.Warn().Err(err).Int("failures", b.Failures()).Dur("retry_in", d).Msg("record outcomes")
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(d):
-				}
-				continue
-			}
-			b.Reset()
-			if n == 0 {
-				break
-			}
-		}
-	}
-}
-
-// releaseHold is the longest outcome writes wait while early fires are
-// being released (a quarter of the visibility timeout when that is less:
-// a finished fire's claim must not run out while its outcome waits).
-const releaseHold = time.Second
-
-// waitRelease waits, up to releaseHold, while early fires due now are
-// still being handed to runs: thousands can be due at one instant, and
-// writing the outcomes of the first ones (encoding here, scripts in Redis
-// on the same machine) would take CPU from starting the last ones. The
-// outcomes are written right after; nothing is lost meanwhile (their
-// entries stay pending and held).
-func (c *Consumer) waitRelease(ctx context.Context) {
-	if !c.releasing.Load() {
-		return
-	}
-	t := time.NewTimer(min(releaseHold, c.cfg.VisibilityTimeout/4))
-	defer t.Stop()
-	for c.releasing.Load() {
-		select {
-		case <-c.flushSig: // more outcomes, or the release ended
-		case <-t.C:
-			return
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// flushOnce records the queued started events, then up to FlushBatch
-// queued outcomes; it returns how many it took from the queues. A run's
-// outcome is queued after its started event, so every outcome taken has
-// its started event among those written first: the events stream has
-// them in that order.
-func (c *Consumer) flushOnce(ctx context.Context) (int, error) {
-	// The outbox first: an outcome taken now was queued after its run's
-	// started event, so the count taken after it covers that event.
-	c.mu.Lock()
-	n := min(len(c.outbox), c.cfg.FlushBatch)
-	batch := c.outbox[:n:n]
-	c.mu.Unlock()
-	c.startMu.Lock()
-	starts := len(c.started) - c.startedOff
-	c.startMu.Unlock()
-	for left := starts; left > 0; {
-		c.startMu.Lock()
-		m := min(left, c.cfg.FlushBatch)
-		// Start only appends, and only this goroutine moves what is
-		// queued: the records stay put once the lock is released.
-		recs := c.started[c.startedOff : c.startedOff+m : c.startedOff+m]
-		c.startMu.Unlock()
-		evs := c.startedBuf[:0]
-		for _, r := range recs {
-			evs = append(evs, events.Event{Type: events.TypeStarted, Task: r.task, Fire: r.fire, At: r.at, Attempt: r.attempt,
-				Worker: c.cfg.Node, Queue: r.queue})
-		}
-		err := c.st.AppendEvents(ctx, evs)
-		clear(evs) // keep no run's strings alive
-		c.startedBuf = evs
-		if err != nil {
-			return 0, err
-		}
-		c.startMu.Lock()
-		c.startedOff += m
-		if c.startedOff > len(c.started)/2 {
-			// Most is written: move the rest to the array's head, so
-			// the array is reused, not grown, while starts go on.
-			k := copy(c.started, c.started[c.startedOff:])
-			clear(c.started[k:])
-			c.started, c.startedOff = c.started[:k], 0
-		}
-		c.startMu.Unlock()
-		left -= m
-	}
-	if n > 0 {
-		if _, err := c.st.Finish(ctx, c.cfg.Node, batch); err != nil {
-			return 0, err
-		}
-	}
-	if starts+n == 0 {
-		return 0, nil
-	}
-	c.claims.forget(batch)
-	c.mu.Lock()
-	clear(batch) // let the outcomes go
-	c.outbox = c.outbox[n:]
-	close(c.flushedSig) // wake drain: something was recorded
-	c.flushedSig = make(chan struct{})
-	c.mu.Unlock()
-	return starts + n, nil
-}
-
-// drain waits up to limit for the outbox to be recorded.
-func (c *Consumer) drain(limit time.Duration) {
-	deadline := time.After(limit)
-	for {
-		c.mu.Lock()
-		left := len(c.outbox)
-		sig := c.flushedSig
-		c.mu.Unlock()
-		c.startMu.Lock()
-		left += len(c.started) - c.startedOff
-		c.startMu.Unlock()
-		if left == 0 {
-			return
-		}
-		c.signalFlush()
-		select {
-		case <-sig:
-		case <-deadline:
-			c.log.Error().Int("outcomes", left).Msg("stopping with outcomes not recorded; their fires are run again by another worker")
-			return
-		}
-	}
 }
 
 // HandBack gives up fires returned by Fetch that will not be started (read
