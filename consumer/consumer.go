@@ -3,11 +3,9 @@ package consumer
 import (
 	"container/heap"
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -27,24 +25,17 @@ type Consumer struct {
 	bstreams []string // broadcast streams
 	ready    chan struct{}
 
+	stopping chan struct{} // closed when Run's ctx ends
+
 	// Set up by Run.
-	runCtx   context.Context
 	bcursors map[string]string
 	bstart   map[string]string // each broadcast stream's last entry when this worker came up
 	upSince  time.Time         // Redis time then
 	bcast    chan []store.Delivery
-	reads    chan readResult
-	reading  bool // a ReadFires is under way (under mu)
-	readWG   sync.WaitGroup
 	// Fetch's goroutine only:
-	reclaimCursor map[string]string
-	quietLogged   bool // the quiet period after an outage was logged (see store.Heartbeat)
-	lastReclaim   time.Time
-	reclaimMore   bool             // the last reclaim left more to take: the next Fetch reclaims again
-	later         []store.Delivery // read, to be returned by the next Fetch
-	early         earlyHeap        // read before their scheduled time, held until then
+	later []store.Delivery // read, to be returned by the next Fetch
+	early earlyHeap        // read before their scheduled time, held until then
 
-	runAvg   atomic.Int64 // recent runs' average duration, ns (see prefetch)
 	mu       sync.Mutex
 	localRun map[string]bool            // broadcast tasks with an overlap policy running here
 	localBuf map[string]*store.Delivery // broadcast buffer-one: the one waiting
@@ -53,6 +44,7 @@ type Consumer struct {
 	specs    *specCache
 	claims   *claims
 	outbox   *outbox
+	reader   *reader
 }
 
 // earlyHeap holds early fires, the soonest due first (pointers: a
@@ -71,11 +63,6 @@ func (h *earlyHeap) Pop() any {
 	return d
 }
 
-type readResult struct {
-	ds  []store.Delivery
-	err error
-}
-
 // New returns a consumer of cfg.Queues on rdb (a single server, Sentinel
 // or Cluster client).
 func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
@@ -88,24 +75,21 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 		return nil, err
 	}
 	c := &Consumer{
-		cfg: cfg, st: st, ready: make(chan struct{}),
-		log:           cfg.Logger.With().Str("component", "consumer").Str("node", cfg.Node).Logger(),
-		bcast:         make(chan []store.Delivery, 16),
-		reads:         make(chan readResult, 1),
-		reclaimCursor: map[string]string{},
-		localRun:      map[string]bool{},
-		localBuf:      map[string]*store.Delivery{},
-		retrySig:      make(chan struct{}, 1),
+		cfg: cfg, st: st, ready: make(chan struct{}), stopping: make(chan struct{}),
+		log:      cfg.Logger.With().Str("component", "consumer").Str("node", cfg.Node).Logger(),
+		bcast:    make(chan []store.Delivery, 16),
+		localRun: map[string]bool{},
+		localBuf: map[string]*store.Delivery{},
+		retrySig: make(chan struct{}, 1),
 	}
 	c.claims = newClaims(st, c.log, cfg.Node, cfg.VisibilityTimeout, cfg.VisibilityTimeout/6, &c.clock)
 	c.outbox = newOutbox(st, c.log, cfg.Node, cfg.FlushBatch, min(releaseHold, cfg.VisibilityTimeout/4), c.claims.forget)
 	c.specs = newSpecCache(st, c.log, 30*time.Second, time.Second)
-	// No read-ahead until runs have shown they are short.
-	c.runAvg.Store(int64(time.Second))
 	for _, q := range cfg.Queues {
 		c.single = append(c.single, st.Keys().Fires(q))
 		c.bstreams = append(c.bstreams, st.Keys().Broadcast(q))
 	}
+	c.reader = newReader(st, c.log, cfg, c.single, cfg.VisibilityTimeout/4, c.claims)
 	return c, nil
 }
 
@@ -135,8 +119,6 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	readCtx, stopReads := context.WithCancel(ctx)
-	c.runCtx = readCtx
 	close(c.ready)
 	c.announce(ctx, events.TypeNodeUp)
 	c.log.Info().Strs("queues", c.cfg.Queues).Msg("worker started")
@@ -148,13 +130,15 @@ func (c *Consumer) Run(ctx context.Context) error {
 	flushWG.Add(1)
 	go func() { defer flushWG.Done(); c.outbox.run(flushCtx) }()
 
+	readDone := make(chan struct{})
+	go func() { defer close(readDone); c.reader.run(ctx) }()
 	var wg sync.WaitGroup
 	for _, f := range []func(context.Context){c.broadcastLoop, c.claims.run, c.retryLoop, c.trimLoop, c.specs.run} {
 		wg.Add(1)
-		go func() { defer wg.Done(); f(readCtx) }()
+		go func() { defer wg.Done(); f(ctx) }()
 	}
 	<-ctx.Done()
-	stopReads()
+	close(c.stopping)
 	wg.Wait()
 	// No release is under way any more (no Fetch comes after ctx): the
 	// outcomes still queued are written at once, not after a hold.
@@ -162,7 +146,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 	// A read under way is waited for: what it returns is held, and handed
 	// back with the rest.
-	c.readWG.Wait()
+	<-readDone
 	c.claims.handBackAll()
 	c.outbox.drain(5 * time.Second)
 	stopFlush()
@@ -170,6 +154,17 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.announce(context.Background(), events.TypeNodeDown)
 	c.log.Info().Msg("worker stopped")
 	return nil
+}
+
+// stopped says whether Run's ctx ended: Fetch returns nothing more, and
+// admission stops retrying.
+func (c *Consumer) stopped() bool {
+	select {
+	case <-c.stopping:
+		return true
+	default:
+		return false
+	}
 }
 
 // setUp creates the groups, sets the broadcast cursors and loads the specs,
@@ -263,7 +258,7 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 	case <-ctx.Done():
 		return nil, nil
 	}
-	if c.runCtx.Err() != nil {
+	if c.stopped() {
 		return nil, nil
 	}
 	want := max
@@ -271,7 +266,7 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 	out := c.takeLater()
 	out = append(out, c.takeBroadcast()...)
 	select {
-	case r := <-c.reads:
+	case r := <-c.reader.results:
 		ds, err := c.afterRead(ctx, out, r)
 		return append(due, ds...), err
 	default:
@@ -279,29 +274,20 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 	if len(c.early) >= c.cfg.EarlyLimit {
 		max = 0 // read nothing new until some early fires are due
 	}
-	if max > 0 && (c.reclaimMore || time.Since(c.lastReclaim) >= c.cfg.VisibilityTimeout/4) {
-		c.lastReclaim = time.Now()
-		c.reclaimMore = false
-		for _, s := range c.single {
-			if max <= 0 {
-				c.reclaimMore = true
-				break
-			}
-			ds, more, err := c.reclaim(ctx, s, max)
-			if err != nil {
-				return append(due, c.admit(ctx, out)...), err
-			}
-			out = append(out, ds...)
-			max -= len(ds)
-			c.reclaimMore = c.reclaimMore || more
+	if max > 0 && c.reader.reclaimDue() {
+		ds, err := c.reader.sweep(ctx, max)
+		out = append(out, ds...)
+		if err != nil {
+			return append(due, c.admit(ctx, out)...), err
 		}
+		max -= len(ds)
 	}
 	if len(out) == 0 && len(due) == 0 {
 		// Wait for a read, a broadcast fire, or the next early fire.
 		var reads chan readResult
 		if max > 0 {
-			c.startRead(max + c.prefetch())
-			reads = c.reads
+			c.reader.start(max + c.reader.readAhead())
+			reads = c.reader.results
 		}
 		wait := c.cfg.Block
 		if len(c.early) > 0 {
@@ -320,26 +306,6 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 		}
 	}
 	return append(due, c.admit(ctx, out)...), nil
-}
-
-// PrefetchRunLimit is the average run time under which a worker reads
-// fires ahead of its free runs (see Config.Prefetch).
-const PrefetchRunLimit = 10 * time.Millisecond
-
-// prefetch is how many fires to read beyond the free runs: Config.Prefetch
-// while the recent runs were short, else none.
-func (c *Consumer) prefetch() int {
-	if c.cfg.Prefetch < 0 || time.Duration(c.runAvg.Load()) >= PrefetchRunLimit {
-		return 0
-	}
-	return c.cfg.Prefetch
-}
-
-// noteRun folds a run's duration into the recent average (weight 1/8).
-// Runs end concurrently; an update lost to a race only delays the average.
-func (c *Consumer) noteRun(d time.Duration) {
-	avg := c.runAvg.Load()
-	c.runAvg.Store(avg + (int64(max(d, 0))-avg)/8)
 }
 
 // takeDue returns up to limit (at least one) early fires now due that are
@@ -366,16 +332,8 @@ func (c *Consumer) takeDue(ctx context.Context, limit int) []store.Delivery {
 
 // afterRead takes the result of a finished read.
 func (c *Consumer) afterRead(ctx context.Context, out []store.Delivery, r readResult) ([]store.Delivery, error) {
-	c.mu.Lock()
-	c.reading = false
-	c.mu.Unlock()
+	c.reader.finished(ctx, r)
 	out = append(out, r.ds...)
-	if r.err != nil && strings.Contains(r.err.Error(), "NOGROUP") {
-		// The stream or group went (a flush): set them up again.
-		for _, s := range c.single {
-			_ = c.st.EnsureGroup(ctx, s)
-		}
-	}
 	return c.admit(ctx, out), r.err
 }
 
@@ -397,71 +355,6 @@ func (c *Consumer) takeBroadcast() []store.Delivery {
 			return out
 		}
 	}
-}
-
-// startRead starts a blocking read of up to max new fires, unless one is
-// under way; its result arrives on c.reads.
-func (c *Consumer) startRead(max int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.reading {
-		return
-	}
-	c.reading = true
-	c.readWG.Add(1)
-	go func() {
-		defer c.readWG.Done()
-		sent := time.Now()
-		ds, err := c.st.ReadFires(c.runCtx, c.cfg.Node, c.single, max, c.cfg.Block)
-		if c.runCtx.Err() != nil && errors.Is(err, context.Canceled) {
-			err = nil
-		}
-		// Held at once, so heartbeats extend them even while no Fetch
-		// takes them, and a stop hands them back.
-		c.claims.hold(ds, sent)
-		c.reads <- readResult{ds, err}
-	}()
-}
-
-// reclaim takes up to max idle fires of stream from workers that stopped
-// answering (or handed them back), following the stream's cursor. More
-// says the sweep of the stream's pending fires is not over, or took some:
-// the next Fetch goes on at once instead of after a quarter of the
-// visibility timeout, so a stopped worker's hundreds of fires read ahead
-// are not taken a few at a time.
-func (c *Consumer) reclaim(ctx context.Context, stream string, max int) (ds []store.Delivery, more bool, err error) {
-	cur := c.reclaimCursor[stream]
-	if cur == "" {
-		cur = "0-0"
-	}
-	// After Redis or the network was out for every worker, the holders of
-	// idle fires get a visibility timeout to extend their claims first.
-	sent := time.Now()
-	ds, next, wait, err := c.st.Reclaim(ctx, c.cfg.Node, stream, c.cfg.VisibilityTimeout, cur, max)
-	c.reclaimCursor[stream] = next
-	if err != nil {
-		return nil, false, err
-	}
-	if wait > 0 {
-		if !c.quietLogged {
-			c.quietLogged = true
-			c.log.Info().Dur("wait", wait).Msg("no worker reached Redis for a while: reclaims wait, so live workers extend their claims first")
-		}
-		return nil, false, nil
-	}
-	more = len(ds) > 0 || (next != "0-0" && next != "")
-	c.quietLogged = false
-	// One this worker holds already went idle (its heartbeats failed): it
-	// is running or queued here, and must not run twice.
-	fresh := c.claims.notHeld(ds)
-	if len(fresh) > 0 {
-		c.log.Info().Int("fires", len(fresh)).Str("stream", stream).Msg("reclaimed fires of a worker that stopped answering")
-		if c.cfg.Metrics != nil {
-			c.cfg.Metrics.Reclaimed(stream, len(fresh))
-		}
-	}
-	c.claims.hold(fresh, sent)
-	return fresh, more, nil
 }
 
 // admit resolves specs, dead-letters what cannot run and applies the
@@ -575,7 +468,7 @@ func (c *Consumer) retry(ctx context.Context, d store.Delivery, what string, f f
 		if err == nil {
 			return true
 		}
-		if ctx.Err() != nil || c.runCtx.Err() != nil {
+		if ctx.Err() != nil || c.stopped() {
 			return false
 		}
 		wait := b.Next()
@@ -612,7 +505,7 @@ func (c *Consumer) Start(d *store.Delivery) {
 // outcomes are written in batches, and kept while Redis is unreachable.
 func (c *Consumer) Finish(d *store.Delivery, r store.Result) {
 	if !r.Started.IsZero() && !r.Finished.IsZero() {
-		c.noteRun(r.Finished.Sub(r.Started))
+		c.reader.noteRun(r.Finished.Sub(r.Started))
 	}
 	overlap := d.Spec.Overlap != events.OverlapAllow && d.Spec.Overlap != ""
 	if overlap && d.Broadcast {
