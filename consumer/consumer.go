@@ -1,10 +1,8 @@
 package consumer
 
 import (
-	"container/heap"
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -32,35 +30,16 @@ type Consumer struct {
 	bstart   map[string]string // each broadcast stream's last entry when this worker came up
 	upSince  time.Time         // Redis time then
 	bcast    chan []store.Delivery
-	// Fetch's goroutine only:
-	later []store.Delivery // read, to be returned by the next Fetch
-	early earlyHeap        // read before their scheduled time, held until then
 
-	mu       sync.Mutex
-	localRun map[string]bool            // broadcast tasks with an overlap policy running here
-	localBuf map[string]*store.Delivery // broadcast buffer-one: the one waiting
 	retrySig chan struct{}
 	clock    redisClock
 	specs    *specCache
 	claims   *claims
 	outbox   *outbox
 	reader   *reader
-}
-
-// earlyHeap holds early fires, the soonest due first (pointers: a
-// Delivery is too big to swap around).
-type earlyHeap []*store.Delivery
-
-func (h earlyHeap) Len() int           { return len(h) }
-func (h earlyHeap) Less(i, j int) bool { return h[i].Fire.At.Before(h[j].Fire.At) }
-func (h earlyHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *earlyHeap) Push(x any)        { *h = append(*h, x.(*store.Delivery)) }
-func (h *earlyHeap) Pop() any {
-	old := *h
-	d := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	return d
+	early    *earlyHold // Fetch's goroutine only
+	local    *localOverlap
+	adm      *admission
 }
 
 // New returns a consumer of cfg.Queues on rdb (a single server, Sentinel
@@ -78,8 +57,6 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 		cfg: cfg, st: st, ready: make(chan struct{}), stopping: make(chan struct{}),
 		log:      cfg.Logger.With().Str("component", "consumer").Str("node", cfg.Node).Logger(),
 		bcast:    make(chan []store.Delivery, 16),
-		localRun: map[string]bool{},
-		localBuf: map[string]*store.Delivery{},
 		retrySig: make(chan struct{}, 1),
 	}
 	c.claims = newClaims(st, c.log, cfg.Node, cfg.VisibilityTimeout, cfg.VisibilityTimeout/6, &c.clock)
@@ -90,6 +67,11 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 		c.bstreams = append(c.bstreams, st.Keys().Broadcast(q))
 	}
 	c.reader = newReader(st, c.log, cfg, c.single, cfg.VisibilityTimeout/4, c.claims)
+	c.early = &earlyHold{window: max(cfg.HoldEarly, 0), limit: cfg.EarlyLimit}
+	c.local = newLocalOverlap()
+	c.adm = &admission{st: st, log: c.log, node: cfg.Node, maxDeliveries: cfg.MaxDeliveries, visibility: cfg.VisibilityTimeout,
+		specs: c.specs, claims: c.claims, clock: &c.clock, early: c.early, local: c.local,
+		queue: c.enqueue, releasing: c.outbox.setReleasing, stopped: c.stopped}
 	return c, nil
 }
 
@@ -262,8 +244,8 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 		return nil, nil
 	}
 	want := max
-	due := c.takeDue(ctx, want)
-	out := c.takeLater()
+	due := c.adm.takeDue(ctx, want)
+	out := c.local.takeLater()
 	out = append(out, c.takeBroadcast()...)
 	select {
 	case r := <-c.reader.results:
@@ -271,14 +253,14 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 		return append(due, ds...), err
 	default:
 	}
-	if len(c.early) >= c.cfg.EarlyLimit {
+	if c.early.full() {
 		max = 0 // read nothing new until some early fires are due
 	}
 	if max > 0 && c.reader.reclaimDue() {
 		ds, err := c.reader.sweep(ctx, max)
 		out = append(out, ds...)
 		if err != nil {
-			return append(due, c.admit(ctx, out)...), err
+			return append(due, c.adm.admit(ctx, out)...), err
 		}
 		max -= len(ds)
 	}
@@ -290,8 +272,8 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 			reads = c.reader.results
 		}
 		wait := c.cfg.Block
-		if len(c.early) > 0 {
-			wait = min(wait, c.clock.until(c.early[0].Fire.At))
+		if at, ok := c.early.next(); ok {
+			wait = min(wait, c.clock.until(at))
 		}
 		timer := time.NewTimer(wait)
 		defer timer.Stop()
@@ -301,48 +283,18 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 		case b := <-c.bcast:
 			out = append(out, b...)
 		case <-timer.C:
-			due = c.takeDue(ctx, want)
+			due = c.adm.takeDue(ctx, want)
 		case <-ctx.Done():
 		}
 	}
-	return append(due, c.admit(ctx, out)...), nil
-}
-
-// takeDue returns up to limit (at least one) early fires now due that are
-// to run (their overlap policy admits them); the others stay held for the
-// next Fetch, so a release of thousands at one instant is not copied out
-// at once.
-func (c *Consumer) takeDue(ctx context.Context, limit int) []store.Delivery {
-	if len(c.early) == 0 {
-		return nil
-	}
-	now := c.clock.now()
-	limit = min(len(c.early), max(limit, 1))
-	out := make([]store.Delivery, 0, limit)
-	for len(out) < limit && len(c.early) > 0 && !c.early[0].Fire.At.After(now) {
-		d := heap.Pop(&c.early).(*store.Delivery)
-		if c.overlapAdmits(ctx, d) {
-			out = append(out, *d)
-		}
-	}
-	rel := len(c.early) > 0 && !c.early[0].Fire.At.After(now)
-	c.outbox.setReleasing(rel)
-	return out
+	return append(due, c.adm.admit(ctx, out)...), nil
 }
 
 // afterRead takes the result of a finished read.
 func (c *Consumer) afterRead(ctx context.Context, out []store.Delivery, r readResult) ([]store.Delivery, error) {
 	c.reader.finished(ctx, r)
 	out = append(out, r.ds...)
-	return c.admit(ctx, out), r.err
-}
-
-func (c *Consumer) takeLater() []store.Delivery {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := c.later
-	c.later = nil
-	return out
+	return c.adm.admit(ctx, out), r.err
 }
 
 func (c *Consumer) takeBroadcast() []store.Delivery {
@@ -355,266 +307,6 @@ func (c *Consumer) takeBroadcast() []store.Delivery {
 			return out
 		}
 	}
-}
-
-// admit resolves specs, dead-letters what cannot run and applies the
-// overlap policies; it returns what is to run.
-func (c *Consumer) admit(ctx context.Context, ds []store.Delivery) []store.Delivery {
-	now := c.clock.now() // for early fires
-	out := ds[:0]
-	for _, d := range ds {
-		if d.Err != nil {
-			c.deadLetter(d, "malformed entry: "+d.Err.Error(), "", false)
-			continue
-		}
-		d.Spec = c.specs.get(ctx, d.Fire.Task)
-		if d.Deliveries > c.cfg.MaxDeliveries {
-			c.deadLetter(d, fmt.Sprintf("handed out %d times with no outcome: every worker that took it stopped answering", d.Deliveries), "", false)
-			continue
-		}
-		if !c.firstTrigger(ctx, d) {
-			continue
-		}
-		if c.cfg.HoldEarly > 0 && !now.IsZero() {
-			if w := d.Fire.At.Sub(now); w > 0 && w <= c.cfg.HoldEarly {
-				// Its overlap policy applies when it is due.
-				heap.Push(&c.early, &d)
-				continue
-			}
-		}
-		if c.overlapAdmits(ctx, &d) {
-			out = append(out, d)
-		}
-	}
-	return out
-}
-
-// overlapAdmits applies the task's overlap policy, if it has one.
-func (c *Consumer) overlapAdmits(ctx context.Context, d *store.Delivery) bool {
-	return d.Spec.Overlap == events.OverlapAllow || c.beginOverlap(ctx, d)
-}
-
-// firstTrigger makes a hand-written single-mode entry with an id field
-// idempotent: only the first entry with that id runs. Entries taskino
-// writes (planned fires, retries, buffered fires) carry the encoding
-// version and are unique already.
-func (c *Consumer) firstTrigger(ctx context.Context, d store.Delivery) bool {
-	if d.Broadcast || d.Raw[events.FieldID] == "" || d.Raw[events.FieldV] != "" {
-		return true
-	}
-	missed := c.missed(d, "duplicate-id", "a trigger with this id was run already (ids are remembered for 24h)")
-	var first bool
-	if !c.retry(ctx, d, "trigger id check", func() (err error) {
-		first, err = c.st.FirstTrigger(ctx, d, missed)
-		return err
-	}) {
-		return false
-	}
-	if !first {
-		c.claims.release(d)
-	}
-	return first
-}
-
-// beginOverlap applies the task's overlap policy; it reports whether the
-// fire is to run now.
-func (c *Consumer) beginOverlap(ctx context.Context, d *store.Delivery) bool {
-	missed := c.missed(*d, events.Misfire("overlap-"+string(d.Spec.Overlap)), "the previous run of the task was still running")
-	if d.Broadcast {
-		c.mu.Lock()
-		run := !c.localRun[d.Fire.Task]
-		buffer := !run && d.Spec.Overlap == events.OverlapBufferOne && c.localBuf[d.Fire.Task] == nil
-		switch {
-		case run:
-			c.localRun[d.Fire.Task] = true
-		case buffer:
-			cp := *d
-			c.localBuf[d.Fire.Task] = &cp
-		}
-		c.mu.Unlock()
-		if !run && !buffer {
-			c.enqueue(&store.Outcome{Delivery: *d, Events: []events.Event{missed}})
-		}
-		return run
-	}
-	var res store.BeginResult
-	if !c.retry(ctx, *d, "overlap check", func() (err error) {
-		res, err = c.st.Begin(ctx, *d, d.Spec.Overlap, c.cfg.VisibilityTimeout, missed)
-		return err
-	}) {
-		return false
-	}
-	if res != store.BeginRun {
-		c.claims.release(*d)
-		return false
-	}
-	c.claims.markOverlap(*d)
-	return true
-}
-
-// missed is the missed event of a fire dropped under policy.
-func (c *Consumer) missed(d store.Delivery, policy events.Misfire, reason string) events.Event {
-	return events.Event{Type: events.TypeMissed, Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Count: 1,
-		Policy: policy, Worker: c.cfg.Node, Queue: d.Queue, Reason: reason}
-}
-
-// retry calls f until it succeeds, pacing the tries, and reports false
-// when the worker stops first: d stays held, and the hand-back at stop
-// gives it to another worker.
-func (c *Consumer) retry(ctx context.Context, d store.Delivery, what string, f func() error) bool {
-	b := store.NewBackoff()
-	for {
-		err := f()
-		if err == nil {
-			return true
-		}
-		if ctx.Err() != nil || c.stopped() {
-			return false
-		}
-		wait := b.Next()
-		if b.Report() {
-			c.log.Warn().Err(err).Str("fire", d.Fire.ID).Int("failures", b.Failures()).Msg(what + " failed; retrying")
-		}
-		sleep(ctx, wait)
-	}
-}
-
-// deadLetter queues d's dead letter; endOverlap also ends its overlap
-// hold (a fire that began under skip or buffer-one).
-func (c *Consumer) deadLetter(d store.Delivery, reason, lastErr string, endOverlap bool) {
-	e := events.Event{Type: events.TypeDead, Reason: clean(reason), Worker: c.cfg.Node, Queue: d.Queue, Error: clean(lastErr)}
-	if d.Err == nil {
-		e.Task, e.Fire, e.At, e.Attempt = d.Fire.Task, d.Fire.ID, d.Fire.At, d.Fire.Attempt
-	}
-	c.log.Warn().Str("entry", d.EntryID).Str("stream", d.Stream).Str("reason", e.Reason).Msg("dead-lettered")
-	c.enqueue(&store.Outcome{Delivery: d, Events: []events.Event{e}, Dead: e.Reason, DeadError: e.Error, EndOverlap: endOverlap})
-}
-
-// Start records that the run of d started (a started event).
-func (c *Consumer) Start(d *store.Delivery) {
-	// Not an outcome: no entry to ack, no condition, so a plain append
-	// (see flushOnce), and no allocation per run while thousands start:
-	// the queue holds, as values, what varies by run (a quarter of an
-	// event's size).
-	e := startRec{task: d.Fire.Task, fire: d.Fire.ID, queue: d.Queue, at: d.Fire.At, attempt: d.Fire.Attempt}
-	c.outbox.start(e)
-}
-
-// Finish records how the run of d ended: completed, failed and retried,
-// failed and dead-lettered, or handed back unfinished. It does not block:
-// outcomes are written in batches, and kept while Redis is unreachable.
-func (c *Consumer) Finish(d *store.Delivery, r store.Result) {
-	if !r.Started.IsZero() && !r.Finished.IsZero() {
-		c.reader.noteRun(r.Finished.Sub(r.Started))
-	}
-	overlap := d.Spec.Overlap != events.OverlapAllow && d.Spec.Overlap != ""
-	if overlap && d.Broadcast {
-		c.mu.Lock()
-		delete(c.localRun, d.Fire.Task)
-		if b := c.localBuf[d.Fire.Task]; b != nil {
-			// The next Fetch admits it first, and it takes the run.
-			delete(c.localBuf, d.Fire.Task)
-			c.later = append(c.later, *b)
-		}
-		c.mu.Unlock()
-	}
-	if r.HandBack {
-		if !d.Broadcast {
-			c.claims.handBack([]store.Delivery{*d})
-		}
-		return
-	}
-	if r.Dead != "" && r.Err == nil && r.Started.IsZero() {
-		c.deadLetter(*d, r.Dead, "", overlap && !d.Broadcast)
-		return
-	}
-	// The outcome is built where it is queued, in place: a run's
-	// goroutine that copied it and its events through locals would
-	// outgrow its first stack, and thousands of runs start at one instant.
-	o := &store.Outcome{Delivery: *d, EndOverlap: overlap && !d.Broadcast,
-		LastRun: &events.LastRun{Task: d.Fire.Task, Fire: d.Fire.ID, Scheduled: d.Fire.At, Started: r.Started, Finished: r.Finished}}
-	ne := 1 // a failure may add its retried or dead event
-	if r.Err != nil {
-		ne = 2
-	}
-	o.Events = make([]events.Event, 1, ne)
-	e := &o.Events[0]
-	e.Task, e.Fire, e.At, e.Attempt, e.Worker, e.Queue = d.Fire.Task, d.Fire.ID, d.Fire.At, d.Fire.Attempt, c.cfg.Node, d.Queue
-	e.CostMs, e.Output = r.Finished.Sub(r.Started).Milliseconds(), cleanTail(r.Output)
-	if r.Err == nil {
-		e.Type, e.Status = events.TypeCompleted, events.StatusCompleted
-		o.LastRun.Status = events.StatusCompleted
-	} else {
-		msg := clean(r.Err.Error())
-		e.Type, e.Status, e.Error = events.TypeFailed, events.StatusFailed, msg
-		o.LastRun.Status, o.LastRun.Error = events.StatusFailed, msg
-		next := events.Event{Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Attempt: d.Fire.Attempt, Worker: c.cfg.Node, Error: msg}
-		switch {
-		case r.RetryIn > 0 && !d.Broadcast:
-			next.Type, next.Attempt = events.TypeRetried, d.Fire.Attempt+1
-			next.Reason = fmt.Sprintf("attempt %d of %d failed; next in %s", d.Fire.Attempt, d.Spec.Attempts, r.RetryIn.Round(time.Millisecond))
-			o.Events = append(o.Events, next)
-			o.RetryIn = r.RetryIn
-		case r.Dead != "":
-			next.Type, next.Reason, next.Queue = events.TypeDead, clean(r.Dead), d.Queue
-			o.Events = append(o.Events, next)
-			o.Dead, o.DeadError = next.Reason, msg
-		}
-	}
-	c.enqueue(o)
-	if o.RetryIn > 0 {
-		select {
-		case c.retrySig <- struct{}{}:
-		default:
-		}
-	}
-}
-
-func (c *Consumer) enqueue(o *store.Outcome) {
-	if o.Dead != "" && c.cfg.Metrics != nil {
-		c.cfg.Metrics.DeadLettered(o.Delivery.Fire.Task)
-	}
-	// Marked before it is queued: a stop hands back every held fire not
-	// marked, and one with its outcome queued must not run again.
-	c.claims.markQueued(o.Delivery)
-	c.outbox.add(o)
-}
-
-// maxText bounds an error text kept in an event (a panic's stack included).
-const maxText = 8 << 10
-
-// clean makes text fit an event field: valid UTF-8, at most maxText bytes.
-func clean(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) > maxText {
-		s = strings.ToValidUTF8(s[:maxText], "") + "..."
-	}
-	return s
-}
-
-// cleanTail is clean keeping the end of s, where a run's last words are.
-func cleanTail(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) > maxText {
-		s = "..." + strings.ToValidUTF8(s[len(s)-maxText:], "")
-	}
-	return s
-}
-
-// HandBack gives up fires returned by Fetch that will not be started (read
-// ahead and still waiting, or a stopping dispatcher's): the single-mode
-// ones in one round trip, so the next reclaim by any worker takes them at
-// once; a broadcast one is not run here, as Finish with HandBack does.
-func (c *Consumer) HandBack(ds []store.Delivery) {
-	var single []store.Delivery
-	for i, d := range ds {
-		if d.Broadcast {
-			c.Finish(&ds[i], store.Result{HandBack: true}) // ends its overlap state here
-		} else {
-			single = append(single, d)
-		}
-	}
-	c.claims.handBack(single)
 }
 
 // broadcastLoop reads broadcast fires from the cursors set at start.
