@@ -2,7 +2,6 @@ package consumer
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -25,21 +24,17 @@ type Consumer struct {
 
 	stopping chan struct{} // closed when Run's ctx ends
 
-	// Set up by Run.
-	bcursors map[string]string
-	bstart   map[string]string // each broadcast stream's last entry when this worker came up
-	upSince  time.Time         // Redis time then
-	bcast    chan []store.Delivery
-
-	retrySig chan struct{}
-	clock    redisClock
-	specs    *specCache
-	claims   *claims
-	outbox   *outbox
-	reader   *reader
-	early    *earlyHold // Fetch's goroutine only
-	local    *localOverlap
-	adm      *admission
+	bcast   *broadcaster
+	retries *retryMover
+	trim    *trimmer
+	clock   redisClock
+	specs   *specCache
+	claims  *claims
+	outbox  *outbox
+	reader  *reader
+	early   *earlyHold // Fetch's goroutine only
+	local   *localOverlap
+	adm     *admission
 }
 
 // New returns a consumer of cfg.Queues on rdb (a single server, Sentinel
@@ -55,9 +50,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 	}
 	c := &Consumer{
 		cfg: cfg, st: st, ready: make(chan struct{}), stopping: make(chan struct{}),
-		log:      cfg.Logger.With().Str("component", "consumer").Str("node", cfg.Node).Logger(),
-		bcast:    make(chan []store.Delivery, 16),
-		retrySig: make(chan struct{}, 1),
+		log: cfg.Logger.With().Str("component", "consumer").Str("node", cfg.Node).Logger(),
 	}
 	c.claims = newClaims(st, c.log, cfg.Node, cfg.VisibilityTimeout, cfg.VisibilityTimeout/6, &c.clock)
 	c.outbox = newOutbox(st, c.log, cfg.Node, cfg.FlushBatch, min(releaseHold, cfg.VisibilityTimeout/4), c.claims.forget)
@@ -69,6 +62,10 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 	c.reader = newReader(st, c.log, cfg, c.single, cfg.VisibilityTimeout/4, c.claims)
 	c.early = &earlyHold{window: max(cfg.HoldEarly, 0), limit: cfg.EarlyLimit}
 	c.local = newLocalOverlap()
+	c.bcast = newBroadcaster(st, c.log, c.bstreams, cfg.Block, max(cfg.HoldEarly, 0))
+	c.retries = newRetryMover(st, c.log, time.Second)
+	c.trim = &trimmer{st: st, log: c.log, every: cfg.TrimInterval, fires: append(append([]string(nil), c.single...), c.bstreams...),
+		groups: c.single, retention: cfg.FireRetention, pruneIdle: time.Hour, eventsMaxAge: cfg.EventsMaxAge}
 	c.adm = &admission{st: st, log: c.log, node: cfg.Node, maxDeliveries: cfg.MaxDeliveries, visibility: cfg.VisibilityTimeout,
 		specs: c.specs, claims: c.claims, clock: &c.clock, early: c.early, local: c.local,
 		queue: c.enqueue, releasing: c.outbox.setReleasing, stopped: c.stopped}
@@ -115,7 +112,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	readDone := make(chan struct{})
 	go func() { defer close(readDone); c.reader.run(ctx) }()
 	var wg sync.WaitGroup
-	for _, f := range []func(context.Context){c.broadcastLoop, c.claims.run, c.retryLoop, c.trimLoop, c.specs.run} {
+	for _, f := range []func(context.Context){c.bcast.run, c.claims.run, c.retries.run, c.trim.run, c.specs.run} {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(ctx) }()
 	}
@@ -185,36 +182,10 @@ func (c *Consumer) trySetUp(ctx context.Context) error {
 		return err
 	}
 	c.clock.set(before, time.Now(), up)
-	// Broadcast fires are run by the workers up at their slot. Fires are
-	// appended up to a planner's lookahead early, so reading starts
-	// HoldEarly back, and of the entries appended before now only those
-	// due from now on run.
-	cur, last := map[string]string{}, map[string]string{}
-	for _, s := range c.bstreams {
-		id, err := c.st.LastEntryID(ctx, s)
-		if err != nil {
-			return err
-		}
-		cur[s], last[s] = id, id
-		if back := fmt.Sprintf("%d-0", up.Add(-c.cfg.HoldEarly).UnixMilli()); c.cfg.HoldEarly > 0 && store.LessID(back, id) {
-			cur[s] = back
-		}
+	if err := c.bcast.setUp(ctx, up); err != nil {
+		return err
 	}
-	c.bcursors, c.bstart, c.upSince = cur, last, up
 	return c.specs.load(ctx)
-}
-
-// sinceUp drops the broadcast entries appended before this worker was up
-// whose slot was before then too.
-func (c *Consumer) sinceUp(ds []store.Delivery) []store.Delivery {
-	out := ds[:0]
-	for _, d := range ds {
-		if last := c.bstart[d.Stream]; !store.LessID(last, d.EntryID) && (d.Err != nil || d.Fire.At.Before(c.upSince)) {
-			continue
-		}
-		out = append(out, d)
-	}
-	return out
 }
 
 // announce appends node_up or node_down; a failure is logged.
@@ -246,7 +217,7 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 	want := max
 	due := c.adm.takeDue(ctx, want)
 	out := c.local.takeLater()
-	out = append(out, c.takeBroadcast()...)
+	out = append(out, c.bcast.take()...)
 	select {
 	case r := <-c.reader.results:
 		ds, err := c.afterRead(ctx, out, r)
@@ -280,7 +251,7 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 		select {
 		case r := <-reads:
 			return c.afterRead(ctx, out, r)
-		case b := <-c.bcast:
+		case b := <-c.bcast.out:
 			out = append(out, b...)
 		case <-timer.C:
 			due = c.adm.takeDue(ctx, want)
@@ -295,118 +266,4 @@ func (c *Consumer) afterRead(ctx context.Context, out []store.Delivery, r readRe
 	c.reader.finished(ctx, r)
 	out = append(out, r.ds...)
 	return c.adm.admit(ctx, out), r.err
-}
-
-func (c *Consumer) takeBroadcast() []store.Delivery {
-	var out []store.Delivery
-	for {
-		select {
-		case b := <-c.bcast:
-			out = append(out, b...)
-		default:
-			return out
-		}
-	}
-}
-
-// broadcastLoop reads broadcast fires from the cursors set at start.
-func (c *Consumer) broadcastLoop(ctx context.Context) {
-	b := store.NewBackoff()
-	for ctx.Err() == nil {
-		ds, err := c.st.ReadBroadcast(ctx, c.bcursors, 100, c.cfg.Block)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			d := b.Next()
-			if b.Report() {
-				c.log.Warn().Err(err).Int("failures", b.Failures()).Dur("retry_in", d).Msg("read broadcast fires")
-			}
-			sleep(ctx, d)
-			continue
-		}
-		b.Reset()
-		if ds = c.sinceUp(ds); len(ds) > 0 {
-			select {
-			case c.bcast <- ds:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}
-}
-
-// retryLoop moves due retries back to their streams: at the earliest due
-// retry, at most a second apart, and when this worker scheduled one.
-func (c *Consumer) retryLoop(ctx context.Context) {
-	wait := time.Duration(0)
-	b := store.NewBackoff() // only for its reports
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-c.retrySig:
-		case <-time.After(wait):
-		}
-		n, next, err := c.st.PromoteRetries(ctx, 500)
-		if err == nil {
-			b.Reset()
-		}
-		switch {
-		case err != nil:
-			if b.Next(); ctx.Err() == nil && b.Report() {
-				c.log.Warn().Err(err).Int("failures", b.Failures()).Msg("move due retries")
-			}
-			wait = time.Second
-		case n == 500:
-			wait = 0
-		case next.IsZero():
-			wait = time.Second
-		default:
-			now, terr := c.st.Time(ctx)
-			wait = time.Second
-			if terr == nil {
-				wait = min(max(next.Sub(now), time.Millisecond), time.Second)
-			}
-		}
-	}
-}
-
-// trimLoop trims the fire streams every TrimInterval (and the events
-// stream by age, with EventsMaxAge), and removes from the group the
-// consumers of workers idle for an hour that hold nothing.
-func (c *Consumer) trimLoop(ctx context.Context) {
-	t := time.NewTicker(c.cfg.TrimInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		for _, s := range append(append([]string(nil), c.single...), c.bstreams...) {
-			if _, err := c.st.TrimFires(ctx, s, c.cfg.FireRetention); err != nil && ctx.Err() == nil {
-				c.log.Warn().Err(err).Str("stream", s).Msg("trim")
-			}
-		}
-		for _, s := range c.single {
-			if _, err := c.st.PruneConsumers(ctx, s, time.Hour); err != nil && ctx.Err() == nil {
-				c.log.Warn().Err(err).Str("stream", s).Msg("remove consumers of stopped workers")
-			}
-		}
-		if c.cfg.EventsMaxAge > 0 {
-			if _, err := c.st.TrimEvents(ctx, c.cfg.EventsMaxAge); err != nil && ctx.Err() == nil {
-				c.log.Warn().Err(err).Msg("trim events by age")
-			}
-		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

@@ -79,10 +79,7 @@ func (c *Consumer) Finish(d *store.Delivery, r store.Result) {
 	}
 	c.enqueue(o)
 	if o.RetryIn > 0 {
-		select {
-		case c.retrySig <- struct{}{}:
-		default:
-		}
+		c.retries.poke()
 	}
 }
 

@@ -96,7 +96,7 @@ func TestFinishRecordsHowARunEnded(t *testing.T) {
 	if r := got[1].Events[1]; r.Attempt != 2 || r.Reason != "attempt 1 of 3 failed; next in 1s" {
 		t.Errorf("retried event: attempt %d, reason %q", r.Attempt, r.Reason)
 	}
-	if len(c.retrySig) != 1 {
+	if len(c.retries.sig) != 1 {
 		t.Error("a retry was queued, yet the retry loop was not woken")
 	}
 }
