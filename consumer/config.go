@@ -69,6 +69,44 @@ type Config struct {
 	Prefetch int
 	// Metrics, when set, is told of reclaims and dead letters.
 	Metrics Metrics
+
+	// timing holds the intervals that are not fields above (tests in this
+	// package set them).
+	timing timing
+}
+
+// timing holds the consumer's intervals that are not Config fields: each
+// is derived from one that is, or fixed in production. Tests in this
+// package set them (Config.timing), so none waits on a production default;
+// zero means the default, filled in by WithDefaults.
+type timing struct {
+	heartbeat   time.Duration // pulse and claim extensions: every VisibilityTimeout/6
+	reclaim     time.Duration // least time between reclaim sweeps: VisibilityTimeout/4
+	releaseHold time.Duration // longest outcome writes wait for a release: min(releaseHold, VisibilityTimeout/4)
+	specCheck   time.Duration // stored task-set version compared with the cache: every 30s
+	specMiss    time.Duration // a task with no stored spec is looked up again after: 1s
+	retryPoll   time.Duration // longest wait between two moves of due retries: 1s
+	pruneIdle   time.Duration // a group consumer idle this long holding nothing is removed: 1h
+	drain       time.Duration // longest a stop waits for the outcomes to be recorded: 5s
+}
+
+// withDefaults fills the unset intervals, visibility being the
+// VisibilityTimeout in force.
+func (t timing) withDefaults(visibility time.Duration) timing {
+	set := func(d *time.Duration, def time.Duration) {
+		if *d == 0 {
+			*d = def
+		}
+	}
+	set(&t.heartbeat, visibility/6)
+	set(&t.reclaim, visibility/4)
+	set(&t.releaseHold, min(releaseHold, visibility/4))
+	set(&t.specCheck, 30*time.Second)
+	set(&t.specMiss, time.Second)
+	set(&t.retryPoll, time.Second)
+	set(&t.pruneIdle, time.Hour)
+	set(&t.drain, 5*time.Second)
+	return t
 }
 
 // Metrics receives a worker's stream-side counts, for instrumentation
@@ -120,6 +158,7 @@ func (c Config) WithDefaults() Config {
 	if c.Prefetch == 0 {
 		c.Prefetch = 200
 	}
+	c.timing = c.timing.withDefaults(c.VisibilityTimeout)
 	return c
 }
 

@@ -52,20 +52,20 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 		cfg: cfg, st: st, ready: make(chan struct{}), stopping: make(chan struct{}),
 		log: cfg.Logger.With().Str("component", "consumer").Str("node", cfg.Node).Logger(),
 	}
-	c.claims = newClaims(st, c.log, cfg.Node, cfg.VisibilityTimeout, cfg.VisibilityTimeout/6, &c.clock)
-	c.outbox = newOutbox(st, c.log, cfg.Node, cfg.FlushBatch, min(releaseHold, cfg.VisibilityTimeout/4), c.claims.forget)
-	c.specs = newSpecCache(st, c.log, 30*time.Second, time.Second)
+	c.claims = newClaims(st, c.log, cfg.Node, cfg.VisibilityTimeout, cfg.timing.heartbeat, &c.clock)
+	c.outbox = newOutbox(st, c.log, cfg.Node, cfg.FlushBatch, cfg.timing.releaseHold, c.claims.forget)
+	c.specs = newSpecCache(st, c.log, cfg.timing.specCheck, cfg.timing.specMiss)
 	for _, q := range cfg.Queues {
 		c.single = append(c.single, st.Keys().Fires(q))
 		c.bstreams = append(c.bstreams, st.Keys().Broadcast(q))
 	}
-	c.reader = newReader(st, c.log, cfg, c.single, cfg.VisibilityTimeout/4, c.claims)
+	c.reader = newReader(st, c.log, cfg, c.single, cfg.timing.reclaim, c.claims)
 	c.early = &earlyHold{window: max(cfg.HoldEarly, 0), limit: cfg.EarlyLimit}
 	c.local = newLocalOverlap()
 	c.bcast = newBroadcaster(st, c.log, c.bstreams, cfg.Block, max(cfg.HoldEarly, 0))
-	c.retries = newRetryMover(st, c.log, time.Second)
+	c.retries = newRetryMover(st, c.log, cfg.timing.retryPoll)
 	c.trim = &trimmer{st: st, log: c.log, every: cfg.TrimInterval, fires: append(append([]string(nil), c.single...), c.bstreams...),
-		groups: c.single, retention: cfg.FireRetention, pruneIdle: time.Hour, eventsMaxAge: cfg.EventsMaxAge}
+		groups: c.single, retention: cfg.FireRetention, pruneIdle: cfg.timing.pruneIdle, eventsMaxAge: cfg.EventsMaxAge}
 	c.adm = &admission{st: st, log: c.log, node: cfg.Node, maxDeliveries: cfg.MaxDeliveries, visibility: cfg.VisibilityTimeout,
 		specs: c.specs, claims: c.claims, clock: &c.clock, early: c.early, local: c.local,
 		queue: c.enqueue, releasing: c.outbox.setReleasing, stopped: c.stopped}
@@ -127,7 +127,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// back with the rest.
 	<-readDone
 	c.claims.handBackAll()
-	c.outbox.drain(5 * time.Second)
+	c.outbox.drain(c.cfg.timing.drain)
 	stopFlush()
 	flushWG.Wait()
 	c.announce(context.Background(), events.TypeNodeDown)

@@ -131,7 +131,7 @@ func (ob *outbox) run(ctx context.Context) {
 // releaseHold is the longest outcome writes wait while early fires are
 // being released (a quarter of the visibility timeout when that is less:
 // a finished fire's claim must not run out while its outcome waits; see
-// Config.WithDefaults).
+// timing.releaseHold).
 const releaseHold = time.Second
 
 // waitRelease waits, up to releaseHold, while early fires due now are
