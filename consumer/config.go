@@ -14,7 +14,10 @@ import (
 )
 
 // Config tunes a Consumer. The zero value (plus a namespace, or the
-// default) is usable; WithDefaults fills the rest.
+// default) is usable: a zero field means its default, which WithDefaults
+// fills in. A value out of range (a negative duration or count) is not
+// repaired: New refuses it, naming the field. Features that can be turned
+// off have a field of their own saying so (NoHoldEarly, NoPrefetch).
 type Config struct {
 	// Namespace of the task set (default "default").
 	Namespace string
@@ -26,8 +29,8 @@ type Config struct {
 	// Logger receives the consumer's logs (default: none).
 	Logger zerolog.Logger
 	// VisibilityTimeout is how long a fire whose worker stopped answering
-	// waits before another worker takes it (default 30s). Claims of held
-	// fires are extended every third of it.
+	// waits before another worker takes it (default 30s; at least 1ms).
+	// Claims of held fires are extended every third of it.
 	VisibilityTimeout time.Duration
 	// Block bounds one blocking read (default 1s): the longest a stop waits
 	// for a read under way.
@@ -40,11 +43,13 @@ type Config struct {
 	FireRetention time.Duration
 	// TrimInterval is how often the streams are trimmed (default 1m).
 	TrimInterval time.Duration
-	// EventsMaxLen bounds the events stream (default store.DefaultEventsMaxLen).
+	// EventsMaxLen bounds the events stream (default
+	// store.DefaultEventsMaxLen).
 	EventsMaxLen int64
 	// EventsMaxAge, when positive, also bounds it by age: every
 	// TrimInterval the worker removes events older than this (in whole
-	// stream nodes, so a few older ones may wait for the next trim).
+	// stream nodes, so a few older ones may wait for the next trim). Zero:
+	// by EventsMaxLen alone.
 	EventsMaxAge time.Duration
 	// FlushBatch is the most outcomes recorded per round trip (default 256).
 	FlushBatch int
@@ -52,13 +57,16 @@ type Config struct {
 	// fires up to their lookahead ahead of the slot) and due within
 	// HoldEarly is held until then, by the Redis server's clock (default
 	// 10s). One due later (a hand-written entry with a distant "at") runs
-	// at once, as does every fire when HoldEarly is negative.
+	// at once, as does every fire with NoHoldEarly.
 	HoldEarly time.Duration
+	// NoHoldEarly runs every fire as soon as it is read, early ones
+	// included (HoldEarly must then be 0).
+	NoHoldEarly bool
 	// EarlyLimit bounds the early fires held at once (default 10,000):
 	// with that many, no new fires are read until some are due.
 	EarlyLimit int
 	// Prefetch is the most fires read beyond the free runs (default 200;
-	// negative: none), so the next runs do not each wait for a round trip
+	// NoPrefetch: none), so the next runs do not each wait for a round trip
 	// to Redis. It applies only while the recent runs took under
 	// PrefetchRunLimit on average, so fires of long runs are left on the
 	// stream for workers with free runs; a fire read ahead then waits for
@@ -67,6 +75,9 @@ type Config struct {
 	// those that found no run within dispatcher.ReadAheadWait (runs that
 	// turned long), and all of them when it stops.
 	Prefetch int
+	// NoPrefetch reads no fires beyond the free runs (Prefetch must then
+	// be 0).
+	NoPrefetch bool
 	// Metrics, when set, is told of reclaims and dead letters.
 	Metrics Metrics
 
@@ -119,7 +130,8 @@ type Metrics interface {
 	DeadLettered(task string)
 }
 
-// WithDefaults returns the config with every unset field at its default.
+// WithDefaults returns the config with every unset (zero) field at its
+// default. It leaves a value out of range as it is, for New to refuse.
 func (c Config) WithDefaults() Config {
 	if c.Namespace == "" {
 		c.Namespace = store.DefaultNamespace
@@ -131,54 +143,89 @@ func (c Config) WithDefaults() Config {
 		host, _ := os.Hostname()
 		c.Node = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), uuid.NewString()[:8])
 	}
-	if c.VisibilityTimeout <= 0 {
-		c.VisibilityTimeout = 30 * time.Second
+	set := func(d *time.Duration, def time.Duration) {
+		if *d == 0 {
+			*d = def
+		}
 	}
-	if c.Block <= 0 {
-		c.Block = time.Second
-	}
-	if c.MaxDeliveries <= 0 {
+	set(&c.VisibilityTimeout, 30*time.Second)
+	set(&c.Block, time.Second)
+	if c.MaxDeliveries == 0 {
 		c.MaxDeliveries = 10
 	}
-	if c.FireRetention <= 0 {
-		c.FireRetention = 10 * time.Minute
-	}
-	if c.TrimInterval <= 0 {
-		c.TrimInterval = time.Minute
-	}
-	if c.FlushBatch <= 0 {
+	set(&c.FireRetention, 10*time.Minute)
+	set(&c.TrimInterval, time.Minute)
+	if c.FlushBatch == 0 {
 		c.FlushBatch = 256
 	}
-	if c.HoldEarly == 0 {
-		c.HoldEarly = 10 * time.Second
+	if !c.NoHoldEarly {
+		set(&c.HoldEarly, 10*time.Second)
 	}
-	if c.EarlyLimit <= 0 {
+	if c.EarlyLimit == 0 {
 		c.EarlyLimit = 10_000
 	}
-	if c.Prefetch == 0 {
+	if c.Prefetch == 0 && !c.NoPrefetch {
 		c.Prefetch = 200
 	}
 	c.timing = c.timing.withDefaults(c.VisibilityTimeout)
 	return c
 }
 
+// validate refuses a value out of range, naming the field and the form
+// expected (river's Config.validate: validate, don't repair). It is run
+// on the config WithDefaults returns, whose zeros are defaults already.
 func (c Config) validate() error {
+	for _, f := range []struct {
+		name, want string
+		d          time.Duration // the field's value: a duration...
+		n          int64         // ...or a count
+		dur        bool
+	}{
+		{name: "VisibilityTimeout", want: "0 (default 30s) or 1ms or more", d: c.VisibilityTimeout, dur: true},
+		{name: "Block", want: "0 (default 1s) or more", d: c.Block, dur: true},
+		{name: "MaxDeliveries", want: "0 (default 10) or more", n: c.MaxDeliveries},
+		{name: "FireRetention", want: "0 (default 10m) or more", d: c.FireRetention, dur: true},
+		{name: "TrimInterval", want: "0 (default 1m) or more", d: c.TrimInterval, dur: true},
+		{name: "EventsMaxLen", want: fmt.Sprintf("0 (default %d) or more", store.DefaultEventsMaxLen), n: c.EventsMaxLen},
+		{name: "EventsMaxAge", want: "0 (by EventsMaxLen alone) or more", d: c.EventsMaxAge, dur: true},
+		{name: "FlushBatch", want: "0 (default 256) or more", n: int64(c.FlushBatch)},
+		{name: "HoldEarly", want: "0 (default 10s) or more; NoHoldEarly runs early fires at once", d: c.HoldEarly, dur: true},
+		{name: "EarlyLimit", want: "0 (default 10000) or more", n: int64(c.EarlyLimit)},
+		{name: "Prefetch", want: "0 (default 200) or more; NoPrefetch reads none ahead", n: int64(c.Prefetch)},
+	} {
+		switch {
+		case f.dur && f.d < 0:
+			return fmt.Errorf("consumer: %s: %s is negative; want %s", f.name, f.d, f.want)
+		case !f.dur && f.n < 0:
+			return fmt.Errorf("consumer: %s: %d is negative; want %s", f.name, f.n, f.want)
+		}
+	}
+	if c.VisibilityTimeout < time.Millisecond {
+		// Claims are extended every sixth of it: too short to be kept.
+		return fmt.Errorf("consumer: VisibilityTimeout: %s is under 1ms; want 0 (default 30s) or 1ms or more", c.VisibilityTimeout)
+	}
+	if c.NoHoldEarly && c.HoldEarly != 0 {
+		return fmt.Errorf("consumer: HoldEarly: %s with NoHoldEarly; want 0 with NoHoldEarly, or NoHoldEarly false", c.HoldEarly)
+	}
+	if c.NoPrefetch && c.Prefetch != 0 {
+		return fmt.Errorf("consumer: Prefetch: %d with NoPrefetch; want 0 with NoPrefetch, or NoPrefetch false", c.Prefetch)
+	}
 	seen := map[string]bool{}
 	for _, q := range c.Queues {
 		sp := events.Spec{Name: "x", Queue: q, Trigger: events.Every(time.Second)}.WithDefaults()
 		if err := sp.Validate(); err != nil {
 			var se *events.SpecError
 			if errors.As(err, &se) && se.Field == "queue" {
-				return fmt.Errorf("queue %q: %s", q, se.Problem)
+				return fmt.Errorf("consumer: queue %q: %s", q, se.Problem)
 			}
 		}
 		if seen[q] {
-			return fmt.Errorf("queue %q is listed twice", q)
+			return fmt.Errorf("consumer: queue %q is listed twice", q)
 		}
 		seen[q] = true
 	}
 	if strings.ContainsAny(c.Node, " \n") || c.Node == "" {
-		return fmt.Errorf("node %q: want a name without spaces", c.Node)
+		return fmt.Errorf("consumer: node %q: want a name without spaces", c.Node)
 	}
 	return nil
 }

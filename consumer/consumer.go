@@ -60,9 +60,9 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 		c.bstreams = append(c.bstreams, st.Keys().Broadcast(q))
 	}
 	c.reader = newReader(st, c.log, cfg, c.single, cfg.timing.reclaim, c.claims)
-	c.early = &earlyHold{window: max(cfg.HoldEarly, 0), limit: cfg.EarlyLimit}
+	c.early = &earlyHold{window: cfg.HoldEarly, limit: cfg.EarlyLimit}
 	c.local = newLocalOverlap()
-	c.bcast = newBroadcaster(st, c.log, c.bstreams, cfg.Block, max(cfg.HoldEarly, 0))
+	c.bcast = newBroadcaster(st, c.log, c.bstreams, cfg.Block, cfg.HoldEarly)
 	c.retries = newRetryMover(st, c.log, cfg.timing.retryPoll)
 	c.trim = &trimmer{st: st, log: c.log, every: cfg.TrimInterval, fires: append(append([]string(nil), c.single...), c.bstreams...),
 		groups: c.single, retention: cfg.FireRetention, pruneIdle: cfg.timing.pruneIdle, eventsMaxAge: cfg.EventsMaxAge}

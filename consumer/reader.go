@@ -32,7 +32,7 @@ type reader struct {
 	// reclaimEvery is the least time between two reclaim sweeps (a quarter
 	// of the visibility timeout in production) unless the last left more.
 	reclaimEvery time.Duration
-	prefetch     int // Config.Prefetch; 0: none
+	prefetch     int // Config.Prefetch; 0: none (NoPrefetch)
 	metrics      Metrics
 	claims       *claims
 
@@ -55,7 +55,7 @@ type readResult struct {
 
 func newReader(st *store.Store, log zerolog.Logger, cfg Config, streams []string, reclaimEvery time.Duration, claims *claims) *reader {
 	r := &reader{st: st, log: log, node: cfg.Node, streams: streams, block: cfg.Block, visibility: cfg.VisibilityTimeout,
-		reclaimEvery: reclaimEvery, prefetch: max(cfg.Prefetch, 0), metrics: cfg.Metrics, claims: claims,
+		reclaimEvery: reclaimEvery, prefetch: cfg.Prefetch, metrics: cfg.Metrics, claims: claims,
 		want: make(chan int, 1), results: make(chan readResult, 1), cursor: map[string]string{}}
 	// No read-ahead until runs have shown they are short.
 	r.runAvg.Store(int64(time.Second))

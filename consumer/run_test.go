@@ -89,3 +89,25 @@ func TestRunStopsInOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestOffFormsReachTheirTypes: NoHoldEarly leaves the early hold with no
+// window (and the broadcast cursors where the streams end), NoPrefetch
+// the reader with nothing to read ahead; the defaults give both theirs.
+func TestOffFormsReachTheirTypes(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialled
+	defer rdb.Close()
+	off, err := New(rdb, Config{NoHoldEarly: true, NoPrefetch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off.early.window != 0 || off.bcast.holdEarly != 0 || off.reader.prefetch != 0 {
+		t.Errorf("off: early window %s, broadcast hold %s, prefetch %d; want all 0", off.early.window, off.bcast.holdEarly, off.reader.prefetch)
+	}
+	on, err := New(rdb, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if on.early.window != 10*time.Second || on.bcast.holdEarly != 10*time.Second || on.reader.prefetch != 200 {
+		t.Errorf("defaults: early window %s, broadcast hold %s, prefetch %d; want 10s, 10s, 200", on.early.window, on.bcast.holdEarly, on.reader.prefetch)
+	}
+}

@@ -43,7 +43,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -613,7 +612,7 @@ func (m *Main) periodic(ctx context.Context) (Result, error) {
 // handlers record their runs, and returns its stop.
 func (m *Main) worker(ctx context.Context, ns string, names []string, rs *runs, maxLen int64) (func(), error) {
 	c, err := consumer.New(m.rdb, consumer.Config{Namespace: ns, Logger: zerolog.Nop(), FlushBatch: 512, EventsMaxLen: maxLen,
-		Prefetch: cmp.Or(m.Prefetch, -1), EarlyLimit: m.EarlyLimit})
+		Prefetch: m.Prefetch, NoPrefetch: m.Prefetch == 0, EarlyLimit: m.EarlyLimit})
 	if err != nil {
 		return nil, err
 	}

@@ -245,7 +245,8 @@ type WorkerConfig struct {
 	Grace        time.Duration
 	Node         string
 	Visibility   time.Duration // consumer.Config.VisibilityTimeout (0: its default)
-	Prefetch     int           // consumer.Config.Prefetch (0: its default; negative: none)
+	Prefetch     int           // consumer.Config.Prefetch (0: its default)
+	NoPrefetch   bool          // consumer.Config.NoPrefetch: read no fires ahead
 	EarlyLimit   int           // consumer.Config.EarlyLimit (0: its default)
 	EventsMaxLen int64         // consumer.Config.EventsMaxLen (0: its default)
 	EventsMaxAge time.Duration // consumer.Config.EventsMaxAge (0: none)
@@ -267,7 +268,7 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig) (*dispatcher.Dispatc
 		queues = cfg.Queues
 	}
 	cc := consumer.Config{Namespace: cfg.Namespace, Queues: queues, Node: cfg.Node, Logger: cfg.Logger, VisibilityTimeout: cfg.Visibility,
-		Prefetch: cfg.Prefetch, EarlyLimit: cfg.EarlyLimit, EventsMaxLen: cfg.EventsMaxLen, EventsMaxAge: cfg.EventsMaxAge}
+		Prefetch: cfg.Prefetch, NoPrefetch: cfg.NoPrefetch, EarlyLimit: cfg.EarlyLimit, EventsMaxLen: cfg.EventsMaxLen, EventsMaxAge: cfg.EventsMaxAge}
 	dc := dispatcher.Config{Concurrency: cfg.Concurrency, Grace: cfg.Grace, Logger: cfg.Logger}
 	if cfg.Metrics != nil {
 		cc.Metrics, dc.Metrics = cfg.Metrics, cfg.Metrics
