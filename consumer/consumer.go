@@ -14,27 +14,35 @@ import (
 // Consumer reads and records the fires of one worker. Fetch, Start and
 // Finish are for one dispatcher; Run does the background work and must be
 // running for Fetch to return anything.
+//
+// A Consumer is the composition of small parts, each owning its state
+// behind its own lock (or confined to one goroutine), each in its own
+// file: the reader (reads and reclaims), admission (which fires run now)
+// with the earlyHold and localOverlap it decides over, the claims (what
+// this worker holds: heartbeats, hand-backs), the outbox (started events
+// and outcomes, flushed in batches), and the background loops: specCache,
+// broadcaster, retryMover, trimmer. Run starts them and stops them in the
+// order written there; Fetch, Start, Finish and HandBack go through them.
 type Consumer struct {
 	cfg      Config
 	st       *store.Store
 	log      zerolog.Logger
-	single   []string // fire streams
-	bstreams []string // broadcast streams
-	ready    chan struct{}
-
+	single   []string      // fire streams
+	bstreams []string      // broadcast streams
+	ready    chan struct{} // closed when Run has set up
 	stopping chan struct{} // closed when Run's ctx ends
 
-	bcast   *broadcaster
-	retries *retryMover
-	trim    *trimmer
-	clock   redisClock
+	clock   redisClock // the Redis server's time, fed by set-up and heartbeats
 	specs   *specCache
 	claims  *claims
 	outbox  *outbox
 	reader  *reader
 	early   *earlyHold // Fetch's goroutine only
 	local   *localOverlap
-	adm     *admission
+	adm     *admission // Fetch's goroutine only
+	bcast   *broadcaster
+	retries *retryMover
+	trim    *trimmer
 }
 
 // New returns a consumer of cfg.Queues on rdb (a single server, Sentinel
@@ -91,6 +99,28 @@ func (c *Consumer) TriggerTask(ctx context.Context, task, payload string) (strin
 // When ctx ends it stops reading, hands back every fire it still holds,
 // records the outcomes reported so far, appends node_down and returns nil.
 // Redis errors are logged and retried with backoff.
+//
+// # Shutdown order
+//
+// A dispatcher cancels ctx after its runs have ended (or been handed
+// back), so the outcomes are all reported by then. Run stops:
+//
+//  1. Fetch and admission (stopping): Fetch hands out nothing more, and
+//     admission gives up its retries (the fire stays held: step 4 hands it
+//     back).
+//  2. The loops on ctx: broadcaster, heartbeats (claims), retryMover,
+//     trimmer, spec reload; Run waits for them. (Claims are not extended
+//     from here on: a fire whose outcome is still unwritten when its claim
+//     runs out is run again elsewhere, as drain's log says.)
+//  3. The outbox's release hold: no Fetch releases early fires any more,
+//     so what is queued is written at once.
+//  4. The read under way (at most Block): its fires are held by the time
+//     it returns. Only then does every held fire with no outcome queued go
+//     back, so none read late escapes the hand-back; and before the drain,
+//     so other workers take them while this one writes.
+//  5. The outbox, drained (up to 5s): the flush loop alone outlives ctx,
+//     to record the outcomes reported, and stops after.
+//  6. node_down, last: after every event of this worker.
 func (c *Consumer) Run(ctx context.Context) error {
 	if err := c.setUp(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -109,6 +139,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	flushWG.Add(1)
 	go func() { defer flushWG.Done(); c.outbox.run(flushCtx) }()
 
+	// The read loop apart: its end is waited for at step 4.
 	readDone := make(chan struct{})
 	go func() { defer close(readDone); c.reader.run(ctx) }()
 	var wg sync.WaitGroup
@@ -117,20 +148,20 @@ func (c *Consumer) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); f(ctx) }()
 	}
 	<-ctx.Done()
-	close(c.stopping)
-	wg.Wait()
-	// No release is under way any more (no Fetch comes after ctx): the
+	close(c.stopping) // 1
+	wg.Wait()         // 2
+	// 3. No release is under way any more (no Fetch comes after ctx): the
 	// outcomes still queued are written at once, not after a hold.
 	c.outbox.endRelease()
 
-	// A read under way is waited for: what it returns is held, and handed
-	// back with the rest.
+	// 4. A read under way is waited for: what it returns is held, and
+	// handed back with the rest.
 	<-readDone
 	c.claims.handBackAll()
-	c.outbox.drain(c.cfg.timing.drain)
+	c.outbox.drain(c.cfg.timing.drain) // 5
 	stopFlush()
 	flushWG.Wait()
-	c.announce(context.Background(), events.TypeNodeDown)
+	c.announce(context.Background(), events.TypeNodeDown) // 6
 	c.log.Info().Msg("worker stopped")
 	return nil
 }
