@@ -35,7 +35,8 @@ type outbox struct {
 	flushedSig chan struct{}    // closed and replaced after each flush
 	// startMu, not mu, guards the started queue: every run appends to it
 	// as it begins, and while thousands begin at one instant they must not
-	// wait behind Fetch, outcomes and flushes on mu.
+	// wait behind outcomes and flushes on mu (nor, since each part has its
+	// own lock, behind Fetch's claims and admission).
 	startMu    sync.Mutex
 	started    []startRec // started events to append (from startedOff on), before the outcomes
 	startedOff int
@@ -210,7 +211,9 @@ func (ob *outbox) flushOnce(ctx context.Context) (int, error) {
 	if starts+n == 0 {
 		return 0, nil
 	}
-	ob.recorded(batch)
+	if n > 0 {
+		ob.recorded(batch) // their claims go: the entries are acked
+	}
 	ob.mu.Lock()
 	clear(batch) // let the outcomes go
 	ob.outcomes = ob.outcomes[n:]
