@@ -1,300 +1,48 @@
-// Package consumer is the stream side of a taskino worker: it reads fires
-// from Redis, keeps hold of them while they run, and records how each one
-// ended. It does not run anything; package dispatcher does, and asks a
-// Consumer for work through its Source interface.
-//
-// # Single and broadcast fires
-//
-// Single-mode fires are read through the consumer group "workers" on
-// taskino:{ns}:fires:<queue>: each entry goes to one worker and stays
-// pending until its outcome is recorded. Broadcast fires on
-// taskino:{ns}:broadcast:<queue> are read by every live worker from its own
-// cursor, set when the worker starts: a worker runs the broadcast fires
-// appended while it is up.
-//
-// # Holding, reclaiming, handing back
-//
-// A held fire's claim is extended every third of VisibilityTimeout
-// (heartbeats every sixth of it extend the claims not reset for a while),
-// so a long run on a live worker is never taken away. Entries pending with
-// a worker that stopped answering for VisibilityTimeout are reclaimed
-// (XAUTOCLAIM, following its cursor) by the next worker with free slots.
-// When no worker could reach Redis for a while (Redis frozen, restarted or
-// failed over; the network cut), every pending entry looks idle afterwards:
-// reclaims then wait one VisibilityTimeout, in which the live workers
-// extend their claims (see store.Heartbeat). A stopping worker hands back
-// what it will not finish, and any worker reclaims those at once. An entry handed out MaxDeliveries times without
-// an outcome (every worker that took it died) is dead-lettered.
-//
-// # Outcomes
-//
-// Each outcome is recorded atomically with the ack of its entry: the
-// completed or failed event, a retry (a new entry, due after the backoff,
-// kept in the retry set, never in memory), a dead letter with its reason,
-// and the task's last-run record. Outcomes are written in batches by one
-// goroutine, and kept and retried while Redis is unreachable.
-//
-// # Bad entries
-//
-// An entry that does not decode (no task field, a bad field, a payload over
-// 64 KiB, text that is not UTF-8) goes to taskino:{ns}:dead with the reason
-// at once, and the worker goes on.
 package consumer
 
 import (
-	"container/heap"
 	"context"
-	"errors"
-	"fmt"
-	"os"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/store"
 )
 
-// Config tunes a Consumer. The zero value (plus a namespace, or the
-// default) is usable; WithDefaults fills the rest.
-type Config struct {
-	// Namespace of the task set (default "default").
-	Namespace string
-	// Queues this worker reads, single and broadcast (default: "default").
-	Queues []string
-	// Node names this worker in the group, in events and logs (default:
-	// host-pid-random). Two live workers must not share one.
-	Node string
-	// Logger receives the consumer's logs (default: none).
-	Logger zerolog.Logger
-	// VisibilityTimeout is how long a fire whose worker stopped answering
-	// waits before another worker takes it (default 30s). Claims of held
-	// fires are extended every third of it.
-	VisibilityTimeout time.Duration
-	// Block bounds one blocking read (default 1s): the longest a stop waits
-	// for a read under way.
-	Block time.Duration
-	// MaxDeliveries is how often an entry may be handed out with no
-	// outcome before it is dead-lettered (default 10).
-	MaxDeliveries int64
-	// FireRetention is how long acked fire entries stay on their streams
-	// for inspection (default 10m); entries not yet acked are never trimmed.
-	FireRetention time.Duration
-	// TrimInterval is how often the streams are trimmed (default 1m).
-	TrimInterval time.Duration
-	// EventsMaxLen bounds the events stream (default store.DefaultEventsMaxLen).
-	EventsMaxLen int64
-	// EventsMaxAge, when positive, also bounds it by age: every
-	// TrimInterval the worker removes events older than this (in whole
-	// stream nodes, so a few older ones may wait for the next trim).
-	EventsMaxAge time.Duration
-	// FlushBatch is the most outcomes recorded per round trip (default 256).
-	FlushBatch int
-	// HoldEarly: a fire read before its scheduled time (planners append
-	// fires up to their lookahead ahead of the slot) and due within
-	// HoldEarly is held until then, by the Redis server's clock (default
-	// 10s). One due later (a hand-written entry with a distant "at") runs
-	// at once, as does every fire when HoldEarly is negative.
-	HoldEarly time.Duration
-	// EarlyLimit bounds the early fires held at once (default 10,000):
-	// with that many, no new fires are read until some are due.
-	EarlyLimit int
-	// Prefetch is the most fires read beyond the free runs (default 200;
-	// negative: none), so the next runs do not each wait for a round trip
-	// to Redis. It applies only while the recent runs took under
-	// PrefetchRunLimit on average, so fires of long runs are left on the
-	// stream for workers with free runs; a fire read ahead then waits for
-	// a run about Prefetch / concurrency x that long. Fires read ahead are
-	// held like running ones (claims extended); a dispatcher hands back
-	// those that found no run within dispatcher.ReadAheadWait (runs that
-	// turned long), and all of them when it stops.
-	Prefetch int
-	// Metrics, when set, is told of reclaims and dead letters.
-	Metrics Metrics
-}
-
-// Metrics receives a worker's stream-side counts, for instrumentation
-// (Prometheus in the binaries). Calls must not block.
-type Metrics interface {
-	// Reclaimed counts fires taken over from workers that stopped answering.
-	Reclaimed(stream string, n int)
-	// DeadLettered counts an entry sent to the dead-letter stream; task is
-	// "" for an entry that names none.
-	DeadLettered(task string)
-}
-
-// WithDefaults returns the config with every unset field at its default.
-func (c Config) WithDefaults() Config {
-	if c.Namespace == "" {
-		c.Namespace = store.DefaultNamespace
-	}
-	if len(c.Queues) == 0 {
-		c.Queues = []string{events.DefaultQueue}
-	}
-	if c.Node == "" {
-		host, _ := os.Hostname()
-		c.Node = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), uuid.NewString()[:8])
-	}
-	if c.VisibilityTimeout <= 0 {
-		c.VisibilityTimeout = 30 * time.Second
-	}
-	if c.Block <= 0 {
-		c.Block = time.Second
-	}
-	if c.MaxDeliveries <= 0 {
-		c.MaxDeliveries = 10
-	}
-	if c.FireRetention <= 0 {
-		c.FireRetention = 10 * time.Minute
-	}
-	if c.TrimInterval <= 0 {
-		c.TrimInterval = time.Minute
-	}
-	if c.FlushBatch <= 0 {
-		c.FlushBatch = 256
-	}
-	if c.HoldEarly == 0 {
-		c.HoldEarly = 10 * time.Second
-	}
-	if c.EarlyLimit <= 0 {
-		c.EarlyLimit = 10_000
-	}
-	if c.Prefetch == 0 {
-		c.Prefetch = 200
-	}
-	return c
-}
-
-func (c Config) validate() error {
-	seen := map[string]bool{}
-	for _, q := range c.Queues {
-		sp := events.Spec{Name: "x", Queue: q, Trigger: events.Every(time.Second)}.WithDefaults()
-		if err := sp.Validate(); err != nil {
-			var se *events.SpecError
-			if errors.As(err, &se) && se.Field == "queue" {
-				return fmt.Errorf("queue %q: %s", q, se.Problem)
-			}
-		}
-		if seen[q] {
-			return fmt.Errorf("queue %q is listed twice", q)
-		}
-		seen[q] = true
-	}
-	if strings.ContainsAny(c.Node, " \n") || c.Node == "" {
-		return fmt.Errorf("node %q: want a name without spaces", c.Node)
-	}
-	return nil
-}
-
 // Consumer reads and records the fires of one worker. Fetch, Start and
 // Finish are for one dispatcher; Run does the background work and must be
 // running for Fetch to return anything.
+//
+// A Consumer is the composition of small parts, each owning its state
+// behind its own lock (or confined to one goroutine), each in its own
+// file: the reader (reads and reclaims), admission (which fires run now)
+// with the earlyHold and localOverlap it decides over, the claims (what
+// this worker holds: heartbeats, hand-backs), the outbox (started events
+// and outcomes, flushed in batches), and the background loops: specCache,
+// broadcaster, retryMover, trimmer. Run starts them and stops them in the
+// order written there; Fetch, Start, Finish and HandBack go through them.
 type Consumer struct {
 	cfg      Config
 	st       workerStore
 	log      zerolog.Logger
-	single   []string // fire streams
-	bstreams []string // broadcast streams
-	ready    chan struct{}
+	single   []string      // fire streams
+	bstreams []string      // broadcast streams
+	ready    chan struct{} // closed when Run has set up
+	stopping chan struct{} // closed when Run's ctx ends
 
-	// Set up by Run.
-	runCtx   context.Context
-	bcursors map[string]string
-	bstart   map[string]string // each broadcast stream's last entry when this worker came up
-	upSince  time.Time         // Redis time then
-	bcast    chan []store.Delivery
-	reads    chan readResult
-	reading  bool // a ReadFires is under way (under mu)
-	readWG   sync.WaitGroup
-	// Fetch's goroutine only:
-	reclaimCursor map[string]string
-	quietLogged   bool // the quiet period after an outage was logged (see the worker protocol's Heartbeat)
-	lastReclaim   time.Time
-	reclaimMore   bool             // the last reclaim left more to take: the next Fetch reclaims again
-	later         []store.Delivery // read, to be returned by the next Fetch
-	early         earlyHeap        // read before their scheduled time, held until then
-
-	releasing    atomic.Bool  // early fires due now wait for runs (see waitRelease)
-	runAvg       atomic.Int64 // recent runs' average duration, ns (see prefetch)
-	mu           sync.Mutex
-	held         map[string]heldFire // entry key -> what is held
-	outbox       []*store.Outcome    // by pointer: an Outcome is large, and the queue is resliced at every flush
-	specs        map[string]events.Spec
-	specsVersion int64                      // the task-set version specs is of
-	unknown      map[string]time.Time       // tasks with no stored spec, when last looked up
-	localRun     map[string]bool            // broadcast tasks with an overlap policy running here
-	localBuf     map[string]*store.Delivery // broadcast buffer-one: the one waiting
-	flushSig     chan struct{}
-	retrySig     chan struct{}
-	flushedSig   chan struct{} // closed and replaced after each flush
-	// startMu, not mu, guards the started queue: every run appends to it
-	// as it begins, and while thousands begin at one instant they must not
-	// wait behind Fetch, outcomes and flushes on mu.
-	startMu    sync.Mutex
-	started    []startRec // started events to append (from startedOff on), before the outbox's outcomes
-	startedOff int
-	startedBuf []events.Event // flushOnce's: a batch of started events, built from started
-	// The Redis server's time at a round trip's midpoint, and our
-	// monotonic clock then: when an early fire is due.
-	redisAt, localAt time.Time
-	clockRTT         time.Duration // that measure's round trip
-}
-
-// earlyHeap holds early fires, the soonest due first (pointers: a
-// Delivery is too big to swap around).
-type earlyHeap []*store.Delivery
-
-func (h earlyHeap) Len() int           { return len(h) }
-func (h earlyHeap) Less(i, j int) bool { return h[i].Fire.At.Before(h[j].Fire.At) }
-func (h earlyHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *earlyHeap) Push(x any)        { *h = append(*h, x.(*store.Delivery)) }
-func (h *earlyHeap) Pop() any {
-	old := *h
-	d := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	return d
-}
-
-// setClock records the Redis server's time now, read by a call sent at
-// before whose reply came at after. The error of such a measure is up to
-// half its round trip, so a slow one (Redis busy) does not replace a
-// recent fast one.
-func (c *Consumer) setClock(before, after, now time.Time) {
-	rtt := after.Sub(before)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.redisAt.IsZero() || rtt <= 2*c.clockRTT+time.Millisecond || after.Sub(c.localAt) > time.Minute {
-		c.redisAt, c.localAt, c.clockRTT = now, before.Add(rtt/2), rtt
-	}
-}
-
-// redisNow is the Redis server's time now, as measured by setClock (zero
-// before the first measure).
-func (c *Consumer) redisNow() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.redisAt.IsZero() {
-		return time.Time{}
-	}
-	return c.redisAt.Add(time.Since(c.localAt))
-}
-
-// untilDue is how long before t, by the Redis server's clock.
-func (c *Consumer) untilDue(t time.Time) time.Duration {
-	if now := c.redisNow(); !now.IsZero() {
-		return t.Sub(now)
-	}
-	return 0
-}
-
-type readResult struct {
-	ds  []store.Delivery
-	err error
+	clock   redisClock // the Redis server's time, fed by set-up and heartbeats
+	specs   *specCache
+	claims  *claims
+	outbox  *outbox
+	reader  *reader
+	early   *earlyHold // Fetch's goroutine only
+	local   *localOverlap
+	adm     *admission // Fetch's goroutine only
+	bcast   *broadcaster
+	retries *retryMover
+	trim    *trimmer
 }
 
 // New returns a consumer of cfg.Queues on rdb (a single server, Sentinel
@@ -304,31 +52,32 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	st, err := store.New(rdb, cfg.Namespace, store.Options{EventsMaxLen: cfg.EventsMaxLen})
+	pub, err := store.New(rdb, cfg.Namespace, store.Options{EventsMaxLen: cfg.EventsMaxLen})
 	if err != nil {
 		return nil, err
 	}
+	st := newWorkerStore(pub)
 	c := &Consumer{
-		cfg: cfg, st: newWorkerStore(st), ready: make(chan struct{}),
-		log:           cfg.Logger.With().Str("component", "consumer").Str("node", cfg.Node).Logger(),
-		bcast:         make(chan []store.Delivery, 16),
-		reads:         make(chan readResult, 1),
-		reclaimCursor: map[string]string{},
-		held:          map[string]heldFire{},
-		specs:         map[string]events.Spec{},
-		unknown:       map[string]time.Time{},
-		localRun:      map[string]bool{},
-		localBuf:      map[string]*store.Delivery{},
-		flushSig:      make(chan struct{}, 1),
-		retrySig:      make(chan struct{}, 1),
-		flushedSig:    make(chan struct{}),
+		cfg: cfg, st: st, ready: make(chan struct{}), stopping: make(chan struct{}),
+		log: cfg.Logger.With().Str("component", "consumer").Str("node", cfg.Node).Logger(),
 	}
-	// No read-ahead until runs have shown they are short.
-	c.runAvg.Store(int64(time.Second))
+	c.claims = newClaims(st, c.log, cfg.Node, cfg.VisibilityTimeout, cfg.timing.heartbeat, &c.clock)
+	c.outbox = newOutbox(st, c.log, cfg.Node, cfg.FlushBatch, cfg.timing.releaseHold, c.claims.forget)
+	c.specs = newSpecCache(st, c.log, cfg.timing.specCheck, cfg.timing.specMiss)
 	for _, q := range cfg.Queues {
 		c.single = append(c.single, st.Keys().Fires(q))
 		c.bstreams = append(c.bstreams, st.Keys().Broadcast(q))
 	}
+	c.reader = newReader(st, c.log, cfg, c.single, cfg.timing.reclaim, c.claims)
+	c.early = &earlyHold{window: cfg.HoldEarly, limit: cfg.EarlyLimit}
+	c.local = newLocalOverlap()
+	c.bcast = newBroadcaster(st, c.log, c.bstreams, cfg.Block, cfg.HoldEarly)
+	c.retries = newRetryMover(st, c.log, cfg.timing.retryPoll)
+	c.trim = &trimmer{st: st, log: c.log, every: cfg.TrimInterval, fires: append(append([]string(nil), c.single...), c.bstreams...),
+		groups: c.single, retention: cfg.FireRetention, pruneIdle: cfg.timing.pruneIdle, eventsMaxAge: cfg.EventsMaxAge}
+	c.adm = &admission{st: st, log: c.log, node: cfg.Node, maxDeliveries: cfg.MaxDeliveries, visibility: cfg.VisibilityTimeout,
+		specs: c.specs, claims: c.claims, clock: &c.clock, early: c.early, local: c.local,
+		queue: c.enqueue, releasing: c.outbox.setReleasing, stopped: c.stopped}
 	return c, nil
 }
 
@@ -345,24 +94,34 @@ func (c *Consumer) TriggerTask(ctx context.Context, task, payload string) (strin
 	return c.st.Trigger(ctx, task, payload, "")
 }
 
-func heldKey(stream, id string) string { return stream + "\x00" + id }
-
-// heldFire is a fire this worker holds, and when its claim was last reset
-// (its entry's idle time set to 0 in the group): by this process's clock,
-// taken before the read, reclaim or heartbeat that reset it was sent, so
-// the entry has been idle no longer than time.Since(reset).
-type heldFire struct {
-	store.Held
-	reset time.Time
-	lost  bool // another worker took it over: no longer extended, reported once
-}
-
 // Run sets the consumer up (consumer groups, broadcast cursors, the task
 // specs), then does its background work until ctx is cancelled: extending
 // claims, moving due retries back, trimming streams, recording outcomes.
 // When ctx ends it stops reading, hands back every fire it still holds,
 // records the outcomes reported so far, appends node_down and returns nil.
 // Redis errors are logged and retried with backoff.
+//
+// # Shutdown order
+//
+// A dispatcher cancels ctx after its runs have ended (or been handed
+// back), so the outcomes are all reported by then. Run stops:
+//
+//  1. Fetch and admission (stopping): Fetch hands out nothing more, and
+//     admission gives up its retries (the fire stays held: step 4 hands it
+//     back).
+//  2. The loops on ctx: broadcaster, heartbeats (claims), retryMover,
+//     trimmer, spec reload; Run waits for them. (Claims are not extended
+//     from here on: a fire whose outcome is still unwritten when its claim
+//     runs out is run again elsewhere, as drain's log says.)
+//  3. The outbox's release hold: no Fetch releases early fires any more,
+//     so what is queued is written at once.
+//  4. The read under way (at most Block): its fires are held by the time
+//     it returns. Only then does every held fire with no outcome queued go
+//     back, so none read late escapes the hand-back; and before the drain,
+//     so other workers take them while this one writes.
+//  5. The outbox, drained (up to 5s): the flush loop alone outlives ctx,
+//     to record the outcomes reported, and stops after.
+//  6. node_down, last: after every event of this worker.
 func (c *Consumer) Run(ctx context.Context) error {
 	if err := c.setUp(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -370,8 +129,6 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	readCtx, stopReads := context.WithCancel(ctx)
-	c.runCtx = readCtx
 	close(c.ready)
 	c.announce(ctx, events.TypeNodeUp)
 	c.log.Info().Strs("queues", c.cfg.Queues).Msg("worker started")
@@ -381,31 +138,44 @@ func (c *Consumer) Run(ctx context.Context) error {
 	flushCtx, stopFlush := context.WithCancel(context.WithoutCancel(ctx))
 	var flushWG sync.WaitGroup
 	flushWG.Add(1)
-	go func() { defer flushWG.Done(); c.flushLoop(flushCtx) }()
+	go func() { defer flushWG.Done(); c.outbox.run(flushCtx) }()
 
+	// The read loop apart: its end is waited for at step 4.
+	readDone := make(chan struct{})
+	go func() { defer close(readDone); c.reader.run(ctx) }()
 	var wg sync.WaitGroup
-	for _, f := range []func(context.Context){c.broadcastLoop, c.heartbeatLoop, c.retryLoop, c.trimLoop, c.specLoop} {
+	for _, f := range []func(context.Context){c.bcast.run, c.claims.run, c.retries.run, c.trim.run, c.specs.run} {
 		wg.Add(1)
-		go func() { defer wg.Done(); f(readCtx) }()
+		go func() { defer wg.Done(); f(ctx) }()
 	}
 	<-ctx.Done()
-	stopReads()
-	wg.Wait()
-	// No release is under way any more (no Fetch comes after ctx): the
+	close(c.stopping) // 1
+	wg.Wait()         // 2
+	// 3. No release is under way any more (no Fetch comes after ctx): the
 	// outcomes still queued are written at once, not after a hold.
-	c.releasing.Store(false)
-	c.signalFlush()
+	c.outbox.endRelease()
 
-	// A read under way is waited for: what it returns is held, and handed
-	// back with the rest.
-	c.readWG.Wait()
-	c.handBackAll()
-	c.drain(5 * time.Second)
+	// 4. A read under way is waited for: what it returns is held, and
+	// handed back with the rest.
+	<-readDone
+	c.claims.handBackAll()
+	c.outbox.drain(c.cfg.timing.drain) // 5
 	stopFlush()
 	flushWG.Wait()
-	c.announce(context.Background(), events.TypeNodeDown)
+	c.announce(context.Background(), events.TypeNodeDown) // 6
 	c.log.Info().Msg("worker stopped")
 	return nil
+}
+
+// stopped says whether Run's ctx ended: Fetch returns nothing more, and
+// admission stops retrying.
+func (c *Consumer) stopped() bool {
+	select {
+	case <-c.stopping:
+		return true
+	default:
+		return false
+	}
 }
 
 // setUp creates the groups, sets the broadcast cursors and loads the specs,
@@ -443,122 +213,11 @@ func (c *Consumer) trySetUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.setClock(before, time.Now(), up)
-	// Broadcast fires are run by the workers up at their slot. Fires are
-	// appended up to a planner's lookahead early, so reading starts
-	// HoldEarly back, and of the entries appended before now only those
-	// due from now on run.
-	cur, last := map[string]string{}, map[string]string{}
-	for _, s := range c.bstreams {
-		id, err := c.st.LastEntryID(ctx, s)
-		if err != nil {
-			return err
-		}
-		cur[s], last[s] = id, id
-		if back := fmt.Sprintf("%d-0", up.Add(-c.cfg.HoldEarly).UnixMilli()); c.cfg.HoldEarly > 0 && store.LessID(back, id) {
-			cur[s] = back
-		}
-	}
-	c.bcursors, c.bstart, c.upSince = cur, last, up
-	return c.loadSpecs(ctx)
-}
-
-// sinceUp drops the broadcast entries appended before this worker was up
-// whose slot was before then too.
-func (c *Consumer) sinceUp(ds []store.Delivery) []store.Delivery {
-	out := ds[:0]
-	for _, d := range ds {
-		if last := c.bstart[d.Stream]; !store.LessID(last, d.EntryID) && (d.Err != nil || d.Fire.At.Before(c.upSince)) {
-			continue
-		}
-		out = append(out, d)
-	}
-	return out
-}
-
-// loadSpecs reads the stored task set into the cache, and the version it
-// is of (read first: an apply in between makes the next check reload).
-func (c *Consumer) loadSpecs(ctx context.Context) error {
-	v, err := c.st.Version(ctx)
-	if err != nil {
+	c.clock.set(before, time.Now(), up)
+	if err := c.bcast.setUp(ctx, up); err != nil {
 		return err
 	}
-	specs, err := c.st.Specs(ctx)
-	if err != nil {
-		return err
-	}
-	m := make(map[string]events.Spec, len(specs))
-	for _, s := range specs {
-		m[s.Name] = s.WithDefaults()
-	}
-	c.mu.Lock()
-	c.specs, c.unknown, c.specsVersion = m, map[string]time.Time{}, v
-	c.mu.Unlock()
-	return nil
-}
-
-// spec is task's spec: from the cache, which every task-set apply
-// refreshes, or read from Redis when the cache lacks it (a set applied a
-// moment ago); a task not in the set gets the defaults (a task run only by
-// manual triggers), and is looked up again after a second.
-func (c *Consumer) spec(ctx context.Context, task string) events.Spec {
-	c.mu.Lock()
-	sp, ok := c.specs[task]
-	missAt, missed := c.unknown[task]
-	c.mu.Unlock()
-	if ok {
-		return sp
-	}
-	if !missed || time.Since(missAt) > time.Second {
-		got, err := c.st.Spec(ctx, task)
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		switch {
-		case err == nil:
-			sp = got.WithDefaults()
-			c.specs[task] = sp
-			delete(c.unknown, task)
-			return sp
-		case errors.Is(err, store.ErrNotFound):
-			c.unknown[task] = time.Now()
-		default:
-			c.log.Warn().Err(err).Str("task", task).Msg("read task spec")
-		}
-	}
-	return events.Spec{Name: task}.WithDefaults()
-}
-
-// specLoop reloads the specs when a task set is applied, and when the
-// stored version differs from the cached one at a check every 30s (a
-// wake-up missed): the whole set is read only when it changed, not every
-// 30s (for 10,000 tasks, a read that made one second's runs late; for a
-// million, hundreds of MB).
-func (c *Consumer) specLoop(ctx context.Context) {
-	wake, closeWake, err := c.st.Wake(ctx)
-	if err != nil {
-		c.log.Warn().Err(err).Msg("no task-set wake-ups yet; specs reload every 30s")
-	}
-	defer func() { _ = closeWake() }()
-	t := time.NewTicker(30 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-wake:
-		case <-t.C:
-			v, err := c.st.Version(ctx)
-			c.mu.Lock()
-			same := err == nil && v == c.specsVersion
-			c.mu.Unlock()
-			if same {
-				continue
-			}
-		}
-		if err := c.loadSpecs(ctx); err != nil && ctx.Err() == nil {
-			c.log.Warn().Err(err).Msg("reload task specs")
-		}
-	}
+	return c.specs.load(ctx)
 }
 
 // announce appends node_up or node_down; a failure is logged.
@@ -584,892 +243,59 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 	case <-ctx.Done():
 		return nil, nil
 	}
-	if c.runCtx.Err() != nil {
+	if c.stopped() {
 		return nil, nil
 	}
 	want := max
-	due := c.takeDue(ctx, want)
-	out := c.takeLater()
-	out = append(out, c.takeBroadcast()...)
+	due := c.adm.takeDue(ctx, want)
+	out := c.local.takeLater()
+	out = append(out, c.bcast.take()...)
 	select {
-	case r := <-c.reads:
+	case r := <-c.reader.results:
 		ds, err := c.afterRead(ctx, out, r)
 		return append(due, ds...), err
 	default:
 	}
-	if len(c.early) >= c.cfg.EarlyLimit {
+	if c.early.full() {
 		max = 0 // read nothing new until some early fires are due
 	}
-	if max > 0 && (c.reclaimMore || time.Since(c.lastReclaim) >= c.cfg.VisibilityTimeout/4) {
-		c.lastReclaim = time.Now()
-		c.reclaimMore = false
-		for _, s := range c.single {
-			if max <= 0 {
-				c.reclaimMore = true
-				break
-			}
-			ds, more, err := c.reclaim(ctx, s, max)
-			if err != nil {
-				return append(due, c.admit(ctx, out)...), err
-			}
-			out = append(out, ds...)
-			max -= len(ds)
-			c.reclaimMore = c.reclaimMore || more
+	if max > 0 && c.reader.reclaimDue() {
+		ds, err := c.reader.sweep(ctx, max)
+		out = append(out, ds...)
+		if err != nil {
+			return append(due, c.adm.admit(ctx, out)...), err
 		}
+		max -= len(ds)
 	}
 	if len(out) == 0 && len(due) == 0 {
 		// Wait for a read, a broadcast fire, or the next early fire.
 		var reads chan readResult
 		if max > 0 {
-			c.startRead(max + c.prefetch())
-			reads = c.reads
+			c.reader.start(max + c.reader.readAhead())
+			reads = c.reader.results
 		}
 		wait := c.cfg.Block
-		if len(c.early) > 0 {
-			wait = min(wait, c.untilDue(c.early[0].Fire.At))
+		if at, ok := c.early.next(); ok {
+			wait = min(wait, c.clock.until(at))
 		}
 		timer := time.NewTimer(wait)
 		defer timer.Stop()
 		select {
 		case r := <-reads:
 			return c.afterRead(ctx, out, r)
-		case b := <-c.bcast:
+		case b := <-c.bcast.out:
 			out = append(out, b...)
 		case <-timer.C:
-			due = c.takeDue(ctx, want)
+			due = c.adm.takeDue(ctx, want)
 		case <-ctx.Done():
 		}
 	}
-	return append(due, c.admit(ctx, out)...), nil
-}
-
-// PrefetchRunLimit is the average run time under which a worker reads
-// fires ahead of its free runs (see Config.Prefetch).
-const PrefetchRunLimit = 10 * time.Millisecond
-
-// prefetch is how many fires to read beyond the free runs: Config.Prefetch
-// while the recent runs were short, else none.
-func (c *Consumer) prefetch() int {
-	if c.cfg.Prefetch < 0 || time.Duration(c.runAvg.Load()) >= PrefetchRunLimit {
-		return 0
-	}
-	return c.cfg.Prefetch
-}
-
-// noteRun folds a run's duration into the recent average (weight 1/8).
-// Runs end concurrently; an update lost to a race only delays the average.
-func (c *Consumer) noteRun(d time.Duration) {
-	avg := c.runAvg.Load()
-	c.runAvg.Store(avg + (int64(max(d, 0))-avg)/8)
-}
-
-// takeDue returns up to limit (at least one) early fires now due that are
-// to run (their overlap policy admits them); the others stay held for the
-// next Fetch, so a release of thousands at one instant is not copied out
-// at once.
-func (c *Consumer) takeDue(ctx context.Context, limit int) []store.Delivery {
-	if len(c.early) == 0 {
-		return nil
-	}
-	now := c.redisNow()
-	limit = min(len(c.early), max(limit, 1))
-	out := make([]store.Delivery, 0, limit)
-	for len(out) < limit && len(c.early) > 0 && !c.early[0].Fire.At.After(now) {
-		d := heap.Pop(&c.early).(*store.Delivery)
-		if c.overlapAdmits(ctx, d) {
-			out = append(out, *d)
-		}
-	}
-	rel := len(c.early) > 0 && !c.early[0].Fire.At.After(now)
-	if c.releasing.Swap(rel) && !rel {
-		c.signalFlush() // the release is over: write what waited
-	}
-	return out
+	return append(due, c.adm.admit(ctx, out)...), nil
 }
 
 // afterRead takes the result of a finished read.
 func (c *Consumer) afterRead(ctx context.Context, out []store.Delivery, r readResult) ([]store.Delivery, error) {
-	c.mu.Lock()
-	c.reading = false
-	c.mu.Unlock()
+	c.reader.finished(ctx, r)
 	out = append(out, r.ds...)
-	if errors.Is(r.err, store.ErrNoGroup) {
-		// The stream or group went (a flush): set them up again.
-		for _, s := range c.single {
-			_ = c.st.EnsureGroup(ctx, s)
-		}
-	}
-	return c.admit(ctx, out), r.err
-}
-
-func (c *Consumer) takeLater() []store.Delivery {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := c.later
-	c.later = nil
-	return out
-}
-
-func (c *Consumer) takeBroadcast() []store.Delivery {
-	var out []store.Delivery
-	for {
-		select {
-		case b := <-c.bcast:
-			out = append(out, b...)
-		default:
-			return out
-		}
-	}
-}
-
-// startRead starts a blocking read of up to max new fires, unless one is
-// under way; its result arrives on c.reads.
-func (c *Consumer) startRead(max int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.reading {
-		return
-	}
-	c.reading = true
-	c.readWG.Add(1)
-	go func() {
-		defer c.readWG.Done()
-		sent := time.Now()
-		ds, err := c.st.ReadFires(c.runCtx, c.cfg.Node, c.single, max, c.cfg.Block)
-		if c.runCtx.Err() != nil && errors.Is(err, context.Canceled) {
-			err = nil
-		}
-		// Held at once, so heartbeats extend them even while no Fetch
-		// takes them, and a stop hands them back.
-		c.hold(ds, sent)
-		c.reads <- readResult{ds, err}
-	}()
-}
-
-// reclaim takes up to max idle fires of stream from workers that stopped
-// answering (or handed them back), following the stream's cursor. More
-// says the sweep of the stream's pending fires is not over, or took some:
-// the next Fetch goes on at once instead of after a quarter of the
-// visibility timeout, so a stopped worker's hundreds of fires read ahead
-// are not taken a few at a time.
-func (c *Consumer) reclaim(ctx context.Context, stream string, max int) (ds []store.Delivery, more bool, err error) {
-	cur := c.reclaimCursor[stream]
-	if cur == "" {
-		cur = "0-0"
-	}
-	// After Redis or the network was out for every worker, the holders of
-	// idle fires get a visibility timeout to extend their claims first.
-	sent := time.Now()
-	ds, next, wait, err := c.st.Reclaim(ctx, c.cfg.Node, stream, c.cfg.VisibilityTimeout, cur, max)
-	c.reclaimCursor[stream] = next
-	if err != nil {
-		return nil, false, err
-	}
-	if wait > 0 {
-		if !c.quietLogged {
-			c.quietLogged = true
-			c.log.Info().Dur("wait", wait).Msg("no worker reached Redis for a while: reclaims wait, so live workers extend their claims first")
-		}
-		return nil, false, nil
-	}
-	more = len(ds) > 0 || (next != "0-0" && next != "")
-	c.quietLogged = false
-	c.mu.Lock()
-	fresh := ds[:0]
-	for _, d := range ds {
-		// One this worker holds already went idle (its heartbeats failed):
-		// it is running or queued here, and must not run twice.
-		if _, mine := c.held[heldKey(d.Stream, d.EntryID)]; !mine {
-			fresh = append(fresh, d)
-		}
-	}
-	c.mu.Unlock()
-	if len(fresh) > 0 {
-		c.log.Info().Int("fires", len(fresh)).Str("stream", stream).Msg("reclaimed fires of a worker that stopped answering")
-		if c.cfg.Metrics != nil {
-			c.cfg.Metrics.Reclaimed(stream, len(fresh))
-		}
-	}
-	c.hold(fresh, sent)
-	return fresh, more, nil
-}
-
-// hold records single-mode deliveries as held, so heartbeats extend them;
-// sent is when the read or reclaim that handed them out was sent.
-func (c *Consumer) hold(ds []store.Delivery, sent time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, d := range ds {
-		if !d.Broadcast {
-			c.held[heldKey(d.Stream, d.EntryID)] = heldFire{
-				Held:  store.Held{Stream: d.Stream, EntryID: d.EntryID, Task: d.Fire.Task, FireID: d.Fire.ID},
-				reset: sent,
-			}
-		}
-	}
-}
-
-// admit resolves specs, dead-letters what cannot run and applies the
-// overlap policies; it returns what is to run.
-func (c *Consumer) admit(ctx context.Context, ds []store.Delivery) []store.Delivery {
-	now := c.redisNow() // for early fires
-	out := ds[:0]
-	for _, d := range ds {
-		if d.Err != nil {
-			c.deadLetter(d, "malformed entry: "+d.Err.Error(), "", false)
-			continue
-		}
-		d.Spec = c.spec(ctx, d.Fire.Task)
-		if d.Deliveries > c.cfg.MaxDeliveries {
-			c.deadLetter(d, fmt.Sprintf("handed out %d times with no outcome: every worker that took it stopped answering", d.Deliveries), "", false)
-			continue
-		}
-		if !c.firstTrigger(ctx, d) {
-			continue
-		}
-		if c.cfg.HoldEarly > 0 && !now.IsZero() {
-			if w := d.Fire.At.Sub(now); w > 0 && w <= c.cfg.HoldEarly {
-				// Its overlap policy applies when it is due.
-				heap.Push(&c.early, &d)
-				continue
-			}
-		}
-		if c.overlapAdmits(ctx, &d) {
-			out = append(out, d)
-		}
-	}
-	return out
-}
-
-// overlapAdmits applies the task's overlap policy, if it has one.
-func (c *Consumer) overlapAdmits(ctx context.Context, d *store.Delivery) bool {
-	return d.Spec.Overlap == events.OverlapAllow || c.beginOverlap(ctx, d)
-}
-
-// firstTrigger makes a hand-written single-mode entry with an id field
-// idempotent: only the first entry with that id runs. Entries taskino
-// writes (planned fires, retries, buffered fires) carry the encoding
-// version and are unique already.
-func (c *Consumer) firstTrigger(ctx context.Context, d store.Delivery) bool {
-	if d.Broadcast || d.Raw[events.FieldID] == "" || d.Raw[events.FieldV] != "" {
-		return true
-	}
-	missed := c.missed(d, "duplicate-id", "a trigger with this id was run already (ids are remembered for 24h)")
-	var first bool
-	if !c.retry(ctx, d, "trigger id check", func() (err error) {
-		first, err = c.st.FirstTrigger(ctx, d, missed)
-		return err
-	}) {
-		return false
-	}
-	if !first {
-		c.release(d)
-	}
-	return first
-}
-
-// beginOverlap applies the task's overlap policy; it reports whether the
-// fire is to run now.
-func (c *Consumer) beginOverlap(ctx context.Context, d *store.Delivery) bool {
-	missed := c.missed(*d, events.Misfire("overlap-"+string(d.Spec.Overlap)), "the previous run of the task was still running")
-	if d.Broadcast {
-		c.mu.Lock()
-		run := !c.localRun[d.Fire.Task]
-		buffer := !run && d.Spec.Overlap == events.OverlapBufferOne && c.localBuf[d.Fire.Task] == nil
-		switch {
-		case run:
-			c.localRun[d.Fire.Task] = true
-		case buffer:
-			cp := *d
-			c.localBuf[d.Fire.Task] = &cp
-		}
-		c.mu.Unlock()
-		if !run && !buffer {
-			c.enqueue(&store.Outcome{Delivery: *d, Events: []events.Event{missed}})
-		}
-		return run
-	}
-	var res store.BeginResult
-	if !c.retry(ctx, *d, "overlap check", func() (err error) {
-		res, err = c.st.Begin(ctx, *d, d.Spec.Overlap, c.cfg.VisibilityTimeout, missed)
-		return err
-	}) {
-		return false
-	}
-	if res != store.BeginRun {
-		c.release(*d)
-		return false
-	}
-	c.mu.Lock()
-	if h, ok := c.held[heldKey(d.Stream, d.EntryID)]; ok {
-		h.Overlap = true
-		c.held[heldKey(d.Stream, d.EntryID)] = h
-	}
-	c.mu.Unlock()
-	return true
-}
-
-// missed is the missed event of a fire dropped under policy.
-func (c *Consumer) missed(d store.Delivery, policy events.Misfire, reason string) events.Event {
-	return events.Event{Type: events.TypeMissed, Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Count: 1,
-		Policy: policy, Worker: c.cfg.Node, Queue: d.Queue, Reason: reason}
-}
-
-// retry calls f until it succeeds, pacing the tries, and reports false
-// when the worker stops first: d stays held, and the hand-back at stop
-// gives it to another worker.
-func (c *Consumer) retry(ctx context.Context, d store.Delivery, what string, f func() error) bool {
-	b := store.NewBackoff()
-	for {
-		err := f()
-		if err == nil {
-			return true
-		}
-		if ctx.Err() != nil || c.runCtx.Err() != nil {
-			return false
-		}
-		wait := b.Next()
-		if b.Report() {
-			c.log.Warn().Err(err).Str("fire", d.Fire.ID).Int("failures", b.Failures()).Msg(what + " failed; retrying")
-		}
-		sleep(ctx, wait)
-	}
-}
-
-// release forgets a held entry.
-func (c *Consumer) release(d store.Delivery) {
-	c.mu.Lock()
-	delete(c.held, heldKey(d.Stream, d.EntryID))
-	c.mu.Unlock()
-}
-
-// deadLetter queues d's dead letter; endOverlap also ends its overlap
-// hold (a fire that began under skip or buffer-one).
-func (c *Consumer) deadLetter(d store.Delivery, reason, lastErr string, endOverlap bool) {
-	e := events.Event{Type: events.TypeDead, Reason: clean(reason), Worker: c.cfg.Node, Queue: d.Queue, Error: clean(lastErr)}
-	if d.Err == nil {
-		e.Task, e.Fire, e.At, e.Attempt = d.Fire.Task, d.Fire.ID, d.Fire.At, d.Fire.Attempt
-	}
-	c.log.Warn().Str("entry", d.EntryID).Str("stream", d.Stream).Str("reason", e.Reason).Msg("dead-lettered")
-	c.enqueue(&store.Outcome{Delivery: d, Events: []events.Event{e}, Dead: e.Reason, DeadError: e.Error, EndOverlap: endOverlap})
-}
-
-// startRec is a queued started event: the fields that vary by run.
-type startRec struct {
-	task, fire, queue string
-	at                time.Time
-	attempt           int
-}
-
-// Start records that the run of d started (a started event).
-func (c *Consumer) Start(d *store.Delivery) {
-	// Not an outcome: no entry to ack, no condition, so a plain append
-	// (see flushOnce), and no allocation per run while thousands start:
-	// the queue holds, as values, what varies by run (a quarter of an
-	// event's size).
-	e := startRec{task: d.Fire.Task, fire: d.Fire.ID, queue: d.Queue, at: d.Fire.At, attempt: d.Fire.Attempt}
-	c.startMu.Lock()
-	c.started = append(c.started, e)
-	c.startMu.Unlock()
-	c.signalFlush()
-}
-
-// Finish records how the run of d ended: completed, failed and retried,
-// failed and dead-lettered, or handed back unfinished. It does not block:
-// outcomes are written in batches, and kept while Redis is unreachable.
-func (c *Consumer) Finish(d *store.Delivery, r store.Result) {
-	if !r.Started.IsZero() && !r.Finished.IsZero() {
-		c.noteRun(r.Finished.Sub(r.Started))
-	}
-	overlap := d.Spec.Overlap != events.OverlapAllow && d.Spec.Overlap != ""
-	if overlap && d.Broadcast {
-		c.mu.Lock()
-		delete(c.localRun, d.Fire.Task)
-		if b := c.localBuf[d.Fire.Task]; b != nil {
-			// The next Fetch admits it first, and it takes the run.
-			delete(c.localBuf, d.Fire.Task)
-			c.later = append(c.later, *b)
-		}
-		c.mu.Unlock()
-	}
-	if r.HandBack {
-		if !d.Broadcast {
-			c.handBack([]store.Delivery{*d})
-		}
-		return
-	}
-	if r.Dead != "" && r.Err == nil && r.Started.IsZero() {
-		c.deadLetter(*d, r.Dead, "", overlap && !d.Broadcast)
-		return
-	}
-	// The outcome is built where it is queued, in place: a run's
-	// goroutine that copied it and its events through locals would
-	// outgrow its first stack, and thousands of runs start at one instant.
-	o := &store.Outcome{Delivery: *d, EndOverlap: overlap && !d.Broadcast,
-		LastRun: &events.LastRun{Task: d.Fire.Task, Fire: d.Fire.ID, Scheduled: d.Fire.At, Started: r.Started, Finished: r.Finished}}
-	ne := 1 // a failure may add its retried or dead event
-	if r.Err != nil {
-		ne = 2
-	}
-	o.Events = make([]events.Event, 1, ne)
-	e := &o.Events[0]
-	e.Task, e.Fire, e.At, e.Attempt, e.Worker, e.Queue = d.Fire.Task, d.Fire.ID, d.Fire.At, d.Fire.Attempt, c.cfg.Node, d.Queue
-	e.CostMs, e.Output = r.Finished.Sub(r.Started).Milliseconds(), cleanTail(r.Output)
-	if r.Err == nil {
-		e.Type, e.Status = events.TypeCompleted, events.StatusCompleted
-		o.LastRun.Status = events.StatusCompleted
-	} else {
-		msg := clean(r.Err.Error())
-		e.Type, e.Status, e.Error = events.TypeFailed, events.StatusFailed, msg
-		o.LastRun.Status, o.LastRun.Error = events.StatusFailed, msg
-		next := events.Event{Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Attempt: d.Fire.Attempt, Worker: c.cfg.Node, Error: msg}
-		switch {
-		case r.RetryIn > 0 && !d.Broadcast:
-			next.Type, next.Attempt = events.TypeRetried, d.Fire.Attempt+1
-			next.Reason = fmt.Sprintf("attempt %d of %d failed; next in %s", d.Fire.Attempt, d.Spec.Attempts, r.RetryIn.Round(time.Millisecond))
-			o.Events = append(o.Events, next)
-			o.RetryIn = r.RetryIn
-		case r.Dead != "":
-			next.Type, next.Reason, next.Queue = events.TypeDead, clean(r.Dead), d.Queue
-			o.Events = append(o.Events, next)
-			o.Dead, o.DeadError = next.Reason, msg
-		}
-	}
-	c.enqueue(o)
-	if o.RetryIn > 0 {
-		select {
-		case c.retrySig <- struct{}{}:
-		default:
-		}
-	}
-}
-
-func (c *Consumer) enqueue(o *store.Outcome) {
-	if o.Dead != "" && c.cfg.Metrics != nil {
-		c.cfg.Metrics.DeadLettered(o.Delivery.Fire.Task)
-	}
-	c.mu.Lock()
-	c.outbox = append(c.outbox, o)
-	c.mu.Unlock()
-	c.signalFlush()
-}
-
-func (c *Consumer) signalFlush() {
-	select {
-	case c.flushSig <- struct{}{}:
-	default:
-	}
-}
-
-// maxText bounds an error text kept in an event (a panic's stack included).
-const maxText = 8 << 10
-
-// clean makes text fit an event field: valid UTF-8, at most maxText bytes.
-func clean(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) > maxText {
-		s = strings.ToValidUTF8(s[:maxText], "") + "..."
-	}
-	return s
-}
-
-// cleanTail is clean keeping the end of s, where a run's last words are.
-func cleanTail(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) > maxText {
-		s = "..." + strings.ToValidUTF8(s[len(s)-maxText:], "")
-	}
-	return s
-}
-
-// flushLoop records queued outcomes in batches until ctx ends, retrying
-// with backoff while Redis fails.
-func (c *Consumer) flushLoop(ctx context.Context) {
-	b := store.NewBackoff()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-c.flushSig:
-		}
-		c.waitRelease(ctx)
-		for {
-			n, err := c.flushOnce(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				d := b.Next()
-				if b.Report() {
-					c.log.Warn().Err(err).Int("failures", b.Failures()).Dur("retry_in", d).Msg("record outcomes")
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(d):
-				}
-				continue
-			}
-			b.Reset()
-			if n == 0 {
-				break
-			}
-		}
-	}
-}
-
-// releaseHold is the longest outcome writes wait while early fires are
-// being released (a quarter of the visibility timeout when that is less:
-// a finished fire's claim must not run out while its outcome waits).
-const releaseHold = time.Second
-
-// waitRelease waits, up to releaseHold, while early fires due now are
-// still being handed to runs: thousands can be due at one instant, and
-// writing the outcomes of the first ones (encoding here, scripts in Redis
-// on the same machine) would take CPU from starting the last ones. The
-// outcomes are written right after; nothing is lost meanwhile (their
-// entries stay pending and held).
-func (c *Consumer) waitRelease(ctx context.Context) {
-	if !c.releasing.Load() {
-		return
-	}
-	t := time.NewTimer(min(releaseHold, c.cfg.VisibilityTimeout/4))
-	defer t.Stop()
-	for c.releasing.Load() {
-		select {
-		case <-c.flushSig: // more outcomes, or the release ended
-		case <-t.C:
-			return
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// flushOnce records the queued started events, then up to FlushBatch
-// queued outcomes; it returns how many it took from the queues. A run's
-// outcome is queued after its started event, so every outcome taken has
-// its started event among those written first: the events stream has
-// them in that order.
-func (c *Consumer) flushOnce(ctx context.Context) (int, error) {
-	// The outbox first: an outcome taken now was queued after its run's
-	// started event, so the count taken after it covers that event.
-	c.mu.Lock()
-	n := min(len(c.outbox), c.cfg.FlushBatch)
-	batch := c.outbox[:n:n]
-	c.mu.Unlock()
-	c.startMu.Lock()
-	starts := len(c.started) - c.startedOff
-	c.startMu.Unlock()
-	for left := starts; left > 0; {
-		c.startMu.Lock()
-		m := min(left, c.cfg.FlushBatch)
-		// Start only appends, and only this goroutine moves what is
-		// queued: the records stay put once the lock is released.
-		recs := c.started[c.startedOff : c.startedOff+m : c.startedOff+m]
-		c.startMu.Unlock()
-		evs := c.startedBuf[:0]
-		for _, r := range recs {
-			evs = append(evs, events.Event{Type: events.TypeStarted, Task: r.task, Fire: r.fire, At: r.at, Attempt: r.attempt,
-				Worker: c.cfg.Node, Queue: r.queue})
-		}
-		err := c.st.AppendEvents(ctx, evs)
-		clear(evs) // keep no run's strings alive
-		c.startedBuf = evs
-		if err != nil {
-			return 0, err
-		}
-		c.startMu.Lock()
-		c.startedOff += m
-		if c.startedOff > len(c.started)/2 {
-			// Most is written: move the rest to the array's head, so
-			// the array is reused, not grown, while starts go on.
-			k := copy(c.started, c.started[c.startedOff:])
-			clear(c.started[k:])
-			c.started, c.startedOff = c.started[:k], 0
-		}
-		c.startMu.Unlock()
-		left -= m
-	}
-	if n > 0 {
-		if _, err := c.st.Finish(ctx, c.cfg.Node, batch); err != nil {
-			return 0, err
-		}
-	}
-	if starts+n == 0 {
-		return 0, nil
-	}
-	c.mu.Lock()
-	for _, o := range batch {
-		if o.Delivery.EntryID != "" && !o.Delivery.Broadcast {
-			delete(c.held, heldKey(o.Delivery.Stream, o.Delivery.EntryID))
-		}
-	}
-	clear(batch) // let the outcomes go
-	c.outbox = c.outbox[n:]
-	close(c.flushedSig) // wake drain: something was recorded
-	c.flushedSig = make(chan struct{})
-	c.mu.Unlock()
-	return starts + n, nil
-}
-
-// drain waits up to limit for the outbox to be recorded.
-func (c *Consumer) drain(limit time.Duration) {
-	deadline := time.After(limit)
-	for {
-		c.mu.Lock()
-		left := len(c.outbox)
-		sig := c.flushedSig
-		c.mu.Unlock()
-		c.startMu.Lock()
-		left += len(c.started) - c.startedOff
-		c.startMu.Unlock()
-		if left == 0 {
-			return
-		}
-		c.signalFlush()
-		select {
-		case <-sig:
-		case <-deadline:
-			c.log.Error().Int("outcomes", left).Msg("stopping with outcomes not recorded; their fires are run again by another worker")
-			return
-		}
-	}
-}
-
-// HandBack gives up fires returned by Fetch that will not be started (read
-// ahead and still waiting, or a stopping dispatcher's): the single-mode
-// ones in one round trip, so the next reclaim by any worker takes them at
-// once; a broadcast one is not run here, as Finish with HandBack does.
-func (c *Consumer) HandBack(ds []store.Delivery) {
-	var single []store.Delivery
-	for i, d := range ds {
-		if d.Broadcast {
-			c.Finish(&ds[i], store.Result{HandBack: true}) // ends its overlap state here
-		} else {
-			single = append(single, d)
-		}
-	}
-	c.handBack(single)
-}
-
-// handBack gives held single-mode fires back at once (see store.HandBack).
-func (c *Consumer) handBack(ds []store.Delivery) {
-	var hs []store.Held
-	c.mu.Lock()
-	for _, d := range ds {
-		if h, ok := c.held[heldKey(d.Stream, d.EntryID)]; ok {
-			hs = append(hs, h.Held)
-			delete(c.held, heldKey(d.Stream, d.EntryID))
-		}
-	}
-	c.mu.Unlock()
-	c.handBackHeld(hs)
-}
-
-func (c *Consumer) handBackAll() {
-	c.mu.Lock()
-	var hs []store.Held
-	queued := map[string]bool{}
-	for _, o := range c.outbox {
-		queued[heldKey(o.Delivery.Stream, o.Delivery.EntryID)] = true
-	}
-	for k, h := range c.held {
-		if !queued[k] {
-			hs = append(hs, h.Held)
-			delete(c.held, k)
-		}
-	}
-	c.mu.Unlock()
-	c.handBackHeld(hs)
-}
-
-func (c *Consumer) handBackHeld(hs []store.Held) {
-	if len(hs) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	n, err := c.st.HandBack(ctx, c.cfg.Node, 100*c.cfg.VisibilityTimeout, hs)
-	if err != nil {
-		c.log.Warn().Err(err).Int("fires", len(hs)).Int("handed_back", n).Msg("hand back fires; the others are reclaimed after the visibility timeout")
-		return
-	}
-	c.log.Info().Int("fires", n).Msg("handed back fires")
-}
-
-// broadcastLoop reads broadcast fires from the cursors set at start.
-func (c *Consumer) broadcastLoop(ctx context.Context) {
-	b := store.NewBackoff()
-	for ctx.Err() == nil {
-		ds, err := c.st.ReadBroadcast(ctx, c.bcursors, 100, c.cfg.Block)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			d := b.Next()
-			if b.Report() {
-				c.log.Warn().Err(err).Int("failures", b.Failures()).Dur("retry_in", d).Msg("read broadcast fires")
-			}
-			sleep(ctx, d)
-			continue
-		}
-		b.Reset()
-		if ds = c.sinceUp(ds); len(ds) > 0 {
-			select {
-			case c.bcast <- ds:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}
-}
-
-// heartbeatLoop records the worker's pulse every sixth of the visibility
-// timeout and, in the same calls, extends the claims of the held fires
-// whose claims were last reset at least 1.25 sixths ago (and the running
-// keys of those with an overlap policy; the margin keeps a tick that comes
-// early from sending a claim the previous tick reset). A claim is so reset
-// every third of the visibility timeout, the first time at most 3/8 of it
-// after it was read, and while heartbeats fail it is sent again at each
-// tick: three more tries before the timeout. Fires read moments ago
-// (early fires held for their slot, runs of a few ms) are not sent at
-// all: an extension costs Redis about 70,000 instructions, and a
-// heartbeat over the 15,000 early fires a 1.5 s lookahead holds at 10,000
-// fires a second took Redis a second, in which every run waited.
-func (c *Consumer) heartbeatLoop(ctx context.Context) {
-	every := c.cfg.VisibilityTimeout / 6
-	t := time.NewTicker(every)
-	defer t.Stop()
-	b := store.NewBackoff() // only for its reports: the ticker paces
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if n, err := c.heartbeat(ctx, every+every/4); err != nil {
-			if b.Next(); ctx.Err() == nil && b.Report() {
-				c.log.Warn().Err(err).Int("fires", n).Int("failures", b.Failures()).Msg("extend claims")
-			}
-			continue
-		}
-		b.Reset()
-	}
-}
-
-// heartbeat records the pulse and extends the claims of the held fires
-// not reset for at least old; it returns how many it sent.
-func (c *Consumer) heartbeat(ctx context.Context, old time.Duration) (int, error) {
-	before := time.Now()
-	var hs []store.Held
-	c.mu.Lock()
-	for _, h := range c.held {
-		if !h.lost && before.Sub(h.reset) >= old {
-			hs = append(hs, h.Held)
-		}
-	}
-	c.mu.Unlock()
-	hb, err := c.st.Heartbeat(ctx, c.cfg.Node, c.cfg.VisibilityTimeout, hs)
-	if err != nil {
-		return len(hs), err
-	}
-	c.setClock(hb.Sent, hb.Answered, hb.Now)
-	ids := make([]string, 0, len(hb.Lost))
-	c.mu.Lock()
-	for _, h := range hb.Lost {
-		ids = append(ids, h.EntryID)
-		k := heldKey(h.Stream, h.EntryID)
-		if cur, ok := c.held[k]; ok {
-			cur.lost = true
-			c.held[k] = cur
-		}
-	}
-	for _, h := range hs {
-		k := heldKey(h.Stream, h.EntryID)
-		if cur, ok := c.held[k]; ok && !cur.lost {
-			cur.reset = before
-			c.held[k] = cur
-		}
-	}
-	c.mu.Unlock()
-	if len(ids) > 0 {
-		c.log.Warn().Strs("entries", ids).Msg("fires this worker runs were reclaimed by another worker (this one stopped answering for the visibility timeout)")
-	}
-	return len(hs), nil
-}
-
-// retryLoop moves due retries back to their streams: at the earliest due
-// retry, at most a second apart, and when this worker scheduled one.
-func (c *Consumer) retryLoop(ctx context.Context) {
-	wait := time.Duration(0)
-	b := store.NewBackoff() // only for its reports
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-c.retrySig:
-		case <-time.After(wait):
-		}
-		n, next, err := c.st.PromoteRetries(ctx, 500)
-		if err == nil {
-			b.Reset()
-		}
-		switch {
-		case err != nil:
-			if b.Next(); ctx.Err() == nil && b.Report() {
-				c.log.Warn().Err(err).Int("failures", b.Failures()).Msg("move due retries")
-			}
-			wait = time.Second
-		case n == 500:
-			wait = 0
-		case next.IsZero():
-			wait = time.Second
-		default:
-			now, terr := c.st.Time(ctx)
-			wait = time.Second
-			if terr == nil {
-				wait = min(max(next.Sub(now), time.Millisecond), time.Second)
-			}
-		}
-	}
-}
-
-// trimLoop trims the fire streams every TrimInterval (and the events
-// stream by age, with EventsMaxAge), and removes from the group the
-// consumers of workers idle for an hour that hold nothing.
-func (c *Consumer) trimLoop(ctx context.Context) {
-	t := time.NewTicker(c.cfg.TrimInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		for _, s := range append(append([]string(nil), c.single...), c.bstreams...) {
-			if _, err := c.st.TrimFires(ctx, s, c.cfg.FireRetention); err != nil && ctx.Err() == nil {
-				c.log.Warn().Err(err).Str("stream", s).Msg("trim")
-			}
-		}
-		for _, s := range c.single {
-			if _, err := c.st.PruneConsumers(ctx, s, time.Hour); err != nil && ctx.Err() == nil {
-				c.log.Warn().Err(err).Str("stream", s).Msg("remove consumers of stopped workers")
-			}
-		}
-		if c.cfg.EventsMaxAge > 0 {
-			if _, err := c.st.TrimEvents(ctx, c.cfg.EventsMaxAge); err != nil && ctx.Err() == nil {
-				c.log.Warn().Err(err).Msg("trim events by age")
-			}
-		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
+	return c.adm.admit(ctx, out), r.err
 }

@@ -26,10 +26,10 @@ import (
 func TestEarlyFireStartsAtItsSlot(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name      string
-		holdEarly time.Duration
-		early     bool // the run starts before the slot
-	}{{"held", 0, false}, {"not-held", -1, true}} {
+		name   string
+		noHold bool
+		early  bool // the run starts before the slot
+	}{{"held", false, false}, {"not-held", true, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := setup(t)
 			now, err := b.st.Time(b.ctx)
@@ -38,7 +38,7 @@ func TestEarlyFireStartsAtItsSlot(t *testing.T) {
 			}
 			slot := now.Add(3 * time.Second).Truncate(time.Millisecond)
 			started := make(chan time.Time, 1)
-			startWorker(t, b, consumer.Config{HoldEarly: tc.holdEarly}, dispatcher.Config{},
+			startWorker(t, b, consumer.Config{NoHoldEarly: tc.noHold}, dispatcher.Config{},
 				map[string]dispatcher.HandlerFunc{"soon": func(ctx context.Context, f events.Fire) error {
 					at, err := b.st.Time(ctx)
 					if err != nil {
@@ -120,7 +120,7 @@ func TestEarlyLimitBoundsHeldFires(t *testing.T) {
 				}
 				return err
 			}
-			startHeldBurst(t, b, consumer.Config{EarlyLimit: tc.limit, Prefetch: -1}, slot,
+			startHeldBurst(t, b, consumer.Config{EarlyLimit: tc.limit, NoPrefetch: true}, slot,
 				[]string{"e0", "e1", "e2", "e3", "e4", "e5"}, handler)
 			select {
 			case p := <-held:

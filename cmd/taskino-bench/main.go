@@ -43,7 +43,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -617,7 +616,7 @@ func (m *Main) worker(ctx context.Context, ns string, names []string, rs *runs, 
 		hs[n] = dispatcher.HandlerFunc(func(_ context.Context, f events.Fire) error { rs.add(f); return nil })
 	}
 	d, err := dispatcher.NewWorker(m.rdb, dispatcher.WorkerConfig{Namespace: ns, Logger: zerolog.Nop(), Concurrency: m.Concurrency,
-		Stream: consumer.Config{FlushBatch: 512, EventsMaxLen: maxLen, Prefetch: cmp.Or(m.Prefetch, -1), EarlyLimit: m.EarlyLimit}}, hs)
+		Stream: consumer.Config{FlushBatch: 512, EventsMaxLen: maxLen, Prefetch: m.Prefetch, NoPrefetch: m.Prefetch == 0, EarlyLimit: m.EarlyLimit}}, hs)
 	if err != nil {
 		return nil, err
 	}

@@ -109,7 +109,7 @@ func (m *Main) Run(ctx context.Context) error {
 		met = metrics.New()
 	}
 	d, queues, err := app.NewWorker(m.rdb, app.WorkerConfig{
-		Namespace: m.Namespace, Queues: m.Queues, Concurrency: m.Concurrency, Grace: m.Grace, Visibility: m.Visibility, Prefetch: prefetch(m.Prefetch),
+		Namespace: m.Namespace, Queues: m.Queues, Concurrency: m.Concurrency, Grace: m.Grace, Visibility: m.Visibility, Prefetch: m.Prefetch, NoPrefetch: m.Prefetch == 0,
 		EarlyLimit: m.EarlyLimit, EventsMaxLen: m.EventsMaxLen, EventsMaxAge: m.EventsAge, Node: m.Node, Tasks: file, Logger: log, Metrics: met,
 	})
 	if err != nil {
@@ -124,13 +124,4 @@ func (m *Main) Close() {
 	if m.rdb != nil {
 		_ = m.rdb.Close()
 	}
-}
-
-// prefetch maps the flag (0: none) to consumer.Config.Prefetch (0: its
-// default, negative: none).
-func prefetch(n int) int {
-	if n == 0 {
-		return -1
-	}
-	return n
 }

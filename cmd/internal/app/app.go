@@ -246,7 +246,8 @@ type WorkerConfig struct {
 	Grace        time.Duration
 	Node         string
 	Visibility   time.Duration // consumer.Config.VisibilityTimeout (0: its default)
-	Prefetch     int           // consumer.Config.Prefetch (0: its default; negative: none)
+	Prefetch     int           // consumer.Config.Prefetch (0: its default)
+	NoPrefetch   bool          // consumer.Config.NoPrefetch: read no fires ahead
 	EarlyLimit   int           // consumer.Config.EarlyLimit (0: its default)
 	EventsMaxLen int64         // consumer.Config.EventsMaxLen (0: its default)
 	EventsMaxAge time.Duration // consumer.Config.EventsMaxAge (0: none)
@@ -276,7 +277,7 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig) (*dispatcher.Worker,
 	}
 	wc := dispatcher.WorkerConfig{Namespace: cfg.Namespace, Queues: queues, Node: cfg.Node, Logger: cfg.Logger,
 		Concurrency: cfg.Concurrency, Grace: cfg.Grace,
-		Stream: consumer.Config{VisibilityTimeout: cfg.Visibility, Prefetch: cfg.Prefetch, EarlyLimit: cfg.EarlyLimit,
+		Stream: consumer.Config{VisibilityTimeout: cfg.Visibility, Prefetch: cfg.Prefetch, NoPrefetch: cfg.NoPrefetch, EarlyLimit: cfg.EarlyLimit,
 			EventsMaxLen: cfg.EventsMaxLen, EventsMaxAge: cfg.EventsMaxAge}}
 	if cfg.Metrics != nil {
 		wc.Metrics = cfg.Metrics

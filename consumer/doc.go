@@ -1,0 +1,42 @@
+// Package consumer is the stream side of a taskino worker: it reads fires
+// from Redis, keeps hold of them while they run, and records how each one
+// ended. It does not run anything; package dispatcher does, and asks a
+// Consumer for work through its Source interface.
+//
+// # Single and broadcast fires
+//
+// Single-mode fires are read through the consumer group "workers" on
+// taskino:{ns}:fires:<queue>: each entry goes to one worker and stays
+// pending until its outcome is recorded. Broadcast fires on
+// taskino:{ns}:broadcast:<queue> are read by every live worker from its own
+// cursor, set when the worker starts: a worker runs the broadcast fires
+// appended while it is up.
+//
+// # Holding, reclaiming, handing back
+//
+// A held fire's claim is extended every third of VisibilityTimeout
+// (heartbeats every sixth of it extend the claims not reset for a while),
+// so a long run on a live worker is never taken away. Entries pending with
+// a worker that stopped answering for VisibilityTimeout are reclaimed
+// (XAUTOCLAIM, following its cursor) by the next worker with free slots.
+// When no worker could reach Redis for a while (Redis frozen, restarted or
+// failed over; the network cut), every pending entry looks idle afterwards:
+// reclaims then wait one VisibilityTimeout, in which the live workers
+// extend their claims (see store.Heartbeat). A stopping worker hands back
+// what it will not finish, and any worker reclaims those at once. An entry handed out MaxDeliveries times without
+// an outcome (every worker that took it died) is dead-lettered.
+//
+// # Outcomes
+//
+// Each outcome is recorded atomically with the ack of its entry: the
+// completed or failed event, a retry (a new entry, due after the backoff,
+// kept in the retry set, never in memory), a dead letter with its reason,
+// and the task's last-run record. Outcomes are written in batches by one
+// goroutine, and kept and retried while Redis is unreachable.
+//
+// # Bad entries
+//
+// An entry that does not decode (no task field, a bad field, a payload over
+// 64 KiB, text that is not UTF-8) goes to taskino:{ns}:dead with the reason
+// at once, and the worker goes on.
+package consumer

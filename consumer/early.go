@@ -1,0 +1,74 @@
+package consumer
+
+import (
+	"container/heap"
+	"time"
+
+	"github.com/taskino/taskino/store"
+)
+
+// earlyHold keeps the fires read before their slot (planners append fires
+// up to their lookahead ahead of it) until they are due by the Redis
+// server's clock, the soonest first. It owns the held early fires. Fetch's
+// goroutine only: no lock.
+type earlyHold struct {
+	window time.Duration // Config.HoldEarly: a fire due within it is held; 0: none
+	limit  int           // Config.EarlyLimit: with this many held, nothing new is read
+	h      earlyHeap
+}
+
+// hold keeps d if it is due after now, by no more than the window (the
+// Redis server's time; zero before the first measure: nothing is held).
+// One due later (a hand-written entry with a distant "at") is not held.
+func (e *earlyHold) hold(d *store.Delivery, now time.Time) bool {
+	if e.window <= 0 || now.IsZero() {
+		return false
+	}
+	if w := d.Fire.At.Sub(now); w > 0 && w <= e.window {
+		heap.Push(&e.h, d)
+		return true
+	}
+	return false
+}
+
+func (e *earlyHold) len() int { return len(e.h) }
+
+// full says the limit is reached: read nothing new until some are due.
+func (e *earlyHold) full() bool { return len(e.h) >= e.limit }
+
+// next is when the soonest held fire is due; ok is false when none is held.
+func (e *earlyHold) next() (at time.Time, ok bool) {
+	if len(e.h) == 0 {
+		return time.Time{}, false
+	}
+	return e.h[0].Fire.At, true
+}
+
+// dueBy says whether a held fire is due by now.
+func (e *earlyHold) dueBy(now time.Time) bool {
+	return len(e.h) > 0 && !e.h[0].Fire.At.After(now)
+}
+
+// popDue takes the soonest held fire if it is due by now.
+func (e *earlyHold) popDue(now time.Time) (*store.Delivery, bool) {
+	if !e.dueBy(now) {
+		return nil, false
+	}
+	return heap.Pop(&e.h).(*store.Delivery), true
+}
+
+// earlyHeap holds early fires, the soonest due first (pointers: a
+// Delivery is too big to swap around).
+type earlyHeap []*store.Delivery
+
+func (h earlyHeap) Len() int           { return len(h) }
+func (h earlyHeap) Less(i, j int) bool { return h[i].Fire.At.Before(h[j].Fire.At) }
+func (h earlyHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *earlyHeap) Push(x any)        { *h = append(*h, x.(*store.Delivery)) }
+func (h *earlyHeap) Pop() any {
+	old := *h
+	d := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return d
+}

@@ -1,0 +1,71 @@
+package consumer
+
+import (
+	"testing"
+	"time"
+
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store"
+)
+
+func fireAt(task string, at time.Time) *store.Delivery {
+	return &store.Delivery{Fire: events.Fire{ID: events.FireID(task, at), Task: task, At: at, Attempt: 1}}
+}
+
+// TestEarlyHoldKeepsFiresDueWithinItsWindow: a fire due within the
+// window is held; one due now or before, due later than the window, or
+// read before the first clock measure is not; with no window none is.
+func TestEarlyHoldKeepsFiresDueWithinItsWindow(t *testing.T) {
+	now := time.UnixMilli(1_700_000_000_000)
+	e := &earlyHold{window: 10 * time.Second, limit: 100}
+	for _, tc := range []struct {
+		in   time.Duration
+		now  time.Time
+		held bool
+	}{{time.Second, now, true}, {10 * time.Second, now, true}, {0, now, false}, {-time.Second, now, false},
+		{11 * time.Second, now, false}, {time.Second, time.Time{}, false}} {
+		if got := e.hold(fireAt("t", now.Add(tc.in)), tc.now); got != tc.held {
+			t.Errorf("fire due in %s (now %s): held %v, want %v", tc.in, tc.now, got, tc.held)
+		}
+	}
+	off := &earlyHold{limit: 100}
+	if off.hold(fireAt("t", now.Add(time.Second)), now) {
+		t.Error("a hold with no window held a fire")
+	}
+}
+
+// TestEarlyHoldReleasesSoonestFirst: held fires come out in the order
+// they are due, only once due; the limit says when the hold is full.
+func TestEarlyHoldReleasesSoonestFirst(t *testing.T) {
+	now := time.UnixMilli(1_700_000_000_000)
+	e := &earlyHold{window: time.Minute, limit: 3}
+	for _, s := range []int{3, 1, 2} {
+		if !e.hold(fireAt("t", now.Add(time.Duration(s)*time.Second)), now) {
+			t.Fatalf("fire due in %ds not held", s)
+		}
+	}
+	if !e.full() {
+		t.Error("3 fires held with a limit of 3, yet not full")
+	}
+	if at, ok := e.next(); !ok || !at.Equal(now.Add(time.Second)) {
+		t.Errorf("next due %s (%v), want the soonest, in 1s", at, ok)
+	}
+	if _, ok := e.popDue(now.Add(999 * time.Millisecond)); ok {
+		t.Error("a fire came out before it was due")
+	}
+	var got []time.Duration
+	for {
+		d, ok := e.popDue(now.Add(2 * time.Second))
+		if !ok {
+			break
+		}
+		got = append(got, d.Fire.At.Sub(now))
+	}
+	if len(got) != 2 || got[0] != time.Second || got[1] != 2*time.Second {
+		t.Errorf("due by 2s: %v, want 1s then 2s", got)
+	}
+	if !e.dueBy(now.Add(3*time.Second)) || e.dueBy(now.Add(2*time.Second)) || e.full() {
+		t.Errorf("after two came out: dueBy(3s) %v, dueBy(2s) %v, full %v; want true, false, false",
+			e.dueBy(now.Add(3*time.Second)), e.dueBy(now.Add(2*time.Second)), e.full())
+	}
+}

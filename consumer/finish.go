@@ -1,0 +1,142 @@
+package consumer
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store"
+)
+
+// The Source side of a Consumer that records: Start, Finish and HandBack,
+// and the outcomes they queue on the outbox.
+
+// Start records that the run of d started (a started event).
+func (c *Consumer) Start(d *store.Delivery) {
+	// Not an outcome: no entry to ack, no condition, so a plain append
+	// (see flushOnce), and no allocation per run while thousands start:
+	// the queue holds, as values, what varies by run (a quarter of an
+	// event's size).
+	e := startRec{task: d.Fire.Task, fire: d.Fire.ID, queue: d.Queue, at: d.Fire.At, attempt: d.Fire.Attempt}
+	c.outbox.start(e)
+}
+
+// Finish records how the run of d ended: completed, failed and retried,
+// failed and dead-lettered, or handed back unfinished. It does not block:
+// outcomes are written in batches, and kept while Redis is unreachable.
+func (c *Consumer) Finish(d *store.Delivery, r store.Result) {
+	if !r.Started.IsZero() && !r.Finished.IsZero() {
+		c.reader.noteRun(r.Finished.Sub(r.Started))
+	}
+	overlap := d.Spec.Overlap != events.OverlapAllow && d.Spec.Overlap != ""
+	if overlap && d.Broadcast {
+		c.local.end(d.Fire.Task) // a fire it kept waiting takes the run
+	}
+	if r.HandBack {
+		if !d.Broadcast {
+			c.claims.handBack([]store.Delivery{*d})
+		}
+		return
+	}
+	if r.Dead != "" && r.Err == nil && r.Started.IsZero() {
+		c.enqueue(deadLetter(c.log, c.cfg.Node, *d, r.Dead, "", overlap && !d.Broadcast))
+		return
+	}
+	// The outcome is built where it is queued, in place: a run's
+	// goroutine that copied it and its events through locals would
+	// outgrow its first stack, and thousands of runs start at one instant.
+	o := &store.Outcome{Delivery: *d, EndOverlap: overlap && !d.Broadcast,
+		LastRun: &events.LastRun{Task: d.Fire.Task, Fire: d.Fire.ID, Scheduled: d.Fire.At, Started: r.Started, Finished: r.Finished}}
+	ne := 1 // a failure may add its retried or dead event
+	if r.Err != nil {
+		ne = 2
+	}
+	o.Events = make([]events.Event, 1, ne)
+	e := &o.Events[0]
+	e.Task, e.Fire, e.At, e.Attempt, e.Worker, e.Queue = d.Fire.Task, d.Fire.ID, d.Fire.At, d.Fire.Attempt, c.cfg.Node, d.Queue
+	e.CostMs, e.Output = r.Finished.Sub(r.Started).Milliseconds(), cleanTail(r.Output)
+	if r.Err == nil {
+		e.Type, e.Status = events.TypeCompleted, events.StatusCompleted
+		o.LastRun.Status = events.StatusCompleted
+	} else {
+		msg := clean(r.Err.Error())
+		e.Type, e.Status, e.Error = events.TypeFailed, events.StatusFailed, msg
+		o.LastRun.Status, o.LastRun.Error = events.StatusFailed, msg
+		next := events.Event{Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Attempt: d.Fire.Attempt, Worker: c.cfg.Node, Error: msg}
+		switch {
+		case r.RetryIn > 0 && !d.Broadcast:
+			next.Type, next.Attempt = events.TypeRetried, d.Fire.Attempt+1
+			next.Reason = fmt.Sprintf("attempt %d of %d failed; next in %s", d.Fire.Attempt, d.Spec.Attempts, r.RetryIn.Round(time.Millisecond))
+			o.Events = append(o.Events, next)
+			o.RetryIn = r.RetryIn
+		case r.Dead != "":
+			next.Type, next.Reason, next.Queue = events.TypeDead, clean(r.Dead), d.Queue
+			o.Events = append(o.Events, next)
+			o.Dead, o.DeadError = next.Reason, msg
+		}
+	}
+	c.enqueue(o)
+	if o.RetryIn > 0 {
+		c.retries.poke()
+	}
+}
+
+func (c *Consumer) enqueue(o *store.Outcome) {
+	if o.Dead != "" && c.cfg.Metrics != nil {
+		c.cfg.Metrics.DeadLettered(o.Delivery.Fire.Task)
+	}
+	// Marked before it is queued: a stop hands back every held fire not
+	// marked, and one with its outcome queued must not run again.
+	c.claims.markQueued(o.Delivery)
+	c.outbox.add(o)
+}
+
+// deadLetter is d's dead letter, logged; endOverlap also ends its overlap
+// hold (a fire that began under skip or buffer-one).
+func deadLetter(log zerolog.Logger, node string, d store.Delivery, reason, lastErr string, endOverlap bool) *store.Outcome {
+	e := events.Event{Type: events.TypeDead, Reason: clean(reason), Worker: node, Queue: d.Queue, Error: clean(lastErr)}
+	if d.Err == nil {
+		e.Task, e.Fire, e.At, e.Attempt = d.Fire.Task, d.Fire.ID, d.Fire.At, d.Fire.Attempt
+	}
+	log.Warn().Str("entry", d.EntryID).Str("stream", d.Stream).Str("reason", e.Reason).Msg("dead-lettered")
+	return &store.Outcome{Delivery: d, Events: []events.Event{e}, Dead: e.Reason, DeadError: e.Error, EndOverlap: endOverlap}
+}
+
+// maxText bounds an error text kept in an event (a panic's stack included).
+const maxText = 8 << 10
+
+// clean makes text fit an event field: valid UTF-8, at most maxText bytes.
+func clean(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) > maxText {
+		s = strings.ToValidUTF8(s[:maxText], "") + "..."
+	}
+	return s
+}
+
+// cleanTail is clean keeping the end of s, where a run's last words are.
+func cleanTail(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) > maxText {
+		s = "..." + strings.ToValidUTF8(s[len(s)-maxText:], "")
+	}
+	return s
+}
+
+// HandBack gives up fires returned by Fetch that will not be started (read
+// ahead and still waiting, or a stopping dispatcher's): the single-mode
+// ones in one round trip, so the next reclaim by any worker takes them at
+// once; a broadcast one is not run here, as Finish with HandBack does.
+func (c *Consumer) HandBack(ds []store.Delivery) {
+	var single []store.Delivery
+	for i, d := range ds {
+		if d.Broadcast {
+			c.Finish(&ds[i], store.Result{HandBack: true}) // ends its overlap state here
+		} else {
+			single = append(single, d)
+		}
+	}
+	c.claims.handBack(single)
+}
