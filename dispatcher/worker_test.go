@@ -265,9 +265,10 @@ func TestWorkerConfigOutOfRange(t *testing.T) {
 	defer rdb.Close()
 	nop := dispatcher.Handlers{"t": dispatcher.HandlerFunc(func(context.Context, events.Fire) error { return nil })}
 	for field, cfg := range map[string]dispatcher.WorkerConfig{
-		"Grace":       {Grace: -time.Second},
-		"Concurrency": {Concurrency: -1},
-		"Stream.Node": {Stream: consumer.Config{Node: "x"}},
+		"Grace":             {Grace: -time.Second},
+		"Concurrency":       {Concurrency: -1},
+		"Stream.Node":       {Stream: consumer.Config{Node: "x"}},
+		"VisibilityTimeout": {Stream: consumer.Config{VisibilityTimeout: -time.Second}},
 	} {
 		_, err := dispatcher.NewWorker(rdb, cfg, nop)
 		if err == nil || !strings.Contains(err.Error(), field) {
