@@ -1,7 +1,6 @@
 package consumer
 
 import (
-	"fmt"
 	"strings"
 	"time"
 
@@ -26,7 +25,7 @@ func (c *Consumer) Start(d *store.Delivery) {
 // Finish records how the run of d ended: completed, failed and retried,
 // failed and dead-lettered, or handed back unfinished. It does not block:
 // outcomes are written in batches, and kept while Redis is unreachable.
-func (c *Consumer) Finish(d *store.Delivery, r store.Result) {
+func (c *Consumer) Finish(d *store.Delivery, r Result) {
 	if !r.Started.IsZero() && !r.Finished.IsZero() {
 		c.reader.noteRun(r.Finished.Sub(r.Started))
 	}
@@ -34,14 +33,14 @@ func (c *Consumer) Finish(d *store.Delivery, r store.Result) {
 	if overlap && d.Broadcast {
 		c.local.end(d.Fire.Task) // a fire it kept waiting takes the run
 	}
-	if r.HandBack {
+	if r.Next == HandBack {
 		if !d.Broadcast {
 			c.claims.handBack([]store.Delivery{*d})
 		}
 		return
 	}
-	if r.Dead != "" && r.Err == nil && r.Started.IsZero() {
-		c.enqueue(deadLetter(c.log, c.cfg.Node, *d, r.Dead, "", overlap && !d.Broadcast))
+	if r.Next == Dead && r.Started.IsZero() {
+		c.enqueue(deadLetter(c.log, c.cfg.Node, *d, r.Reason, "", overlap && !d.Broadcast))
 		return
 	}
 	// The outcome is built where it is queued, in place: a run's
@@ -66,13 +65,12 @@ func (c *Consumer) Finish(d *store.Delivery, r store.Result) {
 		o.LastRun.Status, o.LastRun.Error = events.StatusFailed, msg
 		next := events.Event{Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Attempt: d.Fire.Attempt, Worker: c.cfg.Node, Error: msg}
 		switch {
-		case r.RetryIn > 0 && !d.Broadcast:
-			next.Type, next.Attempt = events.TypeRetried, d.Fire.Attempt+1
-			next.Reason = fmt.Sprintf("attempt %d of %d failed; next in %s", d.Fire.Attempt, d.Spec.Attempts, r.RetryIn.Round(time.Millisecond))
+		case r.Next == Retry && !d.Broadcast:
+			next.Type, next.Attempt, next.Reason = events.TypeRetried, d.Fire.Attempt+1, clean(r.Reason)
 			o.Events = append(o.Events, next)
-			o.RetryIn = r.RetryIn
-		case r.Dead != "":
-			next.Type, next.Reason, next.Queue = events.TypeDead, clean(r.Dead), d.Queue
+			o.RetryIn = max(r.RetryIn, time.Millisecond)
+		case r.Next == Dead:
+			next.Type, next.Reason, next.Queue = events.TypeDead, clean(r.Reason), d.Queue
 			o.Events = append(o.Events, next)
 			o.Dead, o.DeadError = next.Reason, msg
 		}
@@ -133,7 +131,7 @@ func (c *Consumer) HandBack(ds []store.Delivery) {
 	var single []store.Delivery
 	for i, d := range ds {
 		if d.Broadcast {
-			c.Finish(&ds[i], store.Result{HandBack: true}) // ends its overlap state here
+			c.Finish(&ds[i], Result{Next: HandBack}) // ends its overlap state here
 		} else {
 			single = append(single, d)
 		}

@@ -45,7 +45,7 @@ func eventTypes(o *store.Outcome) []events.Type {
 func TestFinishRecordsHowARunEnded(t *testing.T) {
 	c := newIdleConsumer(t)
 	start := time.UnixMilli(1_700_000_000_000)
-	run := store.Result{Started: start, Finished: start.Add(1500 * time.Millisecond)}
+	run := Result{Started: start, Finished: start.Add(1500 * time.Millisecond)}
 	d := func(task string) *store.Delivery {
 		x := fireAt(task, start)
 		x.Stream, x.EntryID, x.Queue, x.Spec = "s", task, "default", events.Spec{Name: task, Attempts: 3}.WithDefaults()
@@ -55,14 +55,14 @@ func TestFinishRecordsHowARunEnded(t *testing.T) {
 	ok.Output = strings.Repeat("x", maxText) + "the end"
 	c.Finish(d("ok"), ok)
 	retried := run
-	retried.Err, retried.RetryIn = errors.New("boom"), time.Second
+	retried.Next, retried.Err, retried.RetryIn, retried.Reason = Retry, errors.New("boom"), time.Second, "attempt 1 of 3 failed; next in 1s"
 	c.Finish(d("retried"), retried)
 	dead := run
-	dead.Err, dead.Dead = errors.New("boom"), "out of attempts"
+	dead.Next, dead.Err, dead.Reason = Dead, errors.New("boom"), "out of attempts"
 	c.Finish(d("dead"), dead)
 	skip := d("never")
 	skip.Spec.Overlap = events.OverlapSkip
-	c.Finish(skip, store.Result{Dead: "no handler"})
+	c.Finish(skip, Result{Next: Dead, Reason: "no handler"})
 	bc := d("bc")
 	bc.Broadcast = true
 	c.Finish(bc, retried)

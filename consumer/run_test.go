@@ -45,7 +45,7 @@ func TestRunStopsInOrder(t *testing.T) {
 		t.Fatalf("fetched %v first, want done", ds[0].Fire.Task)
 	}
 	c.Start(&ds[0])
-	c.Finish(&ds[0], store.Result{Started: time.Now(), Finished: time.Now()})
+	c.Finish(&ds[0], Result{Started: time.Now(), Finished: time.Now()})
 	stop()
 	select {
 	case err := <-ran:

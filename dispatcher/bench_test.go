@@ -5,6 +5,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/taskino/taskino/consumer"
 	"github.com/taskino/taskino/dispatcher"
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/store"
@@ -38,7 +39,7 @@ func (s *countSource) Fetch(ctx context.Context, max int) ([]store.Delivery, err
 
 func (s *countSource) Start(*store.Delivery) {}
 
-func (s *countSource) Finish(*store.Delivery, store.Result) {
+func (s *countSource) Finish(*store.Delivery, consumer.Result) {
 	s.mu.Lock()
 	s.pending--
 	last := s.pending == 0

@@ -52,6 +52,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/taskino/taskino/consumer"
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/store"
 )
@@ -71,7 +72,7 @@ type Source interface {
 	// Finish records how a run ended; it must not block. d is the
 	// dispatcher's, only read during the call (a source that keeps the
 	// delivery copies it).
-	Finish(d *store.Delivery, r store.Result)
+	Finish(d *store.Delivery, r consumer.Result)
 }
 
 // ReadAheadWait is the longest fires fetched beyond the free runs (a
@@ -126,7 +127,7 @@ func (dp *Dispatcher) handBack(ds []store.Delivery) {
 		return
 	}
 	for i := range ds {
-		dp.src.Finish(&ds[i], store.Result{HandBack: true})
+		dp.src.Finish(&ds[i], consumer.Result{Next: consumer.HandBack})
 	}
 }
 
@@ -340,7 +341,7 @@ func (p *pool) loop(j *job) {
 
 // finish reports the job's end once: a handler that outlives a hard stop
 // has already been handed back.
-func (dp *Dispatcher) finish(j *job, r store.Result) {
+func (dp *Dispatcher) finish(j *job, r consumer.Result) {
 	j.once.Do(func() { dp.src.Finish(&j.d, r) })
 }
 
@@ -459,7 +460,7 @@ fetching:
 		dp.mu.Unlock()
 		dp.log.Warn().Int("runs", len(left)).Msg("runs did not end when cancelled; handing their fires back")
 		for _, j := range left {
-			dp.finish(j, store.Result{HandBack: true})
+			dp.finish(j, consumer.Result{Next: consumer.HandBack})
 		}
 	}
 	stopSrc()
@@ -499,7 +500,7 @@ func (dp *Dispatcher) run(parent context.Context, p *pool, j *job) {
 			// The handler ended its goroutine (runtime.Goexit, as
 			// t.FailNow does): a failure, retried or dead-lettered like
 			// any other, not a fire held until the worker stops.
-			dp.finish(j, dp.settle(ctx, p.runCtx, &j.d, &j.out, store.Result{Started: j.started, Err: ErrGoexit}))
+			dp.finish(j, dp.settle(ctx, p.runCtx, &j.d, &j.out, consumer.Result{Started: j.started, Err: ErrGoexit}))
 		}
 		dp.mu.Lock()
 		delete(dp.inflight, j)
@@ -507,7 +508,7 @@ func (dp *Dispatcher) run(parent context.Context, p *pool, j *job) {
 		cancel()
 	}()
 	if j.h == nil {
-		dp.finish(j, store.Result{Dead: fmt.Sprintf("no handler for task %q on this worker (queue %q)", j.d.Fire.Task, j.d.Queue)})
+		dp.finish(j, consumer.Result{Next: consumer.Dead, Reason: fmt.Sprintf("no handler for task %q on this worker (queue %q)", j.d.Fire.Task, j.d.Queue)})
 	} else {
 		dp.finish(j, dp.execute(ctx, p.runCtx, j))
 	}
@@ -518,7 +519,7 @@ func (dp *Dispatcher) run(parent context.Context, p *pool, j *job) {
 var ErrGoexit = errors.New("the handler ended its goroutine (runtime.Goexit) before returning")
 
 // execute runs the job's handler and decides what becomes of its fire.
-func (dp *Dispatcher) execute(ctx, runCtx context.Context, j *job) store.Result {
+func (dp *Dispatcher) execute(ctx, runCtx context.Context, j *job) consumer.Result {
 	dl := &j.d
 	if t := dl.Spec.Timeout; t > 0 {
 		var cancel context.CancelFunc
@@ -528,16 +529,17 @@ func (dp *Dispatcher) execute(ctx, runCtx context.Context, j *job) store.Result 
 	dp.src.Start(dl)
 	j.started = time.Now()
 	err := call(context.WithValue(ctx, outputKey{}, &j.out), j.h, dl.Fire)
-	return dp.settle(ctx, runCtx, dl, &j.out, store.Result{Started: j.started, Err: err})
+	return dp.settle(ctx, runCtx, dl, &j.out, consumer.Result{Started: j.started, Err: err})
 }
 
-// settle decides what becomes of a fire whose run ended now with r.Err.
-func (dp *Dispatcher) settle(ctx, runCtx context.Context, dl *store.Delivery, out *outputBox, r store.Result) store.Result {
+// settle decides what becomes of a fire whose run ended now with r.Err:
+// recorded, retried, dead-lettered or handed back (see retry).
+func (dp *Dispatcher) settle(ctx, runCtx context.Context, dl *store.Delivery, out *outputBox, r consumer.Result) consumer.Result {
 	r.Finished = time.Now()
 	r.Output = out.get()
 	if r.Err != nil && runCtx.Err() != nil {
 		// Cancelled by a hard stop: not the handler's failure.
-		return store.Result{HandBack: true}
+		return consumer.Result{Next: consumer.HandBack}
 	}
 	if m := dp.cfg.Metrics; m != nil {
 		m.Ran(dl.Fire, r.Started.Sub(dl.Fire.At), r.Finished.Sub(r.Started), r.Err)
@@ -551,7 +553,7 @@ func (dp *Dispatcher) settle(ctx, runCtx context.Context, dl *store.Delivery, ou
 	if dl.Broadcast {
 		return r
 	}
-	r.RetryIn, r.Dead = dp.retry(dl, r.Err)
+	r.Next, r.RetryIn, r.Reason = dp.retry(dl, r.Err)
 	dp.log.Debug().Err(r.Err).Str("fire", dl.Fire.ID).Int("attempt", dl.Fire.Attempt).Msg("run failed")
 	return r
 }

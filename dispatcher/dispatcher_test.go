@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskino/taskino/consumer"
 	"github.com/taskino/taskino/dispatcher"
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/store"
@@ -21,12 +22,12 @@ type fakeSource struct {
 	mu      sync.Mutex
 	pending []store.Delivery
 	started []string
-	results map[string]store.Result
+	results map[string]consumer.Result
 	done    chan string
 }
 
 func newSource(ds ...store.Delivery) *fakeSource {
-	return &fakeSource{pending: ds, results: map[string]store.Result{}, done: make(chan string, 100)}
+	return &fakeSource{pending: ds, results: map[string]consumer.Result{}, done: make(chan string, 100)}
 }
 
 // newDispatcher is dispatcher.New, failing the test on an error.
@@ -62,14 +63,14 @@ func (s *fakeSource) Start(d *store.Delivery) {
 	s.started = append(s.started, d.Fire.ID)
 }
 
-func (s *fakeSource) Finish(d *store.Delivery, r store.Result) {
+func (s *fakeSource) Finish(d *store.Delivery, r consumer.Result) {
 	s.mu.Lock()
 	s.results[d.Fire.ID] = r
 	s.mu.Unlock()
 	s.done <- d.Fire.ID
 }
 
-func (s *fakeSource) await(t *testing.T, n int) map[string]store.Result {
+func (s *fakeSource) await(t *testing.T, n int) map[string]consumer.Result {
 	t.Helper()
 	for range n {
 		select {
@@ -80,7 +81,7 @@ func (s *fakeSource) await(t *testing.T, n int) map[string]store.Result {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := map[string]store.Result{}
+	out := map[string]consumer.Result{}
 	for k, v := range s.results {
 		out[k] = v
 	}
@@ -135,10 +136,10 @@ func TestOutcomes(t *testing.T) {
 	if r := res["ok"]; r.Err != nil || r.Started.IsZero() || r.Finished.Before(r.Started) {
 		t.Errorf("ok: %+v", r)
 	}
-	if r := res["fails-early"]; r.Err == nil || r.RetryIn != time.Second || r.Dead != "" {
+	if r := res["fails-early"]; r.Err == nil || r.Next != consumer.Retry || r.RetryIn != time.Second || r.Reason != "attempt 1 of 3 failed; next in 1s" {
 		t.Errorf("a first failure of 3 attempts: %+v, want a retry in 1s (the backoff of attempt 1)", r)
 	}
-	if r := res["fails-last"]; r.Err == nil || r.RetryIn != 0 || !strings.Contains(r.Dead, "3 of 3") {
+	if r := res["fails-last"]; r.Err == nil || r.Next != consumer.Dead || r.RetryIn != 0 || !strings.Contains(r.Reason, "3 of 3") {
 		t.Errorf("the last attempt's failure: %+v, want it dead", r)
 	}
 	if r := res["slow"]; r.Err == nil || !strings.Contains(r.Err.Error(), "timed out after 20ms") {
@@ -148,7 +149,7 @@ func TestOutcomes(t *testing.T) {
 	if r := res["panics"]; !errors.As(r.Err, &pe) || pe.Value != "bad index" || !strings.Contains(string(pe.Stack), "dispatcher_test.go") {
 		t.Errorf("a panic: %+v, want a PanicError with its value and stack", r)
 	}
-	if r := res["orphan"]; !strings.Contains(r.Dead, `no handler for task "nobody"`) || !r.Started.IsZero() {
+	if r := res["orphan"]; r.Next != consumer.Dead || !strings.Contains(r.Reason, `no handler for task "nobody"`) || !r.Started.IsZero() {
 		t.Errorf("a fire with no handler: %+v, want it dead-lettered unstarted", r)
 	}
 	if r := res["talks"]; r.Output != "last words" || r.Err == nil {
@@ -219,7 +220,7 @@ func TestStopWaitsAndStopAndCancelCancels(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if r := src.results["graceful"]; r.Err != nil || r.HandBack {
+	if r := src.results["graceful"]; r.Err != nil || r.Next != consumer.Record {
 		t.Errorf("the run under way at Stop: %+v, want it finished", r)
 	}
 
@@ -239,7 +240,7 @@ func TestStopWaitsAndStopAndCancelCancels(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if r := src2.results["cancelled"]; !r.HandBack {
+	if r := src2.results["cancelled"]; r.Next != consumer.HandBack {
 		t.Errorf("a run cancelled by StopAndCancel: %+v, want it handed back, not failed", r)
 	}
 }
@@ -294,7 +295,7 @@ func TestRunsLeaveNoGoroutines(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	if r := src.await(t, 1)["stuck"]; !r.HandBack {
+	if r := src.await(t, 1)["stuck"]; r.Next != consumer.HandBack {
 		t.Errorf("the run that ignored the hard stop: %+v, want it handed back", r)
 	}
 	close(release)
@@ -328,10 +329,10 @@ func TestGoexitInAHandler(t *testing.T) {
 			t.Errorf("fire %s after two handlers that ended their goroutines: %+v (recorded %v); want it run", id, r, ok)
 		}
 	}
-	if r := res["exit-1"]; !errors.Is(r.Err, dispatcher.ErrGoexit) || r.RetryIn <= 0 || r.Started.IsZero() {
+	if r := res["exit-1"]; !errors.Is(r.Err, dispatcher.ErrGoexit) || r.Next != consumer.Retry || r.RetryIn <= 0 || r.Started.IsZero() {
 		t.Errorf("first attempt of a handler that called Goexit: %+v; want ErrGoexit, retried", r)
 	}
-	if r := res["exit-2"]; !errors.Is(r.Err, dispatcher.ErrGoexit) || r.Dead == "" {
+	if r := res["exit-2"]; !errors.Is(r.Err, dispatcher.ErrGoexit) || r.Next != consumer.Dead {
 		t.Errorf("last attempt of a handler that called Goexit: %+v; want ErrGoexit, dead-lettered", r)
 	}
 }

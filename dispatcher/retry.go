@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/taskino/taskino/consumer"
 	"github.com/taskino/taskino/store"
 )
 
@@ -41,19 +42,23 @@ func RetryAfter(d time.Duration, err error) error {
 }
 
 // retry decides what becomes of a single-mode fire whose run failed with
-// err: tried again after retryIn, or dead-lettered with the reason dead.
-// This is the one place that decides; the source records the decision.
-func (dp *Dispatcher) retry(dl *store.Delivery, err error) (retryIn time.Duration, dead string) {
+// err: tried again after retryIn, or dead-lettered, with the reason for
+// the retried or dead event. This is the one place that decides; the
+// consumer records the decision as it is.
+func (dp *Dispatcher) retry(dl *store.Delivery, err error) (next consumer.Next, retryIn time.Duration, reason string) {
 	attempt, attempts := dl.Fire.Attempt, dl.Spec.Attempts
 	if errors.Is(err, SkipRetry) {
-		return 0, fmt.Sprintf("failed at attempt %d of %d; the handler said not to retry (SkipRetry)", attempt, attempts)
+		return consumer.Dead, 0, fmt.Sprintf("failed at attempt %d of %d; the handler said not to retry (SkipRetry)", attempt, attempts)
 	}
 	if attempt >= attempts {
-		return 0, fmt.Sprintf("failed %d of %d attempts", attempt, attempts)
+		return consumer.Dead, 0, fmt.Sprintf("failed %d of %d attempts", attempt, attempts)
 	}
 	var ra *RetryAfterError
 	if errors.As(err, &ra) {
-		return max(ra.Delay, time.Millisecond), ""
+		retryIn = ra.Delay
+	} else {
+		retryIn = dp.cfg.RetryDelay(attempt, err, dl.Fire)
 	}
-	return max(dp.cfg.RetryDelay(attempt, err, dl.Fire), time.Millisecond), ""
+	retryIn = max(retryIn, time.Millisecond)
+	return consumer.Retry, retryIn, fmt.Sprintf("attempt %d of %d failed; next in %s", attempt, attempts, retryIn.Round(time.Millisecond))
 }

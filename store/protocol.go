@@ -1,8 +1,6 @@
 package store
 
 import (
-	"time"
-
 	"github.com/taskino/taskino/store/internal/core"
 	"github.com/taskino/taskino/store/internal/protocol"
 )
@@ -81,23 +79,3 @@ const DefaultDeadMaxLen = protocol.DefaultDeadMaxLen
 // exist: nobody created it, or the stream was deleted (a flush) and took
 // its groups with it. Match it with errors.Is.
 var ErrNoGroup = core.ErrNoGroup
-
-// Result is how a worker's run of a delivery ended, as the dispatcher
-// reports it to the consumer, which turns it into an Outcome.
-type Result struct {
-	// Started and Finished bound the run (host clock); zero when it never
-	// started.
-	Started, Finished time.Time
-	// Err is the failure, nil on success.
-	Err error
-	// RetryIn, when positive, tries the fire again after this long.
-	RetryIn time.Duration
-	// Dead, when set, dead-letters the fire with this reason.
-	Dead string
-	// HandBack gives the fire up unfinished (a stopping worker): another
-	// worker takes it at once.
-	HandBack bool
-	// Output is the tail of what the run printed, for its completed or
-	// failed event; empty for none.
-	Output string
-}
