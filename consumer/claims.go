@@ -115,7 +115,7 @@ func (c *claims) forget(batch []*store.Outcome) {
 	}
 }
 
-// handBack gives held single-mode fires back at once (see store.HandBack).
+// handBack gives held single-mode fires back at once (see the worker protocol's HandBack).
 func (c *claims) handBack(ds []store.Delivery) {
 	var hs []store.Held
 	c.mu.Lock()

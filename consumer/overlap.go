@@ -11,7 +11,7 @@ import (
 // its own runs: it owns which such tasks run here, the fire a buffer-one
 // task keeps waiting, and the buffered fires released by a run's end for
 // the next Fetch. (Single-mode fires are held to their policy in Redis:
-// store.Begin.) Safe for concurrent use: Fetch begins, runs' Finish ends.
+// the worker protocol's Begin.) Safe for concurrent use: Fetch begins, runs' Finish ends.
 type localOverlap struct {
 	mu       sync.Mutex
 	running  map[string]bool            // tasks running here

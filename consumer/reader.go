@@ -42,7 +42,7 @@ type reader struct {
 	// Fetch's goroutine only:
 	reading     bool              // a read was asked for and its result not taken
 	cursor      map[string]string // each stream's reclaim cursor
-	quietLogged bool              // the quiet period after an outage was logged (see store.Heartbeat)
+	quietLogged bool              // the quiet period after an outage was logged (see the worker protocol's Heartbeat)
 	lastReclaim time.Time
 	more        bool // the last sweep left more to take: the next Fetch reclaims again
 }
