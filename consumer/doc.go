@@ -22,9 +22,10 @@
 // When no worker could reach Redis for a while (Redis frozen, restarted or
 // failed over; the network cut), every pending entry looks idle afterwards:
 // reclaims then wait one VisibilityTimeout, in which the live workers
-// extend their claims (see the worker protocol's Heartbeat). A stopping worker hands back
-// what it will not finish, and any worker reclaims those at once. An entry handed out MaxDeliveries times without
-// an outcome (every worker that took it died) is dead-lettered.
+// extend their claims (see the worker protocol's Heartbeat). A stopping
+// worker hands back what it will not finish, and any worker reclaims those
+// at once. An entry handed out MaxDeliveries times without an outcome
+// (every worker that took it died) is dead-lettered.
 //
 // # Outcomes
 //
