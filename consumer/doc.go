@@ -1,7 +1,13 @@
 // Package consumer is the stream side of a taskino worker: it reads fires
 // from Redis, keeps hold of them while they run, and records how each one
 // ended. It does not run anything; package dispatcher does, and asks a
-// Consumer for work through its Source interface.
+// Consumer for work through its Source interface. A program does not build
+// one itself: dispatcher.NewWorker does.
+//
+// It touches Redis only through the store's worker protocol
+// (store.WorkerProtocol), and it records each outcome as the dispatcher
+// decided it (a Result): whether a fire is retried or dead-lettered is not
+// its decision.
 //
 // # Single and broadcast fires
 //
