@@ -344,3 +344,63 @@ func TestResumeOvertakenByAReload(t *testing.T) {
 		}
 	}
 }
+
+// TestTriggerIDIsIdempotent: a manual trigger that gives an id runs once,
+// however often it is sent, by the Go API or by a raw XADD; without an id
+// every trigger runs.
+func TestTriggerIDIsIdempotent(t *testing.T) {
+	b := setup(t)
+	runs := newRunLog()
+	w := startWorker(t, b, consumer.Config{}, dispatcher.Config{}, map[string]dispatcher.HandlerFunc{
+		"pay": func(ctx context.Context, f events.Fire) error { runs.add("w", f); return nil },
+	})
+	awaitNodesUp(t, b, w)
+	manualTasks(t, b, events.Spec{Name: "pay"})
+	first, err := b.st.Trigger(b.ctx, "pay", "", "invoice-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := b.st.Trigger(b.ctx, "pay", "", "invoice-7")
+	if err != nil || again != first {
+		t.Errorf("second Trigger with the same id returned %q (err %v), want the first entry %q", again, err, first)
+	}
+	stream := b.st.Keys().Fires("default")
+	for range 2 {
+		if err := b.rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: stream, Values: []any{"task", "pay", "id", "invoice-7"}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		if err := b.rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: stream, Values: []any{"task", "pay"}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.st.Trigger(b.ctx, "pay", "", "last"); err != nil {
+		t.Fatal(err)
+	}
+	all := awaitEvent(t, b, 30*time.Second, events.TypeCompleted, func(e events.Event) bool { return e.Fire == "last" })
+	w.stop(t)
+	got, _ := runs.snapshot()
+	if got["invoice-7"] != 1 {
+		t.Errorf("the trigger with id invoice-7 ran %d times, want once", got["invoice-7"])
+	}
+	anon := 0
+	for id, n := range got {
+		if strings.HasPrefix(id, "m-") {
+			anon += n
+		}
+	}
+	if anon != 2 {
+		t.Errorf("%d runs of triggers without an id, want 2", anon)
+	}
+	dups := 0
+	for _, e := range ofType(all, events.TypeMissed) {
+		if e.Fire == "invoice-7" && e.Policy == "duplicate-id" {
+			dups++
+		}
+	}
+	if dups != 2 {
+		t.Errorf("%d missed events for the repeated raw triggers, want 2", dups)
+	}
+	assertNothingPending(t, b, "default")
+}

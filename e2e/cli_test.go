@@ -71,9 +71,22 @@ func startProc(t *testing.T, name, bin string, args ...string) *proc {
 // stop sends sig and checks the process exits 0.
 func (p *proc) stop(t *testing.T, sig syscall.Signal) {
 	t.Helper()
+	p.signal(t, sig)
+	p.exited(t, sig)
+}
+
+// signal sends sig (stop's first half).
+func (p *proc) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("%s: signal: %v", p.name, err)
 	}
+}
+
+// exited waits for the process to exit after sig and checks it exited 0
+// (stop's second half).
+func (p *proc) exited(t *testing.T, sig syscall.Signal) {
+	t.Helper()
 	for range p.lines { // drain stdout to EOF, so Wait can finish
 	}
 	if err := p.cmd.Wait(); err != nil {
@@ -573,11 +586,20 @@ func TestBinariesStopWhileStarting(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	good := writeFile(t, dir, "good.yaml", "version: 1\ntasks:\n  - name: known\n    every: 1h\n    exec: [\"true\"]\n")
+	// Both at once: each notices the signal only when its connect timeout
+	// (5s) ends, and one after the other would wait that twice.
+	type starting struct {
+		bin      string
+		p        *proc
+		accepted chan net.Conn
+	}
+	var all []starting
 	for _, bin := range []string{buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { ln.Close() })
 		accepted := make(chan net.Conn, 1)
 		go func() {
 			c, err := ln.Accept()
@@ -586,14 +608,21 @@ func TestBinariesStopWhileStarting(t *testing.T) {
 			}
 		}()
 		p := startProc(t, filepath.Base(bin), bin, "--redis", "redis://"+ln.Addr().String(), "--tasks", good)
+		all = append(all, starting{bin, p, accepted})
+	}
+	for _, s := range all {
 		select {
-		case c := <-accepted:
+		case c := <-s.accepted:
 			defer c.Close()
 		case <-time.After(30 * time.Second):
-			t.Fatalf("%s never connected", bin)
+			t.Fatalf("%s never connected", s.bin)
 		}
-		p.stop(t, syscall.SIGTERM)
-		ln.Close()
+	}
+	for _, s := range all {
+		s.p.signal(t, syscall.SIGTERM)
+	}
+	for _, s := range all {
+		s.p.exited(t, syscall.SIGTERM)
 	}
 }
 

@@ -183,3 +183,35 @@ func TestLongRunOnALiveWorkerIsNotStolen(t *testing.T) {
 	}
 	assertNothingPending(t, b, "default")
 }
+
+// TestFireReadWhileSlotsAreBusyRunsOnce: a single fire read while the only
+// slot runs a long broadcast fire is held (its claim extended) until it
+// runs, so it is not reclaimed, by this worker or another, and runs once.
+func TestFireReadWhileSlotsAreBusyRunsOnce(t *testing.T) {
+	b := setup(t)
+	var jobRuns atomic.Int32
+	w := startWorker(t, b, consumer.Config{Node: "a", VisibilityTimeout: time.Second, Block: 10 * time.Second},
+		dispatcher.Config{Concurrency: 1}, map[string]dispatcher.HandlerFunc{
+			"bc":  func(ctx context.Context, f events.Fire) error { time.Sleep(4 * time.Second); return nil }, // longer than the visibility timeout
+			"job": func(ctx context.Context, f events.Fire) error { jobRuns.Add(1); return nil },
+		})
+	awaitNodesUp(t, b, w)
+	manualTasks(t, b, events.Spec{Name: "bc", Mode: events.ModeBroadcast}, events.Spec{Name: "job"})
+	if _, err := b.st.Trigger(b.ctx, "bc", "", "bc1"); err != nil {
+		t.Fatal(err)
+	}
+	awaitEvent(t, b, 30*time.Second, events.TypeStarted, func(e events.Event) bool { return e.Fire == "bc1" })
+	if _, err := b.st.Trigger(b.ctx, "job", "", "j1"); err != nil {
+		t.Fatal(err)
+	}
+	awaitEvent(t, b, 30*time.Second, events.TypeCompleted, func(e events.Event) bool { return e.Fire == "j1" })
+	// A second fire read after j1: a duplicate of j1 would run before it.
+	if _, err := b.st.Trigger(b.ctx, "job", "", "j2"); err != nil {
+		t.Fatal(err)
+	}
+	awaitEvent(t, b, 30*time.Second, events.TypeCompleted, func(e events.Event) bool { return e.Fire == "j2" })
+	w.stop(t)
+	if n := jobRuns.Load(); n != 2 {
+		t.Errorf("the job task ran %d times for 2 fires, want 2", n)
+	}
+}
