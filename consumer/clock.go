@@ -12,22 +12,25 @@ import (
 // Fetch ask it. Safe for concurrent use.
 type redisClock struct {
 	mu sync.Mutex
-	// The Redis server's time at a round trip's midpoint, and our
-	// monotonic clock then: when an early fire is due.
+	// The Redis server's time read by a round trip, and our monotonic
+	// clock when its reply came: when an early fire is due.
 	redisAt, localAt time.Time
 	rtt              time.Duration // that measure's round trip
 }
 
 // set records the Redis server's time now, read by a call sent at
-// before whose reply came at after. The error of such a measure is up to
-// half its round trip, so a slow one (Redis busy) does not replace a
-// recent fast one.
+// before whose reply came at after. The server read its clock somewhere
+// in that round trip, so now is taken to be its time at after: the clock
+// told is then behind the server's by up to the round trip, never ahead,
+// and an early fire is never released before its slot (a midpoint would
+// release one up to half a round trip early). A slow measure (Redis busy)
+// does not replace a recent fast one.
 func (c *redisClock) set(before, after, now time.Time) {
 	rtt := after.Sub(before)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.redisAt.IsZero() || rtt <= 2*c.rtt+time.Millisecond || after.Sub(c.localAt) > time.Minute {
-		c.redisAt, c.localAt, c.rtt = now, before.Add(rtt/2), rtt
+		c.redisAt, c.localAt, c.rtt = now, after, rtt
 	}
 }
 

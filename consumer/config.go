@@ -80,6 +80,11 @@ type Config struct {
 	// NoPrefetch reads no fires beyond the free runs (Prefetch must then
 	// be 0).
 	NoPrefetch bool
+	// SpecCheckInterval is how often the worker compares the stored
+	// task-set version with the specs it holds (default 30s), besides the
+	// wake-up every apply publishes: it catches an apply whose wake-up it
+	// missed, and reads the whole set only when the version moved.
+	SpecCheckInterval time.Duration
 	// Metrics, when set, is told of reclaims and dead letters.
 	Metrics Metrics
 
@@ -96,7 +101,6 @@ type timing struct {
 	heartbeat   time.Duration // pulse and claim extensions: every VisibilityTimeout/6
 	reclaim     time.Duration // least time between reclaim sweeps: VisibilityTimeout/4
 	releaseHold time.Duration // longest outcome writes wait for a release: min(releaseHold, VisibilityTimeout/4)
-	specCheck   time.Duration // stored task-set version compared with the cache: every 30s
 	specMiss    time.Duration // a task with no stored spec is looked up again after: 1s
 	retryPoll   time.Duration // longest wait between two moves of due retries: 1s
 	pruneIdle   time.Duration // a group consumer idle this long holding nothing is removed: 1h
@@ -114,7 +118,6 @@ func (t timing) withDefaults(visibility time.Duration) timing {
 	set(&t.heartbeat, visibility/6)
 	set(&t.reclaim, visibility/4)
 	set(&t.releaseHold, min(releaseHold, visibility/4))
-	set(&t.specCheck, 30*time.Second)
 	set(&t.specMiss, time.Second)
 	set(&t.retryPoll, time.Second)
 	set(&t.pruneIdle, time.Hour)
@@ -172,6 +175,9 @@ func (c Config) WithDefaults() Config {
 	if c.Prefetch == 0 && !c.NoPrefetch {
 		c.Prefetch = 200
 	}
+	if c.SpecCheckInterval == 0 {
+		c.SpecCheckInterval = 30 * time.Second
+	}
 	c.timing = c.timing.withDefaults(c.VisibilityTimeout)
 	return c
 }
@@ -197,6 +203,7 @@ func (c Config) validate() error {
 		{name: "HoldEarly", want: "0 (default 10s) or more; NoHoldEarly runs early fires at once", d: c.HoldEarly, dur: true},
 		{name: "EarlyLimit", want: "0 (default 10000) or more", n: int64(c.EarlyLimit)},
 		{name: "Prefetch", want: "0 (default 200) or more; NoPrefetch reads none ahead", n: int64(c.Prefetch)},
+		{name: "SpecCheckInterval", want: "0 (default 30s) or more", d: c.SpecCheckInterval, dur: true},
 	} {
 		switch {
 		case f.dur && f.d < 0:

@@ -63,7 +63,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 	}
 	c.claims = newClaims(st, c.log, cfg.Node, cfg.VisibilityTimeout, cfg.timing.heartbeat, &c.clock)
 	c.outbox = newOutbox(st, c.log, cfg.Node, cfg.FlushBatch, cfg.timing.releaseHold, c.claims.forget)
-	c.specs = newSpecCache(st, c.log, cfg.timing.specCheck, cfg.timing.specMiss)
+	c.specs = newSpecCache(st, c.log, cfg.SpecCheckInterval, cfg.timing.specMiss)
 	for _, q := range cfg.Queues {
 		c.single = append(c.single, st.Keys().Fires(q))
 		c.bstreams = append(c.bstreams, st.Keys().Broadcast(q))

@@ -21,7 +21,8 @@ func TestRunStopsInOrder(t *testing.T) {
 	rdb := redistest.Start(t).Client(t)
 	c, err := New(rdb, Config{Node: "w1", Namespace: "run", Logger: testLog(t), VisibilityTimeout: time.Minute,
 		Block: 10 * time.Millisecond, TrimInterval: time.Millisecond,
-		timing: timing{heartbeat: time.Millisecond, reclaim: time.Millisecond, specCheck: time.Millisecond, retryPoll: time.Millisecond}})
+		SpecCheckInterval: time.Millisecond,
+		timing:            timing{heartbeat: time.Millisecond, reclaim: time.Millisecond, retryPoll: time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}

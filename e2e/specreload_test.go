@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -17,23 +18,24 @@ func calls(t *testing.T, b testBundle, cmd string) int64 {
 }
 
 // TestWorkerReadsTheTaskSetOnlyWhenItChanged: besides the wake-up of an
-// apply, a worker checks the stored version every 30s and reads the whole
-// task set (HGETALL) only when the version moved (an apply whose wake-up
-// it missed), not at every check: for a million tasks that read is
-// hundreds of MB. Slow: two checks, about a minute.
+// apply, a worker checks the stored version every SpecCheckInterval
+// (default 30s; 300ms here) and reads the whole task set (HGETALL) only
+// when the version moved (an apply whose wake-up it missed), not at every
+// check: for a million tasks that read is hundreds of MB.
 func TestWorkerReadsTheTaskSetOnlyWhenItChanged(t *testing.T) {
 	b := setup(t)
 	manualTasks(t, b, events.Spec{Name: "a"})
-	w := startWorker(t, b, consumer.Config{}, dispatcher.Config{}, nil)
+	w := startWorker(t, b, consumer.Config{SpecCheckInterval: 300 * time.Millisecond}, dispatcher.Config{},
+		map[string]dispatcher.HandlerFunc{"a": func(context.Context, events.Fire) error { return nil }})
 	awaitNodesUp(t, b, w)
 	// The version key is read only by these checks and the loads (no
 	// planner here, and the worker runs nothing).
 	awaitCheck := func(gets int64) {
 		t.Helper()
-		deadline := time.Now().Add(90 * time.Second)
+		deadline := time.Now().Add(30 * time.Second)
 		for calls(t, b, "get") <= gets {
 			if time.Now().After(deadline) {
-				t.Fatal("no version check within 90s")
+				t.Fatal("no version check within 30s")
 			}
 			time.Sleep(100 * time.Millisecond) // polling Redis: the check has no event
 		}
