@@ -2,6 +2,8 @@ package consumer
 
 import (
 	"container/heap"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/taskino/taskino/store"
@@ -19,9 +21,18 @@ type earlyHold struct {
 
 // hold keeps d if it is due after now, by no more than the window (the
 // Redis server's time; zero before the first measure: nothing is held).
-// One due later (a hand-written entry with a distant "at") is not held.
+// One due later (a hand-written entry with a distant "at") is not held,
+// nor one appended at or after its scheduled time (a manual trigger, a
+// retry, an on-time fire): Redis stamped its entry id then, so it is not
+// early, whatever the measured clock (which may lag the server's by a
+// round trip) says. Holding such a fire would keep it from a free run
+// slot until the next Fetch, which a worker whose runs are all busy does
+// not make.
 func (e *earlyHold) hold(d *store.Delivery, now time.Time) bool {
 	if e.window <= 0 || now.IsZero() {
+		return false
+	}
+	if appended, ok := entryTime(d.EntryID); ok && !d.Fire.At.After(appended) {
 		return false
 	}
 	if w := d.Fire.At.Sub(now); w > 0 && w <= e.window {
@@ -29,6 +40,17 @@ func (e *earlyHold) hold(d *store.Delivery, now time.Time) bool {
 		return true
 	}
 	return false
+}
+
+// entryTime is when Redis appended the entry id "ms-seq"; ok is false for
+// an id of another form (none, in a test).
+func entryTime(id string) (time.Time, bool) {
+	msPart, _, found := strings.Cut(id, "-")
+	n, err := strconv.ParseInt(msPart, 10, 64)
+	if !found || err != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(n), true
 }
 
 func (e *earlyHold) len() int { return len(e.h) }

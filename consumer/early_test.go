@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -27,6 +28,21 @@ func TestEarlyHoldKeepsFiresDueWithinItsWindow(t *testing.T) {
 		if got := e.hold(fireAt("t", now.Add(tc.in)), tc.now); got != tc.held {
 			t.Errorf("fire due in %s (now %s): held %v, want %v", tc.in, tc.now, got, tc.held)
 		}
+	}
+	// Appended at or after its slot (a manual trigger, a retry): not early,
+	// though the measured clock, behind the server's, says it is.
+	for _, appended := range []time.Duration{0, time.Millisecond, time.Hour} {
+		d := fireAt("t", now.Add(5*time.Millisecond))
+		d.EntryID = fmt.Sprintf("%d-0", now.Add(5*time.Millisecond+appended).UnixMilli())
+		if e.hold(d, now) {
+			t.Errorf("a fire appended %s after its slot was held as early", appended)
+		}
+	}
+	// Appended before it (a planner's lookahead): held.
+	ahead := fireAt("t", now.Add(time.Second))
+	ahead.EntryID = fmt.Sprintf("%d-3", now.UnixMilli())
+	if !e.hold(ahead, now) {
+		t.Error("a fire appended a second before its slot was not held")
 	}
 	off := &earlyHold{limit: 100}
 	if off.hold(fireAt("t", now.Add(time.Second)), now) {
