@@ -207,20 +207,20 @@ func (c Config) validate() error {
 	} {
 		switch {
 		case f.dur && f.d < 0:
-			return fmt.Errorf("consumer: %s: %s is negative; want %s", f.name, f.d, f.want)
+			return fmt.Errorf("consumer: Config.%s: %s is negative; want %s", f.name, f.d, f.want)
 		case !f.dur && f.n < 0:
-			return fmt.Errorf("consumer: %s: %d is negative; want %s", f.name, f.n, f.want)
+			return fmt.Errorf("consumer: Config.%s: %d is negative; want %s", f.name, f.n, f.want)
 		}
 	}
 	if c.VisibilityTimeout < time.Millisecond {
 		// Claims are extended every sixth of it: too short to be kept.
-		return fmt.Errorf("consumer: VisibilityTimeout: %s is under 1ms; want 0 (default 30s) or 1ms or more", c.VisibilityTimeout)
+		return fmt.Errorf("consumer: Config.VisibilityTimeout: %s is under 1ms; want 0 (default 30s) or 1ms or more", c.VisibilityTimeout)
 	}
 	if c.NoHoldEarly && c.HoldEarly != 0 {
-		return fmt.Errorf("consumer: HoldEarly: %s with NoHoldEarly; want 0 with NoHoldEarly, or NoHoldEarly false", c.HoldEarly)
+		return fmt.Errorf("consumer: Config.HoldEarly: %s with NoHoldEarly; want 0 with NoHoldEarly, or NoHoldEarly false", c.HoldEarly)
 	}
 	if c.NoPrefetch && c.Prefetch != 0 {
-		return fmt.Errorf("consumer: Prefetch: %d with NoPrefetch; want 0 with NoPrefetch, or NoPrefetch false", c.Prefetch)
+		return fmt.Errorf("consumer: Config.Prefetch: %d with NoPrefetch; want 0 with NoPrefetch, or NoPrefetch false", c.Prefetch)
 	}
 	seen := map[string]bool{}
 	for _, q := range c.Queues {
@@ -228,16 +228,16 @@ func (c Config) validate() error {
 		if err := sp.Validate(); err != nil {
 			var se *events.SpecError
 			if errors.As(err, &se) && se.Field == "queue" {
-				return fmt.Errorf("consumer: queue %q: %s", q, se.Problem)
+				return fmt.Errorf("consumer: Config.Queues: queue %q: %s", q, se.Problem)
 			}
 		}
 		if seen[q] {
-			return fmt.Errorf("consumer: queue %q is listed twice", q)
+			return fmt.Errorf("consumer: Config.Queues: queue %q is listed twice", q)
 		}
 		seen[q] = true
 	}
 	if strings.ContainsAny(c.Node, " \n") || c.Node == "" {
-		return fmt.Errorf("consumer: node %q: want a name without spaces", c.Node)
+		return fmt.Errorf("consumer: Config.Node: %q: want a name without spaces", c.Node)
 	}
 	return nil
 }

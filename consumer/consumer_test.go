@@ -21,7 +21,7 @@ func TestConfigErrorsNameTheProblem(t *testing.T) {
 	}{
 		{consumer.Config{Queues: []string{"has space"}}, `queue "has space"`},
 		{consumer.Config{Queues: []string{"a", "a"}}, `queue "a" is listed twice`},
-		{consumer.Config{Node: "two words"}, `node "two words"`},
+		{consumer.Config{Node: "two words"}, `Node: "two words"`},
 		{consumer.Config{Namespace: "{bad}"}, `namespace "{bad}"`},
 	} {
 		_, err := consumer.New(rdb, tc.cfg)
@@ -62,7 +62,7 @@ func TestConfigRefusesNegatives(t *testing.T) {
 			if err == nil {
 				t.Fatalf("New accepted %s = %d", f.Name, neg)
 			}
-			if msg := err.Error(); !strings.HasPrefix(msg, "consumer: "+f.Name+": ") || !strings.Contains(msg, "is negative; want 0") {
+			if msg := err.Error(); !strings.HasPrefix(msg, "consumer: Config."+f.Name+": ") || !strings.Contains(msg, "is negative; want 0") {
 				t.Errorf("error %q: want it to name %s, say it is negative and what is wanted", msg, f.Name)
 			}
 		})
@@ -71,7 +71,7 @@ func TestConfigRefusesNegatives(t *testing.T) {
 		t.Errorf("found %d duration and count fields, want at least the 11 Config has", n)
 	}
 	_, err := consumer.New(rdb, consumer.Config{VisibilityTimeout: -5 * time.Second})
-	if want := "consumer: VisibilityTimeout: -5s is negative; want 0 (default 30s) or 1ms or more"; err == nil || err.Error() != want {
+	if want := "consumer: Config.VisibilityTimeout: -5s is negative; want 0 (default 30s) or 1ms or more"; err == nil || err.Error() != want {
 		t.Errorf("error %v, want %q", err, want)
 	}
 }
@@ -87,9 +87,9 @@ func TestConfigOffForms(t *testing.T) {
 	}{
 		{consumer.Config{NoHoldEarly: true}, ""},
 		{consumer.Config{NoPrefetch: true}, ""},
-		{consumer.Config{NoHoldEarly: true, HoldEarly: time.Second}, "consumer: HoldEarly: 1s with NoHoldEarly"},
-		{consumer.Config{NoPrefetch: true, Prefetch: 5}, "consumer: Prefetch: 5 with NoPrefetch"},
-		{consumer.Config{VisibilityTimeout: time.Microsecond}, "consumer: VisibilityTimeout: 1µs is under 1ms"},
+		{consumer.Config{NoHoldEarly: true, HoldEarly: time.Second}, "consumer: Config.HoldEarly: 1s with NoHoldEarly"},
+		{consumer.Config{NoPrefetch: true, Prefetch: 5}, "consumer: Config.Prefetch: 5 with NoPrefetch"},
+		{consumer.Config{VisibilityTimeout: time.Microsecond}, "consumer: Config.VisibilityTimeout: 1µs is under 1ms"},
 	} {
 		_, err := consumer.New(rdb, tc.cfg)
 		switch {

@@ -195,13 +195,14 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// validate names the first field out of range.
-func (c Config) validate() error {
+// validate names the first field out of range, as a field of the struct
+// named (Config, or WorkerConfig for NewWorker's).
+func (c Config) validate(name string) error {
 	switch {
 	case c.Concurrency < 0:
-		return fmt.Errorf("dispatcher: Config.Concurrency: %d; want 0 (default 10) or more", c.Concurrency)
+		return fmt.Errorf("dispatcher: %s.Concurrency: %d; want 0 (default 10) or more", name, c.Concurrency)
 	case c.Grace < 0:
-		return fmt.Errorf("dispatcher: Config.Grace: %s; want 0 (default 30s) or more", c.Grace)
+		return fmt.Errorf("dispatcher: %s.Grace: %s; want 0 (default 30s) or more", name, c.Grace)
 	}
 	return nil
 }
@@ -244,7 +245,7 @@ type Dispatcher struct {
 // builds the dispatcher and its source together; New is the part alone,
 // for another Source (a test's, say).
 func New(src Source, cfg Config) (*Dispatcher, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.validate("Config"); err != nil {
 		return nil, err
 	}
 	cfg = cfg.WithDefaults()

@@ -11,8 +11,9 @@ import (
 
 // SkipRetry, wrapped in a handler's error (fmt.Errorf("...: %w",
 // dispatcher.SkipRetry)), says the failure is permanent: the fire is
-// dead-lettered at once, whatever attempts are left, with the error as
-// its reason. Use it for input that no retry can fix.
+// dead-lettered at once, whatever attempts are left. The dead letter's
+// reason names SkipRetry and the attempt; its error is the handler's.
+// Use it for input that no retry can fix.
 var SkipRetry = errors.New("not retried (SkipRetry)")
 
 // RetryAfterError is a handler's failure that asks for the next attempt

@@ -99,7 +99,7 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig, handlers Handlers) (
 		return nil, err
 	}
 	dc := Config{Concurrency: cfg.Concurrency, Grace: cfg.Grace, RetryDelay: cfg.RetryDelay, Logger: cfg.Logger}
-	if err := dc.validate(); err != nil {
+	if err := dc.validate("WorkerConfig"); err != nil {
 		return nil, err
 	}
 	dc = dc.WithDefaults()
@@ -109,7 +109,7 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig, handlers Handlers) (
 	}
 	c, err := consumer.New(rdb, sc)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("dispatcher: WorkerConfig.Stream: %w", err)
 	}
 	d, err := New(c, dc)
 	if err != nil {
@@ -174,6 +174,9 @@ func matchTasks(specs []events.Spec, queues []string, handlers Handlers) error {
 	var names []string
 	var problems []string
 	for _, s := range specs {
+		if registered[s.Name] {
+			return fmt.Errorf("dispatcher: WorkerConfig.Tasks: task %q is there twice; task names are unique in a namespace", s.Name)
+		}
 		registered[s.Name] = true
 		names = append(names, s.Name)
 		if _, ok := handlers[s.Name]; !ok && slices.Contains(defaults, s.WithDefaults().Queue) {

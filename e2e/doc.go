@@ -1,4 +1,4 @@
-// Package e2e holds taskino's end-to-end tests: each promise of DESIGN.md,
+// Package e2e holds taskino's end-to-end tests: each promise of e2e/README.md,
 // checked against real redis-server processes started by the tests
 // themselves (package store/redistest), with real planners.
 //

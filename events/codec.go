@@ -10,7 +10,7 @@ import (
 )
 
 // Stream field names. FieldType, FieldTask, FieldFire, FieldAt, FieldPayload
-// and FieldID are part of the Redis contract users see (DESIGN.md): they do
+// and FieldID are part of the Redis contract users see (README.md, "The Redis contract"): they do
 // not change without a migration note.
 const (
 	FieldV        = "v"        // encoding version, "1"; may be absent on a hand-written fire

@@ -16,11 +16,14 @@ func TestRegisterRefusesADuplicateName(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never reached
 	defer rdb.Close()
 	every := events.Every(time.Minute)
-	if _, err := planner.New(rdb, planner.Config{}, events.Spec{Name: "report", Trigger: every}, events.Spec{Name: "report", Trigger: every}); err == nil ||
+	if _, err := planner.New(rdb, planner.Config{Version: 1}, events.Spec{Name: "report", Trigger: every}, events.Spec{Name: "report", Trigger: every}); err == nil ||
 		!strings.Contains(err.Error(), `task "report" is registered twice`) {
 		t.Errorf("New with one name twice: %v, want an error naming the task", err)
 	}
-	p, err := planner.New(rdb, planner.Config{}, events.Spec{Name: "report", Trigger: every})
+	if _, err := planner.New(rdb, planner.Config{}, events.Spec{Name: "report", Trigger: every}); err == nil || !strings.Contains(err.Error(), "Config.Version: 0 with 1 tasks") {
+		t.Errorf("New with tasks and no version: %v, want an error naming Config.Version", err)
+	}
+	p, err := planner.New(rdb, planner.Config{Version: 1}, events.Spec{Name: "report", Trigger: every})
 	if err != nil {
 		t.Fatal(err)
 	}

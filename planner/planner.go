@@ -246,11 +246,14 @@ type compiled struct {
 
 // New returns a planner of cfg.Namespace on rdb (a single server, Sentinel
 // or Cluster client) with tasks registered (see Register). It fails,
-// naming the problem, on a config field out of range and on an invalid or
-// twice-named task.
+// naming the problem, on a config field out of range, on tasks without a
+// Config.Version, and on an invalid or twice-named task.
 func New(rdb redis.UniversalClient, cfg Config, tasks ...events.Spec) (*Planner, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	if len(tasks) > 0 && cfg.Version == 0 {
+		return nil, fmt.Errorf("planner: Config.Version: 0 with %d tasks; want a whole number from 1, bumped whenever the tasks change", len(tasks))
 	}
 	cfg = cfg.WithDefaults()
 	st, err := store.New(rdb, cfg.Namespace, store.Options{EventsMaxLen: cfg.EventsMaxLen})

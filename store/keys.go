@@ -29,7 +29,7 @@ func ValidateNamespace(ns string) error {
 // on one Redis Cluster slot, so the multi-key scripts are valid on Cluster.
 //
 // Fires, Broadcast and Events are the Redis contract users see
-// (DESIGN.md); every other key is internal and may change between versions.
+// (README.md, "The Redis contract"); every other key is internal and may change between versions.
 type Keys struct {
 	prefix string
 }

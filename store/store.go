@@ -205,7 +205,7 @@ type ApplyResult struct {
 // report as failed a set Redis goes on to apply.
 func (s *Store) Apply(ctx context.Context, version int64, specs []events.Spec) (ApplyResult, error) {
 	if version < 1 {
-		return ApplyResult{}, fmt.Errorf("%w; got %d (set one with SetVersion or --version)", ErrBadVersion, version)
+		return ApplyResult{}, fmt.Errorf("%w; got %d (planner.Config.Version or SetVersion in Go, version: in a tasks file)", ErrBadVersion, version)
 	}
 	args := []any{
 		s.keys.statePrefix(), strconv.FormatInt(version, 10), s.eventsMaxLen, s.keys.Wake(), len(specs),
