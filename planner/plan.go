@@ -77,11 +77,12 @@ func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, lookahead tim
 		late++
 	}
 
-	miss := func(s []time.Time, reason string) {
+	// Each missed slot's reason gives its own lateness.
+	miss := func(s []time.Time) {
 		for _, slot := range s {
 			plan.Ops = append(plan.Ops, store.Op{Slot: slot, Event: events.Event{
 				Type: events.TypeMissed, Task: ct.Name, At: slot, Count: 1, Policy: spec.Misfire,
-				Reason: reason, Worker: node,
+				Reason: fmt.Sprintf("planned %s late, past the %s grace", now.Sub(slot).Round(time.Millisecond), spec.MisfireGrace), Worker: node,
 			}})
 		}
 	}
@@ -94,12 +95,6 @@ func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, lookahead tim
 			plan.LastRun = &events.LastRun{Task: ct.Name, Fire: f.ID, Scheduled: slot, Fired: now, Status: events.StatusFired}
 		}
 	}
-	lateReason := func(s []time.Time) string {
-		if len(s) == 0 {
-			return ""
-		}
-		return fmt.Sprintf("planned %s late, past the %s grace", now.Sub(s[len(s)-1]).Round(time.Millisecond), spec.MisfireGrace)
-	}
 
 	switch {
 	case more && late == len(slots):
@@ -111,7 +106,10 @@ func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, lookahead tim
 		}
 		first, last := slots[0], slots[n-1]
 		ev := events.Event{Type: events.TypeMissed, Task: ct.Name, At: first, Count: int64(n), Policy: spec.Misfire,
-			Reason: lateReason(slots[:n]), Worker: node}
+			Reason: fmt.Sprintf("planned %s late, past the %s grace", now.Sub(last).Round(time.Millisecond), spec.MisfireGrace), Worker: node}
+		if n > 1 {
+			ev.Reason = fmt.Sprintf("planned %s to %s late, past the %s grace", now.Sub(last).Round(time.Millisecond), now.Sub(first).Round(time.Millisecond), spec.MisfireGrace)
+		}
 		if n > 1 {
 			ev.Until = last
 		}
@@ -126,13 +124,13 @@ func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, lookahead tim
 		if keep < 0 {
 			keep = 0
 		}
-		miss(slots[:keep], lateReason(slots[:keep]))
+		miss(slots[:keep])
 		fire(slots[keep:late])
 	case spec.Misfire == events.MisfireFireOnce && late == len(slots) && late > 0:
-		miss(slots[:late-1], lateReason(slots[:late-1]))
+		miss(slots[:late-1])
 		fire(slots[late-1 : late])
 	default: // skip, or fire-once with an on-time slot due
-		miss(slots[:late], lateReason(slots[:late]))
+		miss(slots[:late])
 	}
 	fire(slots[late:])
 	if ok {

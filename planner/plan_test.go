@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +73,16 @@ func TestPlanTaskMisfirePolicies(t *testing.T) {
 			for i := 1; i < len(p.Ops); i++ {
 				if !p.Ops[i-1].Slot.Before(p.Ops[i].Slot) {
 					t.Fatalf("ops not in ascending slot order at %d", i)
+				}
+			}
+			// Each missed slot's reason gives its own lateness.
+			for _, op := range p.Ops {
+				if op.Fire != nil {
+					continue
+				}
+				want := fmt.Sprintf("planned %s late, past the 1s grace", now.Sub(op.Slot))
+				if op.Event.Reason != want {
+					t.Errorf("missed slot %s: reason %q, want %q", op.Slot, op.Event.Reason, want)
 				}
 			}
 		})
