@@ -204,3 +204,46 @@ func checkSet(t *testing.T, what string, got, want []string) {
 		t.Errorf("%s: missing %v", what, missing)
 	}
 }
+
+// TestOnlyStoreCallsRedis type-checks the library packages other than
+// store and fails on any use of an object of go-redis (a method called on
+// a client value included, which no import check sees), but for the
+// UniversalClient type named in an exported function's parameters.
+func TestOnlyStoreCallsRedis(t *testing.T) {
+	t.Parallel()
+	const goRedis = "github.com/redis/go-redis/v9"
+	for _, dir := range []string{"../events", "../planner", "../consumer", "../dispatcher", "../listeners"} {
+		fset := token.NewFileSet()
+		files := parseDir(t, fset, dir)
+		info := &types.Info{Uses: map[*ast.Ident]types.Object{}, Selections: map[*ast.SelectorExpr]*types.Selection{}}
+		conf := types.Config{Importer: importer.ForCompiler(fset, "source", nil)}
+		if _, err := conf.Check("github.com/taskino/taskino/"+filepath.Base(dir), fset, files, info); err != nil {
+			t.Fatalf("type-check %s: %v", dir, err)
+		}
+		var allowed []ast.Node // exported functions' parameter lists
+		for _, f := range files {
+			for _, d := range f.Decls {
+				if fd, ok := d.(*ast.FuncDecl); ok && fd.Name.IsExported() && fd.Recv == nil {
+					allowed = append(allowed, fd.Type.Params)
+				}
+			}
+		}
+		inParams := func(pos token.Pos) bool {
+			return slices.ContainsFunc(allowed, func(p ast.Node) bool { return p.Pos() <= pos && pos < p.End() })
+		}
+		for id, obj := range info.Uses {
+			if obj.Pkg() == nil || obj.Pkg().Path() != goRedis {
+				continue
+			}
+			if _, isType := obj.(*types.TypeName); isType && obj.Name() == "UniversalClient" && inParams(id.Pos()) {
+				continue
+			}
+			t.Errorf("%s: uses go-redis's %s: only store calls go-redis", fset.Position(id.Pos()), obj.Name())
+		}
+		for sel, s := range info.Selections {
+			if p := s.Obj().Pkg(); p != nil && p.Path() == goRedis {
+				t.Errorf("%s: calls go-redis's %s: only store calls go-redis", fset.Position(sel.Pos()), s.Obj().Name())
+			}
+		}
+	}
+}

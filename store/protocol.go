@@ -10,7 +10,9 @@ import (
 // benchmarks and tests. A claim must be planned or released before its
 // lease ends; called out of that order (or by two callers sharing a lease
 // token) the steps no longer keep their promises. The returned type is
-// internal: no program outside this module can name it.
+// internal: a program outside this module cannot name it, but it can call
+// its methods; doing so is unsupported, outside every promise, and may
+// break in any version.
 func PlanningProtocol(s *Store) *protocol.Planning { return s.planning }
 
 // WorkerProtocol returns the worker steps on s's namespace (read, reclaim,
@@ -19,8 +21,9 @@ func PlanningProtocol(s *Store) *protocol.Planning { return s.planning }
 // be heartbeated while it runs and then finished or handed back; called out
 // of that order (or for a consumer name another live worker uses) the steps
 // no longer keep their promises (at-least-once, no fire taken from a live
-// worker). The returned type is internal: no program outside this module
-// can name it.
+// worker). The returned type is internal: a program outside this module
+// cannot name it, but it can call its methods; doing so is unsupported,
+// outside every promise, and may break in any version.
 func WorkerProtocol(s *Store) *protocol.Worker { return s.worker }
 
 // The data the protocol steps take and return. It is defined in

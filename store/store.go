@@ -2,7 +2,8 @@
 // scripts, task-set versions, planning claims (leases), stream reads and
 // writes, last-run records. No other library package of the module calls
 // go-redis (listeners included): they hand a redis.UniversalClient to a
-// constructor, and a test (TestOnlyStoreSpeaksRedis) holds that.
+// constructor, and tests (TestOnlyStoreSpeaksRedis, TestOnlyStoreCallsRedis)
+// hold that.
 //
 // It takes a redis.UniversalClient, so a single server, Sentinel or Cluster
 // all work: the keys of one namespace share a hash tag and so one slot.
@@ -31,6 +32,12 @@
 // and consumer; the data the steps take and return (Delivery, Outcome,
 // TaskPlan, ...) is named here. store/internal/core is what both sides
 // share. A test (TestStoreKeepsNoProtocolStep) holds the split.
+//
+// The boundary is as strong as Go allows here, not stronger: planner and
+// consumer sit beside store, not under it, so they reach the steps through
+// the two accessors, and so can any program, by calling methods on what
+// they return (it cannot name the types). Such calls are unsupported and
+// outside every promise.
 //
 // It does not decide when anything fires: the planner computes slots and
 // hands the planning protocol the result, which the plan script records
