@@ -4,8 +4,9 @@
 // Consumer for work through its Source interface. A program does not build
 // one itself: dispatcher.NewWorker does.
 //
-// It touches Redis only through the store's worker protocol
-// (store.WorkerProtocol), and it records each outcome as the dispatcher
+// It touches Redis only through package store: the worker protocol's steps
+// (store.WorkerProtocol) and a Store's public calls (specs, version,
+// server time, triggers). It records each outcome as the dispatcher
 // decided it (a Result): whether a fire is retried or dead-lettered is not
 // its decision.
 //
@@ -36,9 +37,9 @@
 // # Outcomes
 //
 // Each outcome is recorded atomically with the ack of its entry: the
-// completed or failed event, a retry (a new entry, due after the backoff,
-// kept in the retry set, never in memory), a dead letter with its reason,
-// and the task's last-run record. Outcomes are written in batches by one
+// completed or failed event, a retry (a new entry, due after the delay the
+// dispatcher chose, kept in the retry set, never in memory), a dead letter
+// with its reason, and the task's last-run record. Outcomes are written in batches by one
 // goroutine, and kept and retried while Redis is unreachable.
 //
 // # Bad entries

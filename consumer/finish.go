@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"errors"
 	"strings"
 	"time"
 
@@ -39,8 +40,26 @@ func (c *Consumer) Finish(d *store.Delivery, r Result) {
 		}
 		return
 	}
+	// A decision missing its parts still records what it says: a retry
+	// or a dead letter is a failure, and a dead letter has a reason (the
+	// store writes none without one).
+	if r.Next == Retry || r.Next == Dead {
+		if r.Err == nil && !r.Started.IsZero() {
+			r.Err = errors.New("failed (the source was given no error)")
+		}
+		if r.Reason == "" {
+			r.Reason = "dead-lettered (the source was given no reason)"
+			if r.Next == Retry {
+				r.Reason = "retried (the source was given no reason)"
+			}
+		}
+	}
 	if r.Next == Dead && r.Started.IsZero() {
-		c.enqueue(deadLetter(c.log, c.cfg.Node, *d, r.Reason, "", overlap && !d.Broadcast))
+		lastErr := ""
+		if r.Err != nil {
+			lastErr = clean(r.Err.Error())
+		}
+		c.enqueue(deadLetter(c.log, c.cfg.Node, *d, r.Reason, lastErr, overlap && !d.Broadcast))
 		return
 	}
 	// The outcome is built where it is queued, in place: a run's

@@ -125,3 +125,33 @@ func TestFinishEndsABroadcastOverlap(t *testing.T) {
 		t.Errorf("a hand-back queued %d outcomes, want none", n)
 	}
 }
+
+// TestFinishRecordsAnIncompleteDecision: a Result that says Dead or Retry
+// without its reason or error is still recorded as what it says: a dead
+// letter with a reason (the store writes none without one) and the error
+// given, a failure rather than a completion.
+func TestFinishRecordsAnIncompleteDecision(t *testing.T) {
+	c := newIdleConsumer(t)
+	start := time.UnixMilli(1_700_000_000_000)
+	d := func(task string) *store.Delivery {
+		x := fireAt(task, start)
+		x.Stream, x.EntryID, x.Queue, x.Spec = "s", task, "default", events.Spec{Name: task, Attempts: 3}.WithDefaults()
+		return x
+	}
+	c.Finish(d("unstarted"), Result{Next: Dead, Err: errors.New("cannot run")})
+	c.Finish(d("ran"), Result{Next: Dead, Started: start, Finished: start.Add(time.Second)})
+	c.Finish(d("retry"), Result{Next: Retry, RetryIn: time.Second, Started: start, Finished: start.Add(time.Second)})
+	got := c.queuedOutcomes()
+	if len(got) != 3 {
+		t.Fatalf("%d outcomes, want 3", len(got))
+	}
+	if o := got[0]; o.Dead == "" || o.DeadError != "cannot run" {
+		t.Errorf("an unstarted dead letter: reason %q, error %q; want a reason and the error given", o.Dead, o.DeadError)
+	}
+	if o := got[1]; o.Dead == "" || eventTypes(o)[0] != events.TypeFailed {
+		t.Errorf("a run dead-lettered with no reason or error: events %v, dead %q; want failed then dead, with a reason", eventTypes(o), o.Dead)
+	}
+	if o := got[2]; o.RetryIn != time.Second || eventTypes(o)[0] != events.TypeFailed || o.Events[1].Reason == "" {
+		t.Errorf("a retry with no error or reason: events %v, retry in %s; want failed then retried, with a reason", eventTypes(o), o.RetryIn)
+	}
+}

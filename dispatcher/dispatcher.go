@@ -172,7 +172,7 @@ type Config struct {
 type Metrics interface {
 	// Ran is called when a run of f ends: late is how long after f's
 	// scheduled time it started (by this host's clock; a retry's includes
-	// its backoff), cost how long it ran, err its failure (nil on success).
+	// its retry delay), cost how long it ran, err its failure (nil on success).
 	// Runs cancelled by a hard stop are not reported.
 	Ran(f events.Fire, late, cost time.Duration, err error)
 }

@@ -76,5 +76,5 @@ func ExampleSkipRetry() {
 	fmt.Println(err)
 	// Output:
 	// true fire charge@1: no order id in the payload: not retried (SkipRetry)
-	// payment API: 429 Too Many Requests (retry in 30s)
+	// payment API: 429 Too Many Requests (asked to retry in 30s)
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/taskino/taskino/consumer"
+	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/store"
 )
 
@@ -25,7 +26,7 @@ type RetryAfterError struct {
 }
 
 func (e *RetryAfterError) Error() string {
-	return fmt.Sprintf("%v (retry in %s)", e.Err, e.Delay)
+	return fmt.Sprintf("%v (asked to retry in %s)", e.Err, e.Delay)
 }
 
 // Unwrap returns the failure.
@@ -58,8 +59,20 @@ func (dp *Dispatcher) retry(dl *store.Delivery, err error) (next consumer.Next, 
 	if errors.As(err, &ra) {
 		retryIn = ra.Delay
 	} else {
-		retryIn = dp.cfg.RetryDelay(attempt, err, dl.Fire)
+		retryIn = dp.retryDelay(attempt, err, dl.Fire)
 	}
 	retryIn = max(retryIn, time.Millisecond)
 	return consumer.Retry, retryIn, fmt.Sprintf("attempt %d of %d failed; next in %s", attempt, attempts, retryIn.Round(time.Millisecond))
+}
+
+// retryDelay asks Config.RetryDelay, whose panic (user code) would
+// otherwise end the worker: it is logged, and DefaultRetryDelay answers.
+func (dp *Dispatcher) retryDelay(attempt int, err error, f events.Fire) (d time.Duration) {
+	defer func() {
+		if v := recover(); v != nil {
+			dp.log.Error().Str("fire", f.ID).Interface("panic", v).Msg("RetryDelay panicked; the default delay is used")
+			d = DefaultRetryDelay(attempt, err, f)
+		}
+	}()
+	return dp.cfg.RetryDelay(attempt, err, f)
 }

@@ -80,15 +80,18 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig, handlers Handlers) (
 		if err := events.ValidateName(name); err != nil {
 			return nil, fmt.Errorf("dispatcher: handler %q: %w", name, err)
 		}
-		if h == nil || (reflect.ValueOf(h).Kind() == reflect.Func && reflect.ValueOf(h).IsNil()) {
+		if isNil(h) {
 			return nil, fmt.Errorf("dispatcher: handler %q is nil", name)
 		}
 	}
 	sc := cfg.Stream
-	for field, set := range map[string]bool{"Namespace": sc.Namespace != "", "Queues": sc.Queues != nil, "Node": sc.Node != "",
-		"Logger": !reflect.ValueOf(sc.Logger).IsZero(), "Metrics": sc.Metrics != nil} {
-		if set {
-			return nil, fmt.Errorf("dispatcher: WorkerConfig.Stream.%s is set; set WorkerConfig.%s instead", field, field)
+	for _, f := range []struct {
+		field string
+		set   bool
+	}{{"Namespace", sc.Namespace != ""}, {"Queues", len(sc.Queues) > 0}, {"Node", sc.Node != ""},
+		{"Logger", !reflect.ValueOf(sc.Logger).IsZero()}, {"Metrics", sc.Metrics != nil}} {
+		if f.set {
+			return nil, fmt.Errorf("dispatcher: WorkerConfig.Stream.%s is set; set WorkerConfig.%s instead", f.field, f.field)
 		}
 	}
 	queues := cfg.Queues
@@ -148,6 +151,19 @@ func (w *Worker) Store() *store.Store { return w.c.Store() }
 // worker of its queue takes it, and returns the fire's entry id.
 func (w *Worker) TriggerTask(ctx context.Context, task, payload string) (string, error) {
 	return w.c.TriggerTask(ctx, task, payload)
+}
+
+// isNil reports whether h is nil or holds a nil func, pointer, map, chan,
+// slice or interface: a handler that would panic at every run.
+func isNil(h Handler) bool {
+	if h == nil {
+		return true
+	}
+	switch v := reflect.ValueOf(h); v.Kind() {
+	case reflect.Func, reflect.Pointer, reflect.Map, reflect.Chan, reflect.Slice, reflect.Interface:
+		return v.IsNil()
+	}
+	return false
 }
 
 // queuesOf is the queues of specs, in order of first appearance.

@@ -279,3 +279,37 @@ func TestWorkerConfigOutOfRange(t *testing.T) {
 		t.Errorf("dispatcher.New with a negative Grace: %v", err)
 	}
 }
+
+type nilHandler struct{}
+
+func (*nilHandler) Run(context.Context, events.Fire) error { return nil }
+
+// A nil handler (a nil func, or a nil pointer of a Handler type) would
+// panic at every run: NewWorker refuses it, naming the task.
+func TestWorkerRefusesNilHandlers(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never reached
+	defer rdb.Close()
+	var fn dispatcher.HandlerFunc
+	var ptr *nilHandler
+	for name, h := range map[string]dispatcher.Handler{"func": fn, "pointer": ptr, "interface": nil} {
+		_, err := dispatcher.NewWorker(rdb, dispatcher.WorkerConfig{Logger: zerolog.Nop()}, dispatcher.Handlers{name: h})
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("handler %q is nil", name)) {
+			t.Errorf("a nil %s handler: %v, want an error naming it", name, err)
+		}
+	}
+}
+
+// A RetryDelay that panics does not end the worker: the default delay
+// answers, and the fire is retried.
+func TestRetryDelayPanicFallsBackToTheDefault(t *testing.T) {
+	src := newSource(fire("f", "fails", 1, events.Spec{Attempts: 3}))
+	d := newDispatcher(t, src, dispatcher.Config{Logger: zerolog.Nop(),
+		RetryDelay: func(int, error, events.Fire) time.Duration { panic("a bug in the user's delay") }})
+	must(t, d.HandleFunc("fails", func(context.Context, events.Fire) error { return errors.New("boom") }))
+	stop := start(t, d)
+	r := src.await(t, 1)["f"]
+	stop()
+	if r.Next != consumer.Retry || r.RetryIn < time.Second || r.RetryIn > 1200*time.Millisecond {
+		t.Errorf("result %+v: want a retry after the default first delay (1s to 1.2s)", r)
+	}
+}

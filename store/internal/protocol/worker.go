@@ -234,7 +234,8 @@ type HeartbeatResult struct {
 	Quiet time.Duration
 	// Now is the Redis server's time during the heartbeat's first call,
 	// which was sent at Sent and answered at Answered (this process's
-	// clock): a measure of the server's clock good to half that round trip.
+	// clock): a measure of the server's clock, read somewhere in that
+	// round trip.
 	Now, Sent, Answered time.Time
 }
 
