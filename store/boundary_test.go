@@ -212,11 +212,13 @@ func checkSet(t *testing.T, what string, got, want []string) {
 func TestOnlyStoreCallsRedis(t *testing.T) {
 	t.Parallel()
 	const goRedis = "github.com/redis/go-redis/v9"
+	// One importer for all: it type-checks each dependency (go-redis's
+	// included) from source once.
+	fset := token.NewFileSet()
+	conf := types.Config{Importer: importer.ForCompiler(fset, "source", nil)}
 	for _, dir := range []string{"../events", "../planner", "../consumer", "../dispatcher", "../listeners"} {
-		fset := token.NewFileSet()
 		files := parseDir(t, fset, dir)
 		info := &types.Info{Uses: map[*ast.Ident]types.Object{}, Selections: map[*ast.SelectorExpr]*types.Selection{}}
-		conf := types.Config{Importer: importer.ForCompiler(fset, "source", nil)}
 		if _, err := conf.Check("github.com/taskino/taskino/"+filepath.Base(dir), fset, files, info); err != nil {
 			t.Fatalf("type-check %s: %v", dir, err)
 		}
