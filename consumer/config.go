@@ -31,7 +31,7 @@ type Config struct {
 	// as JSON lines on stderr; zerolog.Nop() for none).
 	Logger zerolog.Logger
 	// VisibilityTimeout is how long a fire whose worker stopped answering
-	// waits before another worker takes it (default 30s; at least 1ms).
+	// waits before another worker takes it (default 30s; from 1ms to store.MaxVisibility, 1h).
 	// Claims of held fires are extended every third of it.
 	VisibilityTimeout time.Duration
 	// Block bounds one blocking read (default 1s): the longest a stop waits
@@ -211,6 +211,9 @@ func (c Config) validate() error {
 		case !f.dur && f.n < 0:
 			return fmt.Errorf("consumer: Config.%s: %d is negative; want %s", f.name, f.n, f.want)
 		}
+	}
+	if c.VisibilityTimeout > store.MaxVisibility {
+		return fmt.Errorf("consumer: Config.VisibilityTimeout: %s is over %s; want 0 (default 30s) or up to %s", c.VisibilityTimeout, store.MaxVisibility, store.MaxVisibility)
 	}
 	if c.VisibilityTimeout < time.Millisecond {
 		// Claims are extended every sixth of it: too short to be kept.

@@ -90,6 +90,7 @@ func TestConfigOffForms(t *testing.T) {
 		{consumer.Config{NoHoldEarly: true, HoldEarly: time.Second}, "consumer: Config.HoldEarly: 1s with NoHoldEarly"},
 		{consumer.Config{NoPrefetch: true, Prefetch: 5}, "consumer: Config.Prefetch: 5 with NoPrefetch"},
 		{consumer.Config{VisibilityTimeout: time.Microsecond}, "consumer: Config.VisibilityTimeout: 1µs is under 1ms"},
+		{consumer.Config{VisibilityTimeout: 1000 * time.Hour}, "consumer: Config.VisibilityTimeout: 1000h0m0s is over 1h0m0s"},
 	} {
 		_, err := consumer.New(rdb, tc.cfg)
 		switch {

@@ -431,6 +431,7 @@ func TestBinariesBadInput(t *testing.T) {
 		{cli, []string{"tail", "--since", "yesterday"}, []string{`--since "yesterday"`}, 2},
 		{cli, []string{"tail", "--type", "exploded"}, []string{`--type "exploded"`}, 2},
 		{workerBin, []string{"--concurrency", "0", "--tasks", good}, []string{"--concurrency 0"}, 2},
+		{workerBin, []string{"--visibility", "1000h", "--tasks", good}, []string{"--visibility 1000h0m0s: want a duration from 300ms to 1h0m0s"}, 2},
 		{workerBin, []string{"--early-limit", "0", "--tasks", good}, []string{"--early-limit 0", "1 or more"}, 2},
 		{plannerBin, []string{"--events-max-len", "0"}, []string{"--events-max-len 0", "1 or more"}, 2},
 		{cli, []string{"dev", "--events-max-len", "0"}, []string{"--events-max-len 0", "1 or more"}, 2},

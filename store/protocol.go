@@ -69,6 +69,11 @@ const (
 	BeginGone     = protocol.BeginGone     // already acked elsewhere
 )
 
+// MaxVisibility (1h) bounds a worker's visibility timeout: workers refuse
+// a longer one, and the reclaims of a namespace ignore any recorded above
+// it (a forged entry cannot hold them off).
+const MaxVisibility = protocol.MaxVisibility
+
 // MaxDeadFields (2,000) bounds the original fields a dead letter copies (a
 // script passes at most about 8,000 values); events.DeadTruncated counts
 // the rest.

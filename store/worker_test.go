@@ -613,3 +613,36 @@ func TestAppendEventsInOrderOrNone(t *testing.T) {
 		t.Fatalf("events %+v (err %v), want started f1 then f2", got, err)
 	}
 }
+
+// A visibility timeout no worker can have recorded (over MaxVisibility,
+// not a number, or dated in the future) does not hold off reclaims: the
+// pulse removes it and goes by the real workers' timeouts.
+func TestReclaimIgnoresForgedVisibility(t *testing.T) {
+	b := setup(t)
+	rdb, stream, _, idle := heldFire(t, b, "dead")
+	now, err := rdb.Time(b.ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vkey := b.st.Keys().Visibility()
+	forged := []redis.Z{
+		{Score: float64(now.UnixMilli()), Member: (1000 * time.Hour).Milliseconds()},                     // over the bound
+		{Score: float64(now.Add(24 * time.Hour).UnixMilli()), Member: (30 * time.Minute).Milliseconds()}, // in the future
+		{Score: float64(now.UnixMilli()), Member: "forever"},                                             // not a number
+	}
+	if err := rdb.ZAdd(b.ctx, vkey, forged...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(b.ctx, b.st.Keys().Pulse(), "last", now.UnixMilli(), "quiet", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	idle(5 * time.Second) // past the reclaimer's 1s
+	got, _, wait, err := b.worker.Reclaim(b.ctx, "other", stream, time.Second, "0-0", 10)
+	if err != nil || wait != 0 || len(got) != 1 {
+		t.Fatalf("reclaim of a dead worker's fire idle 5s, with 1s and forged entries: took %d, wait %s, %v; want it", len(got), wait, err)
+	}
+	left, err := rdb.ZRange(b.ctx, vkey, 0, -1).Result()
+	if err != nil || len(left) != 1 || left[0] != "1000" {
+		t.Errorf("visibility entries left: %v (%v), want only the reclaimer's 1000", left, err)
+	}
+}

@@ -30,6 +30,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/taskino/taskino/cmd/internal/app"
 	"github.com/taskino/taskino/cmd/internal/metrics"
+	"github.com/taskino/taskino/store"
 )
 
 func main() { app.Main("taskino-worker", &Main{Stderr: os.Stderr}) }
@@ -65,7 +66,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&m.Prefetch, "prefetch", 200, "fires read beyond the free runs while runs average under 10ms (0: none), so short runs do not each wait for a round trip")
 	fs.IntVar(&m.EarlyLimit, "early-limit", 10_000, "most fires held that planners appended ahead of their slot (--lookahead); with that many, nothing new is read until some are due")
 	fs.DurationVar(&m.EventsAge, "events-max-age", 0, "also trim events older than this from the events stream, every minute (0: by --events-max-len alone)")
-	fs.DurationVar(&m.Visibility, "visibility", 30*time.Second, "how long a fire held by a worker that stopped answering waits before another worker takes it over (runs on a live worker are never taken away)")
+	fs.DurationVar(&m.Visibility, "visibility", 30*time.Second, "how long a fire held by a worker that stopped answering waits before another worker takes it over (runs on a live worker are never taken away; at most 1h)")
 	fs.StringVar(&m.HTTPAddr, "http", "", "serve Prometheus /metrics and /healthz on this address (e.g. :9090)")
 	fs.StringVar(&m.Node, "node", "", "name of this worker in events and logs (default host-pid-random)")
 	if err := app.Parse(fs, args); err != nil {
@@ -89,8 +90,8 @@ func (m *Main) ParseFlags(args []string) error {
 	if m.EventsAge < 0 || (m.EventsAge > 0 && m.EventsAge < time.Minute) {
 		return fmt.Errorf("--events-max-age %s: want 0 (off) or a duration of 1m or more, such as 168h", m.EventsAge)
 	}
-	if m.Visibility < 300*time.Millisecond {
-		return fmt.Errorf("--visibility %s: want a duration of 300ms or more, such as 30s", m.Visibility)
+	if m.Visibility < 300*time.Millisecond || m.Visibility > store.MaxVisibility {
+		return fmt.Errorf("--visibility %s: want a duration from 300ms to %s, such as 30s", m.Visibility, store.MaxVisibility)
 	}
 	return m.Common.Check()
 }

@@ -1,6 +1,10 @@
 package protocol
 
-import "github.com/redis/go-redis/v9"
+import (
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // The worker side's scripts. Like the planner's, they read the clock with
 // TIME, derive keys that carry the namespace's hash tag, and never write
@@ -236,6 +240,14 @@ end
 return lost
 `)
 
+// MaxVisibility bounds a worker's visibility timeout: a longer one would
+// leave a dead worker's fires unrun for longer than anyone waits for a
+// schedule, and the pulse ignores any recorded above it.
+const MaxVisibility = time.Hour
+
+// maxVisibilityMs is MaxVisibility in the scripts' unit.
+const maxVisibilityMs = "3600000"
+
 // pulseLua is the pulse, shared by heartbeatScript and reclaimScript. It
 // records that a worker reached Redis and the visibility timeout it works
 // with, and returns {ms of quiet period left, the namespace's visibility
@@ -248,15 +260,28 @@ return lost
 // then look idle although their workers are alive and only waiting to
 // extend their claims. A server clock that stepped back counts as a
 // silence, and never makes the quiet period longer than its length.
+//
+// An entry no worker can have written is removed, not counted: a timeout
+// over MaxVisibility (workers refuse one), one that is not a number, or
+// one recorded more than a minute in the future (a failover to a server
+// whose clock is a little behind leaves entries a few seconds ahead). One
+// forged entry would otherwise stop every reclaim of the namespace, for
+// ten minutes or, dated in the future, for good.
 const pulseLua = `
 local function pulse(key, vkey, own)
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   redis.call('ZADD', vkey, now, own)
   redis.call('ZREMRANGEBYSCORE', vkey, '-inf', '(' .. (now - 600000))
+  redis.call('ZREMRANGEBYSCORE', vkey, '(' .. (now + 60000), '+inf')
   local len = own
   for _, v in ipairs(redis.call('ZRANGE', vkey, 0, -1)) do
-    len = math.max(len, tonumber(v))
+    local ms = tonumber(v)
+    if ms == nil or ms > ` + maxVisibilityMs + ` or ms < 0 then
+      redis.call('ZREM', vkey, v)
+    else
+      len = math.max(len, ms)
+    end
   end
   local last = tonumber(redis.call('HGET', key, 'last') or '0')
   local quiet = tonumber(redis.call('HGET', key, 'quiet') or '0')
