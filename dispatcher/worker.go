@@ -66,6 +66,9 @@ type Worker struct {
 	d      *Dispatcher
 	c      *consumer.Consumer
 	queues []string
+	// checked: the handlers were checked against WorkerConfig.Tasks at
+	// New; otherwise Run compares them with the stored task set.
+	checked bool
 }
 
 // NewWorker returns a worker of cfg.Namespace on rdb (a single server,
@@ -121,13 +124,37 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig, handlers Handlers) (
 	for name, h := range handlers {
 		d.handlers[name] = h
 	}
-	return &Worker{d: d, c: c, queues: sc.WithDefaults().Queues}, nil
+	return &Worker{d: d, c: c, queues: sc.WithDefaults().Queues, checked: cfg.Tasks != nil}, nil
 }
 
 // Run reads and runs fires until ctx is cancelled or Stop is called, then
 // stops (gracefully, within Grace, when ctx ended) and returns nil once
 // every outcome is recorded (see Dispatcher.Run).
-func (w *Worker) Run(ctx context.Context) error { return w.d.Run(ctx) }
+//
+// A worker given no WorkerConfig.Tasks first compares its handlers with
+// the namespace's stored task set and logs a warning for a handler of no
+// stored task (a typo, say) and for a stored task of its queues without a
+// handler: other programs may register tasks on the same queues, so this
+// is not an error.
+func (w *Worker) Run(ctx context.Context) error {
+	if !w.checked {
+		w.warnMismatch(ctx)
+	}
+	return w.d.Run(ctx)
+}
+
+// warnMismatch logs what matchTasks would refuse, against the stored set
+// (nothing when none is stored yet, or it cannot be read).
+func (w *Worker) warnMismatch(ctx context.Context) {
+	specs, err := w.c.Store().Specs(ctx)
+	if err != nil || len(specs) == 0 {
+		return
+	}
+	if err := matchTasks(specs, w.queues, w.d.handlers); err != nil {
+		w.d.log.Warn().Str("namespace", w.c.Store().Namespace()).Msg(strings.Replace(err.Error(), "registered tasks", "the stored task set", 1) +
+			"; fires of a task without a handler here are dead-lettered")
+	}
+}
 
 // Stop stops taking fires and waits for the runs under way (see
 // Dispatcher.Stop).

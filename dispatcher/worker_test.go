@@ -313,3 +313,42 @@ func TestRetryDelayPanicFallsBackToTheDefault(t *testing.T) {
 		t.Errorf("result %+v: want a retry after the default first delay (1s to 1.2s)", r)
 	}
 }
+
+// lockedBuffer collects log lines written from several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A worker given no Tasks compares its handlers with the stored task set
+// when it starts, and warns of a typo there, naming both sides.
+func TestWorkerWithoutTasksWarnsOfAMismatch(t *testing.T) {
+	spec := events.Spec{Name: "report", Trigger: events.Once(time.Now().Add(time.Hour))}
+	b := setupWorker(t, spec)
+	var logs lockedBuffer
+	nop := dispatcher.HandlerFunc(func(context.Context, events.Fire) error { return nil })
+	w, err := dispatcher.NewWorker(b.rdb, dispatcher.WorkerConfig{Namespace: "w", Logger: zerolog.New(&logs)}, dispatcher.Handlers{"reprot": nop})
+	if err != nil {
+		t.Fatalf("a worker without Tasks refused at New: %v", err)
+	}
+	b.run(t, w)
+	b.await(t, func(e events.Event) bool { return e.Type == events.TypeNodeUp })
+	out := logs.String()
+	for _, want := range []string{`"level":"warn"`, `handler \"reprot\" is for no registered task`, `task \"report\" (queue \"default\") is registered but has no handler`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("logs do not say %s:\n%s", want, out)
+		}
+	}
+}
