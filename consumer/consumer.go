@@ -84,6 +84,18 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 // Store is the consumer's store (its namespace on Redis).
 func (c *Consumer) Store() *store.Store { return c.st.Store }
 
+// LoadedSpecs is the task set the worker loaded when Run set up, once it
+// has (ok is false when ctx ends first): what its fires are run by, read
+// once, so a caller need not read a large set a second time.
+func (c *Consumer) LoadedSpecs(ctx context.Context) (specs []events.Spec, ok bool) {
+	select {
+	case <-c.ready:
+		return c.specs.all(), true
+	case <-ctx.Done():
+		return nil, false
+	}
+}
+
 // Node is the worker's name in the consumer group and in events.
 func (c *Consumer) Node() string { return c.cfg.Node }
 

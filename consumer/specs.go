@@ -3,6 +3,8 @@ package consumer
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +35,18 @@ type specCache struct {
 func newSpecCache(st workerStore, log zerolog.Logger, checkEvery, missAfter time.Duration) *specCache {
 	return &specCache{st: st, log: log, checkEvery: checkEvery, missAfter: missAfter,
 		specs: map[string]events.Spec{}, unknown: map[string]time.Time{}}
+}
+
+// all is the cached task set, by name.
+func (c *specCache) all() []events.Spec {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]events.Spec, 0, len(c.specs))
+	for _, s := range c.specs {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b events.Spec) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // load reads the stored task set into the cache, and the version it is of

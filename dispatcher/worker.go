@@ -137,17 +137,27 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig, handlers Handlers) (
 // handler: other programs may register tasks on the same queues, so this
 // is not an error.
 func (w *Worker) Run(ctx context.Context) error {
-	if !w.checked {
-		w.warnMismatch(ctx)
+	if w.checked {
+		return w.d.Run(ctx)
 	}
-	return w.d.Run(ctx)
+	wctx, cancel := context.WithCancel(ctx)
+	warned := make(chan struct{})
+	go func() {
+		defer close(warned)
+		if specs, ok := w.c.LoadedSpecs(wctx); ok {
+			w.warnMismatch(specs)
+		}
+	}()
+	err := w.d.Run(ctx)
+	cancel()
+	<-warned
+	return err
 }
 
-// warnMismatch logs what matchTasks would refuse, against the stored set
-// (nothing when none is stored yet, or it cannot be read).
-func (w *Worker) warnMismatch(ctx context.Context) {
-	specs, err := w.c.Store().Specs(ctx)
-	if err != nil || len(specs) == 0 {
+// warnMismatch logs what matchTasks would refuse, against the task set the
+// consumer loaded at start (nothing when none is stored yet).
+func (w *Worker) warnMismatch(specs []events.Spec) {
+	if len(specs) == 0 {
 		return
 	}
 	if err := matchTasks(specs, w.queues, w.d.handlers); err != nil {

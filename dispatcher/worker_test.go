@@ -343,8 +343,14 @@ func TestWorkerWithoutTasksWarnsOfAMismatch(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a worker without Tasks refused at New: %v", err)
 	}
-	b.run(t, w)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
 	b.await(t, func(e events.Event) bool { return e.Type == events.TypeNodeUp })
+	cancel()
+	if err := <-done; err != nil { // Run returns once the check has logged
+		t.Fatal(err)
+	}
 	out := logs.String()
 	for _, want := range []string{`"level":"warn"`, `handler \"reprot\" is for no registered task`, `task \"report\" (queue \"default\") is registered but has no handler`} {
 		if !strings.Contains(out, want) {
