@@ -2,10 +2,9 @@ package consumer
 
 import (
 	"container/heap"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/store"
 )
 
@@ -32,7 +31,7 @@ func (e *earlyHold) hold(d *store.Delivery, now time.Time) bool {
 	if e.window <= 0 || now.IsZero() {
 		return false
 	}
-	if appended, ok := entryTime(d.EntryID); ok && !d.Fire.At.After(appended) {
+	if appended, err := events.EntryTime(d.EntryID); err == nil && !d.Fire.At.After(appended) {
 		return false
 	}
 	if w := d.Fire.At.Sub(now); w > 0 && w <= e.window {
@@ -40,17 +39,6 @@ func (e *earlyHold) hold(d *store.Delivery, now time.Time) bool {
 		return true
 	}
 	return false
-}
-
-// entryTime is when Redis appended the entry id "ms-seq"; ok is false for
-// an id of another form (none, in a test).
-func entryTime(id string) (time.Time, bool) {
-	msPart, _, found := strings.Cut(id, "-")
-	n, err := strconv.ParseInt(msPart, 10, 64)
-	if !found || err != nil {
-		return time.Time{}, false
-	}
-	return time.UnixMilli(n), true
 }
 
 func (e *earlyHold) len() int { return len(e.h) }

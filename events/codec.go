@@ -173,7 +173,7 @@ func DecodeFire(entryID string, fields map[string]string) (Fire, error) {
 		f.ID = "m-" + entryID
 	}
 	if f.At.IsZero() {
-		t, err := entryTime(entryID)
+		t, err := EntryTime(entryID)
 		if err != nil {
 			return Fire{}, err
 		}
@@ -503,8 +503,9 @@ func parseMs(name, v string) (time.Time, error) {
 	return time.UnixMilli(n).UTC(), nil
 }
 
-// entryTime is the time part of a stream entry id "ms-seq".
-func entryTime(id string) (time.Time, error) {
+// EntryTime is the time part of a stream entry id "ms-seq": when Redis
+// appended the entry, by its clock. An id of another form is an error.
+func EntryTime(id string) (time.Time, error) {
 	msPart, _, _ := strings.Cut(id, "-")
 	n, err := strconv.ParseInt(msPart, 10, 64)
 	if err != nil || n < 0 {
