@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/store"
@@ -148,8 +147,7 @@ func (c Config) WithDefaults() Config {
 		c.Queues = []string{events.DefaultQueue}
 	}
 	if c.Node == "" {
-		host, _ := os.Hostname()
-		c.Node = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), uuid.NewString()[:8])
+		c.Node = events.NewNode()
 	}
 	set := func(d *time.Duration, def time.Duration) {
 		if *d == 0 {

@@ -3,8 +3,9 @@
 // listeners read, and their encoding to and from Redis stream fields.
 //
 // It is the leaf of the module: every other package imports it, and it
-// imports no sibling (only the standard library). Only this package knows
-// stream field names; the store passes them to its scripts as arguments.
+// imports no sibling (only the standard library, and uuid for NewNode).
+// Only this package knows stream field names; the store passes them to
+// its scripts as arguments.
 //
 // # Specs and triggers
 //

@@ -130,8 +130,7 @@ func (c Config) WithDefaults() Config {
 		c.Clock = systemClock{}
 	}
 	if c.Node == "" {
-		host, _ := os.Hostname()
-		c.Node = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), uuid.NewString()[:8])
+		c.Node = events.NewNode()
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 256

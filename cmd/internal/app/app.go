@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/mattn/go-isatty"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -25,6 +24,7 @@ import (
 	"github.com/taskino/taskino/cmd/internal/tasksfile"
 	"github.com/taskino/taskino/consumer"
 	"github.com/taskino/taskino/dispatcher"
+	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/planner"
 	"github.com/taskino/taskino/store"
 )
@@ -264,8 +264,7 @@ type WorkerConfig struct {
 func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig) (*dispatcher.Worker, []string, error) {
 	if cfg.Node == "" {
 		// The runs learn the worker's name, so it is chosen here.
-		host, _ := os.Hostname()
-		cfg.Node = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), uuid.NewString()[:8])
+		cfg.Node = events.NewNode()
 	}
 	cfg.Runner.Logger, cfg.Runner.Node = cfg.Logger, cfg.Node
 	hs, queues := handlers(cfg.Tasks, cfg.Runner)
