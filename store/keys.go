@@ -112,6 +112,10 @@ func (k Keys) Pulse() string { return k.prefix + "pulse" }
 // use the longest seen in the last 10 minutes.
 func (k Keys) Visibility() string { return k.prefix + "visibility" }
 
+// HandBacks is the pub/sub channel on which a worker that handed fires
+// back publishes its name, so workers with free runs reclaim them at once.
+func (k Keys) HandBacks() string { return k.prefix + "handback" }
+
 // Running is a string: the id of the fire of task now running, for the
 // overlap policies skip and buffer-one. It expires unless the worker
 // running it keeps extending it, so a dead worker does not hold it.

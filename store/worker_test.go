@@ -213,6 +213,36 @@ func TestReclaimOfNothing(t *testing.T) {
 	}
 }
 
+// TestHandBackTakenInAQuietPeriod: in the quiet period after an outage
+// (here the namespace's first pulse), reclaims take no idle fire of a
+// worker that may be alive, but do take fires handed back: those were
+// given up. Fires of a silent worker wait.
+func TestHandBackTakenInAQuietPeriod(t *testing.T) {
+	b := setup(t)
+	rdb, stream := fireStream(t, b, 2)
+	ds, err := b.worker.ReadFires(b.ctx, "stopping", []string{stream}, 1, 0)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("read %d (err %v)", len(ds), err)
+	}
+	silent, err := b.worker.ReadFires(b.ctx, "silent", []string{stream}, 1, 0)
+	if err != nil || len(silent) != 1 {
+		t.Fatalf("read %d (err %v)", len(silent), err)
+	}
+	if err := rdb.Do(b.ctx, "XCLAIM", stream, store.WorkerGroup, "silent", 0, silent[0].EntryID, "IDLE", time.Hour.Milliseconds(), "JUSTID").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.worker.HandBack(b.ctx, "stopping", time.Hour, []store.Held{{Stream: stream, EntryID: ds[0].EntryID}}); err != nil || n != 1 {
+		t.Fatalf("handed back %d (err %v), want 1", n, err)
+	}
+	got, next, wait, err := b.worker.Reclaim(b.ctx, "other", stream, 30*time.Second, "0-0", 10)
+	if err != nil || wait <= 0 || next != "0-0" {
+		t.Fatalf("reclaim: quiet %s, cursor %q (err %v); want a quiet period, the cursor unchanged", wait, next, err)
+	}
+	if len(got) != 1 || got[0].EntryID != ds[0].EntryID || got[0].HandedBackBy != "stopping" || got[0].Deliveries != 1 {
+		t.Fatalf("reclaim in a quiet period took %+v; want only the fire handed back by stopping, delivered once", got)
+	}
+}
+
 // TestHandBackIsNotADeliveryLost: a fire handed back by a stopping worker
 // is reclaimed at once, and the hand-back does not count as a worker that
 // stopped answering.
@@ -238,8 +268,8 @@ func TestHandBackIsNotADeliveryLost(t *testing.T) {
 	if err != nil || len(got) != 1 {
 		t.Fatalf("reclaimed %d (err %v), want the handed-back fire at once", len(got), err)
 	}
-	if got[0].Deliveries != 1 {
-		t.Errorf("delivery count %d after a hand-back, want 1", got[0].Deliveries)
+	if got[0].Deliveries != 1 || got[0].HandedBackBy != "stopping" {
+		t.Errorf("delivery count %d, handed back by %q after a hand-back, want 1 and \"stopping\"", got[0].Deliveries, got[0].HandedBackBy)
 	}
 }
 
@@ -274,6 +304,9 @@ func TestReclaimSkipsLiveClaims(t *testing.T) {
 	got, _, _, err = b.worker.Reclaim(b.ctx, "other", stream, 30*time.Second, "0-0", 1)
 	if err != nil || len(got) != 1 || got[0].EntryID != ds[0].EntryID {
 		t.Fatalf("reclaim of 1 took %v (err %v), want the dead worker's %s in one call", got, err, ds[0].EntryID)
+	}
+	if got[0].Deliveries != 2 || got[0].HandedBackBy != "" {
+		t.Errorf("a dead worker's fire: delivery count %d, handed back by %q; want 2 and none", got[0].Deliveries, got[0].HandedBackBy)
 	}
 }
 
@@ -352,10 +385,24 @@ func TestHeldFiresInManyCalls(t *testing.T) {
 	if err != nil || n != 1200 {
 		t.Errorf("handed back %d (err %v), want 1200", n, err)
 	}
+	// Handed back: held by "w~handback", idle an hour, so the next
+	// reclaim takes them and learns who handed them back.
 	back, err := rdb.XPendingExt(b.ctx, &redis.XPendingExtArgs{Stream: stream, Group: store.WorkerGroup, Idle: 59 * time.Minute,
-		Start: "-", End: "+", Count: 2000, Consumer: "w"}).Result()
+		Start: "-", End: "+", Count: 2000, Consumer: "w~handback"}).Result()
 	if err != nil || len(back) != 1200 {
 		t.Errorf("%d of w's fires handed back (idle an hour) (err %v), want 1200", len(back), err)
+	}
+	if err := rdb.HSet(b.ctx, b.st.Keys().Pulse(), "quiet", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rec, _, _, err := b.worker.Reclaim(b.ctx, "x", stream, 30*time.Second, "0-0", 2000)
+	if err != nil || len(rec) != 1200 {
+		t.Fatalf("reclaimed %d (err %v), want the 1200 handed back", len(rec), err)
+	}
+	for _, d := range rec {
+		if d.HandedBackBy != "w" {
+			t.Fatalf("reclaimed %+v: HandedBackBy %q, want w", d, d.HandedBackBy)
+		}
 	}
 }
 

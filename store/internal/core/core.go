@@ -36,6 +36,7 @@ type Keys interface {
 	Retry() string
 	Pulse() string
 	Visibility() string
+	HandBacks() string
 	Running(task string) string
 	Buffer(task string) string
 	TriggerID(task, id string) string

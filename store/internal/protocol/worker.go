@@ -43,6 +43,10 @@ type Delivery struct {
 	// Spec is the task's spec as the worker knows it (the defaults for a
 	// task with a handler but no stored spec); set by the consumer.
 	Spec events.Spec
+	// HandedBackBy names the worker that handed the fire back unstarted or
+	// cut by its stop, when a reclaim took it from one; empty for a fire
+	// read new or taken from a worker that stopped answering.
+	HandedBackBy string
 }
 
 // Held identifies a fire a worker is running, for heartbeats and hand-backs.
@@ -106,8 +110,8 @@ func (w *Worker) ReadFires(ctx context.Context, consumer string, streams []strin
 // from cursor (start with "0-0"). It returns them with their delivery
 // counts, and the cursor to go on from ("0-0" when the scan went round).
 // It records the worker's pulse in the same step, and in a quiet period
-// after an outage (see Heartbeat) takes nothing and returns how long the
-// quiet period still lasts.
+// after an outage (see Heartbeat) takes only fires handed back (HandBack),
+// returns the cursor as given, and how long the quiet period still lasts.
 func (w *Worker) Reclaim(ctx context.Context, consumer, stream string, visibility time.Duration, cursor string, count int) ([]Delivery, string, time.Duration, error) {
 	if count <= 0 {
 		return nil, cursor, 0, nil
@@ -117,15 +121,17 @@ func (w *Worker) Reclaim(ctx context.Context, consumer, stream string, visibilit
 	if err != nil {
 		return nil, cursor, 0, fmt.Errorf("reclaim fires of %s: %w", stream, err)
 	}
-	if left, _ := res[0].(int64); left > 0 || len(res) < 2 {
+	left, _ := res[0].(int64)
+	if len(res) < 2 {
 		return nil, cursor, time.Duration(left) * time.Millisecond, nil
 	}
 	next, _ := res[1].(string)
 	var out []Delivery
-	for i := 2; i+2 < len(res); i += 3 {
+	for i := 2; i+3 < len(res); i += 4 {
 		id, _ := res[i].(string)
 		raw, _ := res[i+1].([]any)
 		n, _ := res[i+2].(int64)
+		from, _ := res[i+3].(string)
 		if n == 0 {
 			n = 2
 		}
@@ -134,9 +140,14 @@ func (w *Worker) Reclaim(ctx context.Context, consumer, stream string, visibilit
 			k, _ := raw[j].(string)
 			values[k] = raw[j+1]
 		}
-		out = append(out, w.delivery(stream, redis.XMessage{ID: id, Values: values}, n))
+		d := w.delivery(stream, redis.XMessage{ID: id, Values: values}, n)
+		d.HandedBackBy, _ = strings.CutSuffix(from, handBackSuffix)
+		if d.HandedBackBy == from {
+			d.HandedBackBy = ""
+		}
+		out = append(out, d)
 	}
-	return out, next, 0, nil
+	return out, next, max(time.Duration(left)*time.Millisecond, 0), nil
 }
 
 // ReadBroadcast reads up to count entries after each stream's cursor,
@@ -240,8 +251,9 @@ type HeartbeatResult struct {
 }
 
 // HandBack makes the single-mode fires in held that consumer still holds
-// reclaimable by any worker at once, in calls of a few hundred. It
-// returns how many it handed back (with an error, at least how many).
+// reclaimable by any worker at once, in calls of a few hundred, and tells
+// the subscribers of HandBacks. It returns how many it handed back (with
+// an error, at least how many).
 func (w *Worker) HandBack(ctx context.Context, consumer string, idle time.Duration, held []Held) (int, error) {
 	total := 0
 	for len(held) > 0 {
@@ -255,13 +267,33 @@ func (w *Worker) HandBack(ctx context.Context, consumer string, idle time.Durati
 		if len(args) == 3 {
 			continue // nothing to hand back in this part (broadcast fires)
 		}
-		n, err := handBackScript.Run(ctx, w.rdb, []string{w.keys.Events()}, args...).Int()
+		n, err := handBackScript.Run(ctx, w.rdb, []string{w.keys.HandBacks()}, args...).Int()
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("hand back fires: %w", err)
 		}
 	}
 	return total, nil
+}
+
+// HandBacks subscribes to the namespace's hand-back channel: a value
+// arrives on the returned channel (capacity 1, never blocking the sender)
+// whenever a worker hands fires back (HandBack), so a worker with free
+// runs reclaims them at once. close ends the subscription. A subscription
+// that cannot be made now is retried in the background; hand-backs
+// before it succeeds are taken at the next periodic reclaim.
+func (w *Worker) HandBacks(ctx context.Context) (handedBack <-chan struct{}, close func() error) {
+	ps := w.rdb.Subscribe(ctx, w.keys.HandBacks())
+	ch := make(chan struct{}, 1)
+	go func() {
+		for range ps.Channel() {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return ch, ps.Close
 }
 
 // BeginResult says what the overlap policy made of a fire.

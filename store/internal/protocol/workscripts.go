@@ -301,12 +301,13 @@ end
 // reclaimScript runs the pulse and, unless a quiet period is on, takes
 // over entries idle for the namespace's visibility timeout, in one step: a
 // reclaim that Redis runs only once it is back from a freeze sees the
-// silence and takes nothing. It finds the first idle entry from the
-// cursor on with XPENDING IDLE (a plain walk of the group's pending list)
-// and starts XAUTOCLAIM there: XAUTOCLAIM looks at only ten entries per
-// one it may take, so behind the tens of thousands of fires live workers
-// hold with a lookahead, a sweep that found nothing took a call per few
-// hundred entries, one after another, while those workers' runs waited.
+// silence and takes nothing. It lists the idle entries from the cursor on
+// with XPENDING IDLE (a plain walk of the group's pending list, which also
+// gives each one's holder and delivery count) and starts XAUTOCLAIM at the
+// first: XAUTOCLAIM looks at only ten entries per one it may take, so
+// behind the tens of thousands of fires live workers hold with a
+// lookahead, a sweep that found nothing took a call per few hundred
+// entries, one after another, while those workers' runs waited.
 //
 // KEYS[1] -> pulse (hash)
 // KEYS[2] -> visibility timeouts (zset)
@@ -316,37 +317,83 @@ end
 // ARGV[3] -> consumer
 // ARGV[4] -> cursor
 // ARGV[5] -> count
-// Returns {ms of quiet left} in a quiet period, else {0, next cursor, then
-// per entry: id, fields, delivery count}.
+// Returns {ms of quiet left (0: none), next cursor, then per entry: id,
+// fields, delivery count, the consumer that held it}. A fire handed back
+// cleanly was held by its worker's name plus handBackSuffix (see
+// handBackScript). In a quiet period only such fires are taken (they were
+// given up, not left idle by an outage), and the cursor is returned as
+// given.
 var reclaimScript = redis.NewScript(pulseLua + `
 local p = pulse(KEYS[1], KEYS[2], tonumber(ARGV[1]))
-if p[1] > 0 then return {p[1]} end
-local first = redis.call('XPENDING', KEYS[3], ARGV[2], 'IDLE', p[2], ARGV[4], '+', 1)
-if #first == 0 then return {0, '0-0'} end
-local r = redis.call('XAUTOCLAIM', KEYS[3], ARGV[2], ARGV[3], p[2], first[1][1], 'COUNT', ARGV[5])
+if p[1] > 0 then
+  local out = {p[1], ARGV[4]}
+  local room = tonumber(ARGV[5])
+  for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[3], ARGV[2])) do
+    local name, pending = '', 0
+    for i = 1, #c, 2 do
+      if c[i] == 'name' then name = c[i+1] elseif c[i] == 'pending' then pending = c[i+1] end
+    end
+    if room > 0 and pending > 0 and string.sub(name, -` + handBackSuffixLen + `) == '` + handBackSuffix + `' then
+      for _, e in ipairs(redis.call('XPENDING', KEYS[3], ARGV[2], '-', '+', room, name)) do
+        for _, m in ipairs(redis.call('XCLAIM', KEYS[3], ARGV[2], ARGV[3], 0, e[1])) do
+          out[#out + 1] = m[1]
+          out[#out + 1] = m[2]
+          out[#out + 1] = e[4] + 1
+          out[#out + 1] = name
+          room = room - 1
+        end
+      end
+    end
+  end
+  return out
+end
+local idle = redis.call('XPENDING', KEYS[3], ARGV[2], 'IDLE', p[2], ARGV[4], '+', tonumber(ARGV[5]))
+if #idle == 0 then return {0, '0-0'} end
+local before = {}
+for _, e in ipairs(idle) do before[e[1]] = e end
+local r = redis.call('XAUTOCLAIM', KEYS[3], ARGV[2], ARGV[3], p[2], idle[1][1], 'COUNT', ARGV[5])
 local out = {0, r[1]}
 for _, e in ipairs(r[2]) do
-  local pe = redis.call('XPENDING', KEYS[3], ARGV[2], e[1], e[1], 1)
+  local b = before[e[1]]
   out[#out + 1] = e[1]
   out[#out + 1] = e[2]
-  out[#out + 1] = pe[1] and pe[1][4] or 2
+  if b then
+    out[#out + 1] = b[4] + 1
+    out[#out + 1] = b[2]
+  else
+    local pe = redis.call('XPENDING', KEYS[3], ARGV[2], e[1], e[1], 1)
+    out[#out + 1] = pe[1] and pe[1][4] or 2
+    out[#out + 1] = ''
+  end
 end
 return out
 `)
 
+// handBackSuffix ends the consumer name that handBackScript gives the
+// fires a worker hands back: a reclaim that takes one learns it was handed
+// back, and by whom, and the consumer, holding nothing once they are
+// taken, is pruned like a stopped worker.
+const handBackSuffix = "~handback"
+
+// handBackSuffixLen is len(handBackSuffix), for the scripts.
+const handBackSuffixLen = "9"
+
 // handBackScript gives up fires a stopping worker will not finish, so the
 // next reclaim by any worker takes them at once instead of after the
-// visibility timeout.
+// visibility timeout, and tells the workers so.
 //
+// KEYS[1] -> the hand-back channel (pub/sub)
 // ARGV[1] -> consumer group
 // ARGV[2] -> consumer (this worker)
 // ARGV[3] -> idle time to set, ms (at least the visibility timeout)
 // ARGV[4..] -> pairs: stream, entry id
 //
-// Entries still pending for this consumer get their idle time set (XCLAIM
-// to itself with IDLE, JUSTID) and their delivery count lowered by one, so
-// the reclaim that takes them (which adds one) does not count a clean
-// hand-back as a worker that stopped answering.
+// Entries still pending for this consumer move to consumer..handBackSuffix
+// with their idle time set (XCLAIM with IDLE, JUSTID) and their delivery
+// count lowered by one, so the reclaim that takes them (which adds one)
+// does not count a clean hand-back as a worker that stopped answering.
+// When any moved, the worker's name is published on the channel: workers
+// with free runs reclaim at once instead of at their next sweep.
 // Returns the number handed back.
 var handBackScript = redis.NewScript(`
 local n = 0
@@ -354,10 +401,11 @@ for i = 4, #ARGV, 2 do
   local stream, id = ARGV[i], ARGV[i+1]
   local p = redis.call('XPENDING', stream, ARGV[1], id, id, 1)
   if p[1] and p[1][2] == ARGV[2] then
-    redis.call('XCLAIM', stream, ARGV[1], ARGV[2], 0, id, 'IDLE', ARGV[3], 'RETRYCOUNT', math.max(p[1][4] - 1, 0), 'JUSTID')
+    redis.call('XCLAIM', stream, ARGV[1], ARGV[2] .. '` + handBackSuffix + `', 0, id, 'IDLE', ARGV[3], 'RETRYCOUNT', math.max(p[1][4] - 1, 0), 'JUSTID')
     n = n + 1
   end
 end
+if n > 0 then redis.call('PUBLISH', KEYS[1], ARGV[2]) end
 return n
 `)
 
