@@ -42,6 +42,10 @@ type heldFire struct {
 	reset  time.Time
 	lost   bool // another worker took it over: no longer extended, reported once
 	queued bool // its outcome is queued: a stop does not hand it back (it is acked when recorded)
+	out    bool // Fetch returned it: the dispatcher's to start or hand back
+	// abandoned: its run was cancelled but did not end; neither extended
+	// nor handed back, it is reclaimed after the visibility timeout.
+	abandoned bool
 }
 
 // hold records single-mode deliveries as held, so heartbeats extend them;
@@ -97,6 +101,51 @@ func (c *claims) markQueued(d store.Delivery) {
 	}
 }
 
+// markOut notes that Fetch returned ds: the dispatcher starts them or
+// hands them back, so handBackUnstarted leaves them alone.
+func (c *claims) markOut(ds []store.Delivery) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, d := range ds {
+		k := heldKey(d.Stream, d.EntryID)
+		if h, ok := c.held[k]; ok && !d.Broadcast {
+			h.out = true
+			c.held[k] = h
+		}
+	}
+}
+
+// abandon gives up extending d, whose run did not end when cancelled: it
+// is neither extended nor handed back, so it is reclaimed once the
+// visibility timeout has passed, when the run is over or its process gone.
+func (c *claims) abandon(d store.Delivery) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := heldKey(d.Stream, d.EntryID)
+	if h, ok := c.held[k]; ok {
+		h.abandoned = true
+		c.held[k] = h
+	}
+}
+
+// handBackUnstarted gives back at once the held fires that Fetch has not
+// returned and whose outcome is not queued (read, reclaimed or held early,
+// but not handed to the dispatcher): a stop's first step. It returns how
+// many.
+func (c *claims) handBackUnstarted() int {
+	c.mu.Lock()
+	var hs []store.Held
+	for k, h := range c.held {
+		if !h.out && !h.queued && !h.abandoned {
+			hs = append(hs, h.Held)
+			delete(c.held, k)
+		}
+	}
+	c.mu.Unlock()
+	c.handBackHeld(hs)
+	return len(hs)
+}
+
 // release forgets a held entry.
 func (c *claims) release(d store.Delivery) {
 	c.mu.Lock()
@@ -129,13 +178,13 @@ func (c *claims) handBack(ds []store.Delivery) {
 	c.handBackHeld(hs)
 }
 
-// handBackAll gives back every held fire whose outcome is not queued (a
-// stop).
+// handBackAll gives back every held fire whose outcome is not queued and
+// that was not abandoned (a stop).
 func (c *claims) handBackAll() {
 	c.mu.Lock()
 	var hs []store.Held
 	for k, h := range c.held {
-		if !h.queued {
+		if !h.queued && !h.abandoned {
 			hs = append(hs, h.Held)
 			delete(c.held, k)
 		}
@@ -198,7 +247,7 @@ func (c *claims) heartbeat(ctx context.Context, old time.Duration) (int, error) 
 	var hs []store.Held
 	c.mu.Lock()
 	for _, h := range c.held {
-		if !h.lost && before.Sub(h.reset) >= old {
+		if !h.lost && !h.abandoned && before.Sub(h.reset) >= old {
 			hs = append(hs, h.Held)
 		}
 	}

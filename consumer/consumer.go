@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -31,6 +32,11 @@ type Consumer struct {
 	bstreams []string      // broadcast streams
 	ready    chan struct{} // closed when Run has set up
 	stopping chan struct{} // closed when Run's ctx ends
+	// fetchDone is set by StopFetching: Fetch hands out nothing more.
+	fetchDone atomic.Bool
+	// handedBack signals that a worker handed fires back (set before ready
+	// closes; nil when the subscription failed): Fetch reclaims at once.
+	handedBack <-chan struct{}
 
 	clock   redisClock // the Redis server's time, fed by set-up and heartbeats
 	specs   *specCache
@@ -141,6 +147,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	handedBack, unsubscribe := c.st.HandBacks(ctx)
+	defer func() { _ = unsubscribe() }()
+	c.handedBack = handedBack
 	close(c.ready)
 	c.announce(ctx, events.TypeNodeUp)
 	c.log.Info().Strs("queues", c.cfg.Queues).Msg("worker started")
@@ -255,9 +264,44 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 	case <-ctx.Done():
 		return nil, nil
 	}
-	if c.stopped() {
+	if c.stopped() || c.fetchDone.Load() {
 		return nil, nil
 	}
+	ds, err := c.fetch(ctx, max)
+	c.claims.markOut(ds)
+	return ds, err
+}
+
+// StopFetching ends Fetch for good and hands back at once, for other
+// workers to take, every fire this worker holds that Fetch has not
+// returned: read, reclaimed or held early but not handed to a run. A read
+// under way is handed back when it returns. The dispatcher calls it when
+// its stop begins, from the goroutine that called Fetch, never during a
+// Fetch; the fires Fetch returned are the dispatcher's to start or hand
+// back. Run's ctx may end later, once the runs under way have ended.
+func (c *Consumer) StopFetching() {
+	if c.fetchDone.Swap(true) {
+		return
+	}
+	select {
+	case <-c.ready:
+	default:
+		return // not set up: nothing held
+	}
+	if n := c.claims.handBackUnstarted(); n > 0 {
+		c.log.Info().Int("fires", n).Msg("stopping: handed back the fires read but not started")
+	}
+	if c.reader.reading {
+		// The read returns within Config.Block, its fires held.
+		go func() {
+			r := <-c.reader.results
+			c.claims.handBack(r.ds)
+		}()
+	}
+}
+
+// fetch is Fetch, once set up and not stopped.
+func (c *Consumer) fetch(ctx context.Context, max int) ([]store.Delivery, error) {
 	want := max
 	due := c.adm.takeDue(ctx, want)
 	out := c.local.takeLater()
@@ -297,6 +341,8 @@ func (c *Consumer) Fetch(ctx context.Context, max int) ([]store.Delivery, error)
 			return c.afterRead(ctx, out, r)
 		case b := <-c.bcast.out:
 			out = append(out, b...)
+		case <-c.handedBack:
+			c.reader.more = true // the next Fetch reclaims at once
 		case <-timer.C:
 			due = c.adm.takeDue(ctx, want)
 		case <-ctx.Done():

@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"time"
@@ -34,8 +35,15 @@ func (c *Consumer) Finish(d *store.Delivery, r Result) {
 	if overlap && d.Broadcast {
 		c.local.end(d.Fire.Task) // a fire it kept waiting takes the run
 	}
-	if r.Next == HandBack {
-		if !d.Broadcast {
+	if r.Next == HandBack || r.Next == Abandon {
+		if !r.Started.IsZero() || r.Next == Abandon {
+			c.cancelled(d, r)
+		}
+		switch {
+		case d.Broadcast:
+		case r.Next == Abandon:
+			c.claims.abandon(*d)
+		default:
 			c.claims.handBack([]store.Delivery{*d})
 		}
 		return
@@ -97,6 +105,32 @@ func (c *Consumer) Finish(d *store.Delivery, r Result) {
 	c.enqueue(o)
 	if o.RetryIn > 0 {
 		c.retries.poke()
+	}
+}
+
+// cancelled records a run cut by a stop (a cancelled event), before its
+// fire is handed back or abandoned: at once, not through the outbox, which
+// could write it after the hand-back. A stop cuts few runs.
+func (c *Consumer) cancelled(d *store.Delivery, r Result) {
+	e := events.Event{Type: events.TypeCancelled, Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Attempt: d.Fire.Attempt,
+		Worker: c.cfg.Node, Queue: d.Queue, Reason: clean(r.Reason), Output: cleanTail(r.Output)}
+	if e.Reason == "" {
+		e.Reason = "the worker stopped"
+	}
+	if !r.Started.IsZero() {
+		end := r.Finished
+		if end.IsZero() { // abandoned: still running
+			end = time.Now()
+		}
+		e.CostMs = max(end.Sub(r.Started), 0).Milliseconds()
+	}
+	if r.Err != nil {
+		e.Error = clean(r.Err.Error())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.st.AppendEvent(ctx, e); err != nil {
+		c.log.Warn().Err(err).Str("fire", d.Fire.ID).Msg("record a cancelled run")
 	}
 }
 

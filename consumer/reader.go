@@ -160,21 +160,42 @@ func (r *reader) reclaim(ctx context.Context, stream string, max int) (ds []stor
 			r.quietLogged = true
 			r.log.Info().Dur("wait", wait).Msg("no worker reached Redis for a while: reclaims wait, so live workers extend their claims first")
 		}
-		return nil, false, nil
+		// Only fires handed back were taken: they were given up.
+		more = len(ds) > 0
+	} else {
+		more = len(ds) > 0 || (next != "0-0" && next != "")
+		r.quietLogged = false
 	}
-	more = len(ds) > 0 || (next != "0-0" && next != "")
-	r.quietLogged = false
 	// One this worker holds already went idle (its heartbeats failed): it
 	// is running or queued here, and must not run twice.
 	fresh := r.claims.notHeld(ds)
-	if len(fresh) > 0 {
-		r.log.Info().Int("fires", len(fresh)).Str("stream", stream).Msg("reclaimed fires of a worker that stopped answering")
-		if r.metrics != nil {
-			r.metrics.Reclaimed(stream, len(fresh))
-		}
-	}
+	r.logReclaimed(stream, fresh)
 	r.claims.hold(fresh, sent)
 	return fresh, more, nil
+}
+
+// logReclaimed says what a reclaim took: fires a stopping worker handed
+// back (named), and fires of workers that stopped answering (counted in
+// the metrics as reclaimed).
+func (r *reader) logReclaimed(stream string, ds []store.Delivery) {
+	dead := 0
+	handedBack := map[string]int{}
+	for _, d := range ds {
+		if d.HandedBackBy != "" {
+			handedBack[d.HandedBackBy]++
+		} else {
+			dead++
+		}
+	}
+	for node, n := range handedBack {
+		r.log.Info().Int("fires", n).Str("stream", stream).Str("from", node).Msg("took fires handed back by a stopping worker")
+	}
+	if dead > 0 {
+		r.log.Info().Int("fires", dead).Str("stream", stream).Msg("reclaimed fires of a worker that stopped answering")
+		if r.metrics != nil {
+			r.metrics.Reclaimed(stream, dead)
+		}
+	}
 }
 
 // readAhead is how many fires to read beyond the free runs:

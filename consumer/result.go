@@ -18,8 +18,8 @@ type Result struct {
 	Output string
 	// RetryIn is the wait before the next attempt, when Next is Retry.
 	RetryIn time.Duration
-	// Reason says why, in the retried or dead event, when Next is Retry or
-	// Dead.
+	// Reason says why, in the retried, dead or cancelled event, when Next
+	// is Retry, Dead, Abandon, or HandBack of a run that started.
 	Reason string
 }
 
@@ -36,6 +36,14 @@ const (
 	// Dead records the failed run, if it ran, and dead-letters the fire.
 	Dead
 	// HandBack gives the fire up unfinished (a stopping worker): another
-	// worker takes it at once.
+	// worker takes it at once. A run that started and was cut (Started
+	// set) is recorded first as a cancelled event, with Reason, Err, the
+	// cost so far and Output.
 	HandBack
+	// Abandon gives up a fire whose run was cancelled but did not end (a
+	// handler that ignores its context): it cannot be handed back while
+	// the run may still be alive, so it is recorded as a cancelled event,
+	// no longer extended, and another worker reclaims it after the
+	// visibility timeout, as it would a stopped worker's.
+	Abandon
 )

@@ -35,6 +35,16 @@
 // runs at once. Run, when its context is cancelled, stops gracefully
 // within Config.Grace.
 //
+// The fires read but not started are handed back the moment a stop
+// begins, and the other workers take them at once. A run the stop cuts is
+// recorded as a cancelled event (the reason, the cost so far, its output)
+// and its fire handed back once the handler has returned: never while the
+// run may still be going, which would let another worker run the fire
+// beside it. A handler that has not returned Config.CancelWait after its
+// context was cancelled is abandoned: its fire is neither extended nor
+// handed back, and another worker reclaims it after the visibility
+// timeout, as it would a stopped worker's.
+//
 // Handlers run at least once per fire: a fire runs again when its worker
 // stopped answering while it ran, so handlers should use the fire id to be
 // idempotent.
@@ -49,6 +59,7 @@ import (
 	"reflect"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -120,6 +131,14 @@ type handBacker interface {
 	HandBack(ds []store.Delivery)
 }
 
+// fetchStopper is a Source that holds fires it has not handed out (read
+// ahead, held early), as a *consumer.Consumer does: when the stop begins,
+// StopFetching hands them back at once, instead of when the runs under
+// way have ended.
+type fetchStopper interface {
+	StopFetching()
+}
+
 // handBack gives back fires fetched but not started.
 func (dp *Dispatcher) handBack(ds []store.Delivery) {
 	if hb, ok := dp.src.(handBacker); ok {
@@ -153,6 +172,11 @@ type Config struct {
 	// Grace is how long Run, when its context is cancelled, lets runs under
 	// way finish before it cancels them (default 30s).
 	Grace time.Duration
+	// CancelWait is how long a stop waits, once it has cancelled the runs
+	// under way, for their handlers to return (default 10s): a handler
+	// that stops a process needs its own grace to do so. A handler still
+	// running then is abandoned (see Stopping in the package doc).
+	CancelWait time.Duration
 	// RetryDelay is the wait before the next attempt of f after its
 	// attempt failed with err (default DefaultRetryDelay). It is not asked
 	// when the handler decided itself: an error wrapping SkipRetry is
@@ -186,6 +210,9 @@ func (c Config) WithDefaults() Config {
 	if c.Grace == 0 {
 		c.Grace = 30 * time.Second
 	}
+	if c.CancelWait == 0 {
+		c.CancelWait = 10 * time.Second
+	}
 	if c.RetryDelay == nil {
 		c.RetryDelay = DefaultRetryDelay
 	}
@@ -203,6 +230,8 @@ func (c Config) validate(name string) error {
 		return fmt.Errorf("dispatcher: %s.Concurrency: %d; want 0 (default 10) or more", name, c.Concurrency)
 	case c.Grace < 0:
 		return fmt.Errorf("dispatcher: %s.Grace: %s; want 0 (default 30s) or more", name, c.Grace)
+	case c.CancelWait < 0:
+		return fmt.Errorf("dispatcher: %s.CancelWait: %s; want 0 (default 10s) or more", name, c.CancelWait)
 	}
 	return nil
 }
@@ -234,7 +263,9 @@ type Dispatcher struct {
 	started  bool
 
 	stopOnce sync.Once
-	stopCh   chan struct{} // closed by Stop: stop taking fires
+	stopCh   chan struct{}          // closed by Stop: stop taking fires
+	cutWhy   atomic.Pointer[string] // why the runs under way were cancelled, for their cancelled events
+	atOnce   atomic.Bool            // StopAndCancel was called
 	hardOnce sync.Once
 	hardCh   chan struct{} // closed by a hard stop: cancel runs
 	done     chan struct{} // closed when Run returns
@@ -276,8 +307,9 @@ func (dp *Dispatcher) HandleFunc(task string, f func(ctx context.Context, fire e
 type job struct {
 	d       store.Delivery
 	h       Handler
-	out     outputBox // what the handler gave SetOutput
-	started time.Time // when its handler was called
+	out     outputBox    // what the handler gave SetOutput
+	started time.Time    // when its handler was called (the run's goroutine only)
+	startNs atomic.Int64 // started, for a stop that abandons the run
 	once    sync.Once
 }
 
@@ -431,8 +463,12 @@ fetching:
 		b.Reset()
 	}
 
-	// Stopping: let the runs under way finish, within Grace when ctx ended
-	// (Stop's own context bounds it otherwise), then cancel them.
+	// Stopping: what the source holds and has not handed out goes back at
+	// once; the runs under way may finish, within Grace when ctx ended
+	// (Stop's own context bounds it otherwise), then they are cancelled.
+	if fs, ok := dp.src.(fetchStopper); ok {
+		fs.StopFetching()
+	}
 	allDone := make(chan struct{})
 	go func() { wg.Wait(); close(allDone) }()
 	var grace <-chan time.Time
@@ -442,26 +478,39 @@ fetching:
 		grace = time.After(dp.cfg.Grace)
 	}
 	dp.log.Info().Int("running", dp.running()).Msg("stopping: letting runs finish")
+	why := "the worker was stopped at once (StopAndCancel)"
 	select {
 	case <-allDone:
 	case <-dp.hardCh:
+		if !dp.atOnce.Load() {
+			why = "the worker's stop ran out of time (Stop's context ended)"
+		}
 	case <-grace:
+		why = fmt.Sprintf("the worker stopped and the run did not end within its %s grace", dp.cfg.Grace)
 	}
+	dp.cutWhy.Store(&why)
 	cancelRuns()
 	select {
 	case <-allDone:
-	case <-time.After(time.Second):
-		// Handlers that ignore their context are left behind; their fires
-		// are handed back, and another worker runs them.
+	case <-time.After(dp.cfg.CancelWait):
+		// Handlers that ignore their context are left behind. Their fires
+		// are not handed back while the runs may still be going: they are
+		// reclaimed after the visibility timeout.
 		dp.mu.Lock()
 		left := make([]*job, 0, len(dp.inflight))
 		for j := range dp.inflight {
 			left = append(left, j)
 		}
 		dp.mu.Unlock()
-		dp.log.Warn().Int("runs", len(left)).Msg("runs did not end when cancelled; handing their fires back")
+		dp.log.Warn().Int("runs", len(left)).Dur("waited", dp.cfg.CancelWait).
+			Msg("runs did not end when cancelled; their fires are reclaimed after the visibility timeout")
 		for _, j := range left {
-			dp.finish(j, consumer.Result{Next: consumer.HandBack})
+			var started time.Time
+			if ns := j.startNs.Load(); ns != 0 {
+				started = time.Unix(0, ns)
+			}
+			dp.finish(j, consumer.Result{Next: consumer.Abandon, Started: started,
+				Reason: why + fmt.Sprintf("; still running %s after it was cancelled, so not handed back: reclaimed after the visibility timeout", dp.cfg.CancelWait)})
 		}
 	}
 	stopSrc()
@@ -529,6 +578,7 @@ func (dp *Dispatcher) execute(ctx, runCtx context.Context, j *job) consumer.Resu
 	}
 	dp.src.Start(dl)
 	j.started = time.Now()
+	j.startNs.Store(j.started.UnixNano())
 	err := call(context.WithValue(ctx, outputKey{}, &j.out), j.h, dl.Fire)
 	return dp.settle(ctx, runCtx, dl, &j.out, consumer.Result{Started: j.started, Err: err})
 }
@@ -539,8 +589,13 @@ func (dp *Dispatcher) settle(ctx, runCtx context.Context, dl *store.Delivery, ou
 	r.Finished = time.Now()
 	r.Output = out.get()
 	if r.Err != nil && runCtx.Err() != nil {
-		// Cancelled by a hard stop: not the handler's failure.
-		return consumer.Result{Next: consumer.HandBack}
+		// Cut by the stop: not the handler's failure. The fire is handed
+		// back, now that its run is over, with a cancelled event.
+		r.Next, r.Reason = consumer.HandBack, "the worker stopped"
+		if why := dp.cutWhy.Load(); why != nil {
+			r.Reason = *why
+		}
+		return r
 	}
 	if m := dp.cfg.Metrics; m != nil {
 		m.Ran(dl.Fire, r.Started.Sub(dl.Fire.At), r.Finished.Sub(r.Started), r.Err)
@@ -619,6 +674,7 @@ func (dp *Dispatcher) Stop(ctx context.Context) error {
 // StopAndCancel stops taking fires, cancels the runs under way at once and
 // waits, until ctx ends, for Run to return.
 func (dp *Dispatcher) StopAndCancel(ctx context.Context) error {
+	dp.atOnce.Store(true)
 	dp.stopOnce.Do(func() { close(dp.stopCh) })
 	dp.hardOnce.Do(func() { close(dp.hardCh) })
 	select {

@@ -263,7 +263,7 @@ func TestRunsLeaveNoGoroutines(t *testing.T) {
 	}
 	ds = append(ds, fire("stuck", "stuck", 1, events.Spec{}))
 	src := newSource(ds...)
-	d := newDispatcher(t, src, dispatcher.Config{Concurrency: 8})
+	d := newDispatcher(t, src, dispatcher.Config{Concurrency: 8, CancelWait: 50 * time.Millisecond})
 	var mu sync.Mutex
 	runs := map[string]int{}
 	must(t, d.HandleFunc("work", func(ctx context.Context, f events.Fire) error {
@@ -295,8 +295,10 @@ func TestRunsLeaveNoGoroutines(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	if r := src.await(t, 1)["stuck"]; r.Next != consumer.HandBack {
-		t.Errorf("the run that ignored the hard stop: %+v, want it handed back", r)
+	// Still running: abandoned, not handed back, so no other worker runs
+	// the fire beside it.
+	if r := src.await(t, 1)["stuck"]; r.Next != consumer.Abandon || r.Started.IsZero() || !strings.Contains(r.Reason, "StopAndCancel") {
+		t.Errorf("the run that ignored the hard stop: %+v, want it abandoned, with its start and the reason", r)
 	}
 	close(release)
 	deadline := time.Now().Add(10 * time.Second)
@@ -360,4 +362,43 @@ func TestRunContextEndsWithTheRun(t *testing.T) {
 		}
 	}
 	stop()
+}
+
+// A run that outlasts the grace of a stop is cancelled; once its handler
+// has returned, its fire is handed back with the run's start, output and
+// error, and a reason naming the grace (the cancelled event's), not
+// recorded as the handler's failure. One that ends within the grace is
+// recorded as usual.
+func TestStopCutsRunsAtTheGrace(t *testing.T) {
+	src := newSource(fire("slow", "slow", 1, events.Spec{}), fire("quick", "quick", 1, events.Spec{}))
+	d := newDispatcher(t, src, dispatcher.Config{Concurrency: 2, Grace: 20 * time.Millisecond})
+	running, quickEnd := make(chan struct{}), make(chan struct{})
+	must(t, d.HandleFunc("slow", func(ctx context.Context, f events.Fire) error {
+		dispatcher.SetOutput(ctx, "cleaning up")
+		close(running)
+		<-ctx.Done()
+		return ctx.Err()
+	}))
+	must(t, d.HandleFunc("quick", func(ctx context.Context, f events.Fire) error {
+		<-quickEnd
+		return nil
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	<-running
+	cancel()
+	close(quickEnd)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	res := src.await(t, 2)
+	slow := res["slow"]
+	if slow.Next != consumer.HandBack || slow.Started.IsZero() || slow.Finished.Before(slow.Started) ||
+		slow.Output != "cleaning up" || !errors.Is(slow.Err, context.Canceled) || !strings.Contains(slow.Reason, "20ms grace") {
+		t.Errorf("cut run: %+v; want it handed back with its start, end, output, error and the grace as the reason", slow)
+	}
+	if q := res["quick"]; q.Next != consumer.Record || q.Err != nil {
+		t.Errorf("run that ended within the grace: %+v; want it recorded", q)
+	}
 }

@@ -40,6 +40,9 @@ type WorkerConfig struct {
 	// Grace is how long Run, when its context is cancelled, lets runs under
 	// way finish before it cancels them (default 30s).
 	Grace time.Duration
+	// CancelWait is how long a stop waits for cancelled runs to return
+	// before it abandons them (default 10s; see Config.CancelWait).
+	CancelWait time.Duration
 	// RetryDelay is the wait before the next attempt (see Config.RetryDelay).
 	RetryDelay func(attempt int, err error, f events.Fire) time.Duration
 	// Logger receives the worker's logs (default: warnings and errors, as
@@ -104,7 +107,7 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig, handlers Handlers) (
 	if err := matchTasks(cfg.Tasks, queues, handlers); err != nil {
 		return nil, err
 	}
-	dc := Config{Concurrency: cfg.Concurrency, Grace: cfg.Grace, RetryDelay: cfg.RetryDelay, Logger: cfg.Logger}
+	dc := Config{Concurrency: cfg.Concurrency, Grace: cfg.Grace, CancelWait: cfg.CancelWait, RetryDelay: cfg.RetryDelay, Logger: cfg.Logger}
 	if err := dc.validate("WorkerConfig"); err != nil {
 		return nil, err
 	}

@@ -77,6 +77,12 @@ type FailedListener interface {
 	OnFailed(ctx context.Context, e events.Event)
 }
 
+// CancelledListener is told when a worker's stop cuts a run (e.Reason
+// says why); the fire is handed back and runs again.
+type CancelledListener interface {
+	OnCancelled(ctx context.Context, e events.Event)
+}
+
 // RetriedListener is told when a failed fire is scheduled again.
 type RetriedListener interface {
 	OnRetried(ctx context.Context, e events.Event)
@@ -191,6 +197,7 @@ var callbacks = map[events.Type]callback{
 	events.TypeFired:     on(FiredListener.OnFired),
 	events.TypeStarted:   on(StartedListener.OnStarted),
 	events.TypeFailed:    on(FailedListener.OnFailed),
+	events.TypeCancelled: on(CancelledListener.OnCancelled),
 	events.TypeRetried:   on(RetriedListener.OnRetried),
 	events.TypeDead:      on(DeadListener.OnDead),
 	events.TypeMissed:    on(MissedListener.OnMissed),

@@ -143,6 +143,7 @@ var typeColor = map[events.Type]string{
 	events.TypeStarted:   "34", // blue
 	events.TypeCompleted: "32", // green
 	events.TypeFailed:    "31", // red
+	events.TypeCancelled: "33",
 	events.TypeRetried:   "33", // yellow
 	events.TypeDead:      "1;31",
 	events.TypeMissed:    "33",
@@ -194,7 +195,7 @@ func (p *printer) print(e events.Event) {
 	if e.Attempt > 0 {
 		add("attempt", strconv.Itoa(e.Attempt))
 	}
-	if e.Type == events.TypeCompleted || e.Type == events.TypeFailed {
+	if e.Type == events.TypeCompleted || e.Type == events.TypeFailed || e.Type == events.TypeCancelled {
 		add("cost", (time.Duration(e.CostMs) * time.Millisecond).String())
 	}
 	if e.Count > 1 {

@@ -20,13 +20,6 @@ import (
 	"github.com/taskino/taskino/events"
 )
 
-const (
-	// drainWait is how long, once the command's group is gone (or was sent
-	// SIGKILL), the output is still read: what remains holding it open is
-	// a process that left the group.
-	drainWait = 500 * time.Millisecond
-)
-
 // Exec returns a handler that runs argv for each fire: argv[0] looked up in
 // PATH (or a path, when it holds a slash), the rest its arguments, no shell.
 // The command gets the worker's environment plus TASKINO_TASK,
@@ -126,11 +119,11 @@ func (h *execHandler) run(ctx context.Context, f events.Fire) (string, error) {
 	switch {
 	case cause != nil:
 		log.Debug().Err(cause).Msg("stopping the command's process group")
-		killed = p.stop(h.opts.KillGrace)
+		killed = p.stop(h.opts.KillGrace, true)
 	case p.groupAlive():
 		// Exited, leaving processes behind in its group.
 		log.Debug().Msg("stopping the processes the command left running")
-		p.stop(h.opts.KillGrace)
+		p.stop(h.opts.KillGrace, false)
 	default:
 		p.drain()
 	}
@@ -258,9 +251,10 @@ func (p *proc) copiedC() <-chan struct{} {
 // stop sends SIGTERM to the group and waits until the command exited and
 // its output ended; when grace runs out first, it sends SIGKILL to the
 // group, and reports that it had to. Processes left in the group that no
-// longer hold the output are sent SIGKILL when grace runs out, without
-// waiting for it.
-func (p *proc) stop(grace time.Duration) (killed bool) {
+// longer hold the output are sent SIGKILL when grace runs out: with wait
+// (a cancelled run), stop waits for them to go until then; without, it
+// does not wait.
+func (p *proc) stop(grace time.Duration, wait bool) (killed bool) {
 	p.signal(syscall.SIGTERM)
 	start := time.Now()
 	deadline := time.NewTimer(grace)
@@ -283,10 +277,28 @@ func (p *proc) stop(grace time.Duration) (killed bool) {
 			return true
 		}
 	}
-	deadline.Stop()
 	if !p.groupAlive() {
+		deadline.Stop()
 		return false
 	}
+	if wait {
+		// Cancelled: Run returns only once nothing of the group is left,
+		// so no process of a run outlives a stopping worker.
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for p.groupAlive() {
+			select {
+			case <-tick.C:
+			case <-deadline.C:
+				p.log.Warn().Dur("grace", grace).Msg("processes left in the command's process group after SIGTERM: SIGKILL")
+				p.signal(syscall.SIGKILL)
+				return true
+			}
+		}
+		deadline.Stop()
+		return false
+	}
+	deadline.Stop()
 	// Something is left in the group (maybe only zombies not yet reaped by
 	// whoever inherited them): give it the rest of the grace.
 	pgid, log := p.pgid, p.log

@@ -27,10 +27,12 @@
 // the run: when the context ends, the group is sent SIGTERM, then SIGKILL
 // after [Options.KillGrace] if the command has not exited or the output is
 // still open; when the command exits by itself, whatever it left running
-// in its group (background children) is stopped the same way. Run returns
-// once the command has exited and its output ended, or at SIGKILL; what is
-// still in the group then, no longer holding the output, is sent SIGKILL
-// when the grace runs out, Run not waiting for it. A process that should
+// in its group (background children) is stopped the same way. When the
+// context ended, Run returns once nothing of the group is left, or at
+// SIGKILL: a stopping worker hands a fire back only after that. When the
+// command exited by itself, Run returns once it has and its output ended;
+// what is still in the group then, no longer holding the output, is sent
+// SIGKILL when the grace runs out, Run not waiting for it. A process that should
 // outlive a run must leave the group (setsid). A process outside the group
 // that holds the output open does not hold Run up: the output is read for
 // half a second more after the group is gone (or was sent SIGKILL), then
@@ -87,6 +89,11 @@ type Options struct {
 }
 
 const (
+	// drainWait is how long, once the command's group is gone (or was sent
+	// SIGKILL), the output is still read: what remains holding it open is
+	// a process that left the group.
+	drainWait = 500 * time.Millisecond
+
 	defaultOutputLimit = 4096
 	defaultKillGrace   = 5 * time.Second
 	// maxLine bounds the line of output or body snippet an error quotes.
@@ -105,6 +112,15 @@ func (o Options) withDefaults() Options {
 		o.Client = &http.Client{}
 	}
 	return o
+}
+
+// StopWait is the longest a handler made with opts takes to return once
+// its context ends: a command's KillGrace from SIGTERM to SIGKILL, then
+// the output drained, with a margin. A worker's stop waits that long for
+// cancelled runs (dispatcher.Config.CancelWait), so it never hands back a
+// fire whose command is still running.
+func StopWait(opts Options) time.Duration {
+	return opts.withDefaults().KillGrace + drainWait + time.Second
 }
 
 // scheduledAt formats a fire's scheduled time for TASKINO_SCHEDULED_AT and
