@@ -7,15 +7,18 @@
 // Usage:
 //
 //	taskino-worker --tasks FILE [--redis URL] [--namespace NS] [--queue Q]...
-//	               [--concurrency N] [--grace D] [--visibility D] [--prefetch N] [--early-limit N]
+//	               [--concurrency N] [--grace D] [--kill-grace D] [--visibility D] [--prefetch N] [--early-limit N]
 //	               [--events-max-len N] [--events-max-age D]
 //	               [--http ADDR] [--node NAME] [--log-level LEVEL]
 //
 // A worker runs only the commands and URLs of its own tasks file: a fire
 // names a task, never a command. It applies the file at start (an older
 // file never replaces a newer stored version). On SIGINT or SIGTERM it
-// stops taking fires, lets runs finish within --grace, hands back the rest
-// and exits 0; it exits 1 with a one-line error when it cannot start.
+// stops taking fires and hands back at once those read but not started;
+// lets runs finish within --grace; then sends each command still running
+// SIGTERM, and SIGKILL after --kill-grace, records a cancelled event for
+// it and hands its fire back once nothing of its process group is left;
+// and exits 0. It exits 1 with a one-line error when it cannot start.
 package main
 
 import (
@@ -30,6 +33,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/taskino/taskino/cmd/internal/app"
 	"github.com/taskino/taskino/cmd/internal/metrics"
+	"github.com/taskino/taskino/cmd/internal/runner"
 	"github.com/taskino/taskino/store"
 )
 
@@ -44,6 +48,7 @@ type Main struct {
 	Queues      app.Queues
 	Concurrency int
 	Grace       time.Duration
+	KillGrace   time.Duration
 	Visibility  time.Duration
 	Prefetch    int
 	EarlyLimit  int
@@ -63,6 +68,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.Var(&m.Queues, "queue", "queue to read; repeat for several (default: the queues of the file's tasks)")
 	fs.IntVar(&m.Concurrency, "concurrency", 10, "most runs at once")
 	fs.DurationVar(&m.Grace, "grace", 30*time.Second, "on SIGINT/SIGTERM, how long runs may finish before they are cancelled and handed back")
+	fs.DurationVar(&m.KillGrace, "kill-grace", 5*time.Second, "a command cancelled (--grace ran out, or its task's timeout) gets SIGTERM, then SIGKILL after this long")
 	fs.IntVar(&m.Prefetch, "prefetch", 200, "fires read beyond the free runs while runs average under 10ms (0: none), so short runs do not each wait for a round trip")
 	fs.IntVar(&m.EarlyLimit, "early-limit", 10_000, "most fires held that planners appended ahead of their slot (--lookahead); with that many, nothing new is read until some are due")
 	fs.DurationVar(&m.EventsAge, "events-max-age", 0, "also trim events older than this from the events stream, every minute (0: by --events-max-len alone)")
@@ -80,6 +86,9 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if m.Grace <= 0 {
 		return fmt.Errorf("--grace %s: want a positive duration such as 30s", m.Grace)
+	}
+	if m.KillGrace <= 0 {
+		return fmt.Errorf("--kill-grace %s: want a positive duration such as 5s", m.KillGrace)
 	}
 	if m.Prefetch < 0 {
 		return fmt.Errorf("--prefetch %d: want 0 (none) or more", m.Prefetch)
@@ -112,6 +121,7 @@ func (m *Main) Run(ctx context.Context) error {
 	d, queues, err := app.NewWorker(m.rdb, app.WorkerConfig{
 		Namespace: m.Namespace, Queues: m.Queues, Concurrency: m.Concurrency, Grace: m.Grace, Visibility: m.Visibility, Prefetch: m.Prefetch, NoPrefetch: m.Prefetch == 0,
 		EarlyLimit: m.EarlyLimit, EventsMaxLen: m.EventsMaxLen, EventsMaxAge: m.EventsAge, Node: m.Node, Tasks: file, Logger: log, Metrics: met,
+		Runner: runner.Options{KillGrace: m.KillGrace},
 	})
 	if err != nil {
 		return err
