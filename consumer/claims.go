@@ -203,7 +203,7 @@ func (c *claims) heartbeat(ctx context.Context, old time.Duration) (int, error) 
 		}
 	}
 	c.mu.Unlock()
-	hb, err := c.st.Heartbeat(ctx, c.node, c.visibility, hs)
+	hb, err := c.st.Heartbeat(ctx, c.node, c.visibility, hs, store.Self{})
 	if err != nil {
 		return len(hs), err
 	}

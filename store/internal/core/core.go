@@ -36,6 +36,8 @@ type Keys interface {
 	Retry() string
 	Pulse() string
 	Visibility() string
+	Workers() string
+	WorkersSeen() string
 	Running(task string) string
 	Buffer(task string) string
 	TriggerID(task, id string) string
