@@ -22,6 +22,12 @@ type claims struct {
 	visibility time.Duration
 	every      time.Duration // the heartbeat period (a sixth of visibility in production)
 	clock      *redisClock   // told the server's time at each heartbeat
+	// self is the worker's published state, sent with the heartbeats when
+	// it changed; forgetWorkers is how long the registry keeps a worker
+	// unseen (0: store's default).
+	self          *advert
+	forgetWorkers time.Duration
+	nsVisibility  time.Duration // the namespace's visibility timeout at the last heartbeat (run's goroutine only)
 
 	mu   sync.Mutex
 	held map[string]heldFire // heldKey -> what is held
@@ -224,11 +230,14 @@ func (c *claims) run(ctx context.Context) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	b := store.NewBackoff() // only for its reports: the ticker paces
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	// The first heartbeat goes at once: it publishes the worker's state.
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
 		if n, err := c.heartbeat(ctx, every+every/4); err != nil {
 			if b.Next(); ctx.Err() == nil && b.Report() {
@@ -252,11 +261,25 @@ func (c *claims) heartbeat(ctx context.Context, old time.Duration) (int, error) 
 		}
 	}
 	c.mu.Unlock()
-	hb, err := c.st.Heartbeat(ctx, c.node, c.visibility, hs)
+	var self store.Self
+	gen := 0
+	if c.self != nil {
+		self.State, gen = c.self.pending()
+		self.Forget = c.forgetWorkers
+	}
+	hb, err := c.st.Heartbeat(ctx, c.node, c.visibility, hs, self)
 	if err != nil {
 		return len(hs), err
 	}
 	c.clock.set(hb.Sent, hb.Answered, hb.Now)
+	if c.self != nil {
+		if self.State != nil {
+			c.self.sent(gen)
+		} else if hb.StateMissing {
+			c.self.resend()
+		}
+	}
+	c.checkVisibility(hb.Visibility)
 	ids := make([]string, 0, len(hb.Lost))
 	c.mu.Lock()
 	for _, h := range hb.Lost {
@@ -279,4 +302,18 @@ func (c *claims) heartbeat(ctx context.Context, old time.Duration) (int, error) 
 		c.log.Warn().Strs("entries", ids).Msg("fires this worker runs were reclaimed by another worker (this one stopped answering for the visibility timeout)")
 	}
 	return len(hs), nil
+}
+
+// checkVisibility logs, once per change, that the namespace's visibility
+// timeout (the longest of the workers' seen in the last 10 minutes, which
+// reclaims wait for) differs from this worker's.
+func (c *claims) checkVisibility(ns time.Duration) {
+	if ns <= 0 || ns == c.nsVisibility {
+		return
+	}
+	c.nsVisibility = ns
+	if ns != c.visibility {
+		c.log.Warn().Str("visibility", c.visibility.String()).Str("namespace_visibility", ns.String()).
+			Msg("this worker's visibility timeout differs from the namespace's (the longest of its workers' in the last 10 minutes): fires of a worker that stops answering are reclaimed after the namespace's; give every worker of the namespace the same --visibility")
+	}
 }

@@ -104,6 +104,9 @@ type timing struct {
 	retryPoll   time.Duration // longest wait between two moves of due retries: 1s
 	pruneIdle   time.Duration // a group consumer idle this long holding nothing is removed: 1h
 	drain       time.Duration // longest a stop waits for the outcomes to be recorded: 5s
+	// forgetWorkers: a worker unseen this long leaves the workers registry
+	// (0: store.ForgetWorkers, which the heartbeat fills in).
+	forgetWorkers time.Duration
 }
 
 // withDefaults fills the unset intervals, visibility being the

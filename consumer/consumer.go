@@ -40,6 +40,7 @@ type Consumer struct {
 
 	clock   redisClock // the Redis server's time, fed by set-up and heartbeats
 	specs   *specCache
+	self    *advert
 	claims  *claims
 	outbox  *outbox
 	reader  *reader
@@ -70,6 +71,9 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 	c.claims = newClaims(st, c.log, cfg.Node, cfg.VisibilityTimeout, cfg.timing.heartbeat, &c.clock)
 	c.outbox = newOutbox(st, c.log, cfg.Node, cfg.FlushBatch, cfg.timing.releaseHold, c.claims.forget)
 	c.specs = newSpecCache(st, c.log, cfg.SpecCheckInterval, cfg.timing.specMiss)
+	c.self = newAdvert(c.log, c.specs, cfg.Node, cfg.Queues, cfg.VisibilityTimeout)
+	c.specs.onLoad = c.self.loaded
+	c.claims.self, c.claims.forgetWorkers = c.self, cfg.timing.forgetWorkers
 	for _, q := range cfg.Queues {
 		c.single = append(c.single, st.Keys().Fires(q))
 		c.bstreams = append(c.bstreams, st.Keys().Broadcast(q))
@@ -139,7 +143,8 @@ func (c *Consumer) TriggerTask(ctx context.Context, task, payload string) (strin
 //     so other workers take them while this one writes.
 //  5. The outbox, drained (up to 5s): the flush loop alone outlives ctx,
 //     to record the outcomes reported, and stops after.
-//  6. node_down, last: after every event of this worker.
+//  6. Out of the workers registry, then node_down, last: after every
+//     event of this worker.
 func (c *Consumer) Run(ctx context.Context) error {
 	if err := c.setUp(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -183,7 +188,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.outbox.drain(c.cfg.timing.drain) // 5
 	stopFlush()
 	flushWG.Wait()
-	c.announce(context.Background(), events.TypeNodeDown) // 6
+	c.leave()                                             // 6: out of the workers registry,
+	c.announce(context.Background(), events.TypeNodeDown) // then node_down
 	c.log.Info().Msg("worker stopped")
 	return nil
 }

@@ -30,6 +30,7 @@ type specCache struct {
 	version int64                // the task-set version specs is of
 	unknown map[string]time.Time // tasks with no stored spec, when last looked up
 	loaded  func(version int64)  // tests: called after each load (nil: none)
+	onLoad  func(version int64)  // the advert's stale check: called after each load (nil: none)
 }
 
 func newSpecCache(st workerStore, log zerolog.Logger, checkEvery, missAfter time.Duration) *specCache {
@@ -66,8 +67,11 @@ func (c *specCache) load(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	c.specs, c.unknown, c.version = m, map[string]time.Time{}, v
-	loaded := c.loaded
+	loaded, onLoad := c.loaded, c.onLoad
 	c.mu.Unlock()
+	if onLoad != nil {
+		onLoad(v)
+	}
 	if loaded != nil {
 		loaded(v)
 	}

@@ -20,7 +20,8 @@ type workerSteps interface {
 	Reclaim(ctx context.Context, consumer, stream string, visibility time.Duration, cursor string, count int) ([]store.Delivery, string, time.Duration, error)
 	FirstTrigger(ctx context.Context, d store.Delivery, missed events.Event) (bool, error)
 	Begin(ctx context.Context, d store.Delivery, policy events.Overlap, ttl time.Duration, missed events.Event) (store.BeginResult, error)
-	Heartbeat(ctx context.Context, consumer string, visibility time.Duration, held []store.Held) (store.HeartbeatResult, error)
+	Heartbeat(ctx context.Context, consumer string, visibility time.Duration, held []store.Held, self store.Self) (store.HeartbeatResult, error)
+	Leave(ctx context.Context, consumer string) error
 	Finish(ctx context.Context, worker string, outs []*store.Outcome) (int, error)
 	HandBack(ctx context.Context, consumer string, idle time.Duration, held []store.Held) (int, error)
 	HandBacks(ctx context.Context) (handedBack <-chan struct{}, close func() error)

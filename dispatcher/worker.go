@@ -35,6 +35,18 @@ type WorkerConfig struct {
 	// and refuses to start on a handler for a task not among them, or a
 	// task on one of the worker's queues without a handler.
 	Tasks []events.Spec
+	// Version is the task-set version of the tasks this program registers
+	// (planner.Config.Version; a tasks file's version). The worker
+	// publishes it with its heartbeats (store.Store.Workers) and, while
+	// the namespace's stored version is higher, logs a warning naming both
+	// versions and the tasks whose definitions differ from TaskSet's (or
+	// Tasks'), and publishes itself stale. 0: not said, never stale.
+	Version int64
+	// TaskSet is the task set of Version compared with the stored one for
+	// that warning, for a program whose handlers cover only part of the
+	// tasks it registers (a tasks file whose Go tasks other workers run),
+	// which therefore cannot give Tasks. It is only compared; nil: Tasks.
+	TaskSet []events.Spec
 	// Concurrency is the most runs at once (default 10).
 	Concurrency int
 	// Grace is how long Run, when its context is cancelled, lets runs under
@@ -79,16 +91,8 @@ type Worker struct {
 // problem, on a config field out of range, a handler name no task can
 // have, and (with cfg.Tasks) handlers and tasks that do not match.
 func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig, handlers Handlers) (*Worker, error) {
-	if len(handlers) == 0 {
-		return nil, fmt.Errorf("dispatcher: a worker without handlers has nothing to run")
-	}
-	for name, h := range handlers {
-		if err := events.ValidateName(name); err != nil {
-			return nil, fmt.Errorf("dispatcher: handler %q: %w", name, err)
-		}
-		if isNil(h) {
-			return nil, fmt.Errorf("dispatcher: handler %q is nil", name)
-		}
+	if err := checkHandlers(handlers); err != nil {
+		return nil, err
 	}
 	sc := cfg.Stream
 	for _, f := range []struct {
@@ -99,6 +103,9 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig, handlers Handlers) (
 		if f.set {
 			return nil, fmt.Errorf("dispatcher: WorkerConfig.Stream.%s is set; set WorkerConfig.%s instead", f.field, f.field)
 		}
+	}
+	if cfg.Version < 0 {
+		return nil, fmt.Errorf("dispatcher: WorkerConfig.Version: %d is negative; want 0 (not said) or the task-set version, from 1", cfg.Version)
 	}
 	queues := cfg.Queues
 	if len(queues) == 0 {
@@ -127,7 +134,54 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig, handlers Handlers) (
 	for name, h := range handlers {
 		d.handlers[name] = h
 	}
+	set := cfg.TaskSet
+	if set == nil {
+		set = cfg.Tasks
+	}
+	c.Advertise(consumer.Advert{Tasks: sortedKeys(handlers), Version: cfg.Version, Specs: set})
 	return &Worker{d: d, c: c, queues: sc.WithDefaults().Queues, checked: cfg.Tasks != nil}, nil
+}
+
+// checkHandlers refuses an empty set of handlers, a name no task can have
+// and a nil handler.
+func checkHandlers(handlers Handlers) error {
+	if len(handlers) == 0 {
+		return fmt.Errorf("dispatcher: a worker without handlers has nothing to run")
+	}
+	for name, h := range handlers {
+		if err := events.ValidateName(name); err != nil {
+			return fmt.Errorf("dispatcher: handler %q: %w", name, err)
+		}
+		if isNil(h) {
+			return fmt.Errorf("dispatcher: handler %q is nil", name)
+		}
+	}
+	return nil
+}
+
+// SetHandlers replaces all of the worker's handlers with handlers, and
+// what it publishes with them: version and taskSet, as
+// WorkerConfig.Version and WorkerConfig.TaskSet (nil: none). It is safe
+// while Run runs: a run under way goes on with the handler it started
+// with, and every fire started after the call runs the new one (a task
+// left without a handler has its fires dead-lettered, as at start). The
+// queues read stay those of NewWorker. It refuses, changing nothing, what
+// NewWorker refuses of handlers: none, a name no task can have, a nil one.
+// Unlike NewWorker with WorkerConfig.Tasks, it does not check the
+// handlers against a registered task set.
+func (w *Worker) SetHandlers(handlers Handlers, version int64, taskSet []events.Spec) error {
+	if err := checkHandlers(handlers); err != nil {
+		return err
+	}
+	hs := make(map[string]Handler, len(handlers))
+	for name, h := range handlers {
+		hs[name] = h
+	}
+	w.d.mu.Lock()
+	w.d.handlers = hs
+	w.d.mu.Unlock()
+	w.c.Advertise(consumer.Advert{Tasks: sortedKeys(handlers), Version: version, Specs: taskSet})
+	return nil
 }
 
 // Run reads and runs fires until ctx is cancelled or Stop is called, then
@@ -163,7 +217,13 @@ func (w *Worker) warnMismatch(specs []events.Spec) {
 	if len(specs) == 0 {
 		return
 	}
-	if err := matchTasks(specs, w.queues, w.d.handlers); err != nil {
+	w.d.mu.Lock()
+	hs := make(Handlers, len(w.d.handlers))
+	for name, h := range w.d.handlers {
+		hs[name] = h
+	}
+	w.d.mu.Unlock()
+	if err := matchTasks(specs, w.queues, hs); err != nil {
 		w.d.log.Warn().Str("namespace", w.c.Store().Namespace()).Msg(strings.Replace(err.Error(), "registered tasks", "the stored task set", 1) +
 			"; fires of a task without a handler here are dead-lettered")
 	}

@@ -269,6 +269,7 @@ func TestWorkerConfigOutOfRange(t *testing.T) {
 		"Concurrency":       {Concurrency: -1},
 		"Stream.Node":       {Stream: consumer.Config{Node: "x"}},
 		"VisibilityTimeout": {Stream: consumer.Config{VisibilityTimeout: -time.Second}},
+		"Version":           {Version: -1},
 	} {
 		_, err := dispatcher.NewWorker(rdb, cfg, nop)
 		if err == nil || !strings.Contains(err.Error(), field) {
@@ -356,5 +357,58 @@ func TestWorkerWithoutTasksWarnsOfAMismatch(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("logs do not say %s:\n%s", want, out)
 		}
+	}
+}
+
+// SetHandlers on a running worker: the fires started after it run the new
+// handler, the published state names the new tasks and version, and it
+// refuses (changing nothing) a nil handler.
+func TestSetHandlersWhileRunning(t *testing.T) {
+	b := setupWorker(t, events.Spec{Name: "t", Trigger: events.Once(time.Now().Add(time.Hour))})
+	ran := make(chan string, 10)
+	handler := func(which string) dispatcher.Handlers {
+		return dispatcher.Handlers{"t": dispatcher.HandlerFunc(func(context.Context, events.Fire) error { ran <- which; return nil })}
+	}
+	w, err := dispatcher.NewWorker(b.rdb, dispatcher.WorkerConfig{Namespace: "w", Node: "w1", Logger: testLogger(t), Version: 1,
+		Stream: consumer.Config{VisibilityTimeout: 600 * time.Millisecond}}, handler("old"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.run(t, w)
+	ctx := context.Background()
+	if _, err := w.TriggerTask(ctx, "t", ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-ran; got != "old" {
+		t.Fatalf("first run by %q, want old", got)
+	}
+	var fn dispatcher.HandlerFunc
+	if err := w.SetHandlers(dispatcher.Handlers{"t": fn}, 2, nil); err == nil {
+		t.Error("SetHandlers took a nil handler")
+	}
+	hs := handler("new")
+	hs["u"] = hs["t"]
+	if err := w.SetHandlers(hs, 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.TriggerTask(ctx, "t", ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-ran; got != "new" {
+		t.Fatalf("run after SetHandlers by %q, want new", got)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ws, err := b.st.Workers(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ws) == 1 && ws[0].Version == 2 && len(ws[0].Tasks) == 2 && ws[0].Live {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("published %+v, want w1 live at version 2 with tasks t and u", ws)
+		}
+		time.Sleep(10 * time.Millisecond) // a poll: the condition decides
 	}
 }

@@ -334,7 +334,7 @@ func BenchmarkHeartbeat(b *testing.B) {
 		b.Fatalf("holding %d fires, want %d", len(held), b.N)
 	}
 	stop := measure(b, rdb, srv)
-	hb, err := store.WorkerProtocol(st).Heartbeat(ctx, "w1", 30*time.Second, held)
+	hb, err := store.WorkerProtocol(st).Heartbeat(ctx, "w1", 30*time.Second, held, store.Self{})
 	stop()
 	if err != nil || len(hb.Lost) != 0 {
 		b.Fatalf("heartbeat: %d lost, %v", len(hb.Lost), err)

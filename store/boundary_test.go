@@ -26,6 +26,7 @@ var protocolSteps = []string{
 	"Claim", "Plan", "Release", // planning
 	"ReadFires", "ReadBroadcast", "Reclaim", "Begin", "FirstTrigger", "Finish", "Heartbeat", "HandBack", "HandBacks", // worker
 	"PromoteRetries", "EnsureGroup", "PruneConsumers", "TrimFires", "TrimEvents", // worker upkeep
+	"Leave",                       // the workers registry
 	"AppendEvent", "AppendEvents", // the protocols' own events
 }
 
@@ -38,7 +39,7 @@ var operatorMethods = []string{
 	"Trigger", "Pause", "Paused", "Resume",
 	"ListDead", "DeadLetterByID", "DeleteDead", "Replay",
 	"RangeEvents", "RangeFires", "ReadEvents", "EnsureEventGroup", "ReadEventGroup", "AckEvents", "EventGroupGap",
-	"LastEntryID", "GroupLag", "QueueOf",
+	"LastEntryID", "GroupLag", "QueueOf", "Workers",
 }
 
 // packageFuncs are store's exported functions: constructors, two pure

@@ -116,6 +116,16 @@ func (k Keys) Visibility() string { return k.prefix + "visibility" }
 // back publishes its name, so workers with free runs reclaim them at once.
 func (k Keys) HandBacks() string { return k.prefix + "handback" }
 
+// Workers is a hash: worker node -> its published state
+// (events.MarshalWorkerState), written by its heartbeats when the state
+// changed or is missing, and removed when it stops cleanly.
+func (k Keys) Workers() string { return k.prefix + "workers" }
+
+// WorkersSeen is a sorted set: worker node -> when it last reached Redis
+// (Unix ms, Redis time), set by each heartbeat. A worker not seen for a
+// day is removed from it and from Workers.
+func (k Keys) WorkersSeen() string { return k.prefix + "workers:seen" }
+
 // Running is a string: the id of the fire of task now running, for the
 // overlap policies skip and buffer-one. It expires unless the worker
 // running it keeps extending it, so a dead worker does not hold it.

@@ -55,6 +55,9 @@ type (
 	Held = protocol.Held
 	// HeartbeatResult is what a heartbeat found.
 	HeartbeatResult = protocol.HeartbeatResult
+	// Self is what a heartbeat records of its worker in the workers
+	// registry (see Store.Workers).
+	Self = protocol.Self
 	// BeginResult says what the overlap policy made of a fire.
 	BeginResult = protocol.BeginResult
 	// Outcome is what to record of one delivery, atomically with its ack.

@@ -362,7 +362,7 @@ func TestHeldFiresInManyCalls(t *testing.T) {
 		Messages: taken}).Err(); err != nil {
 		t.Fatal(err)
 	}
-	hb, err := b.worker.Heartbeat(b.ctx, "w", 30*time.Second, held)
+	hb, err := b.worker.Heartbeat(b.ctx, "w", 30*time.Second, held, store.Self{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -544,7 +544,7 @@ func TestReclaimUsesTheLongestVisibility(t *testing.T) {
 // pulse is a heartbeat of a worker holding nothing: it records the pulse
 // and returns what is left of the quiet period.
 func pulse(b testBundle, visibility time.Duration) (time.Duration, error) {
-	hb, err := b.worker.Heartbeat(b.ctx, "pulse", visibility, nil)
+	hb, err := b.worker.Heartbeat(b.ctx, "pulse", visibility, nil, store.Self{})
 	return hb.Quiet, err
 }
 

@@ -13,12 +13,17 @@
 //
 // A worker runs only the commands and URLs of its own tasks file: a fire
 // names a task, never a command. It applies the file at start (an older
-// file never replaces a newer stored version). On SIGINT or SIGTERM it
-// stops taking fires and hands back at once those read but not started;
-// lets runs finish within --grace; then sends each command still running
-// SIGTERM, and SIGKILL after --kill-grace, records a cancelled event for
-// it and hands its fire back once nothing of its process group is left;
-// and exits 0. It exits 1 with a one-line error when it cannot start.
+// file never replaces a newer stored version). On SIGHUP it reads the file
+// again and, if it is valid, applies it the same way and runs its commands
+// and URLs from the next fire on (a run under way finishes with the old
+// one; the queues read stay those it started with); a bad file is logged
+// in one line and the worker goes on with the tasks it had. On SIGINT or
+// SIGTERM it stops taking fires and hands back at once those read but not
+// started; lets runs finish within --grace; then sends each command still
+// running SIGTERM, and SIGKILL after --kill-grace, records a cancelled
+// event for it and hands its fire back once nothing of its process group
+// is left; and exits 0. It exits 1 with a one-line error when it cannot
+// start.
 package main
 
 import (
@@ -27,13 +32,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 	"github.com/taskino/taskino/cmd/internal/app"
 	"github.com/taskino/taskino/cmd/internal/metrics"
 	"github.com/taskino/taskino/cmd/internal/runner"
+	"github.com/taskino/taskino/dispatcher"
 	"github.com/taskino/taskino/store"
 )
 
@@ -108,6 +117,12 @@ func (m *Main) ParseFlags(args []string) error {
 // Run works until ctx ends (SIGINT or SIGTERM), then stops cleanly and
 // returns nil.
 func (m *Main) Run(ctx context.Context) error {
+	// SIGHUP reloads the tasks file (the worker binary alone: the others
+	// keep Go's default, which ends the process). Asked for first, so one
+	// during start-up waits for the worker instead of killing it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	log := m.Common.Logger(m.Stderr)
 	rdb, file, err := m.Common.Start(ctx, log, m.TasksPath)
 	m.rdb = rdb
@@ -118,16 +133,50 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.HTTPAddr != "" {
 		met = metrics.New()
 	}
-	d, queues, err := app.NewWorker(m.rdb, app.WorkerConfig{
+	cfg := app.WorkerConfig{
 		Namespace: m.Namespace, Queues: m.Queues, Concurrency: m.Concurrency, Grace: m.Grace, Visibility: m.Visibility, Prefetch: m.Prefetch, NoPrefetch: m.Prefetch == 0,
 		EarlyLimit: m.EarlyLimit, EventsMaxLen: m.EventsMaxLen, EventsMaxAge: m.EventsAge, Node: m.Node, Tasks: file, Logger: log, Metrics: met,
 		Runner: runner.Options{KillGrace: m.KillGrace},
-	})
+	}
+	d, queues, err := app.NewWorker(m.rdb, cfg)
 	if err != nil {
 		return err
 	}
 	log.Info().Str("queues", strings.Join(queues, ",")).Int("concurrency", m.Concurrency).Msg("worker running")
-	return app.Group(ctx, log, d.Run, m.HTTPAddr, met, m.rdb)
+	work := func(ctx context.Context) error {
+		rctx, cancel := context.WithCancel(ctx)
+		reloading := make(chan struct{})
+		go func() { defer close(reloading); reloadOnHUP(rctx, log, d, cfg, m.TasksPath, hup) }()
+		err := d.Run(ctx)
+		cancel()
+		<-reloading
+		return err
+	}
+	return app.Group(ctx, log, work, m.HTTPAddr, met, m.rdb)
+}
+
+// reloadOnHUP reloads the tasks file at path into d at each signal on hup
+// (app.ReloadWorker), logging what it did or, on one line, why not, until
+// ctx ends.
+func reloadOnHUP(ctx context.Context, log zerolog.Logger, d *dispatcher.Worker, cfg app.WorkerConfig, path string, hup <-chan os.Signal) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		r, err := app.ReloadWorker(ctx, d, cfg, path)
+		if err != nil {
+			log.Error().Str("error", app.OneLine(err)).Str("file", path).Msg("SIGHUP: tasks file not reloaded; the worker goes on with the tasks it had")
+			continue
+		}
+		cfg.Tasks = r.File
+		log.Info().Str("file", path).Int64("version", r.File.Version).Str("outcome", string(r.Apply.Outcome)).Int64("stored_version", r.Apply.Version).
+			Msg("SIGHUP: tasks file reloaded; fires started from now on run its commands")
+		if len(r.Unread) > 0 {
+			log.Warn().Strs("queues", r.Unread).Msg("SIGHUP: the file has tasks on queues this worker does not read (it reads those it started with); restart it to read them")
+		}
+	}
 }
 
 // Close releases the Redis client.

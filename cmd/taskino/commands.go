@@ -41,6 +41,13 @@ func runApply(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	if res.Outcome != store.Adopted {
+		if ws, err := c.st.Workers(ctx); err != nil {
+			fmt.Fprintf(c.stderr, "taskino: warning: cannot read the workers registry to check that each task has a live worker: %s\n", app.OneLine(err))
+		} else {
+			warnUnrun(c, f, ws)
+		}
+	}
 	switch res.Outcome {
 	case store.Adopted:
 		v := c.version

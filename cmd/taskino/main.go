@@ -14,6 +14,7 @@
 //	tail [--json] [--task NAME] [--type TYPE] [--since ID|DURATION]
 //	                             print events as they happen
 //	last-run [NAME]              the latest fire of one task or all
+//	workers                      the workers: live or not, queues, version (stale?), tasks
 //	pause NAME / resume NAME     stop / restart planning a task
 //	dead [--count N]             list dead letters
 //	dead replay ID... | --all    send dead letters back to their task's stream
@@ -76,6 +77,7 @@ func init() {
 		"trigger":  {"run a task once now", triggerFlags, runTrigger},
 		"tail":     {"print events as they happen", tailFlags, runTail},
 		"last-run": {"the latest fire of one task or all", nil, runLastRun},
+		"workers":  {"the workers: live or not, queues, version, tasks they run", nil, runWorkers},
 		"pause":    {"stop planning a task until resumed", nil, runPause},
 		"resume":   {"plan a paused task again, from now on", nil, runResume},
 		"dead":     {"list dead letters; dead replay|delete ID...|--all", deadFlags, runDead},

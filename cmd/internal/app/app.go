@@ -275,7 +275,7 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig) (*dispatcher.Worker,
 		queues = cfg.Queues
 	}
 	wc := dispatcher.WorkerConfig{Namespace: cfg.Namespace, Queues: queues, Node: cfg.Node, Logger: cfg.Logger,
-		Concurrency: cfg.Concurrency, Grace: cfg.Grace, CancelWait: runner.StopWait(cfg.Runner),
+		Concurrency: cfg.Concurrency, Grace: cfg.Grace, CancelWait: runner.StopWait(cfg.Runner), Version: cfg.Tasks.Version, TaskSet: cfg.Tasks.Specs(),
 		Stream: consumer.Config{VisibilityTimeout: cfg.Visibility, Prefetch: cfg.Prefetch, NoPrefetch: cfg.NoPrefetch, EarlyLimit: cfg.EarlyLimit,
 			EventsMaxLen: cfg.EventsMaxLen, EventsMaxAge: cfg.EventsMaxAge}}
 	if cfg.Metrics != nil {

@@ -37,6 +37,8 @@ type Keys interface {
 	Pulse() string
 	Visibility() string
 	HandBacks() string
+	Workers() string
+	WorkersSeen() string
 	Running(task string) string
 	Buffer(task string) string
 	TriggerID(task, id string) string

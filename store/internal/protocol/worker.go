@@ -181,8 +181,11 @@ func (w *Worker) ReadBroadcast(ctx context.Context, cursors map[string]string, c
 // timeout, extends its hold on the fires in held (see heartbeatScript; in
 // calls of a few hundred fires, so Redis serves others in between), and
 // returns those it no longer holds, how long reclaims must wait before
-// taking over idle fires, and the server's time. Reclaim records the
-// pulse too, in the same step as its claim.
+// taking over idle fires, the namespace's visibility timeout and the
+// server's time. Reclaim records the pulse too, in the same step as its
+// claim. It also records, in the workers registry, that consumer was seen
+// (and its state, when self has one), and forgets the workers not seen
+// for self.Forget.
 //
 // A fire's idle time grows while its worker cannot reach Redis to extend
 // its claim, and it grows the same for every worker when the fault is
@@ -196,12 +199,25 @@ func (w *Worker) ReadBroadcast(ctx context.Context, cursors map[string]string, c
 // minutes), a quiet period of that length starts, in which reclaims wait
 // and live workers extend their claims. Fires of workers that really died
 // are then reclaimed one visibility timeout later than otherwise.
-func (w *Worker) Heartbeat(ctx context.Context, consumer string, visibility time.Duration, held []Held) (HeartbeatResult, error) {
+func (w *Worker) Heartbeat(ctx context.Context, consumer string, visibility time.Duration, held []Held, self Self) (HeartbeatResult, error) {
 	var r HeartbeatResult
+	state := ""
+	if self.State != nil {
+		b, err := events.MarshalWorkerState(*self.State)
+		if err != nil {
+			return r, err
+		}
+		state = string(b)
+	}
+	forget := self.Forget
+	if forget <= 0 {
+		forget = DefaultForgetWorkers
+	}
 	for first := true; first || len(held) > 0; first = false {
 		chunk := held[:min(len(held), heldChunk)]
 		held = held[len(chunk):]
-		args := []any{core.WorkerGroup, consumer, visibility.Milliseconds()}
+		args := []any{core.WorkerGroup, consumer, visibility.Milliseconds(), state, forget.Milliseconds()}
+		state = "" // the first call records it
 		for _, h := range chunk {
 			rk := ""
 			if h.Overlap {
@@ -210,23 +226,56 @@ func (w *Worker) Heartbeat(ctx context.Context, consumer string, visibility time
 			args = append(args, h.Stream, h.EntryID, rk, h.FireID)
 		}
 		sent := time.Now()
-		res, err := heartbeatScript.Run(ctx, w.rdb, []string{w.keys.Pulse(), w.keys.Visibility()}, args...).Slice()
+		res, err := heartbeatScript.Run(ctx, w.rdb, []string{w.keys.Pulse(), w.keys.Visibility(), w.keys.Workers(), w.keys.WorkersSeen()}, args...).Slice()
 		if err != nil {
 			return HeartbeatResult{}, fmt.Errorf("extend claims: %w", err)
 		}
 		if first {
 			left, _ := res[0].(int64)
 			now, _ := res[1].(int64)
+			vis, _ := res[2].(int64)
+			missing, _ := res[3].(int64)
 			r.Quiet = max(time.Duration(left)*time.Millisecond, 0)
 			r.Now, r.Sent, r.Answered = time.UnixMilli(now).UTC(), sent, time.Now()
+			r.Visibility = time.Duration(vis) * time.Millisecond
+			r.StateMissing = missing == 1
 		}
-		for _, v := range res[2:] {
+		for _, v := range res[4:] {
 			if k, ok := v.(int64); ok && k >= 0 && int(k) < len(chunk) {
 				r.Lost = append(r.Lost, chunk[k])
 			}
 		}
 	}
 	return r, nil
+}
+
+// Self is what a heartbeat records of its worker in the workers registry
+// (store.Keys.Workers): it was seen, and, when State is set, its state.
+type Self struct {
+	// State, when set, replaces the worker's published state. Send it when
+	// it changed, and when a heartbeat reported it missing; otherwise the
+	// heartbeat only records that the worker was seen.
+	State *events.WorkerState
+	// Forget is how long the registry keeps a worker not seen (0:
+	// DefaultForgetWorkers).
+	Forget time.Duration
+}
+
+// DefaultForgetWorkers (a day) is how long the workers registry keeps a
+// worker that stopped without saying so (a crash, a kill), for operators
+// to see when it was last seen.
+const DefaultForgetWorkers = 24 * time.Hour
+
+// Leave removes consumer from the workers registry: a worker stopping
+// cleanly.
+func (w *Worker) Leave(ctx context.Context, consumer string) error {
+	pipe := w.rdb.TxPipeline()
+	pipe.HDel(ctx, w.keys.Workers(), consumer)
+	pipe.ZRem(ctx, w.keys.WorkersSeen(), consumer)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("remove worker %s from the registry: %w", consumer, err)
+	}
+	return nil
 }
 
 // heldChunk bounds the fires one heartbeat or hand-back call sends. Each
@@ -243,6 +292,13 @@ type HeartbeatResult struct {
 	Lost []Held
 	// Quiet is how long reclaims must still wait (0: they may go ahead).
 	Quiet time.Duration
+	// Visibility is the namespace's visibility timeout: the longest of the
+	// workers' seen in the last 10 minutes, which reclaims wait for.
+	Visibility time.Duration
+	// StateMissing: the workers registry has no state of this worker (it
+	// was never sent, or removed meanwhile: a flush, or a day unseen).
+	// Send it with the next heartbeat.
+	StateMissing bool
 	// Now is the Redis server's time during the heartbeat's first call,
 	// which was sent at Sent and answered at Answered (this process's
 	// clock): a measure of the server's clock, read somewhere in that

@@ -196,35 +196,54 @@ return 'skipped'
 
 // heartbeatScript records the worker's pulse (see pulseLua) and extends its
 // hold on the fires it is running, so a live worker's long run is never
-// reclaimed by another.
+// reclaimed by another. It records in the workers registry that the
+// worker was seen, and its state when given; it forgets (at most 100 at a
+// time) the workers not seen for long.
 //
 // KEYS[1] -> pulse (hash)
 // KEYS[2] -> visibility timeouts (zset)
+// KEYS[3] -> workers (hash: node -> state JSON)
+// KEYS[4] -> workers seen (zset: node -> Unix ms)
 // ARGV[1] -> consumer group
 // ARGV[2] -> consumer (this worker)
 // ARGV[3] -> this worker's visibility timeout, ms: also how long a running
 // key lives unless extended
-// ARGV[4..] -> per fire: stream, entry id ("" for a broadcast fire),
+// ARGV[4] -> this worker's state (JSON), or "" when unchanged
+// ARGV[5] -> how long a worker not seen is kept, ms
+// ARGV[6..] -> per fire: stream, entry id ("" for a broadcast fire),
 // running key ("" when the task has no overlap policy), fire id
 //
 // An entry still pending for this consumer has its idle time reset (XCLAIM
 // to itself, JUSTID, so its delivery count does not grow); a running key
 // that still holds the fire id has its expiry pushed back.
 // Returns {ms of quiet period left (<= 0: none), the server time (Unix
-// ms), then the positions (from 0) of the fires whose entries are no
-// longer this consumer's (another worker reclaimed them, or they were
-// acked)}.
+// ms), the namespace's visibility timeout (ms), 1 when the registry has no
+// state of this worker (else 0), then the positions (from 0) of the fires
+// whose entries are no longer this consumer's (another worker reclaimed
+// them, or they were acked)}.
 var heartbeatScript = redis.NewScript(pulseLua + `
 local p = pulse(KEYS[1], KEYS[2], tonumber(ARGV[3]))
-local lost = {p[1], p[3]}
-for i = 4, #ARGV, 4 do
+redis.call('ZADD', KEYS[4], p[3], ARGV[2])
+local gone = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. (p[3] - tonumber(ARGV[5])), 'LIMIT', 0, 100)
+if #gone > 0 then
+  redis.call('HDEL', KEYS[3], unpack(gone))
+  redis.call('ZREM', KEYS[4], unpack(gone))
+end
+local missing = 0
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[3], ARGV[2], ARGV[4])
+elseif redis.call('HEXISTS', KEYS[3], ARGV[2]) == 0 then
+  missing = 1
+end
+local lost = {p[1], p[3], p[2], missing}
+for i = 6, #ARGV, 4 do
   local stream, id, rk, fire = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
   if id ~= '' then
     local p = redis.call('XPENDING', stream, ARGV[1], id, id, 1)
     if p[1] and p[1][2] == ARGV[2] then
       redis.call('XCLAIM', stream, ARGV[1], ARGV[2], 0, id, 'JUSTID')
     else
-      lost[#lost + 1] = (i - 4) / 4
+      lost[#lost + 1] = (i - 6) / 4
     end
   end
   if rk ~= '' then

@@ -1,0 +1,66 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store/internal/protocol"
+)
+
+// WorkerState is a worker as the workers registry knows it: the state it
+// published with its heartbeats, when it was last seen, and whether it is
+// live.
+type WorkerState struct {
+	events.WorkerState
+	// Seen is when it last reached Redis (the Redis server's clock); zero
+	// when not known.
+	Seen time.Time
+	// Live is true when it was seen within its visibility timeout (it
+	// heartbeats every sixth of it): a worker not live has stopped, or
+	// cannot reach Redis, and its fires are being reclaimed.
+	Live bool
+}
+
+// ForgetWorkers (a day) is how long the registry keeps a worker that
+// stopped without saying so (killed, crashed); one that stops cleanly
+// leaves it at once.
+const ForgetWorkers = protocol.DefaultForgetWorkers
+
+// Workers is the namespace's workers registry, sorted by node: every
+// worker that published its state and was seen in the last ForgetWorkers,
+// live or not. A record that does not decode (not written by a worker) is
+// left out.
+func (s *Store) Workers(ctx context.Context) ([]WorkerState, error) {
+	pipe := s.rdb.Pipeline()
+	timeCmd := pipe.Time(ctx)
+	states := pipe.HGetAll(ctx, s.keys.Workers())
+	seen := pipe.ZRangeWithScores(ctx, s.keys.WorkersSeen(), 0, -1)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("read the workers registry: %w", err)
+	}
+	now := timeCmd.Val()
+	seenAt := make(map[string]time.Time, len(seen.Val()))
+	for _, z := range seen.Val() {
+		if node, ok := z.Member.(string); ok {
+			seenAt[node] = time.UnixMilli(int64(z.Score)).UTC()
+		}
+	}
+	out := make([]WorkerState, 0, len(states.Val()))
+	for node, raw := range states.Val() {
+		ws, err := events.UnmarshalWorkerState([]byte(raw))
+		if err != nil || ws.Node != node {
+			continue
+		}
+		w := WorkerState{WorkerState: ws, Seen: seenAt[node]}
+		vis := min(ws.Visibility, MaxVisibility)
+		// A time ahead of the server's by more than a failover's skew is
+		// not a worker's.
+		w.Live = !w.Seen.IsZero() && !w.Seen.After(now.Add(time.Minute)) && now.Sub(w.Seen) <= vis
+		out = append(out, w)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out, nil
+}
