@@ -96,6 +96,21 @@ func (c *Consumer) LoadedSpecs(ctx context.Context) (specs []events.Spec, ok boo
 	}
 }
 
+// Health is nil while the worker's heartbeats (which extend its claims and
+// record its pulse) and its reclaims of fires from workers that stopped
+// answering succeed, and an error naming the failing one and its last
+// failure while either keeps failing: from the store.HealthThreshold-th
+// failure in a row (heartbeats come every sixth of VisibilityTimeout,
+// reclaim sweeps at most every quarter) until one succeeds. A worker whose
+// Redis user may not run a command these need, or whose Redis is down, so
+// reports itself. Safe to call from any goroutine, at any time.
+func (c *Consumer) Health() error {
+	if err := c.claims.health.Err(); err != nil {
+		return err
+	}
+	return c.reader.health.Err()
+}
+
 // Node is the worker's name in the consumer group and in events.
 func (c *Consumer) Node() string { return c.cfg.Node }
 

@@ -165,3 +165,23 @@ func TestACLCommandsCoverTheCode(t *testing.T) {
 		}
 	}
 }
+
+func TestHealth(t *testing.T) {
+	t.Parallel()
+	h := store.NewHealth("rounds")
+	boom := errors.New("NOPERM no")
+	for i := 1; i < store.HealthThreshold; i++ {
+		h.Failed(boom)
+		if err := h.Err(); err != nil {
+			t.Fatalf("after %d failures: %v, want healthy until %d", i, err, store.HealthThreshold)
+		}
+	}
+	h.Failed(boom)
+	if err := h.Err(); !errors.Is(err, boom) || err.Error() != "rounds failing (3 in a row): NOPERM no" {
+		t.Fatalf("after %d failures: %v", store.HealthThreshold, err)
+	}
+	h.Succeeded()
+	if err := h.Err(); err != nil {
+		t.Fatalf("after a success: %v", err)
+	}
+}

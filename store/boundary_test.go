@@ -44,7 +44,7 @@ var operatorMethods = []string{
 // packageFuncs are store's exported functions: constructors, two pure
 // helpers, and the two accessors of the protocols.
 var packageFuncs = []string{
-	"New", "NewKeys", "NewBackoff", "ValidateNamespace", "LessID", "ACLCommands",
+	"New", "NewKeys", "NewBackoff", "NewHealth", "ValidateNamespace", "LessID", "ACLCommands",
 	"PlanningProtocol", "WorkerProtocol",
 }
 

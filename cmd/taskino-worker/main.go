@@ -15,7 +15,10 @@
 // names a task, never a command. It applies the file at start (an older
 // file never replaces a newer stored version). On SIGINT or SIGTERM it
 // stops taking fires, lets runs finish within --grace, hands back the rest
-// and exits 0; it exits 1 with a one-line error when it cannot start.
+// and exits 0; it exits 1 with a one-line error when it cannot start (a
+// Redis user that may not run a command the worker needs included: see
+// README "Redis ACL"). /healthz answers 503 while Redis, the heartbeats or
+// the reclaims keep failing.
 package main
 
 import (
@@ -100,7 +103,7 @@ func (m *Main) ParseFlags(args []string) error {
 // returns nil.
 func (m *Main) Run(ctx context.Context) error {
 	log := m.Common.Logger(m.Stderr)
-	rdb, file, err := m.Common.Start(ctx, log, m.TasksPath)
+	rdb, file, err := m.Common.Start(ctx, log, m.TasksPath, store.RoleWorker)
 	m.rdb = rdb
 	if err != nil {
 		return err
@@ -117,7 +120,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	log.Info().Str("queues", strings.Join(queues, ",")).Int("concurrency", m.Concurrency).Msg("worker running")
-	return app.Group(ctx, log, d.Run, m.HTTPAddr, met, m.rdb)
+	return app.Group(ctx, log, d.Run, m.HTTPAddr, met, m.rdb, d.Health)
 }
 
 // Close releases the Redis client.
