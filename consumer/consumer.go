@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -105,10 +106,14 @@ func (c *Consumer) LoadedSpecs(ctx context.Context) (specs []events.Spec, ok boo
 // Redis user may not run a command these need, or whose Redis is down, so
 // reports itself. Safe to call from any goroutine, at any time.
 func (c *Consumer) Health() error {
-	if err := c.claims.health.Err(); err != nil {
-		return err
+	hb, rc := c.claims.health.Err(), c.reader.health.Err()
+	if hb != nil && rc != nil {
+		return fmt.Errorf("%w; %w", hb, rc)
 	}
-	return c.reader.health.Err()
+	if hb != nil {
+		return hb
+	}
+	return rc
 }
 
 // Node is the worker's name in the consumer group and in events.

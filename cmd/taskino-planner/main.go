@@ -86,7 +86,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return app.Group(ctx, log, p.Run, m.HTTPAddr, met, m.rdb, p.Health)
+	return app.Group(ctx, log, p.Run, m.HTTPAddr, met, m.rdb, app.Health(p.Store(), store.RolePlanner, p.Health))
 }
 
 // Close releases the Redis client.

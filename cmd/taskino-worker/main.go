@@ -120,7 +120,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	log.Info().Str("queues", strings.Join(queues, ",")).Int("concurrency", m.Concurrency).Msg("worker running")
-	return app.Group(ctx, log, d.Run, m.HTTPAddr, met, m.rdb, d.Health)
+	return app.Group(ctx, log, d.Run, m.HTTPAddr, met, m.rdb, app.Health(d.Store(), store.RoleWorker, d.Health))
 }
 
 // Close releases the Redis client.

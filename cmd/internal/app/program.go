@@ -126,12 +126,30 @@ func CheckACL(ctx context.Context, log zerolog.Logger, st *store.Store, role sto
 	return err
 }
 
+// Health is the /healthz check of a component (planner.Planner.Health,
+// dispatcher.Worker.Health): its error while its Redis calls keep failing.
+// A script refused a command by the ACL does not say which, so when the
+// component fails Health asks Redis (store.CheckACL) and adds what the
+// user may not run, if anything.
+func Health(st *store.Store, role store.Role, component func() error) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		err := component()
+		if err == nil {
+			return nil
+		}
+		var refused *store.ACLError
+		if errors.As(st.CheckACL(ctx, role), &refused) {
+			return fmt.Errorf("%w; %v", err, refused)
+		}
+		return err
+	}
+}
+
 // Group runs work, and the /metrics and /healthz server of met on addr
 // when met is not nil, until ctx ends; then it stops both and returns nil.
 // /healthz answers 503 while Redis does not answer PING, or while health
-// (the component's own, such as planner.Planner.Health) returns an error,
-// with that error as the body.
-func Group(ctx context.Context, log zerolog.Logger, work func(ctx context.Context) error, addr string, met *metrics.Metrics, rdb redis.UniversalClient, health func() error) error {
+// (see Health) returns an error, with that error as the body.
+func Group(ctx context.Context, log zerolog.Logger, work func(ctx context.Context) error, addr string, met *metrics.Metrics, rdb redis.UniversalClient, health func(ctx context.Context) error) error {
 	var g run.Group
 	{
 		ctx, cancel := context.WithCancel(ctx)
@@ -142,7 +160,7 @@ func Group(ctx context.Context, log zerolog.Logger, work func(ctx context.Contex
 			if err := rdb.Ping(ctx).Err(); err != nil {
 				return fmt.Errorf("redis: %w", err)
 			}
-			return health()
+			return health(ctx)
 		}
 		srv, err := metrics.Listen(addr, met.Handler(check))
 		if err != nil {
