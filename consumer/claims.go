@@ -28,13 +28,15 @@ type claims struct {
 	self          *advert
 	forgetWorkers time.Duration
 	nsVisibility  time.Duration // the namespace's visibility timeout at the last heartbeat (run's goroutine only)
+	health        *store.Health // whether the heartbeats keep failing
 
 	mu   sync.Mutex
 	held map[string]heldFire // heldKey -> what is held
 }
 
 func newClaims(st workerStore, log zerolog.Logger, node string, visibility, every time.Duration, clock *redisClock) *claims {
-	return &claims{st: st, log: log, node: node, visibility: visibility, every: every, clock: clock, held: map[string]heldFire{}}
+	return &claims{st: st, log: log, node: node, visibility: visibility, every: every, clock: clock, held: map[string]heldFire{},
+		health: store.NewHealth("heartbeats (claim extensions)")}
 }
 
 func heldKey(stream, id string) string { return stream + "\x00" + id }
@@ -240,11 +242,15 @@ func (c *claims) run(ctx context.Context) {
 			}
 		}
 		if n, err := c.heartbeat(ctx, every+every/4); err != nil {
+			if ctx.Err() == nil {
+				c.health.Failed(err)
+			}
 			if b.Next(); ctx.Err() == nil && b.Report() {
 				c.log.Warn().Err(err).Int("fires", n).Int("failures", b.Failures()).Msg("extend claims")
 			}
 			continue
 		}
+		c.health.Succeeded()
 		b.Reset()
 	}
 }

@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,6 +105,25 @@ func (c *Consumer) LoadedSpecs(ctx context.Context) (specs []events.Spec, ok boo
 	case <-ctx.Done():
 		return nil, false
 	}
+}
+
+// Health is nil while the worker's heartbeats (which extend its claims and
+// record its pulse) and its reclaims of fires from workers that stopped
+// answering succeed, and an error naming the failing one and its last
+// failure while either keeps failing: from the store.HealthThreshold-th
+// failure in a row (heartbeats come every sixth of VisibilityTimeout,
+// reclaim sweeps at most every quarter) until one succeeds. A worker whose
+// Redis user may not run a command these need, or whose Redis is down, so
+// reports itself. Safe to call from any goroutine, at any time.
+func (c *Consumer) Health() error {
+	hb, rc := c.claims.health.Err(), c.reader.health.Err()
+	if hb != nil && rc != nil {
+		return fmt.Errorf("%w; %w", hb, rc)
+	}
+	if hb != nil {
+		return hb
+	}
+	return rc
 }
 
 // Node is the worker's name in the consumer group and in events.

@@ -34,6 +34,7 @@ type reader struct {
 	prefetch     int // Config.Prefetch; 0: none (NoPrefetch)
 	metrics      Metrics
 	claims       *claims
+	health       *store.Health // whether the reclaims keep failing
 
 	want    chan int        // a read of up to n fires to start (one at a time: see reading)
 	results chan readResult // a finished read (capacity 1: one at a time)
@@ -55,7 +56,8 @@ type readResult struct {
 func newReader(st workerStore, log zerolog.Logger, cfg Config, streams []string, reclaimEvery time.Duration, claims *claims) *reader {
 	r := &reader{st: st, log: log, node: cfg.Node, streams: streams, block: cfg.Block, visibility: cfg.VisibilityTimeout,
 		reclaimEvery: reclaimEvery, prefetch: cfg.Prefetch, metrics: cfg.Metrics, claims: claims,
-		want: make(chan int, 1), results: make(chan readResult, 1), cursor: map[string]string{}}
+		want: make(chan int, 1), results: make(chan readResult, 1), cursor: map[string]string{},
+		health: store.NewHealth("reclaims")}
 	// No read-ahead until runs have shown they are short.
 	r.runAvg.Store(int64(time.Second))
 	return r
@@ -127,8 +129,12 @@ func (r *reader) sweep(ctx context.Context, max int) ([]store.Delivery, error) {
 		}
 		ds, more, err := r.reclaim(ctx, s, max)
 		if err != nil {
+			if ctx.Err() == nil {
+				r.health.Failed(err)
+			}
 			return out, err
 		}
+		r.health.Succeeded()
 		out = append(out, ds...)
 		max -= len(ds)
 		r.more = r.more || more

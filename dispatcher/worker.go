@@ -237,6 +237,11 @@ func (w *Worker) Stop(ctx context.Context) error { return w.d.Stop(ctx) }
 // (see Dispatcher.StopAndCancel).
 func (w *Worker) StopAndCancel(ctx context.Context) error { return w.d.StopAndCancel(ctx) }
 
+// Health is nil while the worker's heartbeats and reclaims succeed, and an
+// error naming the failing one while either keeps failing (see
+// consumer.Consumer.Health).
+func (w *Worker) Health() error { return w.c.Health() }
+
 // Node is the worker's name in the group, in events and logs.
 func (w *Worker) Node() string { return w.c.Node() }
 

@@ -208,6 +208,8 @@ type Planner struct {
 	schedules map[string]compiled // by task name; used by Run's goroutine only
 	seed      maphash.Seed        // of the spec hashes in schedules
 	batch     int                 // current claim size: halved when a plan overruns its lease, grown by BatchSize/16 after one that fits
+	// health: whether the planning rounds keep failing (see Health).
+	health *store.Health
 	// The last claim's server time and our clock at its round trip's
 	// midpoint (monotonic, so a stepped host clock does not matter): the
 	// next claim's deadline is derived from them.
@@ -262,6 +264,7 @@ func New(rdb redis.UniversalClient, cfg Config, tasks ...events.Spec) (*Planner,
 	p := &Planner{
 		cfg: cfg, store: newPlanningStore(st), schedules: map[string]compiled{}, seed: maphash.MakeSeed(), instance: uuid.NewString()[:8], batch: cfg.BatchSize,
 		log: cfg.Logger.With().Str("component", "planner").Str("node", cfg.Node).Logger(), version: cfg.Version,
+		health: store.NewHealth("planning rounds"),
 	}
 	if err := p.Register(tasks...); err != nil {
 		return nil, err
@@ -271,6 +274,15 @@ func New(rdb redis.UniversalClient, cfg Config, tasks ...events.Spec) (*Planner,
 
 // Store is the planner's store (its namespace on Redis).
 func (p *Planner) Store() *store.Store { return p.store.Store }
+
+// Health is nil while the planner plans, and an error naming the last
+// failure while its planning rounds keep failing: from the
+// store.HealthThreshold-th failed round in a row (a fraction of a second
+// to a few seconds: failed rounds are retried 50ms after the first, doubling to 1s)
+// until one succeeds. A planner whose Redis user may not run a command
+// its rounds need, or whose Redis is down, so reports itself. Safe to call
+// from any goroutine, at any time.
+func (p *Planner) Health() error { return p.health.Err() }
 
 // Register adds tasks to the set this process applies. Each spec is
 // validated at once, and a name registered before (in this call or an
@@ -397,12 +409,14 @@ func (p *Planner) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		sleep, _, err := p.round(ctx)
 		if err != nil {
+			p.health.Failed(err)
 			d := backoff.Next()
 			if backoff.Report() {
 				p.log.Warn().Err(err).Int("failures", backoff.Failures()).Dur("retry_in", d).Msg("planning round failed")
 			}
 			sleep = d
 		} else {
+			p.health.Succeeded()
 			backoff.Reset()
 		}
 		if sleep <= 0 {

@@ -1,6 +1,10 @@
 package store
 
-import "time"
+import (
+	"fmt"
+	"sync"
+	"time"
+)
 
 // Backoff paces retries of a failing Redis call: Min after the first
 // failure, doubling up to Max, back to Min after Reset. Every long-running
@@ -48,3 +52,49 @@ func (b *Backoff) Failures() int { return b.failures }
 
 // Reset starts the pacing over, after a success.
 func (b *Backoff) Reset() { b.cur, b.failures = 0, 0 }
+
+// HealthThreshold is how many failures in a row make a Health report an
+// error.
+const HealthThreshold = 3
+
+// Health says whether one loop's Redis calls keep failing (a planner's
+// rounds, a worker's heartbeats or reclaims): Err is an error naming the
+// loop and its last failure from the HealthThreshold-th failure in a row
+// until the next success, nil otherwise. It counts calls, not time, so a
+// loop that retries fast reports sooner. Safe for concurrent use; the
+// zero value is not usable (NewHealth).
+type Health struct {
+	what     string
+	mu       sync.Mutex
+	failures int
+	last     error
+}
+
+// NewHealth returns a Health of the loop named what ("planning rounds").
+func NewHealth(what string) *Health { return &Health{what: what} }
+
+// Failed counts a failure of the loop's call.
+func (h *Health) Failed(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failures++
+	h.last = err
+}
+
+// Succeeded counts a success: the loop is healthy again.
+func (h *Health) Succeeded() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failures, h.last = 0, nil
+}
+
+// Err is nil while the loop is healthy, else an error naming the loop, the
+// failures in a row and the last one.
+func (h *Health) Err() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.failures < HealthThreshold {
+		return nil
+	}
+	return fmt.Errorf("%s failing (%d in a row): %w", h.what, h.failures, h.last)
+}

@@ -39,13 +39,13 @@ var operatorMethods = []string{
 	"Trigger", "Pause", "Paused", "Resume",
 	"ListDead", "DeadLetterByID", "DeleteDead", "Replay",
 	"RangeEvents", "RangeFires", "ReadEvents", "EnsureEventGroup", "ReadEventGroup", "AckEvents", "EventGroupGap",
-	"LastEntryID", "GroupLag", "QueueOf", "Workers",
+	"LastEntryID", "GroupLag", "QueueOf", "Workers", "CheckACL",
 }
 
 // packageFuncs are store's exported functions: constructors, two pure
 // helpers, and the two accessors of the protocols.
 var packageFuncs = []string{
-	"New", "NewKeys", "NewBackoff", "ValidateNamespace", "LessID",
+	"New", "NewKeys", "NewBackoff", "NewHealth", "ValidateNamespace", "LessID", "ACLCommands",
 	"PlanningProtocol", "WorkerProtocol",
 }
 

@@ -15,7 +15,9 @@
 // most 10s) before their slot; workers hold them until due.
 //
 // It exits 0 after a clean stop on SIGINT or SIGTERM, and 1 with a one-line
-// error when it cannot start (bad flags, unreachable Redis).
+// error when it cannot start (bad flags, unreachable Redis, a Redis user
+// that may not run a command the planner needs: see README "Redis ACL").
+// /healthz answers 503 while Redis or the planning rounds keep failing.
 package main
 
 import (
@@ -29,6 +31,7 @@ import (
 	"github.com/taskino/taskino/cmd/internal/app"
 	"github.com/taskino/taskino/cmd/internal/metrics"
 	"github.com/taskino/taskino/planner"
+	"github.com/taskino/taskino/store"
 )
 
 func main() { app.Main("taskino-planner", &Main{Stderr: os.Stderr}) }
@@ -70,7 +73,7 @@ func (m *Main) ParseFlags(args []string) error {
 func (m *Main) Run(ctx context.Context) error {
 	log := m.Common.Logger(m.Stderr)
 	var err error
-	if m.rdb, _, err = m.Common.Start(ctx, log, m.TasksPath); err != nil {
+	if m.rdb, _, err = m.Common.Start(ctx, log, m.TasksPath, store.RolePlanner); err != nil {
 		return err
 	}
 	cfg := planner.Config{Namespace: m.Namespace, Node: m.Node, Logger: log, Lookahead: m.Lookahead, EventsMaxLen: m.EventsMaxLen}
@@ -83,7 +86,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return app.Group(ctx, log, p.Run, m.HTTPAddr, met, m.rdb)
+	return app.Group(ctx, log, p.Run, m.HTTPAddr, met, m.rdb, app.Health(p.Store(), store.RolePlanner, p.Health))
 }
 
 // Close releases the Redis client.

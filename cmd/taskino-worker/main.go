@@ -23,7 +23,9 @@
 // running SIGTERM, and SIGKILL after --kill-grace, records a cancelled
 // event for it and hands its fire back once nothing of its process group
 // is left; and exits 0. It exits 1 with a one-line error when it cannot
-// start.
+// start (a Redis user that may not run a command the worker needs
+// included: see README "Redis ACL"). /healthz answers 503 while Redis,
+// the heartbeats or the reclaims keep failing.
 package main
 
 import (
@@ -124,7 +126,7 @@ func (m *Main) Run(ctx context.Context) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	log := m.Common.Logger(m.Stderr)
-	rdb, file, err := m.Common.Start(ctx, log, m.TasksPath)
+	rdb, file, err := m.Common.Start(ctx, log, m.TasksPath, store.RoleWorker)
 	m.rdb = rdb
 	if err != nil {
 		return err
@@ -152,7 +154,7 @@ func (m *Main) Run(ctx context.Context) error {
 		<-reloading
 		return err
 	}
-	return app.Group(ctx, log, work, m.HTTPAddr, met, m.rdb)
+	return app.Group(ctx, log, work, m.HTTPAddr, met, m.rdb, app.Health(d.Store(), store.RoleWorker, d.Health))
 }
 
 // reloadOnHUP reloads the tasks file at path into d at each signal on hup

@@ -13,6 +13,7 @@ import (
 	"github.com/taskino/taskino/cmd/internal/tasksfile"
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/planner"
+	"github.com/taskino/taskino/store"
 )
 
 // exampleTasks is the tasks file dev runs when given none.
@@ -62,6 +63,13 @@ func runDev(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	if !c.embedded {
+		// The embedded Redis has no users; a real one may refuse the
+		// planner or the worker a command they need.
+		for _, role := range []store.Role{store.RolePlanner, store.RoleWorker} {
+			if err := app.CheckACL(ctx, log, c.st, role); err != nil {
+				return err
+			}
+		}
 		fmt.Fprintf(c.stderr, "taskino dev: on the Redis at %s, namespace %q: its workers of queue default share fires with this one\n", redisurl.Addr(c.RedisURL), c.Namespace)
 	}
 	from, err := c.st.LastEntryID(ctx, c.st.Keys().Events())

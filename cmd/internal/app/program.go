@@ -79,9 +79,11 @@ func Parse(fs *flag.FlagSet, args []string) error {
 }
 
 // Start loads the tasks file at path (none when path is ""), connects to
-// Redis and applies the file, in that order, so a bad file is reported
-// before an unreachable Redis. The caller closes the client.
-func (c *Common) Start(ctx context.Context, log zerolog.Logger, path string) (redis.UniversalClient, *tasksfile.File, error) {
+// Redis, checks that the Redis user may run what role needs (CheckACL) and
+// applies the file, in that order, so a bad file is reported before an
+// unreachable Redis, and a missing permission before anything is written.
+// The caller closes the client.
+func (c *Common) Start(ctx context.Context, log zerolog.Logger, path string, role store.Role) (redis.UniversalClient, *tasksfile.File, error) {
 	var file *tasksfile.File
 	if path != "" {
 		var err error
@@ -90,12 +92,18 @@ func (c *Common) Start(ctx context.Context, log zerolog.Logger, path string) (re
 		}
 	}
 	rdb, err := c.Connect(ctx)
-	if err != nil || file == nil {
+	if err != nil {
 		return rdb, file, err
 	}
 	st, err := store.New(rdb, c.Namespace, c.StoreOptions())
 	if err != nil {
 		return rdb, nil, err
+	}
+	if err := CheckACL(ctx, log, st, role); err != nil {
+		return rdb, nil, err
+	}
+	if file == nil {
+		return rdb, nil, nil
 	}
 	res, err := ApplyFile(ctx, st, file, 0)
 	if err != nil {
@@ -105,16 +113,56 @@ func (c *Common) Start(ctx context.Context, log zerolog.Logger, path string) (re
 	return rdb, file, nil
 }
 
+// CheckACL checks that the Redis user of st's client may run every command
+// role sends (store.CheckACL): a process started without one would run,
+// report itself healthy and do nothing. On Redis before 7.0, which cannot
+// tell, it logs that at info and returns nil.
+func CheckACL(ctx context.Context, log zerolog.Logger, st *store.Store, role store.Role) error {
+	err := st.CheckACL(ctx, role)
+	if errors.Is(err, store.ErrACLUnchecked) {
+		log.Info().Str("role", string(role)).Msg("ACL permissions not checked: " + err.Error())
+		return nil
+	}
+	return err
+}
+
+// Health is the /healthz check of a component (planner.Planner.Health,
+// dispatcher.Worker.Health): its error while its Redis calls keep failing.
+// A script refused a command by the ACL does not say which, so when the
+// component fails Health asks Redis (store.CheckACL) and adds what the
+// user may not run, if anything.
+func Health(st *store.Store, role store.Role, component func() error) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		err := component()
+		if err == nil {
+			return nil
+		}
+		var refused *store.ACLError
+		if errors.As(st.CheckACL(ctx, role), &refused) {
+			return fmt.Errorf("%w; %v", err, refused)
+		}
+		return err
+	}
+}
+
 // Group runs work, and the /metrics and /healthz server of met on addr
 // when met is not nil, until ctx ends; then it stops both and returns nil.
-func Group(ctx context.Context, log zerolog.Logger, work func(ctx context.Context) error, addr string, met *metrics.Metrics, rdb redis.UniversalClient) error {
+// /healthz answers 503 while Redis does not answer PING, or while health
+// (see Health) returns an error, with that error as the body.
+func Group(ctx context.Context, log zerolog.Logger, work func(ctx context.Context) error, addr string, met *metrics.Metrics, rdb redis.UniversalClient, health func(ctx context.Context) error) error {
 	var g run.Group
 	{
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return work(ctx) }, func(error) { cancel() })
 	}
 	if met != nil {
-		srv, err := metrics.Listen(addr, met.Handler(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }))
+		check := func(ctx context.Context) error {
+			if err := rdb.Ping(ctx).Err(); err != nil {
+				return fmt.Errorf("redis: %w", err)
+			}
+			return health(ctx)
+		}
+		srv, err := metrics.Listen(addr, met.Handler(check))
 		if err != nil {
 			return fmt.Errorf("--http %q: %v", addr, err)
 		}
