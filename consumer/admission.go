@@ -29,9 +29,11 @@ type admission struct {
 	clock         *redisClock
 	early         *earlyHold
 	local         *localOverlap
-	queue         func(*store.Outcome) // records a dead letter or a missed event
-	releasing     func(bool)           // tells the outbox whether due early fires wait for runs
-	stopped       func() bool          // the worker is stopping: give up retries
+	queue         func(*store.Outcome)               // records a dead letter or a missed event
+	releasing     func(bool)                         // tells the outbox whether due early fires wait for runs
+	stopped       func() bool                        // the worker is stopping: give up retries
+	runs          func(task string) (known, ok bool) // whether the worker advertises a handler for task
+	wait          *waitRoom                          // fires of tasks it has none for
 }
 
 // admit resolves specs, dead-letters what cannot run and applies the
@@ -52,8 +54,55 @@ func (a *admission) admit(ctx context.Context, ds []store.Delivery) []store.Deli
 		if !a.firstTrigger(ctx, d) {
 			continue
 		}
+		if o, late := lateSkip(a.node, d, now); late {
+			a.queue(o)
+			continue
+		}
+		if !a.runnable(ctx, d) {
+			a.wait.add(d)
+			continue
+		}
 		if a.early.hold(&d, now) {
 			// Its overlap policy applies when it is due.
+			continue
+		}
+		if a.overlapAdmits(ctx, &d) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// runnable says whether this worker can run d: it advertises a handler
+// for d's task, or advertises none at all (nothing to go by), or d is a
+// broadcast fire (every worker runs its own copy), or d's task is in no
+// task set (the dispatcher dead-letters it). Otherwise d waits for a
+// worker that can run it (waitRoom).
+func (a *admission) runnable(ctx context.Context, d store.Delivery) bool {
+	if d.Broadcast || a.runs == nil || a.wait == nil {
+		return true
+	}
+	if known, ok := a.runs(d.Fire.Task); !known || ok {
+		return true
+	}
+	return !a.specs.has(ctx, d.Fire.Task)
+}
+
+// nowRunnable returns the waiting fires this worker can now run (its
+// handlers changed), past the early hold and their overlap policies, and
+// routes or keeps waiting the others (waitRoom.check).
+func (a *admission) nowRunnable(ctx context.Context) []store.Delivery {
+	if a.wait == nil {
+		return nil
+	}
+	ready := a.wait.check(ctx)
+	if len(ready) == 0 {
+		return nil
+	}
+	now := a.clock.now()
+	out := ready[:0]
+	for _, d := range ready {
+		if a.early.hold(&d, now) {
 			continue
 		}
 		if a.overlapAdmits(ctx, &d) {

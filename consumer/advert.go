@@ -70,6 +70,18 @@ func (a *advert) set(ad Advert) {
 	a.check()
 }
 
+// runs says whether the worker advertises a handler for task; known is
+// false while it advertises no task at all (nothing to go by).
+func (a *advert) runs(task string) (known, ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.state.Tasks) == 0 {
+		return false, false
+	}
+	_, ok = slices.BinarySearch(a.state.Tasks, task)
+	return true, ok
+}
+
 // loaded is told each version the specCache loads.
 func (a *advert) loaded(version int64) {
 	a.mu.Lock()

@@ -104,6 +104,7 @@ type timing struct {
 	retryPoll   time.Duration // longest wait between two moves of due retries: 1s
 	pruneIdle   time.Duration // a group consumer idle this long holding nothing is removed: 1h
 	drain       time.Duration // longest a stop waits for the outcomes to be recorded: 5s
+	routeLook   time.Duration // least time between two looks at the workers registry for fires this worker cannot run: 1s
 	// forgetWorkers: a worker unseen this long leaves the workers registry
 	// (0: store.ForgetWorkers, which the heartbeat fills in).
 	forgetWorkers time.Duration
@@ -124,6 +125,7 @@ func (t timing) withDefaults(visibility time.Duration) timing {
 	set(&t.retryPoll, time.Second)
 	set(&t.pruneIdle, time.Hour)
 	set(&t.drain, 5*time.Second)
+	set(&t.routeLook, time.Second)
 	return t
 }
 

@@ -88,7 +88,9 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 		groups: c.single, retention: cfg.FireRetention, pruneIdle: cfg.timing.pruneIdle, eventsMaxAge: cfg.EventsMaxAge}
 	c.adm = &admission{st: st, log: c.log, node: cfg.Node, maxDeliveries: cfg.MaxDeliveries, visibility: cfg.VisibilityTimeout,
 		specs: c.specs, claims: c.claims, clock: &c.clock, early: c.early, local: c.local,
-		queue: c.enqueue, releasing: c.outbox.setReleasing, stopped: c.stopped}
+		queue: c.enqueue, releasing: c.outbox.setReleasing, stopped: c.stopped, runs: c.self.runs,
+		wait: &waitRoom{st: st, log: c.log, node: cfg.Node, claims: c.claims, clock: &c.clock, runs: c.self.runs,
+			queue: c.enqueue, every: cfg.timing.routeLook, stuck: map[string]bool{}}}
 	return c, nil
 }
 
@@ -330,6 +332,7 @@ func (c *Consumer) StopFetching() {
 func (c *Consumer) fetch(ctx context.Context, max int) ([]store.Delivery, error) {
 	want := max
 	due := c.adm.takeDue(ctx, want)
+	due = append(due, c.adm.nowRunnable(ctx)...)
 	out := c.local.takeLater()
 	out = append(out, c.bcast.take()...)
 	select {

@@ -180,18 +180,24 @@ func (r *reader) reclaim(ctx context.Context, stream string, max int) (ds []stor
 	return fresh, more, nil
 }
 
-// logReclaimed says what a reclaim took: fires a stopping worker handed
-// back (named), and fires of workers that stopped answering (counted in
+// logReclaimed says what a reclaim took: fires routed here, fires a
+// stopping worker handed back (named), and fires of workers that stopped answering (counted in
 // the metrics as reclaimed).
 func (r *reader) logReclaimed(stream string, ds []store.Delivery) {
-	dead := 0
+	dead, routed := 0, 0
 	handedBack := map[string]int{}
 	for _, d := range ds {
-		if d.HandedBackBy != "" {
+		switch {
+		case d.Routed:
+			routed++
+		case d.HandedBackBy != "":
 			handedBack[d.HandedBackBy]++
-		} else {
+		default:
 			dead++
 		}
+	}
+	if routed > 0 {
+		r.log.Info().Int("fires", routed).Str("stream", stream).Msg("took fires routed here by a worker that has no handler for them")
 	}
 	for node, n := range handedBack {
 		r.log.Info().Int("fires", n).Str("stream", stream).Str("from", node).Msg("took fires handed back by a stopping worker")

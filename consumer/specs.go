@@ -50,6 +50,16 @@ func (c *specCache) all() []events.Spec {
 	return out
 }
 
+// has says whether task is in the stored task set (looking it up, as get
+// does, when it is not cached).
+func (c *specCache) has(ctx context.Context, task string) bool {
+	c.get(ctx, task)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.specs[task]
+	return ok
+}
+
 // load reads the stored task set into the cache, and the version it is of
 // (read first: an apply in between makes the next check reload).
 func (c *specCache) load(ctx context.Context) error {

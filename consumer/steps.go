@@ -25,6 +25,7 @@ type workerSteps interface {
 	Finish(ctx context.Context, worker string, outs []*store.Outcome) (int, error)
 	HandBack(ctx context.Context, consumer string, idle time.Duration, held []store.Held) (int, error)
 	HandBacks(ctx context.Context) (handedBack <-chan struct{}, close func() error)
+	Route(ctx context.Context, consumer, target string, held []store.Held) (int, error)
 	PromoteRetries(ctx context.Context, max int) (int, time.Time, error)
 	PruneConsumers(ctx context.Context, stream string, idle time.Duration) (int, error)
 	TrimFires(ctx context.Context, stream string, keep time.Duration) (int64, error)

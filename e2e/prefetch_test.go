@@ -38,12 +38,13 @@ func awaitPending(t *testing.T, b testBundle, node string, ok func(int64) bool, 
 	}
 }
 
-// handedBack is how many fires node holds that were handed back: their
-// idle time is set past any visibility timeout.
+// handedBack is how many fires node handed back that no worker has taken
+// yet: held by node~handback, their idle time set past any visibility
+// timeout.
 func handedBack(t *testing.T, b testBundle, node string) int {
 	t.Helper()
 	ps, err := b.rdb.XPendingExt(b.ctx, &redis.XPendingExtArgs{Stream: b.st.Keys().Fires(events.DefaultQueue),
-		Group: store.WorkerGroup, Start: "-", End: "+", Count: 10_000, Consumer: node}).Result()
+		Group: store.WorkerGroup, Start: "-", End: "+", Count: 10_000, Consumer: node + "~handback"}).Result()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -195,6 +195,7 @@ const (
 	TypeCompleted  Type = "completed"  // a run succeeded
 	TypeFailed     Type = "failed"     // a run failed
 	TypeCancelled  Type = "cancelled"  // a run was cut by its worker's stop; the fire runs again
+	TypeStuck      Type = "stuck"      // a task's fires wait: no live worker of their queue runs it
 	TypeRetried    Type = "retried"    // a failed fire was scheduled again
 	TypeDead       Type = "dead"       // a fire or entry was dead-lettered
 	TypeLastRun    Type = "lastrun"    // a task's last-run record changed
@@ -337,6 +338,7 @@ var typeFields = map[Type]string{
 	TypeCompleted:  "task fire at | attempt worker cost_ms status queue output",
 	TypeFailed:     "task fire at | attempt worker cost_ms status error queue output",
 	TypeCancelled:  "task fire at reason | attempt worker cost_ms error queue output",
+	TypeStuck:      "task reason | fire at queue worker",
 	TypeRetried:    "task fire at attempt | worker error reason",
 	TypeDead:       "reason | task fire at attempt worker error queue",
 	TypeLastRun:    "task | fire at status error cost_ms worker",

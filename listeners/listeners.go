@@ -83,6 +83,13 @@ type CancelledListener interface {
 	OnCancelled(ctx context.Context, e events.Event)
 }
 
+// StuckListener is told when a task's fires wait because no live worker
+// of their queue runs the task (e.Reason says so), once per task and
+// worker until one does.
+type StuckListener interface {
+	OnStuck(ctx context.Context, e events.Event)
+}
+
 // RetriedListener is told when a failed fire is scheduled again.
 type RetriedListener interface {
 	OnRetried(ctx context.Context, e events.Event)
@@ -198,6 +205,7 @@ var callbacks = map[events.Type]callback{
 	events.TypeStarted:   on(StartedListener.OnStarted),
 	events.TypeFailed:    on(FailedListener.OnFailed),
 	events.TypeCancelled: on(CancelledListener.OnCancelled),
+	events.TypeStuck:     on(StuckListener.OnStuck),
 	events.TypeRetried:   on(RetriedListener.OnRetried),
 	events.TypeDead:      on(DeadListener.OnDead),
 	events.TypeMissed:    on(MissedListener.OnMissed),

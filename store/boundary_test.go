@@ -24,7 +24,7 @@ import (
 // store/internal/protocol: none of them may be a method of *Store.
 var protocolSteps = []string{
 	"Claim", "Plan", "Release", // planning
-	"ReadFires", "ReadBroadcast", "Reclaim", "Begin", "FirstTrigger", "Finish", "Heartbeat", "HandBack", "HandBacks", // worker
+	"ReadFires", "ReadBroadcast", "Reclaim", "Begin", "FirstTrigger", "Finish", "Heartbeat", "HandBack", "HandBacks", "Route", // worker
 	"PromoteRetries", "EnsureGroup", "PruneConsumers", "TrimFires", "TrimEvents", // worker upkeep
 	"Leave",                       // the workers registry
 	"AppendEvent", "AppendEvents", // the protocols' own events

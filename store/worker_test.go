@@ -693,3 +693,26 @@ func TestReclaimIgnoresForgedVisibility(t *testing.T) {
 		t.Errorf("visibility entries left: %v (%v), want only the reclaimer's 1000", left, err)
 	}
 }
+
+// TestRouteGivesAFireToItsTarget: a fire routed to a worker is taken by
+// that worker's next reclaim, quiet period or not, and by no other's
+// (until it goes idle for the visibility timeout, as when the target died).
+func TestRouteGivesAFireToItsTarget(t *testing.T) {
+	b := setup(t)
+	_, stream := fireStream(t, b, 1)
+	ds, err := b.worker.ReadFires(b.ctx, "cannot", []string{stream}, 1, 0)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("read %d (err %v)", len(ds), err)
+	}
+	if n, err := b.worker.Route(b.ctx, "cannot", "can", []store.Held{{Stream: stream, EntryID: ds[0].EntryID}}); err != nil || n != 1 {
+		t.Fatalf("routed %d (err %v), want 1", n, err)
+	}
+	got, _, wait, err := b.worker.Reclaim(b.ctx, "other", stream, 30*time.Second, "0-0", 10)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("another worker's reclaim took %+v (quiet %s, err %v), want nothing", got, wait, err)
+	}
+	got, _, _, err = b.worker.Reclaim(b.ctx, "can", stream, 30*time.Second, "0-0", 10)
+	if err != nil || len(got) != 1 || got[0].EntryID != ds[0].EntryID || !got[0].Routed || got[0].Deliveries != 1 {
+		t.Fatalf("the target's reclaim took %+v (err %v); want the routed fire, delivered once", got, err)
+	}
+}

@@ -144,6 +144,7 @@ var typeColor = map[events.Type]string{
 	events.TypeCompleted: "32", // green
 	events.TypeFailed:    "31", // red
 	events.TypeCancelled: "33",
+	events.TypeStuck:     "1;33",
 	events.TypeRetried:   "33", // yellow
 	events.TypeDead:      "1;31",
 	events.TypeMissed:    "33",

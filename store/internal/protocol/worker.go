@@ -47,6 +47,9 @@ type Delivery struct {
 	// cut by its stop, when a reclaim took it from one; empty for a fire
 	// read new or taken from a worker that stopped answering.
 	HandedBackBy string
+	// Routed is true for a fire a worker that could not run it routed to
+	// this one (Route), which a reclaim took.
+	Routed bool
 }
 
 // Held identifies a fire a worker is running, for heartbeats and hand-backs.
@@ -141,9 +144,9 @@ func (w *Worker) Reclaim(ctx context.Context, consumer, stream string, visibilit
 			values[k] = raw[j+1]
 		}
 		d := w.delivery(stream, redis.XMessage{ID: id, Values: values}, n)
-		d.HandedBackBy, _ = strings.CutSuffix(from, handBackSuffix)
-		if d.HandedBackBy == from {
-			d.HandedBackBy = ""
+		d.Routed = strings.HasSuffix(from, routeSuffix)
+		if by, ok := strings.CutSuffix(from, handBackSuffix); ok {
+			d.HandedBackBy = by
 		}
 		out = append(out, d)
 	}
@@ -330,6 +333,27 @@ func (w *Worker) HandBack(ctx context.Context, consumer string, idle time.Durati
 		}
 	}
 	return total, nil
+}
+
+// Route gives fires consumer holds but has no handler for to target, a
+// live worker that advertises their task, and tells it so on the
+// hand-back channel: its next reclaim takes them (see routeScript). It
+// returns how many it routed.
+func (w *Worker) Route(ctx context.Context, consumer, target string, held []Held) (int, error) {
+	args := []any{core.WorkerGroup, consumer, target}
+	for _, h := range held {
+		if h.EntryID != "" {
+			args = append(args, h.Stream, h.EntryID)
+		}
+	}
+	if len(args) == 3 {
+		return 0, nil
+	}
+	n, err := routeScript.Run(ctx, w.rdb, []string{w.keys.HandBacks()}, args...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("route fires to %s: %w", target, err)
+	}
+	return n, nil
 }
 
 // HandBacks subscribes to the namespace's hand-back channel: a value

@@ -337,41 +337,49 @@ end
 // ARGV[4] -> cursor
 // ARGV[5] -> count
 // Returns {ms of quiet left (0: none), next cursor, then per entry: id,
-// fields, delivery count, the consumer that held it}. A fire handed back
-// cleanly was held by its worker's name plus handBackSuffix (see
-// handBackScript). In a quiet period only such fires are taken (they were
-// given up, not left idle by an outage), and the cursor is returned as
-// given.
+// fields, delivery count, the consumer that held it}. Fires routed to this
+// worker (held by its name plus routeSuffix, see routeScript) are taken
+// first, idle or not. A fire handed back cleanly was held by its worker's
+// name plus handBackSuffix (see handBackScript). In a quiet period only
+// those two kinds are taken (they were given up, not left idle by an
+// outage), and the cursor is returned as given.
 var reclaimScript = redis.NewScript(pulseLua + `
 local p = pulse(KEYS[1], KEYS[2], tonumber(ARGV[1]))
+local out = {math.max(p[1], 0), ARGV[4]}
+local room = tonumber(ARGV[5])
+local function take(name)
+  if room <= 0 then return end
+  for _, e in ipairs(redis.call('XPENDING', KEYS[3], ARGV[2], '-', '+', room, name)) do
+    for _, m in ipairs(redis.call('XCLAIM', KEYS[3], ARGV[2], ARGV[3], 0, e[1])) do
+      out[#out + 1] = m[1]
+      out[#out + 1] = m[2]
+      out[#out + 1] = e[4] + 1
+      out[#out + 1] = name
+      room = room - 1
+    end
+  end
+end
+take(ARGV[3] .. '` + routeSuffix + `')
 if p[1] > 0 then
-  local out = {p[1], ARGV[4]}
-  local room = tonumber(ARGV[5])
   for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[3], ARGV[2])) do
     local name, pending = '', 0
     for i = 1, #c, 2 do
       if c[i] == 'name' then name = c[i+1] elseif c[i] == 'pending' then pending = c[i+1] end
     end
-    if room > 0 and pending > 0 and string.sub(name, -` + handBackSuffixLen + `) == '` + handBackSuffix + `' then
-      for _, e in ipairs(redis.call('XPENDING', KEYS[3], ARGV[2], '-', '+', room, name)) do
-        for _, m in ipairs(redis.call('XCLAIM', KEYS[3], ARGV[2], ARGV[3], 0, e[1])) do
-          out[#out + 1] = m[1]
-          out[#out + 1] = m[2]
-          out[#out + 1] = e[4] + 1
-          out[#out + 1] = name
-          room = room - 1
-        end
-      end
-    end
+    if pending > 0 and string.sub(name, -` + handBackSuffixLen + `) == '` + handBackSuffix + `' then take(name) end
   end
   return out
 end
-local idle = redis.call('XPENDING', KEYS[3], ARGV[2], 'IDLE', p[2], ARGV[4], '+', tonumber(ARGV[5]))
-if #idle == 0 then return {0, '0-0'} end
+if room <= 0 then return out end
+local idle = redis.call('XPENDING', KEYS[3], ARGV[2], 'IDLE', p[2], ARGV[4], '+', room)
+if #idle == 0 then
+  out[2] = '0-0'
+  return out
+end
 local before = {}
 for _, e in ipairs(idle) do before[e[1]] = e end
-local r = redis.call('XAUTOCLAIM', KEYS[3], ARGV[2], ARGV[3], p[2], idle[1][1], 'COUNT', ARGV[5])
-local out = {0, r[1]}
+local r = redis.call('XAUTOCLAIM', KEYS[3], ARGV[2], ARGV[3], p[2], idle[1][1], 'COUNT', room)
+out[2] = r[1]
 for _, e in ipairs(r[2]) do
   local b = before[e[1]]
   out[#out + 1] = e[1]
@@ -396,6 +404,38 @@ const handBackSuffix = "~handback"
 
 // handBackSuffixLen is len(handBackSuffix), for the scripts.
 const handBackSuffixLen = "9"
+
+// routeSuffix ends the consumer name that routeScript gives a fire routed
+// to a worker: that worker's reclaims take it first.
+const routeSuffix = "~route"
+
+// routeScript gives a fire this worker cannot run (it has no handler for
+// its task) to a live worker that advertises one: the entry moves to
+// target..routeSuffix, idle 0, its delivery count lowered by one, and the
+// target's name is published on the hand-back channel, so it reclaims the
+// fire at once. Should the target die first, the entry goes idle and any
+// worker reclaims it after the visibility timeout.
+//
+// KEYS[1] -> the hand-back channel (pub/sub)
+// ARGV[1] -> consumer group
+// ARGV[2] -> consumer (this worker)
+// ARGV[3] -> the target worker
+// ARGV[4..] -> pairs: stream, entry id
+//
+// Returns the number routed (entries no longer this worker's are not).
+var routeScript = redis.NewScript(`
+local n = 0
+for i = 4, #ARGV, 2 do
+  local stream, id = ARGV[i], ARGV[i+1]
+  local p = redis.call('XPENDING', stream, ARGV[1], id, id, 1)
+  if p[1] and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', stream, ARGV[1], ARGV[3] .. '` + routeSuffix + `', 0, id, 'IDLE', 0, 'RETRYCOUNT', math.max(p[1][4] - 1, 0), 'JUSTID')
+    n = n + 1
+  end
+end
+if n > 0 then redis.call('PUBLISH', KEYS[1], ARGV[3]) end
+return n
+`)
 
 // handBackScript gives up fires a stopping worker will not finish, so the
 // next reclaim by any worker takes them at once instead of after the
