@@ -154,6 +154,15 @@ func (c *claims) handBackUnstarted() int {
 	return len(hs)
 }
 
+// holding says whether this worker still holds d: held, and not taken
+// over by another worker.
+func (c *claims) holding(d store.Delivery) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h, ok := c.held[heldKey(d.Stream, d.EntryID)]
+	return ok && !h.lost
+}
+
 // release forgets a held entry.
 func (c *claims) release(d store.Delivery) {
 	c.mu.Lock()

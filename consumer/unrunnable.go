@@ -56,6 +56,9 @@ func (w *waitRoom) check(ctx context.Context) []store.Delivery {
 	var ready []store.Delivery
 	keep := w.fires[:0]
 	for _, d := range w.fires {
+		if !w.claims.holding(d) {
+			continue // another worker took it over (this one's heartbeats failed), or a route went through unanswered
+		}
 		if _, ok := w.runs(d.Fire.Task); ok {
 			delete(w.stuck, d.Fire.Task)
 			ready = append(ready, d)
@@ -189,10 +192,11 @@ func planned(d store.Delivery) bool {
 // lateSkip records missed, under misfire skip, a planned single-mode fire
 // read for the first time later than its task's misfire grace (its queue
 // had no worker for that long), instead of running it late; it reports
-// whether it did. A fire taken over from a worker that stopped answering
-// was on time when first read, and runs.
+// whether it did. A fire taken over from a worker that stopped answering,
+// handed back by a stopping one or routed by one without its handler was
+// on time when first read, and runs.
 func lateSkip(node string, d store.Delivery, now time.Time) (*store.Outcome, bool) {
-	if d.Broadcast || d.Spec.Misfire != events.MisfireSkip || d.Deliveries > 1 || !planned(d) {
+	if d.Broadcast || d.Spec.Misfire != events.MisfireSkip || d.Deliveries > 1 || d.HandedBackBy != "" || d.Routed || !planned(d) {
 		return nil, false
 	}
 	late := now.Sub(d.Fire.At)

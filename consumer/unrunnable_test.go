@@ -36,8 +36,12 @@ func TestLateSkip(t *testing.T) {
 	reclaimed.Deliveries = 2
 	broadcast := lateFire("t", late, events.MisfireSkip)
 	broadcast.Broadcast = true
+	handedBack := lateFire("t", late, events.MisfireSkip)
+	handedBack.HandedBackBy = "w0"
+	routed := lateFire("t", late, events.MisfireSkip)
+	routed.Routed = true
 	for name, d := range map[string]store.Delivery{
-		"manual": manual, "retry": retry, "reclaimed": reclaimed, "broadcast": broadcast,
+		"manual": manual, "retry": retry, "reclaimed": reclaimed, "broadcast": broadcast, "handed back": handedBack, "routed": routed,
 		"within its grace": lateFire("t", now.Add(-9*time.Second), events.MisfireSkip),
 		"fire-once":        lateFire("t", late, events.MisfireFireOnce),
 	} {

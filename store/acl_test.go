@@ -138,8 +138,11 @@ func TestACLCommandsCoverTheCode(t *testing.T) {
 		var cmds []string
 		for _, m := range scriptCommand.FindAllStringSubmatch(src, -1) {
 			c := strings.ToLower(m[1])
-			if c == "xinfo" { // the scripts ask XINFO CONSUMERS alone
+			switch c { // the subcommands the scripts send
+			case "xinfo":
 				c = "xinfo|consumers"
+			case "xgroup":
+				c = "xgroup|delconsumer"
 			}
 			cmds = append(cmds, c)
 		}

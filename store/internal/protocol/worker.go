@@ -652,10 +652,14 @@ func (w *Worker) PruneConsumers(ctx context.Context, stream string, idle time.Du
 	n := 0
 	for _, c := range cs {
 		if c.Pending == 0 && c.Idle > idle {
-			if err := w.rdb.XGroupDelConsumer(ctx, stream, core.WorkerGroup, c.Name).Err(); err != nil {
+			// Removed only if it still holds nothing: a hand-back or a
+			// route may have given it fires since, which DELCONSUMER
+			// would drop from the group unacked.
+			gone, err := pruneScript.Run(ctx, w.rdb, []string{stream}, core.WorkerGroup, c.Name).Int()
+			if err != nil {
 				return n, fmt.Errorf("remove consumer %s of %s: %w", c.Name, stream, err)
 			}
-			n++
+			n += gone
 		}
 	}
 	return n, nil

@@ -437,6 +437,20 @@ if n > 0 then redis.call('PUBLISH', KEYS[1], ARGV[3]) end
 return n
 `)
 
+// pruneScript removes a consumer from a fire stream's group if it holds
+// nothing (checked in the same step: XGROUP DELCONSUMER drops the entries
+// a consumer holds, unacked, from the group).
+//
+// KEYS[1] -> fire stream
+// ARGV[1] -> consumer group
+// ARGV[2] -> consumer
+// Returns 1 when it was removed, else 0.
+var pruneScript = redis.NewScript(`
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return 1
+`)
+
 // handBackScript gives up fires a stopping worker will not finish, so the
 // next reclaim by any worker takes them at once instead of after the
 // visibility timeout, and tells the workers so.
