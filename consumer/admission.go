@@ -89,13 +89,12 @@ func (a *admission) runnable(ctx context.Context, d store.Delivery) bool {
 }
 
 // nowRunnable returns the waiting fires this worker can now run (its
-// handlers changed), past the early hold and their overlap policies, and
-// routes or keeps waiting the others (waitRoom.check).
+// handlers changed), past the early hold and their overlap policies.
 func (a *admission) nowRunnable(ctx context.Context) []store.Delivery {
 	if a.wait == nil {
 		return nil
 	}
-	ready := a.wait.check(ctx)
+	ready := a.wait.takeReady()
 	if len(ready) == 0 {
 		return nil
 	}

@@ -20,10 +20,11 @@ import (
 // A Consumer is the composition of small parts, each owning its state
 // behind its own lock (or confined to one goroutine), each in its own
 // file: the reader (reads and reclaims), admission (which fires run now)
-// with the earlyHold and localOverlap it decides over, the claims (what
-// this worker holds: heartbeats, hand-backs), the outbox (started events
-// and outcomes, flushed in batches), and the background loops: specCache,
-// broadcaster, retryMover, trimmer. Run starts them and stops them in the
+// with the earlyHold, localOverlap and waitRoom (fires of tasks with no
+// handler here: routed or waiting) it decides over, the claims (what this
+// worker holds: heartbeats, hand-backs), the outbox (started events and
+// outcomes, flushed in batches), and the background loops: specCache,
+// broadcaster, retryMover, trimmer, the waitRoom's. Run starts them and stops them in the
 // order written there; Fetch, Start, Finish and HandBack go through them.
 type Consumer struct {
 	cfg      Config
@@ -90,7 +91,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 		specs: c.specs, claims: c.claims, clock: &c.clock, early: c.early, local: c.local,
 		queue: c.enqueue, releasing: c.outbox.setReleasing, stopped: c.stopped, runs: c.self.runs,
 		wait: &waitRoom{st: st, log: c.log, node: cfg.Node, claims: c.claims, clock: &c.clock, runs: c.self.runs,
-			queue: c.enqueue, every: cfg.timing.routeLook, stuck: map[string]bool{}}}
+			queue: c.enqueue, every: cfg.timing.routeLook, stuck: map[string]bool{}, kick: make(chan struct{}, 1)}}
 	return c, nil
 }
 
@@ -154,7 +155,7 @@ func (c *Consumer) TriggerTask(ctx context.Context, task, payload string) (strin
 //     admission gives up its retries (the fire stays held: step 4 hands it
 //     back).
 //  2. The loops on ctx: broadcaster, heartbeats (claims), retryMover,
-//     trimmer, spec reload; Run waits for them. (Claims are not extended
+//     trimmer, spec reload, wait room; Run waits for them. (Claims are not extended
 //     from here on: a fire whose outcome is still unwritten when its claim
 //     runs out is run again elsewhere, as drain's log says.)
 //  3. The outbox's release hold: no Fetch releases early fires any more,
@@ -192,7 +193,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	readDone := make(chan struct{})
 	go func() { defer close(readDone); c.reader.run(ctx) }()
 	var wg sync.WaitGroup
-	for _, f := range []func(context.Context){c.bcast.run, c.claims.run, c.retries.run, c.trim.run, c.specs.run} {
+	for _, f := range []func(context.Context){c.bcast.run, c.claims.run, c.retries.run, c.trim.run, c.specs.run, c.adm.wait.run} {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(ctx) }()
 	}

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -23,7 +24,9 @@ import (
 // misfire grace its misfire policy applies: skip records it missed,
 // fire-once records it missed when a newer fire of the task waits too,
 // fire-all keeps it waiting. A stop hands the waiting fires back, as any
-// held fire not started. Fetch's goroutine only.
+// held fire not started. Admission adds fires (add) and Fetch takes those
+// this worker can now run (takeReady); its own loop (run) does the rest,
+// so fires wait no longer for a worker whose runs are all busy.
 type waitRoom struct {
 	st     workerStore
 	log    zerolog.Logger
@@ -34,28 +37,68 @@ type waitRoom struct {
 	queue  func(*store.Outcome)               // records a missed fire
 	every  time.Duration                      // the least time between two looks at the workers registry
 
-	fires    []store.Delivery
-	stuck    map[string]bool // tasks whose stuck event was appended, until they run or are routed
-	lastLook time.Time
+	kick chan struct{} // capacity 1: a fire was added
+
+	mu    sync.Mutex
+	fires []store.Delivery // waiting
+	ready []store.Delivery // this worker can run them now, for Fetch
+
+	stuck map[string]bool // run's: tasks whose stuck event was appended, until they run or are routed
 }
 
-// add keeps d waiting; the next check looks at the registry at once.
+// add keeps d waiting; run looks at it at once.
 func (w *waitRoom) add(d store.Delivery) {
+	w.mu.Lock()
 	w.fires = append(w.fires, d)
-	w.lastLook = time.Time{}
+	w.mu.Unlock()
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// takeReady returns the waiting fires this worker can now run.
+func (w *waitRoom) takeReady() []store.Delivery {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.ready
+	w.ready = nil
+	return out
+}
+
+// run checks the waiting fires when one is added and every w.every,
+// until ctx ends.
+func (w *waitRoom) run(ctx context.Context) {
+	t := time.NewTicker(w.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.kick:
+		case <-t.C:
+		}
+		w.mu.Lock()
+		fires := w.fires
+		w.fires = nil
+		w.mu.Unlock()
+		if len(fires) == 0 {
+			continue
+		}
+		keep, ready := w.check(ctx, fires)
+		w.mu.Lock()
+		w.fires = append(keep, w.fires...)
+		w.ready = append(w.ready, ready...)
+		w.mu.Unlock()
+	}
 }
 
 // check routes the waiting fires a live worker can run, applies the
-// misfire policies, appends the stuck events, and returns the fires this
-// worker can now run itself. It looks at most once per every.
-func (w *waitRoom) check(ctx context.Context) []store.Delivery {
-	if len(w.fires) == 0 || time.Since(w.lastLook) < w.every {
-		return nil
-	}
-	w.lastLook = time.Now()
-	var ready []store.Delivery
-	keep := w.fires[:0]
-	for _, d := range w.fires {
+// misfire policies and appends the stuck events; it returns the fires
+// still waiting and those this worker can now run itself.
+func (w *waitRoom) check(ctx context.Context, fires []store.Delivery) (keep, ready []store.Delivery) {
+	keep = fires[:0]
+	for _, d := range fires {
 		if !w.claims.holding(d) {
 			continue // another worker took it over (this one's heartbeats failed), or a route went through unanswered
 		}
@@ -66,25 +109,25 @@ func (w *waitRoom) check(ctx context.Context) []store.Delivery {
 			keep = append(keep, d)
 		}
 	}
-	w.fires = keep
-	if len(w.fires) == 0 {
-		return ready
+	fires = keep
+	if len(fires) == 0 {
+		return nil, ready
 	}
 	ws, err := w.st.Workers(ctx)
 	if err != nil {
-		w.log.Warn().Err(err).Int("fires", len(w.fires)).Msg("read the workers registry to route fires this worker cannot run")
-		return ready
+		w.log.Warn().Err(err).Int("fires", len(fires)).Msg("read the workers registry to route fires this worker cannot run")
+		return fires, ready
 	}
 	now := w.clock.now()
 	newest := map[string]time.Time{} // per task, its newest waiting slot
-	for _, d := range w.fires {
+	for _, d := range fires {
 		if d.Fire.At.After(newest[d.Fire.Task]) {
 			newest[d.Fire.Task] = d.Fire.At
 		}
 	}
 	route := map[string][]store.Delivery{}
-	keep = w.fires[:0]
-	for _, d := range w.fires {
+	keep = fires[:0]
+	for _, d := range fires {
 		if target := capable(ws, w.node, d); target != "" {
 			route[target] = append(route[target], d)
 			continue
@@ -95,7 +138,6 @@ func (w *waitRoom) check(ctx context.Context) []store.Delivery {
 		keep = append(keep, d)
 		w.stuckEvent(ctx, d, ws)
 	}
-	w.fires = keep
 	for target, ds := range route {
 		hs := make([]store.Held, len(ds))
 		for i, d := range ds {
@@ -104,7 +146,7 @@ func (w *waitRoom) check(ctx context.Context) []store.Delivery {
 		n, err := w.st.Route(ctx, w.node, target, hs)
 		if err != nil {
 			w.log.Warn().Err(err).Str("to", target).Msg("route fires this worker cannot run")
-			w.fires = append(w.fires, ds...)
+			keep = append(keep, ds...)
 			continue
 		}
 		for _, d := range ds {
@@ -113,7 +155,7 @@ func (w *waitRoom) check(ctx context.Context) []store.Delivery {
 		}
 		w.log.Info().Int("fires", n).Str("to", target).Str("task", ds[0].Fire.Task).Msg("routed fires this worker has no handler for to a worker that has")
 	}
-	return ready
+	return keep, ready
 }
 
 // capable names a live worker other than self that reads d's queue and
