@@ -53,6 +53,14 @@ type advert struct {
 	sentAt int           // the gen last recorded (-1: none)
 	stored int64         // the stored version the cache last loaded (0: none yet)
 	warned string        // the stale warning last logged, to log it once per change
+	gone   bool          // the worker is stopping: it publishes nothing more
+}
+
+// stop makes the worker publish nothing more (it is leaving the registry).
+func (a *advert) stop() {
+	a.mu.Lock()
+	a.gone = true
+	a.mu.Unlock()
 }
 
 func newAdvert(log zerolog.Logger, specs *specCache, node string, queues []string, visibility time.Duration) *advert {
@@ -154,7 +162,7 @@ func differing(own, stored []events.Spec) []string {
 func (a *advert) pending() (*events.WorkerState, int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.sentAt == a.gen {
+	if a.sentAt == a.gen || a.gone {
 		return nil, a.gen
 	}
 	s := a.state

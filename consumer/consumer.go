@@ -317,6 +317,9 @@ func (c *Consumer) StopFetching() {
 	default:
 		return // not set up: nothing held
 	}
+	// Out of the registry first, so no worker routes fires here any more.
+	c.self.stop()
+	c.leave()
 	if n := c.claims.handBackUnstarted(); n > 0 {
 		c.log.Info().Int("fires", n).Msg("stopping: handed back the fires read but not started")
 	}
