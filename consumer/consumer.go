@@ -34,6 +34,7 @@ type Consumer struct {
 	bstreams []string      // broadcast streams
 	ready    chan struct{} // closed when Run has set up
 	stopping chan struct{} // closed when Run's ctx ends
+	readDone chan struct{} // closed when the read loop has returned
 	// fetchDone is set by StopFetching: Fetch hands out nothing more.
 	fetchDone atomic.Bool
 	// handedBack signals that a worker handed fires back (set before ready
@@ -67,7 +68,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 	}
 	st := newWorkerStore(pub)
 	c := &Consumer{
-		cfg: cfg, st: st, ready: make(chan struct{}), stopping: make(chan struct{}),
+		cfg: cfg, st: st, ready: make(chan struct{}), stopping: make(chan struct{}), readDone: make(chan struct{}),
 		log: cfg.Logger.With().Str("component", "consumer").Str("node", cfg.Node).Logger(),
 	}
 	c.claims = newClaims(st, c.log, cfg.Node, cfg.VisibilityTimeout, cfg.timing.heartbeat, &c.clock)
@@ -190,8 +191,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	go func() { defer flushWG.Done(); c.outbox.run(flushCtx) }()
 
 	// The read loop apart: its end is waited for at step 4.
-	readDone := make(chan struct{})
-	go func() { defer close(readDone); c.reader.run(ctx) }()
+	go func() { defer close(c.readDone); c.reader.run(ctx) }()
 	var wg sync.WaitGroup
 	for _, f := range []func(context.Context){c.bcast.run, c.claims.run, c.retries.run, c.trim.run, c.specs.run, c.adm.wait.run} {
 		wg.Add(1)
@@ -206,7 +206,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 	// 4. A read under way is waited for: what it returns is held, and
 	// handed back with the rest.
-	<-readDone
+	<-c.readDone
 	c.claims.handBackAll()
 	c.outbox.drain(c.cfg.timing.drain) // 5
 	stopFlush()
@@ -326,8 +326,11 @@ func (c *Consumer) StopFetching() {
 	if c.reader.reading {
 		// The read returns within Config.Block, its fires held.
 		go func() {
-			r := <-c.reader.results
-			c.claims.handBack(r.ds)
+			select {
+			case r := <-c.reader.results:
+				c.claims.handBack(r.ds)
+			case <-c.readDone: // the read was never sent: Run hands back what is held
+			}
 		}()
 	}
 }
@@ -375,7 +378,7 @@ func (c *Consumer) fetch(ctx context.Context, max int) ([]store.Delivery, error)
 		case b := <-c.bcast.out:
 			out = append(out, b...)
 		case <-c.handedBack:
-			c.reader.more = true // the next Fetch reclaims at once
+			c.reader.rewind() // the next Fetch reclaims at once, from the start
 		case <-timer.C:
 			due = c.adm.takeDue(ctx, want)
 		case <-ctx.Done():

@@ -110,6 +110,13 @@ func (r *reader) finished(ctx context.Context, res readResult) {
 	}
 }
 
+// rewind makes the next Fetch sweep every stream from its start at once:
+// fires were handed back or routed, maybe behind the cursors.
+func (r *reader) rewind() {
+	r.more = true
+	clear(r.cursor)
+}
+
 // reclaimDue says whether Fetch is to reclaim now: the last sweep left
 // more, or was reclaimEvery ago.
 func (r *reader) reclaimDue() bool {

@@ -274,6 +274,9 @@ func (p *proc) stop(grace time.Duration, wait bool) (killed bool) {
 				p.exited = true
 			}
 			p.drain()
+			if wait {
+				p.awaitGroupGone(drainWait)
+			}
 			return true
 		}
 	}
@@ -292,6 +295,7 @@ func (p *proc) stop(grace time.Duration, wait bool) (killed bool) {
 			case <-deadline.C:
 				p.log.Warn().Dur("grace", grace).Msg("processes left in the command's process group after SIGTERM: SIGKILL")
 				p.signal(syscall.SIGKILL)
+				p.awaitGroupGone(drainWait)
 				return true
 			}
 		}
@@ -309,6 +313,16 @@ func (p *proc) stop(grace time.Duration, wait bool) (killed bool) {
 		}
 	})
 	return false
+}
+
+// awaitGroupGone waits, for limit at most, until no process of the group
+// is left after SIGKILL (one in uninterruptible sleep dies when it wakes;
+// zombies count until reaped, hence the limit).
+func (p *proc) awaitGroupGone(limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for p.groupAlive() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // no event tells a process group is gone
+	}
 }
 
 // drain waits for the end of the output, for drainWait at most: after

@@ -1,0 +1,94 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/taskino/taskino/consumer"
+	"github.com/taskino/taskino/dispatcher"
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/planner"
+)
+
+// Promise 2 at the worker: fires queued while their queue had no worker
+// are not replayed late when one comes back. Under misfire skip and
+// fire-once (a newer slot being due), those read past their misfire grace
+// are recorded missed with the reason and never run; the task runs again
+// from its fires on time. No slot is both missed and run.
+func TestLateFiresAreNotReplayed(t *testing.T) {
+	b := setup(t)
+	const grace = 300 * time.Millisecond
+	specs := []events.Spec{
+		{Name: "skip", Trigger: events.Every(200 * time.Millisecond), Misfire: events.MisfireSkip, MisfireGrace: grace},
+		{Name: "once", Trigger: events.Every(200 * time.Millisecond), Misfire: events.MisfireFireOnce, MisfireGrace: grace},
+	}
+	if _, err := planner.Apply(b.ctx, b.st, 1, specs); err != nil {
+		t.Fatal(err)
+	}
+	startPlanner(t, b, planner.Config{Node: "p1"}, nil)
+	// The queue has no worker while 10 slots of each task are fired.
+	awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool {
+		n := 0
+		for _, e := range all {
+			if e.Type == events.TypeFired && e.Task == "once" {
+				n++
+			}
+		}
+		return n >= 10
+	})
+	workerAt := time.Now()
+	noop := func(context.Context, events.Fire) error { return nil }
+	cc := consumer.Config{}
+	cc.Node = "w1"
+	startWorker(t, b, cc, dispatcher.Config{}, map[string]dispatcher.HandlerFunc{"skip": noop, "once": noop})
+	all := awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool {
+		n := map[string]int{}
+		for _, e := range all {
+			if e.Type == events.TypeCompleted && e.At.After(workerAt) {
+				n[e.Task]++
+			}
+		}
+		return n["skip"] >= 3 && n["once"] >= 3
+	})
+	for _, task := range []string{"skip", "once"} {
+		missed, ran := map[string]events.Event{}, map[string]bool{}
+		for _, e := range all {
+			switch {
+			case e.Task == task && e.Type == events.TypeMissed:
+				missed[e.Fire] = e
+			case e.Task == task && e.Type == events.TypeStarted:
+				ran[e.Fire] = true
+			}
+		}
+		stale := 0
+		for _, e := range all {
+			// Fired a second and more before the worker came: past the
+			// grace when it read them, whatever the machine's pace.
+			if e.Task == task && e.Type == events.TypeFired && e.At.Before(workerAt.Add(-time.Second)) {
+				stale++
+				if ran[e.Fire] {
+					t.Errorf("%s: fire %s, due %s before the worker started, ran late", task, e.Fire, workerAt.Sub(e.At))
+				}
+				if _, ok := missed[e.Fire]; !ok {
+					t.Errorf("%s: fire %s, due %s before the worker started, not recorded missed", task, e.Fire, workerAt.Sub(e.At))
+				}
+			}
+		}
+		if stale < 3 {
+			t.Fatalf("%s: %d fires queued a second before the worker came; want at least 3", task, stale)
+		}
+		for f, e := range missed {
+			if ran[f] {
+				t.Errorf("%s: fire %s both missed and run", task, f)
+			}
+			if (task == "skip" && e.Policy != events.MisfireSkip) || (task == "once" && e.Policy != events.MisfireFireOnce) {
+				t.Errorf("%s: missed event %+v, want policy %s", task, e, task)
+			}
+			if !strings.Contains(e.Reason, "misfire grace") {
+				t.Errorf("%s: missed reason %q", task, e.Reason)
+			}
+		}
+	}
+}
