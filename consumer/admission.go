@@ -54,7 +54,7 @@ func (a *admission) admit(ctx context.Context, ds []store.Delivery) []store.Deli
 		if !a.firstTrigger(ctx, d) {
 			continue
 		}
-		if o, late := lateRead(a.node, d, now, a.latestSlot(ctx, d.Fire.Task)); late {
+		if o, late := lateSkip(a.node, d, now); late {
 			a.queue(o)
 			continue
 		}
@@ -71,20 +71,6 @@ func (a *admission) admit(ctx context.Context, ds []store.Delivery) []store.Deli
 		}
 	}
 	return out
-}
-
-// latestSlot looks up, when called, the latest slot of task fired or
-// recorded missed (lateRead asks it only of a fire-once task's late fire:
-// no read per fire on time).
-func (a *admission) latestSlot(ctx context.Context, task string) func() (time.Time, bool) {
-	return func() (time.Time, bool) {
-		st, err := a.st.State(ctx, task)
-		if err != nil {
-			a.log.Debug().Err(err).Str("task", task).Msg("read the task's state for its misfire policy; the late fire runs")
-			return time.Time{}, false
-		}
-		return st.Planned, true
-	}
 }
 
 // runnable says whether this worker can run d: it advertises a handler

@@ -231,38 +231,26 @@ func planned(d store.Delivery) bool {
 	return d.Fire.Attempt <= 1 && d.Fire.ID == events.FireID(d.Fire.Task, d.Fire.At)
 }
 
-// lateRead applies the misfire policy of a planned single-mode fire read
-// for the first time later than its task's misfire grace (its queue had no
-// worker for that long), as a planner does with slots it plans late: under
-// skip it is recorded missed; under fire-once it is recorded missed when a
-// newer slot of the task is due already (newer gives the latest slot fired
-// or missed, and whether it is known), so only the newest late fire runs;
-// under fire-all it runs. It reports whether the fire was recorded missed,
-// and how. A fire taken over from a worker that stopped answering, handed
-// back by a stopping one or routed by one without its handler was on time
-// when first read, and runs.
-func lateRead(node string, d store.Delivery, now time.Time, newer func() (time.Time, bool)) (*store.Outcome, bool) {
-	if d.Broadcast || d.Deliveries > 1 || d.HandedBackBy != "" || d.Routed || !planned(d) {
+// lateSkip records missed, under misfire skip, a planned single-mode fire
+// read for the first time later than its task's misfire grace (its queue
+// had no worker for that long), instead of running it late; it reports
+// whether it did. A fire taken over from a worker that stopped answering,
+// handed back by a stopping one or routed by one without its handler was
+// on time when first read, and runs.
+//
+// Misfire fire-once is not applied at a first read: a fire read late
+// because Redis itself was frozen or failing past the grace looks the
+// same, and it runs (the planners apply fire-once to the slots they plan
+// late).
+func lateSkip(node string, d store.Delivery, now time.Time) (*store.Outcome, bool) {
+	if d.Broadcast || d.Spec.Misfire != events.MisfireSkip || d.Deliveries > 1 || d.HandedBackBy != "" || d.Routed || !planned(d) {
 		return nil, false
 	}
 	late := now.Sub(d.Fire.At)
 	if late <= d.Spec.MisfireGrace {
 		return nil, false
 	}
-	var reason string
-	switch d.Spec.Misfire {
-	case events.MisfireSkip:
-		reason = fmt.Sprintf("read %s after its slot, past its %s misfire grace (misfire: skip): no worker of queue %q took it in time",
-			late.Round(time.Millisecond), d.Spec.MisfireGrace, d.Queue)
-	case events.MisfireFireOnce:
-		slot, ok := newer()
-		if !ok || !slot.After(d.Fire.At) || slot.After(now) {
-			return nil, false // the newest late fire: it runs
-		}
-		reason = fmt.Sprintf("read %s after its slot, past its %s misfire grace, and a newer slot (%s) is due (misfire: fire-once runs the newest)",
-			late.Round(time.Millisecond), d.Spec.MisfireGrace, slot.UTC().Format("15:04:05.000"))
-	default:
-		return nil, false
-	}
-	return &store.Outcome{Delivery: d, Events: []events.Event{missedEvent(node, d, d.Spec.Misfire, reason)}}, true
+	reason := fmt.Sprintf("read %s after its slot, past its %s misfire grace (misfire: skip): no worker of queue %q took it in time",
+		late.Round(time.Millisecond), d.Spec.MisfireGrace, d.Queue)
+	return &store.Outcome{Delivery: d, Events: []events.Event{missedEvent(node, d, events.MisfireSkip, reason)}}, true
 }

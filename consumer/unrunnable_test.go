@@ -18,14 +18,12 @@ func lateFire(task string, at time.Time, misfire events.Misfire) store.Delivery 
 // A planned fire read for the first time past its misfire grace, under
 // misfire skip, is recorded missed with the reason; a manual trigger, a
 // retry, a fire taken over from a stopped worker, handed back or routed,
-// one within its grace and one under fire-all run. Under fire-once, a late
-// fire is missed only when a newer slot of its task is due already.
-func TestLateRead(t *testing.T) {
+// one within its grace and one under another policy run.
+func TestLateSkip(t *testing.T) {
 	t.Parallel()
 	now := time.UnixMilli(1_700_000_100_000).UTC()
 	late := now.Add(-31 * time.Second)
-	none := func() (time.Time, bool) { return time.Time{}, false }
-	o, missed := lateRead("w1", lateFire("t", late, events.MisfireSkip), now, none)
+	o, missed := lateSkip("w1", lateFire("t", late, events.MisfireSkip), now)
 	if !missed || len(o.Events) != 1 || o.Events[0].Type != events.TypeMissed || o.Events[0].Policy != events.MisfireSkip ||
 		!strings.Contains(o.Events[0].Reason, "read 31s after its slot, past its 10s misfire grace") {
 		t.Fatalf("late skip fire: %v %+v; want it missed, the lateness and the grace in the reason", missed, o)
@@ -46,28 +44,10 @@ func TestLateRead(t *testing.T) {
 		"manual": manual, "retry": retry, "reclaimed": reclaimed, "broadcast": broadcast, "handed back": handedBack, "routed": routed,
 		"within its grace": lateFire("t", now.Add(-9*time.Second), events.MisfireSkip),
 		"fire-all":         lateFire("t", late, events.MisfireFireAll),
+		"fire-once":        lateFire("t", late, events.MisfireFireOnce),
 	} {
-		if _, missed := lateRead("w1", d, now, none); missed {
+		if _, missed := lateSkip("w1", d, now); missed {
 			t.Errorf("%s: recorded missed, want it run", name)
-		}
-	}
-	once := lateFire("t", late, events.MisfireFireOnce)
-	for _, c := range []struct {
-		latest time.Time
-		known  bool
-		missed bool
-	}{
-		{now.Add(-time.Second), true, true},   // a newer slot is due: this one goes
-		{late, true, false},                   // it is the newest
-		{now.Add(time.Second), true, false},   // the newer slot is not due yet (planned ahead)
-		{now.Add(-time.Second), false, false}, // unknown: it runs
-	} {
-		o, missed := lateRead("w1", once, now, func() (time.Time, bool) { return c.latest, c.known })
-		if missed != c.missed {
-			t.Errorf("fire-once, latest slot %s (known %v): missed %v, want %v", c.latest, c.known, missed, c.missed)
-		}
-		if missed && !strings.Contains(o.Events[0].Reason, "a newer slot") {
-			t.Errorf("fire-once reason %q", o.Events[0].Reason)
 		}
 	}
 }
