@@ -314,22 +314,35 @@ type HeartbeatResult struct {
 // the subscribers of HandBacks. It returns how many it handed back (with
 // an error, at least how many).
 func (w *Worker) HandBack(ctx context.Context, consumer string, idle time.Duration, held []Held) (int, error) {
+	n, err := w.giveUp(ctx, consumer, consumer+handBackSuffix, idle, consumer, held)
+	if err != nil {
+		return n, fmt.Errorf("hand back fires: %w", err)
+	}
+	return n, nil
+}
+
+// giveUp moves the single-mode fires in held that consumer still holds
+// to holder, idle for idle, and publishes name on the hand-back channel
+// (see giveUpScript), in calls of a few hundred. It returns how many it
+// moved (with an error, at least how many).
+func (w *Worker) giveUp(ctx context.Context, consumer, holder string, idle time.Duration, name string, held []Held) (int, error) {
 	total := 0
+	const head = 5
 	for len(held) > 0 {
-		args := []any{core.WorkerGroup, consumer, idle.Milliseconds()}
-		for len(held) > 0 && len(args) < 3+2*heldChunk {
+		args := []any{core.WorkerGroup, consumer, holder, idle.Milliseconds(), name}
+		for len(held) > 0 && len(args) < head+2*heldChunk {
 			if h := held[0]; h.EntryID != "" {
 				args = append(args, h.Stream, h.EntryID)
 			}
 			held = held[1:]
 		}
-		if len(args) == 3 {
-			continue // nothing to hand back in this part (broadcast fires)
+		if len(args) == head {
+			continue // nothing in this part (broadcast fires)
 		}
-		n, err := handBackScript.Run(ctx, w.rdb, []string{w.keys.HandBacks()}, args...).Int()
+		n, err := giveUpScript.Run(ctx, w.rdb, []string{w.keys.HandBacks()}, args...).Int()
 		total += n
 		if err != nil {
-			return total, fmt.Errorf("hand back fires: %w", err)
+			return total, err
 		}
 	}
 	return total, nil
@@ -337,21 +350,12 @@ func (w *Worker) HandBack(ctx context.Context, consumer string, idle time.Durati
 
 // Route gives fires consumer holds but has no handler for to target, a
 // live worker that advertises their task, and tells it so on the
-// hand-back channel: its next reclaim takes them (see routeScript). It
+// hand-back channel: its next reclaim takes them (see giveUpScript). It
 // returns how many it routed.
 func (w *Worker) Route(ctx context.Context, consumer, target string, held []Held) (int, error) {
-	args := []any{core.WorkerGroup, consumer, target}
-	for _, h := range held {
-		if h.EntryID != "" {
-			args = append(args, h.Stream, h.EntryID)
-		}
-	}
-	if len(args) == 3 {
-		return 0, nil
-	}
-	n, err := routeScript.Run(ctx, w.rdb, []string{w.keys.HandBacks()}, args...).Int()
+	n, err := w.giveUp(ctx, consumer, target+routeSuffix, 0, target, held)
 	if err != nil {
-		return 0, fmt.Errorf("route fires to %s: %w", target, err)
+		return n, fmt.Errorf("route fires to %s: %w", target, err)
 	}
 	return n, nil
 }

@@ -338,9 +338,9 @@ end
 // ARGV[5] -> count
 // Returns {ms of quiet left (0: none), next cursor, then per entry: id,
 // fields, delivery count, the consumer that held it}. Fires routed to this
-// worker (held by its name plus routeSuffix, see routeScript) are taken
+// worker (held by its name plus routeSuffix, see giveUpScript) are taken
 // first, idle or not. A fire handed back cleanly was held by its worker's
-// name plus handBackSuffix (see handBackScript). In a quiet period only
+// name plus handBackSuffix. In a quiet period only
 // those two kinds are taken (they were given up, not left idle by an
 // outage), and the cursor is returned as given.
 var reclaimScript = redis.NewScript(pulseLua + `
@@ -396,8 +396,8 @@ end
 return out
 `)
 
-// handBackSuffix ends the consumer name that handBackScript gives the
-// fires a worker hands back: a reclaim that takes one learns it was handed
+// handBackSuffix ends the consumer name that a hand-back (giveUpScript)
+// gives the fires a worker hands back: a reclaim that takes one learns it was handed
 // back, and by whom, and the consumer, holding nothing once they are
 // taken, is pruned like a stopped worker.
 const handBackSuffix = "~handback"
@@ -405,37 +405,9 @@ const handBackSuffix = "~handback"
 // handBackSuffixLen is len(handBackSuffix), for the scripts.
 const handBackSuffixLen = "9"
 
-// routeSuffix ends the consumer name that routeScript gives a fire routed
-// to a worker: that worker's reclaims take it first.
+// routeSuffix ends the consumer name that a route (giveUpScript) gives a
+// fire routed to a worker: that worker's reclaims take it first.
 const routeSuffix = "~route"
-
-// routeScript gives a fire this worker cannot run (it has no handler for
-// its task) to a live worker that advertises one: the entry moves to
-// target..routeSuffix, idle 0, its delivery count lowered by one, and the
-// target's name is published on the hand-back channel, so it reclaims the
-// fire at once. Should the target die first, the entry goes idle and any
-// worker reclaims it after the visibility timeout.
-//
-// KEYS[1] -> the hand-back channel (pub/sub)
-// ARGV[1] -> consumer group
-// ARGV[2] -> consumer (this worker)
-// ARGV[3] -> the target worker
-// ARGV[4..] -> pairs: stream, entry id
-//
-// Returns the number routed (entries no longer this worker's are not).
-var routeScript = redis.NewScript(`
-local n = 0
-for i = 4, #ARGV, 2 do
-  local stream, id = ARGV[i], ARGV[i+1]
-  local p = redis.call('XPENDING', stream, ARGV[1], id, id, 1)
-  if p[1] and p[1][2] == ARGV[2] then
-    redis.call('XCLAIM', stream, ARGV[1], ARGV[3] .. '` + routeSuffix + `', 0, id, 'IDLE', 0, 'RETRYCOUNT', math.max(p[1][4] - 1, 0), 'JUSTID')
-    n = n + 1
-  end
-end
-if n > 0 then redis.call('PUBLISH', KEYS[1], ARGV[3]) end
-return n
-`)
 
 // pruneScript removes a consumer from a fire stream's group if it holds
 // nothing (checked in the same step: XGROUP DELCONSUMER drops the entries
@@ -451,34 +423,39 @@ redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
 return 1
 `)
 
-// handBackScript gives up fires a stopping worker will not finish, so the
-// next reclaim by any worker takes them at once instead of after the
-// visibility timeout, and tells the workers so.
+// giveUpScript gives fires this worker holds to another holder in the
+// group, and tells the workers on the hand-back channel: a stopping
+// worker's hand-back (to <node>~handback, idle past any visibility
+// timeout, so the next reclaim by any worker takes them at once instead
+// of after the visibility timeout) and a route of fires this worker has
+// no handler for (to <target>~route, idle 0: the target's reclaims take
+// them first, any other's only once they have been idle the visibility
+// timeout, as when the target died).
 //
 // KEYS[1] -> the hand-back channel (pub/sub)
 // ARGV[1] -> consumer group
 // ARGV[2] -> consumer (this worker)
-// ARGV[3] -> idle time to set, ms (at least the visibility timeout)
-// ARGV[4..] -> pairs: stream, entry id
+// ARGV[3] -> the new holder
+// ARGV[4] -> idle time to set, ms
+// ARGV[5] -> the name published (the worker handing back, or the target)
+// ARGV[6..] -> pairs: stream, entry id
 //
-// Entries still pending for this consumer move to consumer..handBackSuffix
-// with their idle time set (XCLAIM with IDLE, JUSTID) and their delivery
-// count lowered by one, so the reclaim that takes them (which adds one)
-// does not count a clean hand-back as a worker that stopped answering.
-// When any moved, the worker's name is published on the channel: workers
-// with free runs reclaim at once instead of at their next sweep.
-// Returns the number handed back.
-var handBackScript = redis.NewScript(`
+// Entries still pending for this consumer move (XCLAIM with IDLE, JUSTID)
+// with their delivery count lowered by one, so the reclaim that takes them
+// (which adds one) does not count a clean hand-back or a route as a worker
+// that stopped answering; others are left. When any moved, ARGV[5] is
+// published. Returns the number moved.
+var giveUpScript = redis.NewScript(`
 local n = 0
-for i = 4, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   local stream, id = ARGV[i], ARGV[i+1]
   local p = redis.call('XPENDING', stream, ARGV[1], id, id, 1)
   if p[1] and p[1][2] == ARGV[2] then
-    redis.call('XCLAIM', stream, ARGV[1], ARGV[2] .. '` + handBackSuffix + `', 0, id, 'IDLE', ARGV[3], 'RETRYCOUNT', math.max(p[1][4] - 1, 0), 'JUSTID')
+    redis.call('XCLAIM', stream, ARGV[1], ARGV[3], 0, id, 'IDLE', ARGV[4], 'RETRYCOUNT', math.max(p[1][4] - 1, 0), 'JUSTID')
     n = n + 1
   end
 end
-if n > 0 then redis.call('PUBLISH', KEYS[1], ARGV[2]) end
+if n > 0 then redis.call('PUBLISH', KEYS[1], ARGV[5]) end
 return n
 `)
 
