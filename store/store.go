@@ -427,16 +427,7 @@ func (s *Store) Wake(ctx context.Context) (wake <-chan struct{}, close func() er
 	if _, err = ps.Receive(ctx); err != nil {
 		err = fmt.Errorf("subscribe to wake-ups: %w", err)
 	}
-	ch := make(chan struct{}, 1)
-	go func() {
-		for range ps.Channel() {
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	return ch, ps.Close, err
+	return core.Signals(ps), ps.Close, err
 }
 
 // RangeEvents decodes the events stream from start to end (stream ids, "-"

@@ -118,3 +118,19 @@ func LessID(a, b string) bool {
 	bsq, _ := strconv.ParseUint(bs, 10, 64)
 	return asq < bsq
 }
+
+// Signals turns a pub/sub subscription's messages into a channel of
+// capacity 1 that never blocks the sender: a value means "at least one
+// message since you last looked".
+func Signals(ps *redis.PubSub) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	go func() {
+		for range ps.Channel() {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return ch
+}

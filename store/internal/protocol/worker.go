@@ -368,16 +368,7 @@ func (w *Worker) Route(ctx context.Context, consumer, target string, held []Held
 // before it succeeds are taken at the next periodic reclaim.
 func (w *Worker) HandBacks(ctx context.Context) (handedBack <-chan struct{}, close func() error) {
 	ps := w.rdb.Subscribe(ctx, w.keys.HandBacks())
-	ch := make(chan struct{}, 1)
-	go func() {
-		for range ps.Channel() {
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	return ch, ps.Close
+	return core.Signals(ps), ps.Close
 }
 
 // BeginResult says what the overlap policy made of a fire.
