@@ -265,7 +265,10 @@ func TestResumeAfterTheWindowEnded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	end := now.Add(500 * time.Millisecond).Truncate(time.Millisecond)
+	// Room for the apply and the pause to land within the window on a
+	// loaded machine (with 500ms, a CI run under load registered the task
+	// after its window had ended, and it had no slot to pause).
+	end := now.Add(2 * time.Second).Truncate(time.Millisecond)
 	short := events.Spec{Name: "short", Trigger: events.Every(100 * time.Millisecond).Until(end)}
 	if _, err := planner.Apply(b.ctx, b.st, 1, []events.Spec{short}); err != nil {
 		t.Fatal(err)
