@@ -30,9 +30,15 @@
 // failed over; the network cut), every pending entry looks idle afterwards:
 // reclaims then wait one VisibilityTimeout, in which the live workers
 // extend their claims (see the worker protocol's Heartbeat). A stopping
-// worker hands back what it will not finish, and any worker reclaims those
-// at once. An entry handed out MaxDeliveries times without an outcome
-// (every worker that took it died) is dead-lettered.
+// worker hands back what it will not finish (what it read but did not
+// start, the moment its stop begins: StopFetching), tells the workers on
+// the hand-back channel, and any worker with free runs reclaims those at
+// once, even in a quiet period. A fire of a task this worker advertises no
+// handler for (Advertise), but which is in the task set, is routed to a
+// live worker of its queue that advertises one, or waits here (a stuck
+// event, its misfire policy past its grace). An entry handed out
+// MaxDeliveries times without an outcome (every worker that took it died)
+// is dead-lettered.
 //
 // # Outcomes
 //

@@ -16,10 +16,12 @@
 // tried again after Config.RetryDelay until the task's Attempts are used,
 // then dead-lettered. The handler's error can decide instead: one wrapping
 // SkipRetry is dead-lettered at once, one made by RetryAfter is retried
-// after its own delay. A fire of a task with no handler here is
-// dead-lettered at once: every worker of a queue is expected to handle all
-// its tasks. Broadcast fires are not retried (each worker runs its own copy
-// once).
+// after its own delay. A fire of a task with no handler here does not
+// reach the dispatcher while the task is in the task set (the consumer
+// routes it to a worker that has one, or keeps it waiting); one that does
+// (a task in no task set, or a handler removed by SetHandlers after the
+// fire was read) is dead-lettered. Broadcast fires are not retried (each
+// worker runs its own copy once).
 //
 // # Mistakes found at start
 //
