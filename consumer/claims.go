@@ -123,6 +123,18 @@ func (c *claims) markOut(ds []store.Delivery) {
 	}
 }
 
+// markIn undoes markOut for d: the consumer holds it again, unstarted
+// (Consumer.Unhandled), and a stop hands it back.
+func (c *claims) markIn(d store.Delivery) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := heldKey(d.Stream, d.EntryID)
+	if h, ok := c.held[k]; ok {
+		h.out = false
+		c.held[k] = h
+	}
+}
+
 // abandon gives up extending d, whose run did not end when cancelled: it
 // is neither extended nor handed back, so it is reclaimed once the
 // visibility timeout has passed, when the run is over or its process gone.

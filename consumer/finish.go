@@ -176,6 +176,21 @@ func cleanTail(s string) string {
 	return s
 }
 
+// Unhandled takes back d, returned by Fetch, whose task the dispatcher
+// found no handler for (one removed after d was read): while the task is
+// in the task set, d waits with the fires of tasks this worker has no
+// handler for (routed to a worker that has one; see the package doc) and
+// Unhandled reports true; otherwise (a broadcast fire, or a task in no
+// task set) it reports false, and the dispatcher dead-letters d.
+func (c *Consumer) Unhandled(d *store.Delivery) bool {
+	if d.Broadcast || !c.specs.has(context.Background(), d.Fire.Task) {
+		return false
+	}
+	c.claims.markIn(*d)
+	c.adm.wait.add(*d)
+	return true
+}
+
 // HandBack gives up fires returned by Fetch that will not be started (read
 // ahead and still waiting, or a stopping dispatcher's): the single-mode
 // ones in one round trip, so the next reclaim by any worker takes them at

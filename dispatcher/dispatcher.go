@@ -20,7 +20,7 @@
 // reach the dispatcher while the task is in the task set (the consumer
 // routes it to a worker that has one, or keeps it waiting); one that does
 // (a task in no task set, or a handler removed by SetHandlers after the
-// fire was read) is dead-lettered. Broadcast fires are not retried (each
+// fire was read, and no longer in the task set) is dead-lettered. Broadcast fires are not retried (each
 // worker runs its own copy once).
 //
 // # Mistakes found at start
@@ -131,6 +131,14 @@ func (dp *Dispatcher) startReadAhead(fetchCtx context.Context, ds []store.Delive
 // round trip instead of one per fire.
 type handBacker interface {
 	HandBack(ds []store.Delivery)
+}
+
+// unhandler is a Source that can take back a fire it handed out whose
+// task has no handler here (SetHandlers removed it after the fire was
+// read), as a *consumer.Consumer does while the task is in the task set:
+// the fire goes to a worker that has one, instead of a dead letter.
+type unhandler interface {
+	Unhandled(d *store.Delivery) bool
 }
 
 // fetchStopper is a Source that holds fires it has not handed out (read
@@ -560,7 +568,11 @@ func (dp *Dispatcher) run(parent context.Context, p *pool, j *job) {
 		cancel()
 	}()
 	if j.h == nil {
-		dp.finish(j, consumer.Result{Next: consumer.Dead, Reason: fmt.Sprintf("no handler for task %q on this worker (queue %q)", j.d.Fire.Task, j.d.Queue)})
+		if u, ok := dp.src.(unhandler); ok && u.Unhandled(&j.d) {
+			j.once.Do(func() {}) // the source took it back
+		} else {
+			dp.finish(j, consumer.Result{Next: consumer.Dead, Reason: fmt.Sprintf("no handler for task %q on this worker (queue %q)", j.d.Fire.Task, j.d.Queue)})
+		}
 	} else {
 		dp.finish(j, dp.execute(ctx, p.runCtx, j))
 	}

@@ -402,3 +402,48 @@ func TestStopCutsRunsAtTheGrace(t *testing.T) {
 		t.Errorf("run that ended within the grace: %+v; want it recorded", q)
 	}
 }
+
+// unhandlingSource takes back fires of tasks in its set that have no
+// handler, as a consumer does for tasks in the task set.
+type unhandlingSource struct {
+	*fakeSource
+	known map[string]bool
+	mu    sync.Mutex
+	taken []string
+}
+
+func (s *unhandlingSource) Unhandled(d *store.Delivery) bool {
+	if !s.known[d.Fire.Task] {
+		return false
+	}
+	s.mu.Lock()
+	s.taken = append(s.taken, d.Fire.ID)
+	s.mu.Unlock()
+	s.fakeSource.done <- d.Fire.ID
+	return true
+}
+
+// A fire whose task has no handler here goes back to a source that takes
+// it (a task in the task set: the consumer routes it), with no outcome;
+// one the source does not take is dead-lettered.
+func TestNoHandlerGoesBackToTheSource(t *testing.T) {
+	src := &unhandlingSource{fakeSource: newSource(fire("r", "removed", 1, events.Spec{}), fire("u", "unknown", 1, events.Spec{})),
+		known: map[string]bool{"removed": true}}
+	d := newDispatcher(t, src, dispatcher.Config{Concurrency: 2})
+	must(t, d.HandleFunc("other", func(context.Context, events.Fire) error { return nil }))
+	done := make(chan error, 1)
+	go func() { done <- d.Run(context.Background()) }()
+	res := src.await(t, 2)
+	if err := d.StopAndCancel(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, finished := res["r"]; finished || len(src.taken) != 1 || src.taken[0] != "r" {
+		t.Errorf("fire of a known task without handler: result %+v, taken back %v; want it taken back, no result", res["r"], src.taken)
+	}
+	if u := res["u"]; u.Next != consumer.Dead || !strings.Contains(u.Reason, "no handler") {
+		t.Errorf("fire of an unknown task: %+v; want it dead-lettered", u)
+	}
+}
