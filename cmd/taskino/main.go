@@ -78,6 +78,7 @@ func init() {
 		"tail":     {"print events as they happen", tailFlags, runTail},
 		"last-run": {"the latest fire of one task or all", nil, runLastRun},
 		"workers":  {"the workers: live or not, queues, version, tasks they run", nil, runWorkers},
+		"next":     {"the next fire times of a task, or of --cron/--every, with DST changes", nextFlagSet, runNext},
 		"pause":    {"stop planning a task until resumed", nil, runPause},
 		"resume":   {"plan a paused task again, from now on", nil, runResume},
 		"dead":     {"list dead letters; dead replay|delete ID...|--all", deadFlags, runDead},
@@ -103,6 +104,7 @@ type cli struct {
 	all         bool
 	tasks       string
 	node        string
+	next        nextFlags
 	embedded    bool // dev: --redis not given
 	logLevelSet bool // --log-level given
 

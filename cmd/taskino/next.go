@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/planner"
+	"github.com/taskino/taskino/store"
+)
+
+// nextFlags are taskino next's: a stored task, or a trigger given here.
+type nextFlags struct {
+	cron, every, tz, from string
+	n                     int
+}
+
+func nextFlagSet(fs *flag.FlagSet, c *cli) {
+	fs.StringVar(&c.next.cron, "cron", "", "a cron expression (5 fields, or 6 with seconds first, or @daily...) instead of a stored task")
+	fs.StringVar(&c.next.every, "every", "", "a period (such as 90s or 1h) instead of a stored task")
+	fs.StringVar(&c.next.tz, "tz", "", "the time zone of --cron (an IANA name such as Europe/Berlin; default UTC), and the zone --every's times are shown in")
+	fs.StringVar(&c.next.from, "from", "", "list the slots after this time (RFC 3339, such as 2026-03-28T00:00:00Z; default now); --every's first slot is at it")
+	fs.IntVar(&c.next.n, "n", 5, "how many slots, 1 to 1000")
+	fs.BoolVar(&c.json, "json", false, "one JSON array instead of a table")
+}
+
+// nextSlot is one line of taskino next.
+type nextSlot struct {
+	At   time.Time `json:"at"`   // in the trigger's zone
+	UTC  time.Time `json:"utc"`  // the same instant
+	Note string    `json:"note"` // a DST change before it, else empty
+}
+
+// runNext lists a trigger's next slots: a stored task's (read from Redis,
+// from Redis's clock) or one given with --cron or --every (no Redis).
+func runNext(ctx context.Context, c *cli, args []string) error {
+	f := c.next
+	given := 0
+	for _, set := range []bool{len(args) > 0, f.cron != "", f.every != ""} {
+		if set {
+			given++
+		}
+	}
+	if given != 1 || len(args) > 1 {
+		return usagef("next: want one of TASK, --cron EXPR or --every D")
+	}
+	if f.n < 1 || f.n > 1000 {
+		return usagef("next: -n %d: want 1 to 1000", f.n)
+	}
+	var from time.Time
+	if f.from != "" {
+		t, err := time.Parse(time.RFC3339Nano, f.from)
+		if err != nil {
+			return usagef("next: --from %q: want an RFC 3339 time such as 2026-03-28T00:00:00Z", f.from)
+		}
+		from = t
+	}
+	var trig events.Trigger
+	what := ""
+	switch {
+	case f.cron != "":
+		trig, what = events.Cron(f.cron).In(f.tz), fmt.Sprintf("--cron %q", f.cron)
+	case f.every != "":
+		d, err := time.ParseDuration(f.every)
+		if err != nil || d <= 0 {
+			return usagef("next: --every %q: want a positive duration such as 90s or 1h", f.every)
+		}
+		if from.IsZero() {
+			from = time.Now()
+		}
+		trig, what = events.Every(d).From(from), "--every "+f.every
+		from = from.Add(-time.Millisecond) // its first slot is at --from
+	default:
+		if err := c.connect(ctx); err != nil {
+			return err
+		}
+		spec, err := c.st.Spec(ctx, args[0])
+		if errors.Is(err, store.ErrNotFound) {
+			return c.unknownTask(ctx, args[0])
+		}
+		if err != nil {
+			return err
+		}
+		trig, what = spec.Trigger, "task "+args[0]
+		if from.IsZero() {
+			if from, err = c.st.Time(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	if from.IsZero() {
+		from = time.Now()
+	}
+	sched, err := planner.Compile(trig)
+	if err != nil {
+		return usagef("next: %s: %s", what, strings.TrimPrefix(err.Error(), `task "(unnamed)": `))
+	}
+	zone := trig.TZ
+	if f.tz != "" {
+		zone = f.tz
+	}
+	if zone == "" {
+		zone = "UTC"
+	}
+	loc, err := time.LoadLocation(zone)
+	if err != nil {
+		return usagef("next: --tz %q: want an IANA time zone such as Europe/Berlin", zone)
+	}
+	slots := nextSlots(sched, loc, from, f.n)
+	if c.json {
+		b, err := json.Marshal(slots)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(c.stdout, string(b))
+		return nil
+	}
+	if len(slots) == 0 {
+		fmt.Fprintf(c.stdout, "%s has no slot after %s\n", what, from.In(loc).Format(time.RFC3339))
+		return nil
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "#\tTIME (%s)\tUTC\tNOTE\n", zone)
+	for i, s := range slots {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", i+1, s.At.Format("2006-01-02 15:04:05.000 MST"), s.UTC.Format("2006-01-02 15:04:05.000Z"), s.Note)
+	}
+	if len(slots) < f.n {
+		fmt.Fprintf(tw, "\t(no slot after these)\t\t\n")
+	}
+	return tw.Flush()
+}
+
+// nextSlots lists up to n slots of sched after from, in loc, each with a
+// note when the zone's UTC offset changed since the one before (or since
+// from, for the first): a DST change, which moves a wall-clock slot or
+// makes a fixed period fall at another local time.
+func nextSlots(sched planner.Schedule, loc *time.Location, from time.Time, n int) []nextSlot {
+	out := []nextSlot{}
+	_, prevOff := from.In(loc).Zone()
+	for t, ok := sched.Next(from); ok && len(out) < n; t, ok = sched.Next(t) {
+		at := t.In(loc)
+		s := nextSlot{At: at, UTC: t.UTC()}
+		if _, off := at.Zone(); off != prevOff {
+			s.Note = fmt.Sprintf("DST: UTC offset %s -> %s before this slot", offset(prevOff), offset(off))
+			prevOff = off
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// offset formats a UTC offset in seconds as +01:00.
+func offset(sec int) string {
+	sign := '+'
+	if sec < 0 {
+		sign, sec = '-', -sec
+	}
+	return fmt.Sprintf("%c%02d:%02d", sign, sec/3600, sec%3600/60)
+}

@@ -1,0 +1,39 @@
+package e2e
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// taskino next TASK reads the stored task's trigger and lists its slots
+// in its zone; an unknown task is an error naming it.
+func TestCLINextOfAStoredTask(t *testing.T) {
+	b := setup(t)
+	cli := buildBinary(t, "cmd/taskino")
+	tasks := writeFile(t, t.TempDir(), "tasks.yaml", `version: 1
+tasks:
+  - name: backup
+    cron: "30 2 * * *"
+    tz: Europe/Berlin
+`)
+	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
+	out := mustCLI(t, cli, append([]string{"next", "backup", "-n", "2", "--from", "2026-03-28T12:00:00Z", "--json"}, common...)...)
+	var slots []struct {
+		UTC  time.Time
+		Note string
+	}
+	if err := json.Unmarshal([]byte(out), &slots); err != nil || len(slots) != 2 ||
+		!slots[0].UTC.Equal(time.Date(2026, 3, 29, 1, 0, 0, 0, time.UTC)) || !strings.Contains(slots[0].Note, "DST") {
+		t.Errorf("next backup printed %s (%v); want 2026-03-29 01:00Z first, noted as moved by DST", out, err)
+	}
+	table := mustCLI(t, cli, append([]string{"next", "backup", "-n", "1"}, common...)...)
+	if !strings.Contains(table, "TIME (Europe/Berlin)") {
+		t.Errorf("next backup printed %q; want times in Europe/Berlin", table)
+	}
+	if _, stderr, code := runCLI(t, cli, append([]string{"next", "nosuch"}, common...)...); code == 0 || !strings.Contains(stderr, "nosuch") {
+		t.Errorf("next nosuch: exit %d, stderr %q; want an error naming the task", code, stderr)
+	}
+}
