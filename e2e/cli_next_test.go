@@ -37,3 +37,20 @@ tasks:
 		t.Errorf("next nosuch: exit %d, stderr %q; want an error naming the task", code, stderr)
 	}
 }
+
+// taskino tail --no-follow prints what is stored and exits 0, instead of
+// waiting for more.
+func TestCLITailNoFollow(t *testing.T) {
+	b := setup(t)
+	cli := buildBinary(t, "cmd/taskino")
+	tasks := writeFile(t, t.TempDir(), "tasks.yaml", "version: 1\ntasks:\n  - name: a\n    every: 1h\n  - name: b\n    every: 1h\n")
+	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
+	out := mustCLI(t, cli, append([]string{"tail", "--since", "0", "--no-follow", "--type", "registered"}, common...)...)
+	if strings.Count(out, "registered") != 2 || strings.Contains(out, "reload") {
+		t.Errorf("tail --no-follow --type registered printed %q; want the two registered events alone", out)
+	}
+	if out := mustCLI(t, cli, append([]string{"tail", "--no-follow"}, common...)...); out != "" {
+		t.Errorf("tail --no-follow without --since printed %q; want nothing", out)
+	}
+}

@@ -113,6 +113,20 @@ tasks:
 	if !strings.Contains(out, "1 workers (1 live)") || !strings.Contains(out, "1: tick") {
 		t.Errorf("taskino workers printed\n%s\nwant w1 live, running tick", out)
 	}
+	var reg struct {
+		Version int64
+		Workers []struct {
+			Node         string
+			Live         bool
+			Tasks        []string
+			VisibilityMs int64 `json:"visibility_ms"`
+		}
+	}
+	js := mustCLI(t, cli, append([]string{"workers", "--json"}, common...)...)
+	if err := json.Unmarshal([]byte(js), &reg); err != nil || reg.Version != 1 || len(reg.Workers) != 1 || reg.Workers[0].Node != "w1" ||
+		!reg.Workers[0].Live || !slices.Equal(reg.Workers[0].Tasks, []string{"tick"}) || reg.Workers[0].VisibilityMs != 1000 {
+		t.Errorf("taskino workers --json printed %s (%v); want version 1, w1 live with tick and a 1s visibility", js, err)
+	}
 
 	// SIGHUP with a new command (and version): the fires after it run it.
 	writeFile(t, dir, "tasks.yaml", file(2, "new", ""))

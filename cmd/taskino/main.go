@@ -77,7 +77,7 @@ func init() {
 		"trigger":  {"run a task once now", triggerFlags, runTrigger},
 		"tail":     {"print events as they happen", tailFlags, runTail},
 		"last-run": {"the latest fire of one task or all", nil, runLastRun},
-		"workers":  {"the workers: live or not, queues, version, tasks they run", nil, runWorkers},
+		"workers":  {"the workers: live or not, queues, version, tasks they run", jsonFlag, runWorkers},
 		"next":     {"the next fire times of a task, or of --cron/--every, with DST changes", nextFlagSet, runNext},
 		"pause":    {"stop planning a task until resumed", nil, runPause},
 		"resume":   {"plan a paused task again, from now on", nil, runResume},
@@ -105,6 +105,7 @@ type cli struct {
 	tasks       string
 	node        string
 	next        nextFlags
+	noFollow    bool
 	embedded    bool // dev: --redis not given
 	logLevelSet bool // --log-level given
 
@@ -259,6 +260,11 @@ func (c *cli) connect(ctx context.Context) error {
 }
 
 // want checks the number of positional arguments.
+// jsonFlag adds --json.
+func jsonFlag(fs *flag.FlagSet, c *cli) {
+	fs.BoolVar(&c.json, "json", false, "one JSON object instead of text for people")
+}
+
 func want(name string, args []string, min, max int, what string) error {
 	if len(args) < min || (max >= 0 && len(args) > max) {
 		return usagef("%s: want %s, got %d argument(s)", name, what, len(args))

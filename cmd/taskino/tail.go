@@ -22,6 +22,7 @@ func tailFlags(fs *flag.FlagSet, c *cli) {
 	fs.StringVar(&c.task, "task", "", "only events of this task")
 	fs.StringVar(&c.typ, "type", "", "only events of these types, comma-separated (fired, started, completed, failed, retried, dead, missed, ...)")
 	fs.StringVar(&c.since, "since", "", "start at an entry id (exclusive; 0 for the oldest kept) or a duration ago (5m), instead of now")
+	fs.BoolVar(&c.noFollow, "no-follow", false, "stop at the last event stored when tail started, instead of waiting for more (with --since)")
 }
 
 func runTail(ctx context.Context, c *cli, args []string) error {
@@ -39,8 +40,29 @@ func runTail(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	if c.noFollow {
+		last, err := c.st.LastEntryID(ctx, c.st.Keys().Events())
+		if err != nil {
+			return err
+		}
+		if last == "" || from == "$" {
+			return nil // nothing stored, or nothing asked for before now
+		}
+		ctx, stop := context.WithCancel(ctx)
+		defer stop()
+		return tail(ctx, c.st, from, func(e events.Event) bool {
+			if !store.LessID(last, e.ID) {
+				return filter(e)
+			}
+			stop() // past the end: print nothing more
+			return false
+		}, newPrinter(c.stdout, c.json), closedChan)
+	}
 	return tail(ctx, c.st, from, filter, newPrinter(c.stdout, c.json), nil)
 }
+
+// closedChan makes tail read what is stored without waiting (its drain).
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 var entryIDForm = regexp.MustCompile(`^\d+(-\d+)?$`)
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -36,6 +37,9 @@ func runWorkers(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	if c.json {
+		return printWorkersJSON(c, ws, version)
+	}
 	if len(ws) == 0 {
 		fmt.Fprintf(c.stdout, "no workers in namespace %q\n", c.Namespace)
 		return nil
@@ -69,6 +73,38 @@ func runWorkers(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", printable(w.Node), alive, seen, printable(strings.Join(w.Queues, ",")), v, w.Visibility, tasks)
 	}
 	return tw.Flush()
+}
+
+// workerJSON is one worker in taskino workers --json.
+type workerJSON struct {
+	Node         string    `json:"node"`
+	Live         bool      `json:"live"`
+	Seen         time.Time `json:"seen"`
+	Queues       []string  `json:"queues"`
+	Version      int64     `json:"version"`
+	Stale        bool      `json:"stale"`
+	VisibilityMs int64     `json:"visibility_ms"`
+	Tasks        []string  `json:"tasks"`
+}
+
+// printWorkersJSON prints the registry as one JSON object: the namespace,
+// its stored version and the workers (JSON escapes what came from Redis).
+func printWorkersJSON(c *cli, ws []store.WorkerState, version int64) error {
+	out := struct {
+		Namespace string       `json:"namespace"`
+		Version   int64        `json:"version"`
+		Workers   []workerJSON `json:"workers"`
+	}{Namespace: c.Namespace, Version: version, Workers: []workerJSON{}}
+	for _, w := range ws {
+		out.Workers = append(out.Workers, workerJSON{Node: w.Node, Live: w.Live, Seen: w.Seen, Queues: w.Queues, Version: w.Version,
+			Stale: w.Stale, VisibilityMs: w.Visibility.Milliseconds(), Tasks: w.Tasks})
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(c.stdout, string(b))
+	return nil
 }
 
 // warnUnrun prints to stderr, one line per task of f, the tasks that no
