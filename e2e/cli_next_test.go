@@ -54,3 +54,61 @@ func TestCLITailNoFollow(t *testing.T) {
 		t.Errorf("tail --no-follow without --since printed %q; want nothing", out)
 	}
 }
+
+// taskino apply --dry-run prints what an apply would change, with the
+// next fire of each added or rescheduled task, and writes nothing.
+func TestCLIApplyDryRun(t *testing.T) {
+	b := setup(t)
+	cli := buildBinary(t, "cmd/taskino")
+	dir := t.TempDir()
+	v1 := writeFile(t, dir, "v1.yaml", `version: 1
+tasks:
+  - name: same
+    every: 1h
+  - name: payload
+    every: 1h
+  - name: moved
+    cron: "0 3 * * *"
+  - name: gone
+    every: 1h
+`)
+	v2 := writeFile(t, dir, "v2.yaml", `version: 2
+tasks:
+  - name: same
+    every: 1h
+  - name: payload
+    every: 1h
+    payload: new
+  - name: moved
+    cron: "30 2 * * *"
+    tz: Europe/Berlin
+  - name: fresh
+    every: 1h
+`)
+	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	mustCLI(t, cli, append([]string{"apply", v1}, common...)...)
+	before, err := b.st.RangeEvents(b.ctx, "-", "+")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := mustCLI(t, cli, append([]string{"apply", "--dry-run", v2}, common...)...)
+	for _, want := range []string{"would apply version 2 over 1 (4 tasks); nothing written", "  + fresh (next fire ", "  ~ payload\n",
+		"  ~ moved (rescheduled) (next fire ", " CE", "  - gone\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("apply --dry-run printed\n%s\nwant %q in it", out, want)
+		}
+	}
+	if strings.Contains(out, "same") {
+		t.Errorf("apply --dry-run printed\n%s\nwant nothing of the unchanged task", out)
+	}
+	after, err := b.st.RangeEvents(b.ctx, "-", "+")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := b.st.Version(b.ctx); err != nil || v != 1 || len(after) != len(before) {
+		t.Errorf("after the dry run: version %d (err %v), %d events (%d before); want version 1 and nothing written", v, err, len(after), len(before))
+	}
+	if out := mustCLI(t, cli, append([]string{"apply", "--dry-run", v1}, common...)...); !strings.Contains(out, "already applied") {
+		t.Errorf("dry run of the stored version printed %q", out)
+	}
+}

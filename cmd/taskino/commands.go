@@ -21,6 +21,7 @@ import (
 
 func applyFlags(fs *flag.FlagSet, c *cli) {
 	fs.Int64Var(&c.version, "version", 0, "version to apply (default: the file's version)")
+	fs.BoolVar(&c.dryRun, "dry-run", false, "print what applying would change (and each added or rescheduled task's next fire), writing nothing")
 }
 
 func runApply(ctx context.Context, c *cli, args []string) error {
@@ -36,6 +37,9 @@ func runApply(ctx context.Context, c *cli, args []string) error {
 	}
 	if err := c.connect(ctx); err != nil {
 		return err
+	}
+	if c.dryRun {
+		return dryRunApply(ctx, c, f, c.version)
 	}
 	res, err := app.ApplyFile(ctx, c.st, f, c.version)
 	if err != nil {

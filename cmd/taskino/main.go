@@ -106,6 +106,7 @@ type cli struct {
 	node        string
 	next        nextFlags
 	noFollow    bool
+	dryRun      bool
 	embedded    bool // dev: --redis not given
 	logLevelSet bool // --log-level given
 
