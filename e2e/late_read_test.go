@@ -21,7 +21,9 @@ import (
 // to run).
 func TestLateFiresAreNotReplayed(t *testing.T) {
 	b := setup(t)
-	const grace = 300 * time.Millisecond
+	// A grace well above a loaded machine's planning delays: the misses
+	// checked here are the worker's, of fires queued while it was away.
+	const grace = time.Second
 	specs := []events.Spec{
 		{Name: "skip", Trigger: events.Every(200 * time.Millisecond), Misfire: events.MisfireSkip, MisfireGrace: grace},
 		{Name: "once", Trigger: events.Every(200 * time.Millisecond), Misfire: events.MisfireFireOnce, MisfireGrace: grace},
@@ -30,7 +32,7 @@ func TestLateFiresAreNotReplayed(t *testing.T) {
 		t.Fatal(err)
 	}
 	startPlanner(t, b, planner.Config{Node: "p1"}, nil)
-	// The queue has no worker while 10 slots of each task are fired.
+	// The queue has no worker while 20 slots of each task are fired.
 	awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool {
 		n := 0
 		for _, e := range all {
@@ -38,7 +40,7 @@ func TestLateFiresAreNotReplayed(t *testing.T) {
 				n++
 			}
 		}
-		return n >= 10
+		return n >= 20
 	})
 	workerAt := time.Now()
 	noop := func(context.Context, events.Fire) error { return nil }
@@ -58,17 +60,17 @@ func TestLateFiresAreNotReplayed(t *testing.T) {
 		missed, ran := map[string]events.Event{}, map[string]bool{}
 		for _, e := range all {
 			switch {
-			case e.Task == task && e.Type == events.TypeMissed:
-				missed[e.Fire] = e
+			case e.Task == task && e.Type == events.TypeMissed && e.Worker == "w1":
+				missed[e.Fire] = e // the worker's (a loaded planner may miss slots too)
 			case e.Task == task && e.Type == events.TypeStarted:
 				ran[e.Fire] = true
 			}
 		}
 		stale := 0
 		for _, e := range all {
-			// Fired a second and more before the worker came: past the
-			// grace when it read them, whatever the machine's pace.
-			if e.Task == task && e.Type == events.TypeFired && e.At.Before(workerAt.Add(-time.Second)) {
+			// Fired a second past the grace before the worker came: past
+			// the grace when it read them, whatever the machine's pace.
+			if e.Task == task && e.Type == events.TypeFired && e.At.Before(workerAt.Add(-grace-time.Second)) {
 				stale++
 				_, isMissed := missed[e.Fire]
 				switch {
@@ -80,7 +82,7 @@ func TestLateFiresAreNotReplayed(t *testing.T) {
 			}
 		}
 		if stale < 3 {
-			t.Fatalf("%s: %d fires queued a second before the worker came; want at least 3", task, stale)
+			t.Fatalf("%s: %d fires queued two seconds before the worker came; want at least 3", task, stale)
 		}
 		for f, e := range missed {
 			if ran[f] {
