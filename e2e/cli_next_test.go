@@ -50,8 +50,24 @@ func TestCLITailNoFollow(t *testing.T) {
 	if strings.Count(out, "registered") != 2 || strings.Contains(out, "reload") {
 		t.Errorf("tail --no-follow --type registered printed %q; want the two registered events alone", out)
 	}
-	if out := mustCLI(t, cli, append([]string{"tail", "--no-follow"}, common...)...); out != "" {
-		t.Errorf("tail --no-follow without --since printed %q; want nothing", out)
+	if _, stderr, code := runCLI(t, cli, append([]string{"tail", "--no-follow"}, common...)...); code != 2 || !strings.Contains(stderr, "--no-follow needs --since") {
+		t.Errorf("tail --no-follow without --since: exit %d, stderr %q; want 2, saying it needs --since", code, stderr)
+	}
+}
+
+// A wrong password is reported as a refused login, not as Redis out of
+// reach.
+func TestCLIWrongPassword(t *testing.T) {
+	b := setup(t)
+	cli := buildBinary(t, "cmd/taskino")
+	user := "wrongpass-" + ns
+	if err := b.rdb.Do(b.ctx, "ACL", "SETUSER", user, "on", ">right", "~*", "&*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.rdb.Do(b.ctx, "ACL", "DELUSER", user) })
+	_, stderr, code := runCLI(t, cli, "ls", "--redis", "redis://"+user+":wrong@"+b.srv.Addr+"/0", "--namespace", ns)
+	if code != 1 || !strings.Contains(stderr, "refused the login") || strings.Contains(stderr, "cannot reach") || strings.Contains(stderr, "wrong") {
+		t.Errorf("ls with a wrong password: exit %d, stderr %q; want 1, a refused login, the password hidden", code, stderr)
 	}
 }
 
@@ -110,5 +126,10 @@ tasks:
 	}
 	if out := mustCLI(t, cli, append([]string{"apply", "--dry-run", v1}, common...)...); !strings.Contains(out, "already applied") {
 		t.Errorf("dry run of the stored version printed %q", out)
+	}
+	// An older version fails the dry run as it fails the apply.
+	mustCLI(t, cli, append([]string{"apply", v2}, common...)...)
+	if _, stderr, code := runCLI(t, cli, append([]string{"apply", "--dry-run", v1}, common...)...); code != 1 || !strings.Contains(stderr, "version 2 is stored") {
+		t.Errorf("dry run of an older version: exit %d, stderr %q; want 1, naming the stored version", code, stderr)
 	}
 }

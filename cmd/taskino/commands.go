@@ -169,7 +169,7 @@ func runTrigger(ctx context.Context, c *cli, args []string) error {
 		return c.unknownTask(ctx, args[0])
 	}
 	if err != nil {
-		return fmt.Errorf("trigger %q: %v", args[0], err)
+		return err // it names the task
 	}
 	fmt.Fprintf(c.stdout, "triggered %s: entry %s\n", args[0], entry)
 	return nil

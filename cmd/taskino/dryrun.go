@@ -15,7 +15,9 @@ import (
 // dryRunApply prints what applying f at version would change, from the
 // stored task set, writing nothing: the outcome, the tasks added, changed
 // (rescheduled or not) and removed, with the next fire of each added or
-// rescheduled one, and the tasks no live worker advertises.
+// rescheduled one, and the tasks no live worker advertises. It fails as
+// the apply would (an older version, or the stored one with other tasks),
+// so a CI check by dry run fails where the apply would.
 func dryRunApply(ctx context.Context, c *cli, f *tasksfile.File, version int64) error {
 	if version == 0 {
 		version = f.Version
@@ -65,13 +67,12 @@ func dryRunApply(ctx context.Context, c *cli, f *tasksfile.File, version int64) 
 	same := len(added)+len(changed)+len(removed) == 0
 	switch {
 	case stored > version:
-		fmt.Fprintf(c.stdout, "dry run: version %d would not be applied: version %d is stored\n", version, stored)
-		return nil
+		return fmt.Errorf("dry run: version %d would not be applied: version %d is stored; apply a higher version", version, stored)
 	case stored == version && same:
 		fmt.Fprintf(c.stdout, "dry run: version %d is already applied with these %d tasks; nothing would change\n", version, len(f.Tasks))
 		return nil
 	case stored == version:
-		fmt.Fprintf(c.stdout, "dry run: version %d is stored with other tasks: applying would be refused; raise the version\n", version)
+		return fmt.Errorf("dry run: version %d is stored with other tasks: applying would be refused; raise the version", version)
 	case stored == 0:
 		fmt.Fprintf(c.stdout, "dry run: would apply version %d (%d tasks); nothing written\n", version, len(f.Tasks))
 	default:

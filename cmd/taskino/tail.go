@@ -41,12 +41,15 @@ func runTail(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	if c.noFollow {
+		if c.since == "" {
+			return usagef("tail: --no-follow needs --since (an entry id, 0 for the oldest kept, or a duration such as 5m): without it there is nothing to print")
+		}
 		last, err := c.st.LastEntryID(ctx, c.st.Keys().Events())
 		if err != nil {
 			return err
 		}
-		if last == "" || from == "$" {
-			return nil // nothing stored, or nothing asked for before now
+		if last == "" {
+			return nil // nothing stored
 		}
 		ctx, stop := context.WithCancel(ctx)
 		defer stop()

@@ -152,6 +152,9 @@ func (c *Common) Connect(ctx context.Context) (redis.UniversalClient, error) {
 	defer cancel()
 	if err := rdb.Ping(pctx).Err(); err != nil {
 		_ = rdb.Close()
+		if msg := err.Error(); strings.HasPrefix(msg, "WRONGPASS") || strings.HasPrefix(msg, "NOAUTH") || strings.HasPrefix(msg, "NOPERM") {
+			return nil, fmt.Errorf("Redis at %s refused the login: %v (check the user and password in --redis or TASKINO_REDIS)", redisurl.Addr(c.RedisURL), oneLine(err))
+		}
 		return nil, fmt.Errorf("cannot reach Redis at %s: %v", redisurl.Addr(c.RedisURL), oneLine(err))
 	}
 	return rdb, nil
