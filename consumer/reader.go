@@ -171,7 +171,7 @@ func (r *reader) reclaim(ctx context.Context, stream string, max int) (ds []stor
 	if wait > 0 {
 		if !r.quietLogged {
 			r.quietLogged = true
-			r.log.Info().Dur("wait", wait).Msg("no worker reached Redis for a while: reclaims wait, so live workers extend their claims first")
+			r.log.Info().Dur("wait", wait).Msg("no worker reached Redis for a while (a new namespace, or an outage): reclaims of idle fires wait, so live workers extend their claims first")
 		}
 		// Only fires handed back were taken: they were given up.
 		more = len(ds) > 0
