@@ -85,67 +85,50 @@ func (c *claims) notHeld(ds []store.Delivery) []store.Delivery {
 	return fresh
 }
 
+// mark applies set to the held fires of ds (single-mode ones this worker
+// still holds), under the lock.
+func (c *claims) mark(ds []store.Delivery, set func(h *heldFire)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, d := range ds {
+		k := heldKey(d.Stream, d.EntryID)
+		if h, ok := c.held[k]; ok && !d.Broadcast {
+			set(&h)
+			c.held[k] = h
+		}
+	}
+}
+
 // markOverlap notes that d began under its task's overlap policy: its
 // heartbeats extend the task's running key too.
 func (c *claims) markOverlap(d store.Delivery) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if h, ok := c.held[heldKey(d.Stream, d.EntryID)]; ok {
-		h.Overlap = true
-		c.held[heldKey(d.Stream, d.EntryID)] = h
-	}
+	c.mark([]store.Delivery{d}, func(h *heldFire) { h.Overlap = true })
 }
 
 // markQueued notes that d's outcome is queued (see Consumer.enqueue, which
 // calls it before the outcome is queued): it stays held, and extended,
 // until recorded, but a stop does not hand it back.
 func (c *claims) markQueued(d store.Delivery) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	k := heldKey(d.Stream, d.EntryID)
-	if h, ok := c.held[k]; ok {
-		h.queued = true
-		c.held[k] = h
-	}
+	c.mark([]store.Delivery{d}, func(h *heldFire) { h.queued = true })
 }
 
 // markOut notes that Fetch returned ds: the dispatcher starts them or
 // hands them back, so handBackUnstarted leaves them alone.
 func (c *claims) markOut(ds []store.Delivery) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, d := range ds {
-		k := heldKey(d.Stream, d.EntryID)
-		if h, ok := c.held[k]; ok && !d.Broadcast {
-			h.out = true
-			c.held[k] = h
-		}
-	}
+	c.mark(ds, func(h *heldFire) { h.out = true })
 }
 
 // markIn undoes markOut for d: the consumer holds it again, unstarted
 // (Consumer.Unhandled), and a stop hands it back.
 func (c *claims) markIn(d store.Delivery) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	k := heldKey(d.Stream, d.EntryID)
-	if h, ok := c.held[k]; ok {
-		h.out = false
-		c.held[k] = h
-	}
+	c.mark([]store.Delivery{d}, func(h *heldFire) { h.out = false })
 }
 
 // abandon gives up extending d, whose run did not end when cancelled: it
 // is neither extended nor handed back, so it is reclaimed once the
 // visibility timeout has passed, when the run is over or its process gone.
 func (c *claims) abandon(d store.Delivery) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	k := heldKey(d.Stream, d.EntryID)
-	if h, ok := c.held[k]; ok {
-		h.abandoned = true
-		c.held[k] = h
-	}
+	c.mark([]store.Delivery{d}, func(h *heldFire) { h.abandoned = true })
 }
 
 // handBackUnstarted gives back at once the held fires that Fetch has not
@@ -153,17 +136,7 @@ func (c *claims) abandon(d store.Delivery) {
 // but not handed to the dispatcher): a stop's first step. It returns how
 // many.
 func (c *claims) handBackUnstarted() int {
-	c.mu.Lock()
-	var hs []store.Held
-	for k, h := range c.held {
-		if !h.out && !h.queued && !h.abandoned {
-			hs = append(hs, h.Held)
-			delete(c.held, k)
-		}
-	}
-	c.mu.Unlock()
-	c.handBackHeld(hs)
-	return len(hs)
+	return c.handBackWhere(func(h heldFire) bool { return !h.out })
 }
 
 // holding says whether this worker still holds d: held, and not taken
@@ -209,17 +182,23 @@ func (c *claims) handBack(ds []store.Delivery) {
 
 // handBackAll gives back every held fire whose outcome is not queued and
 // that was not abandoned (a stop).
-func (c *claims) handBackAll() {
+func (c *claims) handBackAll() { c.handBackWhere(func(heldFire) bool { return true }) }
+
+// handBackWhere gives back, and forgets, the held fires for which pick
+// holds, but for those whose outcome is queued or that were abandoned; it
+// returns how many.
+func (c *claims) handBackWhere(pick func(h heldFire) bool) int {
 	c.mu.Lock()
 	var hs []store.Held
 	for k, h := range c.held {
-		if !h.queued && !h.abandoned {
+		if !h.queued && !h.abandoned && pick(h) {
 			hs = append(hs, h.Held)
 			delete(c.held, k)
 		}
 	}
 	c.mu.Unlock()
 	c.handBackHeld(hs)
+	return len(hs)
 }
 
 func (c *claims) handBackHeld(hs []store.Held) {
