@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/taskino/taskino/cmd/internal/app"
 	"github.com/taskino/taskino/cmd/internal/tasksfile"
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/planner"
@@ -19,11 +20,9 @@ import (
 // the apply would (an older version, or the stored one with other tasks),
 // so a CI check by dry run fails where the apply would.
 func dryRunApply(ctx context.Context, c *cli, f *tasksfile.File, version int64) error {
-	if version == 0 {
-		version = f.Version
-	}
-	if version <= 0 {
-		return fmt.Errorf("%s: no version; add \"version: N\" to the file (or pass --version N), higher than the one stored", f.Path)
+	version, err := app.FileVersion(f, version)
+	if err != nil {
+		return err
 	}
 	stored, err := c.st.Version(ctx)
 	if err != nil {
@@ -87,18 +86,15 @@ func dryRunApply(ctx context.Context, c *cli, f *tasksfile.File, version int64) 
 		if err != nil {
 			return ""
 		}
-		t, ok := sched.Next(now.Add(-time.Millisecond))
-		if !ok {
+		_, loc, err := zoneOf(specs[name].Trigger.TZ)
+		if err != nil {
+			return ""
+		}
+		slots := nextSlots(sched, loc, now.Add(-time.Millisecond), 1)
+		if len(slots) == 0 {
 			return " (no slot left)"
 		}
-		zone := specs[name].Trigger.TZ
-		if zone == "" {
-			zone = "UTC"
-		}
-		if loc, err := time.LoadLocation(zone); err == nil {
-			t = t.In(loc)
-		}
-		return " (next fire " + t.Format("2006-01-02 15:04:05.000 MST") + ")"
+		return " (next fire " + slots[0].At.Format("2006-01-02 15:04:05.000 MST") + ")"
 	}
 	for _, n := range added {
 		fmt.Fprintf(c.stdout, "  + %s%s\n", printable(n), next(n))

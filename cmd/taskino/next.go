@@ -105,10 +105,7 @@ func runNext(ctx context.Context, c *cli, args []string) error {
 	if f.tz != "" {
 		zone = f.tz
 	}
-	if zone == "" {
-		zone = "UTC"
-	}
-	loc, err := time.LoadLocation(zone)
+	zone, loc, err := zoneOf(zone)
 	if err != nil {
 		return usagef("next: --tz %q: want an IANA time zone such as Europe/Berlin", zone)
 	}
@@ -153,6 +150,15 @@ func nextSlots(sched planner.Schedule, loc *time.Location, from time.Time, n int
 		out = append(out, s)
 	}
 	return out
+}
+
+// zoneOf loads the time zone named tz ("" for UTC) and returns its name.
+func zoneOf(tz string) (string, *time.Location, error) {
+	if tz == "" {
+		tz = "UTC"
+	}
+	loc, err := time.LoadLocation(tz)
+	return tz, loc, err
 }
 
 // offset formats a UTC offset in seconds as +01:00.

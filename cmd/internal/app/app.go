@@ -166,17 +166,28 @@ func (c *Common) Connect(ctx context.Context) (redis.UniversalClient, error) {
 // file and flag without any version is an error: versions are what keep an
 // older file from replacing a newer one.
 func ApplyFile(ctx context.Context, st *store.Store, f *tasksfile.File, version int64) (store.ApplyResult, error) {
-	if version == 0 {
-		version = f.Version
-	}
-	if version <= 0 {
-		return store.ApplyResult{}, fmt.Errorf("%s: no version; add \"version: N\" to the file (or pass --version N), higher than the one stored", f.Path)
+	version, err := FileVersion(f, version)
+	if err != nil {
+		return store.ApplyResult{}, err
 	}
 	res, err := planner.Apply(ctx, st, version, f.Specs())
 	if err != nil {
 		return res, fmt.Errorf("%s: %v", f.Path, oneLine(err))
 	}
 	return res, nil
+}
+
+// FileVersion is the version a tasks file is applied at: version when it
+// is not 0 (--version), else the file's own; a file and flag without any
+// is an error naming the file.
+func FileVersion(f *tasksfile.File, version int64) (int64, error) {
+	if version == 0 {
+		version = f.Version
+	}
+	if version <= 0 {
+		return 0, fmt.Errorf("%s: no version; add \"version: N\" to the file (or pass --version N), higher than the one stored", f.Path)
+	}
+	return version, nil
 }
 
 // handlers builds a handler for each task of f that has a command or an
