@@ -185,13 +185,18 @@ func (a *advert) resend() {
 	a.mu.Unlock()
 }
 
-// leave removes the worker from the registry: a clean stop, before its
-// node_down. A failure is logged; the entry then stops being live after
-// the visibility timeout, and is forgotten after store.ForgetWorkers.
+// leave removes the worker from the registry, once, and makes it publish
+// nothing more: a clean stop, at its start (StopFetching) or at the end of
+// Run, before node_down. A failure is logged; the entry then stops being
+// live after the visibility timeout, and is forgotten after
+// store.ForgetWorkers.
 func (c *Consumer) leave() {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if err := c.st.Leave(ctx, c.cfg.Node); err != nil {
-		c.log.Warn().Err(err).Msg("leave the workers registry")
-	}
+	c.left.Do(func() {
+		c.self.stop()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := c.st.Leave(ctx, c.cfg.Node); err != nil {
+			c.log.Warn().Err(err).Msg("leave the workers registry")
+		}
+	})
 }

@@ -37,6 +37,7 @@ type Consumer struct {
 	readDone chan struct{} // closed when the read loop has returned
 	// fetchDone is set by StopFetching: Fetch hands out nothing more.
 	fetchDone atomic.Bool
+	left      sync.Once // leave
 	// handedBack signals that a worker handed fires back (set before ready
 	// closes; nil when the subscription failed): Fetch reclaims at once.
 	handedBack <-chan struct{}
@@ -318,7 +319,6 @@ func (c *Consumer) StopFetching() {
 		return // not set up: nothing held
 	}
 	// Out of the registry first, so no worker routes fires here any more.
-	c.self.stop()
 	c.leave()
 	if n := c.claims.handBackUnstarted(); n > 0 {
 		c.log.Info().Int("fires", n).Msg("stopping: handed back the fires read but not started")
