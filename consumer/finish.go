@@ -20,7 +20,7 @@ func (c *Consumer) Start(d *store.Delivery) {
 	// (see flushOnce), and no allocation per run while thousands start:
 	// the queue holds, as values, what varies by run (a quarter of an
 	// event's size).
-	e := startRec{task: d.Fire.Task, fire: d.Fire.ID, queue: d.Queue, at: d.Fire.At, attempt: d.Fire.Attempt}
+	e := startRec{task: d.Fire.Task, fire: d.Fire.ID, queue: d.Queue, at: d.Fire.At, started: time.Now(), attempt: d.Fire.Attempt}
 	c.outbox.start(e)
 }
 
@@ -74,15 +74,17 @@ func (c *Consumer) Finish(d *store.Delivery, r Result) {
 	// goroutine that copied it and its events through locals would
 	// outgrow its first stack, and thousands of runs start at one instant.
 	o := &store.Outcome{Delivery: *d, EndOverlap: overlap && !d.Broadcast,
-		LastRun: &events.LastRun{Task: d.Fire.Task, Fire: d.Fire.ID, Scheduled: d.Fire.At, Started: r.Started, Finished: r.Finished}}
-	ne := 1 // a failure may add its retried or dead event
+		LastRun: &events.LastRun{Task: d.Fire.Task, Fire: d.Fire.ID, Scheduled: d.Fire.At, Started: r.Started, Finished: r.Finished,
+			Attempt: d.Fire.Attempt, Worker: c.cfg.Node}}
+	fired, _ := events.EntryTime(d.EntryID) // zero when it has no id
+	ne := 1                                 // a failure may add its retried or dead event
 	if r.Err != nil {
 		ne = 2
 	}
 	o.Events = make([]events.Event, 1, ne)
 	e := &o.Events[0]
 	e.Task, e.Fire, e.At, e.Attempt, e.Worker, e.Queue = d.Fire.Task, d.Fire.ID, d.Fire.At, d.Fire.Attempt, c.cfg.Node, d.Queue
-	e.CostMs, e.Output = r.Finished.Sub(r.Started).Milliseconds(), cleanTail(r.Output)
+	e.CostMs, e.Output, e.Fired, e.Started = r.Finished.Sub(r.Started).Milliseconds(), cleanTail(r.Output), fired, r.Started
 	if r.Err == nil {
 		e.Type, e.Status = events.TypeCompleted, events.StatusCompleted
 		o.LastRun.Status = events.StatusCompleted
@@ -97,8 +99,9 @@ func (c *Consumer) Finish(d *store.Delivery, r Result) {
 			o.Events = append(o.Events, next)
 			o.RetryIn = max(r.RetryIn, time.Millisecond)
 		case r.Next == Dead:
-			next.Type, next.Reason, next.Queue = events.TypeDead, clean(r.Reason), d.Queue
+			next.Type, next.Reason, next.Queue, next.Fired = events.TypeDead, clean(r.Reason), d.Queue, fired
 			o.Events = append(o.Events, next)
+			o.LastRun.Status = events.StatusDead
 			o.Dead, o.DeadError = next.Reason, msg
 		}
 	}
@@ -117,7 +120,9 @@ func (c *Consumer) cancelled(d *store.Delivery, r Result) {
 	if e.Reason == "" {
 		e.Reason = "the worker stopped"
 	}
+	e.Fired, _ = events.EntryTime(d.EntryID)
 	if !r.Started.IsZero() {
+		e.Started = r.Started
 		end := r.Finished
 		if end.IsZero() { // abandoned: still running
 			end = time.Now()
@@ -129,7 +134,7 @@ func (c *Consumer) cancelled(d *store.Delivery, r Result) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := c.st.AppendEvent(ctx, e); err != nil {
+	if err := c.st.AppendOutcome(ctx, e); err != nil {
 		c.log.Warn().Err(err).Str("fire", d.Fire.ID).Msg("record a cancelled run")
 	}
 }

@@ -40,7 +40,8 @@ type outbox struct {
 	startMu    sync.Mutex
 	started    []startRec // started events to append (from startedOff on), before the outcomes
 	startedOff int
-	startedBuf []events.Event // flushOnce's: a batch of started events, built from started
+	startedBuf []events.Event   // flushOnce's: a batch of started events, built from started
+	runsBuf    []events.LastRun // and their running records
 }
 
 func newOutbox(st workerStore, log zerolog.Logger, node string, batch int, releaseHold time.Duration, recorded func([]*store.Outcome)) *outbox {
@@ -51,7 +52,7 @@ func newOutbox(st workerStore, log zerolog.Logger, node string, batch int, relea
 // startRec is a queued started event: the fields that vary by run.
 type startRec struct {
 	task, fire, queue string
-	at                time.Time
+	at, started       time.Time
 	attempt           int
 }
 
@@ -180,14 +181,17 @@ func (ob *outbox) flushOnce(ctx context.Context) (int, error) {
 		// queued: the records stay put once the lock is released.
 		recs := ob.started[ob.startedOff : ob.startedOff+m : ob.startedOff+m]
 		ob.startMu.Unlock()
-		evs := ob.startedBuf[:0]
+		evs, runs := ob.startedBuf[:0], ob.runsBuf[:0]
 		for _, r := range recs {
 			evs = append(evs, events.Event{Type: events.TypeStarted, Task: r.task, Fire: r.fire, At: r.at, Attempt: r.attempt,
 				Worker: ob.node, Queue: r.queue})
+			runs = append(runs, events.LastRun{Task: r.task, Fire: r.fire, Scheduled: r.at, Started: r.started,
+				Status: events.StatusRunning, Attempt: r.attempt, Worker: ob.node})
 		}
-		err := ob.st.AppendEvents(ctx, evs)
+		err := ob.st.AppendStarted(ctx, evs, runs)
 		clear(evs) // keep no run's strings alive
-		ob.startedBuf = evs
+		clear(runs)
+		ob.startedBuf, ob.runsBuf = evs, runs
 		if err != nil {
 			return 0, err
 		}

@@ -32,6 +32,8 @@ type workerSteps interface {
 	TrimEvents(ctx context.Context, keep time.Duration) (int64, error)
 	AppendEvent(ctx context.Context, e events.Event) error
 	AppendEvents(ctx context.Context, evs []events.Event) error
+	AppendStarted(ctx context.Context, evs []events.Event, runs []events.LastRun) error
+	AppendOutcome(ctx context.Context, e events.Event) error
 }
 
 // workerStore is the namespace as a Consumer uses it: the store's public

@@ -38,6 +38,9 @@ const (
 	FieldPolicy   = "policy"   // missed: the policy that decided it
 	FieldReason   = "reason"   // why (a dead letter, a miss)
 	FieldOutput   = "output"   // the tail of what a run printed
+	FieldFired    = "fired"    // an outcome: when its fire entry was appended, Unix milliseconds
+	FieldStarted  = "started"  // an outcome: when the run started (the worker's clock), Unix milliseconds
+	FieldLastRun  = "lastrun"  // an outcome: "1" when it became the task's last outcome (see Event.LastRun)
 )
 
 // EncodingVersion is the value of FieldV written by this package.
@@ -198,7 +201,6 @@ const (
 	TypeStuck      Type = "stuck"      // a task's fires wait: no live worker of their queue runs it
 	TypeRetried    Type = "retried"    // a failed fire was scheduled again
 	TypeDead       Type = "dead"       // a fire or entry was dead-lettered
-	TypeLastRun    Type = "lastrun"    // a task's last-run record changed
 	TypeNodeUp     Type = "node_up"    // a planner or worker started
 	TypeNodeDown   Type = "node_down"  // a planner or worker stopped
 	TypePaused     Type = "paused"     // a task was paused: it is not planned until resumed
@@ -234,6 +236,15 @@ type Event struct {
 	Policy   Misfire
 	Reason   string
 	Output   string
+	// Fired is when the fire's entry was appended, and Started when the
+	// run started (an outcome's).
+	Fired, Started time.Time
+	// LastRun, on an outcome (completed, failed, dead), is set
+	// by the store, never by the writer: the outcome became the task's
+	// last outcome (and, completed, its last success) in the per-task
+	// state, in the same step that appended the event. An outcome that
+	// is not set lost to a later slot's, already recorded.
+	LastRun bool
 }
 
 // field describes one event field: whether an Event carries it (a zero
@@ -325,6 +336,19 @@ var fields = map[string]field{
 	FieldPolicy:   strField(func(e *Event) *string { return (*string)(&e.Policy) }),
 	FieldReason:   strField(func(e *Event) *string { return &e.Reason }),
 	FieldOutput:   strField(func(e *Event) *string { return &e.Output }),
+	FieldFired:    timeField(FieldFired, func(e *Event) *time.Time { return &e.Fired }),
+	FieldStarted:  timeField(FieldStarted, func(e *Event) *time.Time { return &e.Started }),
+	FieldLastRun: {
+		isSet: func(e *Event) bool { return e.LastRun },
+		text:  func(*Event) string { return "1" },
+		set: func(e *Event, v string) error {
+			if v != "1" {
+				return decodeErr(FieldLastRun, "%q; want 1 (or no field)", clip(v))
+			}
+			e.LastRun = true
+			return nil
+		},
+	},
 }
 
 // typeFields lists, per type, the fields it may carry; the ones before the
@@ -335,13 +359,12 @@ var typeFields = map[Type]string{
 	TypeFired:      "task fire at | queue mode payload attempt worker",
 	TypeMissed:     "task at count policy | until reason worker fire queue",
 	TypeStarted:    "task fire at | attempt worker queue",
-	TypeCompleted:  "task fire at | attempt worker cost_ms status queue output",
-	TypeFailed:     "task fire at | attempt worker cost_ms status error queue output",
-	TypeCancelled:  "task fire at reason | attempt worker cost_ms error queue output",
+	TypeCompleted:  "task fire at | attempt worker cost_ms status queue output fired started lastrun",
+	TypeFailed:     "task fire at | attempt worker cost_ms status error queue output fired started lastrun",
+	TypeCancelled:  "task fire at reason | attempt worker cost_ms error queue output fired started lastrun",
 	TypeStuck:      "task reason | fire at queue worker",
 	TypeRetried:    "task fire at attempt | worker error reason",
-	TypeDead:       "reason | task fire at attempt worker error queue",
-	TypeLastRun:    "task | fire at status error cost_ms worker",
+	TypeDead:       "reason | task fire at attempt worker error queue fired lastrun",
 	TypeNodeUp:     "worker | status",
 	TypeNodeDown:   "worker | status",
 	TypePaused:     "task | worker reason",

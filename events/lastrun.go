@@ -14,6 +14,7 @@ const (
 	StatusRunning   = "running"   // a worker started it
 	StatusCompleted = "completed" // it succeeded
 	StatusFailed    = "failed"    // its last attempt failed
+	StatusDead      = "dead"      // its last attempt failed and it was dead-lettered
 )
 
 // LastRun is what is known of a task's most recent fire.
@@ -29,6 +30,13 @@ type LastRun struct {
 	Finished time.Time `json:"-"`
 	Status   string    `json:"status"`
 	Error    string    `json:"error,omitempty"`
+	// Attempt and Worker are the try and the worker of a run (a worker's
+	// record; zero on a planner's).
+	Attempt int    `json:"attempt,omitempty"`
+	Worker  string `json:"worker,omitempty"`
+	// Fails, on a task's last outcome, counts the failed runs since its
+	// last success (this one included).
+	Fails int `json:"fails,omitempty"`
 }
 
 type wireLastRun struct {
@@ -69,7 +77,8 @@ func appendOptMs(dst []byte, member string, t time.Time) []byte {
 
 // AppendLastRun appends r's stored form to dst: JSON with the members
 // task, fire, status, error (when set), scheduled, then fired, started and
-// finished (Unix ms, each when set), strings escaped as encoding/json
+// finished (Unix ms, each when set), attempt, worker and fails (each when
+// set), strings escaped as encoding/json
 // escapes them. It is what the planner and the worker write for every
 // fire, so it is built by hand rather than by reflection.
 func AppendLastRun(dst []byte, r LastRun) []byte {
@@ -88,6 +97,18 @@ func AppendLastRun(dst []byte, r LastRun) []byte {
 	dst = appendOptMs(dst, `,"fired":`, r.Fired)
 	dst = appendOptMs(dst, `,"started":`, r.Started)
 	dst = appendOptMs(dst, `,"finished":`, r.Finished)
+	if r.Attempt != 0 {
+		dst = append(dst, `,"attempt":`...)
+		dst = strconv.AppendInt(dst, int64(r.Attempt), 10)
+	}
+	if r.Worker != "" {
+		dst = append(dst, `,"worker":`...)
+		dst = AppendJSONString(dst, r.Worker)
+	}
+	if r.Fails != 0 {
+		dst = append(dst, `,"fails":`...)
+		dst = strconv.AppendInt(dst, int64(r.Fails), 10)
+	}
 	return append(dst, '}')
 }
 

@@ -62,6 +62,15 @@ type CompleteListener interface {
 	OnComplete(ctx context.Context, e events.Event)
 }
 
+// LastRunListener is told of each outcome (completed, failed, dead) that
+// became its task's last outcome in the per-task state (the
+// event's LastRun is set; an outcome of an older slot that finished after
+// a newer one's is not told), after the listener interface of its type.
+// A completed one is also the task's last success.
+type LastRunListener interface {
+	OnLastRun(ctx context.Context, e events.Event)
+}
+
 // FiredListener is told when a planner fires a task.
 type FiredListener interface {
 	OnFired(ctx context.Context, e events.Event)
@@ -213,8 +222,11 @@ var callbacks = map[events.Type]callback{
 
 var every = on(EventListener.OnEvent)
 
+// lastRun is told of the outcomes marked as their task's last.
+var lastRun = on(LastRunListener.OnLastRun)
+
 func isListener(l any) bool {
-	if every.implements(l) {
+	if every.implements(l) || lastRun.implements(l) {
 		return true
 	}
 	for _, cb := range callbacks {
@@ -343,6 +355,9 @@ func (s *Subscription) call(ctx context.Context, l any, e events.Event) {
 	every.call(l, ctx, e)
 	if cb, ok := callbacks[e.Type]; ok {
 		cb.call(l, ctx, e)
+	}
+	if e.LastRun {
+		lastRun.call(l, ctx, e)
 	}
 }
 

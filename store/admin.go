@@ -50,6 +50,7 @@ return now
 // KEYS[2] -> due (zset)
 // KEYS[3] -> events (stream)
 // KEYS[4] -> planned (hash)
+// KEYS[5] -> the task's history (stream)
 // ARGV[1] -> the task's state key
 // ARGV[2] -> task name
 // ARGV[3] -> events stream approximate MAXLEN
@@ -59,8 +60,10 @@ return now
 // missed event says so), else ""
 // ARGV[7] -> the task's gen the caller read with its spec (any pause or
 // change of the task moves it)
-// ARGV[8] -> number of fields of the resumed event, then the fields
-// ARGV[...] -> the missed event's fields, if any
+// ARGV[8] -> number of fields of the resumed event
+// ARGV[9] -> the task's history approximate MAXLEN
+// ARGV[10..] -> the resumed event's fields, then the missed event's fields,
+// if any (it goes to the history too)
 //
 // The slots between the pause and from are not fired (the caller records
 // them as missed, and the watermark moves to the last of them, as for any
@@ -90,9 +93,10 @@ if ARGV[5] ~= '' then
   if not wm or tonumber(wm) < tonumber(ARGV[5]) then redis.call('HSET', KEYS[4], ARGV[2], ARGV[5]) end
 end
 local n = tonumber(ARGV[8])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 9, 8 + n))
-if #ARGV > 8 + n then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 9 + n))
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 10, 9 + n))
+if #ARGV > 9 + n then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 10 + n))
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[9], '*', unpack(ARGV, 10 + n))
 end
 if done then return 2 end
 return 1
@@ -204,11 +208,11 @@ func (s *Store) resume(ctx context.Context, task, by string, missed func(spec ev
 	now := timeCmd.Val().UTC().Truncate(time.Millisecond)
 	re := events.Event{Type: events.TypeResumed, Task: task, Worker: by,
 		Reason: fmt.Sprintf("paused since %s", since.Format(time.RFC3339))}
-	args := []any{s.keys.State(task), task, s.eventsMaxLen, now.UnixMilli(), "", "", gen, 0}
+	args := []any{s.keys.State(task), task, s.eventsMaxLen, now.UnixMilli(), "", "", gen, 0, s.historyLen}
 	if args, err = re.AppendArgs(args); err != nil {
 		return false, err
 	}
-	args[7] = len(args) - 8 // the resumed event's field count
+	args[7] = len(args) - 9 // the resumed event's field count
 	if missed != nil {
 		spec, err := events.UnmarshalSpec(raw)
 		if err != nil {
@@ -232,7 +236,7 @@ func (s *Store) resume(ctx context.Context, task, by string, missed func(spec ev
 			}
 		}
 	}
-	n, err := resumeScript.Run(ctx, s.rdb, []string{s.keys.Specs(), s.keys.Due(), s.keys.Events(), s.keys.Planned()}, args...).Int()
+	n, err := resumeScript.Run(ctx, s.rdb, []string{s.keys.Specs(), s.keys.Due(), s.keys.Events(), s.keys.Planned(), s.keys.History(task)}, args...).Int()
 	switch {
 	case err != nil:
 		return false, err

@@ -26,8 +26,8 @@ var protocolSteps = []string{
 	"Claim", "Plan", "Release", // planning
 	"ReadFires", "ReadBroadcast", "Reclaim", "Begin", "FirstTrigger", "Finish", "Heartbeat", "HandBack", "HandBacks", "Route", // worker
 	"PromoteRetries", "EnsureGroup", "PruneConsumers", "TrimFires", "TrimEvents", // worker upkeep
-	"Leave",                       // the workers registry
-	"AppendEvent", "AppendEvents", // the protocols' own events
+	"Leave",                                                         // the workers registry
+	"AppendEvent", "AppendEvents", "AppendStarted", "AppendOutcome", // the protocols' own events
 }
 
 // operatorMethods is *Store's method set: what an operator or a tool needs,
@@ -35,7 +35,7 @@ var protocolSteps = []string{
 // after asking whether it is one of those.
 var operatorMethods = []string{
 	"Namespace", "Keys", "Time",
-	"Apply", "Version", "Specs", "Spec", "State", "States", "LastRun", "LastRuns", "Wake",
+	"Apply", "Version", "Specs", "Spec", "State", "States", "LastRun", "LastRuns", "History", "Wake",
 	"Trigger", "Pause", "Paused", "Resume",
 	"ListDead", "DeadLetterByID", "DeleteDead", "Replay",
 	"RangeEvents", "RangeFires", "ReadEvents", "EnsureEventGroup", "ReadEventGroup", "AckEvents", "EventGroupGap",
@@ -45,7 +45,7 @@ var operatorMethods = []string{
 // packageFuncs are store's exported functions: constructors, two pure
 // helpers, and the two accessors of the protocols.
 var packageFuncs = []string{
-	"New", "NewKeys", "NewBackoff", "NewHealth", "ValidateNamespace", "LessID", "ACLCommands",
+	"New", "NewKeys", "NewBackoff", "NewHealth", "ValidateNamespace", "LessID", "ACLCommands", "Status",
 	"PlanningProtocol", "WorkerProtocol",
 }
 

@@ -90,8 +90,31 @@ func (k Keys) State(task string) string { return k.statePrefix() + task }
 // old slot twice.
 func (k Keys) Planned() string { return k.prefix + "planned" }
 
-// LastRun is a hash: task name -> events.MarshalLastRun.
+// LastRun is a hash holding each task's state, in fields named after the
+// task (every value an events.MarshalLastRun record; "" or absent: none):
+//
+//   - task: its latest fire, written by the planner that appended it and
+//     by the worker that ran it (as before the state had more fields);
+//   - task + "@run": the run of it a worker started, until that run's
+//     outcome is recorded;
+//   - task + "@out": its last outcome (the one of the latest slot that
+//     has one), with Fails, the failed runs since its last success;
+//   - task + "@ok": its last success.
+//
+// "@" cannot be in a task name.
 func (k Keys) LastRun() string { return k.prefix + "lastrun" }
+
+// The suffixes of a task's fields in LastRun.
+const (
+	StateRunning = "@run"
+	StateOutcome = "@out"
+	StateSuccess = "@ok"
+)
+
+// History is a stream: the task's outcome events (completed, failed,
+// cancelled, dead) and its missed slots, as on the events stream, trimmed
+// per task (Options.HistoryLen), so no other task's traffic erases them.
+func (k Keys) History(task string) string { return k.prefix + "history:" + task }
 
 // Wake is the pub/sub channel that tells planners the due index changed
 // earlier than they planned to look (a new task set).

@@ -109,7 +109,16 @@ type Options struct {
 	// append (default 100,000 entries); NoTrim: this store's appends do
 	// not trim it at all.
 	EventsMaxLen int64
+	// HistoryLen is how many entries of each task's history (its outcomes
+	// and missed slots, store.Keys.History) this store's appends keep at
+	// least (default 100; trimmed approximately, so up to about twice as
+	// many stay). Give the planners and workers of a namespace the same.
+	HistoryLen int64
 }
+
+// DefaultHistoryLen is the per-task history bound used when Options leaves
+// it zero.
+const DefaultHistoryLen = 100
 
 // DefaultEventsMaxLen is the events stream bound used when Options leaves it zero.
 const DefaultEventsMaxLen = 100_000
@@ -127,6 +136,7 @@ type Store struct {
 	ns           string
 	keys         Keys
 	eventsMaxLen int64
+	historyLen   int64
 	// The protocol steps on the same namespace, for PlanningProtocol and
 	// WorkerProtocol.
 	planning *protocol.Planning
@@ -149,10 +159,16 @@ func New(rdb redis.UniversalClient, ns string, opts Options) (*Store, error) {
 	case opts.EventsMaxLen == 0:
 		opts.EventsMaxLen = DefaultEventsMaxLen
 	}
+	switch {
+	case opts.HistoryLen < 0:
+		return nil, fmt.Errorf("store: Options.HistoryLen: %d; want 0 (default %d) or a positive bound", opts.HistoryLen, DefaultHistoryLen)
+	case opts.HistoryLen == 0:
+		opts.HistoryLen = DefaultHistoryLen
+	}
 	keys := NewKeys(ns)
-	return &Store{rdb: rdb, ns: ns, keys: keys, eventsMaxLen: opts.EventsMaxLen,
-		planning: protocol.NewPlanning(rdb, keys, opts.EventsMaxLen),
-		worker:   protocol.NewWorker(rdb, keys, opts.EventsMaxLen),
+	return &Store{rdb: rdb, ns: ns, keys: keys, eventsMaxLen: opts.EventsMaxLen, historyLen: opts.HistoryLen,
+		planning: protocol.NewPlanning(rdb, keys, opts.EventsMaxLen, opts.HistoryLen),
+		worker:   protocol.NewWorker(rdb, keys, opts.EventsMaxLen, opts.HistoryLen),
 	}, nil
 }
 
@@ -333,6 +349,12 @@ type TaskState struct {
 	Planned time.Time
 	// Paused is when the task was paused; zero when it is not.
 	Paused time.Time
+	// The task's runs, as its per-task state holds them (Keys.LastRun);
+	// nil when there is none: Latest, its latest fire (planned or run);
+	// Running, the run a worker started and has not finished (it may have
+	// died since: see Status); Outcome, its last outcome (Fails counts the
+	// failed runs since the last success); Success, its last success.
+	Latest, Running, Outcome, Success *events.LastRun
 }
 
 // State is the schedule state of a task, or ErrNotFound.
@@ -360,10 +382,15 @@ func (s *Store) States(ctx context.Context, tasks []string) (map[string]TaskStat
 		sts[i] = pipe.HMGet(ctx, s.keys.State(task), "since", "next", "gen", "paused")
 	}
 	pl := pipe.HMGet(ctx, s.keys.Planned(), tasks...)
+	fields := make([]string, 0, 4*len(tasks))
+	for _, task := range tasks {
+		fields = append(fields, task, task+StateRunning, task+StateOutcome, task+StateSuccess)
+	}
+	lr := pipe.HMGet(ctx, s.keys.LastRun(), fields...)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
-	planned := pl.Val()
+	planned, runs := pl.Val(), lr.Val()
 	out := make(map[string]TaskState, len(tasks))
 	for i, task := range tasks {
 		v := sts[i].Val()
@@ -380,9 +407,29 @@ func (s *Store) States(ctx context.Context, tasks []string) (map[string]TaskStat
 		ts.Gen, _ = strconv.ParseInt(fmt.Sprint(v[2]), 10, 64)
 		ts.Paused = core.MsTime(v[3])
 		ts.Planned = core.MsTime(planned[i])
+		var err error
+		for k, p := range []**events.LastRun{&ts.Latest, &ts.Running, &ts.Outcome, &ts.Success} {
+			if *p, err = runRecord(runs[4*i+k]); err != nil {
+				return nil, fmt.Errorf("task %q: %s: %w", task, fields[4*i+k], err)
+			}
+		}
 		out[task] = ts
 	}
 	return out, nil
+}
+
+// runRecord decodes a per-task state record as HMGET gave it: nil for
+// none (absent, or emptied).
+func runRecord(v any) (*events.LastRun, error) {
+	raw, _ := v.(string)
+	if raw == "" {
+		return nil, nil
+	}
+	r, err := events.UnmarshalLastRun([]byte(raw))
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
 }
 
 // LastRun is what is known of a task's latest fire; ok is false when it
@@ -407,6 +454,9 @@ func (s *Store) LastRuns(ctx context.Context) (map[string]events.LastRun, error)
 	}
 	out := make(map[string]events.LastRun, len(m))
 	for name, raw := range m {
+		if strings.Contains(name, "@") || raw == "" {
+			continue // a task's other state records (Keys.LastRun)
+		}
 		r, err := events.UnmarshalLastRun([]byte(raw))
 		if err != nil {
 			return nil, fmt.Errorf("task %q: %w", name, err)

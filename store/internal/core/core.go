@@ -33,6 +33,8 @@ type Keys interface {
 	State(task string) string
 	Planned() string
 	LastRun() string
+	// History("") is the prefix of every task's history stream.
+	History(task string) string
 	Retry() string
 	Pulse() string
 	Visibility() string

@@ -144,13 +144,14 @@ func (pl *Planning) Plan(ctx context.Context, token string, plans []TaskPlan, lo
 	if len(plans) == 0 {
 		return PlanResult{}, nil
 	}
-	n := 5
+	n := 7
 	for i := range plans {
 		n += 5 + 24*len(plans[i].Ops)
 	}
 	keys := []string{pl.keys.Due(), pl.keys.Planned(), pl.keys.LastRun(), pl.keys.Events()}
 	args := scriptArgs(planScript, keys, n)
-	args = append(args, pl.keys.State(""), token, pl.eventsMaxLen, len(plans), max(lookahead, 0).Milliseconds())
+	args = append(args, pl.keys.State(""), token, pl.eventsMaxLen, len(plans), max(lookahead, 0).Milliseconds(),
+		pl.keys.History(""), pl.historyLen)
 	var buf []byte // last-run records
 	for i := range plans {
 		p := &plans[i]

@@ -90,7 +90,9 @@ return out
 // ARGV[4] -> number of tasks
 // ARGV[5] -> lookahead, ms: how far after the server's now a fire's slot
 // may be
-// ARGV[6..] -> per task: name, gen, next slot (ms, or -1 when none is left),
+// ARGV[6] -> history key prefix (a task's history is it and the name)
+// ARGV[7] -> per-task history approximate MAXLEN
+// ARGV[8..] -> per task: name, gen, next slot (ms, or -1 when none is left),
 // last-run record ("" for none), number of ops, then the ops. An op is: slot
 // (ms; for a range of missed slots, the last one), fire stream key ("" when
 // the op fires nothing), number of fire fields, the fire fields, number of
@@ -103,8 +105,8 @@ return out
 // the lookahead (its clock went back since the claim) is dropped with every
 // op after it, and becomes the task's next slot, so it is neither lost nor
 // fired earlier than the lookahead allows.
-// Missed ops, which come before fires, are recorded: the claim's clock
-// found them late. A planned task's lease ends (emptied) in the same write
+// Missed ops, which come before fires, are recorded (their event goes to
+// the task's history too): the claim's clock found them late. A planned task's lease ends (emptied) in the same write
 // that records its next slot. Watermarks are read in one call for the
 // batch; watermarks, due scores and last-run records are written in one
 // call each after the fires, as if each task's were written in turn (a
@@ -126,7 +128,7 @@ local n = tonumber(A[4])
 -- First pass: where each task starts, and every name, to read the
 -- watermarks in one call.
 local starts, names = {}, {}
-local i = 6
+local i = 8
 for k = 1, n do
   starts[k] = i
   names[k] = A[i]
@@ -179,6 +181,9 @@ for k = 1, n do
         fired = true
       end
       redis.call('XADD', KEYS[4], 'MAXLEN', '~', A[3], '*', unpack(A, estart, estart + ne - 1))
+      if stream == '' then
+        redis.call('XADD', A[6] .. name, 'MAXLEN', '~', A[7], '*', unpack(A, estart, estart + ne - 1))
+      end
       evs = evs + 1
       w = slot
     end

@@ -40,8 +40,8 @@ type conn struct {
 	rdb  redis.UniversalClient
 	keys core.Keys
 	// eventsMaxLen is the approximate MAXLEN of every append to the events
-	// stream.
-	eventsMaxLen int64
+	// stream, historyLen of every append to a task's history.
+	eventsMaxLen, historyLen int64
 }
 
 // Planning is the planning side's steps on one namespace. It is safe for
@@ -53,14 +53,15 @@ type Planning struct{ conn }
 type Worker struct{ conn }
 
 // NewPlanning returns the planning steps on rdb, with the namespace's key
-// names, appending events trimmed to about eventsMaxLen entries.
-func NewPlanning(rdb redis.UniversalClient, keys core.Keys, eventsMaxLen int64) *Planning {
-	return &Planning{conn{rdb: rdb, keys: keys, eventsMaxLen: eventsMaxLen}}
+// names, appending events trimmed to about eventsMaxLen entries and each
+// task's history to at least historyLen.
+func NewPlanning(rdb redis.UniversalClient, keys core.Keys, eventsMaxLen, historyLen int64) *Planning {
+	return &Planning{conn{rdb: rdb, keys: keys, eventsMaxLen: eventsMaxLen, historyLen: historyLen}}
 }
 
 // NewWorker returns the worker steps on rdb, as NewPlanning.
-func NewWorker(rdb redis.UniversalClient, keys core.Keys, eventsMaxLen int64) *Worker {
-	return &Worker{conn{rdb: rdb, keys: keys, eventsMaxLen: eventsMaxLen}}
+func NewWorker(rdb redis.UniversalClient, keys core.Keys, eventsMaxLen, historyLen int64) *Worker {
+	return &Worker{conn{rdb: rdb, keys: keys, eventsMaxLen: eventsMaxLen, historyLen: historyLen}}
 }
 
 // AppendEvents appends evs to the events stream, in order, all or none:
@@ -83,6 +84,58 @@ func (c *conn) AppendEvents(ctx context.Context, evs []events.Event) error {
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("append %d events: %w", len(evs), err)
+	}
+	return nil
+}
+
+// AppendStarted appends the started events evs, in order, and makes
+// runs[i] (the run evs[i] is of, status running) its task's running record
+// (store.Keys.LastRun, task+"@run"), which the outcome of the same fire
+// ends: all or none, in one MULTI/EXEC round trip, the records in one HSET.
+func (w *Worker) AppendStarted(ctx context.Context, evs []events.Event, runs []events.LastRun) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	pipe := w.rdb.TxPipeline()
+	for i := range evs {
+		args, err := w.eventXAdd(evs[i])
+		if err != nil {
+			return fmt.Errorf("event %s of fire %s: %w", evs[i].Type, evs[i].Fire, err)
+		}
+		pipe.Do(ctx, args...)
+	}
+	if len(runs) > 0 {
+		args := make([]any, 0, 2+2*len(runs))
+		args = append(args, "hset", w.keys.LastRun())
+		var buf []byte
+		for i := range runs {
+			from := len(buf)
+			buf = events.AppendLastRun(buf, runs[i])
+			args = append(args, runs[i].Task+"@run", string(buf[from:]))
+		}
+		pipe.Do(ctx, args...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("append %d started events: %w", len(evs), err)
+	}
+	return nil
+}
+
+// AppendOutcome appends e, an outcome recorded without an entry to ack (a
+// run cut by a stop: cancelled), to the events stream and to its task's
+// history, in one MULTI/EXEC round trip. It does not change the task's
+// state: the fire runs again.
+func (c *conn) AppendOutcome(ctx context.Context, e events.Event) error {
+	args, err := c.eventXAdd(e)
+	if err != nil {
+		return err
+	}
+	h, _ := e.AppendArgs(append(make([]any, 0, 6+24), "xadd", c.keys.History(e.Task), "maxlen", "~", c.historyLen, "*"))
+	pipe := c.rdb.TxPipeline()
+	pipe.Do(ctx, args...)
+	pipe.Do(ctx, h...)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("append %s event of fire %s: %w", e.Type, e.Fire, err)
 	}
 	return nil
 }

@@ -391,11 +391,11 @@ func (w *Worker) Begin(ctx context.Context, d Delivery, policy events.Overlap, t
 	if err != nil {
 		return "", err
 	}
-	args := []any{d.Fire.ID, ttl.Milliseconds(), string(policy), d.Stream, core.WorkerGroup, d.EntryID, w.eventsMaxLen, member}
+	args := []any{d.Fire.ID, ttl.Milliseconds(), string(policy), d.Stream, core.WorkerGroup, d.EntryID, w.eventsMaxLen, member, w.historyLen}
 	if args, err = missed.AppendArgs(args); err != nil {
 		return "", err
 	}
-	keys := []string{w.keys.Running(d.Fire.Task), w.keys.Buffer(d.Fire.Task), w.keys.Events()}
+	keys := []string{w.keys.Running(d.Fire.Task), w.keys.Buffer(d.Fire.Task), w.keys.Events(), w.keys.History(d.Fire.Task)}
 	res, err := beginScript.Run(ctx, w.rdb, keys, args...).Text()
 	if err != nil {
 		return "", fmt.Errorf("begin fire %s: %w", d.Fire.ID, err)
@@ -447,7 +447,7 @@ func (w *Worker) Finish(ctx context.Context, worker string, outs []*Outcome) (in
 	}
 	keys := []string{w.keys.Events(), w.keys.Dead(), w.keys.Retry(), w.keys.LastRun()}
 	args := scriptArgs(finishScript, keys, 4+len(outs)*40)
-	args = append(args, core.WorkerGroup, w.eventsMaxLen, DefaultDeadMaxLen, len(outs))
+	args = append(args, core.WorkerGroup, w.eventsMaxLen, DefaultDeadMaxLen, len(outs), w.historyLen)
 	var buf []byte // last-run records, sliced into strings
 	for _, o := range outs {
 		d := &o.Delivery
@@ -466,11 +466,36 @@ func (w *Worker) Finish(ctx context.Context, worker string, outs []*Outcome) (in
 			return len(args) - 1
 		}
 		done := func(n int) { args[n] = len(args) - n - 1 }
-		for j := range o.Events {
-			n := op("E")
+		if o.LastRun != nil {
+			var head, tail, fire string
 			var err error
-			if args, err = o.Events[j].AppendArgs(args); err != nil {
-				return 0, fmt.Errorf("event %s of fire %s: %w", o.Events[j].Type, d.Fire.ID, err)
+			if buf, head, tail, fire, err = splitLastRun(buf, *o.LastRun); err != nil {
+				return 0, err
+			}
+			fired := ""
+			if t, err := events.EntryTime(d.EntryID); err == nil && d.EntryID != "" {
+				fired = strconv.FormatInt(t.UnixMilli(), 10)
+			}
+			success := "0"
+			if o.LastRun.Status == events.StatusCompleted {
+				success = "1"
+			}
+			n := op("L")
+			args = append(args, o.LastRun.Task, head, tail, fire, o.LastRun.Scheduled.UnixMilli(), fired, success)
+			done(n)
+		}
+		for j := range o.Events {
+			e := &o.Events[j]
+			var n int
+			if inHistory(e.Type) && e.Task != "" {
+				n = op("O")
+				args = append(args, w.keys.History(e.Task))
+			} else {
+				n = op("E")
+			}
+			var err error
+			if args, err = e.AppendArgs(args); err != nil {
+				return 0, fmt.Errorf("event %s of fire %s: %w", e.Type, d.Fire.ID, err)
 			}
 			done(n)
 		}
@@ -502,16 +527,6 @@ func (w *Worker) Finish(ctx context.Context, worker string, outs []*Outcome) (in
 			args = append(args, o.RetryIn.Milliseconds(), m)
 			done(n)
 		}
-		if o.LastRun != nil {
-			var head, tail, fire string
-			var err error
-			if buf, head, tail, fire, err = splitLastRun(buf, *o.LastRun); err != nil {
-				return 0, err
-			}
-			n := op("L")
-			args = append(args, o.LastRun.Task, head, tail, fire, o.LastRun.Scheduled.UnixMilli())
-			done(n)
-		}
 		if o.EndOverlap {
 			n := op("U")
 			args = append(args, w.keys.Running(d.Fire.Task), w.keys.Buffer(d.Fire.Task), d.Fire.ID)
@@ -524,6 +539,16 @@ func (w *Worker) Finish(ctx context.Context, worker string, outs []*Outcome) (in
 		return 0, fmt.Errorf("record %d outcomes: %w", len(outs), err)
 	}
 	return n, nil
+}
+
+// inHistory reports whether events of type t go to their task's history:
+// those that end a run, a fire or a slot.
+func inHistory(t events.Type) bool {
+	switch t {
+	case events.TypeCompleted, events.TypeFailed, events.TypeCancelled, events.TypeDead, events.TypeMissed:
+		return true
+	}
+	return false
 }
 
 // splitLastRun encodes a worker's last-run record for the finish script:

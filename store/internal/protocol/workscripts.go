@@ -10,70 +10,109 @@ import (
 // TIME, derive keys that carry the namespace's hash tag, and never write
 // stream field names of their own: Go passes every event and entry in as
 // field lists. (The last-run op of finishScript matches members of the
-// last-run record's JSON, "fire", "scheduled" and "fired": events'
-// AppendLastRun writes that record, see splitLastRun.)
+// last-run record's JSON, "fire", "scheduled", "fired" and "fails", and
+// marks an outcome event with the field "lastrun": events'
+// AppendLastRun writes that record, see splitLastRun, and names that
+// field.)
 
 // finishScript records the outcomes of a batch of fires, each atomically
-// with the ack of its entry.
+// with the ack of its entry, and the per-task state and history they
+// change.
 //
 // KEYS[1] -> events (stream)
 // KEYS[2] -> dead (stream)
 // KEYS[3] -> retry (zset)
-// KEYS[4] -> lastrun (hash)
+// KEYS[4] -> lastrun (hash: the per-task state, see store.Keys.LastRun)
 // ARGV[1] -> consumer group
 // ARGV[2] -> events stream approximate MAXLEN
 // ARGV[3] -> dead stream approximate MAXLEN
 // ARGV[4] -> number of items
-// ARGV[5..] -> per item: stream, entry id ("" when there is nothing to ack:
+// ARGV[5] -> per-task history approximate MAXLEN
+// ARGV[6..] -> per item: stream, entry id ("" when there is nothing to ack:
 // a broadcast fire, or an event alone), number of ops, then the ops. An op
 // is a code, its number of arguments, and the arguments:
 //
+//	L task head tail fire scheduled fired ok
+//	                    the run's record, JSON: head (up to its "scheduled"
+//	                    member), the fire's "fired" member, tail. It becomes
+//	                    the task's latest-fire record if that is of the same
+//	                    fire (the stored text holds fire, the JSON member
+//	                    "fire":"id",) or of an earlier scheduled time; the
+//	                    stored "fired" time of the same fire is kept (a retry's
+//	                    entry is younger than the slot's first), else fired
+//	                    ("" for none). Likewise, against the stored last
+//	                    outcome, it becomes the last outcome, with "fails" one
+//	                    more than the stored one's (ok "0") or none (ok "1": it
+//	                    also becomes the last success). The task's running
+//	                    record ends if it is of this fire. Comes before the
+//	                    item's O ops.
 //	E fields...         XADD the fields to the events stream
+//	O history fields... XADD the fields (an outcome event) to the events
+//	                    stream, with lastrun=1 first when the item's L op made
+//	                    it the last outcome, and to the task's history stream
 //	D fields...         XADD the fields to the dead-letter stream
 //	R delay_ms member   add member to the retry set, due delay_ms from now
-//	L task head tail fire scheduled
-//	                    the task's last-run record (JSON: head, then tail),
-//	                    kept only if it is of the stored record's fire (the
-//	                    stored text holds fire, the JSON member "fire":"id",)
-//	                    or a later scheduled time; the stored "fired" time of
-//	                    the same fire is carried over, between head and tail.
-//	                    JSON escapes every quote inside a string, so these
-//	                    plain matches only ever find the members themselves.
 //	U running buffer id end the run of fire id for the overlap policy: delete
 //	                    the running key if it holds id, and move a buffered
 //	                    fire (if any, and no other run holds the key) to its
 //	                    stream
 //
+// JSON escapes every quote inside a string, so the plain matches of members
+// only ever find the members themselves.
+//
 // An item whose entry id is set does its ops only if the entry is still
 // pending in the group (and no earlier item of the batch had it), and is
 // acked after them: a fire already acked (by the worker that reclaimed it
 // from this one) has its outcome recorded once, by whoever finished it
-// first. The batch's last-run records are read in one call before the
-// items and written in one after them, and its acks (one call per stream)
-// come last of all: Redis does not undo a script that fails half way, so a
-// failure leaves every entry of the batch pending and the batch is written
-// again (its events may then repeat; a fire is never acked without its
-// outcome). Items without an entry id (broadcast outcomes) may likewise
-// repeat after a failed or timed out call. (A worker's started events are
-// not items: AppendEvents writes them, plainly.)
+// first. Whether entries are pending is read with one XPENDING range per
+// stream (paged when other entries lie between), the state records in one
+// HMGET before the items and written in one HSET after them, and the acks
+// (one call per stream) come last of all: Redis does not undo a script
+// that fails half way, so a failure leaves every entry of the batch pending
+// and the batch is written again (its events may then repeat; a fire is
+// never acked without its outcome). Items without an entry id (broadcast
+// outcomes) may likewise repeat after a failed or timed out call. (A
+// worker's started events are not items: AppendStarted writes them,
+// plainly.)
 // Returns the number of items whose ops were done.
 var finishScript = redis.NewScript(bulkLua + numLua + `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local A = ARGV
 local n = tonumber(A[4])
--- First pass: the tasks whose last-run records the batch writes, to read
--- them in one call.
+-- idBefore: a < b for stream ids ms-seq.
+local function idBefore(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  if am ~= bm then return before(am, bm) end
+  return before(as, bs)
+end
+-- First pass: the tasks whose state the batch writes, to read it in one
+-- call, and each stream's entry ids, to read which are pending in one.
 local lnames, lrec = {}, {}
-local i = 5
+local byStream, streams = {}, {}
+local i = 6
 for _ = 1, n do
-  local nops = N[A[i+2]] or tonumber(A[i+2])
+  local stream, id, nops = A[i], A[i+1], N[A[i+2]] or tonumber(A[i+2])
+  if id ~= '' then
+    local s = byStream[stream]
+    if not s then
+      s = {lo = id, hi = id, n = 0, pending = {}, seen = {}, ids = {}}
+      byStream[stream] = s
+      streams[#streams + 1] = stream
+    elseif idBefore(id, s.lo) then s.lo = id
+    elseif idBefore(s.hi, id) then s.hi = id end
+    s.n = s.n + 1
+  end
   i = i + 3
   for _ = 1, nops do
     local code, c = A[i], N[A[i+1]] or tonumber(A[i+1])
     if code == 'L' and lrec[A[i+2]] == nil then
-      lrec[A[i+2]] = false
-      lnames[#lnames + 1] = A[i+2]
+      local name = A[i+2]
+      lrec[name] = false
+      lnames[#lnames + 1] = name
+      lnames[#lnames + 1] = name .. '@out'
+      lnames[#lnames + 1] = name .. '@run'
     end
     i = i + 2 + c
   end
@@ -82,27 +121,40 @@ if #lnames > 0 then
   local r = bulk('HMGET', KEYS[4], lnames)
   for k, name in ipairs(lnames) do lrec[name] = r[k] or false end
 end
-local lset = {}
-local acks, streams, done = {}, {}, 0
-i = 5
+for _, stream in ipairs(streams) do
+  local s = byStream[stream]
+  local from, page = s.lo, s.n + 100
+  while true do
+    local r = redis.call('XPENDING', stream, A[1], from, s.hi, page)
+    for _, e in ipairs(r) do s.pending[e[1]] = true end
+    if #r < page then break end
+    from = '(' .. r[#r][1]
+  end
+end
+local lset, lorder = {}, {}
+local function put(field, v)
+  lrec[field] = v
+  if not lset[field] then
+    lset[field] = true
+    lorder[#lorder + 1] = field
+  end
+end
+local done = 0
+i = 6
 for _ = 1, n do
   local stream, id, nops = A[i], A[i+1], N[A[i+2]] or tonumber(A[i+2])
   i = i + 3
   local ok = true
   if id ~= '' then
-    local sa = acks[stream]
-    if not sa then
-      sa = {ids = {}, seen = {}}
-      acks[stream] = sa
-      streams[#streams + 1] = stream
-    end
-    ok = not sa.seen[id] and #redis.call('XPENDING', stream, A[1], id, id, 1) == 1
+    local s = byStream[stream]
+    ok = s.pending[id] and not s.seen[id]
     if ok then
-      sa.seen[id] = true
-      sa.ids[#sa.ids + 1] = id
+      s.seen[id] = true
+      s.ids[#s.ids + 1] = id
     end
   end
   if ok then done = done + 1 end
+  local last = false
   for _ = 1, nops do
     local code, c = A[i], N[A[i+1]] or tonumber(A[i+1])
     local a = i + 2
@@ -110,26 +162,51 @@ for _ = 1, n do
     if ok then
       if code == 'E' then
         redis.call('XADD', KEYS[1], 'MAXLEN', '~', A[2], '*', unpack(A, a, a + c - 1))
+      elseif code == 'O' then
+        if last then
+          redis.call('XADD', KEYS[1], 'MAXLEN', '~', A[2], '*', 'lastrun', '1', unpack(A, a + 1, a + c - 1))
+        else
+          redis.call('XADD', KEYS[1], 'MAXLEN', '~', A[2], '*', unpack(A, a + 1, a + c - 1))
+        end
+        redis.call('XADD', A[a], 'MAXLEN', '~', A[5], '*', unpack(A, a + 1, a + c - 1))
       elseif code == 'D' then
         redis.call('XADD', KEYS[2], 'MAXLEN', '~', A[3], '*', unpack(A, a, a + c - 1))
       elseif code == 'R' then
         redis.call('ZADD', KEYS[3], string.format('%.0f', now + tonumber(A[a])), A[a+1])
       elseif code == 'L' then
-        local raw = lrec[A[a]]
-        local keep, fired = true, nil
-        if raw then
-          if string.find(raw, A[a+3], 1, true) then
-            fired = string.match(raw, '"fired":(%d+)')
-          elseif before(A[a+4], string.match(raw, '"scheduled":(%-?%d+)') or '0') then
+        local name, fire, sched, fired, success = A[a], A[a+3], A[a+4], A[a+5], A[a+6] == '1'
+        local raw = lrec[name]
+        local keep = true
+        if raw and raw ~= '' then
+          if string.find(raw, fire, 1, true) then
+            fired = string.match(raw, '"fired":(%d+)') or fired
+          elseif before(sched, string.match(raw, '"scheduled":(%-?%d+)') or '0') then
             keep = false
           end
         end
-        if keep then
-          local rec = A[a+1] .. A[a+2]
-          if fired then rec = A[a+1] .. ',"fired":' .. fired .. A[a+2] end
-          lrec[A[a]] = rec
-          lset[A[a]] = true
+        local rec = A[a+1]
+        if fired ~= '' then rec = rec .. ',"fired":' .. fired end
+        rec = rec .. A[a+2]
+        if keep then put(name, rec) end
+        local out = lrec[name .. '@out']
+        local fails = 0
+        last = true
+        if out and out ~= '' then
+          fails = tonumber(string.match(out, '"fails":(%d+)') or '0')
+          if not string.find(out, fire, 1, true) and before(sched, string.match(out, '"scheduled":(%-?%d+)') or '0') then
+            last = false
+          end
         end
+        if last then
+          if success then
+            put(name .. '@out', rec)
+            put(name .. '@ok', rec)
+          else
+            put(name .. '@out', string.sub(rec, 1, -2) .. ',"fails":' .. (fails + 1) .. '}')
+          end
+        end
+        local run = lrec[name .. '@run']
+        if run and run ~= '' and string.find(run, fire, 1, true) then put(name .. '@run', '') end
       elseif code == 'U' then
         local cur = redis.call('GET', A[a])
         if cur == A[a+2] then redis.call('DEL', A[a]); cur = false end
@@ -146,15 +223,13 @@ for _ = 1, n do
   end
 end
 local ls = {}
-for _, name in ipairs(lnames) do
-  if lset[name] then
-    ls[#ls + 1] = name
-    ls[#ls + 1] = lrec[name]
-  end
+for _, field in ipairs(lorder) do
+  ls[#ls + 1] = field
+  ls[#ls + 1] = lrec[field]
 end
 bulk('HSET', KEYS[4], ls)
 for _, stream in ipairs(streams) do
-  bulk('XACK', stream, acks[stream].ids, A[1])
+  bulk('XACK', stream, byStream[stream].ids, A[1])
 end
 return done
 `)
@@ -164,6 +239,7 @@ return done
 // KEYS[1] -> the task's running key (string)
 // KEYS[2] -> the task's buffer key (string)
 // KEYS[3] -> events (stream)
+// KEYS[4] -> the task's history (stream)
 // ARGV[1] -> fire id
 // ARGV[2] -> how long the running key lives unless extended, ms
 // ARGV[3] -> policy: "skip" or "buffer-one"
@@ -172,7 +248,9 @@ return done
 // ARGV[6] -> the fire's entry id
 // ARGV[7] -> events stream approximate MAXLEN
 // ARGV[8] -> the fire as a Retry member (what a buffer holds)
-// ARGV[9..] -> the fields of the missed event recorded when the fire is dropped
+// ARGV[9] -> the task's history approximate MAXLEN
+// ARGV[10..] -> the fields of the missed event recorded (on the events
+// stream and in the history) when the fire is dropped
 //
 // When no other fire of the task runs (or this one does: a reclaim), the
 // running key is set to this fire and the result is "run". Otherwise, under
@@ -190,7 +268,8 @@ if redis.call('XACK', ARGV[4], ARGV[5], ARGV[6]) == 0 then return 'gone' end
 if ARGV[3] == 'buffer-one' and redis.call('SET', KEYS[2], ARGV[8], 'NX') then
   return 'buffered'
 end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', unpack(ARGV, 9))
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', unpack(ARGV, 10))
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[9], '*', unpack(ARGV, 10))
 return 'skipped'
 `)
 
