@@ -1,6 +1,7 @@
 package events
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -352,19 +353,19 @@ var fields = map[string]field{
 }
 
 // typeFields lists, per type, the fields it may carry; the ones before the
-// "|" are required.
+// "|" are required. Encode writes them in this order.
 var typeFields = map[Type]string{
 	TypeRegistered: "task change | version",
 	TypeReload:     "version | previous added changed removed",
 	TypeFired:      "task fire at | queue mode payload attempt worker",
 	TypeMissed:     "task at count policy | until reason worker fire queue",
 	TypeStarted:    "task fire at | attempt worker queue",
-	TypeCompleted:  "task fire at | attempt worker cost_ms status queue output fired started lastrun",
-	TypeFailed:     "task fire at | attempt worker cost_ms status error queue output fired started lastrun",
-	TypeCancelled:  "task fire at reason | attempt worker cost_ms error queue output fired started lastrun",
+	TypeCompleted:  "task fire at | attempt worker cost_ms fired started lastrun status queue output",
+	TypeFailed:     "task fire at | attempt worker cost_ms error fired started lastrun status queue output",
+	TypeCancelled:  "task fire at reason | attempt worker cost_ms error fired started lastrun queue output",
 	TypeStuck:      "task reason | fire at queue worker",
 	TypeRetried:    "task fire at attempt | worker error reason",
-	TypeDead:       "reason | task fire at attempt worker error queue fired lastrun",
+	TypeDead:       "reason | task fire at attempt worker error fired lastrun queue",
 	TypeNodeUp:     "worker | status",
 	TypeNodeDown:   "worker | status",
 	TypePaused:     "task | worker reason",
@@ -450,6 +451,70 @@ func (e *Event) AppendArgs(dst []any) ([]any, error) {
 		}
 	}
 	return dst, nil
+}
+
+// FieldHistory is the one field of a compact history entry: the event's
+// fields as a JSON object (see AppendHistory).
+const FieldHistory = "e"
+
+// AppendHistory appends to dst the compact form of an event a task's
+// history keeps, from args, the event's fields as AppendArgs wrote them
+// (and fired and started, when set, which the history keeps and the
+// events stream need not): a JSON object of every field but v, status,
+// queue and output (the type says the status; the queue is the spec's; an
+// output may be 8 KB, and a history keeps a hundred entries per task),
+// each value a string.
+// DecodeHistory reads it back. One field costs Redis less to append than
+// a dozen.
+func AppendHistory(dst []byte, args []any, fired, started time.Time) []byte {
+	dst = append(dst, '{')
+	first := true
+	for _, f := range [...]struct {
+		name string
+		t    time.Time
+	}{{FieldFired, fired}, {FieldStarted, started}} {
+		if !f.t.IsZero() {
+			dst = AppendJSONString(dst, f.name)
+			dst = append(dst, ':', '"')
+			dst = strconv.AppendInt(dst, f.t.UnixMilli(), 10)
+			dst = append(dst, '"', ',')
+		}
+	}
+	if len(dst) > 0 && dst[len(dst)-1] == ',' {
+		dst = dst[:len(dst)-1]
+		first = false
+	}
+	for k := 2; k+1 < len(args); k += 2 {
+		name, _ := args[k].(string)
+		switch name {
+		case FieldStatus, FieldQueue, FieldOutput:
+			continue
+		}
+		v, _ := args[k+1].(string)
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = AppendJSONString(dst, name)
+		dst = append(dst, ':')
+		dst = AppendJSONString(dst, v)
+	}
+	return append(dst, '}')
+}
+
+// DecodeHistory decodes an entry of a task's history: the compact form
+// (one field, FieldHistory) or an event's fields, as DecodeEvent does.
+func DecodeHistory(entryID string, in map[string]string) (Event, error) {
+	raw, ok := in[FieldHistory]
+	if !ok || len(in) != 1 {
+		return DecodeEvent(entryID, in)
+	}
+	m := map[string]string{}
+	if err := json.Unmarshal([]byte(raw), &m); err != nil {
+		return Event{}, decodeErr(FieldHistory, "not a JSON object of strings: %v", err)
+	}
+	m[FieldV] = EncodingVersion
+	return DecodeEvent(entryID, m)
 }
 
 // Field names and the version boxed once, so AppendArgs does not allocate

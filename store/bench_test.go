@@ -141,10 +141,19 @@ func BenchmarkPlan(b *testing.B) {
 }
 
 // BenchmarkFinish reads fires in the worker group, 100 a call, and records
-// each one's started event and then its completion (event, last-run record
-// and ack), batched as a worker does: an op is one fire run.
-func BenchmarkFinish(b *testing.B) {
-	st, rdb, srv, stream, at := fireStore(b)
+// each one's started event (and running record) and then its completion
+// (event, history entry, last success and ack), batched as a worker does:
+// an op is one fire run.
+func BenchmarkFinish(b *testing.B) { benchFinish(b, 0) }
+
+// BenchmarkFinishRecurring is BenchmarkFinish with the fires of 100 tasks,
+// each firing b.N/100 times, as recurring tasks do: their state and history
+// keys exist after the first fires (BenchmarkFinish's one-shot tasks each
+// create theirs).
+func BenchmarkFinishRecurring(b *testing.B) { benchFinish(b, 100) }
+
+func benchFinish(b *testing.B, tasks int) {
+	st, rdb, srv, stream, at := fireStore(b, tasks)
 	ctx := context.Background()
 	stop := measure(b, rdb, srv)
 	done := 0
@@ -154,18 +163,22 @@ func BenchmarkFinish(b *testing.B) {
 			b.Fatalf("read %d of %d: %v", done, b.N, err)
 		}
 		started := make([]events.Event, len(ds))
+		runs := make([]events.LastRun, len(ds))
 		outs := make([]*store.Outcome, len(ds))
 		for i, d := range ds {
 			started[i] = events.Event{Type: events.TypeStarted, Task: d.Fire.Task,
 				Fire: d.Fire.ID, At: d.Fire.At, Attempt: 1, Worker: "w1", Queue: d.Queue}
+			runs[i] = events.LastRun{Task: d.Fire.Task, Fire: d.Fire.ID, Scheduled: at, Started: at,
+				Status: events.StatusRunning, Attempt: 1, Worker: "w1"}
 			fin := at.Add(time.Millisecond)
+			fired, _ := events.EntryTime(d.EntryID)
 			outs[i] = &store.Outcome{Delivery: d,
 				Events: []events.Event{{Type: events.TypeCompleted, Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At,
-					Attempt: 1, Worker: "w1", Status: events.StatusCompleted, CostMs: 1, Queue: d.Queue}},
+					Attempt: 1, Worker: "w1", Status: events.StatusCompleted, CostMs: 1, Queue: d.Queue, Fired: fired, Started: at}},
 				LastRun: &events.LastRun{Task: d.Fire.Task, Fire: d.Fire.ID, Scheduled: at, Started: at,
-					Finished: fin, Status: events.StatusCompleted}}
+					Finished: fin, Status: events.StatusCompleted, Attempt: 1, Worker: "w1"}}
 		}
-		if err := store.WorkerProtocol(st).AppendEvents(ctx, started); err != nil {
+		if err := store.WorkerProtocol(st).AppendStarted(ctx, started, runs); err != nil {
 			b.Fatal(err)
 		}
 		n, err := store.WorkerProtocol(st).Finish(ctx, "w1", outs)
@@ -181,9 +194,10 @@ func BenchmarkFinish(b *testing.B) {
 }
 
 // fireStore is a store on a fresh server whose single-mode fire stream of
-// the default queue has the worker group and b.N fires of one-shot tasks,
-// all at the same instant, which it returns with the stream.
-func fireStore(b *testing.B) (*store.Store, *redis.Client, *redistest.Server, string, time.Time) {
+// the default queue has the worker group and b.N fires, all at the same
+// instant, which it returns with the stream: of b.N one-shot tasks, or of
+// tasks tasks in turn when tasks > 0.
+func fireStore(b *testing.B, tasks int) (*store.Store, *redis.Client, *redistest.Server, string, time.Time) {
 	b.Helper()
 	st, rdb, srv := freshStore(b)
 	ctx := context.Background()
@@ -195,8 +209,11 @@ func fireStore(b *testing.B) (*store.Store, *redis.Client, *redistest.Server, st
 	for i := 0; i < b.N; i += 1000 {
 		pipe := rdb.Pipeline()
 		for j := i; j < min(b.N, i+1000); j++ {
-			name := fmt.Sprintf("task-%07d", j)
-			f := events.Fire{ID: events.FireID(name, at), Task: name, At: at, Attempt: 1}
+			name, slot := fmt.Sprintf("task-%07d", j), at
+			if tasks > 0 {
+				name, slot = fmt.Sprintf("task-%07d", j%tasks), at.Add(time.Duration(j/tasks)*time.Second)
+			}
+			f := events.Fire{ID: events.FireID(name, slot), Task: name, At: slot, Attempt: 1}
 			pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: f.Fields()})
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
@@ -318,7 +335,7 @@ func BenchmarkCeiling(b *testing.B) {
 // with a lookahead holds a second or more of fires; a heartbeat that
 // extended them all ran on tens of thousands at once.
 func BenchmarkHeartbeat(b *testing.B) {
-	st, rdb, srv, stream, _ := fireStore(b)
+	st, rdb, srv, stream, _ := fireStore(b, 0)
 	ctx := context.Background()
 	var held []store.Held
 	for len(held) < b.N {

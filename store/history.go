@@ -106,8 +106,10 @@ type Slot struct {
 	// Reason and Policy say why a slot was missed or a fire dead-lettered.
 	Reason string
 	Policy events.Misfire
-	// Event is the id of the history entry of the outcome.
-	Event string
+	// Event is the id of the history entry of the outcome, and Recorded
+	// its time: when the outcome or miss was recorded (Redis time).
+	Event    string
+	Recorded time.Time
 }
 
 // History is task's history, newest slot first (by slot, not by when it
@@ -140,7 +142,7 @@ func (s *Store) History(ctx context.Context, task string, limit int, now time.Ti
 			fields[k], _ = v.(string)
 		}
 		id := m.ID
-		e, err := events.DecodeEvent(id, fields)
+		e, err := events.DecodeHistory(id, fields)
 		if err != nil {
 			return nil, fmt.Errorf("history of %q: entry %s: %w", task, id, err)
 		}
@@ -205,7 +207,7 @@ func at(id string) time.Time {
 func slotOf(e events.Event) Slot {
 	sl := Slot{Outcome: string(e.Type), Fire: e.Fire, Scheduled: e.At, Until: e.Until, Count: e.Count, Fired: e.Fired,
 		Attempt: e.Attempt, Attempts: max(e.Attempt, 1), Worker: e.Worker, CostMs: e.CostMs, Error: e.Error,
-		Reason: e.Reason, Policy: e.Policy, Event: e.ID}
+		Reason: e.Reason, Policy: e.Policy, Event: e.ID, Recorded: at(e.ID)}
 	if e.Type == events.TypeMissed {
 		sl.Attempts = 0
 		return sl

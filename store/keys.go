@@ -93,15 +93,17 @@ func (k Keys) Planned() string { return k.prefix + "planned" }
 // LastRun is a hash holding each task's state, in fields named after the
 // task (every value an events.MarshalLastRun record; "" or absent: none):
 //
-//   - task: its latest fire, written by the planner that appended it and
-//     by the worker that ran it (as before the state had more fields);
-//   - task + "@run": the run of it a worker started, until that run's
-//     outcome is recorded;
-//   - task + "@out": its last outcome (the one of the latest slot that
-//     has one), with Fails, the failed runs since its last success;
+//   - task: its latest fire, written by the planner that appended it;
+//   - task + "@run": the run of it a worker started (ended once its fire
+//     has an outcome: the reader checks);
+//   - task + "@out": its last outcome when that is a failure, with Fails,
+//     the failed runs since its last success; "" when the last outcome is
+//     the last success;
 //   - task + "@ok": its last success.
 //
-// "@" cannot be in a task name.
+// "@" cannot be in a task name. The finish script writes one field per
+// outcome (a success: @ok; a failure: @out), as it wrote the last-run
+// record before there was more.
 func (k Keys) LastRun() string { return k.prefix + "lastrun" }
 
 // The suffixes of a task's fields in LastRun.

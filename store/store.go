@@ -370,8 +370,8 @@ func (s *Store) State(ctx context.Context, task string) (TaskState, error) {
 	return ts, nil
 }
 
-// States is the schedule state of each of tasks that has one, read in one
-// round trip.
+// States is the state of each of tasks that has one (a schedule or a run),
+// read in one round trip.
 func (s *Store) States(ctx context.Context, tasks []string) (map[string]TaskState, error) {
 	if len(tasks) == 0 {
 		return map[string]TaskState{}, nil
@@ -394,7 +394,7 @@ func (s *Store) States(ctx context.Context, tasks []string) (map[string]TaskStat
 	out := make(map[string]TaskState, len(tasks))
 	for i, task := range tasks {
 		v := sts[i].Val()
-		if v[0] == nil {
+		if v[0] == nil && runs[4*i] == nil && runs[4*i+1] == nil && runs[4*i+2] == nil && runs[4*i+3] == nil {
 			continue
 		}
 		var ts TaskState
@@ -413,9 +413,34 @@ func (s *Store) States(ctx context.Context, tasks []string) (map[string]TaskStat
 				return nil, fmt.Errorf("task %q: %s: %w", task, fields[4*i+k], err)
 			}
 		}
+		if ts.Outcome == nil {
+			ts.Outcome = ts.Success // emptied: the last success is the last outcome
+		}
+		for _, r := range []*events.LastRun{ts.Outcome, ts.Success, ts.Running} {
+			if l := ts.Latest; r != nil && r.Fired.IsZero() && l != nil && l.Fire == r.Fire {
+				r.Fired = l.Fired // a retry's, or a broadcast run's: the planner's
+			}
+		}
+		if r, o := ts.Running, ts.Outcome; r != nil && o != nil && o.Fire == r.Fire && o.Attempt >= r.Attempt {
+			ts.Running = nil // it ended
+		}
 		out[task] = ts
 	}
 	return out, nil
+}
+
+// Last is the task's most recent run as its state knows it: of the
+// records of its latest fire, its running run and its last outcome, the
+// one of the latest slot (on a tie, the outcome, then the running run);
+// nil when it never fired.
+func (ts TaskState) Last() *events.LastRun {
+	var best *events.LastRun
+	for _, r := range []*events.LastRun{ts.Outcome, ts.Running, ts.Latest} {
+		if r != nil && (best == nil || r.Scheduled.After(best.Scheduled)) {
+			best = r
+		}
+	}
+	return best
 }
 
 // runRecord decodes a per-task state record as HMGET gave it: nil for
@@ -432,36 +457,36 @@ func runRecord(v any) (*events.LastRun, error) {
 	return &r, nil
 }
 
-// LastRun is what is known of a task's latest fire; ok is false when it
-// never fired (not an error).
+// LastRun is what is known of a task's most recent run (TaskState.Last);
+// ok is false when it never fired, or is not in the task set (not an
+// error).
 func (s *Store) LastRun(ctx context.Context, task string) (run events.LastRun, ok bool, err error) {
-	raw, err := s.rdb.HGet(ctx, s.keys.LastRun(), task).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return events.LastRun{}, false, nil
-	}
+	m, err := s.States(ctx, []string{task})
 	if err != nil {
 		return events.LastRun{}, false, err
 	}
-	run, err = events.UnmarshalLastRun(raw)
-	return run, err == nil, err
+	if r := m[task].Last(); r != nil {
+		return *r, true, nil
+	}
+	return events.LastRun{}, false, nil
 }
 
-// LastRuns is the last-run record of every task that has one.
+// LastRuns is the most recent run (TaskState.Last) of every task of the
+// task set that has one.
 func (s *Store) LastRuns(ctx context.Context) (map[string]events.LastRun, error) {
-	m, err := s.rdb.HGetAll(ctx, s.keys.LastRun()).Result()
+	names, err := s.rdb.HKeys(ctx, s.keys.Specs()).Result()
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.States(ctx, names)
 	if err != nil {
 		return nil, err
 	}
 	out := make(map[string]events.LastRun, len(m))
-	for name, raw := range m {
-		if strings.Contains(name, "@") || raw == "" {
-			continue // a task's other state records (Keys.LastRun)
+	for name, ts := range m {
+		if r := ts.Last(); r != nil {
+			out[name] = *r
 		}
-		r, err := events.UnmarshalLastRun([]byte(raw))
-		if err != nil {
-			return nil, fmt.Errorf("task %q: %w", name, err)
-		}
-		out[name] = r
 	}
 	return out, nil
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"iter"
 	"os"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -88,70 +87,6 @@ func runApply(ctx context.Context, c *cli, args []string) error {
 	return nil
 }
 
-func runLs(ctx context.Context, c *cli, args []string) error {
-	if err := want("ls", args, 0, 0, "no arguments"); err != nil {
-		return err
-	}
-	if err := c.connect(ctx); err != nil {
-		return err
-	}
-	specs, err := c.st.Specs(ctx)
-	if err != nil {
-		return err
-	}
-	runs, err := c.st.LastRuns(ctx)
-	if err != nil {
-		return err
-	}
-	version, err := c.st.Version(ctx)
-	if err != nil {
-		return err
-	}
-	now, err := c.st.Time(ctx)
-	if err != nil {
-		return err
-	}
-	if len(specs) == 0 {
-		fmt.Fprintf(c.stdout, "no tasks in namespace %q\n", c.Namespace)
-		return nil
-	}
-	names := make([]string, len(specs))
-	for i, s := range specs {
-		names[i] = s.Name
-	}
-	states, err := c.st.States(ctx, names)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(c.stdout, "namespace %q, version %d, %d tasks\n", c.Namespace, version, len(specs))
-	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TASK\tTRIGGER\tQUEUE\tMODE\tNEXT\tLAST RUN\tSTATUS")
-	for _, s := range specs {
-		s = s.WithDefaults()
-		ts := states[s.Name]
-		next, status := "-", "active"
-		switch {
-		case !ts.Paused.IsZero():
-			status = "paused since " + stamp(ts.Paused)
-		case ts.Done:
-			status = "done"
-		case !ts.Next.IsZero():
-			next = stamp(ts.Next) + " (" + relative(ts.Next.Sub(now)) + ")"
-		default:
-			next = "being planned"
-		}
-		last := "never"
-		if r, ok := runs[s.Name]; ok {
-			last = stamp(r.Scheduled) + " " + r.Status
-			if r.Status == events.StatusFailed && r.Error != "" {
-				last += ": " + clip(r.Error, 40)
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Trigger, s.Queue, s.Mode, next, last, status)
-	}
-	return tw.Flush()
-}
-
 func triggerFlags(fs *flag.FlagSet, c *cli) {
 	fs.StringVar(&c.payload, "payload", "", "payload text for this run (default: the task's payload)")
 	fs.StringVar(&c.id, "id", "", "fire id: a trigger with an id used in the last 24h appends nothing")
@@ -190,56 +125,6 @@ func (c *cli) unknownTask(ctx context.Context, name string) error {
 		names = append(names, s.Name)
 	}
 	return fmt.Errorf("unknown task %q in namespace %q; its tasks are: %s", name, c.Namespace, clip(strings.Join(names, ", "), 300))
-}
-
-func runLastRun(ctx context.Context, c *cli, args []string) error {
-	if err := want("last-run", args, 0, 1, "at most one task name"); err != nil {
-		return err
-	}
-	if err := c.connect(ctx); err != nil {
-		return err
-	}
-	var runs []events.LastRun
-	if len(args) == 1 {
-		r, ok, err := c.st.LastRun(ctx, args[0])
-		if err != nil {
-			return err
-		}
-		if !ok {
-			if _, err := c.st.Spec(ctx, args[0]); errors.Is(err, store.ErrNotFound) {
-				return c.unknownTask(ctx, args[0])
-			}
-			fmt.Fprintf(c.stdout, "%s has not fired yet\n", args[0])
-			return nil
-		}
-		runs = append(runs, r)
-	} else {
-		m, err := c.st.LastRuns(ctx)
-		if err != nil {
-			return err
-		}
-		for _, r := range m {
-			runs = append(runs, r)
-		}
-		sort.Slice(runs, func(i, j int) bool { return runs[i].Task < runs[j].Task })
-		if len(runs) == 0 {
-			fmt.Fprintln(c.stdout, "no task has fired yet")
-			return nil
-		}
-	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TASK\tSCHEDULED\tSTATUS\tSTARTED\tCOST\tFIRE\tERROR")
-	for _, r := range runs {
-		started, cost := "-", "-"
-		if !r.Started.IsZero() {
-			started = stamp(r.Started)
-		}
-		if !r.Finished.IsZero() && !r.Started.IsZero() {
-			cost = r.Finished.Sub(r.Started).Round(time.Millisecond).String()
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Task, stamp(r.Scheduled), r.Status, started, cost, r.Fire, clip(r.Error, 60))
-	}
-	return tw.Flush()
 }
 
 func runPause(ctx context.Context, c *cli, args []string) error {

@@ -73,10 +73,12 @@ var commands map[string]command
 func init() {
 	commands = map[string]command{
 		"apply":    {"validate a tasks file, apply it, print what changed", applyFlags, runApply},
-		"ls":       {"each task's trigger, next fire, last run and status", nil, runLs},
+		"ls":       {"each task's status, next fire, last outcome and last success", jsonFlag, runLs},
 		"trigger":  {"run a task once now", triggerFlags, runTrigger},
 		"tail":     {"print events as they happen", tailFlags, runTail},
-		"last-run": {"the latest fire of one task or all", nil, runLastRun},
+		"last-run": {"a task's (or every task's) latest fire, run in progress, last outcome and last success", jsonFlag, runLastRun},
+		"history":  {"a task's slots, newest first: outcome, times, lateness, reason", historyFlags, runHistory},
+		"explain":  {"why a slot of a task ran, failed, was missed or waits, in plain words", explainFlags, runExplain},
 		"workers":  {"the workers: live or not, queues, version, tasks they run", jsonFlag, runWorkers},
 		"next":     {"the next fire times of a task, or of --cron/--every, with DST changes", nextFlagSet, runNext},
 		"pause":    {"stop planning a task until resumed", nil, runPause},
@@ -106,6 +108,8 @@ type cli struct {
 	node        string
 	next        nextFlags
 	noFollow    bool
+	limit       int
+	at          string
 	dryRun      bool
 	embedded    bool // dev: --redis not given
 	logLevelSet bool // --log-level given

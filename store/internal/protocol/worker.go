@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -422,8 +421,11 @@ type Outcome struct {
 	// RetryIn, when positive, appends Delivery's fire again after this
 	// long, with its attempt count one higher.
 	RetryIn time.Duration
-	// LastRun, when set, updates the task's last-run record (see
-	// finishScript for when it is kept).
+	// LastRun, when set, is the run's record for the task's state: its
+	// last outcome, and its last success when completed (see finishScript
+	// for when it is kept). Its Fired time, when zero, is taken from the
+	// entry of a first attempt (a retry's entry is younger than the slot's
+	// first).
 	LastRun *events.LastRun
 	// EndOverlap ends the run's hold of the task's overlap policy, and
 	// releases the buffered fire if there is one.
@@ -446,8 +448,47 @@ func (w *Worker) Finish(ctx context.Context, worker string, outs []*Outcome) (in
 		return 0, nil
 	}
 	keys := []string{w.keys.Events(), w.keys.Dead(), w.keys.Retry(), w.keys.LastRun()}
-	args := scriptArgs(finishScript, keys, 4+len(outs)*40)
-	args = append(args, core.WorkerGroup, w.eventsMaxLen, DefaultDeadMaxLen, len(outs), w.historyLen)
+	args := scriptArgs(finishScript, keys, 8+len(outs)*40)
+	args = append(args, core.WorkerGroup, w.eventsMaxLen, DefaultDeadMaxLen, len(outs), w.historyLen, w.keys.History(""))
+	// The headers: each stream's range of entries to ack, and the tasks
+	// whose state the batch reads.
+	type span struct {
+		lo, hi string
+		n      int
+	}
+	var order []string
+	spans := map[string]*span{}
+	var names []string
+	seen := map[string]bool{}
+	for _, o := range outs {
+		d := &o.Delivery
+		if d.EntryID != "" && !d.Broadcast {
+			sp := spans[d.Stream]
+			if sp == nil {
+				sp = &span{lo: d.EntryID, hi: d.EntryID}
+				spans[d.Stream] = sp
+				order = append(order, d.Stream)
+			} else if core.LessID(d.EntryID, sp.lo) {
+				sp.lo = d.EntryID
+			} else if core.LessID(sp.hi, d.EntryID) {
+				sp.hi = d.EntryID
+			}
+			sp.n++
+		}
+		if o.LastRun != nil && !seen[o.LastRun.Task] {
+			seen[o.LastRun.Task] = true
+			names = append(names, o.LastRun.Task)
+		}
+	}
+	args = append(args, len(order))
+	for _, st := range order {
+		sp := spans[st]
+		args = append(args, st, sp.lo, sp.hi, sp.n)
+	}
+	args = append(args, len(names))
+	for _, n := range names {
+		args = append(args, n)
+	}
 	var buf []byte // last-run records, sliced into strings
 	for _, o := range outs {
 		d := &o.Delivery
@@ -467,35 +508,49 @@ func (w *Worker) Finish(ctx context.Context, worker string, outs []*Outcome) (in
 		}
 		done := func(n int) { args[n] = len(args) - n - 1 }
 		if o.LastRun != nil {
-			var head, tail, fire string
-			var err error
-			if buf, head, tail, fire, err = splitLastRun(buf, *o.LastRun); err != nil {
-				return 0, err
+			r := *o.LastRun
+			if r.Fired.IsZero() && d.Fire.Attempt <= 1 && d.EntryID != "" {
+				r.Fired, _ = events.EntryTime(d.EntryID)
 			}
-			fired := ""
-			if t, err := events.EntryTime(d.EntryID); err == nil && d.EntryID != "" {
-				fired = strconv.FormatInt(t.UnixMilli(), 10)
-			}
+			from := len(buf)
+			buf = events.AppendLastRun(buf, r)
+			rec := string(buf[from:])
+			fire := string(events.AppendJSONString(append(buf[len(buf):], `"fire":`...), r.Fire)) + ","
 			success := "0"
-			if o.LastRun.Status == events.StatusCompleted {
+			if r.Status == events.StatusCompleted {
 				success = "1"
 			}
 			n := op("L")
-			args = append(args, o.LastRun.Task, head, tail, fire, o.LastRun.Scheduled.UnixMilli(), fired, success)
+			args = append(args, r.Task, rec, fire, r.Scheduled.UnixMilli(), success)
 			done(n)
 		}
 		for j := range o.Events {
 			e := &o.Events[j]
-			var n int
+			var n, h int
 			if inHistory(e.Type) && e.Task != "" {
 				n = op("O")
-				args = append(args, w.keys.History(e.Task))
+				args = append(args, e.Task, "")
+				h = len(args) - 1
 			} else {
 				n = op("E")
 			}
+			// The run's fired and started times go to the history alone:
+			// the events stream has the started event, and the fire.
+			fired, started := e.Fired, e.Started
+			if h > 0 {
+				e.Fired, e.Started = time.Time{}, time.Time{}
+			}
+			from := len(args)
 			var err error
-			if args, err = e.AppendArgs(args); err != nil {
+			args, err = e.AppendArgs(args)
+			e.Fired, e.Started = fired, started
+			if err != nil {
 				return 0, fmt.Errorf("event %s of fire %s: %w", e.Type, d.Fire.ID, err)
+			}
+			if h > 0 {
+				at := len(buf)
+				buf = events.AppendHistory(buf, args[from:], fired, started)
+				args[h] = string(buf[at:])
 			}
 			done(n)
 		}
@@ -549,32 +604,6 @@ func inHistory(t events.Type) bool {
 		return true
 	}
 	return false
-}
-
-// splitLastRun encodes a worker's last-run record for the finish script:
-// the JSON cut after its "scheduled" member (where the stored "fired" time
-// goes), and its fire member as it appears in the stored text. The
-// encoding is appended to buf, which it returns (the strings are copies).
-// The member names are those events.AppendLastRun writes.
-func splitLastRun(buf []byte, r events.LastRun) (_ []byte, head, tail, fire string, err error) {
-	r.Fired = time.Time{}
-	from := len(buf)
-	buf = events.AppendLastRun(buf, r)
-	b := buf[from:]
-	// Quoted text holds no bare quote, so the first `,"fire":` and the
-	// first `,"status":` after it are the members themselves.
-	f := bytes.Index(b, []byte(`,"fire":`))
-	st := -1
-	if f >= 0 {
-		st = bytes.Index(b[f:], []byte(`,"status":`))
-	}
-	key := `,"scheduled":` + strconv.FormatInt(r.Scheduled.UnixMilli(), 10)
-	i := bytes.Index(b, []byte(key))
-	if f < 0 || st < 0 || i < 0 {
-		return buf, "", "", "", fmt.Errorf("last-run record of %s: no fire, status or %s member in %s", r.Task, key[1:], b)
-	}
-	i += len(key)
-	return buf, string(b[:i]), string(b[i:]), string(b[f+1 : f+st+1]), nil
 }
 
 // PromoteRetries appends up to max due retries to their streams. It

@@ -10,10 +10,9 @@ import (
 // TIME, derive keys that carry the namespace's hash tag, and never write
 // stream field names of their own: Go passes every event and entry in as
 // field lists. (The last-run op of finishScript matches members of the
-// last-run record's JSON, "fire", "scheduled", "fired" and "fails", and
-// marks an outcome event with the field "lastrun": events'
-// AppendLastRun writes that record, see splitLastRun, and names that
-// field.)
+// last-run record's JSON, "fire", "scheduled" and "fails", and marks an
+// outcome event with the field "lastrun": events' AppendLastRun writes
+// that record, and events names that field.)
 
 // finishScript records the outcomes of a batch of fires, each atomically
 // with the ack of its entry, and the per-task state and history they
@@ -28,28 +27,34 @@ import (
 // ARGV[3] -> dead stream approximate MAXLEN
 // ARGV[4] -> number of items
 // ARGV[5] -> per-task history approximate MAXLEN
-// ARGV[6..] -> per item: stream, entry id ("" when there is nothing to ack:
+// ARGV[6] -> history key prefix (a task's history is it and the name)
+// ARGV[7] -> number of streams with entries to ack, then per stream: the
+// stream, its lowest and highest entry id in the batch, and how many
+// ARGV[...] -> number of tasks with an L op, then their names
+// ARGV[...] -> per item: stream, entry id ("" when there is nothing to ack:
 // a broadcast fire, or an event alone), number of ops, then the ops. An op
 // is a code, its number of arguments, and the arguments:
 //
-//	L task head tail fire scheduled fired ok
-//	                    the run's record, JSON: head (up to its "scheduled"
-//	                    member), the fire's "fired" member, tail. It becomes
-//	                    the task's latest-fire record if that is of the same
-//	                    fire (the stored text holds fire, the JSON member
-//	                    "fire":"id",) or of an earlier scheduled time; the
-//	                    stored "fired" time of the same fire is kept (a retry's
-//	                    entry is younger than the slot's first), else fired
-//	                    ("" for none). Likewise, against the stored last
-//	                    outcome, it becomes the last outcome, with "fails" one
-//	                    more than the stored one's (ok "0") or none (ok "1": it
-//	                    also becomes the last success). The task's running
-//	                    record ends if it is of this fire. Comes before the
+//	L task record fire scheduled ok
+//	                    the run's record (JSON). It becomes the task's last
+//	                    outcome unless the stored one is of another fire
+//	                    (the stored text holds fire, the JSON member
+//	                    "fire":"id",) and a later scheduled time: a success
+//	                    (ok "1") as the last success, the last outcome
+//	                    emptied (the last success is the last outcome); a
+//	                    failure as the last outcome, with "fails" one more
+//	                    than the stored one's. An outcome that does not become
+//	                    the last ends the task's running record if that is of
+//	                    this fire (the reader takes a running record whose
+//	                    fire has the last outcome as ended). Comes before the
 //	                    item's O ops.
 //	E fields...         XADD the fields to the events stream
-//	O history fields... XADD the fields (an outcome event) to the events
-//	                    stream, with lastrun=1 first when the item's L op made
-//	                    it the last outcome, and to the task's history stream
+//	O task entry fields...
+//	                    XADD the fields (an outcome event of task) to the
+//	                    events stream, with lastrun=1 first when the item's L
+//	                    op made it the last outcome, and entry (its compact
+//	                    form, events.AppendHistory) to the task's history
+//	                    stream as the field "e"
 //	D fields...         XADD the fields to the dead-letter stream
 //	R delay_ms member   add member to the retry set, due delay_ms from now
 //	U running buffer id end the run of fire id for the overlap policy: delete
@@ -80,67 +85,35 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local A = ARGV
 local n = tonumber(A[4])
--- idBefore: a < b for stream ids ms-seq.
-local function idBefore(a, b)
-  local am, as = string.match(a, '^(%d+)-(%d+)$')
-  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-  if am ~= bm then return before(am, bm) end
-  return before(as, bs)
-end
--- First pass: the tasks whose state the batch writes, to read it in one
--- call, and each stream's entry ids, to read which are pending in one.
-local lnames, lrec = {}, {}
 local byStream, streams = {}, {}
-local i = 6
-for _ = 1, n do
-  local stream, id, nops = A[i], A[i+1], N[A[i+2]] or tonumber(A[i+2])
-  if id ~= '' then
-    local s = byStream[stream]
-    if not s then
-      s = {lo = id, hi = id, n = 0, pending = {}, seen = {}, ids = {}}
-      byStream[stream] = s
-      streams[#streams + 1] = stream
-    elseif idBefore(id, s.lo) then s.lo = id
-    elseif idBefore(s.hi, id) then s.hi = id end
-    s.n = s.n + 1
-  end
-  i = i + 3
-  for _ = 1, nops do
-    local code, c = A[i], N[A[i+1]] or tonumber(A[i+1])
-    if code == 'L' and lrec[A[i+2]] == nil then
-      local name = A[i+2]
-      lrec[name] = false
-      lnames[#lnames + 1] = name
-      lnames[#lnames + 1] = name .. '@out'
-      lnames[#lnames + 1] = name .. '@run'
-    end
-    i = i + 2 + c
-  end
-end
-if #lnames > 0 then
-  local r = bulk('HMGET', KEYS[4], lnames)
-  for k, name in ipairs(lnames) do lrec[name] = r[k] or false end
-end
-for _, stream in ipairs(streams) do
-  local s = byStream[stream]
-  local from, page = s.lo, s.n + 100
+local i = 8
+for _ = 1, tonumber(A[7]) do
+  local stream, hi, page = A[i], A[i+2], tonumber(A[i+3]) + 100
+  local s = {pending = {}, seen = {}, ids = {}}
+  byStream[stream] = s
+  streams[#streams + 1] = stream
+  local from = A[i+1]
   while true do
-    local r = redis.call('XPENDING', stream, A[1], from, s.hi, page)
+    local r = redis.call('XPENDING', stream, A[1], from, hi, page)
     for _, e in ipairs(r) do s.pending[e[1]] = true end
     if #r < page then break end
     from = '(' .. r[#r][1]
   end
+  i = i + 4
 end
-local lset, lorder = {}, {}
-local function put(field, v)
-  lrec[field] = v
-  if not lset[field] then
-    lset[field] = true
-    lorder[#lorder + 1] = field
-  end
+local lrec, lnames = {}, {}
+local nl = tonumber(A[i])
+for k = 1, nl do
+  lnames[2*k - 1] = A[i+k] .. '@out'
+  lnames[2*k] = A[i+k] .. '@ok'
 end
+i = i + nl + 1
+if nl > 0 then
+  local r = bulk('HMGET', KEYS[4], lnames)
+  for k, name in ipairs(lnames) do lrec[name] = r[k] or false end
+end
+local ls = {}
 local done = 0
-i = 6
 for _ = 1, n do
   local stream, id, nops = A[i], A[i+1], N[A[i+2]] or tonumber(A[i+2])
   i = i + 3
@@ -160,53 +133,52 @@ for _ = 1, n do
     local a = i + 2
     i = a + c
     if ok then
-      if code == 'E' then
-        redis.call('XADD', KEYS[1], 'MAXLEN', '~', A[2], '*', unpack(A, a, a + c - 1))
-      elseif code == 'O' then
+      if code == 'O' then
         if last then
-          redis.call('XADD', KEYS[1], 'MAXLEN', '~', A[2], '*', 'lastrun', '1', unpack(A, a + 1, a + c - 1))
+          redis.call('XADD', KEYS[1], 'MAXLEN', '~', A[2], '*', 'lastrun', '1', unpack(A, a + 2, a + c - 1))
         else
-          redis.call('XADD', KEYS[1], 'MAXLEN', '~', A[2], '*', unpack(A, a + 1, a + c - 1))
+          redis.call('XADD', KEYS[1], 'MAXLEN', '~', A[2], '*', unpack(A, a + 2, a + c - 1))
         end
-        redis.call('XADD', A[a], 'MAXLEN', '~', A[5], '*', unpack(A, a + 1, a + c - 1))
+        redis.call('XADD', A[6] .. A[a], 'MAXLEN', '~', A[5], '*', 'e', A[a+1])
+      elseif code == 'L' then
+        local name, rec, fire, sched = A[a], A[a+1], A[a+2], A[a+3]
+        local fo, fk = name .. '@out', name .. '@ok'
+        local out = lrec[fo]
+        local cur = out
+        if not cur or cur == '' then cur = lrec[fk] end
+        last = not (cur and cur ~= '' and not string.find(cur, fire, 1, true) and before(sched, string.match(cur, '"scheduled":(%-?%d+)') or '0'))
+        if last then
+          if A[a+4] == '1' then
+            lrec[fk] = rec
+            ls[#ls + 1] = fk
+            ls[#ls + 1] = rec
+            if out and out ~= '' then
+              lrec[fo] = ''
+              ls[#ls + 1] = fo
+              ls[#ls + 1] = ''
+            end
+          else
+            local fails = 0
+            if out and out ~= '' then fails = tonumber(string.match(out, '"fails":(%d+)') or '0') end
+            local o = string.sub(rec, 1, -2) .. ',"fails":' .. (fails + 1) .. '}'
+            lrec[fo] = o
+            ls[#ls + 1] = fo
+            ls[#ls + 1] = o
+          end
+        else
+          local fr = name .. '@run'
+          local run = redis.call('HGET', KEYS[4], fr)
+          if run and string.find(run, fire, 1, true) then
+            ls[#ls + 1] = fr
+            ls[#ls + 1] = ''
+          end
+        end
+      elseif code == 'E' then
+        redis.call('XADD', KEYS[1], 'MAXLEN', '~', A[2], '*', unpack(A, a, a + c - 1))
       elseif code == 'D' then
         redis.call('XADD', KEYS[2], 'MAXLEN', '~', A[3], '*', unpack(A, a, a + c - 1))
       elseif code == 'R' then
         redis.call('ZADD', KEYS[3], string.format('%.0f', now + tonumber(A[a])), A[a+1])
-      elseif code == 'L' then
-        local name, fire, sched, fired, success = A[a], A[a+3], A[a+4], A[a+5], A[a+6] == '1'
-        local raw = lrec[name]
-        local keep = true
-        if raw and raw ~= '' then
-          if string.find(raw, fire, 1, true) then
-            fired = string.match(raw, '"fired":(%d+)') or fired
-          elseif before(sched, string.match(raw, '"scheduled":(%-?%d+)') or '0') then
-            keep = false
-          end
-        end
-        local rec = A[a+1]
-        if fired ~= '' then rec = rec .. ',"fired":' .. fired end
-        rec = rec .. A[a+2]
-        if keep then put(name, rec) end
-        local out = lrec[name .. '@out']
-        local fails = 0
-        last = true
-        if out and out ~= '' then
-          fails = tonumber(string.match(out, '"fails":(%d+)') or '0')
-          if not string.find(out, fire, 1, true) and before(sched, string.match(out, '"scheduled":(%-?%d+)') or '0') then
-            last = false
-          end
-        end
-        if last then
-          if success then
-            put(name .. '@out', rec)
-            put(name .. '@ok', rec)
-          else
-            put(name .. '@out', string.sub(rec, 1, -2) .. ',"fails":' .. (fails + 1) .. '}')
-          end
-        end
-        local run = lrec[name .. '@run']
-        if run and run ~= '' and string.find(run, fire, 1, true) then put(name .. '@run', '') end
       elseif code == 'U' then
         local cur = redis.call('GET', A[a])
         if cur == A[a+2] then redis.call('DEL', A[a]); cur = false end
@@ -221,11 +193,6 @@ for _ = 1, n do
       end
     end
   end
-end
-local ls = {}
-for _, field in ipairs(lorder) do
-  ls[#ls + 1] = field
-  ls[#ls + 1] = lrec[field]
 end
 bulk('HSET', KEYS[4], ls)
 for _, stream in ipairs(streams) do
