@@ -76,7 +76,10 @@ func (c *Consumer) Finish(d *store.Delivery, r Result) {
 	o := &store.Outcome{Delivery: *d, EndOverlap: overlap && !d.Broadcast,
 		LastRun: &events.LastRun{Task: d.Fire.Task, Fire: d.Fire.ID, Scheduled: d.Fire.At, Started: r.Started, Finished: r.Finished,
 			Attempt: d.Fire.Attempt, Worker: c.cfg.Node}}
-	fired, _ := events.EntryTime(d.EntryID) // zero when it has no id
+	var fired time.Time // when the slot's fire was appended: a retry's entry is younger
+	if d.Fire.Attempt <= 1 {
+		fired, _ = events.EntryTime(d.EntryID)
+	}
 	ne := 1                                 // a failure may add its retried or dead event
 	if r.Err != nil {
 		ne = 2
@@ -120,7 +123,9 @@ func (c *Consumer) cancelled(d *store.Delivery, r Result) {
 	if e.Reason == "" {
 		e.Reason = "the worker stopped"
 	}
-	e.Fired, _ = events.EntryTime(d.EntryID)
+	if d.Fire.Attempt <= 1 {
+		e.Fired, _ = events.EntryTime(d.EntryID)
+	}
 	if !r.Started.IsZero() {
 		e.Started = r.Started
 		end := r.Finished

@@ -54,9 +54,9 @@ func Status(spec events.Spec, ts TaskState, workers []WorkerState, now time.Time
 		}
 		switch {
 		case readers == 0:
-			return StatusStuck, fmt.Sprintf("fire %s waits: no live worker reads queue %q", l.Fire, queue)
+			return StatusStuck, fmt.Sprintf("no live worker reads queue %q", queue)
 		case capable == 0:
-			return StatusStuck, fmt.Sprintf("fire %s waits: none of the %d live workers of queue %q has a handler for %s", l.Fire, readers, queue, spec.Name)
+			return StatusStuck, fmt.Sprintf("none of the %d live workers of queue %q has a handler for %s", readers, queue, spec.Name)
 		}
 	}
 	if ts.Done {
@@ -146,12 +146,15 @@ func (s *Store) History(ctx context.Context, task string, limit int, now time.Ti
 		if err != nil {
 			return nil, fmt.Errorf("history of %q: entry %s: %w", task, id, err)
 		}
-		if e.Fire != "" && e.Type != events.TypeMissed {
+		if e.Fire != "" {
 			if k, seen := byFire[e.Fire]; seen {
 				// An older entry of a slot already listed: an earlier
 				// attempt, or the failure a dead letter follows.
 				sl := &out[k]
 				sl.Attempts = max(sl.Attempts, e.Attempt, 1)
+				if !e.Fired.IsZero() {
+					sl.Fired = e.Fired // the first attempt's entry is the slot's fire
+				}
 				if sl.Outcome == string(events.TypeDead) && sl.Started.IsZero() && !e.Started.IsZero() {
 					o := slotOf(e)
 					sl.Started, sl.Finished, sl.CostMs, sl.Late, sl.Fired = o.Started, o.Finished, o.CostMs, o.Late, o.Fired

@@ -199,6 +199,9 @@ func explainRecord(ctx context.Context, c *cli, ex *explanation, s store.Slot, v
 		if s.Error != "" {
 			ex.Summary += "; last error: " + clip(s.Error, 200)
 		}
+		if !s.Started.IsZero() {
+			ex.Facts = append(ex.Facts, fmt.Sprintf("its last attempt (%d) started on %s at %s, %s after its slot, and failed after %s", s.Attempts, s.Worker, zstamp(s.Started, loc), late, took(s)))
+		}
 		if id := deadLetterOf(ctx, c, s); id != "" {
 			ex.DeadLetter = id
 			ex.Facts = append(ex.Facts, fmt.Sprintf("replay it with: taskino dead replay %s", id))
@@ -244,7 +247,10 @@ func explainRecord(ctx context.Context, c *cli, ex *explanation, s store.Slot, v
 // its backlog.
 func waitingFacts(ctx context.Context, c *cli, ex *explanation, v taskView) {
 	if v.why != "" {
-		ex.Summary += ": " + v.why
+		ex.Summary += "; stuck: " + v.why
+	}
+	if o := v.state.Outcome; o != nil {
+		ex.Facts = append(ex.Facts, fmt.Sprintf("the task's last outcome: %s, slot %s, finished at %s on %s", o.Status, zstamp(o.Scheduled, v.loc), zstamp(o.Finished, v.loc), o.Worker))
 	}
 	ws, err := c.st.Workers(ctx)
 	if err == nil {
@@ -257,8 +263,12 @@ func waitingFacts(ctx context.Context, c *cli, ex *explanation, v taskView) {
 				}
 			}
 		}
-		ex.Facts = append(ex.Facts, fmt.Sprintf("live workers of queue %s: %d (%s), of which can run %s: %d", v.spec.Queue, len(readers),
-			strings.Join(readers, ", "), v.spec.Name, len(capable)))
+		if len(readers) == 0 {
+			ex.Facts = append(ex.Facts, fmt.Sprintf("no live worker reads queue %s", v.spec.Queue))
+		} else {
+			ex.Facts = append(ex.Facts, fmt.Sprintf("live workers of queue %s: %d (%s), of which can run %s: %d", v.spec.Queue, len(readers),
+				strings.Join(readers, ", "), v.spec.Name, len(capable)))
+		}
 		for _, w := range ws {
 			if !w.Live && slices.Contains(w.Queues, v.spec.Queue) {
 				ex.Facts = append(ex.Facts, fmt.Sprintf("worker %s of queue %s was last seen at %s", w.Node, v.spec.Queue, zstamp(w.Seen, v.loc)))

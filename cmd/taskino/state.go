@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -406,9 +405,12 @@ func runHistory(ctx context.Context, c *cli, args []string) error {
 		}
 		detail := s.Error
 		if s.Reason != "" {
-			detail = strings.TrimSpace(s.Reason + " " + string(s.Policy))
+			detail = s.Reason
+			if s.Policy != "" {
+				detail += " (policy " + string(s.Policy) + ")"
+			}
 			if s.Error != "" {
-				detail += "; " + s.Error
+				detail += "; last error: " + s.Error
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", slot, s.Outcome, zstamp(s.Started, loc), late, cost, tries,
