@@ -52,6 +52,10 @@ type Config struct {
 	// stream nodes, so a few older ones may wait for the next trim). Zero:
 	// by EventsMaxLen alone.
 	EventsMaxAge time.Duration
+	// HistoryLen is how many entries of each task's history its appends
+	// keep (default store.DefaultHistoryLen); give the planners and
+	// workers of a namespace the same.
+	HistoryLen int64
 	// FlushBatch is the most outcomes recorded per round trip (default 256).
 	FlushBatch int
 	// HoldEarly: a fire read before its scheduled time (planners append
@@ -202,6 +206,7 @@ func (c Config) validate() error {
 		{name: "TrimInterval", want: "0 (default 1m) or more", d: c.TrimInterval, dur: true},
 		{name: "EventsMaxLen", want: fmt.Sprintf("0 (default %d) or more", store.DefaultEventsMaxLen), n: c.EventsMaxLen},
 		{name: "EventsMaxAge", want: "0 (by EventsMaxLen alone) or more", d: c.EventsMaxAge, dur: true},
+		{name: "HistoryLen", want: fmt.Sprintf("0 (default %d) or more", store.DefaultHistoryLen), n: c.HistoryLen},
 		{name: "FlushBatch", want: "0 (default 256) or more", n: int64(c.FlushBatch)},
 		{name: "HoldEarly", want: "0 (default 10s) or more; NoHoldEarly runs early fires at once", d: c.HoldEarly, dur: true},
 		{name: "EarlyLimit", want: "0 (default 10000) or more", n: int64(c.EarlyLimit)},

@@ -80,7 +80,7 @@ func (c *Consumer) Finish(d *store.Delivery, r Result) {
 	if d.Fire.Attempt <= 1 {
 		fired, _ = events.EntryTime(d.EntryID)
 	}
-	ne := 1                                 // a failure may add its retried or dead event
+	ne := 1 // a failure may add its retried or dead event
 	if r.Err != nil {
 		ne = 2
 	}

@@ -16,7 +16,8 @@ import (
 	"github.com/taskino/taskino/store"
 )
 
-// recorder is a listener that keeps what it is told, and signals each event.
+// recorder is a listener that keeps what it is told (OnLastRun included),
+// and signals each event.
 type recorder struct {
 	mu    sync.Mutex
 	calls []string
@@ -44,6 +45,10 @@ func (r *recorder) OnReload(ctx context.Context, e events.Event) {
 }
 func (r *recorder) OnComplete(ctx context.Context, e events.Event) {
 	r.note(fmt.Sprintf("complete:%s", e.Task), e)
+}
+
+func (r *recorder) OnLastRun(ctx context.Context, e events.Event) {
+	r.note(fmt.Sprintf("lastrun:%s:%s", e.Type, e.Task), e)
 }
 
 func (r *recorder) snapshot() ([]string, []events.Event) {
@@ -205,7 +210,7 @@ func TestListenerCallbacksAndPanic(t *testing.T) {
 		}
 		return false
 	}
-	for _, c := range []string{"startup:boom", "startup:w", "reload:1", "complete:nap", "stop:w"} {
+	for _, c := range []string{"startup:boom", "startup:w", "reload:1", "complete:nap", "lastrun:completed:nap", "stop:w"} {
 		if !has(c) {
 			t.Errorf("listener was not told %s; calls: %v", c, calls)
 		}

@@ -100,6 +100,10 @@ type Config struct {
 	CatchUpChunk int
 	// EventsMaxLen bounds the events stream (default store.DefaultEventsMaxLen).
 	EventsMaxLen int64
+	// HistoryLen is how many entries of each task's history its appends
+	// keep (default store.DefaultHistoryLen); give the planners and
+	// workers of a namespace the same.
+	HistoryLen int64
 	// AfterClaim, when set, is called after each non-empty claim and before
 	// its plan is recorded: for instrumentation and fault tests. Blocking in
 	// it holds the claimed tasks, as a planner stopped dead would.
@@ -171,6 +175,8 @@ func (c Config) validate() error {
 		return bad("CatchUpChunk", c.CatchUpChunk, "0 (default 1000) or more")
 	case c.EventsMaxLen < 0:
 		return bad("EventsMaxLen", c.EventsMaxLen, "0 (default 100000) or more")
+	case c.HistoryLen < 0:
+		return bad("HistoryLen", c.HistoryLen, "0 (default 100) or more")
 	}
 	if c.Namespace != "" {
 		if err := store.ValidateNamespace(c.Namespace); err != nil {
@@ -257,7 +263,7 @@ func New(rdb redis.UniversalClient, cfg Config, tasks ...events.Spec) (*Planner,
 		return nil, fmt.Errorf("planner: Config.Version: 0 with %d tasks; want a whole number from 1, bumped whenever the tasks change", len(tasks))
 	}
 	cfg = cfg.WithDefaults()
-	st, err := store.New(rdb, cfg.Namespace, store.Options{EventsMaxLen: cfg.EventsMaxLen})
+	st, err := store.New(rdb, cfg.Namespace, store.Options{EventsMaxLen: cfg.EventsMaxLen, HistoryLen: cfg.HistoryLen})
 	if err != nil {
 		return nil, err
 	}

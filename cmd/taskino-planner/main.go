@@ -76,7 +76,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.rdb, _, err = m.Common.Start(ctx, log, m.TasksPath, store.RolePlanner); err != nil {
 		return err
 	}
-	cfg := planner.Config{Namespace: m.Namespace, Node: m.Node, Logger: log, Lookahead: m.Lookahead, EventsMaxLen: m.EventsMaxLen}
+	cfg := planner.Config{Namespace: m.Namespace, Node: m.Node, Logger: log, Lookahead: m.Lookahead, EventsMaxLen: m.EventsMaxLen, HistoryLen: m.HistoryLen}
 	var met *metrics.Metrics
 	if m.HTTPAddr != "" {
 		met = metrics.New()

@@ -137,7 +137,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	cfg := app.WorkerConfig{
 		Namespace: m.Namespace, Queues: m.Queues, Concurrency: m.Concurrency, Grace: m.Grace, Visibility: m.Visibility, Prefetch: m.Prefetch, NoPrefetch: m.Prefetch == 0,
-		EarlyLimit: m.EarlyLimit, EventsMaxLen: m.EventsMaxLen, EventsMaxAge: m.EventsAge, Node: m.Node, Tasks: file, Logger: log, Metrics: met,
+		EarlyLimit: m.EarlyLimit, EventsMaxLen: m.EventsMaxLen, HistoryLen: m.HistoryLen, EventsMaxAge: m.EventsAge, Node: m.Node, Tasks: file, Logger: log, Metrics: met,
 		Runner: runner.Options{KillGrace: m.KillGrace},
 	}
 	d, queues, err := app.NewWorker(m.rdb, cfg)

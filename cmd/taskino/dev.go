@@ -85,12 +85,12 @@ func runDev(ctx context.Context, c *cli, args []string) error {
 	}
 	fmt.Fprintf(c.stderr, "taskino dev: %s: version %d %s, %d tasks; Ctrl-C stops\n", file.Path, res.Version, res.Outcome, len(file.Tasks))
 
-	p, err := planner.New(c.rdb, planner.Config{Namespace: c.Namespace, Node: "dev-planner", Logger: log, EventsMaxLen: c.EventsMaxLen})
+	p, err := planner.New(c.rdb, planner.Config{Namespace: c.Namespace, Node: "dev-planner", Logger: log, EventsMaxLen: c.EventsMaxLen, HistoryLen: c.HistoryLen})
 	if err != nil {
 		return err
 	}
 	d, _, err := app.NewWorker(c.rdb, app.WorkerConfig{Namespace: c.Namespace, Node: "dev-worker", Tasks: file, Logger: log, Grace: 5 * time.Second,
-		EventsMaxLen: c.EventsMaxLen})
+		EventsMaxLen: c.EventsMaxLen, HistoryLen: c.HistoryLen})
 	if err != nil {
 		return err
 	}

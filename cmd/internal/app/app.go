@@ -42,7 +42,10 @@ type Common struct {
 	// trim it to about this many entries at each append, so all of a
 	// namespace's should be given the same (see RegisterEvents).
 	EventsMaxLen int64
-	eventsEnvErr error // TASKINO_EVENTS_MAX_LEN is not a number
+	// HistoryLen is how many entries of each task's history the planners
+	// and workers keep (see RegisterEvents).
+	HistoryLen   int64
+	eventsEnvErr error // TASKINO_EVENTS_MAX_LEN or TASKINO_HISTORY_LEN is not a number
 	eventsFlag   bool  // RegisterEvents was called
 
 	logged bool // Logger was called: go-redis logs to it
@@ -60,10 +63,11 @@ func (c *Common) Register(fs *flag.FlagSet) {
 	fs.Lookup("redis").DefValue = redisurl.Redact(c.RedisURL)
 }
 
-// RegisterEvents adds --events-max-len to fs (the processes that trim the
-// events stream: planner, worker, taskino dev). Its default is
-// TASKINO_EVENTS_MAX_LEN, else store.DefaultEventsMaxLen; a later call
-// defaults to what the first parsed.
+// RegisterEvents adds --events-max-len and --history-len to fs (the
+// processes that trim the events stream and the tasks' histories:
+// planner, worker, taskino dev). Their defaults are TASKINO_EVENTS_MAX_LEN
+// and TASKINO_HISTORY_LEN, else store.DefaultEventsMaxLen and
+// store.DefaultHistoryLen; a later call defaults to what the first parsed.
 func (c *Common) RegisterEvents(fs *flag.FlagSet) {
 	if !c.eventsFlag { // a second call (the CLI's command flags) keeps what the first parsed
 		c.eventsFlag = true
@@ -75,7 +79,17 @@ func (c *Common) RegisterEvents(fs *flag.FlagSet) {
 			}
 			c.EventsMaxLen = n
 		}
+		c.HistoryLen = store.DefaultHistoryLen
+		if v := os.Getenv("TASKINO_HISTORY_LEN"); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 1 {
+				c.eventsEnvErr = fmt.Errorf("TASKINO_HISTORY_LEN %q: want a whole number of entries, 1 or more, such as 1000", v)
+			}
+			c.HistoryLen = n
+		}
 	}
+	fs.Int64Var(&c.HistoryLen, "history-len", c.HistoryLen,
+		"keep at least this many entries of each task's history (its outcomes and missed slots; taskino history); give every planner and worker of the namespace the same (env TASKINO_HISTORY_LEN)")
 	fs.Int64Var(&c.EventsMaxLen, "events-max-len", c.EventsMaxLen,
 		"keep about this many entries on the events stream, trimming the oldest at each append; give every planner and worker of the namespace the same (env TASKINO_EVENTS_MAX_LEN)")
 }
@@ -101,13 +115,16 @@ func (c *Common) Check() error {
 	if c.eventsFlag && c.EventsMaxLen < 1 {
 		return fmt.Errorf("--events-max-len %d: want 1 or more entries", c.EventsMaxLen)
 	}
+	if c.eventsFlag && c.HistoryLen < 1 {
+		return fmt.Errorf("--history-len %d: want 1 or more entries", c.HistoryLen)
+	}
 	return nil
 }
 
 // StoreOptions is how the binaries' stores are set up: the events stream
 // bound (the store's default when --events-max-len is not registered).
 func (c *Common) StoreOptions() store.Options {
-	return store.Options{EventsMaxLen: c.EventsMaxLen}
+	return store.Options{EventsMaxLen: c.EventsMaxLen, HistoryLen: c.HistoryLen}
 }
 
 func (c *Common) level() (zerolog.Level, error) {
@@ -265,6 +282,7 @@ type WorkerConfig struct {
 	EarlyLimit   int           // consumer.Config.EarlyLimit (0: its default)
 	EventsMaxLen int64         // consumer.Config.EventsMaxLen (0: its default)
 	EventsMaxAge time.Duration // consumer.Config.EventsMaxAge (0: none)
+	HistoryLen   int64         // consumer.Config.HistoryLen (0: its default)
 	Tasks        *tasksfile.File
 	Logger       zerolog.Logger
 	Metrics      *metrics.Metrics // nil for none
@@ -291,7 +309,7 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig) (*dispatcher.Worker,
 	wc := dispatcher.WorkerConfig{Namespace: cfg.Namespace, Queues: queues, Node: cfg.Node, Logger: cfg.Logger,
 		Concurrency: cfg.Concurrency, Grace: cfg.Grace, CancelWait: runner.StopWait(cfg.Runner), Version: cfg.Tasks.Version, TaskSet: cfg.Tasks.Specs(),
 		Stream: consumer.Config{VisibilityTimeout: cfg.Visibility, Prefetch: cfg.Prefetch, NoPrefetch: cfg.NoPrefetch, EarlyLimit: cfg.EarlyLimit,
-			EventsMaxLen: cfg.EventsMaxLen, EventsMaxAge: cfg.EventsMaxAge}}
+			EventsMaxLen: cfg.EventsMaxLen, EventsMaxAge: cfg.EventsMaxAge, HistoryLen: cfg.HistoryLen}}
 	if cfg.Metrics != nil {
 		wc.Metrics = cfg.Metrics
 	}
