@@ -206,6 +206,12 @@ tasks:
 	if out := mustCLI(t, cli, "last-run", "tick", "--redis", reader, "--namespace", ns); !strings.Contains(out, "tick") {
 		t.Errorf("last-run tick as taskino-reader printed %q", out)
 	}
+	if out := mustCLI(t, cli, "history", "flaky", "--redis", reader, "--namespace", ns); !strings.Contains(out, "dead") {
+		t.Errorf("history flaky as taskino-reader printed %q", out)
+	}
+	if out := mustCLI(t, cli, "explain", "flaky", "--redis", reader, "--namespace", ns); !strings.Contains(out, "flaky, slot") {
+		t.Errorf("explain flaky as taskino-reader printed %q", out)
+	}
 	if out := mustCLI(t, cli, "workers", "--redis", reader, "--namespace", ns); !strings.Contains(out, "w1") {
 		t.Errorf("workers as taskino-reader printed %q", out)
 	}

@@ -132,8 +132,11 @@ var (
 		need("pexpire", func(k Keys) []string { return []string{k.Running("task"), "1000"} }),
 		need("del", func(k Keys) []string { return []string{k.Buffer("task")} }),
 	}
-	// readNeeds: taskino tail, ls, last-run and workers.
+	// readNeeds: taskino tail, ls, last-run, history, explain and workers.
 	readNeeds = []aclNeed{
+		need("xrevrange", func(k Keys) []string { return []string{k.History("task"), "+", "-", "COUNT", "1"} }),
+		need("xrange", func(k Keys) []string { return []string{k.Dead(), "-", "+", "COUNT", "1"} }),
+		need("xinfo|groups", func(k Keys) []string { return []string{k.Fires("default")} }),
 		need("hgetall", func(k Keys) []string { return []string{k.Workers()} }),
 		need("zrange", func(k Keys) []string { return []string{k.WorkersSeen(), "0", "-1", "WITHSCORES"} }),
 		need("ping", nil),

@@ -168,9 +168,6 @@ func (s *Store) History(ctx context.Context, task string, limit int, now time.Ti
 		}
 		out = append(out, slotOf(e))
 	}
-	// Newest slot first: planners with a lookahead, retries and
-	// reclaims record slots out of order.
-	slices.SortStableFunc(out, func(a, b Slot) int { return b.Scheduled.Compare(a.Scheduled) })
 	st, err := s.States(ctx, []string{task})
 	if err != nil {
 		return nil, err
@@ -194,6 +191,10 @@ func (s *Store) History(ctx context.Context, task string, limit int, now time.Ti
 		}
 		out = append(head, out...)
 	}
+	// Newest slot first: planners with a lookahead, retries and
+	// reclaims record slots out of order, and the one in flight may be
+	// older than a slot already missed.
+	slices.SortStableFunc(out, func(a, b Slot) int { return b.Scheduled.Compare(a.Scheduled) })
 	if limit > 0 && len(out) > limit {
 		out = out[:limit]
 	}
