@@ -30,6 +30,7 @@ type admission struct {
 	early         *earlyHold
 	local         *localOverlap
 	queue         func(*store.Outcome)               // records a dead letter or a missed event
+	missed        func(events.Event)                 // counts a missed event a script recorded
 	releasing     func(bool)                         // tells the outbox whether due early fires wait for runs
 	stopped       func() bool                        // the worker is stopping: give up retries
 	runs          func(task string) (known, ok bool) // whether the worker advertises a handler for task
@@ -158,6 +159,7 @@ func (a *admission) firstTrigger(ctx context.Context, d store.Delivery) bool {
 	}
 	if !first {
 		a.claims.release(d)
+		a.missed(missed)
 	}
 	return first
 }
@@ -182,6 +184,9 @@ func (a *admission) beginOverlap(ctx context.Context, d *store.Delivery) bool {
 	}
 	if res != store.BeginRun {
 		a.claims.release(*d)
+		if res == store.BeginSkipped {
+			a.missed(missed)
+		}
 		return false
 	}
 	a.claims.markOverlap(*d)

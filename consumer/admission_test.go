@@ -18,6 +18,7 @@ type testAdmission struct {
 	*admission
 	rdb       *redis.Client
 	queued    []*store.Outcome
+	missed    []events.Event // missed events a script recorded (counted)
 	releasing []bool
 }
 
@@ -40,6 +41,7 @@ func newTestAdmission(t *testing.T, specs ...events.Spec) *testAdmission {
 		specs: sc, claims: newClaims(st, testLog(t), "w1", time.Minute, time.Hour, clock), clock: clock,
 		early: &earlyHold{window: 10 * time.Second, limit: 100}, local: newLocalOverlap(),
 		queue:     func(o *store.Outcome) { ta.queued = append(ta.queued, o) },
+		missed:    func(e events.Event) { ta.missed = append(ta.missed, e) },
 		releasing: func(r bool) { ta.releasing = append(ta.releasing, r) },
 		stopped:   func() bool { return false }}
 	return ta
@@ -141,6 +143,9 @@ func TestAdmitRunsATriggerIDOnce(t *testing.T) {
 	if fresh := ta.claims.notHeld(ds[1:]); len(fresh) != 1 {
 		t.Error("the duplicate's claim was not released")
 	}
+	if len(ta.missed) != 1 || events.MissedKind(ta.missed[0]) != "duplicate_id" {
+		t.Errorf("missed events counted: %+v, want the duplicate's (reason duplicate_id)", ta.missed)
+	}
 }
 
 // TestAdmitAppliesOverlapPolicies: a single-mode fire of a skip task is
@@ -162,6 +167,9 @@ func TestAdmitAppliesOverlapPolicies(t *testing.T) {
 	}
 	if fresh := ta.claims.notHeld(append([]store.Delivery(nil), ds...)); len(fresh) != 1 || fresh[0].EntryID != ds[1].EntryID {
 		t.Errorf("not held: %v, want the skipped fire released and the first held", fresh)
+	}
+	if len(ta.missed) != 1 || ta.missed[0].Fire != ds[1].Fire.ID || ta.missed[0].Policy != "overlap-skip" {
+		t.Errorf("missed events counted: %+v, want the skipped fire's, policy overlap-skip", ta.missed)
 	}
 	ta.claims.mu.Lock()
 	marked := ta.claims.held[heldKey(ds[0].Stream, ds[0].EntryID)].Overlap

@@ -143,6 +143,14 @@ type Metrics interface {
 	DeadLettered(task string)
 }
 
+// MissedMetrics, when a consumer's Metrics implements it too, is told of
+// each missed event the consumer records (a fire skipped by its task's
+// overlap policy, a repeated trigger id, a fire that waited past its
+// misfire grace): e.Count slots of e.Task, under e.Policy.
+type MissedMetrics interface {
+	Missed(e events.Event)
+}
+
 // WithDefaults returns the config with every unset (zero) field at its
 // default. It leaves a value out of range as it is, for New to refuse.
 func (c Config) WithDefaults() Config {

@@ -91,7 +91,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 		groups: c.single, retention: cfg.FireRetention, pruneIdle: cfg.timing.pruneIdle, eventsMaxAge: cfg.EventsMaxAge}
 	c.adm = &admission{st: st, log: c.log, node: cfg.Node, maxDeliveries: cfg.MaxDeliveries, visibility: cfg.VisibilityTimeout,
 		specs: c.specs, claims: c.claims, clock: &c.clock, early: c.early, local: c.local,
-		queue: c.enqueue, releasing: c.outbox.setReleasing, stopped: c.stopped, runs: c.self.runs,
+		queue: c.enqueue, missed: c.missed, releasing: c.outbox.setReleasing, stopped: c.stopped, runs: c.self.runs,
 		wait: &waitRoom{st: st, log: c.log, node: cfg.Node, claims: c.claims, clock: &c.clock, runs: c.self.runs,
 			queue: c.enqueue, every: cfg.timing.routeLook, stuck: map[string]bool{}, kick: make(chan struct{}, 1)}}
 	return c, nil

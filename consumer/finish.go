@@ -148,10 +148,23 @@ func (c *Consumer) enqueue(o *store.Outcome) {
 	if o.Dead != "" && c.cfg.Metrics != nil {
 		c.cfg.Metrics.DeadLettered(o.Delivery.Fire.Task)
 	}
+	for _, e := range o.Events {
+		if e.Type == events.TypeMissed {
+			c.missed(e)
+		}
+	}
 	// Marked before it is queued: a stop hands back every held fire not
 	// marked, and one with its outcome queued must not run again.
 	c.claims.markQueued(o.Delivery)
 	c.outbox.add(o)
+}
+
+// missed tells the metrics, when they count misses, of a missed event
+// recorded.
+func (c *Consumer) missed(e events.Event) {
+	if mm, ok := c.cfg.Metrics.(MissedMetrics); ok {
+		mm.Missed(e)
+	}
 }
 
 // deadLetter is d's dead letter, logged; endOverlap also ends its overlap

@@ -453,6 +453,32 @@ func (e *Event) AppendArgs(dst []any) ([]any, error) {
 	return dst, nil
 }
 
+// MissedKind is the reason of a missed event as one word, for a metric
+// label (the event's Reason is text for people): overlap (a run of the task
+// still held it), duplicate_id (a manual trigger's id was used already),
+// paused (slots passed while the task was paused), late (planned later than
+// the misfire grace: planners were down or behind), waited (its fire waited
+// past the grace for a worker of its queue that runs the task), no_slot (a
+// once instant or a window that ended before the task was planned), or
+// other.
+func MissedKind(e Event) string {
+	switch {
+	case strings.HasPrefix(string(e.Policy), "overlap-"):
+		return "overlap"
+	case e.Policy == "duplicate-id":
+		return "duplicate_id"
+	case strings.HasPrefix(e.Reason, "paused"):
+		return "paused"
+	case strings.HasPrefix(e.Reason, "planned ") && strings.Contains(e.Reason, "grace"):
+		return "late"
+	case strings.HasPrefix(e.Reason, "waited ") || strings.HasPrefix(e.Reason, "read "):
+		return "waited"
+	case strings.Contains(e.Reason, "no slot"):
+		return "no_slot"
+	}
+	return "other"
+}
+
 // FieldHistory is the one field of a compact history entry: the event's
 // fields as a JSON object (see AppendHistory).
 const FieldHistory = "e"

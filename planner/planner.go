@@ -120,6 +120,13 @@ type Metrics interface {
 	Planned(fires, missed int)
 }
 
+// MissedMetrics, when a planner's Metrics implements it too, is told of
+// each missed event a recorded plan appended (e.Count slots of e.Task,
+// under e.Policy; events.MissedKind says why in a word).
+type MissedMetrics interface {
+	Missed(e events.Event)
+}
+
 // minLease is the shortest lease a planner takes: a claim and its plan must
 // fit in it with room to spare.
 const minLease = 100 * time.Millisecond
@@ -584,6 +591,17 @@ func (p *Planner) round(ctx context.Context) (sleep time.Duration, planned int, 
 	}
 	if p.cfg.Metrics != nil {
 		p.cfg.Metrics.Planned(res.Fires, res.Events-res.Fires)
+		// The ops of a plan the store took in full (none dropped, no task
+		// lost: the usual case) are what it recorded.
+		if mm, ok := p.cfg.Metrics.(MissedMetrics); ok && res.Lost == 0 && res.Dropped == 0 {
+			for i := range plans {
+				for _, op := range plans[i].Ops {
+					if op.Fire == nil && op.Event.Type == events.TypeMissed {
+						mm.Missed(op.Event)
+					}
+				}
+			}
+		}
 	}
 	if len(handBack) > 0 {
 		relctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Lease)

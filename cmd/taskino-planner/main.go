@@ -79,12 +79,15 @@ func (m *Main) Run(ctx context.Context) error {
 	cfg := planner.Config{Namespace: m.Namespace, Node: m.Node, Logger: log, Lookahead: m.Lookahead, EventsMaxLen: m.EventsMaxLen, HistoryLen: m.HistoryLen}
 	var met *metrics.Metrics
 	if m.HTTPAddr != "" {
-		met = metrics.New()
+		met = metrics.NewPlanner()
 		cfg.Metrics = met
 	}
 	p, err := planner.New(m.rdb, cfg)
 	if err != nil {
 		return err
+	}
+	if met != nil {
+		met.WatchTasks(p.Store())
 	}
 	return app.Group(ctx, log, p.Run, m.HTTPAddr, met, m.rdb, app.Health(p.Store(), store.RolePlanner, p.Health))
 }

@@ -65,6 +65,7 @@ type Main struct {
 	EarlyLimit  int
 	EventsAge   time.Duration
 	HTTPAddr    string
+	Buckets     []float64 // --metrics-buckets
 	Node        string
 
 	rdb redis.UniversalClient
@@ -86,8 +87,16 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&m.Visibility, "visibility", 30*time.Second, "how long a fire held by a worker that stopped answering waits before another worker takes it over (runs on a live worker are never taken away; at most 1h)")
 	fs.StringVar(&m.HTTPAddr, "http", "", "serve Prometheus /metrics and /healthz on this address (e.g. :9090)")
 	fs.StringVar(&m.Node, "node", "", "name of this worker in events and logs (default host-pid-random)")
+	buckets := fs.String("metrics-buckets", "", "bounds in seconds of the run duration and lateness histograms, ascending, comma-separated (default 0.005 to 86400: 5 ms to a day)")
 	if err := app.Parse(fs, args); err != nil {
 		return err
+	}
+	if *buckets != "" {
+		b, err := metrics.ParseBuckets(*buckets)
+		if err != nil {
+			return err
+		}
+		m.Buckets = b
 	}
 	if m.TasksPath == "" {
 		return errors.New("--tasks FILE is required: the worker runs the exec and http tasks of that file")
@@ -133,7 +142,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	var met *metrics.Metrics
 	if m.HTTPAddr != "" {
-		met = metrics.New()
+		met = metrics.NewWorker(m.Buckets)
 	}
 	cfg := app.WorkerConfig{
 		Namespace: m.Namespace, Queues: m.Queues, Concurrency: m.Concurrency, Grace: m.Grace, Visibility: m.Visibility, Prefetch: m.Prefetch, NoPrefetch: m.Prefetch == 0,
