@@ -283,13 +283,13 @@ func jsonEvent(e events.Event) map[string]any {
 	return out
 }
 
-// clock is t (UTC) as a time of day, or as a stamp with its date when
+// clock is t (UTC, marked Z) as a time of day, or as a stamp with its date when
 // that is not ref's: an event of another day, or a slot far from its
 // event (a window that ended a year before the missed event recording it).
 func clock(t, ref time.Time) string {
 	t, ref = t.UTC(), ref.UTC()
 	if y, m, d := t.Date(); ref.Year() == y && ref.Month() == m && ref.Day() == d {
-		return t.Format("15:04:05.000")
+		return t.Format("15:04:05.000Z")
 	}
 	return stamp(t)
 }

@@ -22,16 +22,16 @@ func TestTailLineDates(t *testing.T) {
 		want []string
 	}{
 		{"today, slot today", events.Event{ID: id(today), Type: events.TypeFired, Task: "t", Fire: events.FireID("t", today), At: today},
-			[]string{"23:00:00.000 fired", "at=23:00:00.000"}},
+			[]string{"23:00:00.000Z fired", "at=23:00:00.000Z"}},
 		{"yesterday's event", events.Event{ID: id(today.Add(-24 * time.Hour)), Type: events.TypeCompleted, Task: "t",
 			Fire: events.FireID("t", today.Add(-24*time.Hour)), At: today.Add(-24 * time.Hour), CostMs: 5},
-			[]string{"2026-11-20 23:00:00.000 completed", "at=23:00:00.000"}},
+			[]string{"2026-11-20 23:00:00.000Z completed", "at=23:00:00.000Z"}},
 		{"a window over a year before its missed event", events.Event{ID: id(today), Type: events.TypeMissed, Task: "t", At: yearAgo,
 			Count: 1, Policy: events.MisfireSkip, Reason: "no slot"},
-			[]string{"23:00:00.000 missed", "at=2025-11-21 00:00:00.000"}},
+			[]string{"23:00:00.000Z missed", "at=2025-11-21 00:00:00.000Z"}},
 		{"a range of missed slots", events.Event{ID: id(today), Type: events.TypeMissed, Task: "t", At: yearAgo, Until: today.Add(-time.Hour),
 			Count: 3, Policy: events.MisfireSkip},
-			[]string{"at=2025-11-21 00:00:00.000", "count=3", "until=22:00:00.000"}},
+			[]string{"at=2025-11-21 00:00:00.000Z", "count=3", "until=22:00:00.000Z"}},
 	} {
 		var b bytes.Buffer
 		p := &printer{w: &b, now: func() time.Time { return today.Add(30 * time.Minute) }}
