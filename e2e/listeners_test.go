@@ -221,3 +221,62 @@ func TestListenerCallbacksAndPanic(t *testing.T) {
 		}
 	}
 }
+
+// TestDurableListenerProcessesShareTheWork: two processes of one durable
+// listener (each its own consumer name) together receive every event
+// once, none of them both; and the events a dead process was delivered
+// and never acked go, after ClaimIdle, to a live one.
+func TestDurableListenerProcessesShareTheWork(t *testing.T) {
+	b := setup(t)
+	if err := b.st.EnsureEventGroup(b.ctx, "shared", "$"); err != nil {
+		t.Fatal(err)
+	}
+	// A process that read 5 events and died before acking them.
+	appendMarks(t, b, "orphan", 5)
+	if es, err := b.st.ReadEventGroup(b.ctx, "shared", "dead-process", ">", 5, 0); err != nil || len(es) != 5 {
+		t.Fatalf("the dead process's read: %d events, %v", len(es), err)
+	}
+	one, two := newRecorder(), newRecorder()
+	subscribe(t, b, listeners.Config{Durable: "shared", ClaimIdle: time.Second}, one)
+	subscribe(t, b, listeners.Config{Durable: "shared", ClaimIdle: time.Second}, two)
+	appendMarks(t, b, "share", 300)
+	// Every event reaches one of them: 300 new and the 5 orphans.
+	deadline := time.After(30 * time.Second)
+	for {
+		_, a := one.snapshot()
+		_, c := two.snapshot()
+		if len(a)+len(c) >= 305 {
+			break
+		}
+		select {
+		case <-one.got:
+		case <-two.got:
+		case <-deadline:
+			t.Fatalf("the two processes got %d and %d events after 30s, want 305 in all", len(a), len(c))
+		}
+	}
+	_, a := one.snapshot()
+	_, c := two.snapshot()
+	seen := map[string]int{}
+	for _, e := range append(a, c...) {
+		seen[e.Worker]++
+	}
+	for name, n := range seen {
+		if n != 1 {
+			t.Errorf("event %s delivered %d times across the two processes", name, n)
+		}
+	}
+	for i := range 300 {
+		if seen[fmt.Sprintf("share-%d", i)] != 1 {
+			t.Errorf("share-%d not delivered", i)
+		}
+	}
+	for i := range 5 {
+		if seen[fmt.Sprintf("orphan-%d", i)] != 1 {
+			t.Errorf("orphan-%d, left unacked by the dead process, was not taken over", i)
+		}
+	}
+	if len(a) == 0 || len(c) == 0 {
+		t.Errorf("one process got all the events (%d and %d): want each its own consumer, sharing them", len(a), len(c))
+	}
+}

@@ -133,6 +133,16 @@ type Config struct {
 	From string
 	// Block bounds one blocking read (default 1s): the longest a stop waits.
 	Block time.Duration
+	// Consumer names this process in a durable subscription's group
+	// (default host-pid-random, events.NewNode): every process of one
+	// durable listener has its own, so each event goes to one of them, and
+	// a restart is a new consumer.
+	Consumer string
+	// ClaimIdle is how long an event delivered to another process of a
+	// durable subscription waits unacked before this one takes it over,
+	// that process having died (default 1m; at least 1s). A listener call
+	// that runs longer than this may see its event delivered again.
+	ClaimIdle time.Duration
 	// Logger receives the subscription's logs (default: warnings and
 	// errors, as JSON lines on stderr; zerolog.Nop() for none).
 	Logger zerolog.Logger
@@ -160,6 +170,15 @@ func New(rdb redis.UniversalClient, cfg Config, listeners ...any) (*Subscription
 	}
 	if cfg.Block == 0 {
 		cfg.Block = time.Second
+	}
+	if cfg.Consumer == "" {
+		cfg.Consumer = events.NewNode()
+	}
+	switch {
+	case cfg.ClaimIdle == 0:
+		cfg.ClaimIdle = time.Minute
+	case cfg.ClaimIdle < time.Second:
+		return nil, fmt.Errorf("listeners: Config.ClaimIdle %s: want 0 (default 1m) or 1s or more", cfg.ClaimIdle)
 	}
 	if reflect.ValueOf(cfg.Logger).IsZero() {
 		// Unset: warnings and errors to stderr, so a failing listener says so.
@@ -267,10 +286,6 @@ func (s *Subscription) runLive(ctx context.Context) error {
 	return nil
 }
 
-// consumerName is the one consumer of a durable group: a restarted process
-// takes over what its predecessor was delivered and did not ack.
-const consumerName = "listener"
-
 func (s *Subscription) runDurable(ctx context.Context) error {
 	group := s.cfg.Durable
 	b := store.NewBackoff()
@@ -282,10 +297,25 @@ func (s *Subscription) runDurable(ctx context.Context) error {
 		s.retry(ctx, b, err, "create the listener's group")
 	}
 	s.checkGap(ctx, group)
-	// The backlog first: what was delivered before a crash and not acked.
+	// What this consumer was delivered and did not ack first (none, for a
+	// new name), then new events; every ClaimIdle, the events another
+	// process of the subscription was delivered and left unacked that long.
 	cursor := "0"
+	claimAt, claimFrom := time.Time{}, "0-0"
 	for ctx.Err() == nil {
-		es, err := s.st.ReadEventGroup(ctx, group, consumerName, cursor, 100, s.cfg.Block)
+		var es []store.EventEntry
+		var err error
+		if now := time.Now(); cursor == ">" && !now.Before(claimAt) {
+			es, claimFrom, err = s.st.ClaimEvents(ctx, group, s.cfg.Consumer, s.cfg.ClaimIdle, claimFrom, 100)
+			if err != nil || claimFrom == "0-0" {
+				claimFrom, claimAt = "0-0", now.Add(s.cfg.ClaimIdle/2)
+			}
+			if err == nil && len(es) > 0 {
+				s.log.Warn().Int("events", len(es)).Msg("took over events another process of this listener left unacked")
+			}
+		} else {
+			es, err = s.st.ReadEventGroup(ctx, group, s.cfg.Consumer, cursor, 100, s.cfg.Block)
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				if errors.Is(err, store.ErrNoGroup) {

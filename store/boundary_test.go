@@ -38,7 +38,7 @@ var operatorMethods = []string{
 	"Apply", "Version", "Specs", "Spec", "State", "States", "LastRun", "LastRuns", "History", "Wake",
 	"Trigger", "Pause", "Paused", "Resume",
 	"ListDead", "DeadLetterByID", "DeleteDead", "Replay",
-	"RangeEvents", "RangeFires", "ReadEvents", "EnsureEventGroup", "ReadEventGroup", "AckEvents", "EventGroupGap",
+	"RangeEvents", "RangeFires", "ReadEvents", "EnsureEventGroup", "ReadEventGroup", "ClaimEvents", "AckEvents", "EventGroupGap",
 	"LastEntryID", "GroupLag", "QueueOf", "Workers", "CheckACL",
 }
 

@@ -101,6 +101,21 @@ func (s *Store) ReadEventGroup(ctx context.Context, group, consumer, after strin
 	return eventEntries(res[0].Messages), nil
 }
 
+// ClaimEvents takes over, for consumer, up to count events of the events
+// stream's group delivered to another consumer and not acked for at least
+// minIdle (that consumer's process died), scanning the group's pending
+// entries from start ("0-0" for the first); it returns them (undecodable
+// and deleted ones marked as ReadEventGroup marks them) and where the next
+// scan starts ("0-0" once the scan is through).
+func (s *Store) ClaimEvents(ctx context.Context, group, consumer string, minIdle time.Duration, start string, count int64) ([]EventEntry, string, error) {
+	msgs, next, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: s.keys.Events(), Group: group, Consumer: consumer,
+		MinIdle: minIdle, Start: start, Count: count}).Result()
+	if err != nil {
+		return nil, "", fmt.Errorf("take over events of the group %q: %w", group, core.NoGroup(err))
+	}
+	return eventEntries(msgs), next, nil
+}
+
 // AckEvents acknowledges events read through the events stream's group:
 // they are no longer delivered again to any of its consumers.
 func (s *Store) AckEvents(ctx context.Context, group string, ids ...string) error {
