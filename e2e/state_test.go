@@ -194,6 +194,25 @@ tasks:
 	runs("failing", 4)
 	runs("overlapper", 3)
 	runs("steady", 5)
+	// workers lists the fires each one holds: w1 holds the overlapper's
+	// 2.2 s runs, one at a time.
+	awaitCLI(t, 30*time.Second, "w1 holding a fire", func(out string) bool {
+		var reg struct {
+			Workers []struct {
+				Node string
+				Held int64
+			}
+		}
+		if json.Unmarshal([]byte(out), &reg) != nil {
+			return false
+		}
+		for _, w := range reg.Workers {
+			if w.Node == "w1" && w.Held >= 1 {
+				return true
+			}
+		}
+		return false
+	}, cli, append([]string{"workers", "--json"}, common...)...)
 	state := ls()
 	for _, task := range []string{"steady", "pausable", "lonely"} {
 		if s := state[task].Status; s != "idle" && s != "running" {

@@ -137,6 +137,7 @@ var (
 		need("xrevrange", func(k Keys) []string { return []string{k.History("task"), "+", "-", "COUNT", "1"} }),
 		need("xrange", func(k Keys) []string { return []string{k.Dead(), "-", "+", "COUNT", "1"} }),
 		need("xinfo|groups", func(k Keys) []string { return []string{k.Fires("default")} }),
+		need("xinfo|consumers", func(k Keys) []string { return []string{k.Fires("default"), WorkerGroup} }),
 		need("hgetall", func(k Keys) []string { return []string{k.Workers()} }),
 		need("zrange", func(k Keys) []string { return []string{k.WorkersSeen(), "0", "-1", "WITHSCORES"} }),
 		need("ping", nil),

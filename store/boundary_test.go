@@ -39,7 +39,7 @@ var operatorMethods = []string{
 	"Trigger", "Pause", "Paused", "Resume",
 	"ListDead", "DeadLetterByID", "DeleteDead", "Replay",
 	"RangeEvents", "RangeFires", "ReadEvents", "EnsureEventGroup", "ReadEventGroup", "ClaimEvents", "AckEvents", "EventGroupGap",
-	"LastEntryID", "GroupLag", "QueueOf", "Workers", "CheckACL",
+	"LastEntryID", "GroupLag", "QueueOf", "Workers", "Held", "CheckACL",
 }
 
 // packageFuncs are store's exported functions: constructors, two pure

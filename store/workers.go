@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/store/internal/protocol"
 )
@@ -22,6 +24,26 @@ type WorkerState struct {
 	// heartbeats every sixth of it): a worker not live has stopped, or
 	// cannot reach Redis, and its fires are being reclaimed.
 	Live bool
+}
+
+// Held is how many fires each consumer of the workers' group holds on the
+// single-mode fire streams of queues: read and not yet finished (running,
+// or held until their slot), by worker node.
+func (s *Store) Held(ctx context.Context, queues []string) (map[string]int64, error) {
+	out := map[string]int64{}
+	for _, q := range queues {
+		cs, err := s.rdb.XInfoConsumers(ctx, s.keys.Fires(q), WorkerGroup).Result()
+		if err != nil {
+			if strings.Contains(err.Error(), "no such key") || redis.HasErrorPrefix(err, "NOGROUP") {
+				continue
+			}
+			return nil, fmt.Errorf("the workers of queue %s: %w", q, err)
+		}
+		for _, c := range cs {
+			out[c.Name] += c.Pending
+		}
+	}
+	return out, nil
 }
 
 // ForgetWorkers (a day) is how long the registry keeps a worker that

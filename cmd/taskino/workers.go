@@ -37,8 +37,20 @@ func runWorkers(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	var queues []string
+	for _, w := range ws {
+		for _, q := range w.Queues {
+			if !slices.Contains(queues, q) {
+				queues = append(queues, q)
+			}
+		}
+	}
+	held, err := c.st.Held(ctx, queues)
+	if err != nil {
+		return err
+	}
 	if c.json {
-		return printWorkersJSON(c, ws, version)
+		return printWorkersJSON(c, ws, version, held)
 	}
 	if len(ws) == 0 {
 		fmt.Fprintf(c.stdout, "no workers in namespace %q\n", c.Namespace)
@@ -52,7 +64,7 @@ func runWorkers(ctx context.Context, c *cli, args []string) error {
 	}
 	fmt.Fprintf(c.stdout, "namespace %q, version %d, %d workers (%d live)\n", c.Namespace, version, len(ws), live)
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tLIVE\tSEEN\tQUEUES\tVERSION\tVISIBILITY\tTASKS")
+	fmt.Fprintln(tw, "NODE\tLIVE\tSEEN\tQUEUES\tHELD\tVERSION\tVISIBILITY\tTASKS")
 	for _, w := range ws {
 		alive := "no"
 		if w.Live {
@@ -70,7 +82,7 @@ func runWorkers(ctx context.Context, c *cli, args []string) error {
 			v += " (stale)"
 		}
 		tasks := fmt.Sprintf("%d: %s", len(w.Tasks), printable(clip(strings.Join(w.Tasks, ","), 80)))
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", printable(w.Node), alive, seen, printable(strings.Join(w.Queues, ",")), v, w.Visibility, tasks)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", printable(w.Node), alive, seen, printable(strings.Join(w.Queues, ",")), held[w.Node], v, w.Visibility, tasks)
 	}
 	return tw.Flush()
 }
@@ -85,11 +97,14 @@ type workerJSON struct {
 	Stale        bool      `json:"stale"`
 	VisibilityMs int64     `json:"visibility_ms"`
 	Tasks        []string  `json:"tasks"`
+	// Held is how many fires it read and has not finished (running, or
+	// held until their slot).
+	Held int64 `json:"held"`
 }
 
 // printWorkersJSON prints the registry as one JSON object: the namespace,
 // its stored version and the workers (JSON escapes what came from Redis).
-func printWorkersJSON(c *cli, ws []store.WorkerState, version int64) error {
+func printWorkersJSON(c *cli, ws []store.WorkerState, version int64, held map[string]int64) error {
 	out := struct {
 		Namespace string       `json:"namespace"`
 		Version   int64        `json:"version"`
@@ -97,7 +112,7 @@ func printWorkersJSON(c *cli, ws []store.WorkerState, version int64) error {
 	}{Namespace: c.Namespace, Version: version, Workers: []workerJSON{}}
 	for _, w := range ws {
 		out.Workers = append(out.Workers, workerJSON{Node: w.Node, Live: w.Live, Seen: w.Seen, Queues: w.Queues, Version: w.Version,
-			Stale: w.Stale, VisibilityMs: w.Visibility.Milliseconds(), Tasks: w.Tasks})
+			Stale: w.Stale, VisibilityMs: w.Visibility.Milliseconds(), Tasks: w.Tasks, Held: held[w.Node]})
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
