@@ -44,9 +44,15 @@ type Config struct {
 	FireRetention time.Duration
 	// TrimInterval is how often the streams are trimmed (default 1m).
 	TrimInterval time.Duration
-	// EventsMaxLen bounds the events stream (default
-	// store.DefaultEventsMaxLen).
+	// EventsMaxLen is the events stream's bound this worker stores as the
+	// namespace's when it stores none (store.Settings; 0: none stored). The
+	// stored one wins: a worker given another logs it at start.
 	EventsMaxLen int64
+	// RetainInterval is how often the worker trims the events stream to
+	// the namespace's settings (default 1s): about EventsMaxLen entries,
+	// never past one a durable listener was not delivered, up to the hard
+	// bounds. Its appends keep to the hard length bound.
+	RetainInterval time.Duration
 	// EventsMaxAge, when positive, also bounds it by age: every
 	// TrimInterval the worker removes events older than this (in whole
 	// stream nodes, so a few older ones may wait for the next trim). Zero:
@@ -178,6 +184,7 @@ func (c Config) WithDefaults() Config {
 	}
 	set(&c.FireRetention, 10*time.Minute)
 	set(&c.TrimInterval, time.Minute)
+	set(&c.RetainInterval, time.Second)
 	if c.FlushBatch == 0 {
 		c.FlushBatch = 256
 	}
@@ -212,7 +219,8 @@ func (c Config) validate() error {
 		{name: "MaxDeliveries", want: "0 (default 10) or more", n: c.MaxDeliveries},
 		{name: "FireRetention", want: "0 (default 10m) or more", d: c.FireRetention, dur: true},
 		{name: "TrimInterval", want: "0 (default 1m) or more", d: c.TrimInterval, dur: true},
-		{name: "EventsMaxLen", want: fmt.Sprintf("0 (default %d) or more", store.DefaultEventsMaxLen), n: c.EventsMaxLen},
+		{name: "EventsMaxLen", want: "0 (none stored) or more", n: c.EventsMaxLen},
+		{name: "RetainInterval", want: "0 (default 1s) or more", d: c.RetainInterval, dur: true},
 		{name: "EventsMaxAge", want: "0 (by EventsMaxLen alone) or more", d: c.EventsMaxAge, dur: true},
 		{name: "HistoryLen", want: fmt.Sprintf("0 (default %d) or more", store.DefaultHistoryLen), n: c.HistoryLen},
 		{name: "FlushBatch", want: "0 (default 256) or more", n: int64(c.FlushBatch)},

@@ -63,7 +63,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	pub, err := store.New(rdb, cfg.Namespace, store.Options{EventsMaxLen: cfg.EventsMaxLen, HistoryLen: cfg.HistoryLen})
+	pub, err := store.New(rdb, cfg.Namespace, store.Options{EventsMaxLen: store.DefaultEventsHardMaxLen, HistoryLen: cfg.HistoryLen})
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +88,8 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 	c.bcast = newBroadcaster(st, c.log, c.bstreams, cfg.Block, cfg.HoldEarly)
 	c.retries = newRetryMover(st, c.log, cfg.timing.retryPoll)
 	c.trim = &trimmer{st: st, log: c.log, every: cfg.TrimInterval, fires: append(append([]string(nil), c.single...), c.bstreams...),
-		groups: c.single, retention: cfg.FireRetention, pruneIdle: cfg.timing.pruneIdle, eventsMaxAge: cfg.EventsMaxAge}
+		groups: c.single, retention: cfg.FireRetention, pruneIdle: cfg.timing.pruneIdle, eventsMaxAge: cfg.EventsMaxAge,
+		retainEvery: cfg.RetainInterval, eventsMaxLen: cfg.EventsMaxLen}
 	c.adm = &admission{st: st, log: c.log, node: cfg.Node, maxDeliveries: cfg.MaxDeliveries, visibility: cfg.VisibilityTimeout,
 		specs: c.specs, claims: c.claims, clock: &c.clock, early: c.early, local: c.local,
 		queue: c.enqueue, missed: c.missed, releasing: c.outbox.setReleasing, stopped: c.stopped, runs: c.self.runs,
@@ -194,7 +195,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// The read loop apart: its end is waited for at step 4.
 	go func() { defer close(c.readDone); c.reader.run(ctx) }()
 	var wg sync.WaitGroup
-	for _, f := range []func(context.Context){c.bcast.run, c.claims.run, c.retries.run, c.trim.run, c.specs.run, c.adm.wait.run} {
+	for _, f := range []func(context.Context){c.bcast.run, c.claims.run, c.retries.run, c.trim.run, c.trim.retain, c.specs.run, c.adm.wait.run} {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(ctx) }()
 	}

@@ -34,6 +34,7 @@ type workerSteps interface {
 	AppendEvents(ctx context.Context, evs []events.Event) error
 	AppendStarted(ctx context.Context, evs []events.Event, runs []events.LastRun) error
 	AppendOutcome(ctx context.Context, e events.Event) error
+	RetainEvents(ctx context.Context) (store.Retention, error)
 }
 
 // workerStore is the namespace as a Consumer uses it: the store's public

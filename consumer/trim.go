@@ -21,6 +21,33 @@ type trimmer struct {
 	retention    time.Duration // Config.FireRetention
 	pruneIdle    time.Duration // a consumer idle this long holding nothing is removed (1h in production)
 	eventsMaxAge time.Duration // Config.EventsMaxAge; 0: none
+	retainEvery  time.Duration // Config.RetainInterval
+	eventsMaxLen int64         // Config.EventsMaxLen: stored as the namespace's when it has none
+}
+
+// retain stores the events bound as the namespace's if it has none, then
+// trims the events stream to the namespace's settings every retainEvery
+// until ctx ends (see store.Settings). Errors are logged.
+func (tr *trimmer) retain(ctx context.Context) {
+	if n := tr.eventsMaxLen; n > 0 {
+		if stored, err := tr.st.InitEventsMaxLen(ctx, n); err != nil && ctx.Err() == nil {
+			tr.log.Warn().Err(err).Msg("store the events bound")
+		} else if err == nil && stored != n {
+			tr.log.Warn().Int64("stored", stored).Int64("given", n).Msg("the namespace stores another events max len (taskino settings), which this worker keeps to")
+		}
+	}
+	t := time.NewTicker(tr.retainEvery)
+	defer t.Stop()
+	for {
+		if _, err := tr.st.RetainEvents(ctx); err != nil && ctx.Err() == nil {
+			tr.log.Warn().Err(err).Msg("trim the events stream")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // run trims every interval until ctx ends.

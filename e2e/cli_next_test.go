@@ -133,3 +133,42 @@ tasks:
 		t.Errorf("dry run of an older version: exit %d, stderr %q; want 1, naming the stored version", code, stderr)
 	}
 }
+
+// taskino settings shows the namespace's events retention (the defaults
+// until set), changes what its flags give, refuses a hard bound below the
+// bound in one line, and lists the durable listeners with how far behind
+// each is.
+func TestCLISettings(t *testing.T) {
+	b := setup(t)
+	cli := buildBinary(t, "cmd/taskino")
+	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	if out := mustCLI(t, cli, append([]string{"settings"}, common...)...); !strings.Contains(out, "events max len       100000") ||
+		!strings.Contains(out, "events hard max len  1000000") || !strings.Contains(out, "no durable listeners") {
+		t.Errorf("settings of a new namespace printed\n%s\nwant the defaults and no durable listeners", out)
+	}
+	if err := b.st.EnsureEventGroup(b.ctx, "audit", "0"); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, cli, append([]string{"settings", "--events-max-len", "500", "--events-hard-max-len", "5000", "--events-hard-max-age", "48h"}, common...)...)
+	var got struct {
+		EventsMaxLen       int64 `json:"events_max_len"`
+		EventsHardMaxLen   int64 `json:"events_hard_max_len"`
+		EventsHardMaxAgeMs int64 `json:"events_hard_max_age_ms"`
+		Listeners          []struct {
+			Name   string `json:"name"`
+			Behind int64  `json:"behind"`
+		} `json:"durable_listeners"`
+	}
+	out := mustCLI(t, cli, append([]string{"settings", "--json"}, common...)...)
+	if err := json.Unmarshal([]byte(out), &got); err != nil || got.EventsMaxLen != 500 || got.EventsHardMaxLen != 5000 ||
+		got.EventsHardMaxAgeMs != 48*3600*1000 || len(got.Listeners) != 1 || got.Listeners[0].Name != "audit" {
+		t.Errorf("settings --json printed %s (%v); want 500, 5000, 48h and the listener audit", out, err)
+	}
+	if st, err := b.st.Settings(b.ctx); err != nil || st.EventsMaxLen != 500 || st.EventsHardMaxLen != 5000 {
+		t.Errorf("stored settings %+v (%v)", st, err)
+	}
+	_, errOut, code := runCLI(t, cli, append([]string{"settings", "--events-hard-max-len", "10"}, common...)...)
+	if code != 2 || !strings.Contains(errOut, "events hard max len 10: want at least the events max len, 500") || strings.Count(errOut, "\n") != 1 {
+		t.Errorf("settings with a hard bound below the bound: exit %d, stderr %q; want 2 and one line naming both", code, errOut)
+	}
+}

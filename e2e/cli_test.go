@@ -508,7 +508,7 @@ tasks:
 	awaitEvent(t, b, 60*time.Second, events.TypeCompleted, func(e events.Event) bool { return e.Task == "tick" })
 
 	ls := mustCLI(t, cli, append([]string{"ls"}, up...)...)
-	for _, w := range []string{"version 4, 2 tasks", "TASK", "tick", "every 200ms", "active", "gated", "never"} {
+	for _, w := range []string{"version 4, 2 tasks", "TASK", "tick", "every 200ms", "idle", "gated", "never"} {
 		if !strings.Contains(ls, w) {
 			t.Errorf("ls output lacks %q:\n%s", w, ls)
 		}
@@ -680,9 +680,9 @@ func TestGoApplyOutlastingTheReadTimeout(t *testing.T) {
 	}
 }
 
-// --events-max-len bounds the events stream: a planner given 100 trims a
-// stream of 1,000 old entries to about 100 at its first append (whole
-// stream nodes: at least 100, far below 1,000). The CLI's commands append
+// --events-max-len bounds the events stream: a planner given 100 stores it
+// as the namespace's bound and trims a stream of 1,000 old entries to about
+// 100 (whole stream nodes: at least 100, far below 1,000). The CLI's commands append
 // without trimming, whatever TASKINO_EVENTS_MAX_LEN says, so an admin
 // command run without the namespace's setting never cuts its history. An
 // invalid TASKINO_EVENTS_MAX_LEN is refused by name.
@@ -709,8 +709,16 @@ func TestEventsMaxLenBoundsTheStream(t *testing.T) {
 	}
 	p := startProc(t, "planner", plannerBin, append([]string{"--events-max-len", "100"}, up...)...)
 	awaitEvent(t, b, 30*time.Second, events.TypeNodeUp, func(e events.Event) bool { return !strings.HasPrefix(e.Worker, "filler-") })
-	if n := b.rdb.XLen(b.ctx, stream).Val(); n < 100 || n > 300 {
-		t.Errorf("events stream %d entries after a planner with --events-max-len 100 appended; want about 100 (100 to 300)", n)
+	// It stores 100 as the namespace's bound, and trims to it every second.
+	deadline := time.Now().Add(30 * time.Second)
+	for n := b.rdb.XLen(b.ctx, stream).Val(); n < 100 || n > 300; n = b.rdb.XLen(b.ctx, stream).Val() {
+		if time.Now().After(deadline) {
+			t.Fatalf("events stream %d entries 30s after a planner with --events-max-len 100 started; want about 100 (100 to 300)", n)
+		}
+		time.Sleep(50 * time.Millisecond) // a poll: the condition decides
+	}
+	if st, err := b.st.Settings(b.ctx); err != nil || st.EventsMaxLen != 100 {
+		t.Errorf("namespace settings %+v (%v): want events max len 100, stored by the planner", st, err)
 	}
 	p.stop(t, syscall.SIGTERM)
 	_, errOut, code := runCLIEnv(t, cli, []string{"TASKINO_EVENTS_MAX_LEN=lots"}, append([]string{"dev"}, up...)...)

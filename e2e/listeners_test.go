@@ -280,3 +280,134 @@ func TestDurableListenerProcessesShareTheWork(t *testing.T) {
 		t.Errorf("one process got all the events (%d and %d): want each its own consumer, sharing them", len(a), len(c))
 	}
 }
+
+// lengthOf is the events stream's length.
+func lengthOf(t *testing.T, b testBundle) int64 {
+	t.Helper()
+	n, err := b.rdb.XLen(b.ctx, b.st.Keys().Events()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// startDurable subscribes rec as the durable listener name, and returns
+// once it is delivered an event appended after it started.
+func startDurable(t *testing.T, b testBundle, name string, rec *recorder, onErr func(error)) *running {
+	t.Helper()
+	sub := subscribe(t, b, listeners.Config{Durable: name, OnError: onErr}, rec)
+	for i := 0; ; i++ {
+		appendMarks(t, b, fmt.Sprintf("%s-start%d", name, i), 1)
+		select {
+		case <-rec.got:
+		case <-time.After(200 * time.Millisecond):
+			continue
+		}
+		return sub
+	}
+}
+
+// TestDurableListenerKeepsItsEventsThroughTheTrim: with the namespace's
+// events bound at 100, a durable listener stopped while 600 events pass
+// receives every one of them when it restarts: the trim (as planners and
+// workers run it every second) removes the 1,000 older events and keeps
+// the 600 it was not delivered. With the hard bound at 1,000, a listener
+// that falls 3,000 behind is told which events it lost, when it restarts
+// after a stop and while it runs.
+func TestDurableListenerKeepsItsEventsThroughTheTrim(t *testing.T) {
+	b := setup(t)
+	if err := b.st.SetSettings(b.ctx, store.Settings{EventsMaxLen: 100, EventsHardMaxLen: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	appendMarks(t, b, "filler", 1000)
+	rec := newRecorder()
+	sub := startDurable(t, b, "keeper", rec, nil)
+	sub.stop(t)
+	appendMarks(t, b, "during", 600)
+	r, err := store.WorkerProtocol(b.st).RetainEvents(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Behind < 600 || r.MaxLen != 100 || r.HardMaxLen != 1000 {
+		t.Errorf("retention pass %+v: want keeper 600 behind, the bounds 100 and 1000", r)
+	}
+	if n := lengthOf(t, b); n < 600 || n > 900 {
+		t.Fatalf("events stream %d entries after the trim: want the 600 keeper was not delivered kept, the 1,000 older ones gone (600 to 900)", n)
+	}
+	again := newRecorder()
+	subscribe(t, b, listeners.Config{Durable: "keeper"}, again)
+	again.await(t, 600)
+	_, got := again.snapshot()
+	for i, e := range got[:600] {
+		if want := fmt.Sprintf("during-%d", i); e.Worker != want {
+			t.Fatalf("event %d after the restart is %q, want %q: the trim cut what keeper was not delivered", i, e.Worker, want)
+		}
+	}
+	// Delivered now: the next pass trims to about 100.
+	if _, err := store.WorkerProtocol(b.st).RetainEvents(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := lengthOf(t, b); n > 300 {
+		t.Errorf("events stream %d entries once every listener was delivered them; want about 100", n)
+	}
+
+	// Past the hard bound, stopped: told at its start.
+	lost := make(chan error, 10)
+	slow := newRecorder()
+	startDurable(t, b, "slow", slow, nil).stop(t)
+	appendMarks(t, b, "flood", 3000)
+	if _, err := store.WorkerProtocol(b.st).RetainEvents(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	subscribe(t, b, listeners.Config{Durable: "slow", OnError: func(err error) { lost <- err }}, newRecorder())
+	select {
+	case err := <-lost:
+		if !strings.Contains(err.Error(), `"slow" lost events`) {
+			t.Errorf("slow listener told %q; want the range of events it missed", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a listener 3,000 behind a hard bound of 1,000 was not told it lost events")
+	}
+
+	// Past the hard bound while running: a listener held in its first
+	// event while 3,000 pass is told when it reads on.
+	held := &holder{release: make(chan struct{}), in: make(chan struct{}, 1)}
+	lostRunning := make(chan error, 10)
+	subscribe(t, b, listeners.Config{Durable: "held", From: "$", OnError: func(err error) { lostRunning <- err }}, held)
+	for i := 0; ; i++ {
+		appendMarks(t, b, fmt.Sprintf("hold%d", i), 1)
+		select {
+		case <-held.in:
+		case <-time.After(200 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	appendMarks(t, b, "torrent", 3000)
+	if _, err := store.WorkerProtocol(b.st).RetainEvents(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	close(held.release)
+	select {
+	case err := <-lostRunning:
+		if !strings.Contains(err.Error(), `"held" lost events`) {
+			t.Errorf("held listener told %q; want the range of events it lost", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a running listener 3,000 behind a hard bound of 1,000 was not told it lost events")
+	}
+}
+
+// holder blocks in its first event until released.
+type holder struct {
+	once    sync.Once
+	in      chan struct{}
+	release chan struct{}
+}
+
+func (h *holder) OnEvent(ctx context.Context, e events.Event) {
+	h.once.Do(func() {
+		h.in <- struct{}{}
+		<-h.release
+	})
+}

@@ -305,7 +305,9 @@ func (s *Subscription) runDurable(ctx context.Context) error {
 	for ctx.Err() == nil {
 		var es []store.EventEntry
 		var err error
+		claimed := false
 		if now := time.Now(); cursor == ">" && !now.Before(claimAt) {
+			claimed = true
 			es, claimFrom, err = s.st.ClaimEvents(ctx, group, s.cfg.Consumer, s.cfg.ClaimIdle, claimFrom, 100)
 			if err != nil || claimFrom == "0-0" {
 				claimFrom, claimAt = "0-0", now.Add(s.cfg.ClaimIdle/2)
@@ -330,6 +332,9 @@ func (s *Subscription) runDurable(ctx context.Context) error {
 			cursor = ">"
 			continue
 		}
+		if cursor == ">" && len(es) > 0 && !claimed {
+			s.checkLost(ctx, group)
+		}
 		var acks []string
 		for _, e := range es {
 			if ctx.Err() != nil {
@@ -352,6 +357,17 @@ func (s *Subscription) runDurable(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// checkLost reports the events the retention's hard bounds trimmed before
+// the group was delivered them, as the trim recorded them.
+func (s *Subscription) checkLost(ctx context.Context, group string) {
+	after, upTo, err := s.st.TakeEventsLost(ctx, group)
+	if err != nil || after == "" {
+		return
+	}
+	s.report(fmt.Errorf("durable listener %q lost events: those after %s and before %s were trimmed before it was delivered them (the events stream's hard bounds: taskino settings)",
+		group, after, upTo))
 }
 
 // checkGap reports events trimmed before a durable listener read them.

@@ -98,8 +98,15 @@ type Config struct {
 	// CatchUpChunk is the most late slots of one task recorded per pass
 	// beyond the misfire limit (default 1000).
 	CatchUpChunk int
-	// EventsMaxLen bounds the events stream (default store.DefaultEventsMaxLen).
+	// EventsMaxLen is the events stream's bound this planner stores as the
+	// namespace's when it stores none (store.Settings; 0: none stored). The
+	// stored one wins: a planner given another logs it at start.
 	EventsMaxLen int64
+	// RetainInterval is how often the planner trims the events stream to
+	// the namespace's settings (default 1s): about EventsMaxLen entries,
+	// never past one a durable listener was not delivered, up to the hard
+	// bounds. Its appends keep to the hard length bound.
+	RetainInterval time.Duration
 	// HistoryLen is how many entries of each task's history its appends
 	// keep (default store.DefaultHistoryLen); give the planners and
 	// workers of a namespace the same.
@@ -155,6 +162,9 @@ func (c Config) WithDefaults() Config {
 	if c.CatchUpChunk == 0 {
 		c.CatchUpChunk = 1000
 	}
+	if c.RetainInterval == 0 {
+		c.RetainInterval = time.Second
+	}
 	if isZeroLogger(c.Logger) {
 		c.Logger = defaultLogger()
 	}
@@ -181,7 +191,9 @@ func (c Config) validate() error {
 	case c.CatchUpChunk < 0:
 		return bad("CatchUpChunk", c.CatchUpChunk, "0 (default 1000) or more")
 	case c.EventsMaxLen < 0:
-		return bad("EventsMaxLen", c.EventsMaxLen, "0 (default 100000) or more")
+		return bad("EventsMaxLen", c.EventsMaxLen, "0 (none stored) or more")
+	case c.RetainInterval < 0:
+		return bad("RetainInterval", c.RetainInterval, "0 (default 1s) or more")
 	case c.HistoryLen < 0:
 		return bad("HistoryLen", c.HistoryLen, "0 (default 100) or more")
 	}
@@ -270,7 +282,7 @@ func New(rdb redis.UniversalClient, cfg Config, tasks ...events.Spec) (*Planner,
 		return nil, fmt.Errorf("planner: Config.Version: 0 with %d tasks; want a whole number from 1, bumped whenever the tasks change", len(tasks))
 	}
 	cfg = cfg.WithDefaults()
-	st, err := store.New(rdb, cfg.Namespace, store.Options{EventsMaxLen: cfg.EventsMaxLen, HistoryLen: cfg.HistoryLen})
+	st, err := store.New(rdb, cfg.Namespace, store.Options{EventsMaxLen: store.DefaultEventsHardMaxLen, HistoryLen: cfg.HistoryLen})
 	if err != nil {
 		return nil, err
 	}
@@ -414,6 +426,10 @@ func (p *Planner) Run(ctx context.Context) error {
 		p.log.Warn().Err(err).Dur("max_sleep", p.cfg.MaxSleep).Msg("no wake-ups yet; new task sets wait up to max_sleep")
 	}
 	defer func() { _ = closeWake() }()
+	retained := make(chan struct{})
+	rctx, stopRetain := context.WithCancel(ctx)
+	go func() { defer close(retained); p.retainEvents(rctx) }()
+	defer func() { stopRetain(); <-retained }()
 	p.announce(ctx, events.TypeNodeUp)
 	defer p.announce(ctx, events.TypeNodeDown)
 	p.log.Info().Msg("planner started")
@@ -444,6 +460,32 @@ func (p *Planner) Run(ctx context.Context) error {
 		timer.Stop()
 	}
 	return nil
+}
+
+// retainEvents stores Config.EventsMaxLen as the namespace's events bound
+// if it has none, then trims the events stream to the namespace's settings
+// every RetainInterval until ctx ends. Errors are logged (the next pass
+// tries again).
+func (p *Planner) retainEvents(ctx context.Context) {
+	if n := p.cfg.EventsMaxLen; n > 0 {
+		if stored, err := p.store.InitEventsMaxLen(ctx, n); err != nil && ctx.Err() == nil {
+			p.log.Warn().Err(err).Msg("store the events bound")
+		} else if err == nil && stored != n {
+			p.log.Warn().Int64("stored", stored).Int64("given", n).Msg("the namespace stores another events max len (taskino settings), which this planner keeps to")
+		}
+	}
+	t := time.NewTicker(p.cfg.RetainInterval)
+	defer t.Stop()
+	for {
+		if _, err := p.store.RetainEvents(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn().Err(err).Msg("trim the events stream")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // applyRegistered applies the registered task set, if any, retrying while

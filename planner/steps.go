@@ -17,6 +17,7 @@ type planningSteps interface {
 	Plan(ctx context.Context, token string, plans []store.TaskPlan, lookahead time.Duration) (store.PlanResult, error)
 	Release(ctx context.Context, token string, names []string) (int, error)
 	AppendEvent(ctx context.Context, e events.Event) error
+	RetainEvents(ctx context.Context) (store.Retention, error)
 }
 
 // planningStore is the namespace as a Planner uses it: the store's public

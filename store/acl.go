@@ -76,6 +76,21 @@ var (
 		need("hgetall", func(k Keys) []string { return []string{k.Workers()} }),
 		need("zrange", func(k Keys) []string { return []string{k.WorkersSeen(), "0", "-1", "WITHSCORES"} }),
 	}
+	// retainNeeds: the events bound stored when the namespace has none,
+	// and the trim of the events stream to its settings (planner and
+	// worker, every second).
+	retainNeeds = []aclNeed{
+		need("hsetnx", func(k Keys) []string { return []string{k.Settings(), "events_max_len", "1"} }),
+		need("hgetall", func(k Keys) []string { return []string{k.Settings()} }),
+		need("hmget", func(k Keys) []string { return []string{k.Settings(), "events_max_len"} }),
+		need("exists", func(k Keys) []string { return []string{k.Events()} }),
+		need("xinfo|groups", func(k Keys) []string { return []string{k.Events()} }),
+		need("xtrim", func(k Keys) []string { return []string{k.Events(), "MAXLEN", "~", "1"} }),
+		need("xlen", func(k Keys) []string { return []string{k.Events()} }),
+		need("xrange", func(k Keys) []string { return []string{k.Events(), "-", "+", "COUNT", "1"} }),
+		need("hget", func(k Keys) []string { return []string{k.EventsLost(), "group"} }),
+		need("hset", func(k Keys) []string { return []string{k.EventsLost(), "group", "0-0 0-1"} }),
+	}
 	// planNeeds: the planning protocol (claim, plan, release), wake-ups
 	// and the planner's events.
 	planNeeds = []aclNeed{
@@ -157,9 +172,9 @@ var (
 func needs(role Role) []aclNeed {
 	switch role {
 	case RolePlanner:
-		return slices.Concat(connNeeds, applyNeeds, planNeeds)
+		return slices.Concat(connNeeds, applyNeeds, planNeeds, retainNeeds)
 	case RoleWorker:
-		return slices.Concat(connNeeds, applyNeeds, workNeeds)
+		return slices.Concat(connNeeds, applyNeeds, workNeeds, retainNeeds)
 	case RoleReader:
 		return readNeeds
 	}

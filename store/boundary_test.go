@@ -26,8 +26,8 @@ var protocolSteps = []string{
 	"Claim", "Plan", "Release", // planning
 	"ReadFires", "ReadBroadcast", "Reclaim", "Begin", "FirstTrigger", "Finish", "Heartbeat", "HandBack", "HandBacks", "Route", // worker
 	"PromoteRetries", "EnsureGroup", "PruneConsumers", "TrimFires", "TrimEvents", // worker upkeep
-	"Leave",                                                         // the workers registry
-	"AppendEvent", "AppendEvents", "AppendStarted", "AppendOutcome", // the protocols' own events
+	"Leave",                                                                         // the workers registry
+	"AppendEvent", "AppendEvents", "AppendStarted", "AppendOutcome", "RetainEvents", // the protocols' own events
 }
 
 // operatorMethods is *Store's method set: what an operator or a tool needs,
@@ -39,7 +39,7 @@ var operatorMethods = []string{
 	"Trigger", "Pause", "Paused", "Resume",
 	"ListDead", "DeadLetterByID", "DeleteDead", "Replay",
 	"RangeEvents", "RangeFires", "ReadEvents", "EnsureEventGroup", "ReadEventGroup", "ClaimEvents", "AckEvents", "EventGroupGap",
-	"LastEntryID", "GroupLag", "QueueOf", "Workers", "Held", "CheckACL",
+	"LastEntryID", "GroupLag", "QueueOf", "Workers", "Held", "CheckACL", "Settings", "SetSettings", "InitEventsMaxLen", "EventGroups", "TakeEventsLost",
 }
 
 // packageFuncs are store's exported functions: constructors, two pure

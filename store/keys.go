@@ -59,6 +59,17 @@ func (k Keys) FireStream(queue string, mode events.Mode) string {
 // Events is the stream of lifecycle events.
 func (k Keys) Events() string { return k.prefix + "events" }
 
+// Settings is a hash: the namespace's settings, one value for every
+// process and the CLI (see store.Settings): events_max_len,
+// events_hard_max_len, events_hard_max_age_ms.
+func (k Keys) Settings() string { return k.prefix + "settings" }
+
+// EventsLost is a hash: durable listener group -> "after upTo", the range
+// of events the retention's hard bounds trimmed before the group was
+// delivered them (ids: the last it was delivered, and the first kept),
+// until the listener reads it (Store.TakeEventsLost).
+func (k Keys) EventsLost() string { return k.prefix + "events:lost" }
+
 // Dead is the dead-letter stream.
 func (k Keys) Dead() string { return k.prefix + "dead" }
 

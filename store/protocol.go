@@ -62,6 +62,8 @@ type (
 	BeginResult = protocol.BeginResult
 	// Outcome is what to record of one delivery, atomically with its ack.
 	Outcome = protocol.Outcome
+	// Retention is what a pass of the events stream's trim found and did.
+	Retention = protocol.Retention
 )
 
 // The begin results.

@@ -121,7 +121,7 @@ type Options struct {
 const DefaultHistoryLen = 100
 
 // DefaultEventsMaxLen is the events stream bound used when Options leaves it zero.
-const DefaultEventsMaxLen = 100_000
+const DefaultEventsMaxLen = protocol.DefaultEventsMaxLen
 
 // NoTrim, as Options.EventsMaxLen, makes a store append events without
 // trimming the stream: for an occasional writer (an admin command), which

@@ -84,6 +84,7 @@ func init() {
 		"pause":    {"stop planning a task until resumed", nil, runPause},
 		"resume":   {"plan a paused task again, from now on", nil, runResume},
 		"dead":     {"list dead letters; dead replay|delete ID...|--all", deadFlags, runDead},
+		"settings": {"the namespace's settings (events retention) and durable listeners; change them with flags", settingsFlagSet, runSettings},
 		"dev":      {"planner, worker and tail in one process", devFlags, runDev},
 		"version":  {"print the version", nil, runVersion},
 	}
@@ -110,6 +111,7 @@ type cli struct {
 	noFollow    bool
 	limit       int
 	at          string
+	settings    settingsFlags
 	dryRun      bool
 	embedded    bool // dev: --redis not given
 	logLevelSet bool // --log-level given

@@ -91,7 +91,7 @@ func (c *Common) RegisterEvents(fs *flag.FlagSet) {
 	fs.Int64Var(&c.HistoryLen, "history-len", c.HistoryLen,
 		"keep at least this many entries of each task's history (its outcomes and missed slots; taskino history); give every planner and worker of the namespace the same (env TASKINO_HISTORY_LEN)")
 	fs.Int64Var(&c.EventsMaxLen, "events-max-len", c.EventsMaxLen,
-		"keep about this many entries on the events stream, trimming the oldest at each append; give every planner and worker of the namespace the same (env TASKINO_EVENTS_MAX_LEN)")
+		"the namespace's events bound (about this many entries, more while a durable listener was not delivered them), stored in Redis when it has none: a stored one wins (taskino settings shows and changes it) (env TASKINO_EVENTS_MAX_LEN)")
 }
 
 func or(a, b string) string {

@@ -26,6 +26,8 @@ type Keys interface {
 	FireStream(queue string, mode events.Mode) string
 	Events() string
 	Dead() string
+	Settings() string
+	EventsLost() string
 	Specs() string
 	Due() string
 	// State("") is the prefix of every task's state key: scripts append a

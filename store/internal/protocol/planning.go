@@ -150,7 +150,7 @@ func (pl *Planning) Plan(ctx context.Context, token string, plans []TaskPlan, lo
 	}
 	keys := []string{pl.keys.Due(), pl.keys.Planned(), pl.keys.LastRun(), pl.keys.Events()}
 	args := scriptArgs(planScript, keys, n)
-	args = append(args, pl.keys.State(""), token, pl.eventsMaxLen, len(plans), max(lookahead, 0).Milliseconds(),
+	args = append(args, pl.keys.State(""), token, pl.maxLen(), len(plans), max(lookahead, 0).Milliseconds(),
 		pl.keys.History(""), pl.historyLen)
 	var buf []byte // last-run records
 	for i := range plans {

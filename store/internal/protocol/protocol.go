@@ -28,6 +28,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -40,8 +41,19 @@ type conn struct {
 	rdb  redis.UniversalClient
 	keys core.Keys
 	// eventsMaxLen is the approximate MAXLEN of every append to the events
-	// stream, historyLen of every append to a task's history.
-	eventsMaxLen, historyLen int64
+	// stream (RetainEvents sets it to the namespace's hard bound), historyLen
+	// of every append to a task's history.
+	eventsMaxLen *atomic.Int64
+	historyLen   int64
+}
+
+// maxLen is the events stream's bound at each append.
+func (c *conn) maxLen() int64 { return c.eventsMaxLen.Load() }
+
+func newConn(rdb redis.UniversalClient, keys core.Keys, eventsMaxLen, historyLen int64) conn {
+	c := conn{rdb: rdb, keys: keys, eventsMaxLen: new(atomic.Int64), historyLen: historyLen}
+	c.eventsMaxLen.Store(eventsMaxLen)
+	return c
 }
 
 // Planning is the planning side's steps on one namespace. It is safe for
@@ -56,12 +68,12 @@ type Worker struct{ conn }
 // names, appending events trimmed to about eventsMaxLen entries and each
 // task's history to at least historyLen.
 func NewPlanning(rdb redis.UniversalClient, keys core.Keys, eventsMaxLen, historyLen int64) *Planning {
-	return &Planning{conn{rdb: rdb, keys: keys, eventsMaxLen: eventsMaxLen, historyLen: historyLen}}
+	return &Planning{newConn(rdb, keys, eventsMaxLen, historyLen)}
 }
 
 // NewWorker returns the worker steps on rdb, as NewPlanning.
 func NewWorker(rdb redis.UniversalClient, keys core.Keys, eventsMaxLen, historyLen int64) *Worker {
-	return &Worker{conn{rdb: rdb, keys: keys, eventsMaxLen: eventsMaxLen, historyLen: historyLen}}
+	return &Worker{newConn(rdb, keys, eventsMaxLen, historyLen)}
 }
 
 // AppendEvents appends evs to the events stream, in order, all or none:
@@ -143,7 +155,7 @@ func (c *conn) AppendOutcome(ctx context.Context, e events.Event) error {
 // eventXAdd is the XADD of e to the events stream, trimmed as the scripts
 // trim it.
 func (c *conn) eventXAdd(e events.Event) ([]any, error) {
-	return e.AppendArgs(append(make([]any, 0, 6+24), "xadd", c.keys.Events(), "maxlen", "~", c.eventsMaxLen, "*"))
+	return e.AppendArgs(append(make([]any, 0, 6+24), "xadd", c.keys.Events(), "maxlen", "~", c.maxLen(), "*"))
 }
 
 // AppendEvent appends one event to the events stream.
@@ -163,4 +175,110 @@ func (c *conn) cutID(ctx context.Context, keep time.Duration) (string, error) {
 		return "", err
 	}
 	return strconv.FormatInt(now.Add(-keep).UnixMilli(), 10) + "-0", nil
+}
+
+// The namespace's events bounds when it stores none (store.Settings).
+const (
+	DefaultEventsMaxLen     = 100_000
+	DefaultEventsHardMaxLen = 1_000_000
+)
+
+// retainScript trims the events stream to the namespace's settings: to
+// about events_max_len entries, but never past an entry a consumer group
+// (a durable listener) was not yet delivered, up to events_hard_max_len;
+// and, with events_hard_max_age_ms, the entries older than that, delivered
+// or not.
+//
+// KEYS[1] -> events (stream)
+// KEYS[2] -> settings (hash)
+// KEYS[3] -> events lost (hash: group -> "after upTo")
+// ARGV[1] -> default events max len
+// ARGV[2] -> default events hard max len
+//
+// A group whose undelivered count Redis cannot tell (XINFO GROUPS' lag is
+// null after deletions past its position, or before Redis 7.0) is taken as
+// behind by the hard bound. MAXLEN ~ keeps at least as many entries as it
+// is given, so the undelivered ones (the newest) stay. A group the hard
+// bounds cut, here or at an append (more entries undelivered than are left; with its lag unknown, its
+// last delivered id before the first entry left) gets its lost range
+// recorded (its last delivered id, the first entry left), extended when
+// one is recorded already.
+// Returns {entries trimmed, max len, hard max len, the most entries a group
+// was not delivered}.
+var retainScript = redis.NewScript(`
+local s = redis.call('HMGET', KEYS[2], 'events_max_len', 'events_hard_max_len', 'events_hard_max_age_ms')
+local soft = tonumber(s[1] or ARGV[1])
+local hard = math.max(tonumber(s[2] or ARGV[2]), soft)
+local age = tonumber(s[3] or '0')
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, soft, hard, 0} end
+local behind = 0
+local groups = {}
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local gr = {lag = false}
+  for i = 1, #g, 2 do
+    if g[i] == 'name' then gr.name = g[i+1]
+    elseif g[i] == 'last-delivered-id' then gr.last = g[i+1]
+    elseif g[i] == 'lag' then gr.lag = g[i+1] end
+  end
+  groups[#groups + 1] = gr
+  if not gr.lag then
+    behind = hard
+  elseif gr.lag > behind then
+    behind = gr.lag
+  end
+end
+local n = redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', math.min(math.max(soft, behind), hard))
+if age > 0 then
+  local t = redis.call('TIME')
+  local cut = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - age
+  n = n + redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%.0f', cut))
+end
+if #groups > 0 then
+  -- This trim or the appends' (which keep to the hard bound) may have cut.
+  local left = redis.call('XLEN', KEYS[1])
+  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+  local function less(a, b)
+    local am, as = string.match(a, '^(%d+)-(%d+)$')
+    local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+    am, bm = tonumber(am), tonumber(bm)
+    if am ~= bm then return am < bm end
+    return tonumber(as) < tonumber(bs)
+  end
+  for _, g in ipairs(groups) do
+    -- Cut: more entries undelivered than are left, or (lag unknown) its
+    -- position before the first entry left.
+    local cut = first and g.last and ((g.lag and g.lag > left) or (not g.lag and less(g.last, first[1])))
+    if cut then
+      local prev = redis.call('HGET', KEYS[3], g.name)
+      local from = g.last
+      if prev then from = string.match(prev, '^(%S+)') end
+      redis.call('HSET', KEYS[3], g.name, from .. ' ' .. first[1])
+    end
+  end
+end
+return {n, soft, hard, behind}
+`)
+
+// Retention is what a RetainEvents pass found and did.
+type Retention struct {
+	// Trimmed counts the entries it removed.
+	Trimmed int64
+	// MaxLen and HardMaxLen are the namespace's bounds it applied.
+	MaxLen, HardMaxLen int64
+	// Behind is the most entries a durable listener's group was not yet
+	// delivered (the hard bound when Redis cannot tell).
+	Behind int64
+}
+
+// RetainEvents trims the events stream to the namespace's settings (see
+// retainScript), and makes their hard bound the bound of this side's
+// appends from now on. Planners and workers call it every second.
+func (c *conn) RetainEvents(ctx context.Context) (Retention, error) {
+	res, err := retainScript.Run(ctx, c.rdb, []string{c.keys.Events(), c.keys.Settings(), c.keys.EventsLost()}, DefaultEventsMaxLen, DefaultEventsHardMaxLen).Int64Slice()
+	if err != nil {
+		return Retention{}, fmt.Errorf("trim the events stream: %w", err)
+	}
+	r := Retention{Trimmed: res[0], MaxLen: res[1], HardMaxLen: res[2], Behind: res[3]}
+	c.eventsMaxLen.Store(r.HardMaxLen)
+	return r, nil
 }

@@ -390,7 +390,7 @@ func (w *Worker) Begin(ctx context.Context, d Delivery, policy events.Overlap, t
 	if err != nil {
 		return "", err
 	}
-	args := []any{d.Fire.ID, ttl.Milliseconds(), string(policy), d.Stream, core.WorkerGroup, d.EntryID, w.eventsMaxLen, member, w.historyLen}
+	args := []any{d.Fire.ID, ttl.Milliseconds(), string(policy), d.Stream, core.WorkerGroup, d.EntryID, w.maxLen(), member, w.historyLen}
 	if args, err = missed.AppendArgs(args); err != nil {
 		return "", err
 	}
@@ -449,7 +449,7 @@ func (w *Worker) Finish(ctx context.Context, worker string, outs []*Outcome) (in
 	}
 	keys := []string{w.keys.Events(), w.keys.Dead(), w.keys.Retry(), w.keys.LastRun()}
 	args := scriptArgs(finishScript, keys, 8+len(outs)*40)
-	args = append(args, core.WorkerGroup, w.eventsMaxLen, DefaultDeadMaxLen, len(outs), w.historyLen, w.keys.History(""))
+	args = append(args, core.WorkerGroup, w.maxLen(), DefaultDeadMaxLen, len(outs), w.historyLen, w.keys.History(""))
 	// The headers: each stream's range of entries to ack, and the tasks
 	// whose state the batch reads.
 	type span struct {
@@ -718,7 +718,7 @@ func (w *Worker) PruneConsumers(ctx context.Context, stream string, idle time.Du
 // reads it (see triggerIDScript): it reports whether d is the first entry
 // with its fire id; a repeat is acked and missed recorded.
 func (w *Worker) FirstTrigger(ctx context.Context, d Delivery, missed events.Event) (bool, error) {
-	args, err := missed.AppendArgs([]any{d.EntryID, core.TriggerIDTTL.Milliseconds(), d.Stream, core.WorkerGroup, w.eventsMaxLen})
+	args, err := missed.AppendArgs([]any{d.EntryID, core.TriggerIDTTL.Milliseconds(), d.Stream, core.WorkerGroup, w.maxLen()})
 	if err != nil {
 		return false, err
 	}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"text/tabwriter"
+	"time"
+)
+
+// settingsFlags: each -1 (or negative duration) when not given.
+type settingsFlags struct {
+	maxLen, hardMaxLen int64
+	hardMaxAge         time.Duration
+}
+
+func settingsFlagSet(fs *flag.FlagSet, c *cli) {
+	jsonFlag(fs, c)
+	fs.Int64Var(&c.settings.maxLen, "events-max-len", -1, "set: keep about this many events (more while a durable listener was not delivered them)")
+	fs.Int64Var(&c.settings.hardMaxLen, "events-hard-max-len", -1, "set: never keep more events than this, delivered or not")
+	fs.DurationVar(&c.settings.hardMaxAge, "events-hard-max-age", -1, "set: drop events older than this, delivered or not (0: none)")
+}
+
+// runSettings prints the namespace's settings and its durable listeners,
+// after changing the settings given.
+func runSettings(ctx context.Context, c *cli, args []string) error {
+	if err := want("settings", args, 0, 0, "no arguments"); err != nil {
+		return err
+	}
+	if err := c.connect(ctx); err != nil {
+		return err
+	}
+	st, err := c.st.Settings(ctx)
+	if err != nil {
+		return err
+	}
+	f := c.settings
+	if f.maxLen >= 0 || f.hardMaxLen >= 0 || f.hardMaxAge >= 0 {
+		if f.maxLen >= 0 {
+			st.EventsMaxLen = f.maxLen
+		}
+		if f.hardMaxLen >= 0 {
+			st.EventsHardMaxLen = f.hardMaxLen
+		}
+		if f.hardMaxAge >= 0 {
+			st.EventsHardMaxAge = f.hardMaxAge
+		}
+		if err := st.Validate(); err != nil {
+			return usagef("settings: %v", err)
+		}
+		if err := c.st.SetSettings(ctx, st); err != nil {
+			return err
+		}
+	}
+	groups, err := c.st.EventGroups(ctx)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		type groupJSON struct {
+			Name          string `json:"name"`
+			Behind        int64  `json:"behind"`
+			Pending       int64  `json:"pending"`
+			LastDelivered string `json:"last_delivered"`
+		}
+		out := struct {
+			Namespace          string      `json:"namespace"`
+			EventsMaxLen       int64       `json:"events_max_len"`
+			EventsHardMaxLen   int64       `json:"events_hard_max_len"`
+			EventsHardMaxAgeMs int64       `json:"events_hard_max_age_ms"`
+			Listeners          []groupJSON `json:"durable_listeners"`
+		}{Namespace: c.Namespace, EventsMaxLen: st.EventsMaxLen, EventsHardMaxLen: st.EventsHardMaxLen,
+			EventsHardMaxAgeMs: st.EventsHardMaxAge.Milliseconds(), Listeners: []groupJSON{}}
+		for _, g := range groups {
+			out.Listeners = append(out.Listeners, groupJSON{g.Name, g.Behind, g.Pending, g.LastDelivered})
+		}
+		return printJSON(c, out)
+	}
+	age := "none"
+	if st.EventsHardMaxAge > 0 {
+		age = st.EventsHardMaxAge.String()
+	}
+	fmt.Fprintf(c.stdout, "namespace %q\nevents max len       %d\nevents hard max len  %d\nevents hard max age  %s\n",
+		c.Namespace, st.EventsMaxLen, st.EventsHardMaxLen, age)
+	if len(groups) == 0 {
+		fmt.Fprintln(c.stdout, "no durable listeners")
+		return nil
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DURABLE LISTENER\tBEHIND\tPENDING\tLAST DELIVERED")
+	for _, g := range groups {
+		behind := fmt.Sprint(g.Behind)
+		if g.Behind < 0 {
+			behind = "unknown (events were trimmed past it)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", printable(g.Name), behind, g.Pending, printable(g.LastDelivered))
+	}
+	return tw.Flush()
+}
