@@ -60,6 +60,9 @@ func alerts(t *testing.T, addr string) []promAlert {
 		return nil // not up yet
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil // starting: "Service Unavailable" until ready
+	}
 	var r struct {
 		Data struct {
 			Alerts []promAlert `json:"alerts"`
@@ -85,9 +88,12 @@ func query(t *testing.T, addr, q string) int {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/api/v1/query?query=" + url.QueryEscape(q))
 	if err != nil {
-		return 0
+		return 0 // not up yet
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0 // starting: "Service Unavailable" until ready
+	}
 	var r struct {
 		Data struct {
 			Result []json.RawMessage `json:"result"`
