@@ -45,8 +45,17 @@
 // Each outcome is recorded atomically with the ack of its entry: the
 // completed or failed event, a retry (a new entry, due after the delay the
 // dispatcher chose, kept in the retry set, never in memory), a dead letter
-// with its reason, and the task's last-run record. Outcomes are written in batches by one
-// goroutine, and kept and retried while Redis is unreachable.
+// with its reason, the task's state (its last outcome or last success) and
+// its history entry. Outcomes are written in batches by one goroutine, and
+// kept and retried while Redis is unreachable. A run's start records its
+// started event and the task's running record, in one round trip per
+// batch.
+//
+// # Events retention
+//
+// Every second the consumer trims the events stream to the namespace's
+// settings (store.Settings): never past an event a durable listener was
+// not delivered, up to the hard bounds.
 //
 // # Bad entries
 //

@@ -1,6 +1,6 @@
 // Package store is everything of taskino that speaks Redis: key names, Lua
 // scripts, task-set versions, planning claims (leases), stream reads and
-// writes, last-run records. No other library package of the module calls
+// writes, each task's state and history, the namespace's settings. No other library package of the module calls
 // go-redis (listeners included): they hand a redis.UniversalClient to a
 // constructor, and tests (TestOnlyStoreSpeaksRedis, TestOnlyStoreCallsRedis)
 // hold that.
@@ -15,9 +15,10 @@
 //
 // A Store is what an operator or a tool needs, every call safe at any
 // time: apply a task set and read it back, trigger, pause and resume a
-// task, read its schedule state and last run, list, replay and delete dead
-// letters, and read the streams (the events live or through a durable
-// group, the fires, a group's lag).
+// task, read its schedule state, run state (TaskState, Status) and history,
+// the namespace's settings, list, replay and delete dead letters, and read
+// the streams (the events live or through a durable group, the fires, a
+// group's lag).
 //
 // # What is internal, and why
 //
@@ -106,8 +107,10 @@ func (e *VersionConflictError) Error() string {
 // Options tune a Store. The zero value is usable.
 type Options struct {
 	// EventsMaxLen bounds the events stream, trimmed approximately at each
-	// append (default 100,000 entries); NoTrim: this store's appends do
-	// not trim it at all.
+	// append (default 100,000 entries; planners and workers give the
+	// namespace's hard bound, Settings.EventsHardMaxLen, and trim to its
+	// settings every second); NoTrim: this store's appends do not trim it
+	// at all.
 	EventsMaxLen int64
 	// HistoryLen is how many entries of each task's history (its outcomes
 	// and missed slots, store.Keys.History) this store's appends keep at
