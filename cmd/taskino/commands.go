@@ -110,6 +110,19 @@ func runTrigger(ctx context.Context, c *cli, args []string) error {
 	return nil
 }
 
+// storedSpec connects and reads the stored spec of task: an unknown task
+// is the error unknownTask says.
+func (c *cli) storedSpec(ctx context.Context, task string) (events.Spec, error) {
+	if err := c.connect(ctx); err != nil {
+		return events.Spec{}, err
+	}
+	spec, err := c.st.Spec(ctx, task)
+	if errors.Is(err, store.ErrNotFound) {
+		return events.Spec{}, c.unknownTask(ctx, task)
+	}
+	return spec, err
+}
+
 // unknownTask is the error for a task name not in the stored set, listing
 // the names that are.
 func (c *cli) unknownTask(ctx context.Context, name string) error {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"strings"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/planner"
-	"github.com/taskino/taskino/store"
 )
 
 // nextFlags are taskino next's: a stored task, or a trigger given here.
@@ -77,13 +75,7 @@ func runNext(ctx context.Context, c *cli, args []string) error {
 		trig, what = events.Every(d).From(from), "--every "+f.every
 		from = from.Add(-time.Millisecond) // its first slot is at --from
 	default:
-		if err := c.connect(ctx); err != nil {
-			return err
-		}
-		spec, err := c.st.Spec(ctx, args[0])
-		if errors.Is(err, store.ErrNotFound) {
-			return c.unknownTask(ctx, args[0])
-		}
+		spec, err := c.storedSpec(ctx, args[0])
 		if err != nil {
 			return err
 		}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"text/tabwriter"
@@ -166,6 +165,15 @@ func (v taskView) json() taskJSON {
 	return j
 }
 
+// jsonOf is the views' JSON form.
+func jsonOf(vs []taskView) []taskJSON {
+	out := make([]taskJSON, len(vs))
+	for i, v := range vs {
+		out[i] = v.json()
+	}
+	return out
+}
+
 func printJSON(c *cli, v any) error {
 	enc := json.NewEncoder(c.stdout)
 	enc.SetIndent("", "  ")
@@ -184,11 +192,7 @@ func runLs(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	if c.json {
-		out := make([]taskJSON, len(vs))
-		for i, v := range vs {
-			out[i] = v.json()
-		}
-		return printJSON(c, out)
+		return printJSON(c, jsonOf(vs))
 	}
 	version, err := c.st.Version(ctx)
 	if err != nil {
@@ -252,14 +256,10 @@ func runLastRun(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	if c.json {
-		out := make([]taskJSON, len(vs))
-		for i, v := range vs {
-			out[i] = v.json()
-		}
 		if len(args) == 1 {
-			return printJSON(c, out[0])
+			return printJSON(c, vs[0].json())
 		}
-		return printJSON(c, out)
+		return printJSON(c, jsonOf(vs))
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TASK\tRUN\tSCHEDULED\tSTATUS\tSTARTED\tCOST\tWORKER\tFIRE\tERROR")
@@ -355,13 +355,7 @@ func runHistory(ctx context.Context, c *cli, args []string) error {
 	if c.limit < 0 {
 		return usagef("history: --limit %d: want 0 (all) or more", c.limit)
 	}
-	if err := c.connect(ctx); err != nil {
-		return err
-	}
-	spec, err := c.st.Spec(ctx, args[0])
-	if errors.Is(err, store.ErrNotFound) {
-		return c.unknownTask(ctx, args[0])
-	}
+	spec, err := c.storedSpec(ctx, args[0])
 	if err != nil {
 		return err
 	}
