@@ -168,7 +168,10 @@ func TestCLISettings(t *testing.T) {
 		t.Errorf("stored settings %+v (%v)", st, err)
 	}
 	_, errOut, code := runCLI(t, cli, append([]string{"settings", "--events-hard-max-len", "10"}, common...)...)
-	if code != 2 || !strings.Contains(errOut, "events hard max len 10: want at least the events max len, 500") || strings.Count(errOut, "\n") != 1 {
+	if code != 2 || !strings.Contains(errOut, "events hard max len 10 is below the events max len 500") || strings.Count(errOut, "\n") != 1 {
 		t.Errorf("settings with a hard bound below the bound: exit %d, stderr %q; want 2 and one line naming both", code, errOut)
+	}
+	if _, errOut, code := runCLI(t, cli, append([]string{"settings", "--events-max-len", "-5"}, common...)...); code != 2 || !strings.Contains(errOut, "events max len -5") {
+		t.Errorf("settings --events-max-len -5: exit %d, stderr %q; want 2, naming it", code, errOut)
 	}
 }

@@ -34,8 +34,8 @@ type LastRun struct {
 	// record; zero on a planner's).
 	Attempt int    `json:"attempt,omitempty"`
 	Worker  string `json:"worker,omitempty"`
-	// Fails, on a task's last outcome, counts the failed runs since its
-	// last success (this one included).
+	// Fails, on a task's last outcome, counts the slots that failed since
+	// its last success (this one included; a slot's retries count once).
 	Fails int `json:"fails,omitempty"`
 }
 

@@ -94,8 +94,8 @@ type Slot struct {
 	Fired    time.Time
 	Started  time.Time
 	Finished time.Time
-	// Late is how long after the slot the run started (or, for a fire
-	// waiting, has waited so far).
+	// Late is how long after the slot its first attempt started (a fire
+	// still waiting: how long it has waited so far).
 	Late    time.Duration
 	Attempt int
 	// Attempts is how many runs of the slot the history holds.
@@ -154,6 +154,9 @@ func (s *Store) History(ctx context.Context, task string, limit int, now time.Ti
 				sl.Attempts = max(sl.Attempts, e.Attempt, 1)
 				if !e.Fired.IsZero() {
 					sl.Fired = e.Fired // the first attempt's entry is the slot's fire
+				}
+				if !e.Started.IsZero() {
+					sl.Late = e.Started.Sub(sl.Scheduled) // the first attempt's, as older entries come
 				}
 				if sl.Outcome == string(events.TypeDead) && sl.Started.IsZero() && !e.Started.IsZero() {
 					o := slotOf(e)

@@ -108,7 +108,7 @@ func (k Keys) Planned() string { return k.prefix + "planned" }
 //   - task + "@run": the run of it a worker started (ended once its fire
 //     has an outcome: the reader checks);
 //   - task + "@out": its last outcome when that is a failure, with Fails,
-//     the failed runs since its last success; "" when the last outcome is
+//     the slots failed since its last success; "" when the last outcome is
 //     the last success;
 //   - task + "@ok": its last success.
 //

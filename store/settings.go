@@ -42,7 +42,7 @@ func (s Settings) Validate() error {
 	case s.EventsMaxLen < 1:
 		return fmt.Errorf("events max len %d: want 1 or more entries", s.EventsMaxLen)
 	case s.EventsHardMaxLen < s.EventsMaxLen:
-		return fmt.Errorf("events hard max len %d: want at least the events max len, %d", s.EventsHardMaxLen, s.EventsMaxLen)
+		return fmt.Errorf("events hard max len %d is below the events max len %d: want the hard bound at least the bound (raise both, or lower the bound)", s.EventsHardMaxLen, s.EventsMaxLen)
 	case s.EventsHardMaxAge < 0 || (s.EventsHardMaxAge > 0 && s.EventsHardMaxAge < time.Minute):
 		return fmt.Errorf("events hard max age %s: want 0 (none) or 1m or more", s.EventsHardMaxAge)
 	}

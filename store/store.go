@@ -356,7 +356,7 @@ type TaskState struct {
 	// nil when there is none: Latest, its latest fire (planned or run);
 	// Running, the run a worker started and has not finished (it may have
 	// died since: see Status); Outcome, its last outcome (Fails counts the
-	// failed runs since the last success); Success, its last success.
+	// slots failed since the last success); Success, its last success.
 	Latest, Running, Outcome, Success *events.LastRun
 }
 

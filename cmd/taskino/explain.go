@@ -33,6 +33,7 @@ const (
 	answerWaiting    = "waiting"
 	answerNotDue     = "not_due"
 	answerNotPlanned = "not_planned"
+	answerPaused     = "paused"
 	answerUnknown    = "unknown"
 )
 
@@ -45,7 +46,7 @@ type explanation struct {
 	SlotLocal string `json:"slot_local"`
 	Asked     string `json:"asked,omitempty"`
 	// Answer is one word (ran, failed, dead, missed, cancelled, running,
-	// waiting, not_due, not_planned, unknown); Summary the answer in a
+	// waiting, paused, not_due, not_planned, unknown); Summary the answer in a
 	// sentence; Facts what it rests on.
 	Answer  string    `json:"answer"`
 	Summary string    `json:"summary"`
@@ -142,7 +143,10 @@ func explain(ctx context.Context, c *cli, v taskView, now, at time.Time) (explan
 		slot = s
 	}
 	ex.Slot, ex.SlotLocal = iso(slot), zstamp(slot, loc)
-	ex.Facts = append(ex.Facts, fmt.Sprintf("task %s: trigger %s, queue %s, misfire %s (grace %s), overlap %s",
+	if !ts.Paused.IsZero() {
+		ex.Facts = append(ex.Facts, fmt.Sprintf("the task is paused since %s: no slot is fired until it is resumed, and the resume records the slots in between missed", zstamp(ts.Paused, loc)))
+	}
+	ex.Facts = append(ex.Facts, fmt.Sprintf("task %s: trigger %s, queue %s, misfire %s (grace %s; it applies to slots the planners reach late), overlap %s",
 		spec.Name, spec.Trigger, spec.Queue, spec.Misfire, spec.MisfireGrace, spec.Overlap))
 
 	var rec *store.Slot
@@ -173,10 +177,11 @@ func took(s store.Slot) string {
 
 func explainRecord(ctx context.Context, c *cli, ex *explanation, s store.Slot, v taskView, now time.Time) {
 	loc := v.loc
-	late := s.Late.Round(time.Millisecond)
+	late := s.Late.Round(time.Millisecond)                      // the first attempt's
+	lastLate := s.Started.Sub(s.Scheduled).Round(time.Millisecond) // the last attempt's
 	tries := ""
 	if s.Attempts > 1 {
-		tries = fmt.Sprintf(" on attempt %d, after %d failed", s.Attempts, s.Attempts-1)
+		tries = fmt.Sprintf(" on attempt %d, after %d failed (the first started %s after the slot)", s.Attempts, s.Attempts-1, late)
 	}
 	if !s.Fired.IsZero() {
 		ex.Facts = append(ex.Facts, fmt.Sprintf("fired (appended to queue %s) at %s", v.spec.Queue, zstamp(s.Fired, loc)))
@@ -184,7 +189,7 @@ func explainRecord(ctx context.Context, c *cli, ex *explanation, s store.Slot, v
 	switch s.Outcome {
 	case string(events.TypeCompleted):
 		ex.Answer = answerRan
-		ex.Summary = fmt.Sprintf("ran: started on %s at %s, %s after its slot, took %s and completed%s", s.Worker, zstamp(s.Started, loc), late, took(s), tries)
+		ex.Summary = fmt.Sprintf("ran: started on %s at %s, %s after its slot, took %s and completed%s", s.Worker, zstamp(s.Started, loc), lastLate, took(s), tries)
 	case string(events.TypeFailed):
 		ex.Answer = answerFailed
 		ex.Summary = fmt.Sprintf("failed: the run on %s at %s (attempt %d) failed after %s: %s", s.Worker, zstamp(s.Started, loc), s.Attempt, took(s), clip(s.Error, 200))
@@ -200,7 +205,7 @@ func explainRecord(ctx context.Context, c *cli, ex *explanation, s store.Slot, v
 			ex.Summary += "; last error: " + clip(s.Error, 200)
 		}
 		if !s.Started.IsZero() {
-			ex.Facts = append(ex.Facts, fmt.Sprintf("its last attempt (%d) started on %s at %s, %s after its slot, and failed after %s", s.Attempts, s.Worker, zstamp(s.Started, loc), late, took(s)))
+			ex.Facts = append(ex.Facts, fmt.Sprintf("its last attempt (%d) started on %s at %s, %s after its slot, and failed after %s", s.Attempts, s.Worker, zstamp(s.Started, loc), lastLate, took(s)))
 		}
 		if id := deadLetterOf(ctx, c, s); id != "" {
 			ex.DeadLetter = id
@@ -279,6 +284,23 @@ func waitingFacts(ctx context.Context, c *cli, ex *explanation, v taskView) {
 	if lag, pending, err := c.st.GroupLag(ctx, stream); err == nil {
 		ex.Facts = append(ex.Facts, fmt.Sprintf("queue %s: %d fires not yet read, %d read and not finished", v.spec.Queue, lag, pending))
 	}
+	if held, err := c.st.Held(ctx, []string{v.spec.Queue}); err == nil {
+		var who []string
+		for node, n := range held {
+			if n == 0 {
+				continue
+			}
+			if by, ok := strings.CutSuffix(node, "~handback"); ok {
+				who = append(who, fmt.Sprintf("%d handed back by %s at its stop, for the next worker to take", n, by))
+			} else {
+				who = append(who, fmt.Sprintf("%d held by %s", n, node))
+			}
+		}
+		if len(who) > 0 {
+			slices.Sort(who)
+			ex.Facts = append(ex.Facts, "read and not finished: "+strings.Join(who, "; "))
+		}
+	}
 }
 
 // deadLetterOf finds the dead letter of the slot s records (dead-lettered
@@ -299,10 +321,10 @@ func deadLetterOf(ctx context.Context, c *cli, s store.Slot) string {
 
 func explainUnrecorded(ctx context.Context, c *cli, ex *explanation, slot time.Time, slots []store.Slot, v taskView, now time.Time) {
 	ts, loc := v.state, v.loc
-	if !ts.Paused.IsZero() {
-		ex.Facts = append(ex.Facts, fmt.Sprintf("the task is paused since %s: no slot is fired until it is resumed, and the resume records the slots in between missed", zstamp(ts.Paused, loc)))
-	}
 	switch {
+	case !ts.Paused.IsZero() && slot.After(ts.Planned) && !slot.After(now):
+		ex.Answer = answerPaused
+		ex.Summary = fmt.Sprintf("not run: the task is paused (since %s); the resume records this slot missed", zstamp(ts.Paused, loc))
 	case slot.After(now):
 		ex.Answer = answerNotDue
 		ex.Summary = fmt.Sprintf("not yet due: its slot is in %s", slot.Sub(now).Round(time.Second))

@@ -61,6 +61,7 @@ func runNext(ctx context.Context, c *cli, args []string) error {
 	}
 	var trig events.Trigger
 	what := ""
+	var paused time.Time // a stored task's pause
 	switch {
 	case f.cron != "":
 		trig, what = events.Cron(f.cron).In(f.tz), fmt.Sprintf("--cron %q", f.cron)
@@ -69,17 +70,24 @@ func runNext(ctx context.Context, c *cli, args []string) error {
 		if err != nil || d <= 0 {
 			return usagef("next: --every %q: want a positive duration such as 90s or 1h", f.every)
 		}
+		trig, what = events.Every(d), "--every "+f.every
 		if from.IsZero() {
+			// No start: slots are multiples of the period since the
+			// epoch, as the planner fires a task with none.
 			from = time.Now()
+		} else {
+			trig = trig.From(from)
+			from = from.Add(-time.Millisecond) // its first slot is at --from
 		}
-		trig, what = events.Every(d).From(from), "--every "+f.every
-		from = from.Add(-time.Millisecond) // its first slot is at --from
 	default:
 		spec, err := c.storedSpec(ctx, args[0])
 		if err != nil {
 			return err
 		}
 		trig, what = spec.Trigger, "task "+args[0]
+		if paused, err = c.st.Paused(ctx, args[0]); err != nil {
+			return err
+		}
 		if from.IsZero() {
 			if from, err = c.st.Time(ctx); err != nil {
 				return err
@@ -113,6 +121,9 @@ func runNext(ctx context.Context, c *cli, args []string) error {
 	if len(slots) == 0 {
 		fmt.Fprintf(c.stdout, "%s has no slot after %s\n", what, from.In(loc).Format(time.RFC3339))
 		return nil
+	}
+	if !paused.IsZero() {
+		fmt.Fprintf(c.stdout, "%s is paused since %s: none of these slots fires until it is resumed (taskino resume)\n", what, stamp(paused))
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "#\tTIME (%s)\tUTC\tNOTE\n", zone)

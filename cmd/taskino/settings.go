@@ -4,21 +4,29 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math"
 	"text/tabwriter"
 	"time"
 )
 
-// settingsFlags: each -1 (or negative duration) when not given.
+// settingsFlags: each notGiven when not given.
 type settingsFlags struct {
 	maxLen, hardMaxLen int64
 	hardMaxAge         time.Duration
 }
 
+// notGiven is a settings flag's default: any value a user gives, negative
+// ones included, is checked.
+const notGiven = math.MinInt64
+
 func settingsFlagSet(fs *flag.FlagSet, c *cli) {
 	jsonFlag(fs, c)
-	fs.Int64Var(&c.settings.maxLen, "events-max-len", -1, "set: keep about this many events (more while a durable listener was not delivered them)")
-	fs.Int64Var(&c.settings.hardMaxLen, "events-hard-max-len", -1, "set: never keep more events than this, delivered or not")
-	fs.DurationVar(&c.settings.hardMaxAge, "events-hard-max-age", -1, "set: drop events older than this, delivered or not (0: none)")
+	fs.Int64Var(&c.settings.maxLen, "events-max-len", notGiven, "set: keep about this many events (more while a durable listener was not delivered them)")
+	fs.Int64Var(&c.settings.hardMaxLen, "events-hard-max-len", notGiven, "set: never keep more events than this, delivered or not")
+	fs.DurationVar(&c.settings.hardMaxAge, "events-hard-max-age", notGiven, "set: drop events older than this, delivered or not (0: none)")
+	for _, name := range []string{"events-max-len", "events-hard-max-len", "events-hard-max-age"} {
+		fs.Lookup(name).DefValue = "" // --help shows no sentinel
+	}
 }
 
 // runSettings prints the namespace's settings and its durable listeners,
@@ -35,14 +43,14 @@ func runSettings(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	f := c.settings
-	if f.maxLen >= 0 || f.hardMaxLen >= 0 || f.hardMaxAge >= 0 {
-		if f.maxLen >= 0 {
+	if f.maxLen != notGiven || f.hardMaxLen != notGiven || f.hardMaxAge != notGiven {
+		if f.maxLen != notGiven {
 			st.EventsMaxLen = f.maxLen
 		}
-		if f.hardMaxLen >= 0 {
+		if f.hardMaxLen != notGiven {
 			st.EventsHardMaxLen = f.hardMaxLen
 		}
-		if f.hardMaxAge >= 0 {
+		if f.hardMaxAge != notGiven {
 			st.EventsHardMaxAge = f.hardMaxAge
 		}
 		if err := st.Validate(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -47,7 +48,8 @@ type taskJSON struct {
 	Running     *runJSON `json:"running,omitempty"`
 	LastOutcome *runJSON `json:"last_outcome,omitempty"`
 	LastSuccess *runJSON `json:"last_success,omitempty"`
-	// ConsecutiveFailures counts failed runs since the last success.
+	// ConsecutiveFailures counts the slots that failed since the last
+	// success (a slot's retries count once).
 	ConsecutiveFailures int `json:"consecutive_failures"`
 }
 
@@ -384,7 +386,7 @@ func runHistory(ctx context.Context, c *cli, args []string) error {
 	for _, s := range slots {
 		slot := zstamp(s.Scheduled, loc)
 		if s.Count > 1 {
-			slot += fmt.Sprintf(" (+%d to %s)", s.Count-1, zstamp(s.Until, loc))
+			slot += fmt.Sprintf(" (%d slots, to %s)", s.Count, zstamp(s.Until, loc))
 		}
 		late, cost := "-", "-"
 		if !s.Started.IsZero() || s.Outcome == store.OutcomeWaiting {
@@ -400,7 +402,7 @@ func runHistory(ctx context.Context, c *cli, args []string) error {
 		detail := s.Error
 		if s.Reason != "" {
 			detail = s.Reason
-			if s.Policy != "" {
+			if s.Policy != "" && !strings.HasPrefix(s.Reason, "paused") {
 				detail += " (policy " + string(s.Policy) + ")"
 			}
 			if s.Error != "" {

@@ -263,7 +263,9 @@ func jsonEvent(e events.Event) map[string]any {
 		k, v := kv[i], kv[i+1]
 		switch k {
 		case events.FieldV:
-		case events.FieldAt, events.FieldUntil:
+		case events.FieldLastRun:
+			out[k] = true // it became the task's last outcome
+		case events.FieldAt, events.FieldUntil, events.FieldFired, events.FieldStarted:
 			if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
 				out[k] = rfc3339(time.UnixMilli(ms))
 			} else {

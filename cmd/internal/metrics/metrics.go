@@ -243,7 +243,7 @@ var (
 	stuckDesc = prometheus.NewDesc("taskino_task_stuck",
 		"1 while a due fire of the task waits and no live worker can run it (no live worker reads its queue, or none has a handler for it), else 0.", []string{"task"}, nil)
 	failsDesc = prometheus.NewDesc("taskino_task_consecutive_failures",
-		"Failed runs of the task since its last success.", []string{"task"}, nil)
+		"Slots of the task that failed since its last success (a slot's retries count once).", []string{"task"}, nil)
 	omittedDesc = prometheus.NewDesc("taskino_task_gauges_omitted",
 		"Tasks past the first MaxTaskGauges (10000) by name whose per-task gauges this planner does not export.", nil, nil)
 )

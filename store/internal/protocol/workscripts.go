@@ -42,8 +42,9 @@ import (
 //	                    "fire":"id",) and a later scheduled time: a success
 //	                    (ok "1") as the last success, the last outcome
 //	                    emptied (the last success is the last outcome); a
-//	                    failure as the last outcome, with "fails" one more
-//	                    than the stored one's. An outcome that does not become
+//	                    failure as the last outcome, with "fails" (failed
+//	                    slots since the last success) one more than the
+//	                    stored one's, or as many when that was of this fire. An outcome that does not become
 //	                    the last ends the task's running record if that is of
 //	                    this fire (the reader takes a running record whose
 //	                    fire has the last outcome as ended). Comes before the
@@ -158,9 +159,15 @@ for _ = 1, n do
               ls[#ls + 1] = ''
             end
           else
-            local fails = 0
-            if out and out ~= '' then fails = tonumber(string.match(out, '"fails":(%d+)') or '0') end
-            local o = string.sub(rec, 1, -2) .. ',"fails":' .. (fails + 1) .. '}'
+            -- Failed slots: another attempt of the slot already counted
+            -- adds none.
+            local fails, same = 0, false
+            if out and out ~= '' then
+              fails = tonumber(string.match(out, '"fails":(%d+)') or '0')
+              same = string.find(out, fire, 1, true) ~= nil
+            end
+            if not same then fails = fails + 1 end
+            local o = string.sub(rec, 1, -2) .. ',"fails":' .. fails .. '}'
             lrec[fo] = o
             ls[#ls + 1] = fo
             ls[#ls + 1] = o
