@@ -177,7 +177,7 @@ func took(s store.Slot) string {
 
 func explainRecord(ctx context.Context, c *cli, ex *explanation, s store.Slot, v taskView, now time.Time) {
 	loc := v.loc
-	late := s.Late.Round(time.Millisecond)                      // the first attempt's
+	late := s.Late.Round(time.Millisecond)                         // the first attempt's
 	lastLate := s.Started.Sub(s.Scheduled).Round(time.Millisecond) // the last attempt's
 	tries := ""
 	if s.Attempts > 1 {
