@@ -194,16 +194,21 @@ tasks:
 	runs("failing", 4)
 	runs("overlapper", 3)
 	runs("steady", 5)
-	// workers lists the fires each one holds: w1 holds the overlapper's
-	// 2.2 s runs, one at a time.
-	awaitCLI(t, 30*time.Second, "w1 holding a fire", func(out string) bool {
-		var reg struct {
-			Workers []struct {
-				Node string
-				Held int64
-			}
+	// workers lists the planner, live, and the fires each worker holds:
+	// w1 holds the overlapper's 2.2 s runs, one at a time.
+	type registry struct {
+		Planners []struct {
+			Node string
+			Live bool
 		}
-		if json.Unmarshal([]byte(out), &reg) != nil {
+		Workers []struct {
+			Node string
+			Held int64
+		}
+	}
+	awaitCLI(t, 30*time.Second, "p1 live and w1 holding a fire", func(out string) bool {
+		var reg registry
+		if json.Unmarshal([]byte(out), &reg) != nil || len(reg.Planners) != 1 || reg.Planners[0].Node != "p1" || !reg.Planners[0].Live {
 			return false
 		}
 		for _, w := range reg.Workers {
@@ -222,6 +227,10 @@ tasks:
 	w1.stop(t, syscall.SIGTERM)
 	w2.stop(t, syscall.SIGTERM)
 	p1.stop(t, syscall.SIGTERM)
+	var reg registry
+	if err := json.Unmarshal([]byte(cmd("workers", "--json")), &reg); err != nil || len(reg.Planners) != 0 {
+		t.Errorf("workers --json after the planner stopped: %+v (%v); want no planner (a clean stop leaves the registry)", reg, err)
+	}
 	got := ranFires(t, ev)
 
 	// steady: every run it made is a completed slot, and it is idle.

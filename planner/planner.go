@@ -463,9 +463,10 @@ func (p *Planner) Run(ctx context.Context) error {
 }
 
 // retainEvents stores Config.EventsMaxLen as the namespace's events bound
-// if it has none, then trims the events stream to the namespace's settings
-// every RetainInterval until ctx ends. Errors are logged (the next pass
-// tries again).
+// if it has none, then, every RetainInterval until ctx ends, trims the
+// events stream to the namespace's settings and publishes the planner in
+// the planners registry (taskino workers), which it leaves at the end.
+// Errors are logged (the next pass tries again).
 func (p *Planner) retainEvents(ctx context.Context) {
 	if n := p.cfg.EventsMaxLen; n > 0 {
 		if stored, err := p.store.InitEventsMaxLen(ctx, n); err != nil && ctx.Err() == nil {
@@ -476,9 +477,20 @@ func (p *Planner) retainEvents(ctx context.Context) {
 	}
 	t := time.NewTicker(p.cfg.RetainInterval)
 	defer t.Stop()
+	adv := store.PlannerAdvert{Node: p.cfg.Node, LookaheadMs: p.cfg.Lookahead.Milliseconds(), EveryMs: p.cfg.RetainInterval.Milliseconds()}
+	defer func() {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		if err := p.store.Leave(lctx, p.cfg.Node); err != nil {
+			p.log.Warn().Err(err).Msg("leave the planners registry")
+		}
+	}()
 	for {
 		if _, err := p.store.RetainEvents(ctx); err != nil && ctx.Err() == nil {
 			p.log.Warn().Err(err).Msg("trim the events stream")
+		}
+		if err := p.store.Seen(ctx, adv); err != nil && ctx.Err() == nil {
+			p.log.Warn().Err(err).Msg("publish this planner in the registry")
 		}
 		select {
 		case <-ctx.Done():

@@ -18,6 +18,8 @@ type planningSteps interface {
 	Release(ctx context.Context, token string, names []string) (int, error)
 	AppendEvent(ctx context.Context, e events.Event) error
 	RetainEvents(ctx context.Context) (store.Retention, error)
+	Seen(ctx context.Context, st store.PlannerAdvert) error
+	Leave(ctx context.Context, node string) error
 }
 
 // planningStore is the namespace as a Planner uses it: the store's public

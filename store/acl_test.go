@@ -102,7 +102,7 @@ var scriptCommand = regexp.MustCompile(`(?:redis\.call|bulk)\('([A-Za-z]+)'`)
 var goRedisCommands = map[string][]string{
 	"Time": {"time"}, "XGroupCreateMkStream": {"xgroup|create"}, "XReadGroup": {"xreadgroup"}, "XRead": {"xread"},
 	"XInfoGroups": {"xinfo|groups"}, "XPending": {"xpending"}, "XInfoConsumers": {"xinfo|consumers"}, "Subscribe": {"subscribe"},
-	"XGroupDelConsumer": {"xgroup|delconsumer"}, "TxPipeline": {"multi", "exec"}, "Process": nil, "Do": nil,
+	"XGroupDelConsumer": {"xgroup|delconsumer"}, "TxPipeline": {"multi", "exec"}, "Pipeline": nil, "Process": nil, "Do": nil,
 }
 
 // TestACLCommandsCoverTheCode reads the scripts and the protocol steps'

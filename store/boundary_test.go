@@ -39,7 +39,7 @@ var operatorMethods = []string{
 	"Trigger", "Pause", "Paused", "Resume",
 	"ListDead", "DeadLetterByID", "DeleteDead", "Replay",
 	"RangeEvents", "RangeFires", "ReadEvents", "EnsureEventGroup", "ReadEventGroup", "ClaimEvents", "AckEvents", "EventGroupGap",
-	"LastEntryID", "GroupLag", "QueueOf", "Workers", "Held", "CheckACL", "Settings", "SetSettings", "InitEventsMaxLen", "EventGroups", "TakeEventsLost",
+	"LastEntryID", "GroupLag", "QueueOf", "Workers", "Planners", "Held", "CheckACL", "Settings", "SetSettings", "InitEventsMaxLen", "EventGroups", "TakeEventsLost",
 }
 
 // packageFuncs are store's exported functions: constructors, two pure

@@ -162,6 +162,16 @@ func (k Keys) Workers() string { return k.prefix + "workers" }
 // day is removed from it and from Workers.
 func (k Keys) WorkersSeen() string { return k.prefix + "workers:seen" }
 
+// Planners is a hash: planner node -> its published state (JSON: node,
+// lookahead_ms, every_ms), written every second while it runs and removed
+// when it stops cleanly.
+func (k Keys) Planners() string { return k.prefix + "planners" }
+
+// PlannersSeen is a sorted set: planner node -> when it last published its
+// state (Unix ms, Redis time). A planner not seen for a day is removed
+// from it and from Planners.
+func (k Keys) PlannersSeen() string { return k.prefix + "planners:seen" }
+
 // Running is a string: the id of the fire of task now running, for the
 // overlap policies skip and buffer-one. It expires unless the worker
 // running it keeps extending it, so a dead worker does not hold it.

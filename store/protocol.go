@@ -64,6 +64,9 @@ type (
 	Outcome = protocol.Outcome
 	// Retention is what a pass of the events stream's trim found and did.
 	Retention = protocol.Retention
+	// PlannerAdvert is what a planner publishes of itself in the planners
+	// registry (see Store.Planners).
+	PlannerAdvert = protocol.PlannerState
 )
 
 // The begin results.

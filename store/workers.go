@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -82,6 +83,52 @@ func (s *Store) Workers(ctx context.Context) ([]WorkerState, error) {
 		// not a worker's.
 		w.Live = !w.Seen.IsZero() && !w.Seen.After(now.Add(time.Minute)) && now.Sub(w.Seen) <= vis
 		out = append(out, w)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out, nil
+}
+
+// PlannerState is a planner as the planners registry knows it.
+type PlannerState struct {
+	Node string
+	// Lookahead is how far before their slots it appends fires.
+	Lookahead time.Duration
+	// Seen is when it last published its state (Redis clock).
+	Seen time.Time
+	// Live is true while it was seen within three of its publishing
+	// intervals (and two seconds): a planner not live stopped or cannot
+	// reach Redis.
+	Live bool
+}
+
+// Planners is the namespace's planners registry, sorted by node: every
+// planner that published its state and was seen in the last
+// ForgetWorkers, live or not; one that stopped cleanly left it.
+func (s *Store) Planners(ctx context.Context) ([]PlannerState, error) {
+	pipe := s.rdb.Pipeline()
+	timeCmd := pipe.Time(ctx)
+	states := pipe.HGetAll(ctx, s.keys.Planners())
+	seen := pipe.ZRangeWithScores(ctx, s.keys.PlannersSeen(), 0, -1)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("read the planners registry: %w", err)
+	}
+	now := timeCmd.Val()
+	at := map[string]time.Time{}
+	for _, z := range seen.Val() {
+		if node, ok := z.Member.(string); ok {
+			at[node] = time.UnixMilli(int64(z.Score)).UTC()
+		}
+	}
+	var out []PlannerState
+	for node, raw := range states.Val() {
+		var adv protocol.PlannerState
+		if json.Unmarshal([]byte(raw), &adv) != nil || adv.Node != node {
+			continue // not written by a planner
+		}
+		p := PlannerState{Node: node, Lookahead: time.Duration(adv.LookaheadMs) * time.Millisecond, Seen: at[node]}
+		every := time.Duration(max(adv.EveryMs, 0)) * time.Millisecond
+		p.Live = !p.Seen.IsZero() && now.Sub(p.Seen) <= 3*every+2*time.Second && !p.Seen.After(now.Add(time.Minute))
+		out = append(out, p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
 	return out, nil

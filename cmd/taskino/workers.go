@@ -49,9 +49,14 @@ func runWorkers(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	if c.json {
-		return printWorkersJSON(c, ws, version, held)
+	planners, err := c.st.Planners(ctx)
+	if err != nil {
+		return err
 	}
+	if c.json {
+		return printWorkersJSON(c, ws, version, held, planners)
+	}
+	printPlanners(c, planners, now)
 	if len(ws) == 0 {
 		fmt.Fprintf(c.stdout, "no workers in namespace %q\n", c.Namespace)
 		return nil
@@ -87,6 +92,30 @@ func runWorkers(ctx context.Context, c *cli, args []string) error {
 	return tw.Flush()
 }
 
+// printPlanners prints the planners registry: node, live or not, last
+// seen, lookahead.
+func printPlanners(c *cli, ps []store.PlannerState, now time.Time) {
+	if len(ps) == 0 {
+		fmt.Fprintf(c.stdout, "no planners in namespace %q\n", c.Namespace)
+		return
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PLANNER\tLIVE\tSEEN\tLOOKAHEAD")
+	for _, p := range ps {
+		alive := "no"
+		if p.Live {
+			alive = "yes"
+		}
+		seen := "-"
+		if !p.Seen.IsZero() {
+			seen = stamp(p.Seen) + " (" + now.Sub(p.Seen).Round(time.Millisecond).String() + " ago)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", printable(p.Node), alive, seen, p.Lookahead)
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(c.stdout)
+}
+
 // workerJSON is one worker in taskino workers --json.
 type workerJSON struct {
 	Node         string    `json:"node"`
@@ -104,12 +133,22 @@ type workerJSON struct {
 
 // printWorkersJSON prints the registry as one JSON object: the namespace,
 // its stored version and the workers (JSON escapes what came from Redis).
-func printWorkersJSON(c *cli, ws []store.WorkerState, version int64, held map[string]int64) error {
+func printWorkersJSON(c *cli, ws []store.WorkerState, version int64, held map[string]int64, planners []store.PlannerState) error {
+	type plannerJSON struct {
+		Node        string    `json:"node"`
+		Live        bool      `json:"live"`
+		Seen        time.Time `json:"seen"`
+		LookaheadMs int64     `json:"lookahead_ms"`
+	}
 	out := struct {
-		Namespace string       `json:"namespace"`
-		Version   int64        `json:"version"`
-		Workers   []workerJSON `json:"workers"`
-	}{Namespace: c.Namespace, Version: version, Workers: []workerJSON{}}
+		Namespace string        `json:"namespace"`
+		Version   int64         `json:"version"`
+		Planners  []plannerJSON `json:"planners"`
+		Workers   []workerJSON  `json:"workers"`
+	}{Namespace: c.Namespace, Version: version, Workers: []workerJSON{}, Planners: []plannerJSON{}}
+	for _, p := range planners {
+		out.Planners = append(out.Planners, plannerJSON{p.Node, p.Live, p.Seen, p.Lookahead.Milliseconds()})
+	}
 	for _, w := range ws {
 		out.Workers = append(out.Workers, workerJSON{Node: w.Node, Live: w.Live, Seen: w.Seen, Queues: w.Queues, Version: w.Version,
 			Stale: w.Stale, VisibilityMs: w.Visibility.Milliseconds(), Tasks: w.Tasks, Held: held[w.Node]})

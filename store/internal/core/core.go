@@ -42,6 +42,8 @@ type Keys interface {
 	Visibility() string
 	HandBacks() string
 	Workers() string
+	Planners() string
+	PlannersSeen() string
 	WorkersSeen() string
 	Running(task string) string
 	Buffer(task string) string

@@ -2,9 +2,11 @@ package protocol
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/store/internal/core"
 )
@@ -209,4 +211,60 @@ func (pl *Planning) Release(ctx context.Context, token string, names []string) (
 		return 0, fmt.Errorf("release %d tasks: %w", len(names), err)
 	}
 	return n, nil
+}
+
+// seenScript records that a planner runs: its state, and when it was seen
+// (Redis time); it forgets (at most 100 at a time) the planners not seen
+// for ARGV[3] ms.
+//
+// KEYS[1] -> planners (hash: node -> state JSON)
+// KEYS[2] -> planners seen (zset: node -> Unix ms)
+// ARGV[1] -> node
+// ARGV[2] -> state (JSON)
+// ARGV[3] -> how long a planner not seen is kept, ms
+var seenScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - tonumber(ARGV[3])), 'LIMIT', 0, 100)
+if #gone > 0 then
+  redis.call('HDEL', KEYS[1], unpack(gone))
+  redis.call('ZREM', KEYS[2], unpack(gone))
+end
+return now
+`)
+
+// PlannerState is what a planner publishes of itself.
+type PlannerState struct {
+	Node        string `json:"node"`
+	LookaheadMs int64  `json:"lookahead_ms"`
+	// EveryMs is how often it publishes: it is live while seen within a
+	// few of these.
+	EveryMs int64 `json:"every_ms"`
+}
+
+// Seen publishes the planner's state in the planners registry
+// (store.Keys.Planners), with the time it was seen.
+func (pl *Planning) Seen(ctx context.Context, st PlannerState) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	keys := []string{pl.keys.Planners(), pl.keys.PlannersSeen()}
+	if err := seenScript.Run(ctx, pl.rdb, keys, st.Node, string(b), DefaultForgetWorkers.Milliseconds()).Err(); err != nil {
+		return fmt.Errorf("publish planner %s: %w", st.Node, err)
+	}
+	return nil
+}
+
+// Leave removes the planner from the registry (a clean stop).
+func (pl *Planning) Leave(ctx context.Context, node string) error {
+	pipe := pl.rdb.Pipeline() // a planner's user has no MULTI
+	pipe.HDel(ctx, pl.keys.Planners(), node)
+	pipe.ZRem(ctx, pl.keys.PlannersSeen(), node)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("remove planner %s from the registry: %w", node, err)
+	}
+	return nil
 }
