@@ -175,7 +175,17 @@ func deadLetter(log zerolog.Logger, node string, d store.Delivery, reason, lastE
 		e.Task, e.Fire, e.At, e.Attempt = d.Fire.Task, d.Fire.ID, d.Fire.At, d.Fire.Attempt
 	}
 	log.Warn().Str("entry", d.EntryID).Str("stream", d.Stream).Str("reason", e.Reason).Msg("dead-lettered")
-	return &store.Outcome{Delivery: d, Events: []events.Event{e}, Dead: e.Reason, DeadError: e.Error, EndOverlap: endOverlap}
+	o := &store.Outcome{Delivery: d, Events: []events.Event{e}, Dead: e.Reason, DeadError: e.Error, EndOverlap: endOverlap}
+	if d.Err == nil && d.Fire.Task != "" {
+		// A fire of a known task: its slot's outcome.
+		errText := e.Error
+		if errText == "" {
+			errText = e.Reason
+		}
+		o.LastRun = &events.LastRun{Task: d.Fire.Task, Fire: d.Fire.ID, Scheduled: d.Fire.At, Status: events.StatusDead,
+			Error: errText, Attempt: d.Fire.Attempt, Worker: node}
+	}
+	return o
 }
 
 // maxText bounds an error text kept in an event (a panic's stack included).

@@ -115,7 +115,7 @@ var ErrAlreadyPaused = errors.New("already paused")
 // it is paused.
 func (s *Store) Pause(ctx context.Context, task, by string) (time.Time, error) {
 	e := events.Event{Type: events.TypePaused, Task: task, Worker: by, Reason: "paused by hand"}
-	args, err := e.AppendArgs([]any{s.keys.State(task), task, s.eventsMaxLen})
+	args, err := e.AppendArgs([]any{s.keys.State(task), task, s.eventsMaxLen.Load()})
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -208,7 +208,7 @@ func (s *Store) resume(ctx context.Context, task, by string, missed func(spec ev
 	now := timeCmd.Val().UTC().Truncate(time.Millisecond)
 	re := events.Event{Type: events.TypeResumed, Task: task, Worker: by,
 		Reason: fmt.Sprintf("paused since %s", since.Format(time.RFC3339))}
-	args := []any{s.keys.State(task), task, s.eventsMaxLen, now.UnixMilli(), "", "", gen, 0, s.historyLen}
+	args := []any{s.keys.State(task), task, s.eventsMaxLen.Load(), now.UnixMilli(), "", "", gen, 0, s.historyLen}
 	if args, err = re.AppendArgs(args); err != nil {
 		return false, err
 	}
@@ -369,8 +369,8 @@ func (s *Store) Replay(ctx context.Context, d DeadLetter, by string) (string, er
 	case d.Truncated > 0:
 		return "", fmt.Errorf("dead letter %s: %w: %d of its fields were not kept", d.ID, ErrNotReplayable, d.Truncated)
 	}
-	args := []any{d.ID, d.Source, s.eventsMaxLen, 0} // the target stream, then the field count
-	var ev events.Event                              // the retried event of a fire replayed; none for an entry that is not one
+	args := []any{d.ID, d.Source, s.eventsMaxLen.Load(), 0} // the target stream, then the field count
+	var ev events.Event                                     // the retried event of a fire replayed; none for an entry that is not one
 	if f, err := events.DecodeFire(d.Entry, d.Fields); err == nil {
 		// A reload may have moved the task to another queue since.
 		if spec, err := s.Spec(ctx, f.Task); err == nil {

@@ -37,7 +37,9 @@ func Status(spec events.Spec, ts TaskState, workers []WorkerState, now time.Time
 		}
 		return false
 	}
-	if r := ts.Running; r != nil && !hasOutcome(ts, r.Fire) && live(r.Worker) {
+	// (States drops a running record once its run's outcome is recorded:
+	// one left is a run in progress, a retry's included.)
+	if r := ts.Running; r != nil && live(r.Worker) {
 		return StatusRunning, ""
 	}
 	if l := ts.Latest; l != nil && !hasOutcome(ts, l.Fire) && l.Status != events.StatusCompleted && !l.Scheduled.After(now) {
@@ -177,8 +179,14 @@ func (s *Store) History(ctx context.Context, task string, limit int, now time.Ti
 	}
 	if ts, ok := st[task]; ok {
 		var head []Slot
-		if r := ts.Running; r != nil && !hasOutcome(ts, r.Fire) {
-			if _, done := byFire[r.Fire]; !done {
+		if r := ts.Running; r != nil {
+			if k, seen := byFire[r.Fire]; seen {
+				// A retry runs: the slot's earlier attempts failed.
+				if sl := &out[k]; sl.Attempts < r.Attempt {
+					sl.Outcome, sl.Started, sl.Finished, sl.Attempt, sl.Worker, sl.CostMs = OutcomeRunning, r.Started, time.Time{}, r.Attempt, r.Worker, 0
+					sl.Attempts = r.Attempt
+				}
+			} else {
 				head = append(head, Slot{Outcome: OutcomeRunning, Fire: r.Fire, Scheduled: r.Scheduled, Fired: r.Fired,
 					Started: r.Started, Late: r.Started.Sub(r.Scheduled), Attempt: r.Attempt, Worker: r.Worker})
 			}

@@ -131,8 +131,28 @@ func TestStateAndHistoryFollowOutcomes(t *testing.T) {
 	if !marked[ds[1].Fire.ID] || !marked[ds[3].Fire.ID] || marked[ds[0].Fire.ID] {
 		t.Errorf("lastrun marks by fire: %v; want slots 1 and 3 marked, slot 0 (late) not", marked)
 	}
-	started(ds[4])
+	// A retry of slot 2 runs: the task is running, and the slot's row says so.
+	retry := ds[2]
+	retry.Fire.Attempt = 2
+	sevs := []events.Event{{Type: events.TypeStarted, Task: "a", Fire: retry.Fire.ID, At: retry.Fire.At, Attempt: 2, Worker: "w"}}
+	runs := []events.LastRun{{Task: "a", Fire: retry.Fire.ID, Scheduled: retry.Fire.At, Started: slot(5), Status: events.StatusRunning, Attempt: 2, Worker: "w"}}
+	if err := b.worker.AppendStarted(b.ctx, sevs, runs); err != nil {
+		t.Fatal(err)
+	}
+	if ts := state(); ts.Running == nil || ts.Running.Attempt != 2 {
+		t.Errorf("a retry running: running record %+v; want attempt 2 (the slot's earlier failure does not end it)", ts.Running)
+	}
 	hist, err := b.st.History(b.ctx, "a", 10, slot(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sl := range hist {
+		if sl.Fire == ds[2].Fire.ID && (sl.Outcome != "running" || sl.Attempt != 2 || sl.Error != "exit status 3") {
+			t.Errorf("a retry running: slot 2 is %+v; want running, attempt 2, with its last error", sl)
+		}
+	}
+	started(ds[4])
+	hist, err = b.st.History(b.ctx, "a", 10, slot(5))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,6 +160,8 @@ func TestStateAndHistoryFollowOutcomes(t *testing.T) {
 	for _, sl := range hist {
 		got = append(got, fmt.Sprintf("%s:%s", sl.Fire, sl.Outcome))
 	}
+	// (One run is recorded in progress per task: slot 4's start replaced
+	// the retry's.)
 	want := []string{ds[4].Fire.ID + ":running", ds[3].Fire.ID + ":dead", ds[2].Fire.ID + ":failed", ds[1].Fire.ID + ":completed", ds[0].Fire.ID + ":completed"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("history %v, want %v", got, want)
@@ -212,5 +234,44 @@ func TestHistoryOutlivesABurstOfAnotherTask(t *testing.T) {
 	n, err := rdb.XLen(b.ctx, b.st.Keys().History("busy")).Result()
 	if err != nil || n < store.DefaultHistoryLen || n > 3*store.DefaultHistoryLen {
 		t.Errorf("busy task's history holds %d entries (%v); want its bound, %d, to about twice that", n, err, store.DefaultHistoryLen)
+	}
+}
+
+// TestFinishChecksPendingPastALongGap: a batch whose entries lie far apart
+// in a pending list held mostly by another worker (an old reclaimed fire
+// among new ones) is still checked entry by entry past the ranges read at
+// once: each pending one is recorded once, one acked elsewhere is not.
+func TestFinishChecksPendingPastALongGap(t *testing.T) {
+	b := setup(t)
+	rdb := b.srv.Client(t)
+	t0 := time.UnixMilli(1_800_000_000_000).UTC()
+	first := runFires(t, b, "gap", t0)
+	stream := b.st.Keys().Fires(events.DefaultQueue)
+	pipe := rdb.Pipeline()
+	for i := range 600 {
+		f := events.Fire{ID: fmt.Sprintf("other@%d", i), Task: "other", At: t0, Attempt: 1}
+		pipe.XAdd(b.ctx, &redis.XAddArgs{Stream: stream, Values: f.Fields()})
+	}
+	if _, err := pipe.Exec(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ds, err := b.worker.ReadFires(b.ctx, "someone-else", []string{stream}, 600, 0); err != nil || len(ds) != 600 {
+		t.Fatalf("the other worker read %d, %v", len(ds), err)
+	}
+	last := runFires(t, b, "gap", t0.Add(time.Minute), t0.Add(2*time.Minute))
+	if err := rdb.XAck(b.ctx, stream, store.WorkerGroup, last[1].EntryID).Err(); err != nil {
+		t.Fatal(err)
+	}
+	outs := []*store.Outcome{outcome(first[0], t0, "", false), outcome(last[0], t0, "", false), outcome(last[1], t0, "", false)}
+	n, err := b.worker.Finish(b.ctx, "w", outs)
+	if err != nil || n != 2 {
+		t.Fatalf("finish recorded %d (%v); want 2: the two pending, not the one acked elsewhere", n, err)
+	}
+	hist, err := b.st.History(b.ctx, "gap", 0, t0)
+	if err != nil || len(hist) != 2 {
+		t.Fatalf("history %+v (%v); want the two recorded slots", hist, err)
+	}
+	if p, err := rdb.XPendingExt(b.ctx, &redis.XPendingExtArgs{Stream: stream, Group: store.WorkerGroup, Start: "-", End: "+", Count: 1000, Consumer: "w"}).Result(); err != nil || len(p) != 0 {
+		t.Errorf("w still holds %d entries (%v); want its two acked", len(p), err)
 	}
 }

@@ -125,20 +125,26 @@ func (s *Store) EventGroups(ctx context.Context) ([]EventGroup, error) {
 	return out, nil
 }
 
+// takeScript returns and removes a field of a hash (nil when absent).
+var takeScript = redis.NewScript(`
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return v
+`)
+
 // TakeEventsLost returns and forgets the range of events the retention's
 // hard bounds trimmed before the durable listener group was delivered
 // them: after, the last it was delivered, and upTo, the first event kept
 // (both "" when none was lost).
 func (s *Store) TakeEventsLost(ctx context.Context, group string) (after, upTo string, err error) {
-	v, err := s.rdb.HGet(ctx, s.keys.EventsLost(), group).Result()
+	// Read and removed in one step: a trim extending the range meanwhile
+	// is not lost.
+	v, err := takeScript.Run(ctx, s.rdb, []string{s.keys.EventsLost()}, group).Text()
 	if errors.Is(err, redis.Nil) {
 		return "", "", nil
 	}
 	if err != nil {
 		return "", "", fmt.Errorf("read the events lost by %q: %w", group, err)
-	}
-	if err := s.rdb.HDel(ctx, s.keys.EventsLost(), group).Err(); err != nil {
-		return "", "", fmt.Errorf("forget the events lost by %q: %w", group, err)
 	}
 	after, upTo, _ = strings.Cut(v, " ")
 	return after, upTo, nil

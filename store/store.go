@@ -54,6 +54,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -135,10 +136,13 @@ const NoTrim = -1
 // Store is one namespace of taskino on a Redis deployment. It is safe for
 // concurrent use.
 type Store struct {
-	rdb          redis.UniversalClient
-	ns           string
-	keys         Keys
-	eventsMaxLen int64
+	rdb  redis.UniversalClient
+	ns   string
+	keys Keys
+	// eventsMaxLen bounds every append to the events stream, the store's
+	// own and its protocols' (a RetainEvents pass sets it to the
+	// namespace's hard bound).
+	eventsMaxLen *atomic.Int64
 	historyLen   int64
 	// The protocol steps on the same namespace, for PlanningProtocol and
 	// WorkerProtocol.
@@ -169,9 +173,11 @@ func New(rdb redis.UniversalClient, ns string, opts Options) (*Store, error) {
 		opts.HistoryLen = DefaultHistoryLen
 	}
 	keys := NewKeys(ns)
-	return &Store{rdb: rdb, ns: ns, keys: keys, eventsMaxLen: opts.EventsMaxLen, historyLen: opts.HistoryLen,
-		planning: protocol.NewPlanning(rdb, keys, opts.EventsMaxLen, opts.HistoryLen),
-		worker:   protocol.NewWorker(rdb, keys, opts.EventsMaxLen, opts.HistoryLen),
+	maxLen := new(atomic.Int64)
+	maxLen.Store(opts.EventsMaxLen)
+	return &Store{rdb: rdb, ns: ns, keys: keys, eventsMaxLen: maxLen, historyLen: opts.HistoryLen,
+		planning: protocol.NewPlanning(rdb, keys, maxLen, opts.HistoryLen),
+		worker:   protocol.NewWorker(rdb, keys, maxLen, opts.HistoryLen),
 	}, nil
 }
 
@@ -234,7 +240,7 @@ func (s *Store) Apply(ctx context.Context, version int64, specs []events.Spec) (
 		return ApplyResult{}, fmt.Errorf("%w; got %d (planner.Config.Version or SetVersion in Go, version: in a tasks file)", ErrBadVersion, version)
 	}
 	args := []any{
-		s.keys.statePrefix(), strconv.FormatInt(version, 10), s.eventsMaxLen, s.keys.Wake(), len(specs),
+		s.keys.statePrefix(), strconv.FormatInt(version, 10), s.eventsMaxLen.Load(), s.keys.Wake(), len(specs),
 		events.FieldV, events.EncodingVersion, events.FieldType, string(events.TypeReload), string(events.TypeRegistered),
 		events.FieldVersion, events.FieldPrevious, events.FieldAdded, events.FieldChanged, events.FieldRemoved,
 		events.FieldTask, events.FieldChange, events.ChangeAdded, events.ChangeChanged, events.ChangeRemoved,

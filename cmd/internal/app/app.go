@@ -121,10 +121,14 @@ func (c *Common) Check() error {
 	return nil
 }
 
-// StoreOptions is how the binaries' stores are set up: the events stream
-// bound (the store's default when --events-max-len is not registered).
+// StoreOptions is how the binaries' stores are set up: appends keep to the
+// events stream's default hard bound, and each task's history to
+// --history-len.
 func (c *Common) StoreOptions() store.Options {
-	return store.Options{EventsMaxLen: c.EventsMaxLen, HistoryLen: c.HistoryLen}
+	// Appends keep to the hard bound; the planners and workers trim to the
+	// namespace's bound every second, never past what a durable listener
+	// was not delivered (store.Settings).
+	return store.Options{EventsMaxLen: store.DefaultEventsHardMaxLen, HistoryLen: c.HistoryLen}
 }
 
 func (c *Common) level() (zerolog.Level, error) {

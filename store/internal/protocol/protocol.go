@@ -50,10 +50,8 @@ type conn struct {
 // maxLen is the events stream's bound at each append.
 func (c *conn) maxLen() int64 { return c.eventsMaxLen.Load() }
 
-func newConn(rdb redis.UniversalClient, keys core.Keys, eventsMaxLen, historyLen int64) conn {
-	c := conn{rdb: rdb, keys: keys, eventsMaxLen: new(atomic.Int64), historyLen: historyLen}
-	c.eventsMaxLen.Store(eventsMaxLen)
-	return c
+func newConn(rdb redis.UniversalClient, keys core.Keys, eventsMaxLen *atomic.Int64, historyLen int64) conn {
+	return conn{rdb: rdb, keys: keys, eventsMaxLen: eventsMaxLen, historyLen: historyLen}
 }
 
 // Planning is the planning side's steps on one namespace. It is safe for
@@ -65,14 +63,15 @@ type Planning struct{ conn }
 type Worker struct{ conn }
 
 // NewPlanning returns the planning steps on rdb, with the namespace's key
-// names, appending events trimmed to about eventsMaxLen entries and each
-// task's history to at least historyLen.
-func NewPlanning(rdb redis.UniversalClient, keys core.Keys, eventsMaxLen, historyLen int64) *Planning {
+// names, appending events trimmed to about *eventsMaxLen entries (shared
+// with the store and the other side: RetainEvents sets it) and each task's
+// history to at least historyLen.
+func NewPlanning(rdb redis.UniversalClient, keys core.Keys, eventsMaxLen *atomic.Int64, historyLen int64) *Planning {
 	return &Planning{newConn(rdb, keys, eventsMaxLen, historyLen)}
 }
 
 // NewWorker returns the worker steps on rdb, as NewPlanning.
-func NewWorker(rdb redis.UniversalClient, keys core.Keys, eventsMaxLen, historyLen int64) *Worker {
+func NewWorker(rdb redis.UniversalClient, keys core.Keys, eventsMaxLen *atomic.Int64, historyLen int64) *Worker {
 	return &Worker{newConn(rdb, keys, eventsMaxLen, historyLen)}
 }
 

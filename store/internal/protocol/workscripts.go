@@ -71,7 +71,10 @@ import (
 // acked after them: a fire already acked (by the worker that reclaimed it
 // from this one) has its outcome recorded once, by whoever finished it
 // first. Whether entries are pending is read with one XPENDING range per
-// stream (paged when other entries lie between), the state records in one
+// stream (paged when other entries lie between; past four pages, the
+// batch's later entries are checked one XPENDING each, so one old
+// reclaimed fire among new ones does not make the script walk a long
+// pending list), the state records in one
 // HMGET before the items and written in one HSET after them, and the acks
 // (one call per stream) come last of all: Redis does not undo a script
 // that fails half way, so a failure leaves every entry of the batch pending
@@ -86,6 +89,13 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local A = ARGV
 local n = tonumber(A[4])
+-- idAfter: a > b for stream ids ms-seq.
+local function idAfter(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  if am ~= bm then return before(bm, am) end
+  return before(bs, as)
+end
 local byStream, streams = {}, {}
 local i = 8
 for _ = 1, tonumber(A[7]) do
@@ -94,11 +104,14 @@ for _ = 1, tonumber(A[7]) do
   byStream[stream] = s
   streams[#streams + 1] = stream
   local from = A[i+1]
-  while true do
+  for pages = 1, 4 do
     local r = redis.call('XPENDING', stream, A[1], from, hi, page)
     for _, e in ipairs(r) do s.pending[e[1]] = true end
     if #r < page then break end
     from = '(' .. r[#r][1]
+    -- Other entries lie between (an old reclaimed fire among new ones):
+    -- past four pages, the rest of the batch is checked one by one.
+    if pages == 4 then s.covered = r[#r][1] end
   end
   i = i + 4
 end
@@ -121,7 +134,8 @@ for _ = 1, n do
   local ok = true
   if id ~= '' then
     local s = byStream[stream]
-    ok = s.pending[id] and not s.seen[id]
+    ok = not s.seen[id] and (s.pending[id] or (s.covered ~= nil and idAfter(id, s.covered) and
+      #redis.call('XPENDING', stream, A[1], id, id, 1) == 1))
     if ok then
       s.seen[id] = true
       s.ids[#s.ids + 1] = id
