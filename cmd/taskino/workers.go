@@ -71,14 +71,7 @@ func runWorkers(ctx context.Context, c *cli, args []string) error {
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tLIVE\tSEEN\tQUEUES\tHELD\tVERSION\tVISIBILITY\tTASKS")
 	for _, w := range ws {
-		alive := "no"
-		if w.Live {
-			alive = "yes"
-		}
-		seen := "-"
-		if !w.Seen.IsZero() {
-			seen = stamp(w.Seen) + " (" + now.Sub(w.Seen).Round(time.Millisecond).String() + " ago)"
-		}
+		alive, seen := liveSeen(w.Live, w.Seen, now)
 		v := "-"
 		if w.Version > 0 {
 			v = strconv.FormatInt(w.Version, 10)
@@ -92,6 +85,18 @@ func runWorkers(ctx context.Context, c *cli, args []string) error {
 	return tw.Flush()
 }
 
+// liveSeen is a registry row's LIVE and SEEN columns.
+func liveSeen(live bool, seen, now time.Time) (alive, when string) {
+	alive, when = "no", "-"
+	if live {
+		alive = "yes"
+	}
+	if !seen.IsZero() {
+		when = stamp(seen) + " (" + now.Sub(seen).Round(time.Millisecond).String() + " ago)"
+	}
+	return alive, when
+}
+
 // printPlanners prints the planners registry: node, live or not, last
 // seen, lookahead.
 func printPlanners(c *cli, ps []store.PlannerState, now time.Time) {
@@ -102,14 +107,7 @@ func printPlanners(c *cli, ps []store.PlannerState, now time.Time) {
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PLANNER\tLIVE\tSEEN\tLOOKAHEAD")
 	for _, p := range ps {
-		alive := "no"
-		if p.Live {
-			alive = "yes"
-		}
-		seen := "-"
-		if !p.Seen.IsZero() {
-			seen = stamp(p.Seen) + " (" + now.Sub(p.Seen).Round(time.Millisecond).String() + " ago)"
-		}
+		alive, seen := liveSeen(p.Live, p.Seen, now)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", printable(p.Node), alive, seen, p.Lookahead)
 	}
 	_ = tw.Flush()

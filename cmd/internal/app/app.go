@@ -71,27 +71,28 @@ func (c *Common) Register(fs *flag.FlagSet) {
 func (c *Common) RegisterEvents(fs *flag.FlagSet) {
 	if !c.eventsFlag { // a second call (the CLI's command flags) keeps what the first parsed
 		c.eventsFlag = true
-		c.EventsMaxLen = store.DefaultEventsMaxLen
-		if v := os.Getenv("TASKINO_EVENTS_MAX_LEN"); v != "" {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 1 {
-				c.eventsEnvErr = fmt.Errorf("TASKINO_EVENTS_MAX_LEN %q: want a whole number of entries, 1 or more, such as 1000000", v)
-			}
-			c.EventsMaxLen = n
-		}
-		c.HistoryLen = store.DefaultHistoryLen
-		if v := os.Getenv("TASKINO_HISTORY_LEN"); v != "" {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 1 {
-				c.eventsEnvErr = fmt.Errorf("TASKINO_HISTORY_LEN %q: want a whole number of entries, 1 or more, such as 1000", v)
-			}
-			c.HistoryLen = n
-		}
+		c.EventsMaxLen = c.envCount("TASKINO_EVENTS_MAX_LEN", store.DefaultEventsMaxLen, "1000000")
+		c.HistoryLen = c.envCount("TASKINO_HISTORY_LEN", store.DefaultHistoryLen, "1000")
 	}
 	fs.Int64Var(&c.HistoryLen, "history-len", c.HistoryLen,
 		"keep at least this many entries of each task's history (its outcomes and missed slots; taskino history); give every planner and worker of the namespace the same (env TASKINO_HISTORY_LEN)")
 	fs.Int64Var(&c.EventsMaxLen, "events-max-len", c.EventsMaxLen,
 		"the namespace's events bound (about this many entries, more while a durable listener was not delivered them), stored in Redis when it has none: a stored one wins (taskino settings shows and changes it) (env TASKINO_EVENTS_MAX_LEN)")
+}
+
+// envCount is the count in the environment variable name, or def when it
+// is unset; a value that is not a whole number from 1 is kept for Check to
+// refuse, naming the variable (example: a good value).
+func (c *Common) envCount(name string, def int64, example string) int64 {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 1 {
+		c.eventsEnvErr = fmt.Errorf("%s %q: want a whole number of entries, 1 or more, such as %s", name, v, example)
+	}
+	return n
 }
 
 func or(a, b string) string {
