@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/taskino/taskino/cmd/internal/inspect"
 	"iter"
 	"os"
 	"strings"
@@ -341,13 +342,7 @@ func relative(d time.Duration) string {
 	return "in " + d.Round(time.Millisecond).String()
 }
 
-func clip(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
-}
+func clip(s string, n int) string { return inspect.Clip(s, n) }
 
 func orDash(s string) string {
 	if s == "" {
