@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"flag"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -24,6 +25,7 @@ var exampleTasks []byte
 func devFlags(fs *flag.FlagSet, c *cli) {
 	fs.StringVar(&c.tasks, "tasks", "", "tasks file to run (default: the example shipped with taskino)")
 	fs.BoolVar(&c.json, "json", false, "print events as JSON lines")
+	fs.StringVar(&c.web.addr, "http", "127.0.0.1:8080", "where to serve the web console (loopback only; another free port when this one is taken; off: none)")
 }
 
 // runDev runs a planner, a worker and a tail in this process, on an
@@ -47,6 +49,7 @@ func runDev(ctx context.Context, c *cli, args []string) error {
 	}
 	log := c.Common.Logger(c.stderr)
 
+	var later []string // printed after the console's URL
 	if c.embedded {
 		mr := miniredis.NewMiniRedis()
 		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
@@ -56,11 +59,33 @@ func runDev(ctx context.Context, c *cli, args []string) error {
 		stopClock := realTimeTTLs(mr)
 		defer stopClock()
 		c.RedisURL = "redis://" + mr.Addr()
-		fmt.Fprintf(c.stderr, "taskino dev: embedded in-memory Redis at %s (gone when dev stops; --redis URL to use a real one)\n", mr.Addr())
-		fmt.Fprintf(c.stderr, "taskino dev: in another terminal: taskino --redis %s trigger %s\n", c.RedisURL, firstTask(file))
+		later = append(later, fmt.Sprintf("taskino dev: embedded in-memory Redis at %s (gone when dev stops; --redis URL to use a real one)", mr.Addr()),
+			fmt.Sprintf("taskino dev: in another terminal: taskino --redis %s trigger %s", c.RedisURL, firstTask(file)))
+	}
+	if c.web.addr != "off" && !loopback(c.web.addr) {
+		return usagef("dev: --http %q: dev serves the console on a loopback address only (taskino web serves it further, with a token)", c.web.addr)
 	}
 	if err := c.connect(ctx); err != nil {
 		return err
+	}
+	if c.web.addr != "off" {
+		cfg, err := c.consoleConfig()
+		if err != nil {
+			return err
+		}
+		url, stop, err := startConsole(cfg, c.web.addr)
+		if err != nil {
+			host, _, _ := net.SplitHostPort(c.web.addr)
+			url, stop, err = startConsole(cfg, net.JoinHostPort(host, "0"))
+		}
+		if err != nil {
+			return err
+		}
+		defer stop()
+		fmt.Fprintf(c.stderr, "taskino dev: web console at %s\n", url)
+	}
+	for _, l := range later {
+		fmt.Fprintln(c.stderr, l)
 	}
 	if !c.embedded {
 		// The embedded Redis has no users; a real one may refuse the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/taskino/taskino/cmd/internal/inspect"
 	"sort"
 	"time"
 
@@ -90,7 +91,7 @@ func dryRunApply(ctx context.Context, c *cli, f *tasksfile.File, version int64) 
 		if err != nil {
 			return ""
 		}
-		slots := nextSlots(sched, loc, now.Add(-time.Millisecond), 1)
+		slots := inspect.NextSlots(sched, loc, now.Add(-time.Millisecond), 1)
 		if len(slots) == 0 {
 			return " (no slot left)"
 		}

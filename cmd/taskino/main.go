@@ -19,8 +19,9 @@
 //	dead [--count N]             list dead letters
 //	dead replay ID... | --all    send dead letters back to their task's stream
 //	dead delete ID... | --all    drop dead letters
-//	dev [--tasks FILE]           planner, worker and tail in one process, on
-//	                             an embedded Redis unless --redis is given
+//	dev [--tasks FILE]           planner, worker, tail and web console in one
+//	                             process, on an embedded Redis unless --redis
+//	web [--http ADDR]            the web console (default 127.0.0.1:8080)
 //	version                      print the version
 //
 // Flags may come before or after the command and its arguments. Errors are
@@ -85,7 +86,8 @@ func init() {
 		"resume":   {"plan a paused task again, from now on", nil, runResume},
 		"dead":     {"list dead letters; dead replay|delete ID...|--all", deadFlags, runDead},
 		"settings": {"the namespace's settings (events retention) and durable listeners; change them with flags", settingsFlagSet, runSettings},
-		"dev":      {"planner, worker and tail in one process", devFlags, runDev},
+		"dev":      {"planner, worker, tail and web console in one process", devFlags, runDev},
+		"web":      {"the web console: tasks, history, explain, live events, dead letters, workers", webFlagSet, runWeb},
 		"version":  {"print the version", nil, runVersion},
 	}
 }
@@ -115,6 +117,7 @@ type cli struct {
 	dryRun      bool
 	embedded    bool // dev: --redis not given
 	logLevelSet bool // --log-level given
+	web         webFlags
 
 	rdb redis.UniversalClient
 	st  *store.Store

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/taskino/taskino/cmd/internal/inspect"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -26,13 +27,6 @@ func nextFlagSet(fs *flag.FlagSet, c *cli) {
 	fs.StringVar(&c.next.from, "from", "", "list the slots after this time (RFC 3339, such as 2026-03-28T00:00:00Z; default now); --every's first slot is at it")
 	fs.IntVar(&c.next.n, "n", 5, "how many slots, 1 to 1000")
 	fs.BoolVar(&c.json, "json", false, "one JSON array instead of a table")
-}
-
-// nextSlot is one line of taskino next.
-type nextSlot struct {
-	At   time.Time `json:"at"`   // in the trigger's zone
-	UTC  time.Time `json:"utc"`  // the same instant
-	Note string    `json:"note"` // a DST change before it, else empty
 }
 
 // runNext lists a trigger's next slots: a stored task's (read from Redis,
@@ -109,7 +103,7 @@ func runNext(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return usagef("next: --tz %q: want an IANA time zone such as Europe/Berlin", zone)
 	}
-	slots := nextSlots(sched, loc, from, f.n)
+	slots := inspect.NextSlots(sched, loc, from, f.n)
 	if c.json {
 		b, err := json.Marshal(slots)
 		if err != nil {
@@ -136,25 +130,6 @@ func runNext(ctx context.Context, c *cli, args []string) error {
 	return tw.Flush()
 }
 
-// nextSlots lists up to n slots of sched after from, in loc, each with a
-// note when the zone's UTC offset changed since the one before (or since
-// from, for the first): a DST change, which moves a wall-clock slot or
-// makes a fixed period fall at another local time.
-func nextSlots(sched planner.Schedule, loc *time.Location, from time.Time, n int) []nextSlot {
-	out := []nextSlot{}
-	_, prevOff := from.In(loc).Zone()
-	for t, ok := sched.Next(from); ok && len(out) < n; t, ok = sched.Next(t) {
-		at := t.In(loc)
-		s := nextSlot{At: at, UTC: t.UTC()}
-		if _, off := at.Zone(); off != prevOff {
-			s.Note = fmt.Sprintf("DST: UTC offset %s -> %s before this slot", offset(prevOff), offset(off))
-			prevOff = off
-		}
-		out = append(out, s)
-	}
-	return out
-}
-
 // zoneOf loads the time zone named tz ("" for UTC) and returns its name.
 func zoneOf(tz string) (string, *time.Location, error) {
 	if tz == "" {
@@ -162,13 +137,4 @@ func zoneOf(tz string) (string, *time.Location, error) {
 	}
 	loc, err := time.LoadLocation(tz)
 	return tz, loc, err
-}
-
-// offset formats a UTC offset in seconds as +01:00.
-func offset(sec int) string {
-	sign := '+'
-	if sec < 0 {
-		sign, sec = '-', -sec
-	}
-	return fmt.Sprintf("%c%02d:%02d", sign, sec/3600, sec%3600/60)
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/taskino/taskino/store"
 )
 
-// Answers of Explain --json, one word each.
+// Answers of Explain (explain --json), one word each.
 const (
 	AnswerRan        = "ran"
 	AnswerFailed     = "failed"
@@ -46,7 +46,8 @@ type Explanation struct {
 	DeadLetter string `json:"dead_letter,omitempty"`
 }
 
-// Explain answers for the slot at (zero: the most recent, or the next).
+// Explain answers for the slot at (zero: the most recent, or the next);
+// asked is the text the slot was asked by, shown when it is not a slot.
 func Explain(ctx context.Context, st *store.Store, v View, now, at time.Time, asked string) (Explanation, error) {
 	spec, ts, loc := v.Spec, v.State, v.Loc
 	sched, err := planner.Compile(spec.Trigger)
@@ -123,7 +124,7 @@ func explainRecord(ctx context.Context, st *store.Store, ex *Explanation, s stor
 	switch s.Outcome {
 	case string(events.TypeCompleted):
 		ex.Answer = AnswerRan
-		ex.Summary = fmt.Sprintf("ran: started on %s at %s, %s after its slot, Took %s and completed%s", s.Worker, Stamp(s.Started, loc), lastLate, Took(s), tries)
+		ex.Summary = fmt.Sprintf("ran: started on %s at %s, %s after its slot, took %s and completed%s", s.Worker, Stamp(s.Started, loc), lastLate, Took(s), tries)
 	case string(events.TypeFailed):
 		ex.Answer = AnswerFailed
 		ex.Summary = fmt.Sprintf("failed: the run on %s at %s (attempt %d) failed after %s: %s", s.Worker, Stamp(s.Started, loc), s.Attempt, Took(s), Clip(s.Error, 200))

@@ -56,6 +56,7 @@ type Task struct {
 	ConsecutiveFailures int `json:"consecutive_failures"`
 }
 
+// ISO is t as RFC 3339 in UTC, "" for the zero time.
 func ISO(t time.Time) string {
 	if t.IsZero() {
 		return ""
@@ -65,6 +66,7 @@ func ISO(t time.Time) string {
 
 func msPtr(d time.Duration) *int64 { n := d.Milliseconds(); return &n }
 
+// RunOf is a run record as --json prints it (nil for nil).
 func RunOf(r *events.LastRun) *Run {
 	if r == nil {
 		return nil
@@ -108,6 +110,13 @@ func Views(ctx context.Context, st *store.Store, names []string) ([]View, time.T
 		}
 		specs = keep
 	}
+	return ViewsOf(ctx, st, specs)
+}
+
+// ViewsOf reads the state of the tasks of specs, each with its status by
+// the workers registry, in one pipeline and two more round trips (the
+// workers registry and Redis's clock), whatever the namespace holds.
+func ViewsOf(ctx context.Context, st *store.Store, specs []events.Spec) ([]View, time.Time, error) {
 	all := make([]string, len(specs))
 	for i, s := range specs {
 		all[i] = s.Name

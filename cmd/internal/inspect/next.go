@@ -1,0 +1,43 @@
+package inspect
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/taskino/taskino/planner"
+)
+
+// NextSlot is one coming slot of a task (a line of taskino next).
+type NextSlot struct {
+	At   time.Time `json:"at"`   // in the trigger's zone
+	UTC  time.Time `json:"utc"`  // the same instant
+	Note string    `json:"note"` // a DST change before it, else empty
+}
+
+// NextSlots lists up to n slots of sched after from, in loc, each with a
+// note when the zone's UTC offset changed since the one before (or since
+// from, for the first): a DST change, which moves a wall-clock slot or
+// makes a fixed period fall at another local time.
+func NextSlots(sched planner.Schedule, loc *time.Location, from time.Time, n int) []NextSlot {
+	out := []NextSlot{}
+	_, prevOff := from.In(loc).Zone()
+	for t, ok := sched.Next(from); ok && len(out) < n; t, ok = sched.Next(t) {
+		at := t.In(loc)
+		s := NextSlot{At: at, UTC: t.UTC()}
+		if _, off := at.Zone(); off != prevOff {
+			s.Note = fmt.Sprintf("DST: UTC offset %s -> %s before this slot", offset(prevOff), offset(off))
+			prevOff = off
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// offset formats a UTC offset in seconds as +01:00.
+func offset(sec int) string {
+	sign := '+'
+	if sec < 0 {
+		sign, sec = '-', -sec
+	}
+	return fmt.Sprintf("%c%02d:%02d", sign, sec/3600, sec%3600/60)
+}

@@ -1,0 +1,226 @@
+package console
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store"
+)
+
+// hub is a namespace's one events reader: it reads the last hour at its
+// start (at most backfillMax events), then follows the stream, keeps
+// per-minute counts and lateness for the overview, the latest misses and
+// events, and hands each event to the live streams subscribed. Its Redis
+// load is one blocking XREAD at a time, whatever the number of viewers.
+type hub struct {
+	st *store.Store
+
+	mu      sync.Mutex
+	minutes [60]minute // ring by minute
+	recent  []events.Event
+	misses  []events.Event
+	subs    map[chan events.Event]struct{}
+	ready   bool // the backfill is read
+	partial bool // the backfill stopped at backfillMax
+	err     error
+}
+
+// minute is one minute of the events: fires, outcomes and lateness.
+type minute struct {
+	At                                 int64 // unix minute
+	Fired, Started, OK, Failed, Missed int
+	Lates                              []time.Duration // bounded sample
+}
+
+const (
+	keepRecent   = 200
+	keepMisses   = 20
+	backfillMax  = 100_000
+	lateSamples  = 2000
+	subscriberCh = 256
+)
+
+func (n *namespace) events(c *Console) *hub {
+	n.hubOnce.Do(func() {
+		n.hub = &hub{st: n.st, subs: map[chan events.Event]struct{}{}}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			n.hub.run(c.ctx)
+		}()
+	})
+	return n.hub
+}
+
+func (h *hub) run(ctx context.Context) {
+	now, err := h.st.Time(ctx)
+	for err != nil {
+		h.setErr(err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		now, err = h.st.Time(ctx)
+	}
+	after := fmt.Sprintf("%d-0", now.Add(-time.Hour).UnixMilli())
+	// The end of the backfill: what is there now (the live part follows).
+	last, err := h.st.LastEntryID(ctx, h.st.Keys().Events())
+	if err != nil {
+		last = "0-0"
+	}
+	read := 0
+	backlog := store.LessID(after, last)
+	for ctx.Err() == nil {
+		block := 2 * time.Second
+		if backlog {
+			block = 0
+		}
+		es, next, err := h.st.ReadEvents(ctx, after, 1000, block)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			h.setErr(err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		after = next
+		read += len(es)
+		if backlog && (len(es) == 0 || !store.LessID(after, last)) {
+			backlog = false
+		}
+		if backlog && read >= backfillMax {
+			// A busy hour: its counts stop here, and the reader goes
+			// live (the overview says the counts are partial).
+			after, backlog = last, false
+			h.mu.Lock()
+			h.partial = true
+			h.mu.Unlock()
+		}
+		h.add(es, !backlog)
+	}
+}
+
+func (h *hub) setErr(err error) {
+	h.mu.Lock()
+	h.err = err
+	h.mu.Unlock()
+}
+
+// add counts es and, once the backfill is read, hands them to the
+// subscribers.
+func (h *hub) add(es []store.EventEntry, live bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.err = nil
+	if live {
+		h.ready = true
+	}
+	for _, en := range es {
+		if en.Err != nil {
+			continue
+		}
+		e := en.Event
+		e.ID = en.ID
+		t, _ := events.EntryTime(en.ID)
+		m := &h.minutes[(t.Unix()/60)%60]
+		if m.At != t.Unix()/60 {
+			*m = minute{At: t.Unix() / 60}
+		}
+		switch e.Type {
+		case events.TypeFired:
+			m.Fired++
+		case events.TypeStarted:
+			m.Started++
+			if !e.At.IsZero() && len(m.Lates) < lateSamples {
+				m.Lates = append(m.Lates, t.Sub(e.At))
+			}
+		case events.TypeCompleted:
+			m.OK++
+		case events.TypeFailed, events.TypeDead:
+			m.Failed++
+		case events.TypeMissed:
+			m.Missed += int(max(e.Count, 1))
+			h.misses = append(h.misses, e)
+			if len(h.misses) > keepMisses {
+				h.misses = h.misses[len(h.misses)-keepMisses:]
+			}
+		}
+		h.recent = append(h.recent, e)
+		if len(h.recent) > 2*keepRecent {
+			h.recent = append([]events.Event(nil), h.recent[len(h.recent)-keepRecent:]...)
+		}
+		if live {
+			for ch := range h.subs {
+				select {
+				case ch <- e:
+				default: // a viewer too slow: it misses this one, the others do not wait
+				}
+			}
+		}
+	}
+}
+
+// subscribe returns a channel of the events from now on, and the latest
+// ones before; cancel ends it.
+func (h *hub) subscribe() (ch chan events.Event, before []events.Event, cancel func()) {
+	ch = make(chan events.Event, subscriberCh)
+	h.mu.Lock()
+	h.subs[ch] = struct{}{}
+	start := max(len(h.recent)-keepRecent, 0)
+	before = append([]events.Event(nil), h.recent[start:]...)
+	h.mu.Unlock()
+	return ch, before, func() {
+		h.mu.Lock()
+		delete(h.subs, ch)
+		h.mu.Unlock()
+	}
+}
+
+// hourStats is the last hour by minute, oldest first, as of now.
+type hourStats struct {
+	Ready, Partial                     bool
+	Err                                error
+	Minutes                            []minute
+	Fired, Started, OK, Failed, Missed int
+	P99Late                            time.Duration
+	HasLate                            bool
+	Misses                             []events.Event
+}
+
+func (h *hub) hour(now time.Time) hourStats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := hourStats{Ready: h.ready, Partial: h.partial, Err: h.err}
+	var all []time.Duration
+	cur := now.Unix() / 60
+	for k := cur - 59; k <= cur; k++ {
+		m := h.minutes[k%60]
+		if m.At != k {
+			m = minute{At: k}
+		}
+		m.Lates = append([]time.Duration(nil), m.Lates...)
+		all = append(all, m.Lates...)
+		out.Minutes = append(out.Minutes, m)
+		out.Fired += m.Fired
+		out.Started += m.Started
+		out.OK += m.OK
+		out.Failed += m.Failed
+		out.Missed += m.Missed
+	}
+	if len(all) > 0 {
+		out.P99Late, out.HasLate = percentile(all, 99), true
+	}
+	for i := len(h.misses) - 1; i >= 0; i-- {
+		out.Misses = append(out.Misses, h.misses[i])
+	}
+	return out
+}

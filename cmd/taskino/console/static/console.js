@@ -1,0 +1,100 @@
+// taskino console: local times, the live events page and live updates of
+// a task's timeline, over Server-Sent Events. Every value from the server
+// goes into the page as text (textContent), never as markup.
+"use strict";
+(function () {
+  var fmt = new Intl.DateTimeFormat(undefined, {year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short"});
+  function localize(root) {
+    root.querySelectorAll("time.local").forEach(function (t) {
+      var d = new Date(t.getAttribute("datetime"));
+      if (!isNaN(d)) { t.textContent = fmt.format(d); t.title = t.getAttribute("datetime"); }
+    });
+  }
+  function cell(tr, text, cls) {
+    var td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    tr.appendChild(td);
+    return td;
+  }
+  function live() {
+    var table = document.getElementById("live");
+    if (!table) return;
+    var rows = document.getElementById("live-rows"), state = document.getElementById("live-state");
+    var pauseBtn = document.getElementById("live-pause"), paused = false, held = [];
+    var base = table.getAttribute("data-base");
+    function add(e, fresh) {
+      var tr = document.createElement("tr");
+      tr.setAttribute("data-id", e.id);
+      tr.setAttribute("data-type", e.type);
+      tr.setAttribute("data-fire", e.fire);
+      if (fresh) tr.className = "fresh";
+      var t = new Date(e.time);
+      cell(tr, isNaN(t) ? e.time : fmt.format(t));
+      var b = document.createElement("span");
+      b.className = "badge o-" + e.type;
+      b.textContent = e.type;
+      tr.appendChild(document.createElement("td")).appendChild(b);
+      var td = document.createElement("td");
+      if (e.task) {
+        var a = document.createElement("a");
+        a.href = base + "/tasks/" + encodeURIComponent(e.task);
+        a.textContent = e.task;
+        td.appendChild(a);
+      }
+      tr.appendChild(td);
+      var s = new Date(e.slot);
+      cell(tr, e.slot && !isNaN(s) ? fmt.format(s) : "");
+      cell(tr, e.worker + (e.attempt > 1 ? " (attempt " + e.attempt + ")" : ""));
+      cell(tr, e.detail, "detail");
+      rows.insertBefore(tr, rows.firstChild);
+      while (rows.children.length > 500) rows.removeChild(rows.lastChild);
+    }
+    var src = new EventSource(table.getAttribute("data-src"));
+    src.onopen = function () { state.textContent = paused ? "paused" : "live"; };
+    src.onerror = function () { state.textContent = "reconnecting…"; };
+    src.onmessage = function (m) {
+      var e;
+      try { e = JSON.parse(m.data); } catch (err) { return; }
+      if (paused) { held.push(e); state.textContent = "paused: " + held.length + " new"; return; }
+      add(e, true);
+    };
+    pauseBtn.addEventListener("click", function () {
+      paused = !paused;
+      pauseBtn.setAttribute("aria-pressed", paused ? "true" : "false");
+      pauseBtn.textContent = paused ? "Resume" : "Pause";
+      if (!paused) { held.forEach(function (e) { add(e, true); }); held = []; state.textContent = "live"; }
+      else state.textContent = "paused";
+    });
+  }
+  function timeline() {
+    var box = document.getElementById("timeline");
+    if (!box || !window.EventSource) return;
+    var base = document.body.getAttribute("data-base");
+    var task = box.getAttribute("data-task");
+    var at = new URLSearchParams(location.search).get("at") || "";
+    var src = new EventSource(base + "/events?recent=0&task=" + encodeURIComponent(task));
+    var busy = false, again = false;
+    function refresh() {
+      if (busy) { again = true; return; }
+      busy = true;
+      fetch(box.getAttribute("data-src") + "?at=" + encodeURIComponent(at), {credentials: "same-origin"}).then(function (r) {
+        return r.ok ? r.text() : Promise.reject(r.status);
+      }).then(function (html) {
+        var doc = new DOMParser().parseFromString("<div>" + html + "</div>", "text/html");
+        box.replaceChildren.apply(box, Array.prototype.slice.call(doc.body.firstChild.childNodes));
+        localize(box);
+        box.setAttribute("data-updated", String(Date.now()));
+      }).catch(function () {}).then(function () {
+        busy = false;
+        if (again) { again = false; refresh(); }
+      });
+    }
+    src.onmessage = refresh;
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    localize(document);
+    live();
+    timeline();
+  });
+})();
