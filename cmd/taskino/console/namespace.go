@@ -35,6 +35,8 @@ type namespace struct {
 	viewsAt  time.Time
 	viewsVer int64
 
+	refresh sync.Mutex // held while all views are read
+
 	hubOnce sync.Once
 	hub     *hub
 }
@@ -115,13 +117,23 @@ func (n *namespace) allViews(ctx context.Context) ([]inspect.View, time.Time, er
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	n.mu.Lock()
-	if n.views != nil && n.viewsVer == v && time.Since(n.viewsAt) < n.cfg.StateTTL {
-		vs, now := n.views, n.viewsNow.Add(time.Since(n.viewsAt))
-		n.mu.Unlock()
+	fresh := func() ([]inspect.View, time.Time, bool) {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if n.views != nil && n.viewsVer == v && time.Since(n.viewsAt) < n.cfg.StateTTL {
+			return n.views, n.viewsNow.Add(time.Since(n.viewsAt)), true
+		}
+		return nil, time.Time{}, false
+	}
+	if vs, now, ok := fresh(); ok {
 		return vs, now, nil
 	}
-	n.mu.Unlock()
+	// One reader at a time: viewers that come meanwhile take its result.
+	n.refresh.Lock()
+	defer n.refresh.Unlock()
+	if vs, now, ok := fresh(); ok {
+		return vs, now, nil
+	}
 	vs, now, err := viewsOf(ctx, n.st, specs)
 	if err != nil {
 		return nil, time.Time{}, err

@@ -198,16 +198,20 @@ func (c *Console) tasksPage(w http.ResponseWriter, r *http.Request, n *namespace
 	var now time.Time
 	if d.Status == "" && d.Sort == "name" {
 		// Sorted by name: only the page's tasks are read.
-		var keep []events.Spec
-		for _, s := range specs {
-			if match(s.Name) {
-				keep = append(keep, s)
+		var keep []int
+		for i := range specs {
+			if match(specs[i].Name) {
+				keep = append(keep, i)
 			}
 		}
 		d.Total = len(keep)
 		lo := min((page-1)*size, len(keep))
 		hi := min(lo+size, len(keep))
-		if rows, now, err = inspect.ViewsOf(ctx, n.st, keep[lo:hi]); err != nil {
+		pageSpecs := make([]events.Spec, 0, hi-lo)
+		for _, i := range keep[lo:hi] {
+			pageSpecs = append(pageSpecs, specs[i])
+		}
+		if rows, now, err = inspect.ViewsOf(ctx, n.st, pageSpecs); err != nil {
 			c.fail(w, r, n, http.StatusBadGateway, err)
 			return
 		}
@@ -219,21 +223,25 @@ func (c *Console) tasksPage(w http.ResponseWriter, r *http.Request, n *namespace
 			return
 		}
 		now = t
-		var keep []inspect.View
-		for _, v := range all {
+		var keep []int
+		for i := range all {
+			v := &all[i]
 			if !match(v.Spec.Name) {
 				continue
 			}
-			if d.Status == statusFailing && !failing(v) || d.Status != "" && d.Status != statusFailing && v.Status != d.Status {
+			if d.Status == statusFailing && !failing(*v) || d.Status != "" && d.Status != statusFailing && v.Status != d.Status {
 				continue
 			}
-			keep = append(keep, v)
+			keep = append(keep, i)
 		}
-		sortViews(keep, d.Sort)
+		sortViews(all, keep, d.Sort)
 		d.Total = len(keep)
 		lo := min((page-1)*size, len(keep))
 		hi := min(lo+size, len(keep))
-		rows, d.From, d.To = keep[lo:hi], lo, hi
+		for _, i := range keep[lo:hi] {
+			rows = append(rows, all[i])
+		}
+		d.From, d.To = lo, hi
 	}
 	if now.IsZero() {
 		if now, err = n.st.Time(ctx); err != nil {
@@ -269,40 +277,43 @@ func (c *Console) tasksPage(w http.ResponseWriter, r *http.Request, n *namespace
 // success rate and lateness are taken from.
 const historyWindow = 50
 
-func sortViews(vs []inspect.View, by string) {
-	key := func(v inspect.View) time.Time { return time.Time{} }
+// sortViews sorts keep, indices of vs, by next fire, last slot (newest
+// first) or status (stuck, failing, running, paused, idle, done); by name
+// they are already.
+func sortViews(vs []inspect.View, keep []int, by string) {
+	far := time.Unix(1<<40, 0)
+	var key func(v *inspect.View) int64
 	switch by {
 	case "next":
-		key = func(v inspect.View) time.Time {
+		key = func(v *inspect.View) int64 {
 			if v.State.Next.IsZero() {
-				return time.Unix(1<<40, 0) // none: last
+				return far.UnixMilli() // none: last
 			}
-			return v.State.Next
+			return v.State.Next.UnixMilli()
 		}
 	case "last":
-		key = func(v inspect.View) time.Time {
+		key = func(v *inspect.View) int64 {
 			if l := v.State.Last(); l != nil {
-				return time.Unix(1<<40, 0).Add(-time.Duration(l.Scheduled.UnixNano())) // newest first
+				return -l.Scheduled.UnixMilli() // newest first
 			}
-			return time.Unix(1<<41, 0)
+			return far.UnixMilli()
 		}
 	case "status":
-		rank := map[string]int{store.StatusStuck: 0, store.StatusRunning: 2, store.StatusPaused: 3, store.StatusIdle: 4, store.StatusDone: 5}
-		sort.SliceStable(vs, func(i, j int) bool {
-			ri, rj := rank[vs[i].Status], rank[vs[j].Status]
-			if failing(vs[i]) && vs[i].Status != store.StatusStuck {
-				ri = 1
+		rank := map[string]int64{store.StatusStuck: 0, store.StatusRunning: 2, store.StatusPaused: 3, store.StatusIdle: 4, store.StatusDone: 5}
+		key = func(v *inspect.View) int64 {
+			if failing(*v) && v.Status != store.StatusStuck {
+				return 1
 			}
-			if failing(vs[j]) && vs[j].Status != store.StatusStuck {
-				rj = 1
-			}
-			return ri < rj
-		})
-		return
+			return rank[v.Status]
+		}
 	default:
-		return // by name, as the task set is
+		return
 	}
-	sort.SliceStable(vs, func(i, j int) bool { return key(vs[i]).Before(key(vs[j])) })
+	keys := make([]int64, len(vs))
+	for _, i := range keep {
+		keys[i] = key(&vs[i])
+	}
+	sort.SliceStable(keep, func(a, b int) bool { return keys[keep[a]] < keys[keep[b]] })
 }
 
 // ---- task
