@@ -65,7 +65,7 @@ func (a *advert) stop() {
 
 func newAdvert(log zerolog.Logger, specs *specCache, node string, queues []string, visibility time.Duration) *advert {
 	return &advert{log: log, specs: specs, sentAt: -1,
-		state: events.WorkerState{Node: node, Queues: slices.Clone(queues), Tasks: []string{}, Visibility: visibility}}
+		state: events.WorkerState{Node: node, Queues: slices.Clone(queues), Tasks: []string{}, Visibility: visibility, Build: events.Build()}}
 }
 
 func (a *advert) set(ad Advert) {

@@ -350,7 +350,7 @@ tasks:
 
 	// Workers.
 	browse(t, ctx, 20*time.Second, "workers", chromedp.Navigate(base+"/workers"), chromedp.WaitVisible("h1", chromedp.ByQuery))
-	contains("workers", text("main"), "Planners", "p1", "w1", "live", "default")
+	contains("workers", text("main"), "Planners", "p1", "w1", "live", "default", "(devel)")
 	shoot(t, ctx, shots, "workers")
 
 	// An action without the CSRF token is refused, and changes nothing.

@@ -26,6 +26,9 @@ type WorkerState struct {
 	// Stale is true when Version is older than the namespace's stored
 	// version: its handlers may run definitions that changed since.
 	Stale bool `json:"stale"`
+	// Build is the taskino version it was built with (Build); empty for
+	// a worker older than this field.
+	Build string `json:"build,omitempty"`
 }
 
 type wireWorkerState struct {

@@ -477,7 +477,7 @@ func (p *Planner) retainEvents(ctx context.Context) {
 	}
 	t := time.NewTicker(p.cfg.RetainInterval)
 	defer t.Stop()
-	adv := store.PlannerAdvert{Node: p.cfg.Node, LookaheadMs: p.cfg.Lookahead.Milliseconds(), EveryMs: p.cfg.RetainInterval.Milliseconds()}
+	adv := store.PlannerAdvert{Node: p.cfg.Node, LookaheadMs: p.cfg.Lookahead.Milliseconds(), EveryMs: p.cfg.RetainInterval.Milliseconds(), Build: events.Build()}
 	defer func() {
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()

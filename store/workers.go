@@ -91,6 +91,9 @@ func (s *Store) Workers(ctx context.Context) ([]WorkerState, error) {
 // PlannerState is a planner as the planners registry knows it.
 type PlannerState struct {
 	Node string
+	// Build is the taskino version it was built with ("" when it did
+	// not say).
+	Build string
 	// Lookahead is how far before their slots it appends fires.
 	Lookahead time.Duration
 	// Seen is when it last published its state (Redis clock).
@@ -125,7 +128,7 @@ func (s *Store) Planners(ctx context.Context) ([]PlannerState, error) {
 		if json.Unmarshal([]byte(raw), &adv) != nil || adv.Node != node {
 			continue // not written by a planner
 		}
-		p := PlannerState{Node: node, Lookahead: time.Duration(adv.LookaheadMs) * time.Millisecond, Seen: at[node]}
+		p := PlannerState{Node: node, Build: adv.Build, Lookahead: time.Duration(adv.LookaheadMs) * time.Millisecond, Seen: at[node]}
 		every := time.Duration(max(adv.EveryMs, 0)) * time.Millisecond
 		p.Live = !p.Seen.IsZero() && now.Sub(p.Seen) <= 3*every+2*time.Second && !p.Seen.After(now.Add(time.Minute))
 		out = append(out, p)

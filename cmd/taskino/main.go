@@ -36,13 +36,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"sort"
 	"strings"
 	"syscall"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/taskino/taskino/cmd/internal/app"
+	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/store"
 )
 
@@ -292,25 +292,4 @@ func runVersion(_ context.Context, c *cli, args []string) error {
 
 // Version is the module version of the build, with its VCS revision when
 // known ("(devel)" for a build from a checkout).
-func Version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	var rev, dirty string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				dirty = "+dirty"
-			}
-		}
-	}
-	if rev != "" {
-		v += " " + rev[:min(12, len(rev))] + dirty
-	}
-	return v + " " + bi.GoVersion
-}
+func Version() string { return events.Build() }

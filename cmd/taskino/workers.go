@@ -98,17 +98,17 @@ func liveSeen(live bool, seen, now time.Time) (alive, when string) {
 }
 
 // printPlanners prints the planners registry: node, live or not, last
-// seen, lookahead.
+// seen, lookahead, build.
 func printPlanners(c *cli, ps []store.PlannerState, now time.Time) {
 	if len(ps) == 0 {
 		fmt.Fprintf(c.stdout, "no planners in namespace %q\n", c.Namespace)
 		return
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PLANNER\tLIVE\tSEEN\tLOOKAHEAD")
+	fmt.Fprintln(tw, "PLANNER\tLIVE\tSEEN\tLOOKAHEAD\tBUILD")
 	for _, p := range ps {
 		alive, seen := liveSeen(p.Live, p.Seen, now)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", printable(p.Node), alive, seen, p.Lookahead)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", printable(p.Node), alive, seen, p.Lookahead, orDash(printable(p.Build)))
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(c.stdout)
@@ -127,6 +127,8 @@ type workerJSON struct {
 	// Held is how many fires it read and has not finished (running, or
 	// held until their slot).
 	Held int64 `json:"held"`
+	// Build is the taskino version it runs ("" when it did not say).
+	Build string `json:"build,omitempty"`
 }
 
 // printWorkersJSON prints the registry as one JSON object: the namespace,
@@ -137,6 +139,7 @@ func printWorkersJSON(c *cli, ws []store.WorkerState, version int64, held map[st
 		Live        bool      `json:"live"`
 		Seen        time.Time `json:"seen"`
 		LookaheadMs int64     `json:"lookahead_ms"`
+		Build       string    `json:"build,omitempty"`
 	}
 	out := struct {
 		Namespace string        `json:"namespace"`
@@ -145,11 +148,11 @@ func printWorkersJSON(c *cli, ws []store.WorkerState, version int64, held map[st
 		Workers   []workerJSON  `json:"workers"`
 	}{Namespace: c.Namespace, Version: version, Workers: []workerJSON{}, Planners: []plannerJSON{}}
 	for _, p := range planners {
-		out.Planners = append(out.Planners, plannerJSON{p.Node, p.Live, p.Seen, p.Lookahead.Milliseconds()})
+		out.Planners = append(out.Planners, plannerJSON{p.Node, p.Live, p.Seen, p.Lookahead.Milliseconds(), p.Build})
 	}
 	for _, w := range ws {
 		out.Workers = append(out.Workers, workerJSON{Node: w.Node, Live: w.Live, Seen: w.Seen, Queues: w.Queues, Version: w.Version,
-			Stale: w.Stale, VisibilityMs: w.Visibility.Milliseconds(), Tasks: w.Tasks, Held: held[w.Node]})
+			Stale: w.Stale, VisibilityMs: w.Visibility.Milliseconds(), Tasks: w.Tasks, Held: held[w.Node], Build: w.Build})
 	}
 	b, err := json.Marshal(out)
 	if err != nil {

@@ -242,6 +242,8 @@ type PlannerState struct {
 	// EveryMs is how often it publishes: it is live while seen within a
 	// few of these.
 	EveryMs int64 `json:"every_ms"`
+	// Build is the taskino version it was built with (events.Build).
+	Build string `json:"build,omitempty"`
 }
 
 // Seen publishes the planner's state in the planners registry
