@@ -465,13 +465,28 @@ func TestBinariesBadInput(t *testing.T) {
 	}
 }
 
-// README's dev command shows events within seconds: an embedded Redis, the
+// README's dev command shows events within seconds: the web console's
+// address first (serving the example's tasks), an embedded Redis, the
 // example tasks, completions on stdout, and a clean exit 0 on SIGINT.
 func TestDevShowsEvents(t *testing.T) {
 	t.Parallel()
 	cli := buildBinary(t, "cmd/taskino")
 	dev := startProc(t, "taskino dev", cli, "dev")
 	dev.awaitLine(t, 60*time.Second, func(line string) bool { return strings.Contains(line, " completed ") })
+	first, _, _ := strings.Cut(dev.stderr(), "\n")
+	consoleURL, ok := strings.CutPrefix(first, "taskino dev: web console at ")
+	if !ok {
+		t.Fatalf("dev's first line %q, want the web console's address", first)
+	}
+	resp, err := http.Get(consoleURL + "n/default/tasks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "hello") {
+		t.Errorf("the console's tasks page from dev: %d, want 200 listing the example's hello:\n%s", resp.StatusCode, page)
+	}
 	dev.awaitLine(t, 60*time.Second, func(line string) bool {
 		return strings.Contains(line, " failed ") || strings.Contains(line, " retried ")
 	})
