@@ -215,11 +215,28 @@ tasks:
 	if out := mustCLI(t, cli, "workers", "--redis", reader, "--namespace", ns); !strings.Contains(out, "w1") {
 		t.Errorf("workers as taskino-reader printed %q", out)
 	}
+	// The read-only web console, every page, as the reader.
+	webAddr := freeAddr(t)
+	web := startProc(t, "web", cli, "web", "--read-only", "--http", webAddr, "--redis", reader, "--namespace", ns)
+	base := "http://" + webAddr + "/n/" + ns
+	awaitHTTP(t, base+"/", 20*time.Second)
+	for _, page := range []string{"/", "/tasks", "/tasks?sort=next", "/task?name=flaky", "/task/timeline?name=flaky", "/dead", "/workers", "/live"} {
+		resp, err := http.Get(base + page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "flaky") && page != "/workers" && page != "/live" {
+			t.Errorf("console %s as taskino-reader: %d\n%s", page, resp.StatusCode, body)
+		}
+	}
+	web.stop(t, syscall.SIGTERM)
 	for _, p := range procs {
 		p.stop(t, syscall.SIGTERM)
 	}
 	tail.stop(t, syscall.SIGTERM)
-	for _, p := range procs {
+	for _, p := range append(procs, web) {
 		if strings.Contains(p.stderr(), "NOPERM") {
 			t.Errorf("%s logged a refusal:\n%s", p.name, p.stderr())
 		}

@@ -271,7 +271,7 @@ tasks:
 	shoot(t, ctx, shots, "tasks")
 
 	// The hostile task's own page.
-	browse(t, ctx, 20*time.Second, "hostile task", chromedp.Navigate(base+"/tasks/"+url.PathEscape(hostile)), chromedp.WaitVisible("h1", chromedp.ByQuery))
+	browse(t, ctx, 20*time.Second, "hostile task", chromedp.Navigate(base+"/task?name="+url.QueryEscape(hostile)), chromedp.WaitVisible("h1", chromedp.ByQuery))
 	contains("hostile task page", text("h1"), hostile)
 
 	// Live: a completion shows within 2 s of being recorded.
@@ -292,7 +292,7 @@ tasks:
 	contains("live", text("#live-rows"), "<img src=x onerror=alert(2)><b>disk</b> full")
 
 	// Task: its timeline gets a completion within 2 s.
-	browse(t, ctx, 20*time.Second, "task steady", chromedp.Navigate(base+"/tasks/steady"), chromedp.WaitVisible("#timeline table", chromedp.ByQuery))
+	browse(t, ctx, 20*time.Second, "task steady", chromedp.Navigate(base+"/task?name=steady"), chromedp.WaitVisible("#timeline table", chromedp.ByQuery))
 	contains("task steady", text("main"), "every second", "Next 10 fires", "Recent slots", "Explain", "ran:")
 	last, _ = b.st.LastEntryID(b.ctx, b.st.Keys().Events())
 	done, seen = nextEvent(t, b.rdb, b.st.Keys().Events(), last, 10*time.Second, func(e events.Event) bool {
@@ -307,11 +307,11 @@ tasks:
 	shoot(t, ctx, shots, "task")
 
 	// The failing task's page: the error as text, a dead slot explained.
-	browse(t, ctx, 20*time.Second, "task failing", chromedp.Navigate(base+"/tasks/failing"), chromedp.WaitVisible("#timeline table", chromedp.ByQuery))
+	browse(t, ctx, 20*time.Second, "task failing", chromedp.Navigate(base+"/task?name=failing"), chromedp.WaitVisible("#timeline table", chromedp.ByQuery))
 	contains("task failing", text("#timeline"), "<img src=x onerror=alert(2)><b>disk</b> full")
 
 	// Trigger with a payload, from the page.
-	browse(t, ctx, 20*time.Second, "trigger", chromedp.Navigate(base+"/tasks/manual"), chromedp.WaitVisible("#trigger", chromedp.ByQuery),
+	browse(t, ctx, 20*time.Second, "trigger", chromedp.Navigate(base+"/task?name=manual"), chromedp.WaitVisible("#trigger", chromedp.ByQuery),
 		chromedp.SendKeys("#payload", "from the console", chromedp.ByQuery), chromedp.Click("#trigger", chromedp.ByQuery),
 		chromedp.WaitVisible("p.msg", chromedp.ByQuery))
 	contains("trigger", text("p.msg"), "triggered manual")
@@ -321,7 +321,7 @@ tasks:
 	}
 
 	// Pause and resume, from the page; Redis says so.
-	browse(t, ctx, 20*time.Second, "pause", chromedp.Navigate(base+"/tasks/pausable"), chromedp.WaitVisible("#pause", chromedp.ByQuery),
+	browse(t, ctx, 20*time.Second, "pause", chromedp.Navigate(base+"/task?name=pausable"), chromedp.WaitVisible("#pause", chromedp.ByQuery),
 		chromedp.Click("#pause", chromedp.ByQuery), chromedp.WaitVisible("#resume", chromedp.ByQuery))
 	if at, err := b.st.Paused(b.ctx, "pausable"); err != nil || at.IsZero() {
 		t.Errorf("after Pause on the page: paused since %v, %v; want paused", at, err)
@@ -354,7 +354,7 @@ tasks:
 	shoot(t, ctx, shots, "workers")
 
 	// An action without the CSRF token is refused, and changes nothing.
-	resp, err := http.PostForm(base+"/tasks/pausable/pause", url.Values{})
+	resp, err := http.PostForm(base+"/task/pause", url.Values{"name": {"pausable"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +367,7 @@ tasks:
 	}
 
 	// Read-only: no action on any page, and a POST is refused.
-	for _, path := range []string{"/tasks/manual", "/tasks/failing", "/dead", "/"} {
+	for _, path := range []string{"/task?name=manual", "/task?name=failing", "/dead", "/"} {
 		var forms int
 		browse(t, ctx, 20*time.Second, "read-only "+path, chromedp.Navigate(roBase+path), chromedp.WaitVisible("h1", chromedp.ByQuery),
 			chromedp.Evaluate(`document.querySelectorAll("form[method=post], #trigger, #pause, #resume, button.replay, button.delete").length`, &forms))
@@ -376,7 +376,7 @@ tasks:
 		}
 	}
 	contains("read-only", text("header"), "read-only")
-	resp, err = http.PostForm(roBase+"/tasks/pausable/pause", url.Values{"csrf": {"x"}})
+	resp, err = http.PostForm(roBase+"/task/pause", url.Values{"csrf": {"x"}, "name": {"pausable"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -147,7 +147,8 @@ var (
 		need("pexpire", func(k Keys) []string { return []string{k.Running("task"), "1000"} }),
 		need("del", func(k Keys) []string { return []string{k.Buffer("task")} }),
 	}
-	// readNeeds: taskino tail, ls, last-run, history, explain and workers.
+	// readNeeds: taskino tail, ls, last-run, history, explain, workers
+	// and the read-only web console.
 	readNeeds = []aclNeed{
 		need("xrevrange", func(k Keys) []string { return []string{k.History("task"), "+", "-", "COUNT", "1"} }),
 		need("xrange", func(k Keys) []string { return []string{k.Dead(), "-", "+", "COUNT", "1"} }),
@@ -165,6 +166,8 @@ var (
 		need("hmget", func(k Keys) []string { return []string{k.Planned(), "task"} }),
 		need("xread", func(k Keys) []string { return []string{"COUNT", "1", "STREAMS", k.Events(), "0"} }),
 		need("xrevrange", func(k Keys) []string { return []string{k.Events(), "+", "-", "COUNT", "1"} }),
+		need("hlen", func(k Keys) []string { return []string{k.Specs()} }),
+		need("xlen", func(k Keys) []string { return []string{k.Dead()} }),
 	}
 )
 

@@ -58,6 +58,20 @@ func (s *Store) ReadEvents(ctx context.Context, after string, count int64, block
 	return out, after, nil
 }
 
+// ReadEventsBack reads up to count events before the entry id before ("+":
+// from the newest), newest first: a reader of the recent past.
+func (s *Store) ReadEventsBack(ctx context.Context, before string, count int64) ([]EventEntry, error) {
+	end := before
+	if before != "+" {
+		end = "(" + before
+	}
+	msgs, err := s.rdb.XRevRangeN(ctx, s.keys.Events(), end, "-", count).Result()
+	if err != nil {
+		return nil, err
+	}
+	return eventEntries(msgs), nil
+}
+
 func eventEntries(msgs []redis.XMessage) []EventEntry {
 	var out []EventEntry
 	for _, m := range msgs {

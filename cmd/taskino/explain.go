@@ -33,7 +33,7 @@ func runExplain(ctx context.Context, c *cli, args []string) error {
 	var at time.Time
 	if c.at != "" {
 		if at, err = inspect.ParseAt(c.at, v.Loc); err != nil {
-			return err
+			return usagef("explain: %v", err)
 		}
 	}
 	ex, err := inspect.Explain(ctx, c.st, v, now, at, c.at)

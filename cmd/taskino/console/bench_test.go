@@ -99,7 +99,7 @@ func BenchmarkPages(b *testing.B) {
 					{"tasks-search", "/n/bench/tasks?q=task-0099"},
 					{"tasks-by-next", "/n/bench/tasks?sort=next"},
 					{"tasks-idle", "/n/bench/tasks?status=idle"},
-					{"task", "/n/bench/tasks/task-000042"},
+					{"task", "/n/bench/task?name=task-000042"},
 					{"dead", "/n/bench/dead"},
 					{"workers", "/n/bench/workers"},
 				}

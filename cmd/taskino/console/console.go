@@ -18,7 +18,9 @@ package console
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
 	"encoding/hex"
@@ -26,9 +28,11 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -59,7 +63,16 @@ type Config struct {
 	ReadOnly bool
 	// AuthToken, when not empty, is required of every request: as
 	// "Authorization: Bearer TOKEN", or the cookie the login page sets.
+	// Without it, the console answers only requests whose Host is a
+	// loopback name or address (localhost, 127.0.0.1, [::1]), so a web
+	// page cannot reach it through DNS rebinding; AnyHost lifts that, for
+	// a console mounted behind an authentication of your own.
 	AuthToken string
+	AnyHost   bool
+	// SecureCookie marks the login cookie Secure even when the request
+	// came without TLS (a proxy in front ends it); it is Secure anyway on
+	// a TLS request or one with X-Forwarded-Proto: https.
+	SecureCookie bool
 	// PageSize is how many tasks a page of the tasks list shows (default
 	// 50) and DeadPageSize how many dead letters (default 50).
 	PageSize, DeadPageSize int
@@ -100,8 +113,9 @@ func New(cfg Config) (*Console, error) {
 	if len(cfg.Namespaces) == 0 {
 		return nil, errors.New("console: Config.Namespaces is empty: give the namespaces to show")
 	}
-	if cfg.Prefix != "" && (!strings.HasPrefix(cfg.Prefix, "/") || strings.HasSuffix(cfg.Prefix, "/")) {
-		return nil, fmt.Errorf("console: Config.Prefix %q: want \"\" or a path such as /ops/taskino (a leading slash, no trailing one)", cfg.Prefix)
+	if cfg.Prefix != "" && (!strings.HasPrefix(cfg.Prefix, "/") || strings.HasSuffix(cfg.Prefix, "/") || strings.Contains(cfg.Prefix, "//") ||
+		strings.Trim(cfg.Prefix, "/abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != "") {
+		return nil, fmt.Errorf("console: Config.Prefix %q: want \"\" or a path such as /ops/taskino (a leading slash, no trailing one; letters, digits, - _ . /)", cfg.Prefix)
 	}
 	if cfg.PageSize <= 0 {
 		cfg.PageSize = 50
@@ -176,6 +190,10 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.static.ServeHTTP(w, r)
 		return
 	}
+	if c.cfg.AuthToken == "" && !c.cfg.AnyHost && !loopbackHost(r.Host) {
+		http.Error(w, "taskino console: without a token it answers only for localhost, 127.0.0.1 or [::1] (its Host was "+strconv.Quote(r.Host)+"): give it --auth-token to serve other names", http.StatusForbidden)
+		return
+	}
 	if rest != "/login" && !c.authorized(r) {
 		if r.Method == http.MethodGet && !strings.HasSuffix(rest, "/events") {
 			http.Redirect(w, r, c.cfg.Prefix+"/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
@@ -194,28 +212,45 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	r2 := r.Clone(r.Context())
-	r2.URL.Path = rest
-	r2.URL.RawPath = ""
-	if rp := r.URL.RawPath; rp != "" {
-		r2.URL.RawPath = strings.TrimPrefix(rp, c.cfg.Prefix)
-	}
-	c.mux.ServeHTTP(w, r2)
+	// The routes hold the prefix, so the redirects the mux makes (to a
+	// cleaned path) stay under it.
+	c.mux.ServeHTTP(w, r)
 }
 
 const authCookie = "taskino_console"
+
+// loopbackHost reports whether a request's Host names this machine.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// cookieValue is what the login cookie holds: a MAC of the token, not the
+// token.
+func (c *Console) cookieValue() string {
+	m := hmac.New(sha256.New, []byte(c.cfg.AuthToken))
+	m.Write([]byte("taskino console login"))
+	return hex.EncodeToString(m.Sum(nil))
+}
 
 func (c *Console) authorized(r *http.Request) bool {
 	if c.cfg.AuthToken == "" {
 		return true
 	}
-	got := ""
 	if a, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-		got = a
-	} else if ck, err := r.Cookie(authCookie); err == nil {
-		got = ck.Value
+		return subtle.ConstantTimeCompare([]byte(a), []byte(c.cfg.AuthToken)) == 1
 	}
-	return subtle.ConstantTimeCompare([]byte(got), []byte(c.cfg.AuthToken)) == 1
+	if ck, err := r.Cookie(authCookie); err == nil {
+		return subtle.ConstantTimeCompare([]byte(ck.Value), []byte(c.cookieValue())) == 1
+	}
+	return false
 }
 
 // checkCSRF refuses a POST without the console's CSRF token, or one a
@@ -235,21 +270,24 @@ func (c *Console) checkCSRF(r *http.Request) error {
 
 func (c *Console) routes() {
 	m := http.NewServeMux()
-	m.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, c.cfg.Prefix+"/n/"+url.PathEscape(c.cfg.Namespaces[0])+"/", http.StatusFound)
+	p := c.cfg.Prefix
+	m.HandleFunc("GET "+p+"/{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, p+"/n/"+url.PathEscape(c.cfg.Namespaces[0])+"/", http.StatusFound)
 	})
-	m.HandleFunc("GET /login", c.loginPage)
-	m.HandleFunc("POST /login", c.login)
-	m.HandleFunc("GET /n/{ns}/{$}", c.withNS(c.overview))
-	m.HandleFunc("GET /n/{ns}/tasks", c.withNS(c.tasksPage))
-	m.HandleFunc("GET /n/{ns}/tasks/{task}", c.withNS(c.taskPage))
-	m.HandleFunc("GET /n/{ns}/tasks/{task}/timeline", c.withNS(c.timelineFragment))
-	m.HandleFunc("POST /n/{ns}/tasks/{task}/{action}", c.withNS(c.taskAction))
-	m.HandleFunc("GET /n/{ns}/live", c.withNS(c.livePage))
-	m.HandleFunc("GET /n/{ns}/events", c.withNS(c.eventStream))
-	m.HandleFunc("GET /n/{ns}/dead", c.withNS(c.deadPage))
-	m.HandleFunc("POST /n/{ns}/dead/{action}", c.withNS(c.deadAction))
-	m.HandleFunc("GET /n/{ns}/workers", c.withNS(c.workersPage))
+	m.HandleFunc("GET "+p+"/login", c.loginPage)
+	m.HandleFunc("POST "+p+"/login", c.login)
+	m.HandleFunc("GET "+p+"/n/{ns}/{$}", c.withNS(c.overview))
+	m.HandleFunc("GET "+p+"/n/{ns}/tasks", c.withNS(c.tasksPage))
+	// A task by ?name=: any task name (one of "." or "..", or with a
+	// slash) makes a plain query value.
+	m.HandleFunc("GET "+p+"/n/{ns}/task", c.withNS(c.taskPage))
+	m.HandleFunc("GET "+p+"/n/{ns}/task/timeline", c.withNS(c.timelineFragment))
+	m.HandleFunc("POST "+p+"/n/{ns}/task/{action}", c.withNS(c.taskAction))
+	m.HandleFunc("GET "+p+"/n/{ns}/live", c.withNS(c.livePage))
+	m.HandleFunc("GET "+p+"/n/{ns}/events", c.withNS(c.eventStream))
+	m.HandleFunc("GET "+p+"/n/{ns}/dead", c.withNS(c.deadPage))
+	m.HandleFunc("POST "+p+"/n/{ns}/dead/{action}", c.withNS(c.deadAction))
+	m.HandleFunc("GET "+p+"/n/{ns}/workers", c.withNS(c.workersPage))
 	c.mux = m
 }
 
@@ -280,14 +318,24 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, c.cfg.Prefix+"/login?failed=1&next="+url.QueryEscape(next), http.StatusSeeOther)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: authCookie, Value: c.cfg.AuthToken, Path: c.cfg.Prefix + "/", HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	secure := c.cfg.SecureCookie || r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+	http.SetCookie(w, &http.Cookie{Name: authCookie, Value: c.cookieValue(), Path: c.cfg.Prefix + "/", HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: secure})
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
-// safeNext keeps a post-login redirect inside the console.
+// safeNext keeps a post-login redirect inside the console: a path under
+// the prefix, with no scheme, host, backslash or control character (a
+// browser drops a tab, and "/\t/host" becomes "//host").
 func safeNext(prefix, next string) string {
-	if !strings.HasPrefix(next, prefix+"/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
+	u, err := url.Parse(next)
+	bad := err != nil || u.Scheme != "" || u.Host != "" || u.Opaque != "" || !strings.HasPrefix(next, prefix+"/") || strings.HasPrefix(next, "//")
+	for _, r := range next {
+		if r < 0x20 || r == 0x7f || r == '\\' {
+			bad = true
+		}
+	}
+	if bad {
 		return prefix + "/"
 	}
 	return next

@@ -112,7 +112,7 @@ func TestActionsNeedTheCSRFToken(t *testing.T) {
 	hs, st := newTestConsole(t, Config{Prefix: "/ops/taskino"})
 	ctx := context.Background()
 	base := hs.URL + "/ops/taskino/n/c"
-	code, body := get(t, hs.Client(), base+"/tasks/job")
+	code, body := get(t, hs.Client(), base+"/task?name=job")
 	if code != 200 {
 		t.Fatalf("task page: %d\n%s", code, body)
 	}
@@ -120,11 +120,12 @@ func TestActionsNeedTheCSRFToken(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no CSRF field on the task page:\n%s", body)
 	}
-	if !strings.Contains(body, `action="/ops/taskino/n/c/tasks/job/pause"`) {
+	if !strings.Contains(body, `action="/ops/taskino/n/c/task/pause"`) {
 		t.Errorf("the pause form does not post under the prefix:\n%s", body)
 	}
 	post := func(form url.Values, header http.Header) int {
-		req, _ := http.NewRequest(http.MethodPost, base+"/tasks/job/pause", strings.NewReader(form.Encode()))
+		form.Set("name", "job")
+		req, _ := http.NewRequest(http.MethodPost, base+"/task/pause", strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		for k, v := range header {
 			req.Header[k] = v
@@ -231,7 +232,7 @@ func TestAuthToken(t *testing.T) {
 // Read-only: no form on any page, every action refused.
 func TestReadOnly(t *testing.T) {
 	hs, st := newTestConsole(t, Config{ReadOnly: true})
-	for _, p := range []string{"/n/c/", "/n/c/tasks", "/n/c/tasks/job", "/n/c/dead", "/n/c/workers", "/n/c/live"} {
+	for _, p := range []string{"/n/c/", "/n/c/tasks", "/n/c/task?name=job", "/n/c/dead", "/n/c/workers", "/n/c/live"} {
 		code, body := get(t, hs.Client(), hs.URL+p)
 		if code != 200 {
 			t.Errorf("%s: %d", p, code)
@@ -240,7 +241,7 @@ func TestReadOnly(t *testing.T) {
 			t.Errorf("%s: a form posts in read-only mode", p)
 		}
 	}
-	resp, err := hs.Client().PostForm(hs.URL+"/n/c/tasks/job/pause", url.Values{})
+	resp, err := hs.Client().PostForm(hs.URL+"/n/c/task/pause", url.Values{"name": {"job"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,5 +251,94 @@ func TestReadOnly(t *testing.T) {
 	}
 	if at, _ := st.Paused(context.Background(), "job"); !at.IsZero() {
 		t.Error("read-only: the task was paused")
+	}
+}
+
+// Without a token, a request naming another host is refused (a page that
+// rebinds its DNS name to 127.0.0.1 cannot use the console); AnyHost lets
+// a console behind an authentication of its own answer.
+func TestLoopbackHostWithoutToken(t *testing.T) {
+	for _, anyHost := range []bool{false, true} {
+		hs, _ := newTestConsole(t, Config{AnyHost: anyHost})
+		req, _ := http.NewRequest(http.MethodGet, hs.URL+"/n/c/tasks", nil)
+		req.Host = "rebound.example:8080"
+		resp, err := hs.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		want := http.StatusForbidden
+		if anyHost {
+			want = http.StatusOK
+		}
+		if resp.StatusCode != want {
+			t.Errorf("AnyHost %v, Host rebound.example: %d, want %d", anyHost, resp.StatusCode, want)
+		}
+		for _, host := range []string{"localhost:1", "127.0.0.1:1", "[::1]:1"} {
+			req.Host = host
+			if resp, err = hs.Client().Do(req); err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("Host %s: %d, want 200", host, resp.StatusCode)
+			}
+		}
+	}
+}
+
+func TestSafeNext(t *testing.T) {
+	for next, want := range map[string]string{
+		"/ops/n/c/tasks?q=x":        "/ops/n/c/tasks?q=x",
+		"//evil.example/":           "/ops/",
+		"/ops/\t/evil.example/":     "/ops/",
+		"/\t/evil.example/":         "/ops/",
+		"https://evil.example/ops/": "/ops/",
+		"/ops\\evil":                "/ops/",
+		"/elsewhere":                "/ops/",
+		"":                          "/ops/",
+	} {
+		if got := safeNext("/ops", next); got != want {
+			t.Errorf("safeNext(%q) = %q, want %q", next, got, want)
+		}
+	}
+}
+
+// Odd requests get an answer, not a panic: a page number past any int,
+// a task named "..", a path the mux cleans (its redirect stays under the
+// prefix), an unknown namespace, a bad slot.
+func TestOddRequests(t *testing.T) {
+	hs, st := newTestConsole(t, Config{Prefix: "/ops"})
+	spec := events.Spec{Name: "..", Trigger: events.Trigger{Kind: events.KindEvery, Period: time.Hour}}.WithDefaults()
+	job := events.Spec{Name: "job", Trigger: events.Trigger{Kind: events.KindEvery, Period: time.Hour}}.WithDefaults()
+	if _, err := st.Apply(context.Background(), 2, []events.Spec{job, spec}); err != nil {
+		t.Fatal(err)
+	}
+	cl := *hs.Client()
+	cl.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	for _, c := range []struct {
+		path string
+		code int
+		loc  string
+	}{
+		{"/ops/n/c/tasks?page=9223372036854775807", 200, ""},
+		{"/ops/n/c/tasks?page=-5&sort=bogus", 200, ""},
+		{"/ops/n/c/task?name=..", 200, ""},
+		{"/ops/n/c/task?name=nope", 404, ""},
+		{"/ops/n/c/task?name=job&at=tuesday", 200, ""},
+		{"/ops/n/c", 307, "/ops/n/c/"},
+		{"/ops/n/c//tasks", 307, "/ops/n/c/tasks"},
+		{"/ops/n/other/", 404, ""},
+		{"/ops/n/c/tasks?status=bogus", 400, ""},
+		{"/ops/n/c/dead?after=x", 400, ""},
+	} {
+		resp, err := cl.Get(hs.URL + c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.code || c.loc != "" && resp.Header.Get("Location") != c.loc {
+			t.Errorf("%s: %d to %q, want %d to %q", c.path, resp.StatusCode, resp.Header.Get("Location"), c.code, c.loc)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -11,7 +12,8 @@ import (
 )
 
 // hub is a namespace's one events reader: it reads the last hour at its
-// start (at most backfillMax events), then follows the stream, keeps
+// start (newest first, at most backfillMax events), then follows the
+// stream, keeps
 // per-minute counts and lateness for the overview, the latest misses and
 // events, and hands each event to the live streams subscribed. Its Redis
 // load is one blocking XREAD at a time, whatever the number of viewers.
@@ -30,9 +32,9 @@ type hub struct {
 
 // minute is one minute of the events: fires, outcomes and lateness.
 type minute struct {
-	At                                 int64 // unix minute
-	Fired, Started, OK, Failed, Missed int
-	Lates                              []time.Duration // bounded sample
+	At                                       int64 // unix minute
+	Fired, Started, OK, Failed, Dead, Missed int
+	Lates                                    []time.Duration // bounded sample
 }
 
 const (
@@ -56,56 +58,74 @@ func (n *namespace) events(c *Console) *hub {
 }
 
 func (h *hub) run(ctx context.Context) {
+	wait := func() bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(time.Second):
+			return true
+		}
+	}
 	now, err := h.st.Time(ctx)
 	for err != nil {
 		h.setErr(err)
-		select {
-		case <-ctx.Done():
+		if !wait() {
 			return
-		case <-time.After(time.Second):
 		}
 		now, err = h.st.Time(ctx)
 	}
-	after := fmt.Sprintf("%d-0", now.Add(-time.Hour).UnixMilli())
-	// The end of the backfill: what is there now (the live part follows).
-	last, err := h.st.LastEntryID(ctx, h.st.Keys().Events())
-	if err != nil {
-		last = "0-0"
-	}
-	read := 0
-	backlog := store.LessID(after, last)
-	for ctx.Err() == nil {
-		block := 2 * time.Second
-		if backlog {
-			block = 0
+	since := fmt.Sprintf("%d-0", now.Add(-time.Hour).UnixMilli())
+	// The last hour, newest first, up to backfillMax events: a busy
+	// hour's counts then cover its newest part.
+	before, top, read := "+", "", 0
+	for read < backfillMax && ctx.Err() == nil {
+		es, err := h.st.ReadEventsBack(ctx, before, 1000)
+		if err != nil {
+			h.setErr(err)
+			if !wait() {
+				return
+			}
+			continue
 		}
-		es, next, err := h.st.ReadEvents(ctx, after, 1000, block)
+		if len(es) == 0 {
+			break
+		}
+		if top == "" {
+			top = es[0].ID // the live reader goes on after it
+		}
+		keep := es
+		for k, e := range es {
+			if store.LessID(e.ID, since) {
+				keep = es[:k]
+				break
+			}
+		}
+		h.back(keep)
+		read += len(keep)
+		before = es[len(es)-1].ID
+		if len(keep) < len(es) || len(es) < 1000 {
+			break
+		}
+	}
+	h.backDone(read >= backfillMax)
+	after := top
+	if after == "" {
+		after = "0-0" // an empty stream: from its first event
+	}
+	for ctx.Err() == nil {
+		es, next, err := h.st.ReadEvents(ctx, after, 1000, 2*time.Second)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			h.setErr(err)
-			select {
-			case <-ctx.Done():
+			if !wait() {
 				return
-			case <-time.After(time.Second):
 			}
 			continue
 		}
 		after = next
-		read += len(es)
-		if backlog && (len(es) == 0 || !store.LessID(after, last)) {
-			backlog = false
-		}
-		if backlog && read >= backfillMax {
-			// A busy hour: its counts stop here, and the reader goes
-			// live (the overview says the counts are partial).
-			after, backlog = last, false
-			h.mu.Lock()
-			h.partial = true
-			h.mu.Unlock()
-		}
-		h.add(es, !backlog)
+		h.add(es)
 	}
 }
 
@@ -115,40 +135,76 @@ func (h *hub) setErr(err error) {
 	h.mu.Unlock()
 }
 
-// add counts es and, once the backfill is read, hands them to the
-// subscribers.
-func (h *hub) add(es []store.EventEntry, live bool) {
+// count adds e to its minute; h.mu is held.
+func (h *hub) count(e events.Event) {
+	t, _ := events.EntryTime(e.ID)
+	m := &h.minutes[(t.Unix()/60)%60]
+	if m.At != t.Unix()/60 {
+		*m = minute{At: t.Unix() / 60}
+	}
+	switch e.Type {
+	case events.TypeFired:
+		m.Fired++
+	case events.TypeStarted:
+		m.Started++
+		if !e.At.IsZero() && len(m.Lates) < lateSamples {
+			m.Lates = append(m.Lates, t.Sub(e.At))
+		}
+	case events.TypeCompleted:
+		m.OK++
+	case events.TypeFailed:
+		m.Failed++
+	case events.TypeDead:
+		m.Dead++ // a fire's last failure is also counted failed
+	case events.TypeMissed:
+		m.Missed += int(max(e.Count, 1))
+	}
+}
+
+// back counts a batch of the backfill (newest first), keeping the newest
+// events and misses.
+func (h *hub) back(es []store.EventEntry) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.err = nil
-	if live {
-		h.ready = true
-	}
 	for _, en := range es {
 		if en.Err != nil {
 			continue
 		}
 		e := en.Event
 		e.ID = en.ID
-		t, _ := events.EntryTime(en.ID)
-		m := &h.minutes[(t.Unix()/60)%60]
-		if m.At != t.Unix()/60 {
-			*m = minute{At: t.Unix() / 60}
+		h.count(e)
+		if len(h.recent) < keepRecent {
+			h.recent = append(h.recent, e)
 		}
-		switch e.Type {
-		case events.TypeFired:
-			m.Fired++
-		case events.TypeStarted:
-			m.Started++
-			if !e.At.IsZero() && len(m.Lates) < lateSamples {
-				m.Lates = append(m.Lates, t.Sub(e.At))
-			}
-		case events.TypeCompleted:
-			m.OK++
-		case events.TypeFailed, events.TypeDead:
-			m.Failed++
-		case events.TypeMissed:
-			m.Missed += int(max(e.Count, 1))
+		if e.Type == events.TypeMissed && len(h.misses) < keepMisses {
+			h.misses = append(h.misses, e)
+		}
+	}
+}
+
+// backDone ends the backfill: the events kept go oldest first.
+func (h *hub) backDone(partial bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	slices.Reverse(h.recent)
+	slices.Reverse(h.misses)
+	h.ready, h.partial = true, partial
+}
+
+// add counts es, keeps them, and hands them to the subscribers.
+func (h *hub) add(es []store.EventEntry) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.err = nil
+	for _, en := range es {
+		if en.Err != nil {
+			continue
+		}
+		e := en.Event
+		e.ID = en.ID
+		h.count(e)
+		if e.Type == events.TypeMissed {
 			h.misses = append(h.misses, e)
 			if len(h.misses) > keepMisses {
 				h.misses = h.misses[len(h.misses)-keepMisses:]
@@ -158,12 +214,10 @@ func (h *hub) add(es []store.EventEntry, live bool) {
 		if len(h.recent) > 2*keepRecent {
 			h.recent = append([]events.Event(nil), h.recent[len(h.recent)-keepRecent:]...)
 		}
-		if live {
-			for ch := range h.subs {
-				select {
-				case ch <- e:
-				default: // a viewer too slow: it misses this one, the others do not wait
-				}
+		for ch := range h.subs {
+			select {
+			case ch <- e:
+			default: // a viewer too slow: it misses this one, the others do not wait
 			}
 		}
 	}
@@ -175,8 +229,10 @@ func (h *hub) subscribe() (ch chan events.Event, before []events.Event, cancel f
 	ch = make(chan events.Event, subscriberCh)
 	h.mu.Lock()
 	h.subs[ch] = struct{}{}
-	start := max(len(h.recent)-keepRecent, 0)
-	before = append([]events.Event(nil), h.recent[start:]...)
+	if h.ready { // during the backfill, recent is newest first and partial
+		start := max(len(h.recent)-keepRecent, 0)
+		before = append([]events.Event(nil), h.recent[start:]...)
+	}
 	h.mu.Unlock()
 	return ch, before, func() {
 		h.mu.Lock()
@@ -187,13 +243,13 @@ func (h *hub) subscribe() (ch chan events.Event, before []events.Event, cancel f
 
 // hourStats is the last hour by minute, oldest first, as of now.
 type hourStats struct {
-	Ready, Partial                     bool
-	Err                                error
-	Minutes                            []minute
-	Fired, Started, OK, Failed, Missed int
-	P99Late                            time.Duration
-	HasLate                            bool
-	Misses                             []events.Event
+	Ready, Partial                           bool
+	Err                                      error
+	Minutes                                  []minute
+	Fired, Started, OK, Failed, Dead, Missed int
+	P99Late                                  time.Duration
+	HasLate                                  bool
+	Misses                                   []events.Event
 }
 
 func (h *hub) hour(now time.Time) hourStats {
@@ -214,6 +270,7 @@ func (h *hub) hour(now time.Time) hourStats {
 		out.Started += m.Started
 		out.OK += m.OK
 		out.Failed += m.Failed
+		out.Dead += m.Dead
 		out.Missed += m.Missed
 	}
 	if len(all) > 0 {

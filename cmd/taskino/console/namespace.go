@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,16 +25,13 @@ type namespace struct {
 	cfg  Config
 
 	mu       sync.Mutex
-	version  int64
-	count    int64 // specs in the hash when read
+	set      *taskSet
+	count    int64 // specs in the hash when set was read
 	specsAt  time.Time
-	specs    []events.Spec // sorted by name, with defaults
-	byName   map[string]int
-	bad      []badSpec
-	views    []inspect.View
+	views    []inspect.View // of viewsOf, read at viewsAt (Redis time viewsNow)
+	viewsOf  *taskSet
 	viewsNow time.Time
 	viewsAt  time.Time
-	viewsVer int64
 
 	refresh sync.Mutex // held while all views are read
 
@@ -50,77 +48,81 @@ func newNamespace(name string, st *store.Store, cfg Config) *namespace {
 	return &namespace{name: name, st: st, rdb: cfg.Redis, cfg: cfg}
 }
 
-// taskSet is the stored task set: one round trip (the version, and the
+// taskSet is a snapshot of the stored task set: specs sorted by name
+// (with defaults), byName their index, the specs that do not decode, and
+// the version. A snapshot is never changed: a new one replaces it.
+type taskSet struct {
+	specs   []events.Spec
+	byName  map[string]int
+	bad     []badSpec
+	version int64
+}
+
+// tasks is the stored task set: one round trip (the version, and the
 // number of specs) while neither changes, the whole set (one HGETALL) when
 // one did or SpecsTTL passed (a spec changed by hand in place).
-func (n *namespace) taskSet(ctx context.Context) ([]events.Spec, []badSpec, int64, error) {
+func (n *namespace) tasks(ctx context.Context) (*taskSet, error) {
 	pipe := n.rdb.Pipeline()
 	vc := pipe.Get(ctx, n.st.Keys().Version())
 	lc := pipe.HLen(ctx, n.st.Keys().Specs())
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, nil, 0, err
+		return nil, err
 	}
 	v, _ := vc.Int64()
 	count := lc.Val()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.specs != nil && v == n.version && count == n.count && time.Since(n.specsAt) < n.cfg.SpecsTTL {
-		return n.specs, n.bad, v, nil
+	if n.set != nil && v == n.set.version && count == n.count && time.Since(n.specsAt) < n.cfg.SpecsTTL {
+		return n.set, nil
 	}
 	raw, err := n.rdb.HGetAll(ctx, n.st.Keys().Specs()).Result()
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, err
 	}
-	specs := make([]events.Spec, 0, len(raw))
-	var bad []badSpec
+	ts := &taskSet{specs: make([]events.Spec, 0, len(raw)), version: v}
 	for name, r := range raw {
 		sp, err := events.UnmarshalSpecString(r)
 		if err == nil && sp.Name != name {
 			err = fmt.Errorf("stored under %q but names %q", name, sp.Name)
 		}
 		if err != nil {
-			bad = append(bad, badSpec{Name: name, Error: err.Error()})
+			ts.bad = append(ts.bad, badSpec{Name: name, Error: err.Error()})
 			continue
 		}
-		specs = append(specs, sp.WithDefaults())
+		ts.specs = append(ts.specs, sp.WithDefaults())
 	}
-	sort.Slice(specs, func(i, j int) bool { return specs[i].Name < specs[j].Name })
-	sort.Slice(bad, func(i, j int) bool { return bad[i].Name < bad[j].Name })
-	n.specs, n.bad, n.version, n.count, n.specsAt = specs, bad, v, count, time.Now()
-	n.byName = make(map[string]int, len(specs))
-	for i, s := range specs {
-		n.byName[s.Name] = i
+	sort.Slice(ts.specs, func(i, j int) bool { return ts.specs[i].Name < ts.specs[j].Name })
+	sort.Slice(ts.bad, func(i, j int) bool { return ts.bad[i].Name < ts.bad[j].Name })
+	ts.byName = make(map[string]int, len(ts.specs))
+	for i, s := range ts.specs {
+		ts.byName[s.Name] = i
 	}
+	n.set, n.count, n.specsAt = ts, count, time.Now()
 	n.views = nil
-	return specs, bad, v, nil
+	return ts, nil
 }
 
-// spec is one task's spec from the task set, or store.ErrNotFound.
+// spec is one task's spec, or store.ErrNotFound.
 func (n *namespace) spec(ctx context.Context, task string) (events.Spec, error) {
-	specs, _, _, err := n.taskSet(ctx)
+	ts, err := n.tasks(ctx)
 	if err != nil {
 		return events.Spec{}, err
 	}
-	n.mu.Lock()
-	i, ok := n.byName[task]
-	n.mu.Unlock()
+	i, ok := ts.byName[task]
 	if !ok {
 		return events.Spec{}, store.ErrNotFound
 	}
-	return specs[i], nil
+	return ts.specs[i], nil
 }
 
 // allViews is every task's view, read again after StateTTL: for the
-// overview's counts and the lists filtered or sorted by state.
-func (n *namespace) allViews(ctx context.Context) ([]inspect.View, time.Time, error) {
-	specs, _, v, err := n.taskSet(ctx)
-	if err != nil {
-		return nil, time.Time{}, err
-	}
+// overview's counts and the lists filtered or sorted by state. The slice
+// is shared: callers only read it.
+func (n *namespace) allViews(ctx context.Context, ts *taskSet) ([]inspect.View, time.Time, error) {
 	fresh := func() ([]inspect.View, time.Time, bool) {
 		n.mu.Lock()
 		defer n.mu.Unlock()
-		if n.views != nil && n.viewsVer == v && time.Since(n.viewsAt) < n.cfg.StateTTL {
+		if n.views != nil && n.viewsOf == ts && time.Since(n.viewsAt) < n.cfg.StateTTL {
 			return n.views, n.viewsNow.Add(time.Since(n.viewsAt)), true
 		}
 		return nil, time.Time{}, false
@@ -134,14 +136,21 @@ func (n *namespace) allViews(ctx context.Context) ([]inspect.View, time.Time, er
 	if vs, now, ok := fresh(); ok {
 		return vs, now, nil
 	}
-	vs, now, err := viewsOf(ctx, n.st, specs)
+	vs, now, err := viewsOf(ctx, n.st, ts.specs)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
 	n.mu.Lock()
-	n.views, n.viewsNow, n.viewsAt, n.viewsVer = vs, now, time.Now(), v
+	n.views, n.viewsNow, n.viewsAt, n.viewsOf = vs, now, time.Now(), ts
 	n.mu.Unlock()
 	return vs, now, nil
+}
+
+// forget drops the views kept, after an action changed a task.
+func (n *namespace) forget() {
+	n.mu.Lock()
+	n.views = nil
+	n.mu.Unlock()
 }
 
 // viewsOf reads the views of specs in chunks (a pipeline each).
@@ -244,4 +253,39 @@ func percentile(ds []time.Duration, p int) time.Duration {
 	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
 	k := (len(ds)*p + 99) / 100
 	return ds[max(k-1, 0)]
+}
+
+// maxQueues bounds the queues the overview reads the backlog of.
+const maxQueues = 50
+
+// groupLags reads the workers' group of each stream in one pipeline: its
+// lag (entries not yet read; -1 when Redis cannot tell) and pending (read,
+// not acked). A stream without the group (no worker read it yet) is left
+// out.
+func (n *namespace) groupLags(ctx context.Context, streams []string) (map[string][2]int64, error) {
+	out := make(map[string][2]int64, len(streams))
+	if len(streams) == 0 {
+		return out, nil
+	}
+	pipe := n.rdb.Pipeline()
+	cmds := make([]*redis.XInfoGroupsCmd, len(streams))
+	for i, s := range streams {
+		cmds[i] = pipe.XInfoGroups(ctx, s)
+	}
+	_, _ = pipe.Exec(ctx) // each command's own error is read below
+	for i, s := range streams {
+		groups, err := cmds[i].Result()
+		if err != nil {
+			if strings.Contains(err.Error(), "no such key") {
+				continue
+			}
+			return nil, fmt.Errorf("the workers' group of %s: %w", s, err)
+		}
+		for _, g := range groups {
+			if g.Name == store.WorkerGroup {
+				out[s] = [2]int64{g.Lag, g.Pending}
+			}
+		}
+	}
+	return out, nil
 }

@@ -77,13 +77,17 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, n *namespace)
 			d.WorkersLive++
 		}
 	}
-	vs, now, err := n.allViews(ctx)
+	ts, err := n.tasks(ctx)
 	if err != nil {
 		c.fail(w, r, n, http.StatusBadGateway, err)
 		return
 	}
-	_, d.Bad, _, _ = n.taskSet(ctx)
-	d.Now, d.Tasks = now, len(vs)
+	vs, now, err := n.allViews(ctx, ts)
+	if err != nil {
+		c.fail(w, r, n, http.StatusBadGateway, err)
+		return
+	}
+	d.Bad, d.Now, d.Tasks = ts.bad, now, len(vs)
 	type qk struct{ q, m string }
 	queues := map[qk]bool{}
 	for _, v := range vs {
@@ -114,15 +118,25 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, n *namespace)
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].q+keys[i].m < keys[j].q+keys[j].m })
-	for i, k := range keys {
-		if i == 50 {
-			break // the first 50 queues: the console's load stays bounded
+	if len(keys) > maxQueues {
+		keys = keys[:maxQueues] // the console's load stays bounded
+	}
+	var streams []string
+	for _, k := range keys {
+		if k.m == string(events.ModeSingle) {
+			streams = append(streams, n.st.Keys().FireStream(k.q, events.ModeSingle))
 		}
+	}
+	lags, err := n.groupLags(ctx, streams)
+	if err != nil {
+		c.fail(w, r, n, http.StatusBadGateway, err)
+		return
+	}
+	for _, k := range keys {
 		row := queueRow{Queue: k.q, Mode: k.m}
 		if k.m == string(events.ModeSingle) {
-			lag, pending, err := n.st.GroupLag(ctx, n.st.Keys().FireStream(k.q, events.ModeSingle))
-			row.Lag, row.Pending, row.Known = lag, pending, err == nil
-			row.NoRead = errors.Is(err, store.ErrNotFound)
+			l, ok := lags[n.st.Keys().FireStream(k.q, events.ModeSingle)]
+			row.Lag, row.Pending, row.Known, row.NoRead = l[0], l[1], ok, !ok
 		}
 		d.Queues = append(d.Queues, row)
 	}
@@ -134,7 +148,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, n *namespace)
 	var fires, lates []bar
 	for _, m := range d.Hour.Minutes {
 		at := time.Unix(m.At*60, 0).UTC().Format("15:04 UTC")
-		fires = append(fires, bar{Value: float64(m.Started), Title: fmt.Sprintf("%s: %d started, %d completed, %d failed, %d missed", at, m.Started, m.OK, m.Failed, m.Missed)})
+		fires = append(fires, bar{Value: float64(m.Started), Title: fmt.Sprintf("%s: %d started, %d completed, %d failed, %d dead-lettered, %d slots missed", at, m.Started, m.OK, m.Failed, m.Dead, m.Missed)})
 		if len(m.Lates) > 0 {
 			p := percentile(m.Lates, 99)
 			lates = append(lates, bar{Value: float64(p.Milliseconds()), Title: fmt.Sprintf("%s: p99 lateness %s over %d starts", at, p.Round(time.Millisecond), len(m.Lates))})
@@ -182,14 +196,15 @@ func (c *Console) tasksPage(w http.ResponseWriter, r *http.Request, n *namespace
 		c.fail(w, r, n, http.StatusBadRequest, fmt.Errorf("status %q: want one of %s", d.Status, strings.Join(listStatuses, ", ")))
 		return
 	}
-	page, _ := strconv.Atoi(q.Get("page"))
-	page = max(page, 1)
-	specs, bad, _, err := n.taskSet(ctx)
+	ts, err := n.tasks(ctx)
 	if err != nil {
 		c.fail(w, r, n, http.StatusBadGateway, err)
 		return
 	}
-	d.Bad = bad
+	specs := ts.specs
+	d.Bad = ts.bad
+	page, _ := strconv.Atoi(q.Get("page"))
+	page = min(max(page, 1), len(specs)/c.cfg.PageSize+1) // no overflow of (page-1)*size
 	match := func(name string) bool {
 		return d.Q == "" || strings.Contains(strings.ToLower(name), strings.ToLower(d.Q))
 	}
@@ -217,7 +232,7 @@ func (c *Console) tasksPage(w http.ResponseWriter, r *http.Request, n *namespace
 		}
 		d.From, d.To = lo, hi
 	} else {
-		all, t, err := n.allViews(ctx)
+		all, t, err := n.allViews(ctx, ts)
 		if err != nil {
 			c.fail(w, r, n, http.StatusBadGateway, err)
 			return
@@ -353,7 +368,7 @@ type timelineData struct {
 }
 
 func (c *Console) taskOf(w http.ResponseWriter, r *http.Request, n *namespace) (inspect.View, time.Time, bool) {
-	task := r.PathValue("task")
+	task := r.URL.Query().Get("name")
 	spec, err := n.spec(r.Context(), task)
 	if errors.Is(err, store.ErrNotFound) {
 		c.fail(w, r, n, http.StatusNotFound, fmt.Errorf("namespace %s has no task %q", n.name, show(task)))
@@ -507,8 +522,8 @@ func (c *Console) timelineFragment(w http.ResponseWriter, r *http.Request, n *na
 
 func (c *Console) taskAction(w http.ResponseWriter, r *http.Request, n *namespace) {
 	ctx := r.Context()
-	task := r.PathValue("task")
-	page := c.cfg.Prefix + "/n/" + url.PathEscape(n.name) + "/tasks/" + url.PathEscape(task)
+	task := r.PostForm.Get("name")
+	page := c.cfg.Prefix + "/n/" + url.PathEscape(n.name) + "/task?name=" + url.QueryEscape(task)
 	var msg string
 	switch r.PathValue("action") {
 	case "trigger":
@@ -546,9 +561,7 @@ func (c *Console) taskAction(w http.ResponseWriter, r *http.Request, n *namespac
 		c.fail(w, r, n, http.StatusNotFound, fmt.Errorf("unknown action %q: want trigger, pause or resume", show(r.PathValue("action"))))
 		return
 	}
-	n.mu.Lock()
-	n.views = nil // the lists show the change at once
-	n.mu.Unlock()
+	n.forget() // the lists show the change at once
 	c.back(w, r, page, msg)
 }
 
@@ -649,6 +662,14 @@ func (c *Console) eventStream(w http.ResponseWriter, r *http.Request, n *namespa
 	fmt.Fprint(w, "retry: 1000\n\n")
 	if r.URL.Query().Get("recent") == "0" {
 		before = nil // only what comes from now on
+	}
+	if last := r.Header.Get("Last-Event-ID"); last != "" {
+		// A reconnect: only what the page has not shown.
+		k := 0
+		for k < len(before) && !store.LessID(last, before[k].ID) {
+			k++
+		}
+		before = before[k:]
 	}
 	for _, e := range before {
 		if keep(e) && !send(e) {
@@ -845,12 +866,13 @@ func (c *Console) workersPage(w http.ResponseWriter, r *http.Request, n *namespa
 		c.fail(w, r, n, http.StatusBadGateway, err)
 		return
 	}
-	specs, _, version, err := n.taskSet(ctx)
+	ts, err := n.tasks(ctx)
 	if err != nil {
 		c.fail(w, r, n, http.StatusBadGateway, err)
 		return
 	}
-	d.Version = version
+	specs := ts.specs
+	d.Version = ts.version
 	if d.Now, err = n.st.Time(ctx); err != nil {
 		c.fail(w, r, n, http.StatusBadGateway, err)
 		return

@@ -38,7 +38,7 @@
       var td = document.createElement("td");
       if (e.task) {
         var a = document.createElement("a");
-        a.href = base + "/tasks/" + encodeURIComponent(e.task);
+        a.href = base + "/task?name=" + encodeURIComponent(e.task);
         a.textContent = e.task;
         td.appendChild(a);
       }
@@ -78,7 +78,7 @@
     function refresh() {
       if (busy) { again = true; return; }
       busy = true;
-      fetch(box.getAttribute("data-src") + "?at=" + encodeURIComponent(at), {credentials: "same-origin"}).then(function (r) {
+      fetch(box.getAttribute("data-src") + "&at=" + encodeURIComponent(at), {credentials: "same-origin"}).then(function (r) {
         return r.ok ? r.text() : Promise.reject(r.status);
       }).then(function (html) {
         var doc = new DOMParser().parseFromString("<div>" + html + "</div>", "text/html");
