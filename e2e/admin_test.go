@@ -374,9 +374,9 @@ func TestTriggerIDIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := b.st.Trigger(b.ctx, "pay", "", "invoice-7")
-	if err != nil || again != first {
-		t.Errorf("second Trigger with the same id returned %q (err %v), want the first entry %q", again, err, first)
+	again, appended, err := b.st.TriggerOnce(b.ctx, "pay", "", "invoice-7")
+	if err != nil || again != first || appended {
+		t.Errorf("second Trigger with the same id returned %q, appended %v (err %v), want the first entry %q, not appended", again, appended, err, first)
 	}
 	stream := b.st.Keys().Fires("default")
 	for range 2 {

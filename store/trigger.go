@@ -20,12 +20,20 @@ var ErrUnknownTask = errors.New("unknown task")
 // one's entry id. It returns the entry id. A task not in the stored set is
 // an error wrapping ErrUnknownTask.
 func (s *Store) Trigger(ctx context.Context, task, payload, id string) (string, error) {
+	entry, _, err := s.TriggerOnce(ctx, task, payload, id)
+	return entry, err
+}
+
+// TriggerOnce is Trigger, saying whether it appended a fire: with an id
+// used in the last TriggerIDTTL, it appends nothing, and returns the
+// first trigger's entry id and false.
+func (s *Store) TriggerOnce(ctx context.Context, task, payload, id string) (entry string, appended bool, err error) {
 	sp, err := s.Spec(ctx, task)
 	if errors.Is(err, ErrNotFound) {
-		return "", fmt.Errorf("trigger %q: %w in namespace %q (apply a task set that has it)", task, ErrUnknownTask, s.ns)
+		return "", false, fmt.Errorf("trigger %q: %w in namespace %q (apply a task set that has it)", task, ErrUnknownTask, s.ns)
 	}
 	if err != nil {
-		return "", fmt.Errorf("trigger %q: %w", task, err)
+		return "", false, fmt.Errorf("trigger %q: %w", task, err)
 	}
 	if payload == "" {
 		payload = sp.Payload
@@ -38,7 +46,7 @@ func (s *Store) Trigger(ctx context.Context, task, payload, id string) (string, 
 		fields[events.FieldID] = id
 	}
 	if _, err := events.DecodeFire("0-1", fields); err != nil {
-		return "", fmt.Errorf("trigger %q: %w", task, err)
+		return "", false, fmt.Errorf("trigger %q: %w", task, err)
 	}
 	kv := make([]any, 0, 2*len(fields))
 	for k, v := range fields {
@@ -49,16 +57,18 @@ func (s *Store) Trigger(ctx context.Context, task, payload, id string) (string, 
 	if id == "" {
 		eid, err := s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: kv}).Result()
 		if err != nil {
-			return "", fmt.Errorf("trigger %q: %w", task, err)
+			return "", false, fmt.Errorf("trigger %q: %w", task, err)
 		}
-		return eid, nil
+		return eid, true, nil
 	}
 	args := append([]any{TriggerIDTTL.Milliseconds()}, kv...)
 	res, err := addTriggerScript.Run(ctx, s.rdb, []string{s.keys.TriggerID(task, id), stream}, args...).Slice()
 	if err != nil {
-		return "", fmt.Errorf("trigger %q: %w", task, err)
+		return "", false, fmt.Errorf("trigger %q: %w", task, err)
 	}
-	return res[0].(string), nil
+	entry, _ = res[0].(string)
+	n, _ := res[1].(int64)
+	return entry, n == 1, nil
 }
 
 // addTriggerScript appends a manual trigger with an id, unless one with

@@ -100,12 +100,16 @@ func runTrigger(ctx context.Context, c *cli, args []string) error {
 	if err := c.connect(ctx); err != nil {
 		return err
 	}
-	entry, err := c.st.Trigger(ctx, args[0], c.payload, c.id)
+	entry, appended, err := c.st.TriggerOnce(ctx, args[0], c.payload, c.id)
 	if errors.Is(err, store.ErrUnknownTask) {
 		return c.unknownTask(ctx, args[0])
 	}
 	if err != nil {
 		return err // it names the task
+	}
+	if !appended {
+		fmt.Fprintf(c.stdout, "not triggered again: %s was triggered with id %s within %s, as entry %s\n", args[0], printable(c.id), store.TriggerIDTTL, entry)
+		return nil
 	}
 	fmt.Fprintf(c.stdout, "triggered %s: entry %s\n", args[0], entry)
 	return nil

@@ -527,12 +527,16 @@ func (c *Console) taskAction(w http.ResponseWriter, r *http.Request, n *namespac
 	var msg string
 	switch r.PathValue("action") {
 	case "trigger":
-		entry, err := n.st.Trigger(ctx, task, r.PostForm.Get("payload"), strings.TrimSpace(r.PostForm.Get("id")))
+		id := strings.TrimSpace(r.PostForm.Get("id"))
+		entry, appended, err := n.st.TriggerOnce(ctx, task, r.PostForm.Get("payload"), id)
 		if err != nil {
 			c.fail(w, r, n, http.StatusBadRequest, fmt.Errorf("trigger %s: %w", show(task), err))
 			return
 		}
 		msg = "triggered " + task + ": fire appended as entry " + entry
+		if !appended {
+			msg = "not triggered again: " + task + " was triggered with id " + id + " within " + store.TriggerIDTTL.String() + ", as entry " + entry
+		}
 	case "pause":
 		at, err := planner.Pause(ctx, n.st, task, c.cfg.Who)
 		switch {
