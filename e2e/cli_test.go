@@ -437,7 +437,7 @@ func TestBinariesBadInput(t *testing.T) {
 		{cli, []string{"dev", "--events-max-len", "0"}, []string{"--events-max-len 0", "1 or more"}, 2},
 		{workerBin, []string{"--history-len", "0", "--tasks", good}, []string{"--history-len 0", "1 or more"}, 2},
 		{cli, append([]string{"history", "nope"}, up...), []string{`unknown task "nope"`, "known"}, 1},
-		{cli, append([]string{"explain", "known", "--at", "tuesday"}, up...), []string{`--at "tuesday"`, "RFC 3339"}, 2},
+		{cli, append([]string{"explain", "known", "--at", "tuesday"}, up...), []string{`--at: time "tuesday"`, "RFC 3339"}, 2},
 		{cli, append([]string{"history", "known", "--limit", "-1"}, up...), []string{"--limit -1"}, 2},
 		{workerBin, []string{"--events-max-age", "10s", "--tasks", good}, []string{"--events-max-age 10s", "1m or more"}, 2},
 		{workerBin, up, []string{"--tasks FILE is required"}, 2},

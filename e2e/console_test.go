@@ -315,10 +315,21 @@ tasks:
 		chromedp.SendKeys("#payload", "from the console", chromedp.ByQuery), chromedp.Click("#trigger", chromedp.ByQuery),
 		chromedp.WaitVisible("p.msg", chromedp.ByQuery))
 	contains("trigger", text("p.msg"), "triggered manual")
-	awaitEvent(t, b, 20*time.Second, events.TypeCompleted, func(e events.Event) bool { return e.Task == "manual" })
+	ran := ofType(awaitEvent(t, b, 20*time.Second, events.TypeCompleted, func(e events.Event) bool { return e.Task == "manual" }), events.TypeCompleted)
 	if data, _ := os.ReadFile(payloads); strings.TrimSpace(string(data)) != "from the console" {
 		t.Errorf("manual ran with payload %q, want the one given on the page", data)
 	}
+	// The manual run's slot (its trigger's time, not a slot of the cron)
+	// opens its own explain answer.
+	var manualFire string
+	for _, e := range ran {
+		if e.Task == "manual" {
+			manualFire = e.Fire
+		}
+	}
+	browse(t, ctx, 20*time.Second, "the manual run explained", chromedp.Navigate(base+"/task?name=manual"),
+		chromedp.Click(fmt.Sprintf(`#timeline tr[data-fire=%q] a`, manualFire), chromedp.ByQuery), chromedp.WaitVisible("#answer", chromedp.ByQuery))
+	contains("manual run explained", text("#answer"), "ran: started on w1")
 
 	// Pause and resume, from the page; Redis says so.
 	browse(t, ctx, 20*time.Second, "pause", chromedp.Navigate(base+"/task?name=pausable"), chromedp.WaitVisible("#pause", chromedp.ByQuery),

@@ -283,6 +283,24 @@ func (s *Store) ListDead(ctx context.Context, start string, count int64) ([]Dead
 	return out, nil
 }
 
+// ListDeadBack returns up to count dead letters before the entry id
+// before ("+": from the newest), newest first.
+func (s *Store) ListDeadBack(ctx context.Context, before string, count int64) ([]DeadLetter, error) {
+	end := before
+	if before != "+" {
+		end = "(" + before
+	}
+	msgs, err := s.rdb.XRevRangeN(ctx, s.keys.Dead(), end, "-", count).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]DeadLetter, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, deadLetter(m))
+	}
+	return out, nil
+}
+
 // DeadLetterByID returns one dead letter, or ErrNotFound.
 func (s *Store) DeadLetterByID(ctx context.Context, id string) (DeadLetter, error) {
 	msgs, err := s.rdb.XRange(ctx, s.keys.Dead(), id, id).Result()

@@ -33,7 +33,7 @@ func runExplain(ctx context.Context, c *cli, args []string) error {
 	var at time.Time
 	if c.at != "" {
 		if at, err = inspect.ParseAt(c.at, v.Loc); err != nil {
-			return usagef("explain: %v", err)
+			return usagef("explain: --at: %v", err)
 		}
 	}
 	ex, err := inspect.Explain(ctx, c.st, v, now, at, c.at)

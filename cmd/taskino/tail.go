@@ -206,11 +206,11 @@ func (p *printer) print(e events.Event) {
 	fmt.Fprintf(&b, "%s %s", clock(when, p.now()), typ)
 	add := func(k, v string) {
 		if v != "" {
-			fmt.Fprintf(&b, " %s=%s", k, v)
+			fmt.Fprintf(&b, " %s=%s", k, printable(v))
 		}
 	}
 	if e.Task != "" {
-		b.WriteString(" " + e.Task)
+		b.WriteString(" " + printable(e.Task))
 	}
 	if e.Fire != "" && e.Fire != events.FireID(e.Task, e.At) {
 		add("fire", e.Fire)

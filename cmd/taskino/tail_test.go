@@ -43,3 +43,23 @@ func TestTailLineDates(t *testing.T) {
 		}
 	}
 }
+
+// A fire id or worker name from Redis holding ESC, CR or LF is printed
+// quoted: it cannot move the cursor, recolour the terminal or forge a line.
+func TestTailLineEscapesControlCharacters(t *testing.T) {
+	now := time.Date(2026, 11, 21, 23, 0, 0, 0, time.UTC)
+	e := events.Event{ID: strconv.FormatInt(now.UnixMilli(), 10) + "-0", Type: events.TypeCompleted, Task: "t",
+		Fire: "t@x\x1b]0;owned\x07", At: now, Worker: "w1\r\n23:00:00.000Z completed fake"}
+	var b bytes.Buffer
+	p := &printer{w: &b, now: func() time.Time { return now }}
+	p.print(e)
+	line := b.String()
+	if strings.ContainsAny(strings.TrimSuffix(line, "\n"), "\x1b\x07\r\n") {
+		t.Errorf("tail line %q holds a control character", line)
+	}
+	for _, w := range []string{`fire="t@x\x1b]0;owned\a"`, `worker="w1\r\n23:00:00.000Z completed fake"`} {
+		if !strings.Contains(line, w) {
+			t.Errorf("tail line %q, want it to hold %s", line, w)
+		}
+	}
+}

@@ -59,6 +59,9 @@ func (c *cli) consoleConfig() (console.Config, error) {
 			return console.Config{}, fmt.Errorf("web: --auth-token-file %s is empty", f.tokenFile)
 		}
 	}
+	if p := f.prefix; p != "" && (!strings.HasPrefix(p, "/") || strings.Trim(p, "/abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != "") {
+		return console.Config{}, usagef("web: --prefix %q: want a path such as /taskino (a leading slash; letters, digits, - _ . /)", p)
+	}
 	if !loopback(f.addr) && token == "" {
 		return console.Config{}, usagef("web: --http %q is reachable from other machines: give --auth-token or --auth-token-file, or listen on 127.0.0.1", f.addr)
 	}

@@ -62,8 +62,8 @@ func Explain(ctx context.Context, st *store.Store, v View, now, at time.Time, as
 	var slot time.Time
 	switch {
 	case !at.IsZero():
-		if s, ok := sched.Next(at.Add(-time.Millisecond)); ok && s.Equal(at) {
-			slot = at
+		if s, ok := sched.Next(at.Add(-time.Millisecond)); (ok && s.Equal(at)) || recorded(slots, at) {
+			slot = at // a slot, or a manual trigger's time the history holds
 		} else if s, ok := SlotBefore(sched, at); ok {
 			slot, ex.Asked = s, asked
 		} else if s, ok := sched.Next(at); ok {
@@ -262,7 +262,7 @@ func explainUnrecorded(ctx context.Context, st *store.Store, ex *Explanation, sl
 		ex.Summary = fmt.Sprintf("not run: the task is paused (since %s); the resume records this slot missed", Stamp(ts.Paused, loc))
 	case slot.After(now):
 		ex.Answer = AnswerNotDue
-		ex.Summary = fmt.Sprintf("not yet due: its slot is in %s", slot.Sub(now).Round(time.Second))
+		ex.Summary = fmt.Sprintf("not yet due: its slot is in %s", Until(slot.Sub(now)))
 		if !ts.Paused.IsZero() {
 			ex.Summary += ", and the task is paused"
 		}
@@ -304,5 +304,29 @@ func ParseAt(s string, loc *time.Location) (time.Time, error) {
 			return t, nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("--at %q: want RFC 3339 (2026-03-29T02:30:00+02:00) or YYYY-MM-DD HH:MM[:SS] in the task's zone (%s)", s, loc)
+	return time.Time{}, fmt.Errorf("time %q: want RFC 3339 (2026-03-29T02:30:00+02:00) or YYYY-MM-DD HH:MM[:SS] in the task's zone (%s)", s, loc)
+}
+
+// recorded reports whether the history holds a slot at t.
+func recorded(slots []store.Slot, t time.Time) bool {
+	for _, s := range slots {
+		if s.Scheduled.Equal(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// Until says a duration for people: to the second under two days
+// ("3h2m5s"), in days and hours beyond ("23 days 9h").
+func Until(d time.Duration) string {
+	if d < 48*time.Hour {
+		return d.Round(time.Second).String()
+	}
+	days := int64(d / (24 * time.Hour))
+	hours := int64(d%(24*time.Hour)) / int64(time.Hour)
+	if hours == 0 {
+		return fmt.Sprintf("%d days", days)
+	}
+	return fmt.Sprintf("%d days %dh", days, hours)
 }

@@ -203,7 +203,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method == http.MethodPost && rest != "/login" {
-		if c.cfg.ReadOnly {
+		if c.cfg.ReadOnly && rest != "/logout" {
 			http.Error(w, "taskino console: read-only: actions are disabled", http.StatusForbidden)
 			return
 		}
@@ -276,6 +276,7 @@ func (c *Console) routes() {
 	})
 	m.HandleFunc("GET "+p+"/login", c.loginPage)
 	m.HandleFunc("POST "+p+"/login", c.login)
+	m.HandleFunc("POST "+p+"/logout", c.logout)
 	m.HandleFunc("GET "+p+"/n/{ns}/{$}", c.withNS(c.overview))
 	m.HandleFunc("GET "+p+"/n/{ns}/tasks", c.withNS(c.tasksPage))
 	// A task by ?name=: any task name (one of "." or "..", or with a
@@ -324,6 +325,11 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
+func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: authCookie, Value: "", Path: c.cfg.Prefix + "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, c.cfg.Prefix+"/login", http.StatusSeeOther)
+}
+
 // safeNext keeps a post-login redirect inside the console: a path under
 // the prefix, with no scheme, host, backslash or control character (a
 // browser drops a tab, and "/\t/host" becomes "//host").
@@ -342,7 +348,8 @@ func safeNext(prefix, next string) string {
 }
 
 // back redirects after an action to the page it came from, with a
-// message.
+// message, signed so that a link made elsewhere cannot put words in the
+// console's mouth.
 func (c *Console) back(w http.ResponseWriter, r *http.Request, to, msg string) {
 	u := to
 	if msg != "" {
@@ -350,7 +357,24 @@ func (c *Console) back(w http.ResponseWriter, r *http.Request, to, msg string) {
 		if strings.Contains(u, "?") {
 			sep = "&"
 		}
-		u += sep + "msg=" + url.QueryEscape(msg)
+		u += sep + "msg=" + url.QueryEscape(msg) + "&sig=" + c.sign(msg)
 	}
 	http.Redirect(w, r, u, http.StatusSeeOther)
+}
+
+// sign is a MAC of a message with the console's secret.
+func (c *Console) sign(msg string) string {
+	m := hmac.New(sha256.New, []byte(c.csrf))
+	m.Write([]byte(msg))
+	return hex.EncodeToString(m.Sum(nil))[:32]
+}
+
+// message is the page's signed message, "" when none or not signed.
+func (c *Console) message(r *http.Request) string {
+	q := r.URL.Query()
+	msg := q.Get("msg")
+	if msg == "" || !hmac.Equal([]byte(q.Get("sig")), []byte(c.sign(msg))) {
+		return ""
+	}
+	return msg
 }

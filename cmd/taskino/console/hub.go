@@ -25,8 +25,9 @@ type hub struct {
 	recent  []events.Event
 	misses  []events.Event
 	subs    map[chan events.Event]struct{}
-	ready   bool // the backfill is read
-	partial bool // the backfill stopped at backfillMax
+	started map[string]struct{} // fires seen started (bounded)
+	ready   bool                // the backfill is read
+	partial bool                // the backfill stopped at backfillMax
 	err     error
 }
 
@@ -38,16 +39,17 @@ type minute struct {
 }
 
 const (
-	keepRecent   = 200
+	keepRecent   = 1000 // the live page's first rows are the latest 200 of these that match
 	keepMisses   = 20
 	backfillMax  = 100_000
 	lateSamples  = 2000
 	subscriberCh = 256
+	maxStarted   = 200_000
 )
 
 func (n *namespace) events(c *Console) *hub {
 	n.hubOnce.Do(func() {
-		n.hub = &hub{st: n.st, subs: map[chan events.Event]struct{}{}}
+		n.hub = &hub{st: n.st, subs: map[chan events.Event]struct{}{}, started: map[string]struct{}{}}
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
@@ -147,9 +149,14 @@ func (h *hub) count(e events.Event) {
 		m.Fired++
 	case events.TypeStarted:
 		m.Started++
-		if !e.At.IsZero() && len(m.Lates) < lateSamples {
+		// Lateness of first runs: retries and replays wait on purpose.
+		if _, again := h.started[e.Fire]; !again && !e.At.IsZero() && e.Attempt <= 1 && len(m.Lates) < lateSamples {
 			m.Lates = append(m.Lates, t.Sub(e.At))
 		}
+		if len(h.started) >= maxStarted {
+			clear(h.started) // bounded: a replay after this counts as a first run
+		}
+		h.started[e.Fire] = struct{}{}
 	case events.TypeCompleted:
 		m.OK++
 	case events.TypeFailed:

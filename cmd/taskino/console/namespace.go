@@ -204,8 +204,9 @@ func (n *namespace) recentOutcomes(ctx context.Context, tasks []string, count in
 
 // outcomeStats is a task's recent record: of the slots of its last
 // history entries that ended (completed, or failed and not retried yet,
-// or dead), how many completed, and the p99 of its runs' lateness (how
-// long after its slot each attempt started).
+// or dead), how many completed, and the p99 of their lateness (how long
+// after its slot each one's first run started: retries and replays wait
+// on purpose, and are not late).
 type outcomeStats struct {
 	Runs, OK int
 	P99Late  time.Duration
@@ -222,7 +223,7 @@ func (s outcomeStats) Rate() int {
 
 func statsOf(es []events.Event) outcomeStats {
 	var s outcomeStats
-	var lates []time.Duration
+	first := map[string]time.Duration{} // each slot's first attempt's lateness
 	seen := map[string]bool{}
 	for _, e := range es { // newest first: a slot's newest entry is its outcome
 		switch e.Type {
@@ -230,8 +231,8 @@ func statsOf(es []events.Event) outcomeStats {
 		default:
 			continue
 		}
-		if !e.Started.IsZero() && !e.At.IsZero() {
-			lates = append(lates, e.Started.Sub(e.At))
+		if !e.Started.IsZero() && !e.At.IsZero() && e.Attempt <= 1 {
+			first[e.Fire] = e.Started.Sub(e.At) // older entries come later: the first run wins
 		}
 		if e.Fire != "" && seen[e.Fire] {
 			continue // an earlier attempt of a slot counted
@@ -242,7 +243,11 @@ func statsOf(es []events.Event) outcomeStats {
 			s.OK++
 		}
 	}
-	if len(lates) > 0 {
+	if len(first) > 0 {
+		lates := make([]time.Duration, 0, len(first))
+		for _, d := range first {
+			lates = append(lates, d)
+		}
 		s.P99Late, s.HasLate = percentile(lates, 99), true
 	}
 	return s

@@ -36,6 +36,7 @@ func failing(v inspect.View) bool {
 type queueRow struct {
 	Queue, Mode   string
 	Lag, Pending  int64
+	Backlog       int64 // not finished: lag + pending
 	Known, NoRead bool
 }
 
@@ -137,6 +138,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, n *namespace)
 		if k.m == string(events.ModeSingle) {
 			l, ok := lags[n.st.Keys().FireStream(k.q, events.ModeSingle)]
 			row.Lag, row.Pending, row.Known, row.NoRead = l[0], l[1], ok, !ok
+			row.Backlog = max(l[0], 0) + l[1]
 		}
 		d.Queues = append(d.Queues, row)
 	}
@@ -148,7 +150,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, n *namespace)
 	var fires, lates []bar
 	for _, m := range d.Hour.Minutes {
 		at := time.Unix(m.At*60, 0).UTC().Format("15:04 UTC")
-		fires = append(fires, bar{Value: float64(m.Started), Title: fmt.Sprintf("%s: %d started, %d completed, %d failed, %d dead-lettered, %d slots missed", at, m.Started, m.OK, m.Failed, m.Dead, m.Missed)})
+		fires = append(fires, bar{Value: float64(m.Fired) / 60, Title: fmt.Sprintf("%s: %d fired (%.2f/s), %d started, %d completed, %d failed, %d dead-lettered, %d slots missed", at, m.Fired, float64(m.Fired)/60, m.Started, m.OK, m.Failed, m.Dead, m.Missed)})
 		if len(m.Lates) > 0 {
 			p := percentile(m.Lates, 99)
 			lates = append(lates, bar{Value: float64(p.Milliseconds()), Title: fmt.Sprintf("%s: p99 lateness %s over %d starts", at, p.Round(time.Millisecond), len(m.Lates))})
@@ -156,8 +158,9 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, n *namespace)
 			lates = append(lates, bar{Title: at + ": no start"})
 		}
 	}
-	d.FiresChart = barChart("runs started per minute, last hour", "", fires)
-	d.LateChart = barChart("p99 lateness per minute, last hour", "ms", lates)
+	from := time.Unix(d.Hour.Minutes[0].At*60, 0).UTC()
+	d.FiresChart = barChart("fires per second, by minute, last hour", "/s", fires, axisTimes(from, now))
+	d.LateChart = barChart("p99 lateness of first runs, by minute, last hour", "ms", lates, axisTimes(from, now))
 	c.render(w, r, n, "overview", "Overview", d)
 }
 
@@ -177,6 +180,8 @@ type tasksData struct {
 	Rows            []taskRow
 	Bad             []badSpec
 	Q, Status, Sort string
+	Desc            bool              // the sort reversed (dir=desc)
+	SortURL         map[string]string // each sortable column's link
 	Statuses, Sorts []string
 	Total, From, To int
 	Prev, Next      string
@@ -188,7 +193,8 @@ var listSorts = []string{"name", "next", "status", "last"}
 func (c *Console) tasksPage(w http.ResponseWriter, r *http.Request, n *namespace) {
 	ctx := r.Context()
 	q := r.URL.Query()
-	d := tasksData{Q: strings.TrimSpace(q.Get("q")), Status: q.Get("status"), Sort: q.Get("sort"), Statuses: listStatuses, Sorts: listSorts, Window: historyWindow}
+	d := tasksData{Q: strings.TrimSpace(q.Get("q")), Status: q.Get("status"), Sort: q.Get("sort"), Desc: q.Get("dir") == "desc",
+		Statuses: listStatuses, Sorts: listSorts, Window: historyWindow}
 	if !slices.Contains(listSorts, d.Sort) {
 		d.Sort = "name"
 	}
@@ -219,7 +225,11 @@ func (c *Console) tasksPage(w http.ResponseWriter, r *http.Request, n *namespace
 				keep = append(keep, i)
 			}
 		}
+		if d.Desc {
+			slices.Reverse(keep)
+		}
 		d.Total = len(keep)
+		page = min(page, max((len(keep)+size-1)/size, 1)) // past the end: the last page
 		lo := min((page-1)*size, len(keep))
 		hi := min(lo+size, len(keep))
 		pageSpecs := make([]events.Spec, 0, hi-lo)
@@ -250,7 +260,11 @@ func (c *Console) tasksPage(w http.ResponseWriter, r *http.Request, n *namespace
 			keep = append(keep, i)
 		}
 		sortViews(all, keep, d.Sort)
+		if d.Desc {
+			slices.Reverse(keep)
+		}
 		d.Total = len(keep)
+		page = min(page, max((len(keep)+size-1)/size, 1))
 		lo := min((page-1)*size, len(keep))
 		hi := min(lo+size, len(keep))
 		for _, i := range keep[lo:hi] {
@@ -279,6 +293,20 @@ func (c *Console) tasksPage(w http.ResponseWriter, r *http.Request, n *namespace
 			Stats: statsOf(hist[v.Spec.Name]), Failing: failing(v), Done: v.State.Done})
 	}
 	base := c.cfg.Prefix + "/n/" + url.PathEscape(n.name) + "/tasks"
+	d.SortURL = map[string]string{}
+	for _, by := range listSorts {
+		v := url.Values{}
+		for k, vs := range q {
+			if k != "msg" && k != "sig" && k != "page" && k != "sort" && k != "dir" {
+				v[k] = vs
+			}
+		}
+		v.Set("sort", by)
+		if by == d.Sort && !d.Desc {
+			v.Set("dir", "desc")
+		}
+		d.SortURL[by] = base + "?" + v.Encode()
+	}
 	if page > 1 {
 		d.Prev = pageURL(base, q, "page", strconv.Itoa(page-1))
 	}
@@ -490,8 +518,12 @@ func (c *Console) timeline(r *http.Request, n *namespace, v inspect.View, now ti
 		}
 		lates = append(lates, bar{Value: late, Title: title, Class: "o-" + s.Outcome})
 	}
-	tl.CostChart = barChart("duration of the recent slots", "ms", costs)
-	tl.LateChart = barChart("lateness of the recent slots", "ms", lates)
+	var axis [2]string
+	if len(slots) > 0 {
+		axis = [2]string{inspect.Stamp(slots[len(slots)-1].Scheduled, v.Loc), inspect.Stamp(slots[0].Scheduled, v.Loc)}
+	}
+	tl.CostChart = barChart("duration of the recent slots", "ms", costs, axis)
+	tl.LateChart = barChart("lateness of the recent slots (first run)", "ms", lates, axis)
 	return tl, slots, nil
 }
 
@@ -574,6 +606,7 @@ func (c *Console) taskAction(w http.ResponseWriter, r *http.Request, n *namespac
 type liveData struct {
 	Task, Type string
 	Types      []string
+	Names      []string // for the task field's suggestions
 }
 
 var eventTypes = []string{string(events.TypeFired), string(events.TypeStarted), string(events.TypeCompleted), string(events.TypeFailed),
@@ -584,7 +617,13 @@ var eventTypes = []string{string(events.TypeFired), string(events.TypeStarted), 
 func (c *Console) livePage(w http.ResponseWriter, r *http.Request, n *namespace) {
 	n.events(c)
 	q := r.URL.Query()
-	c.render(w, r, n, "live", "Live", liveData{Task: q.Get("task"), Type: q.Get("type"), Types: eventTypes})
+	d := liveData{Task: q.Get("task"), Type: q.Get("type"), Types: eventTypes}
+	if ts, err := n.tasks(r.Context()); err == nil {
+		for _, s := range ts.specs[:min(len(ts.specs), 1000)] {
+			d.Names = append(d.Names, s.Name)
+		}
+	}
+	c.render(w, r, n, "live", "Live", d)
 }
 
 // liveEvent is one event as the live streams send it (the page puts each
@@ -675,8 +714,14 @@ func (c *Console) eventStream(w http.ResponseWriter, r *http.Request, n *namespa
 		}
 		before = before[k:]
 	}
-	for _, e := range before {
-		if keep(e) && !send(e) {
+	var first []events.Event
+	for i := len(before) - 1; i >= 0 && len(first) < 200; i-- {
+		if keep(before[i]) {
+			first = append(first, before[i])
+		}
+	}
+	for i := len(first) - 1; i >= 0; i-- {
+		if !send(first[i]) {
 			return
 		}
 	}
@@ -723,54 +768,121 @@ type deadRow struct {
 	store.DeadLetter
 	Fields [][2]string
 	Size   int
+	At     time.Time // when it was dead-lettered
 }
 
 type deadData struct {
-	Rows  []deadRow
-	Total int64
-	Next  string
-	After string
+	Rows         []deadRow
+	Total        int64
+	Next, First  string
+	After, Task  string
+	Newest       bool
+	Scanned      int
+	OrderURL     string
+	ScanLimitHit bool
 }
+
+// deadScanMax bounds the dead letters one page with a task filter reads.
+const deadScanMax = 10_000
 
 func (c *Console) deadPage(w http.ResponseWriter, r *http.Request, n *namespace) {
 	ctx := r.Context()
-	start := "-"
-	after := r.URL.Query().Get("after")
-	if after != "" {
-		if _, err := events.EntryTime(after); err != nil {
-			c.fail(w, r, n, http.StatusBadRequest, fmt.Errorf("after %q: want a stream entry id such as 1700000000000-0", show(after)))
+	q := r.URL.Query()
+	d := deadData{After: q.Get("after"), Task: strings.TrimSpace(q.Get("task")), Newest: q.Get("order") != "oldest"}
+	if d.After != "" {
+		if _, err := events.EntryTime(d.After); err != nil {
+			c.fail(w, r, n, http.StatusBadRequest, fmt.Errorf("after %q: want a stream entry id such as 1700000000000-0", show(d.After)))
 			return
 		}
-		start = "(" + after
 	}
-	ds, err := n.st.ListDead(ctx, start, int64(c.cfg.DeadPageSize)+1)
-	if err != nil {
-		c.fail(w, r, n, http.StatusBadGateway, err)
-		return
+	base := c.cfg.Prefix + "/n/" + url.PathEscape(n.name) + "/dead"
+	link := func(after string, newest bool) string {
+		v := url.Values{}
+		if !newest {
+			v.Set("order", "oldest")
+		}
+		if d.Task != "" {
+			v.Set("task", d.Task)
+		}
+		if after != "" {
+			v.Set("after", after)
+		}
+		if len(v) == 0 {
+			return base
+		}
+		return base + "?" + v.Encode()
 	}
-	d := deadData{After: after}
+	d.OrderURL, d.First = link("", !d.Newest), link("", d.Newest)
+	// Read pages until one is full of the task's letters (or the scan
+	// bound is reached).
+	size := c.cfg.DeadPageSize
+	cursor := d.After
+	var last string
+	for len(d.Rows) <= size && d.Scanned < deadScanMax {
+		var ds []store.DeadLetter
+		var err error
+		chunk := int64(size + 1)
+		if d.Task != "" {
+			chunk = 500
+		}
+		switch {
+		case d.Newest && cursor == "":
+			ds, err = n.st.ListDeadBack(ctx, "+", chunk)
+		case d.Newest:
+			ds, err = n.st.ListDeadBack(ctx, cursor, chunk)
+		case cursor == "":
+			ds, err = n.st.ListDead(ctx, "-", chunk)
+		default:
+			ds, err = n.st.ListDead(ctx, "("+cursor, chunk)
+		}
+		if err != nil {
+			c.fail(w, r, n, http.StatusBadGateway, err)
+			return
+		}
+		for _, dl := range ds {
+			d.Scanned++
+			if d.Task != "" && dl.Task() != d.Task {
+				continue
+			}
+			if len(d.Rows) == size {
+				last = d.Rows[size-1].ID // more follow
+				break
+			}
+			d.Rows = append(d.Rows, deadRowOf(dl))
+		}
+		if last != "" || int64(len(ds)) < chunk {
+			break
+		}
+		cursor = ds[len(ds)-1].ID
+	}
+	if last == "" && d.Scanned >= deadScanMax && d.Task != "" {
+		d.ScanLimitHit = true
+		last = cursor
+	}
+	if last != "" {
+		d.Next = link(last, d.Newest)
+	}
+	var err error
 	if d.Total, err = n.rdb.XLen(ctx, n.st.Keys().Dead()).Result(); err != nil {
 		c.fail(w, r, n, http.StatusBadGateway, err)
 		return
 	}
-	if len(ds) > c.cfg.DeadPageSize {
-		ds = ds[:c.cfg.DeadPageSize]
-		d.Next = c.cfg.Prefix + "/n/" + url.PathEscape(n.name) + "/dead?after=" + url.QueryEscape(ds[len(ds)-1].ID)
-	}
-	for _, dl := range ds {
-		row := deadRow{DeadLetter: dl}
-		keys := make([]string, 0, len(dl.Fields))
-		for k := range dl.Fields {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			row.Fields = append(row.Fields, [2]string{k, dl.Fields[k]})
-			row.Size += len(k) + len(dl.Fields[k])
-		}
-		d.Rows = append(d.Rows, row)
-	}
 	c.render(w, r, n, "dead", "Dead letters", d)
+}
+
+func deadRowOf(dl store.DeadLetter) deadRow {
+	row := deadRow{DeadLetter: dl}
+	row.At, _ = events.EntryTime(dl.ID)
+	keys := make([]string, 0, len(dl.Fields))
+	for k := range dl.Fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		row.Fields = append(row.Fields, [2]string{k, dl.Fields[k]})
+		row.Size += len(k) + len(dl.Fields[k])
+	}
+	return row
 }
 
 // replayAllMax bounds one "replay all": the rest is for the next click.
@@ -783,6 +895,10 @@ func (c *Console) deadAction(w http.ResponseWriter, r *http.Request, n *namespac
 	all := r.PostForm.Get("all") == "1"
 	if id == "" && !all {
 		c.fail(w, r, n, http.StatusBadRequest, errors.New("want a dead-letter id, or all"))
+		return
+	}
+	if _, err := events.EntryTime(id); id != "" && err != nil {
+		c.fail(w, r, n, http.StatusBadRequest, fmt.Errorf("dead-letter id %q: want a stream entry id such as 1700000000000-0", show(id)))
 		return
 	}
 	switch r.PathValue("action") {
@@ -827,7 +943,27 @@ func (c *Console) deadAction(w http.ResponseWriter, r *http.Request, n *namespac
 		c.back(w, r, page, msg)
 	case "delete":
 		if all {
-			c.fail(w, r, n, http.StatusBadRequest, errors.New("delete takes one id at a time (taskino dead delete --all drops them all)"))
+			ds, err := n.st.ListDead(ctx, "-", replayAllMax)
+			if err != nil {
+				c.fail(w, r, n, http.StatusBadGateway, err)
+				return
+			}
+			ids := make([]string, len(ds))
+			for i, d := range ds {
+				ids[i] = d.ID
+			}
+			var k int64
+			for len(ids) > 0 {
+				part := ids[:min(len(ids), 1000)]
+				ids = ids[len(part):]
+				got, err := n.st.DeleteDead(ctx, part...)
+				if err != nil {
+					c.fail(w, r, n, http.StatusBadGateway, fmt.Errorf("delete (deleted %d before): %w", k, err))
+					return
+				}
+				k += got
+			}
+			c.back(w, r, page, fmt.Sprintf("deleted %d dead letter(s)", k))
 			return
 		}
 		k, err := n.st.DeleteDead(ctx, id)

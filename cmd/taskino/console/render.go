@@ -3,6 +3,7 @@ package console
 import (
 	"bytes"
 	"fmt"
+	"html"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -35,6 +36,7 @@ var funcs = template.FuncMap{
 	"clip":  func(n int, s string) string { return show(inspect.Clip(s, n)) },
 	"tz":    func(t time.Time, loc *time.Location) string { return inspect.Stamp(t, loc) },
 	"local": localTime,
+	"alt":   altTime,
 	"iso":   inspect.ISO,
 	"path":  url.PathEscape,
 	"ms":    func(d time.Duration) string { return d.Round(time.Millisecond).String() },
@@ -49,8 +51,13 @@ var funcs = template.FuncMap{
 		return d.String() + " ago"
 	},
 	"add":       func(a, b int) int { return a + b },
+	"label":     func(s string) string { return strings.ReplaceAll(s, "_", " ") },
+	"persec":    func(n int) string { return fmt.Sprintf("%.2f", float64(n)/3600) },
 	"show2":     showLines,
 	"joinShown": joinShown,
+	"sortCol": func(d tasksData, by, label string) sortCol {
+		return sortCol{Label: label, URL: d.SortURL[by], Active: d.Sort == by, Desc: d.Desc}
+	},
 	"timelineLayout": func(l layout, tl timelineData) layout {
 		l.Data = tl
 		return l
@@ -95,6 +102,16 @@ func localTime(t time.Time) template.HTML {
 	return template.HTML(`<time class="local" datetime="` + u.Format(time.RFC3339Nano) + `">` + u.Format("2006-01-02 15:04:05 UTC") + `</time>`)
 }
 
+// altTime is localTime under a time shown in loc: the script hides it
+// when the viewer's zone writes it the same.
+func altTime(t time.Time, loc *time.Location) template.HTML {
+	if t.IsZero() {
+		return ""
+	}
+	u := t.UTC()
+	return template.HTML(`<time class="local" datetime="` + u.Format(time.RFC3339Nano) + `" data-shown="` + html.EscapeString(inspect.Stamp(t, loc)) + `">` + u.Format("2006-01-02 15:04:05 UTC") + `</time>`)
+}
+
 // layout is what every page's layout reads.
 type layout struct {
 	Title, Page, Prefix, NS, Base, CSRF, Msg string
@@ -108,7 +125,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, n *namespace, p
 }
 
 func (c *Console) renderCode(w http.ResponseWriter, r *http.Request, n *namespace, page, title string, data any, code int) {
-	l := layout{Title: title, Page: page, Prefix: c.cfg.Prefix, CSRF: c.csrf, Msg: r.URL.Query().Get("msg"),
+	l := layout{Title: title, Page: page, Prefix: c.cfg.Prefix, CSRF: c.csrf, Msg: c.message(r),
 		Namespaces: c.cfg.Namespaces, ReadOnly: c.cfg.ReadOnly, Auth: c.cfg.AuthToken != "", Data: data}
 	if n != nil {
 		l.NS, l.Base = n.name, c.cfg.Prefix+"/n/"+url.PathEscape(n.name)
@@ -152,4 +169,10 @@ func joinShown(xs []string, n int) string {
 		out[i] = show(x)
 	}
 	return inspect.Clip(strings.Join(out, ", "), n)
+}
+
+// sortCol is a sortable column's header.
+type sortCol struct {
+	Label, URL   string
+	Active, Desc bool
 }

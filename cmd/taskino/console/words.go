@@ -87,10 +87,13 @@ func cronWords(expr string) string {
 		n, err := strconv.Atoi(s)
 		return n, err == nil && n >= 0 && n <= hi
 	}
-	step := func(s string) (int, bool) {
+	// step reads "*/n" where n divides the field's range (of, 60 or
+	// 24): the slots are then evenly n apart; "*/7" of seconds is not
+	// (56 to 0 is 4 s), and is given as it is.
+	step := func(s string, of int) (int, bool) {
 		if r, ok := strings.CutPrefix(s, "*/"); ok {
 			n, err := strconv.Atoi(r)
-			return n, err == nil && n > 0
+			return n, err == nil && n > 0 && of%n == 0
 		}
 		return 0, false
 	}
@@ -135,15 +138,15 @@ func cronWords(expr string) string {
 		}
 		return fmt.Sprintf("every hour at minute %d", m) + secondsWords(s)
 	case everyDay && hour == "*" && mins == "*":
-		if n, ok := step(sec); ok {
+		if n, ok := step(sec, 60); ok {
 			return "every " + plural(n, "second")
 		}
 	case everyDay && okS && hour == "*":
-		if n, ok := step(mins); ok {
+		if n, ok := step(mins, 60); ok {
 			return "every " + plural(n, "minute") + secondsWords(s)
 		}
 	case everyDay && okS && okM:
-		if n, ok := step(hour); ok {
+		if n, ok := step(hour, 24); ok {
 			return fmt.Sprintf("every %s at minute %d", plural(n, "hour"), m) + secondsWords(s)
 		}
 	}

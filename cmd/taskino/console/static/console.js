@@ -3,11 +3,26 @@
 // goes into the page as text (textContent), never as markup.
 "use strict";
 (function () {
-  var fmt = new Intl.DateTimeFormat(undefined, {year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short"});
+  // Times as the server writes them: 2026-12-04 16:25:12 CET (and .123
+  // with milliseconds), in the viewer's zone.
+  var parts = new Intl.DateTimeFormat("en-US", {year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23", timeZoneName: "short"});
+  function stamp(d, ms) {
+    var p = {};
+    parts.formatToParts(d).forEach(function (x) { p[x.type] = x.value; });
+    var s = p.year + "-" + p.month + "-" + p.day + " " + p.hour + ":" + p.minute + ":" + p.second;
+    if (ms) s += "." + String(d.getMilliseconds()).padStart(3, "0");
+    return s + " " + p.timeZoneName;
+  }
+  var fmt = {format: function (d) { return stamp(d, d.getMilliseconds() !== 0); }};
   function localize(root) {
     root.querySelectorAll("time.local").forEach(function (t) {
       var d = new Date(t.getAttribute("datetime"));
-      if (!isNaN(d)) { t.textContent = fmt.format(d); t.title = t.getAttribute("datetime"); }
+      if (isNaN(d)) return;
+      t.textContent = fmt.format(d);
+      t.title = "your time; UTC " + t.getAttribute("datetime");
+      // A second line that would only repeat the one above it: hidden.
+      var shown = t.getAttribute("data-shown");
+      if (shown && shown.replace(/\.\d+ /, " ") === stamp(d, false)) t.hidden = true;
     });
   }
   function cell(tr, text, cls) {
@@ -30,7 +45,7 @@
       tr.setAttribute("data-fire", e.fire);
       if (fresh) tr.className = "fresh";
       var t = new Date(e.time);
-      cell(tr, isNaN(t) ? e.time : fmt.format(t));
+      cell(tr, isNaN(t) ? e.time : stamp(t, true));
       var b = document.createElement("span");
       b.className = "badge o-" + e.type;
       b.textContent = e.type;
@@ -78,12 +93,17 @@
     function refresh() {
       if (busy) { again = true; return; }
       busy = true;
+      var focused = box.contains(document.activeElement) ? document.activeElement.getAttribute("href") : null;
       fetch(box.getAttribute("data-src") + "&at=" + encodeURIComponent(at), {credentials: "same-origin"}).then(function (r) {
         return r.ok ? r.text() : Promise.reject(r.status);
       }).then(function (html) {
         var doc = new DOMParser().parseFromString("<div>" + html + "</div>", "text/html");
         box.replaceChildren.apply(box, Array.prototype.slice.call(doc.body.firstChild.childNodes));
         localize(box);
+        if (focused) { // keep the keyboard where it was
+          var again2 = Array.prototype.find.call(box.querySelectorAll("a[href]"), function (a) { return a.getAttribute("href") === focused; });
+          if (again2) again2.focus();
+        }
         box.setAttribute("data-updated", String(Date.now()));
       }).catch(function () {}).then(function () {
         busy = false;
