@@ -36,9 +36,9 @@ var protocolSteps = []string{
 var operatorMethods = []string{
 	"Namespace", "Keys", "Time",
 	"Apply", "Version", "Specs", "Spec", "State", "States", "LastRun", "LastRuns", "History", "Wake",
-	"Trigger", "Pause", "Paused", "Resume",
-	"ListDead", "DeadLetterByID", "DeleteDead", "Replay",
-	"RangeEvents", "RangeFires", "ReadEvents", "EnsureEventGroup", "ReadEventGroup", "ClaimEvents", "AckEvents", "EventGroupGap",
+	"Trigger", "TriggerOnce", "Pause", "Paused", "Resume",
+	"ListDead", "ListDeadBack", "DeadLetterByID", "DeleteDead", "Replay",
+	"RangeEvents", "RangeFires", "ReadEvents", "ReadEventsBack", "EnsureEventGroup", "ReadEventGroup", "ClaimEvents", "AckEvents", "EventGroupGap",
 	"LastEntryID", "GroupLag", "QueueOf", "Workers", "Planners", "Held", "CheckACL", "Settings", "SetSettings", "InitEventsMaxLen", "EventGroups", "TakeEventsLost",
 }
 
