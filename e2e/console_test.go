@@ -289,7 +289,7 @@ tasks:
 
 	// Live, all tasks: the hostile trigger id and the markup error as text.
 	browse(t, ctx, 20*time.Second, "live all", chromedp.Navigate(base+"/live"), chromedp.WaitVisible(`#live-rows tr[data-type="dead"]`, chromedp.ByQuery))
-	contains("live", text("#live-rows"), "<img src=x onerror=alert(2)><b>disk</b> full")
+	contains("live", text("#live-rows"), "<img src=x onerror=alert(2)><b>disk</b> full", `fire <b>id</b>\x1b[31m`)
 
 	// Task: its timeline gets a completion within 2 s.
 	browse(t, ctx, 20*time.Second, "task steady", chromedp.Navigate(base+"/task?name=steady"), chromedp.WaitVisible("#timeline table", chromedp.ByQuery))

@@ -645,6 +645,9 @@ func liveOf(e events.Event) liveEvent {
 	le := liveEvent{ID: e.ID, Time: inspect.ISO(t), Type: string(e.Type), Task: show(e.Task), Fire: show(e.Fire), Slot: inspect.ISO(e.At),
 		Worker: show(e.Worker), Attempt: e.Attempt}
 	var parts []string
+	if e.Fire != "" && e.Fire != events.FireID(e.Task, e.At) {
+		parts = append(parts, "fire "+e.Fire) // a manual trigger's id
+	}
 	if e.CostMs > 0 || e.Type == events.TypeCompleted {
 		parts = append(parts, fmt.Sprintf("took %dms", e.CostMs))
 	}
