@@ -34,6 +34,13 @@ func referenceSlots(t *testing.T, expr string, loc *time.Location, from, to time
 		t.Fatal(err)
 	}
 	matches := func(wall time.Time) bool { return naive.Next(wall.Add(-time.Second)).Equal(wall) }
+	return referenceSlotsBy(matches, loc, from, to, everyHour, time.Minute)
+}
+
+// referenceSlotsBy is referenceSlots for a matcher of wall-clock times
+// (read on UTC), walking real time in steps of step (every slot must fall
+// on one; a gap's wall times are walked minute by minute).
+func referenceSlotsBy(matches func(wall time.Time) bool, loc *time.Location, from, to time.Time, everyHour bool, step time.Duration) []time.Time {
 	seen := map[int64]bool{}
 	var out []time.Time
 	add := func(x time.Time) {
@@ -42,8 +49,8 @@ func referenceSlots(t *testing.T, expr string, loc *time.Location, from, to time
 			out = append(out, x.UTC())
 		}
 	}
-	for x := from; !x.After(to); x = x.Add(time.Minute) {
-		prev := x.Add(-time.Minute)
+	for x := from; !x.After(to); x = x.Add(step) {
+		prev := x.Add(-step)
 		_, o1 := prev.In(loc).Zone()
 		_, o2 := x.In(loc).Zone()
 		if o2 > o1 {

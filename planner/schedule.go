@@ -2,6 +2,7 @@ package planner
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -39,7 +40,26 @@ func Compile(t events.Trigger) (Schedule, error) {
 		return e, nil
 	}
 	loc, _ := events.LoadZone(t.TZ)
-	parsed, err := cronParser.Parse(t.Cron)
+	expr := strings.TrimSpace(t.Cron)
+	var days *dayFields
+	if f := strings.Fields(expr); !strings.HasPrefix(expr, "@") && (len(f) == 5 || len(f) == 6) {
+		i := len(f) - 3 // the day-of-month; the day-of-week is two after it
+		d, err := parseDays(f[i], f[i+2])
+		if err != nil {
+			return nil, &events.SpecError{Field: "cron", Problem: fmt.Sprintf("%q: %v", t.Cron, err)}
+		}
+		if err := fieldError(f); err != nil {
+			return nil, &events.SpecError{Field: "cron", Problem: fmt.Sprintf("%q: %v", t.Cron, err)}
+		}
+		if d.special() {
+			f[i], f[i+2] = "*", "*" // the schedule checks the days itself
+			days = d
+		} else {
+			f[i], f[i+2] = plain(d.dom, d.domStar, 1, 31), plain(d.dow, d.dowStar, 0, 6)
+		}
+		expr = strings.Join(f, " ")
+	}
+	parsed, err := cronParser.Parse(expr)
 	if err != nil {
 		return nil, &events.SpecError{Field: "cron", Problem: fmt.Sprintf("%q: %v; want 5 fields (minute hour day-of-month month day-of-week), 6 with seconds first, or a descriptor such as @daily", t.Cron, err)}
 	}
@@ -49,9 +69,9 @@ func Compile(t events.Trigger) (Schedule, error) {
 	}
 	naive := *spec
 	naive.Location = time.UTC
-	c := cronSchedule{naive: &naive, loc: loc, start: t.Start, end: endMs(t.End),
+	c := cronSchedule{naive: &naive, days: days, loc: loc, start: t.Start, end: endMs(t.End),
 		everyHour: spec.Hour&(1<<24-1) == 1<<24-1}
-	if naive.Next(time.Now()).IsZero() {
+	if c.naiveNext(time.Now()).IsZero() {
 		return nil, &events.SpecError{Field: "cron", Problem: fmt.Sprintf("%q never fires (no matching date within five years)", t.Cron)}
 	}
 	return c, nil
@@ -129,6 +149,7 @@ func (e everySchedule) Next(t time.Time) (time.Time, bool) {
 // times (naive, on UTC); mapping them to instants is done here.
 type cronSchedule struct {
 	naive     *cron.SpecSchedule // the fields on UTC, read as wall-clock time
+	days      *dayFields         // the day fields, when they hold a rule robfig/cron lacks
 	loc       *time.Location
 	start     time.Time
 	end       int64
@@ -167,7 +188,7 @@ func (c cronSchedule) next(t time.Time) (time.Time, bool) {
 		}
 		wall := after.UTC().Add(o)
 		for {
-			m := c.naive.Next(wall)
+			m := c.naiveNext(wall)
 			if m.IsZero() {
 				return time.Time{}, false
 			}
@@ -184,7 +205,7 @@ func (c cronSchedule) next(t time.Time) (time.Time, bool) {
 		if _, nextOff := end.Zone(); nextOff > off {
 			gapStart := end.UTC().Add(o)
 			gapEnd := end.UTC().Add(time.Duration(nextOff) * time.Second)
-			if m := c.naive.Next(gapStart.Add(-time.Nanosecond)); !m.IsZero() && m.Before(gapEnd) {
+			if m := c.naiveNext(gapStart.Add(-time.Nanosecond)); !m.IsZero() && m.Before(gapEnd) {
 				return end, true
 			}
 		}

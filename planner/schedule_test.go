@@ -112,7 +112,7 @@ func TestInvalidSpecsRefused(t *testing.T) {
 		{"period 0", events.Spec{Name: "t", Trigger: events.Every(0)}, "every", "at least 1ms"},
 		{"period not whole ms", events.Spec{Name: "t", Trigger: events.Every(1500 * time.Microsecond)}, "every", "whole number of milliseconds"},
 		{"end before start", events.Spec{Name: "t", Trigger: events.Every(time.Second).From(start).Until(start.Add(-time.Hour))}, "end", "before start"},
-		{"bad cron field", events.Spec{Name: "t", Trigger: events.Cron("61 * * * *")}, "cron", "want 5 fields"},
+		{"bad cron field", events.Spec{Name: "t", Trigger: events.Cron("61 * * * *")}, "cron", "minute field \"61\": 61 is above 59"},
 		{"cron with too many fields", events.Spec{Name: "t", Trigger: events.Cron("* * * * * * *")}, "cron", "want 5 fields"},
 		{"cron that never fires", events.Spec{Name: "t", Trigger: events.Cron("0 0 30 2 *")}, "cron", "never fires"},
 		{"cron @every", events.Spec{Name: "t", Trigger: events.Cron("@every 5s")}, "cron", "use an every trigger"},

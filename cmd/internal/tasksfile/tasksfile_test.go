@@ -280,7 +280,7 @@ var errorCases = []struct {
 	{"empty tz", "tasks:\n  - name: a\n    cron: '0 * * * *'\n    tz: ''\n",
 		[]string{"tasks.yaml:4: ", `task "a": tz: want an IANA time zone like Europe/Paris, got ""`}},
 	{"bad cron", "tasks:\n  - name: a\n    cron: '61 * * * *'\n",
-		[]string{"tasks.yaml:3: ", `task "a": cron: "61 * * * *"`, "want 5 fields"}},
+		[]string{"tasks.yaml:3: ", `task "a": cron: "61 * * * *"`, "minute field \"61\""}},
 	{"cron with a newline", "tasks:\n  - name: a\n    cron: \"@foo\\nbar\"\n",
 		[]string{"tasks.yaml:3: ", `task "a": cron: `, `@foo\nbar`}},
 	{"once not RFC 3339", "tasks:\n  - name: a\n    once: 2026-12-01\n",

@@ -153,6 +153,9 @@ func cronWords(expr string) string {
 	if at == "" {
 		return asIs
 	}
+	if w, ok := dayRuleWords(dom, dow); ok {
+		return w + " at " + at
+	}
 	switch {
 	case everyDay:
 		return "every day at " + at
@@ -219,4 +222,55 @@ func dowWords(f string) (string, bool) {
 		return "", false
 	}
 	return "on " + strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1], true
+}
+
+var ordinals = []string{"", "first", "second", "third", "fourth", "fifth"}
+
+// dayRuleWords says a day rule of one day field, the other * or ?: L,
+// LW, nW, nL, n#k.
+func dayRuleWords(dom, dow string) (string, bool) {
+	star := func(f string) bool { return f == "*" || f == "?" }
+	day := func(s string) (string, bool) {
+		if n, err := strconv.Atoi(s); err == nil && n >= 0 && n <= 7 {
+			return dayNames[n%7], true
+		}
+		for _, d := range dayNames {
+			if strings.EqualFold(s, d[:3]) {
+				return d, true
+			}
+		}
+		return "", false
+	}
+	u := strings.ToUpper(dom)
+	switch {
+	case star(dow) && u == "L":
+		return "on the last day of every month", true
+	case star(dow) && u == "LW":
+		return "on the last weekday of every month", true
+	case star(dow) && strings.HasPrefix(u, "L-"):
+		if n, err := strconv.Atoi(u[2:]); err == nil {
+			return fmt.Sprintf("%s before the last day of every month", plural(n, "day")), true
+		}
+	case star(dow) && strings.HasSuffix(u, "W"):
+		if n, err := strconv.Atoi(u[:len(u)-1]); err == nil {
+			return fmt.Sprintf("on the weekday nearest day %d of every month", n), true
+		}
+	}
+	if !star(dom) {
+		return "", false
+	}
+	u = strings.ToUpper(dow)
+	if d, ok := strings.CutSuffix(u, "L"); ok {
+		if name, ok := day(d); ok {
+			return "on the last " + name + " of every month", true
+		}
+	}
+	if d, k, ok := strings.Cut(u, "#"); ok {
+		name, ok1 := day(d)
+		n, err := strconv.Atoi(k)
+		if ok1 && err == nil && n >= 1 && n <= 5 {
+			return "on the " + ordinals[n] + " " + name + " of every month", true
+		}
+	}
+	return "", false
 }
