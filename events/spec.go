@@ -38,6 +38,39 @@ type Trigger struct {
 	// slots are Start + k*Period; without Start they are whole multiples of
 	// Period since the Unix epoch, so every 1m fires on the minute.
 	Start, End time.Time
+	// DSTGap and DSTOverlap say what a cron trigger in a zone does when
+	// the clocks change ("": the defaults, GapShift and, for the repeated
+	// hour, OverlapOnce unless the hour field covers all 24 hours, when it
+	// runs twice like any other hour).
+	DSTGap     DSTGap
+	DSTOverlap DSTOverlap
+}
+
+// DSTGap is what a cron trigger does with a wall time the clocks skip
+// (spring forward).
+type DSTGap string
+
+// The gap policies.
+const (
+	GapShift DSTGap = "shift" // fire once, at the instant the gap ends (02:30 in a 02:00-03:00 gap fires at 03:00)
+	GapSkip  DSTGap = "skip"  // fire nothing for the wall times that do not exist that day
+)
+
+// DSTOverlap is what a cron trigger does with a wall time the clocks repeat
+// (fall back).
+type DSTOverlap string
+
+// The overlap policies.
+const (
+	OverlapOnce  DSTOverlap = "once"  // fire at its first occurrence only
+	OverlapTwice DSTOverlap = "twice" // fire at both occurrences
+)
+
+// DST returns the cron trigger with its daylight-saving policies (an
+// empty value keeps the default).
+func (t Trigger) DST(gap DSTGap, overlap DSTOverlap) Trigger {
+	t.DSTGap, t.DSTOverlap = gap, overlap
+	return t
 }
 
 // Once fires a single time, at the instant at.
@@ -81,6 +114,12 @@ func (t Trigger) String() string {
 	}
 	if !t.End.IsZero() {
 		fmt.Fprintf(&b, " until %s", t.End.UTC().Format(time.RFC3339Nano))
+	}
+	if t.DSTGap != "" {
+		fmt.Fprintf(&b, " dst-gap %s", t.DSTGap)
+	}
+	if t.DSTOverlap != "" {
+		fmt.Fprintf(&b, " dst-overlap %s", t.DSTOverlap)
 	}
 	return b.String()
 }
@@ -311,6 +350,15 @@ func (t Trigger) validate(task string) error {
 	if t.Kind != KindCron && (t.Cron != "" || t.TZ != "") {
 		return bad("cron", "only a cron trigger has an expression or a time zone; this is %q", t.Kind)
 	}
+	if t.Kind != KindCron && (t.DSTGap != "" || t.DSTOverlap != "") {
+		return bad("dst", "only a cron trigger reads the wall clock; an %s trigger's slots are the same instants whatever the clocks do", t.Kind)
+	}
+	if g := t.DSTGap; g != "" && g != GapShift && g != GapSkip {
+		return bad("dst", "gap %q; want shift (fire once when the gap ends) or skip", g)
+	}
+	if o := t.DSTOverlap; o != "" && o != OverlapOnce && o != OverlapTwice {
+		return bad("dst", "overlap %q; want once (the first occurrence) or twice", o)
+	}
 	switch t.Kind {
 	case KindOnce:
 		if t.At.IsZero() {
@@ -378,6 +426,8 @@ type wireSpec struct {
 	TZ           string `json:"tz,omitempty"`
 	Start        *int64 `json:"start,omitempty"`
 	End          *int64 `json:"end,omitempty"`
+	DSTGap       string `json:"dst_gap,omitempty"`
+	DSTOverlap   string `json:"dst_overlap,omitempty"`
 	Queue        string `json:"queue"`
 	Mode         string `json:"mode"`
 	Misfire      string `json:"misfire"`
@@ -412,6 +462,7 @@ func MarshalSpec(s Spec) ([]byte, error) {
 		V: 1, Name: s.Name, Kind: string(s.Trigger.Kind),
 		At: msPtr(s.Trigger.At), EveryMs: s.Trigger.Period.Milliseconds(), Cron: s.Trigger.Cron, TZ: s.Trigger.TZ,
 		Start: msPtr(s.Trigger.Start), End: msPtr(s.Trigger.End),
+		DSTGap: string(s.Trigger.DSTGap), DSTOverlap: string(s.Trigger.DSTOverlap),
 		Queue: s.Queue, Mode: string(s.Mode), Misfire: string(s.Misfire), MisfireLimit: s.MisfireLimit,
 		GraceMs: s.MisfireGrace.Milliseconds(), Overlap: string(s.Overlap), TimeoutMs: s.Timeout.Milliseconds(),
 		Attempts: s.Attempts, Payload: s.Payload,
@@ -434,6 +485,7 @@ func (w *wireSpec) spec() (Spec, error) {
 		Trigger: Trigger{
 			Kind: TriggerKind(w.Kind), At: fromMsPtr(w.At), Period: time.Duration(w.EveryMs) * time.Millisecond,
 			Cron: w.Cron, TZ: w.TZ, Start: fromMsPtr(w.Start), End: fromMsPtr(w.End),
+			DSTGap: DSTGap(w.DSTGap), DSTOverlap: DSTOverlap(w.DSTOverlap),
 		},
 		Queue: w.Queue, Mode: Mode(w.Mode), Misfire: Misfire(w.Misfire), MisfireLimit: w.MisfireLimit,
 		MisfireGrace: time.Duration(w.GraceMs) * time.Millisecond, Overlap: Overlap(w.Overlap),
@@ -457,7 +509,11 @@ func ScheduleKey(s Spec) string {
 	if !t.At.IsZero() {
 		at = t.At.UnixMilli()
 	}
-	return fmt.Sprintf("%s|%d|%d|%s|%s|%d|%d", t.Kind, at, t.Period.Milliseconds(), t.Cron, t.TZ, start, end)
+	key := fmt.Sprintf("%s|%d|%d|%s|%s|%d|%d", t.Kind, at, t.Period.Milliseconds(), t.Cron, t.TZ, start, end)
+	if t.DSTGap != "" || t.DSTOverlap != "" { // only then: a task without them keeps its key of before they existed
+		key += "|" + string(t.DSTGap) + "|" + string(t.DSTOverlap)
+	}
+	return key
 }
 
 // The values of FieldChange on a registered event.

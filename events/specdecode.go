@@ -138,6 +138,10 @@ func (w *wireSpec) setString(k, v string) bool {
 		w.Overlap = v
 	case "payload":
 		w.Payload = v
+	case "dst_gap":
+		w.DSTGap = v
+	case "dst_overlap":
+		w.DSTOverlap = v
 	default:
 		return false
 	}

@@ -211,3 +211,119 @@ func TestCronErrorsNameTheField(t *testing.T) {
 		}
 	}
 }
+
+// The DST policies of a cron trigger (gap shift or skip, overlap once or
+// twice, and the default) against the brute-force rules, around every
+// transition of 2026 to 2028 in New York, Berlin, Lord Howe (half-hour
+// shifts) and Havana (midnight shifts).
+func TestCronDSTPoliciesAgainstBruteForce(t *testing.T) {
+	t.Parallel()
+	exprs := []string{"0 30 2 * * *", "0 0 * * * *", "0 */30 * * * *", "0 0 0 * * *", "0 30 1 * * *", "0 0,30 2 * * *", "0 0 1-2 * * *", "0 30 0 * * 0"}
+	policies := []struct {
+		gap     events.DSTGap
+		overlap events.DSTOverlap
+	}{{"", ""}, {events.GapShift, ""}, {events.GapSkip, ""}, {"", events.OverlapOnce}, {"", events.OverlapTwice}, {events.GapSkip, events.OverlapTwice}}
+	for _, tz := range []string{"America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "America/Havana"} {
+		loc, err := time.LoadLocation(tz)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var transitions []time.Time
+		for p := time.Date(2026, 1, 1, 0, 0, 0, 0, loc); ; {
+			_, end := zoneBounds(p)
+			if end.IsZero() || end.Year() > 2028 {
+				break
+			}
+			if _, before := end.Add(-time.Second).Zone(); func() bool { _, after := end.Zone(); return after != before }() {
+				transitions = append(transitions, end)
+			}
+			p = end.In(loc)
+		}
+		if len(transitions) < 6 {
+			t.Fatalf("%s: %d transitions from 2026 to 2028; the test needs them", tz, len(transitions))
+		}
+		for _, expr := range exprs {
+			naive, err := cronParser.Parse(expr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			matches := func(wall time.Time) bool { return naive.Next(wall.Add(-time.Second)).Equal(wall) }
+			for _, pol := range policies {
+				sched, err := Compile(events.Cron(expr).In(tz).DST(pol.gap, pol.overlap))
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := sched.(cronSchedule)
+				rules := refRules{twice: pol.overlap == events.OverlapTwice || (pol.overlap == "" && c.everyHour), gapSkip: pol.gap == events.GapSkip}
+				for _, tr := range transitions {
+					from, to := tr.Add(-30*time.Hour).Truncate(time.Minute), tr.Add(30*time.Hour)
+					want := referenceSlotsRules(matches, loc, from, to, rules, time.Minute)
+					var got []time.Time
+					for cur := from.Add(-time.Millisecond); ; {
+						n, ok := sched.Next(cur)
+						if !ok || n.After(to) {
+							break
+						}
+						got = append(got, n)
+						cur = n
+					}
+					if fmt.Sprint(got) != fmt.Sprint(want) {
+						t.Errorf("%s %q gap %q overlap %q around %s: %s", tz, expr, pol.gap, pol.overlap, tr.In(loc), firstDiff(got, want, loc))
+					}
+				}
+			}
+		}
+	}
+}
+
+// The policies change what they say they change, on the days they apply:
+// Berlin, 2026-03-29 (02:00 -> 03:00) and 2026-10-25 (03:00 -> 02:00).
+func TestCronDSTPoliciesOnBerlinsDays(t *testing.T) {
+	t.Parallel()
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	slots := func(expr string, gap events.DSTGap, overlap events.DSTOverlap, day time.Time) []string {
+		sched, err := Compile(events.Cron(expr).In("Europe/Berlin").DST(gap, overlap))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for cur := day; ; {
+			n, _ := sched.Next(cur)
+			if n.After(day.Add(24 * time.Hour)) {
+				return out
+			}
+			out = append(out, n.In(berlin).Format("15:04 MST"))
+			cur = n
+		}
+	}
+	spring := time.Date(2026, 3, 29, 0, 0, 0, 0, berlin)
+	autumn := time.Date(2026, 10, 25, 0, 0, 0, 0, berlin)
+	for _, c := range []struct {
+		expr    string
+		gap     events.DSTGap
+		overlap events.DSTOverlap
+		day     time.Time
+		want    string
+	}{
+		{"30 2 * * *", "", "", spring, "[03:00 CEST]"},
+		{"30 2 * * *", events.GapShift, "", spring, "[03:00 CEST]"},
+		{"30 2 * * *", events.GapSkip, "", spring, "[]"},
+		{"30 2 * * *", "", "", autumn, "[02:30 CEST]"},
+		{"30 2 * * *", "", events.OverlapTwice, autumn, "[02:30 CEST 02:30 CET]"},
+		{"30 * * * *", "", events.OverlapOnce, autumn, "[00:30 CEST 01:30 CEST 02:30 CEST 03:30 CET]"},
+	} {
+		got := slots(c.expr, c.gap, c.overlap, c.day)
+		if len(got) > 4 {
+			got = got[:4]
+		}
+		if fmt.Sprint(got) != c.want {
+			t.Errorf("%q gap %q overlap %q on %s: %v, want %s", c.expr, c.gap, c.overlap, c.day.Format("2006-01-02"), got, c.want)
+		}
+	}
+	if _, err := Compile(events.Every(time.Hour).DST(events.GapSkip, "")); err == nil || !strings.Contains(err.Error(), "only a cron trigger reads the wall clock") {
+		t.Errorf("dst on an every trigger: %v, want it refused", err)
+	}
+	if _, err := Compile(events.Cron("0 * * * *").DST("later", "")); err == nil || !strings.Contains(err.Error(), `gap "later"; want shift`) {
+		t.Errorf("dst gap later: %v, want it refused", err)
+	}
+}

@@ -37,10 +37,22 @@ func referenceSlots(t *testing.T, expr string, loc *time.Location, from, to time
 	return referenceSlotsBy(matches, loc, from, to, everyHour, time.Minute)
 }
 
+// refRules are the DST policies a reference applies.
+type refRules struct {
+	twice, gapSkip bool
+}
+
 // referenceSlotsBy is referenceSlots for a matcher of wall-clock times
 // (read on UTC), walking real time in steps of step (every slot must fall
 // on one; a gap's wall times are walked minute by minute).
 func referenceSlotsBy(matches func(wall time.Time) bool, loc *time.Location, from, to time.Time, everyHour bool, step time.Duration) []time.Time {
+	return referenceSlotsRules(matches, loc, from, to, refRules{twice: everyHour}, step)
+}
+
+// referenceSlotsRules is referenceSlotsBy with the DST policies spelt out:
+// a repeated wall time fires twice or once, a gap's wall times once at its
+// end or not at all.
+func referenceSlotsRules(matches func(wall time.Time) bool, loc *time.Location, from, to time.Time, rules refRules, step time.Duration) []time.Time {
 	seen := map[int64]bool{}
 	var out []time.Time
 	add := func(x time.Time) {
@@ -53,7 +65,7 @@ func referenceSlotsBy(matches func(wall time.Time) bool, loc *time.Location, fro
 		prev := x.Add(-step)
 		_, o1 := prev.In(loc).Zone()
 		_, o2 := x.In(loc).Zone()
-		if o2 > o1 {
+		if o2 > o1 && !rules.gapSkip {
 			_, end := prev.In(loc).ZoneBounds()
 			for w := end.UTC().Add(time.Duration(o1) * time.Second); w.Before(end.UTC().Add(time.Duration(o2) * time.Second)); w = w.Add(time.Minute) {
 				if matches(w) {
@@ -64,7 +76,7 @@ func referenceSlotsBy(matches func(wall time.Time) bool, loc *time.Location, fro
 		}
 		lt := x.In(loc)
 		wall := time.Date(lt.Year(), lt.Month(), lt.Day(), lt.Hour(), lt.Minute(), lt.Second(), 0, time.UTC)
-		if matches(wall) && (everyHour || !repeatedWallTime(lt)) {
+		if matches(wall) && (rules.twice || !repeatedWallTime(lt)) {
 			add(x)
 		}
 	}

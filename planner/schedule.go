@@ -70,7 +70,8 @@ func Compile(t events.Trigger) (Schedule, error) {
 	naive := *spec
 	naive.Location = time.UTC
 	c := cronSchedule{naive: &naive, days: days, loc: loc, start: t.Start, end: endMs(t.End),
-		everyHour: spec.Hour&(1<<24-1) == 1<<24-1}
+		everyHour: spec.Hour&(1<<24-1) == 1<<24-1, gapSkip: t.DSTGap == events.GapSkip}
+	c.twice = t.DSTOverlap == events.OverlapTwice || (t.DSTOverlap == "" && c.everyHour)
 	if c.naiveNext(time.Now()).IsZero() {
 		return nil, &events.SpecError{Field: "cron", Problem: fmt.Sprintf("%q never fires (no matching date within five years)", t.Cron)}
 	}
@@ -136,12 +137,15 @@ func (e everySchedule) Next(t time.Time) (time.Time, bool) {
 }
 
 // cronSchedule is a parsed cron expression in a zone, with these rules for
-// daylight-saving changes:
+// daylight-saving changes (the defaults; the trigger's DSTGap and
+// DSTOverlap choose others):
 //   - spring forward: a wall time that does not exist that day fires once,
 //     at the instant the gap ends (02:30 in a 02:00-03:00 gap fires at 03:00);
+//     with GapSkip, not at all;
 //   - fall back: a wall time that occurs twice fires at its first
-//     occurrence only, unless the hour field is "*" (every hour), in which
-//     case the repeated hour runs like any other hour.
+//     occurrence only, unless the hour field covers all 24 hours, in which
+//     case the repeated hour runs like any other hour; OverlapOnce and
+//     OverlapTwice choose one or the other whatever the hour field.
 //
 // robfig/cron's own zone handling assumes whole-hour shifts at hour
 // boundaries (it skips or doubles slots in zones such as
@@ -153,7 +157,9 @@ type cronSchedule struct {
 	loc       *time.Location
 	start     time.Time
 	end       int64
-	everyHour bool
+	everyHour bool // the hour field covers all 24 hours
+	twice     bool // a repeated wall time fires at both occurrences
+	gapSkip   bool // a wall time in a gap fires not at all (else: once, when the gap ends)
 }
 
 func (c cronSchedule) Next(t time.Time) (time.Time, bool) {
@@ -196,13 +202,13 @@ func (c cronSchedule) next(t time.Time) (time.Time, bool) {
 			if !end.IsZero() && !u.Before(end) {
 				break
 			}
-			if !c.everyHour && m.Before(repeatedUntil) {
+			if !c.twice && m.Before(repeatedUntil) {
 				wall = m
 				continue
 			}
 			return u, true
 		}
-		if _, nextOff := end.Zone(); nextOff > off {
+		if _, nextOff := end.Zone(); nextOff > off && !c.gapSkip {
 			gapStart := end.UTC().Add(o)
 			gapEnd := end.UTC().Add(time.Duration(nextOff) * time.Second)
 			if m := c.naiveNext(gapStart.Add(-time.Nanosecond)); !m.IsZero() && m.Before(gapEnd) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/taskino/taskino/cmd/internal/inspect"
 	"iter"
 	"os"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/taskino/taskino/cmd/internal/app"
+	"github.com/taskino/taskino/cmd/internal/inspect"
 	"github.com/taskino/taskino/cmd/internal/tasksfile"
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/planner"

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/taskino/taskino/cmd/internal/inspect"
 	"sort"
 	"time"
 
 	"github.com/taskino/taskino/cmd/internal/app"
+	"github.com/taskino/taskino/cmd/internal/inspect"
 	"github.com/taskino/taskino/cmd/internal/tasksfile"
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/planner"

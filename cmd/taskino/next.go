@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/taskino/taskino/cmd/internal/inspect"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/taskino/taskino/cmd/internal/inspect"
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/planner"
 )
@@ -17,6 +17,7 @@ import (
 // nextFlags are taskino next's: a stored task, or a trigger given here.
 type nextFlags struct {
 	cron, every, tz, from string
+	dstGap, dstOverlap    string
 	n                     int
 }
 
@@ -25,6 +26,8 @@ func nextFlagSet(fs *flag.FlagSet, c *cli) {
 	fs.StringVar(&c.next.every, "every", "", "a period (such as 90s or 1h) instead of a stored task")
 	fs.StringVar(&c.next.tz, "tz", "", "the time zone of --cron (an IANA name such as Europe/Berlin; default UTC), and the zone --every's times are shown in")
 	fs.StringVar(&c.next.from, "from", "", "list the slots after this time (RFC 3339, such as 2026-03-28T00:00:00Z; default now); --every's first slot is at it")
+	fs.StringVar(&c.next.dstGap, "dst-gap", "", "with --cron: what a wall time the clocks skip does, shift (fire when the gap ends; the default) or skip")
+	fs.StringVar(&c.next.dstOverlap, "dst-overlap", "", "with --cron: what a wall time the clocks repeat does, once or twice (default: once, unless the hour field covers all 24 hours)")
 	fs.IntVar(&c.next.n, "n", 5, "how many slots, 1 to 1000")
 	fs.BoolVar(&c.json, "json", false, "one JSON array instead of a table")
 }
@@ -33,6 +36,9 @@ func nextFlagSet(fs *flag.FlagSet, c *cli) {
 // from Redis's clock) or one given with --cron or --every (no Redis).
 func runNext(ctx context.Context, c *cli, args []string) error {
 	f := c.next
+	if (f.dstGap != "" || f.dstOverlap != "") && f.cron == "" {
+		return usagef("next: --dst-gap and --dst-overlap go with --cron (a stored task has its own)")
+	}
 	given := 0
 	for _, set := range []bool{len(args) > 0, f.cron != "", f.every != ""} {
 		if set {
@@ -58,7 +64,7 @@ func runNext(ctx context.Context, c *cli, args []string) error {
 	var paused time.Time // a stored task's pause
 	switch {
 	case f.cron != "":
-		trig, what = events.Cron(f.cron).In(f.tz), fmt.Sprintf("--cron %q", f.cron)
+		trig, what = events.Cron(f.cron).In(f.tz).DST(events.DSTGap(f.dstGap), events.DSTOverlap(f.dstOverlap)), fmt.Sprintf("--cron %q", f.cron)
 	case f.every != "":
 		d, err := time.ParseDuration(f.every)
 		if err != nil || d <= 0 {

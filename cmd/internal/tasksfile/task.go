@@ -133,6 +133,8 @@ func (p *parser) task(index int, item *yaml.Node) (task Task, name string, ok bo
 		tr             events.Trigger
 		haveTZ         bool
 		haveStartOrEnd bool
+		dstGap         events.DSTGap
+		dstOverlap     events.DSTOverlap
 	)
 	for _, kv := range pairs {
 		t.fields[kv.key] = kv
@@ -159,6 +161,25 @@ func (p *parser) task(index int, item *yaml.Node) (task Task, name string, ok bo
 			}
 		case "tz":
 			tz, haveTZ = t.text("tz", n, "an IANA time zone like Europe/Paris", true)
+		case "dst":
+			if n.Kind != yaml.MappingNode {
+				t.p.errorf(n.Line, "%s: dst: want a mapping like {gap: skip, overlap: twice}, got %s", t.label, describe(n))
+				break
+			}
+			for _, d := range p.pairs(n, t.label+": dst: ") {
+				switch d.key {
+				case "gap":
+					if s, ok := t.text("dst.gap", d.val, "shift (fire once when the gap ends) or skip", true); ok {
+						dstGap = events.DSTGap(s)
+					}
+				case "overlap":
+					if s, ok := t.text("dst.overlap", d.val, "once (the first occurrence) or twice", true); ok {
+						dstOverlap = events.DSTOverlap(s)
+					}
+				default:
+					t.p.errorf(d.line, "%s: dst: unknown field %q (fields: gap, overlap)", t.label, d.key)
+				}
+			}
 		case "start":
 			if v, ok := t.time("start", n); ok {
 				start, haveStartOrEnd = v, true
@@ -234,6 +255,7 @@ func (p *parser) task(index int, item *yaml.Node) (task Task, name string, ok bo
 	if haveStartOrEnd {
 		tr = tr.From(start).Until(end)
 	}
+	tr = tr.DST(dstGap, dstOverlap)
 	spec.Trigger = tr
 	if err := planner.Validate(spec); err != nil {
 		var se *events.SpecError

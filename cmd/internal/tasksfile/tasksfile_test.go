@@ -126,6 +126,16 @@ func TestParseForms(t *testing.T) {
 				t.Errorf("got %+v", f)
 			}
 		}},
+		{"dst policies", "tasks:\n- name: a\n  cron: '30 2 * * 0L'\n  tz: Europe/Berlin\n  dst: {gap: skip, overlap: twice}\n  exec: ['true']\n- name: b\n  cron: '30 2 * * *'\n  exec: ['true']\n",
+			func(t *testing.T, f *File) {
+				a, b := f.Tasks[0].Spec.Trigger, f.Tasks[1].Spec.Trigger
+				if a.DSTGap != events.GapSkip || a.DSTOverlap != events.OverlapTwice || a.Cron != "30 2 * * 0L" {
+					t.Errorf("a: %+v, want gap skip, overlap twice", a)
+				}
+				if b.DSTGap != "" || b.DSTOverlap != "" {
+					t.Errorf("b: %+v, want the default policies", b)
+				}
+			}},
 		{"empty tasks field", "tasks:\n# - name: x\n#   every: 1s\n", func(t *testing.T, f *File) {
 			if f.Version != 0 || len(f.Tasks) != 0 {
 				t.Errorf("got %+v", f)
@@ -196,7 +206,7 @@ var errorCases = []struct {
 	{"no trigger", "tasks:\n  - name: x\n    queue: q\n",
 		[]string{"tasks.yaml:2: ", `task "x": want exactly one trigger of every, cron, once; got none`}},
 	{"unknown task field", "tasks:\n  - name: y\n    every: 1s\n    cmd: [ls]\n",
-		[]string{"tasks.yaml:4: ", `task "y": unknown field "cmd" (fields: name, every, cron, tz, once, start, end, queue, mode, misfire, misfire_limit, misfire_grace, overlap, timeout, attempts, payload, exec, http)`}},
+		[]string{"tasks.yaml:4: ", `task "y": unknown field "cmd" (fields: name, every, cron, tz, dst, once, start, end, queue, mode, misfire, misfire_limit, misfire_grace, overlap, timeout, attempts, payload, exec, http)`}},
 	{"exec and http", "tasks:\n  - name: z\n    every: 1s\n    exec: [ls]\n    http: {url: 'http://h/'}\n",
 		[]string{"tasks.yaml:5: ", `task "z": exec and http both set; want one of them`}},
 	{"duplicate task", "tasks:\n  - name: heartbeat\n    every: 1s\n  - name: heartbeat\n    every: 2s\n",
@@ -279,6 +289,16 @@ var errorCases = []struct {
 		[]string{"tasks.yaml:4: ", `task "a": tz: zone "Local" depends on the host`}},
 	{"empty tz", "tasks:\n  - name: a\n    cron: '0 * * * *'\n    tz: ''\n",
 		[]string{"tasks.yaml:4: ", `task "a": tz: want an IANA time zone like Europe/Paris, got ""`}},
+	{"dst on every", "tasks:\n  - name: a\n    every: 1h\n    dst: {gap: skip}\n",
+		[]string{"tasks.yaml:4: ", `task "a": dst: only a cron trigger reads the wall clock`}},
+	{"dst gap unknown", "tasks:\n  - name: a\n    cron: '0 * * * *'\n    dst: {gap: later}\n",
+		[]string{"tasks.yaml:4: ", `task "a": dst: gap "later"; want shift (fire once when the gap ends) or skip`}},
+	{"dst field unknown", "tasks:\n  - name: a\n    cron: '0 * * * *'\n    dst: {gap: skip, when: now}\n",
+		[]string{"tasks.yaml:4: ", `task "a": dst: unknown field "when" (fields: gap, overlap)`}},
+	{"dst not a mapping", "tasks:\n  - name: a\n    cron: '0 * * * *'\n    dst: skip\n",
+		[]string{"tasks.yaml:4: ", `task "a": dst: want a mapping like {gap: skip, overlap: twice}`}},
+	{"cron day rule wrong", "tasks:\n  - name: a\n    cron: '0 0 * * 1#6'\n",
+		[]string{"tasks.yaml:3: ", `task "a": cron: "0 0 * * 1#6": day-of-week field "1#6"`}},
 	{"bad cron", "tasks:\n  - name: a\n    cron: '61 * * * *'\n",
 		[]string{"tasks.yaml:3: ", `task "a": cron: "61 * * * *"`, "minute field \"61\""}},
 	{"cron with a newline", "tasks:\n  - name: a\n    cron: \"@foo\\nbar\"\n",

@@ -42,6 +42,7 @@ func TestTriggerWords(t *testing.T) {
 		{events.Trigger{Kind: events.KindCron, Cron: "30 2 * * 5L", TZ: "Europe/Berlin"}, "on the last Friday of every month at 02:30 (Europe/Berlin)"},
 		{events.Trigger{Kind: events.KindCron, Cron: "0 9 ? * MON#1"}, "on the first Monday of every month at 09:00 (UTC)"},
 		{events.Trigger{Kind: events.KindCron, Cron: "0 0 * * 7"}, "every Sunday at 00:00 (UTC)"},
+		{events.Cron("30 2 * * *").In("Europe/Berlin").DST(events.GapSkip, events.OverlapTwice), "every day at 02:30 (Europe/Berlin); skipped on the day the clocks jump over it; twice when the clocks repeat it"},
 		{events.Trigger{Kind: events.KindCron, Cron: "*/7 * * * * *"}, "cron */7 * * * * * (UTC)"},
 		{events.Trigger{Kind: events.KindCron, Cron: "0 0 1 1 *"}, "every year on 1 January at 00:00 (UTC)"},
 		{events.Trigger{Kind: events.KindCron, Cron: "0 */2 * * *"}, "every 2 hours at minute 0 (UTC)"},

@@ -35,6 +35,18 @@ func TriggerWords(t events.Trigger) string {
 	if !t.End.IsZero() {
 		s += ", until " + t.End.UTC().Format("2006-01-02 15:04:05 UTC")
 	}
+	switch t.DSTGap {
+	case events.GapSkip:
+		s += "; skipped on the day the clocks jump over it"
+	case events.GapShift:
+		s += "; in a DST gap, when it ends"
+	}
+	switch t.DSTOverlap {
+	case events.OverlapTwice:
+		s += "; twice when the clocks repeat it"
+	case events.OverlapOnce:
+		s += "; once when the clocks repeat it"
+	}
 	return s
 }
 
