@@ -2,6 +2,8 @@ package consumer
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -217,6 +219,7 @@ func (ob *outbox) flushOnce(ctx context.Context) (int, error) {
 	}
 	if n > 0 {
 		ob.recorded(batch) // their claims go: the entries are acked
+		ob.pauseFailing(ctx, batch)
 	}
 	ob.mu.Lock()
 	clear(batch) // let the outcomes go
@@ -249,4 +252,88 @@ func (ob *outbox) drain(limit time.Duration) {
 			return
 		}
 	}
+}
+
+// pauseFailing pauses each task of batch with pause_after_failures whose
+// dead letter made its slots dead-lettered in a row, since it was
+// registered, rescheduled or resumed, reach that number (so a task resumed
+// by hand gets that many tries again). A rare write: only after such a dead
+// letter. A pause that fails is logged, and tried again at the next one.
+func (ob *outbox) pauseFailing(ctx context.Context, batch []*store.Outcome) {
+	var tasks []string
+	limit := map[string]int{}
+	last := map[string]string{}
+	for _, o := range batch {
+		n := o.Delivery.Spec.PauseAfterFailures
+		if o.Dead == "" || n <= 0 {
+			continue
+		}
+		t := o.Delivery.Fire.Task
+		if _, ok := limit[t]; !ok {
+			tasks = append(tasks, t)
+		}
+		limit[t], last[t] = n, o.DeadError
+	}
+	if len(tasks) == 0 {
+		return
+	}
+	states, err := ob.st.States(ctx, tasks)
+	if err != nil {
+		ob.log.Warn().Err(err).Strs("tasks", tasks).Msg("read the failures in a row of tasks with pause_after_failures")
+		return
+	}
+	for _, t := range tasks {
+		ts := states[t]
+		if !ts.Paused.IsZero() {
+			continue
+		}
+		fails, err := ob.deadInARow(ctx, t, ts.Since, limit[t])
+		if err != nil {
+			ob.log.Warn().Err(err).Str("task", t).Msg("read the history of a task with pause_after_failures")
+			continue
+		}
+		if fails < limit[t] {
+			continue
+		}
+		reason := fmt.Sprintf("paused after %d slots in a row failed and were dead-lettered (pause_after_failures: %d)", fails, limit[t])
+		if last[t] != "" {
+			reason += "; last error: " + last[t]
+		}
+		_, err = ob.st.PauseBecause(ctx, t, ob.node, reason)
+		switch {
+		case errors.Is(err, store.ErrAlreadyPaused), errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			ob.log.Warn().Err(err).Str("task", t).Msg("pause after failures")
+		default:
+			ob.log.Warn().Str("task", t).Int("failures", fails).Msg("task paused: " + reason)
+		}
+	}
+}
+
+// deadInARow counts the task's newest slots that ended dead-lettered, in a
+// row, planned at or after since, up to want (a slot that completed ends
+// the row; one failed and waiting for its retry, or missed, neither counts
+// nor ends it).
+func (ob *outbox) deadInARow(ctx context.Context, task string, since time.Time, want int) (int, error) {
+	now, err := ob.st.Time(ctx)
+	if err != nil {
+		return 0, err
+	}
+	slots, err := ob.st.History(ctx, task, 2*want+10, now)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, s := range slots {
+		if s.Scheduled.Before(since) || n >= want {
+			break
+		}
+		switch s.Outcome {
+		case string(events.TypeDead):
+			n++
+		case string(events.TypeCompleted):
+			return n, nil
+		}
+	}
+	return n, nil
 }

@@ -171,6 +171,8 @@ const (
 	MaxPayload      = 64 << 10 // bytes
 	MaxMisfireLimit = 10000
 	MaxAttempts     = 100
+	// MaxPauseAfterFailures bounds Spec.PauseAfterFailures.
+	MaxPauseAfterFailures = 10000
 )
 
 // Spec is one task: its name, trigger, and how its fires are handled.
@@ -200,6 +202,10 @@ type Spec struct {
 	Attempts int
 	// Payload is text handed to every run of the task (UTF-8, at most 64 KiB).
 	Payload string
+	// PauseAfterFailures, when above zero, pauses the task once that many
+	// of its slots in a row ended dead-lettered (a retried slot counts
+	// once), with a paused event saying why; zero never does.
+	PauseAfterFailures int
 }
 
 // WithDefaults returns the spec with every unset optional field at its default.
@@ -319,6 +325,9 @@ func (s Spec) Validate() error {
 	if s.Timeout < 0 {
 		return bad("timeout", "%s; want a positive duration, or 0 for none", s.Timeout)
 	}
+	if s.PauseAfterFailures < 0 || s.PauseAfterFailures > MaxPauseAfterFailures {
+		return bad("pause_after_failures", "%d; want 0 (never) to %d", s.PauseAfterFailures, MaxPauseAfterFailures)
+	}
 	if s.Attempts < 1 || s.Attempts > MaxAttempts {
 		return bad("attempts", "%d; want 1 to %d", s.Attempts, MaxAttempts)
 	}
@@ -437,6 +446,7 @@ type wireSpec struct {
 	TimeoutMs    int64  `json:"timeout_ms,omitempty"`
 	Attempts     int    `json:"attempts"`
 	Payload      string `json:"payload,omitempty"`
+	PauseAfter   int    `json:"pause_after_failures,omitempty"`
 }
 
 func msPtr(t time.Time) *int64 {
@@ -465,7 +475,7 @@ func MarshalSpec(s Spec) ([]byte, error) {
 		DSTGap: string(s.Trigger.DSTGap), DSTOverlap: string(s.Trigger.DSTOverlap),
 		Queue: s.Queue, Mode: string(s.Mode), Misfire: string(s.Misfire), MisfireLimit: s.MisfireLimit,
 		GraceMs: s.MisfireGrace.Milliseconds(), Overlap: string(s.Overlap), TimeoutMs: s.Timeout.Milliseconds(),
-		Attempts: s.Attempts, Payload: s.Payload,
+		Attempts: s.Attempts, Payload: s.Payload, PauseAfter: s.PauseAfterFailures,
 	}
 	return json.Marshal(w)
 }
@@ -490,6 +500,7 @@ func (w *wireSpec) spec() (Spec, error) {
 		Queue: w.Queue, Mode: Mode(w.Mode), Misfire: Misfire(w.Misfire), MisfireLimit: w.MisfireLimit,
 		MisfireGrace: time.Duration(w.GraceMs) * time.Millisecond, Overlap: Overlap(w.Overlap),
 		Timeout: time.Duration(w.TimeoutMs) * time.Millisecond, Attempts: w.Attempts, Payload: w.Payload,
+		PauseAfterFailures: w.PauseAfter,
 	}, nil
 }
 

@@ -158,6 +158,8 @@ func (w *wireSpec) setInt(k string, n int64) bool {
 		return setIntField(&w.MisfireLimit, n)
 	case "attempts":
 		return setIntField(&w.Attempts, n)
+	case "pause_after_failures":
+		return setIntField(&w.PauseAfter, n)
 	case "at":
 		w.At = &n
 	case "every_ms":

@@ -114,7 +114,12 @@ var ErrAlreadyPaused = errors.New("already paused")
 // not in the task set, ErrAlreadyPaused (with the earlier pause time) when
 // it is paused.
 func (s *Store) Pause(ctx context.Context, task, by string) (time.Time, error) {
-	e := events.Event{Type: events.TypePaused, Task: task, Worker: by, Reason: "paused by hand"}
+	return s.PauseBecause(ctx, task, by, "paused by hand")
+}
+
+// PauseBecause is Pause with the reason its paused event gives.
+func (s *Store) PauseBecause(ctx context.Context, task, by, reason string) (time.Time, error) {
+	e := events.Event{Type: events.TypePaused, Task: task, Worker: by, Reason: reason}
 	args, err := e.AppendArgs([]any{s.keys.State(task), task, s.eventsMaxLen.Load()})
 	if err != nil {
 		return time.Time{}, err
