@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -83,4 +85,93 @@ tasks:
 		pr.stop(t, syscall.SIGTERM)
 	}
 	_ = fmt.Sprint
+}
+
+// except, end to end with the binaries: a task every second with a cron
+// calendar excluding even seconds runs its odd slots only, and records
+// each even one missed with the rule; its history lists them; taskino next
+// marks them.
+func TestExceptWithBinaries(t *testing.T) {
+	b := setup(t)
+	cli, plannerBin, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")
+	dir := t.TempDir()
+	ran := filepath.Join(dir, "ran.log")
+	tasks := writeFile(t, dir, "tasks.yaml", fmt.Sprintf(`version: 1
+tasks:
+  - name: ticker
+    every: 1s
+    except:
+      - cron: "*/2 * * * * *"
+      - 2020-01-01
+    exec: [sh, -c, 'echo "$TASKINO_FIRE_ID" >> %s']
+`, ran))
+	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
+	if out := mustCLI(t, cli, append([]string{"next", "ticker", "-n", "4"}, common...)...); strings.Count(out, "excluded by except cron: */2 * * * * *: fires nothing") != 2 {
+		t.Errorf("next marks %d of 4 slots excluded, want 2:\n%s", strings.Count(out, "excluded by except"), out)
+	}
+	p := startProc(t, "planner", plannerBin, append([]string{"--node", "p1"}, common...)...)
+	w := startProc(t, "worker", workerBin, append([]string{"--node", "w1", "--tasks", tasks}, common...)...)
+	all := awaitEvents(t, b, 60*time.Second, func(es []events.Event) bool {
+		missed, done := 0, 0
+		for _, e := range es {
+			switch {
+			case e.Task == "ticker" && e.Type == events.TypeMissed:
+				missed++
+			case e.Task == "ticker" && e.Type == events.TypeCompleted:
+				done++
+			}
+		}
+		return missed >= 4 && done >= 4
+	})
+	for _, pr := range []*proc{w, p} {
+		pr.stop(t, syscall.SIGTERM)
+	}
+	missedAt, ranAt := map[int64]bool{}, map[int64]bool{}
+	for _, e := range all {
+		if e.Task != "ticker" {
+			continue
+		}
+		switch e.Type {
+		case events.TypeMissed:
+			if e.Policy != "except" || e.Reason != "excluded by except cron: */2 * * * * *" || e.At.Second()%2 != 0 {
+				t.Errorf("missed %s: policy %q, reason %q; want only even seconds, excluded by the rule", e.At, e.Policy, e.Reason)
+			}
+			missedAt[e.At.UnixMilli()] = true
+		case events.TypeFired:
+			if e.At.Second()%2 == 0 {
+				t.Errorf("fired the excluded slot %s", e.At)
+			}
+		case events.TypeCompleted:
+			ranAt[e.At.UnixMilli()] = true
+		}
+	}
+	for at := range ranAt {
+		if missedAt[at] {
+			t.Errorf("slot %d both ran and was missed", at)
+		}
+	}
+	data, err := os.ReadFile(ran)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range strings.Fields(string(data)) {
+		if ms := slotMs(id); time.UnixMilli(ms).UTC().Second()%2 == 0 {
+			t.Errorf("the command ran for the excluded slot %s", id)
+		}
+	}
+	var hist []histSlot
+	out := mustCLI(t, cli, append([]string{"history", "ticker", "--json", "--limit", "0"}, common...)...)
+	if err := json.Unmarshal([]byte(out), &hist); err != nil {
+		t.Fatalf("history --json: %v\n%s", err, out)
+	}
+	excluded := 0
+	for _, h := range hist {
+		if h.Outcome == "missed" && h.Reason == "excluded by except cron: */2 * * * * *" && h.Policy == "except" {
+			excluded++
+		}
+	}
+	if excluded < 4 {
+		t.Errorf("history lists %d excluded slots, want at least 4:\n%s", excluded, out)
+	}
 }

@@ -44,7 +44,18 @@ type Trigger struct {
 	// runs twice like any other hour).
 	DSTGap     DSTGap
 	DSTOverlap DSTOverlap
+	// Except are the days and times on which no slot of an every or cron
+	// trigger fires (each such slot is recorded missed, with the rule
+	// that excluded it): "2026-12-25" (a day), "2026-12-24..2026-12-31"
+	// (days, both included), or "cron: EXPR" (the slots whose wall-clock
+	// minute, or second with six fields, the expression matches:
+	// "cron: * * 25 12 *" is every 25 December). Days and expressions are
+	// read in the trigger's zone (UTC for an every trigger).
+	Except []string
 }
+
+// MaxExcept bounds Trigger.Except.
+const MaxExcept = 1000
 
 // DSTGap is what a cron trigger does with a wall time the clocks skip
 // (spring forward).
@@ -65,6 +76,12 @@ const (
 	OverlapOnce  DSTOverlap = "once"  // fire at its first occurrence only
 	OverlapTwice DSTOverlap = "twice" // fire at both occurrences
 )
+
+// Excluding returns the trigger with rules added to its Except.
+func (t Trigger) Excluding(rules ...string) Trigger {
+	t.Except = append(append([]string(nil), t.Except...), rules...)
+	return t
+}
 
 // DST returns the cron trigger with its daylight-saving policies (an
 // empty value keeps the default).
@@ -120,6 +137,9 @@ func (t Trigger) String() string {
 	}
 	if t.DSTOverlap != "" {
 		fmt.Fprintf(&b, " dst-overlap %s", t.DSTOverlap)
+	}
+	if len(t.Except) > 0 {
+		fmt.Fprintf(&b, " except %s", strings.Join(t.Except, "; "))
 	}
 	return b.String()
 }
@@ -362,6 +382,17 @@ func (t Trigger) validate(task string) error {
 	if t.Kind != KindCron && (t.DSTGap != "" || t.DSTOverlap != "") {
 		return bad("dst", "only a cron trigger reads the wall clock; an %s trigger's slots are the same instants whatever the clocks do", t.Kind)
 	}
+	if len(t.Except) > 0 && t.Kind == KindOnce {
+		return bad("except", "a once trigger has one slot; drop except, or the trigger")
+	}
+	if len(t.Except) > MaxExcept {
+		return bad("except", "%d rules; want at most %d", len(t.Except), MaxExcept)
+	}
+	for _, r := range t.Except {
+		if err := checkExcept(r); err != nil {
+			return bad("except", "%v", err)
+		}
+	}
 	if g := t.DSTGap; g != "" && g != GapShift && g != GapSkip {
 		return bad("dst", "gap %q; want shift (fire once when the gap ends) or skip", g)
 	}
@@ -426,27 +457,28 @@ func LoadZone(tz string) (*time.Location, error) {
 // milliseconds, zero values omitted, so the same spec always encodes to the
 // same bytes (the store compares encodings to find what changed).
 type wireSpec struct {
-	V            int    `json:"v"`
-	Name         string `json:"name"`
-	Kind         string `json:"kind"`
-	At           *int64 `json:"at,omitempty"`
-	EveryMs      int64  `json:"every_ms,omitempty"`
-	Cron         string `json:"cron,omitempty"`
-	TZ           string `json:"tz,omitempty"`
-	Start        *int64 `json:"start,omitempty"`
-	End          *int64 `json:"end,omitempty"`
-	DSTGap       string `json:"dst_gap,omitempty"`
-	DSTOverlap   string `json:"dst_overlap,omitempty"`
-	Queue        string `json:"queue"`
-	Mode         string `json:"mode"`
-	Misfire      string `json:"misfire"`
-	MisfireLimit int    `json:"misfire_limit"`
-	GraceMs      int64  `json:"misfire_grace_ms"`
-	Overlap      string `json:"overlap"`
-	TimeoutMs    int64  `json:"timeout_ms,omitempty"`
-	Attempts     int    `json:"attempts"`
-	Payload      string `json:"payload,omitempty"`
-	PauseAfter   int    `json:"pause_after_failures,omitempty"`
+	V            int      `json:"v"`
+	Name         string   `json:"name"`
+	Kind         string   `json:"kind"`
+	At           *int64   `json:"at,omitempty"`
+	EveryMs      int64    `json:"every_ms,omitempty"`
+	Cron         string   `json:"cron,omitempty"`
+	TZ           string   `json:"tz,omitempty"`
+	Start        *int64   `json:"start,omitempty"`
+	End          *int64   `json:"end,omitempty"`
+	DSTGap       string   `json:"dst_gap,omitempty"`
+	DSTOverlap   string   `json:"dst_overlap,omitempty"`
+	Except       []string `json:"except,omitempty"`
+	Queue        string   `json:"queue"`
+	Mode         string   `json:"mode"`
+	Misfire      string   `json:"misfire"`
+	MisfireLimit int      `json:"misfire_limit"`
+	GraceMs      int64    `json:"misfire_grace_ms"`
+	Overlap      string   `json:"overlap"`
+	TimeoutMs    int64    `json:"timeout_ms,omitempty"`
+	Attempts     int      `json:"attempts"`
+	Payload      string   `json:"payload,omitempty"`
+	PauseAfter   int      `json:"pause_after_failures,omitempty"`
 }
 
 func msPtr(t time.Time) *int64 {
@@ -472,7 +504,7 @@ func MarshalSpec(s Spec) ([]byte, error) {
 		V: 1, Name: s.Name, Kind: string(s.Trigger.Kind),
 		At: msPtr(s.Trigger.At), EveryMs: s.Trigger.Period.Milliseconds(), Cron: s.Trigger.Cron, TZ: s.Trigger.TZ,
 		Start: msPtr(s.Trigger.Start), End: msPtr(s.Trigger.End),
-		DSTGap: string(s.Trigger.DSTGap), DSTOverlap: string(s.Trigger.DSTOverlap),
+		DSTGap: string(s.Trigger.DSTGap), DSTOverlap: string(s.Trigger.DSTOverlap), Except: s.Trigger.Except,
 		Queue: s.Queue, Mode: string(s.Mode), Misfire: string(s.Misfire), MisfireLimit: s.MisfireLimit,
 		GraceMs: s.MisfireGrace.Milliseconds(), Overlap: string(s.Overlap), TimeoutMs: s.Timeout.Milliseconds(),
 		Attempts: s.Attempts, Payload: s.Payload, PauseAfter: s.PauseAfterFailures,
@@ -495,7 +527,7 @@ func (w *wireSpec) spec() (Spec, error) {
 		Trigger: Trigger{
 			Kind: TriggerKind(w.Kind), At: fromMsPtr(w.At), Period: time.Duration(w.EveryMs) * time.Millisecond,
 			Cron: w.Cron, TZ: w.TZ, Start: fromMsPtr(w.Start), End: fromMsPtr(w.End),
-			DSTGap: DSTGap(w.DSTGap), DSTOverlap: DSTOverlap(w.DSTOverlap),
+			DSTGap: DSTGap(w.DSTGap), DSTOverlap: DSTOverlap(w.DSTOverlap), Except: w.Except,
 		},
 		Queue: w.Queue, Mode: Mode(w.Mode), Misfire: Misfire(w.Misfire), MisfireLimit: w.MisfireLimit,
 		MisfireGrace: time.Duration(w.GraceMs) * time.Millisecond, Overlap: Overlap(w.Overlap),
@@ -524,6 +556,9 @@ func ScheduleKey(s Spec) string {
 	if t.DSTGap != "" || t.DSTOverlap != "" { // only then: a task without them keeps its key of before they existed
 		key += "|" + string(t.DSTGap) + "|" + string(t.DSTOverlap)
 	}
+	if len(t.Except) > 0 {
+		key += "|except " + strings.Join(t.Except, "|")
+	}
 	return key
 }
 
@@ -533,3 +568,50 @@ const (
 	ChangeChanged = "changed"
 	ChangeRemoved = "removed"
 )
+
+// ExceptRule is one rule of Trigger.Except, read: a range of days (From to
+// To, both included, as YYYY-MM-DD), or a cron expression (Cron).
+type ExceptRule struct {
+	From, To string
+	Cron     string
+}
+
+// ParseExcept reads a rule of Trigger.Except, or says what is wrong with
+// it. It does not check a cron expression's fields (the planner does).
+func ParseExcept(r string) (ExceptRule, error) {
+	r = strings.TrimSpace(r)
+	if expr, ok := strings.CutPrefix(r, "cron:"); ok {
+		expr = strings.TrimSpace(expr)
+		if expr == "" || strings.HasPrefix(expr, "@") {
+			return ExceptRule{}, fmt.Errorf("rule %q: want cron: and 5 or 6 fields, such as \"cron: * * 25 12 *\"", r)
+		}
+		return ExceptRule{Cron: expr}, nil
+	}
+	from, to, isRange := strings.Cut(r, "..")
+	day := func(s string) (string, error) {
+		s = strings.TrimSpace(s)
+		if _, err := time.Parse("2006-01-02", s); err != nil {
+			return "", fmt.Errorf("rule %q: %q is not a day; want YYYY-MM-DD, YYYY-MM-DD..YYYY-MM-DD or cron: EXPR", r, s)
+		}
+		return s, nil
+	}
+	a, err := day(from)
+	if err != nil {
+		return ExceptRule{}, err
+	}
+	b := a
+	if isRange {
+		if b, err = day(to); err != nil {
+			return ExceptRule{}, err
+		}
+		if b < a {
+			return ExceptRule{}, fmt.Errorf("rule %q: the range ends before it starts", r)
+		}
+	}
+	return ExceptRule{From: a, To: b}, nil
+}
+
+func checkExcept(r string) error {
+	_, err := ParseExcept(r)
+	return err
+}

@@ -77,9 +77,28 @@ func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, lookahead tim
 		late++
 	}
 
+	// A slot an except rule excludes is missed, saying which rule.
+	ex, _ := sched.(Excluder)
+	excluded := func(slot time.Time) bool {
+		if ex == nil {
+			return false
+		}
+		rule := ex.Excluded(slot)
+		if rule == "" {
+			return false
+		}
+		plan.Ops = append(plan.Ops, store.Op{Slot: slot, Event: events.Event{
+			Type: events.TypeMissed, Task: ct.Name, At: slot, Count: 1, Policy: PolicyExcept,
+			Reason: "excluded by except " + rule, Worker: node,
+		}})
+		return true
+	}
 	// Each missed slot's reason gives its own lateness.
 	miss := func(s []time.Time) {
 		for _, slot := range s {
+			if excluded(slot) {
+				continue
+			}
 			plan.Ops = append(plan.Ops, store.Op{Slot: slot, Event: events.Event{
 				Type: events.TypeMissed, Task: ct.Name, At: slot, Count: 1, Policy: spec.Misfire,
 				Reason: fmt.Sprintf("planned %s late, past the %s grace", now.Sub(slot).Round(time.Millisecond), spec.MisfireGrace), Worker: node,
@@ -88,6 +107,9 @@ func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, lookahead tim
 	}
 	fire := func(s []time.Time) {
 		for _, slot := range s {
+			if excluded(slot) {
+				continue
+			}
 			f := events.Fire{ID: events.FireID(ct.Name, slot), Task: ct.Name, At: slot, Payload: spec.Payload, Attempt: 1}
 			plan.Ops = append(plan.Ops, store.Op{Slot: slot, Fire: &f, Event: events.Event{
 				Type: events.TypeFired, Task: ct.Name, Fire: f.ID, At: slot, Queue: spec.Queue, Mode: spec.Mode, Worker: node,
@@ -138,6 +160,10 @@ func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, lookahead tim
 	}
 	return plan
 }
+
+// PolicyExcept is the policy of a missed event for a slot a trigger's
+// Except excluded.
+const PolicyExcept events.Misfire = "except"
 
 // noSlotOp records an every or cron task that has no slot, because its
 // window ended before (or has none left after) the time it was registered,

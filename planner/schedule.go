@@ -24,6 +24,14 @@ var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | 
 // Compile turns a trigger into its schedule, or a *events.SpecError (with
 // an empty task name) saying what is wrong with it.
 func Compile(t events.Trigger) (Schedule, error) {
+	sched, err := compile(t)
+	if err != nil {
+		return nil, err
+	}
+	return withExcept(sched, t)
+}
+
+func compile(t events.Trigger) (Schedule, error) {
 	if err := (events.Spec{Name: "-", Trigger: t}).Validate(); err != nil {
 		err.(*events.SpecError).Task = ""
 		return nil, err

@@ -2,6 +2,7 @@ package inspect
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/taskino/taskino/planner"
@@ -27,6 +28,11 @@ func NextSlots(sched planner.Schedule, loc *time.Location, from time.Time, n int
 		if _, off := at.Zone(); off != prevOff {
 			s.Note = fmt.Sprintf("DST: UTC offset %s -> %s before this slot", offset(prevOff), offset(off))
 			prevOff = off
+		}
+		if ex, ok := sched.(planner.Excluder); ok {
+			if rule := ex.Excluded(t); rule != "" {
+				s.Note = strings.TrimPrefix(s.Note+"; ", "; ") + "excluded by except " + rule + ": fires nothing"
+			}
 		}
 		out = append(out, s)
 	}

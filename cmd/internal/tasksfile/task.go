@@ -135,6 +135,7 @@ func (p *parser) task(index int, item *yaml.Node) (task Task, name string, ok bo
 		haveStartOrEnd bool
 		dstGap         events.DSTGap
 		dstOverlap     events.DSTOverlap
+		except         []string
 	)
 	for _, kv := range pairs {
 		t.fields[kv.key] = kv
@@ -180,6 +181,8 @@ func (p *parser) task(index int, item *yaml.Node) (task Task, name string, ok bo
 					t.p.errorf(d.line, "%s: dst: unknown field %q (fields: gap, overlap)", t.label, d.key)
 				}
 			}
+		case "except":
+			except = t.except(n)
 		case "start":
 			if v, ok := t.time("start", n); ok {
 				start, haveStartOrEnd = v, true
@@ -258,6 +261,9 @@ func (p *parser) task(index int, item *yaml.Node) (task Task, name string, ok bo
 		tr = tr.From(start).Until(end)
 	}
 	tr = tr.DST(dstGap, dstOverlap)
+	if except != nil {
+		tr = tr.Excluding(except...)
+	}
 	spec.Trigger = tr
 	if err := planner.Validate(spec); err != nil {
 		var se *events.SpecError
@@ -297,4 +303,37 @@ func (t *taskParse) specError(se *events.SpecError) {
 		}
 	}
 	t.p.errs = append(t.p.errs, t.p.newError(line, se, "%s: %s: %s", t.label, field, se.Problem))
+}
+
+// except reads the except list: days (2026-12-25), ranges of days
+// (2026-12-24..2026-12-31), and cron calendars, written "cron: EXPR" or
+// as a mapping {cron: EXPR}.
+func (t *taskParse) except(n *yaml.Node) []string {
+	const want = "a list of days (2026-12-25), ranges of days (2026-12-24..2026-12-31) or cron calendars (cron: \"* * 25 12 *\")"
+	if n.Kind != yaml.SequenceNode {
+		t.p.errorf(n.Line, "%s: except: want %s, got %s", t.label, want, describe(n))
+		return nil
+	}
+	out := []string{}
+	for i, item := range n.Content {
+		item = t.p.resolve(item)
+		switch item.Kind {
+		case yaml.ScalarNode:
+			if item.Value == "" {
+				t.p.errorf(item.Line, "%s: except[%d]: want %s, got an empty value", t.label, i, want)
+				continue
+			}
+			out = append(out, item.Value)
+		case yaml.MappingNode:
+			pairs := t.p.pairs(item, fmt.Sprintf("%s: except[%d]: ", t.label, i))
+			if len(pairs) != 1 || pairs[0].key != "cron" || pairs[0].val.Kind != yaml.ScalarNode {
+				t.p.errorf(item.Line, "%s: except[%d]: want {cron: EXPR}, or a day or range of days", t.label, i)
+				continue
+			}
+			out = append(out, "cron: "+pairs[0].val.Value)
+		default:
+			t.p.errorf(item.Line, "%s: except[%d]: want %s, got %s", t.label, i, want, describe(item))
+		}
+	}
+	return out
 }

@@ -136,6 +136,13 @@ func TestParseForms(t *testing.T) {
 					t.Errorf("b: %+v, want the default policies", b)
 				}
 			}},
+		{"except forms", "tasks:\n- name: a\n  cron: '0 9 * * MON-FRI'\n  tz: Europe/Berlin\n  except: [2026-12-25, '2026-12-31..2027-01-01', 'cron: * * 24 12 *', {cron: '* 12 * * SAT'}]\n  exec: ['true']\n",
+			func(t *testing.T, f *File) {
+				got := strings.Join(f.Tasks[0].Spec.Trigger.Except, "|")
+				if got != "2026-12-25|2026-12-31..2027-01-01|cron: * * 24 12 *|cron: * 12 * * SAT" {
+					t.Errorf("except: %q", got)
+				}
+			}},
 		{"empty tasks field", "tasks:\n# - name: x\n#   every: 1s\n", func(t *testing.T, f *File) {
 			if f.Version != 0 || len(f.Tasks) != 0 {
 				t.Errorf("got %+v", f)
@@ -206,7 +213,7 @@ var errorCases = []struct {
 	{"no trigger", "tasks:\n  - name: x\n    queue: q\n",
 		[]string{"tasks.yaml:2: ", `task "x": want exactly one trigger of every, cron, once; got none`}},
 	{"unknown task field", "tasks:\n  - name: y\n    every: 1s\n    cmd: [ls]\n",
-		[]string{"tasks.yaml:4: ", `task "y": unknown field "cmd" (fields: name, every, cron, tz, dst, once, start, end, queue, mode, misfire, misfire_limit, misfire_grace, overlap, timeout, attempts, pause_after_failures, payload, exec, http)`}},
+		[]string{"tasks.yaml:4: ", `task "y": unknown field "cmd" (fields: name, every, cron, tz, dst, except, once, start, end, queue, mode, misfire, misfire_limit, misfire_grace, overlap, timeout, attempts, pause_after_failures, payload, exec, http)`}},
 	{"exec and http", "tasks:\n  - name: z\n    every: 1s\n    exec: [ls]\n    http: {url: 'http://h/'}\n",
 		[]string{"tasks.yaml:5: ", `task "z": exec and http both set; want one of them`}},
 	{"duplicate task", "tasks:\n  - name: heartbeat\n    every: 1s\n  - name: heartbeat\n    every: 2s\n",
@@ -289,6 +296,14 @@ var errorCases = []struct {
 		[]string{"tasks.yaml:4: ", `task "a": tz: zone "Local" depends on the host`}},
 	{"empty tz", "tasks:\n  - name: a\n    cron: '0 * * * *'\n    tz: ''\n",
 		[]string{"tasks.yaml:4: ", `task "a": tz: want an IANA time zone like Europe/Paris, got ""`}},
+	{"except not a list", "tasks:\n  - name: a\n    every: 1h\n    except: 2026-12-25\n",
+		[]string{"tasks.yaml:4: ", `task "a": except: want a list of days`}},
+	{"except bad day", "tasks:\n  - name: a\n    every: 1h\n    except: [2026-02-30]\n",
+		[]string{"tasks.yaml:4: ", `task "a": except: rule "2026-02-30": "2026-02-30" is not a day`}},
+	{"except bad cron", "tasks:\n  - name: a\n    every: 1h\n    except: [{cron: '0 0 * * 9'}]\n",
+		[]string{"tasks.yaml:4: ", `task "a": except: rule "cron: 0 0 * * 9"`, `day-of-week field "9"`}},
+	{"except on once", "tasks:\n  - name: a\n    once: 2026-12-01T00:00:00Z\n    except: [2026-12-25]\n",
+		[]string{"tasks.yaml:4: ", `task "a": except: a once trigger has one slot`}},
 	{"dst on every", "tasks:\n  - name: a\n    every: 1h\n    dst: {gap: skip}\n",
 		[]string{"tasks.yaml:4: ", `task "a": dst: only a cron trigger reads the wall clock`}},
 	{"dst gap unknown", "tasks:\n  - name: a\n    cron: '0 * * * *'\n    dst: {gap: later}\n",
