@@ -175,3 +175,69 @@ tasks:
 		t.Errorf("history lists %d excluded slots, want at least 4:\n%s", excluded, out)
 	}
 }
+
+// limit, end to end with the binaries: a task every second with limit: 3
+// fires three slots and is done (ls says so, and no fourth slot fires
+// while another task goes on); a manual trigger still runs it; applying a
+// new limit counts again from the apply.
+func TestLimitWithBinaries(t *testing.T) {
+	b := setup(t)
+	cli, plannerBin, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")
+	dir := t.TempDir()
+	file := func(version, limit int) string {
+		return writeFile(t, dir, fmt.Sprintf("tasks-%d.yaml", version), fmt.Sprintf(`version: %d
+tasks:
+  - name: thrice
+    every: 1s
+    limit: %d
+    exec: ["true"]
+  - name: clock
+    every: 1s
+    exec: ["true"]
+`, version, limit))
+	}
+	v1 := file(1, 3)
+	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	mustCLI(t, cli, append([]string{"apply", v1}, common...)...)
+	p := startProc(t, "planner", plannerBin, append([]string{"--node", "p1"}, common...)...)
+	w := startProc(t, "worker", workerBin, append([]string{"--node", "w1", "--tasks", v1}, common...)...)
+	count := func(es []events.Event, task string, typ events.Type, after time.Time) int {
+		n := 0
+		for _, e := range es {
+			if at, _ := events.EntryTime(e.ID); e.Task == task && e.Type == typ && at.After(after) {
+				n++
+			}
+		}
+		return n
+	}
+	es := awaitEvents(t, b, 60*time.Second, func(es []events.Event) bool { return count(es, "thrice", events.TypeCompleted, time.Time{}) >= 3 })
+	third := time.Time{}
+	for _, e := range es {
+		if e.Task == "thrice" && e.Type == events.TypeFired {
+			third, _ = events.EntryTime(e.ID)
+		}
+	}
+	// Four more seconds of the clock task: thrice fires nothing more.
+	es = awaitEvents(t, b, 60*time.Second, func(es []events.Event) bool { return count(es, "clock", events.TypeCompleted, third) >= 4 })
+	if n := count(es, "thrice", events.TypeFired, time.Time{}); n != 3 {
+		t.Errorf("thrice fired %d slots with limit 3, want 3", n)
+	}
+	if out := mustCLI(t, cli, append([]string{"ls"}, common...)...); !strings.Contains(out, "done") {
+		t.Errorf("ls after the limit:\n%s", out)
+	}
+	mustCLI(t, cli, append([]string{"trigger", "thrice"}, common...)...)
+	awaitEvent(t, b, 30*time.Second, events.TypeCompleted, func(e events.Event) bool {
+		at, _ := events.EntryTime(e.ID)
+		return e.Task == "thrice" && at.After(third) && e.Fire != events.FireID("thrice", e.At)
+	})
+	// A new limit reschedules: two more fires.
+	applied := time.Now()
+	mustCLI(t, cli, append([]string{"apply", file(2, 2)}, common...)...)
+	es = awaitEvents(t, b, 60*time.Second, func(es []events.Event) bool { return count(es, "clock", events.TypeCompleted, applied) >= 5 })
+	if n := count(es, "thrice", events.TypeFired, applied.Add(-time.Second)); n != 2 {
+		t.Errorf("thrice fired %d slots after its limit became 2, want 2", n)
+	}
+	for _, pr := range []*proc{w, p} {
+		pr.stop(t, syscall.SIGTERM)
+	}
+}

@@ -193,6 +193,8 @@ const (
 	MaxAttempts     = 100
 	// MaxPauseAfterFailures bounds Spec.PauseAfterFailures.
 	MaxPauseAfterFailures = 10000
+	// MaxLimit bounds Spec.Limit.
+	MaxLimit = 1_000_000_000
 )
 
 // Spec is one task: its name, trigger, and how its fires are handled.
@@ -226,6 +228,12 @@ type Spec struct {
 	// of its slots in a row ended dead-lettered (a retried slot counts
 	// once), with a paused event saying why; zero never does.
 	PauseAfterFailures int
+	// Limit, when above zero, is how many fires the planners append for
+	// the task (manual triggers aside): the fire that reaches it is the
+	// last, and the task is done. It counts from the task's registration
+	// or reschedule (a change of trigger, except, dst or limit); zero
+	// never ends it.
+	Limit int
 }
 
 // WithDefaults returns the spec with every unset optional field at its default.
@@ -344,6 +352,12 @@ func (s Spec) Validate() error {
 	}
 	if s.Timeout < 0 {
 		return bad("timeout", "%s; want a positive duration, or 0 for none", s.Timeout)
+	}
+	if s.Limit < 0 || s.Limit > MaxLimit {
+		return bad("limit", "%d; want 0 (none) to %d", s.Limit, MaxLimit)
+	}
+	if s.Limit > 0 && s.Trigger.Kind == KindOnce {
+		return bad("limit", "a once trigger fires once; drop limit")
 	}
 	if s.PauseAfterFailures < 0 || s.PauseAfterFailures > MaxPauseAfterFailures {
 		return bad("pause_after_failures", "%d; want 0 (never) to %d", s.PauseAfterFailures, MaxPauseAfterFailures)
@@ -479,6 +493,7 @@ type wireSpec struct {
 	Attempts     int      `json:"attempts"`
 	Payload      string   `json:"payload,omitempty"`
 	PauseAfter   int      `json:"pause_after_failures,omitempty"`
+	Limit        int      `json:"limit,omitempty"`
 }
 
 func msPtr(t time.Time) *int64 {
@@ -507,7 +522,7 @@ func MarshalSpec(s Spec) ([]byte, error) {
 		DSTGap: string(s.Trigger.DSTGap), DSTOverlap: string(s.Trigger.DSTOverlap), Except: s.Trigger.Except,
 		Queue: s.Queue, Mode: string(s.Mode), Misfire: string(s.Misfire), MisfireLimit: s.MisfireLimit,
 		GraceMs: s.MisfireGrace.Milliseconds(), Overlap: string(s.Overlap), TimeoutMs: s.Timeout.Milliseconds(),
-		Attempts: s.Attempts, Payload: s.Payload, PauseAfter: s.PauseAfterFailures,
+		Attempts: s.Attempts, Payload: s.Payload, PauseAfter: s.PauseAfterFailures, Limit: s.Limit,
 	}
 	return json.Marshal(w)
 }
@@ -532,7 +547,7 @@ func (w *wireSpec) spec() (Spec, error) {
 		Queue: w.Queue, Mode: Mode(w.Mode), Misfire: Misfire(w.Misfire), MisfireLimit: w.MisfireLimit,
 		MisfireGrace: time.Duration(w.GraceMs) * time.Millisecond, Overlap: Overlap(w.Overlap),
 		Timeout: time.Duration(w.TimeoutMs) * time.Millisecond, Attempts: w.Attempts, Payload: w.Payload,
-		PauseAfterFailures: w.PauseAfter,
+		PauseAfterFailures: w.PauseAfter, Limit: w.Limit,
 	}, nil
 }
 
@@ -558,6 +573,9 @@ func ScheduleKey(s Spec) string {
 	}
 	if len(t.Except) > 0 {
 		key += "|except " + strings.Join(t.Except, "|")
+	}
+	if s.Limit > 0 { // a new limit counts from the apply
+		key += fmt.Sprintf("|limit %d", s.Limit)
 	}
 	return key
 }

@@ -160,6 +160,8 @@ func (w *wireSpec) setInt(k string, n int64) bool {
 		return setIntField(&w.Attempts, n)
 	case "pause_after_failures":
 		return setIntField(&w.PauseAfter, n)
+	case "limit":
+		return setIntField(&w.Limit, n)
 	case "at":
 		w.At = &n
 	case "every_ms":

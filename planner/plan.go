@@ -33,7 +33,7 @@ import (
 func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, lookahead time.Duration, node string, chunk int) store.TaskPlan {
 	horizon := now.Add(max(lookahead, 0))
 	spec := ct.Spec.WithDefaults()
-	plan := store.TaskPlan{Name: ct.Name, Gen: ct.Gen, Queue: spec.Queue, Mode: spec.Mode}
+	plan := store.TaskPlan{Name: ct.Name, Gen: ct.Gen, Queue: spec.Queue, Mode: spec.Mode, Limit: spec.Limit}
 
 	next, ok := ct.Next, !ct.Next.IsZero()
 	if !ok || !ct.Planned.Before(next) {

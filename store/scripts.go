@@ -87,7 +87,7 @@ for i = 0, n - 1 do
     redis.call('HINCRBY', st, 'gen', 1)
     if redis.call('HGET', st, 'skey') ~= skey then
       redis.call('HSET', st, 'since', s(now), 'skey', skey)
-      redis.call('HDEL', st, 'next', 'lease', 'lease_until')
+      redis.call('HDEL', st, 'next', 'lease', 'lease_until', 'fired')
       if not paused then redis.call('ZADD', KEYS[3], now, name) end
       changed[#changed + 1] = '!' .. name
     else

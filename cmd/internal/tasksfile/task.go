@@ -216,6 +216,8 @@ func (p *parser) task(index int, item *yaml.Node) (task Task, name string, ok bo
 			spec.Timeout = t.millis("timeout", n, "a duration like 30s (whole milliseconds), or 0 for none", true)
 		case "attempts":
 			spec.Attempts = t.count("attempts", n, events.MaxAttempts)
+		case "limit":
+			spec.Limit = t.count("limit", n, events.MaxLimit)
 		case "pause_after_failures":
 			spec.PauseAfterFailures = t.count("pause_after_failures", n, events.MaxPauseAfterFailures)
 		case "payload":

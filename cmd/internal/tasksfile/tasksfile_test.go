@@ -213,7 +213,7 @@ var errorCases = []struct {
 	{"no trigger", "tasks:\n  - name: x\n    queue: q\n",
 		[]string{"tasks.yaml:2: ", `task "x": want exactly one trigger of every, cron, once; got none`}},
 	{"unknown task field", "tasks:\n  - name: y\n    every: 1s\n    cmd: [ls]\n",
-		[]string{"tasks.yaml:4: ", `task "y": unknown field "cmd" (fields: name, every, cron, tz, dst, except, once, start, end, queue, mode, misfire, misfire_limit, misfire_grace, overlap, timeout, attempts, pause_after_failures, payload, exec, http)`}},
+		[]string{"tasks.yaml:4: ", `task "y": unknown field "cmd" (fields: name, every, cron, tz, dst, except, once, start, end, queue, mode, misfire, misfire_limit, misfire_grace, overlap, timeout, attempts, limit, pause_after_failures, payload, exec, http)`}},
 	{"exec and http", "tasks:\n  - name: z\n    every: 1s\n    exec: [ls]\n    http: {url: 'http://h/'}\n",
 		[]string{"tasks.yaml:5: ", `task "z": exec and http both set; want one of them`}},
 	{"duplicate task", "tasks:\n  - name: heartbeat\n    every: 1s\n  - name: heartbeat\n    every: 2s\n",

@@ -126,6 +126,9 @@ type TaskPlan struct {
 	Next time.Time
 	// LastRun is recorded when at least one fire is appended.
 	LastRun *events.LastRun
+	// Limit is the spec's fire limit (0: none): the script counts the
+	// task's fires and ends the task at the limit.
+	Limit int
 }
 
 // PlanResult counts what a Plan call wrote.
@@ -167,7 +170,11 @@ func (pl *Planning) Plan(ctx context.Context, token string, plans []TaskPlan, lo
 			buf = events.AppendLastRun(buf, *p.LastRun)
 			lr = string(buf[from:])
 		}
-		args = append(args, p.Name, p.Gen, next, lr, len(p.Ops))
+		var ops any = len(p.Ops)
+		if p.Limit > 0 {
+			ops = fmt.Sprintf("L%d:%d", p.Limit, len(p.Ops))
+		}
+		args = append(args, p.Name, p.Gen, next, lr, ops)
 		stream := pl.keys.FireStream(p.Queue, p.Mode)
 		for j := range p.Ops {
 			op := &p.Ops[j]

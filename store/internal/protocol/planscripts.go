@@ -93,7 +93,9 @@ return out
 // ARGV[6] -> history key prefix (a task's history is it and the name)
 // ARGV[7] -> per-task history approximate MAXLEN
 // ARGV[8..] -> per task: name, gen, next slot (ms, or -1 when none is left),
-// last-run record ("" for none), number of ops, then the ops. An op is: slot
+// last-run record ("" for none), number of ops (written "L<limit>:<ops>"
+// for a task with a fire limit, so a task without one costs no more),
+// then the ops. An op is: slot
 // (ms; for a range of missed slots, the last one), fire stream key ("" when
 // the op fires nothing), number of fire fields, the fire fields, number of
 // event fields, the event fields.
@@ -105,6 +107,9 @@ return out
 // the lookahead (its clock went back since the claim) is dropped with every
 // op after it, and becomes the task's next slot, so it is neither lost nor
 // fired earlier than the lookahead allows.
+// A task with a fire limit counts its fires in its state hash (fired); the
+// fire that reaches the limit is its last (the ops after it are dropped)
+// and its next slot becomes none: it is done.
 // Missed ops, which come before fires, are recorded (their event goes to
 // the task's history too): the claim's clock found them late. A planned task's lease ends (emptied) in the same write
 // that records its next slot. Watermarks are read in one call for the
@@ -124,6 +129,15 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local A = ARGV
 local snow = s(now)
 local horizon = s(now + tonumber(A[5]))
+-- A task's count of ops when it is not a small number: many ops, or a
+-- fire limit ("L<limit>:<ops>"); and the limit (0: none).
+local function opsOf(v)
+  if string.byte(v) == 76 then
+    local lim, ops = string.match(v, '^L(%d+):(%d+)$')
+    return tonumber(ops), tonumber(lim)
+  end
+  return tonumber(v), 0
+end
 local n = tonumber(A[4])
 -- First pass: where each task starts, and every name, to read the
 -- watermarks in one call.
@@ -132,7 +146,7 @@ local i = 8
 for k = 1, n do
   starts[k] = i
   names[k] = A[i]
-  local nops = N[A[i+4]] or tonumber(A[i+4])
+  local nops = N[A[i+4]] or opsOf(A[i+4])
   i = i + 5
   for _ = 1, nops do
     i = i + 3 + (N[A[i+2]] or tonumber(A[i+2]))
@@ -152,7 +166,9 @@ local moved, due, lrs = {}, {}, {}
 local fires, evs, lost, dropped = 0, 0, 0, 0
 for k = 1, n do
   i = starts[k]
-  local name, gen, nxt, lr, nops = A[i], A[i+1], A[i+2], A[i+3], N[A[i+4]] or tonumber(A[i+4])
+  local name, gen, nxt, lr = A[i], A[i+1], A[i+2], A[i+3]
+  local nops, lim = N[A[i+4]], 0
+  if not nops then nops, lim = opsOf(A[i+4]) end
   i = i + 5
   local st = A[1] .. name
   local cur = redis.call('HMGET', st, 'lease', 'gen', 'lease_until')
@@ -161,6 +177,11 @@ for k = 1, n do
   local w0 = w
   local fired = false
   local stopAt = nil
+  local count, full = 0, false
+  if lim > 0 and mine then
+    count = tonumber(redis.call('HGET', st, 'fired') or '0')
+    full = count >= lim
+  end
   for _ = 1, nops do
     local slot, stream, nf = A[i], A[i+1], N[A[i+2]] or tonumber(A[i+2])
     local fstart = i + 3
@@ -169,6 +190,8 @@ for k = 1, n do
     i = estart + ne
     if not mine then
       -- skip
+    elseif full then
+      dropped = dropped + 1 -- the limit is reached: nothing more, fired or missed
     elseif stopAt or (stream ~= '' and before(horizon, slot)) then
       stopAt = stopAt or slot
       dropped = dropped + 1
@@ -179,6 +202,10 @@ for k = 1, n do
         redis.call('XADD', stream, '*', unpack(A, fstart, fstart + nf - 1))
         fires = fires + 1
         fired = true
+        if lim > 0 then
+          count = count + 1
+          full = count >= lim
+        end
       end
       redis.call('XADD', KEYS[4], 'MAXLEN', '~', A[3], '*', unpack(A, estart, estart + ne - 1))
       if stream == '' then
@@ -190,6 +217,10 @@ for k = 1, n do
   end
   if mine then
     if stopAt then nxt = stopAt end
+    if lim > 0 then
+      redis.call('HSET', st, 'fired', count)
+      if full then nxt = '-1' end
+    end
     if string.byte(nxt) == 45 then nxt = '-1' end
     if w ~= w0 then wm[name] = w; moved[name] = true end
     -- The lease ends in the same write that records the next slot.
