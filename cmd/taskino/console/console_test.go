@@ -56,6 +56,7 @@ func TestTriggerWords(t *testing.T) {
 		{events.Trigger{Kind: events.KindEvery, Period: 1500 * time.Millisecond}, "every 1500 milliseconds"},
 		{events.Trigger{Kind: events.KindEvery, Period: time.Hour, Start: at}, "every hour, from 2026-03-29 01:00:00 UTC"},
 		{events.Trigger{Kind: events.KindOnce, At: at}, "once, at 2026-03-29 01:00:00 UTC"},
+		{events.Every(time.Hour).Excluding("2026-12-25", "cron: * * 1 1 *"), "every hour; except 2026-12-25 and 1 more"},
 	} {
 		if got := TriggerWords(c.tr); got != c.want {
 			t.Errorf("%v: %q, want %q", c.tr, got, c.want)

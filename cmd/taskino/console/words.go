@@ -47,6 +47,12 @@ func TriggerWords(t events.Trigger) string {
 	case events.OverlapOnce:
 		s += "; once when the clocks repeat it"
 	}
+	switch n := len(t.Except); {
+	case n == 1:
+		s += "; except " + t.Except[0]
+	case n > 1:
+		s += fmt.Sprintf("; except %s and %d more", t.Except[0], n-1)
+	}
 	return s
 }
 
