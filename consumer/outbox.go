@@ -255,10 +255,12 @@ func (ob *outbox) drain(limit time.Duration) {
 }
 
 // pauseFailing pauses each task of batch with pause_after_failures whose
-// dead letter made its slots dead-lettered in a row, since it was
-// registered, rescheduled or resumed, reach that number (so a task resumed
-// by hand gets that many tries again). A rare write: only after such a dead
-// letter. A pause that fails is logged, and tried again at the next one.
+// dead letter made its slots failed in a row reach that number: the count
+// the finish script keeps (a retried slot counts once; a success resets
+// it), less the count at the task's last pause after failures, so a task
+// resumed by hand gets that many tries again. A rare write: only after
+// such a dead letter. A pause that fails is logged, and tried again at the
+// next one.
 func (ob *outbox) pauseFailing(ctx context.Context, batch []*store.Outcome) {
 	var tasks []string
 	limit := map[string]int{}
@@ -284,56 +286,28 @@ func (ob *outbox) pauseFailing(ctx context.Context, batch []*store.Outcome) {
 	}
 	for _, t := range tasks {
 		ts := states[t]
-		if !ts.Paused.IsZero() {
-			continue
+		o := ts.Outcome
+		if !ts.Paused.IsZero() || o == nil || o.Status != events.StatusDead {
+			continue // paused already, or a later outcome overtook the dead letter
 		}
-		fails, err := ob.deadInARow(ctx, t, ts.Since, limit[t])
-		if err != nil {
-			ob.log.Warn().Err(err).Str("task", t).Msg("read the history of a task with pause_after_failures")
-			continue
+		fails := o.Fails
+		if ts.FailsBase <= fails {
+			fails -= ts.FailsBase // counted since the last pause for failures
 		}
 		if fails < limit[t] {
 			continue
 		}
-		reason := fmt.Sprintf("paused after %d slots in a row failed and were dead-lettered (pause_after_failures: %d)", fails, limit[t])
+		reason := fmt.Sprintf("paused after %d slots in a row failed, the last dead-lettered (pause_after_failures: %d)", fails, limit[t])
 		if last[t] != "" {
 			reason += "; last error: " + last[t]
 		}
-		_, err = ob.st.PauseBecause(ctx, t, ob.node, reason)
+		_, err = ob.st.PauseAfterFailures(ctx, t, ob.node, reason, ts.Since, o.Fails)
 		switch {
-		case errors.Is(err, store.ErrAlreadyPaused), errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, store.ErrAlreadyPaused), errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrMovedOn):
 		case err != nil:
 			ob.log.Warn().Err(err).Str("task", t).Msg("pause after failures")
 		default:
 			ob.log.Warn().Str("task", t).Int("failures", fails).Msg("task paused: " + reason)
 		}
 	}
-}
-
-// deadInARow counts the task's newest slots that ended dead-lettered, in a
-// row, planned at or after since, up to want (a slot that completed ends
-// the row; one failed and waiting for its retry, or missed, neither counts
-// nor ends it).
-func (ob *outbox) deadInARow(ctx context.Context, task string, since time.Time, want int) (int, error) {
-	now, err := ob.st.Time(ctx)
-	if err != nil {
-		return 0, err
-	}
-	slots, err := ob.st.History(ctx, task, 2*want+10, now)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, s := range slots {
-		if s.Scheduled.Before(since) || n >= want {
-			break
-		}
-		switch s.Outcome {
-		case string(events.TypeDead):
-			n++
-		case string(events.TypeCompleted):
-			return n, nil
-		}
-	}
-	return n, nil
 }

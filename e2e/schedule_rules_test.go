@@ -51,7 +51,7 @@ tasks:
 	if len(dead) != 3 {
 		t.Errorf("%d dead letters of flaky before its pause, want 3", len(dead))
 	}
-	if paused.Worker != "w1" || !strings.Contains(paused.Reason, "paused after 3 slots in a row failed and were dead-lettered (pause_after_failures: 3)") ||
+	if paused.Worker != "w1" || !strings.Contains(paused.Reason, "paused after 3 slots in a row failed, the last dead-lettered (pause_after_failures: 3)") ||
 		!strings.Contains(paused.Reason, "exit status 3") {
 		t.Errorf("paused event: worker %q, reason %q; want w1 saying why, with the last error", paused.Worker, paused.Reason)
 	}
@@ -230,6 +230,15 @@ tasks:
 		at, _ := events.EntryTime(e.ID)
 		return e.Task == "thrice" && at.After(third) && e.Fire != events.FireID("thrice", e.At)
 	})
+	// Paused and resumed once done, it owes no slot: no missed event.
+	mustCLI(t, cli, append([]string{"pause", "thrice"}, common...)...)
+	mustCLI(t, cli, append([]string{"resume", "thrice"}, common...)...)
+	resumed := awaitEvent(t, b, 30*time.Second, events.TypeResumed, func(e events.Event) bool { return e.Task == "thrice" })
+	for _, e := range resumed {
+		if e.Task == "thrice" && e.Type == events.TypeMissed {
+			t.Errorf("a task done by its limit, paused and resumed, recorded missed: %+v", e)
+		}
+	}
 	// A new limit reschedules: two more fires.
 	applied := time.Now()
 	mustCLI(t, cli, append([]string{"apply", file(2, 2)}, common...)...)

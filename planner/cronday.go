@@ -184,7 +184,7 @@ func parseDays(dom, dow string) (*dayFields, error) {
 			}
 			d.nthDow = append(d.nthDow, [2]int{n, k})
 		default:
-			bits, star, err := rangeBits(item, 0, 7, dayNames)
+			bits, star, err := rangeBitsTo(item, 0, 7, 6, dayNames)
 			if err != nil {
 				if strings.HasSuffix(u, "W") {
 					err = fmt.Errorf("%v (W belongs in the day-of-month field)", err)
@@ -222,6 +222,14 @@ func weekday(s string) (int, error) {
 // robfig/cron does ("n/step" runs from n to hi). star is true for * or ?
 // without a step above 1.
 func rangeBits(item string, lo, hi int, names []string) (bits uint64, star bool, err error) {
+	return rangeBitsTo(item, lo, hi, hi, names)
+}
+
+// rangeBitsTo is rangeBits where a range with no written end ("*/n",
+// "n/step") ends at top, which may be below hi: the day-of-week's 7 is
+// Sunday again, and "1/2" means Monday, Wednesday, Friday, as robfig/cron
+// read it.
+func rangeBitsTo(item string, lo, hi, top int, names []string) (bits uint64, star bool, err error) {
 	value := func(s string) (int, error) {
 		if n, err := strconv.Atoi(s); err == nil {
 			return n, nil
@@ -234,7 +242,7 @@ func rangeBits(item string, lo, hi int, names []string) (bits uint64, star bool,
 		return 0, fmt.Errorf("%q is not a number%s", s, map[bool]string{true: " or a name", false: ""}[names != nil])
 	}
 	rangePart, stepPart, hasStep := strings.Cut(item, "/")
-	start, end := lo, hi
+	start, end := lo, top
 	switch {
 	case rangePart == "*" || rangePart == "?":
 		star = true
@@ -251,7 +259,7 @@ func rangeBits(item string, lo, hi int, names []string) (bits uint64, star bool,
 				return 0, false, err
 			}
 		} else if hasStep {
-			end = hi
+			end = top
 		}
 	}
 	step := 1

@@ -155,11 +155,14 @@ func firstDiff(got, want []time.Time, loc *time.Location) string {
 	return "none"
 }
 
-// 7 is Sunday, alone and in ranges, as 0 is.
+// 7 is Sunday, alone and in ranges, as 0 is; a step's implicit end is
+// Saturday.
 func TestSundayIsSevenToo(t *testing.T) {
 	t.Parallel()
 	for _, pair := range [][2]string{{"0 0 * * 7", "0 0 * * 0"}, {"0 0 * * 5-7", "0 0 * * 0,5,6"}, {"0 0 * * 1-7", "0 0 * * *"},
-		{"0 0 * * 7L", "0 0 * * 0L"}, {"0 0 * * 7#2", "0 0 * * SUN#2"}, {"0 0 * * */7", "0 0 * * 0"}} {
+		{"0 0 * * 7L", "0 0 * * 0L"}, {"0 0 * * 7#2", "0 0 * * SUN#2"}, {"0 0 * * */7", "0 0 * * 0"},
+		// A step with no written end stops at Saturday, as robfig/cron's did.
+		{"0 0 * * 1/2", "0 0 * * 1,3,5"}, {"0 0 * * MON/2", "0 0 * * 1,3,5"}, {"0 0 * * 5/2", "0 0 * * 5"}, {"0 0 * * 5-7/2", "0 0 * * 5,0"}} {
 		a, err := Compile(events.Cron(pair[0]).In("Europe/Berlin"))
 		if err != nil {
 			t.Fatalf("%q: %v", pair[0], err)

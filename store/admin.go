@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,24 +24,31 @@ import (
 // ARGV[1] -> the task's state key
 // ARGV[2] -> task name
 // ARGV[3] -> events stream approximate MAXLEN
-// ARGV[4..] -> the paused event's fields
+// ARGV[4] -> the task's since (ms) the pause expects ("": any)
+// ARGV[5] -> the failures in a row to record as the pause's baseline
+// (fails_base; "": none)
+// ARGV[6..] -> the paused event's fields
 //
 // The task leaves the due index, its lease ends and its gen moves on (a
 // planner holding it has its plan refused), and its state records when it
 // was paused. A reload keeps it paused.
-// Returns the pause time (ms) of the task, "" if it is not registered, or
-// {"already", since} when it was paused before (nothing written).
+// Returns the pause time (ms) of the task, "" if it is not registered,
+// {"already", since} when it was paused before, or {"moved"} when its
+// since is not the one expected (resumed or rescheduled meanwhile; nothing
+// written).
 var pauseScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return '' end
-local since = redis.call('HGET', ARGV[1], 'paused')
-if since then return {'already', since} end
+local st = redis.call('HMGET', ARGV[1], 'paused', 'since')
+if st[1] then return {'already', st[1]} end
+if ARGV[4] ~= '' and st[2] ~= ARGV[4] then return {'moved'} end
 local t = redis.call('TIME')
 local now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 redis.call('HSET', ARGV[1], 'paused', now)
+if ARGV[5] ~= '' then redis.call('HSET', ARGV[1], 'fails_base', ARGV[5]) end
 redis.call('HINCRBY', ARGV[1], 'gen', 1)
 redis.call('HDEL', ARGV[1], 'lease', 'lease_until')
 redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 6))
 return now
 `)
 
@@ -114,13 +122,25 @@ var ErrAlreadyPaused = errors.New("already paused")
 // not in the task set, ErrAlreadyPaused (with the earlier pause time) when
 // it is paused.
 func (s *Store) Pause(ctx context.Context, task, by string) (time.Time, error) {
-	return s.PauseBecause(ctx, task, by, "paused by hand")
+	return s.pause(ctx, task, by, "paused by hand", "", "")
 }
 
-// PauseBecause is Pause with the reason its paused event gives.
-func (s *Store) PauseBecause(ctx context.Context, task, by, reason string) (time.Time, error) {
+// ErrMovedOn is returned by PauseAfterFailures when the task was resumed
+// or rescheduled since the state its decision read.
+var ErrMovedOn = errors.New("resumed or rescheduled meanwhile")
+
+// PauseAfterFailures pauses task for its failures in a row, with reason
+// in its paused event, unless its since is no longer since (resumed or
+// rescheduled meanwhile: ErrMovedOn). fails, the failures in a row it
+// counted, becomes the task's baseline (TaskState.FailsBase), so that
+// after a resume it counts its failures afresh.
+func (s *Store) PauseAfterFailures(ctx context.Context, task, by, reason string, since time.Time, fails int) (time.Time, error) {
+	return s.pause(ctx, task, by, reason, strconv.FormatInt(since.UnixMilli(), 10), strconv.Itoa(fails))
+}
+
+func (s *Store) pause(ctx context.Context, task, by, reason, since, failsBase string) (time.Time, error) {
 	e := events.Event{Type: events.TypePaused, Task: task, Worker: by, Reason: reason}
-	args, err := e.AppendArgs([]any{s.keys.State(task), task, s.eventsMaxLen.Load()})
+	args, err := e.AppendArgs([]any{s.keys.State(task), task, s.eventsMaxLen.Load(), since, failsBase})
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -135,6 +155,9 @@ func (s *Store) PauseBecause(ctx context.Context, task, by, reason string) (time
 		}
 		return core.MsTime(v), nil
 	case []any:
+		if len(v) == 1 {
+			return time.Time{}, ErrMovedOn
+		}
 		return core.MsTime(v[1]), ErrAlreadyPaused
 	}
 	return time.Time{}, fmt.Errorf("pause %q: unexpected reply %v", task, res)
@@ -185,7 +208,7 @@ func (s *Store) resume(ctx context.Context, task, by string, missed func(spec ev
 	// or another pause), and the caller's missed event no longer holds.
 	pipe := s.rdb.TxPipeline()
 	specCmd := pipe.HGet(ctx, s.keys.Specs(), task)
-	stCmd := pipe.HMGet(ctx, s.keys.State(task), "since", "gen", "paused")
+	stCmd := pipe.HMGet(ctx, s.keys.State(task), "since", "gen", "paused", "next")
 	plCmd := pipe.HGet(ctx, s.keys.Planned(), task)
 	timeCmd := pipe.Time(ctx)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
@@ -217,8 +240,8 @@ func (s *Store) resume(ctx context.Context, task, by string, missed func(spec ev
 	if args, err = re.AppendArgs(args); err != nil {
 		return false, err
 	}
-	args[7] = len(args) - 9 // the resumed event's field count
-	if missed != nil {
+	args[7] = len(args) - 9                                       // the resumed event's field count
+	if done, _ := st[3].(string); missed != nil && done != "-1" { // a task done before its pause owes no slot
 		spec, err := events.UnmarshalSpec(raw)
 		if err != nil {
 			return false, fmt.Errorf("task %q: %w", task, err)

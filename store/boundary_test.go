@@ -36,7 +36,7 @@ var protocolSteps = []string{
 var operatorMethods = []string{
 	"Namespace", "Keys", "Time",
 	"Apply", "Version", "Specs", "Spec", "State", "States", "LastRun", "LastRuns", "History", "Wake",
-	"Trigger", "TriggerOnce", "Pause", "PauseBecause", "Paused", "Resume",
+	"Trigger", "TriggerOnce", "Pause", "PauseAfterFailures", "Paused", "Resume",
 	"ListDead", "ListDeadBack", "DeadLetterByID", "DeleteDead", "Replay",
 	"RangeEvents", "RangeFires", "ReadEvents", "ReadEventsBack", "EnsureEventGroup", "ReadEventGroup", "ClaimEvents", "AckEvents", "EventGroupGap",
 	"LastEntryID", "GroupLag", "QueueOf", "Workers", "Planners", "Held", "CheckACL", "Settings", "SetSettings", "InitEventsMaxLen", "EventGroups", "TakeEventsLost",

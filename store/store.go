@@ -358,6 +358,9 @@ type TaskState struct {
 	Planned time.Time
 	// Paused is when the task was paused; zero when it is not.
 	Paused time.Time
+	// FailsBase is the failures in a row a pause after failures counted
+	// (store.PauseAfterFailures): the task counts the ones after it.
+	FailsBase int
 	// The task's runs, as its per-task state holds them (Keys.LastRun);
 	// nil when there is none: Latest, its latest fire (planned or run);
 	// Running, the run a worker started and has not finished (it may have
@@ -388,7 +391,7 @@ func (s *Store) States(ctx context.Context, tasks []string) (map[string]TaskStat
 	pipe := s.rdb.Pipeline()
 	sts := make([]*redis.SliceCmd, len(tasks))
 	for i, task := range tasks {
-		sts[i] = pipe.HMGet(ctx, s.keys.State(task), "since", "next", "gen", "paused")
+		sts[i] = pipe.HMGet(ctx, s.keys.State(task), "since", "next", "gen", "paused", "fails_base")
 	}
 	pl := pipe.HMGet(ctx, s.keys.Planned(), tasks...)
 	fields := make([]string, 0, 4*len(tasks))
@@ -415,6 +418,7 @@ func (s *Store) States(ctx context.Context, tasks []string) (map[string]TaskStat
 		}
 		ts.Gen, _ = strconv.ParseInt(fmt.Sprint(v[2]), 10, 64)
 		ts.Paused = core.MsTime(v[3])
+		ts.FailsBase, _ = strconv.Atoi(fmt.Sprint(v[4]))
 		ts.Planned = core.MsTime(planned[i])
 		var err error
 		for k, p := range []**events.LastRun{&ts.Latest, &ts.Running, &ts.Outcome, &ts.Success} {

@@ -192,6 +192,7 @@ for k = 1, n do
       -- skip
     elseif full then
       dropped = dropped + 1 -- the limit is reached: nothing more, fired or missed
+      if stream ~= '' then lr = '' end -- the record names the plan's last fire, not appended
     elseif stopAt or (stream ~= '' and before(horizon, slot)) then
       stopAt = stopAt or slot
       dropped = dropped + 1
