@@ -257,8 +257,9 @@ func (ob *outbox) drain(limit time.Duration) {
 // pauseFailing pauses each task of batch with pause_after_failures whose
 // dead letter made its slots failed in a row reach that number: the count
 // the finish script keeps (a retried slot counts once; a success resets
-// it), less the count at the task's last pause after failures, so a task
-// resumed by hand gets that many tries again. A rare write: only after
+// it; the next slot may have failed already, retries outlasting the
+// period), less the count at the task's last pause after failures, so a
+// task resumed by hand gets that many tries again. A rare write: only after
 // such a dead letter. A pause that fails is logged, and tried again at the
 // next one.
 func (ob *outbox) pauseFailing(ctx context.Context, batch []*store.Outcome) {
@@ -287,8 +288,8 @@ func (ob *outbox) pauseFailing(ctx context.Context, batch []*store.Outcome) {
 	for _, t := range tasks {
 		ts := states[t]
 		o := ts.Outcome
-		if !ts.Paused.IsZero() || o == nil || o.Status != events.StatusDead {
-			continue // paused already, or a later outcome overtook the dead letter
+		if !ts.Paused.IsZero() || o == nil || o.Fails == 0 {
+			continue // paused already, or a success came after the dead letter
 		}
 		fails := o.Fails
 		if ts.FailsBase <= fails {

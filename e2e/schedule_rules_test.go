@@ -31,12 +31,20 @@ tasks:
   - name: steady
     every: 1s
     exec: ["true"]
+  - name: retrying
+    every: 1s
+    attempts: 3
+    pause_after_failures: 2
+    exec: [sh, -c, 'exit 4']
 `)
 	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
 	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
 	p := startProc(t, "planner", plannerBin, append([]string{"--node", "p1"}, common...)...)
 	w := startProc(t, "worker", workerBin, append([]string{"--node", "w1", "--tasks", filepath.Clean(tasks)}, common...)...)
 
+	// Retries that outlast the period: the next slot has failed already
+	// when a dead letter lands, and the task is paused all the same.
+	awaitEvent(t, b, 60*time.Second, events.TypePaused, func(e events.Event) bool { return e.Task == "retrying" })
 	all := awaitEvent(t, b, 60*time.Second, events.TypePaused, func(e events.Event) bool { return e.Task == "flaky" })
 	var dead []events.Event
 	var paused events.Event
@@ -160,6 +168,10 @@ tasks:
 			t.Errorf("the command ran for the excluded slot %s", id)
 		}
 	}
+	evenFuture := time.Now().Add(time.Hour).UTC().Truncate(2 * time.Second).Format(time.RFC3339)
+	if out := mustCLI(t, cli, append([]string{"explain", "ticker", "--at", evenFuture, "--json"}, common...)...); !strings.Contains(out, `"answer": "excluded"`) {
+		t.Errorf("explain of an excluded slot ahead:\n%s", out)
+	}
 	var hist []histSlot
 	out := mustCLI(t, cli, append([]string{"history", "ticker", "--json", "--limit", "0"}, common...)...)
 	if err := json.Unmarshal([]byte(out), &hist); err != nil {
@@ -224,6 +236,13 @@ tasks:
 	}
 	if out := mustCLI(t, cli, append([]string{"ls"}, common...)...); !strings.Contains(out, "done") {
 		t.Errorf("ls after the limit:\n%s", out)
+	}
+	if out := mustCLI(t, cli, append([]string{"next", "thrice"}, common...)...); !strings.Contains(out, "task thrice is done") {
+		t.Errorf("next after the limit says nothing of it:\n%s", out)
+	}
+	future := time.Now().Add(time.Hour).UTC().Truncate(time.Second).Format(time.RFC3339)
+	if out := mustCLI(t, cli, append([]string{"explain", "thrice", "--at", future, "--json"}, common...)...); !strings.Contains(out, `"answer": "done"`) || !strings.Contains(out, "limit of 3 fires") {
+		t.Errorf("explain of a slot after the limit:\n%s", out)
 	}
 	mustCLI(t, cli, append([]string{"trigger", "thrice"}, common...)...)
 	awaitEvent(t, b, 30*time.Second, events.TypeCompleted, func(e events.Event) bool {

@@ -354,13 +354,16 @@ func (s Spec) Validate() error {
 		return bad("timeout", "%s; want a positive duration, or 0 for none", s.Timeout)
 	}
 	if s.Limit < 0 || s.Limit > MaxLimit {
-		return bad("limit", "%d; want 0 (none) to %d", s.Limit, MaxLimit)
+		return bad("limit", "%d; want 1 to %d (or none)", s.Limit, MaxLimit)
 	}
 	if s.Limit > 0 && s.Trigger.Kind == KindOnce {
 		return bad("limit", "a once trigger fires once; drop limit")
 	}
 	if s.PauseAfterFailures < 0 || s.PauseAfterFailures > MaxPauseAfterFailures {
-		return bad("pause_after_failures", "%d; want 0 (never) to %d", s.PauseAfterFailures, MaxPauseAfterFailures)
+		return bad("pause_after_failures", "%d; want 1 to %d (or none: never)", s.PauseAfterFailures, MaxPauseAfterFailures)
+	}
+	if s.PauseAfterFailures > 0 && s.Trigger.Kind == KindOnce {
+		return bad("pause_after_failures", "a once trigger has one slot; drop pause_after_failures")
 	}
 	if s.Attempts < 1 || s.Attempts > MaxAttempts {
 		return bad("attempts", "%d; want 1 to %d", s.Attempts, MaxAttempts)
@@ -394,7 +397,7 @@ func (t Trigger) validate(task string) error {
 		return bad("cron", "only a cron trigger has an expression or a time zone; this is %q", t.Kind)
 	}
 	if t.Kind != KindCron && (t.DSTGap != "" || t.DSTOverlap != "") {
-		return bad("dst", "only a cron trigger reads the wall clock; an %s trigger's slots are the same instants whatever the clocks do", t.Kind)
+		return bad("dst", "only a cron trigger reads the wall clock; the slots of this %s trigger are the same instants whatever the clocks do", t.Kind)
 	}
 	if len(t.Except) > 0 && t.Kind == KindOnce {
 		return bad("except", "a once trigger has one slot; drop except, or the trigger")

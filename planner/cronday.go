@@ -259,7 +259,7 @@ func rangeBitsTo(item string, lo, hi, top int, names []string) (bits uint64, sta
 				return 0, false, err
 			}
 		} else if hasStep {
-			end = top
+			end = max(top, start) // "7/2" is Sunday alone
 		}
 	}
 	step := 1

@@ -55,7 +55,11 @@ func withExcept(sched Schedule, t events.Trigger) (Schedule, error) {
 		}
 		cs, err := Compile(events.Cron(rule.Cron))
 		if err != nil {
-			return nil, &events.SpecError{Field: "except", Problem: fmt.Sprintf("rule %q: %v", r, err)}
+			problem := err.Error()
+			if se, ok := err.(*events.SpecError); ok {
+				problem = se.Problem
+			}
+			return nil, &events.SpecError{Field: "except", Problem: fmt.Sprintf("rule %q: %s", r, problem)}
 		}
 		x.crons = append(x.crons, exceptCron{rule: strings.TrimSpace(r), c: cs.(cronSchedule), seconds: len(strings.Fields(rule.Cron)) == 6})
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/taskino/taskino/cmd/internal/app"
@@ -91,11 +92,12 @@ func dryRunApply(ctx context.Context, c *cli, f *tasksfile.File, version int64) 
 		if err != nil {
 			return ""
 		}
-		slots := inspect.NextSlots(sched, loc, now.Add(-time.Millisecond), 1)
-		if len(slots) == 0 {
-			return " (no slot left)"
+		for _, s := range inspect.NextSlots(sched, loc, now.Add(-time.Millisecond), 100) {
+			if !strings.Contains(s.Note, "excluded by except") {
+				return " (next fire " + s.At.Format("2006-01-02 15:04:05.000 MST") + ")"
+			}
 		}
-		return " (next fire " + slots[0].At.Format("2006-01-02 15:04:05.000 MST") + ")"
+		return " (no slot left, or none of the next 100 fires)"
 	}
 	for _, n := range added {
 		fmt.Fprintf(c.stdout, "  + %s%s\n", printable(n), next(n))

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/taskino/taskino/cmd/internal/inspect"
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/planner"
+	"github.com/taskino/taskino/store"
 )
 
 // nextFlags are taskino next's: a stored task, or a trigger given here.
@@ -62,6 +64,7 @@ func runNext(ctx context.Context, c *cli, args []string) error {
 	var trig events.Trigger
 	what := ""
 	var paused time.Time // a stored task's pause
+	done := false        // a stored task with no slot left to fire
 	switch {
 	case f.cron != "":
 		trig, what = events.Cron(f.cron).In(f.tz).DST(events.DSTGap(f.dstGap), events.DSTOverlap(f.dstOverlap)), fmt.Sprintf("--cron %q", f.cron)
@@ -85,9 +88,11 @@ func runNext(ctx context.Context, c *cli, args []string) error {
 			return err
 		}
 		trig, what = spec.Trigger, "task "+args[0]
-		if paused, err = c.st.Paused(ctx, args[0]); err != nil {
+		ts, err := c.st.State(ctx, args[0])
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
+		paused, done = ts.Paused, ts.Done
 		if from.IsZero() {
 			if from, err = c.st.Time(ctx); err != nil {
 				return err
@@ -124,6 +129,9 @@ func runNext(ctx context.Context, c *cli, args []string) error {
 	}
 	if !paused.IsZero() {
 		fmt.Fprintf(c.stdout, "%s is paused since %s: none of these slots fires until it is resumed (taskino resume)\n", what, stamp(paused))
+	}
+	if done {
+		fmt.Fprintf(c.stdout, "%s is done (its limit of fires is reached, or its window ended): none of these slots fires\n", what)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "#\tTIME (%s)\tUTC\tNOTE\n", zone)

@@ -25,6 +25,8 @@ const (
 	AnswerNotPlanned = "not_planned"
 	AnswerPaused     = "paused"
 	AnswerUnknown    = "unknown"
+	AnswerDone       = "done"
+	AnswerExcluded   = "excluded"
 )
 
 // Explanation is what Explain prints.
@@ -105,6 +107,13 @@ func Explain(ctx context.Context, st *store.Store, v View, now, at time.Time, as
 		ex.Record = &j
 		explainRecord(ctx, st, &ex, *rec, v, now)
 		return ex, nil
+	}
+	if x, ok := sched.(planner.Excluder); ok {
+		if rule := x.Excluded(slot); rule != "" {
+			ex.Answer = AnswerExcluded
+			ex.Summary = fmt.Sprintf("does not fire: excluded by except %s (recorded missed when it is planned)", rule)
+			return ex, nil
+		}
 	}
 	explainUnrecorded(ctx, st, &ex, slot, slots, v, now)
 	return ex, nil
@@ -257,6 +266,12 @@ func deadLetterOf(ctx context.Context, st *store.Store, s store.Slot) string {
 func explainUnrecorded(ctx context.Context, st *store.Store, ex *Explanation, slot time.Time, slots []store.Slot, v View, now time.Time) {
 	ts, loc := v.State, v.Loc
 	switch {
+	case ts.Done && (ts.Planned.IsZero() || slot.After(ts.Planned)):
+		ex.Answer = AnswerDone
+		ex.Summary = "not run: the task is done, no slot of it fires any more"
+		if v.Spec.Limit > 0 {
+			ex.Summary += fmt.Sprintf(" (it reached its limit of %d fires, or its trigger has no slot left)", v.Spec.Limit)
+		}
 	case !ts.Paused.IsZero() && slot.After(ts.Planned) && !slot.After(now):
 		ex.Answer = AnswerPaused
 		ex.Summary = fmt.Sprintf("not run: the task is paused (since %s); the resume records this slot missed", Stamp(ts.Paused, loc))

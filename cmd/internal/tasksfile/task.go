@@ -329,7 +329,11 @@ func (t *taskParse) except(n *yaml.Node) []string {
 		case yaml.MappingNode:
 			pairs := t.p.pairs(item, fmt.Sprintf("%s: except[%d]: ", t.label, i))
 			if len(pairs) != 1 || pairs[0].key != "cron" || pairs[0].val.Kind != yaml.ScalarNode {
-				t.p.errorf(item.Line, "%s: except[%d]: want {cron: EXPR}, or a day or range of days", t.label, i)
+				keys := make([]string, len(pairs))
+				for k, kv := range pairs {
+					keys[k] = kv.key
+				}
+				t.p.errorf(item.Line, "%s: except[%d]: want {cron: EXPR} (one field, cron), or a day or range of days; got the fields %s", t.label, i, strings.Join(keys, ", "))
 				continue
 			}
 			out = append(out, "cron: "+pairs[0].val.Value)
