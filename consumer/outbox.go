@@ -302,7 +302,8 @@ func (ob *outbox) pauseFailing(ctx context.Context, batch []*store.Outcome) {
 		if last[t] != "" {
 			reason += "; last error: " + last[t]
 		}
-		_, err = ob.st.PauseAfterFailures(ctx, t, ob.node, reason, ts.Since, o.Fails)
+		why := fmt.Sprintf("after %d failed slots in a row (pause_after_failures: %d)", fails, limit[t])
+		_, err = ob.st.PauseAfterFailures(ctx, t, ob.node, reason, why, ts.Since, o.Fails)
 		switch {
 		case errors.Is(err, store.ErrAlreadyPaused), errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrMovedOn):
 		case err != nil:

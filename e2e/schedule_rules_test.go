@@ -81,8 +81,11 @@ tasks:
 			t.Errorf("flaky fired slot %s after its pause at %s", e.At, pausedAt)
 		}
 	}
-	if out := mustCLI(t, cli, append([]string{"ls"}, common...)...); !strings.Contains(out, "paused since") {
-		t.Errorf("ls after the pause:\n%s", out)
+	if out := mustCLI(t, cli, append([]string{"ls"}, common...)...); !strings.Contains(out, "after 3 failed slots in a row (pause_after_failures: 3)") {
+		t.Errorf("ls after the pause does not say why:\n%s", out)
+	}
+	if out := mustCLI(t, cli, append([]string{"explain", "flaky"}, common...)...); !strings.Contains(out, "pause_after_failures: 3 slots in a row") || !strings.Contains(out, "after 3 failed slots in a row") {
+		t.Errorf("explain after the pause does not say why:\n%s", out)
 	}
 	mustCLI(t, cli, append([]string{"resume", "flaky"}, common...)...)
 	awaitEvent(t, b, 30*time.Second, events.TypeDead, func(e events.Event) bool {
@@ -234,14 +237,14 @@ tasks:
 	if n := count(es, "thrice", events.TypeFired, time.Time{}); n != 3 {
 		t.Errorf("thrice fired %d slots with limit 3, want 3", n)
 	}
-	if out := mustCLI(t, cli, append([]string{"ls"}, common...)...); !strings.Contains(out, "done") {
+	if out := mustCLI(t, cli, append([]string{"ls"}, common...)...); !strings.Contains(out, "done (limit of 3 fires reached)") {
 		t.Errorf("ls after the limit:\n%s", out)
 	}
 	if out := mustCLI(t, cli, append([]string{"next", "thrice"}, common...)...); !strings.Contains(out, "task thrice is done") {
 		t.Errorf("next after the limit says nothing of it:\n%s", out)
 	}
 	future := time.Now().Add(time.Hour).UTC().Truncate(time.Second).Format(time.RFC3339)
-	if out := mustCLI(t, cli, append([]string{"explain", "thrice", "--at", future, "--json"}, common...)...); !strings.Contains(out, `"answer": "done"`) || !strings.Contains(out, "limit of 3 fires") {
+	if out := mustCLI(t, cli, append([]string{"explain", "thrice", "--at", future, "--json"}, common...)...); !strings.Contains(out, `"answer": "done"`) || !strings.Contains(out, "limit: 3 fires; 3 fired") {
 		t.Errorf("explain of a slot after the limit:\n%s", out)
 	}
 	mustCLI(t, cli, append([]string{"trigger", "thrice"}, common...)...)

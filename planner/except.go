@@ -63,8 +63,24 @@ func withExcept(sched Schedule, t events.Trigger) (Schedule, error) {
 		}
 		x.crons = append(x.crons, exceptCron{rule: strings.TrimSpace(r), c: cs.(cronSchedule), seconds: len(strings.Fields(rule.Cron)) == 6})
 	}
-	return x, nil
+	// Rules that exclude every slot would leave a task that never fires
+	// and records a miss for each slot: refused.
+	t0, ok := sched.Next(time.Now())
+	for i := 0; ok && i < exceptCheck; i++ {
+		if x.Excluded(t0) == "" {
+			return x, nil
+		}
+		t0, ok = sched.Next(t0)
+	}
+	if !ok {
+		return x, nil // the trigger ends: its last slots may all be excluded
+	}
+	return nil, &events.SpecError{Field: "except", Problem: fmt.Sprintf("the rules exclude every one of the next %d slots: the task would never fire", exceptCheck)}
 }
+
+// exceptCheck is how many coming slots a trigger's except rules may not
+// all exclude.
+const exceptCheck = 10_000
 
 // Excluded implements Excluder.
 func (x exceptSchedule) Excluded(slot time.Time) string {

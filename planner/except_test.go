@@ -91,3 +91,15 @@ func TestPlanTaskExcept(t *testing.T) {
 		t.Errorf("fired %v, excluded %v; want 24 00,24 12,26 00,26 12,27 00 fired and 25 00,25 12 excluded", fired, excluded)
 	}
 }
+
+// Rules that exclude every coming slot are refused.
+func TestExceptAllRefused(t *testing.T) {
+	t.Parallel()
+	_, err := Compile(events.Every(time.Second).Excluding("cron: * * * * * *"))
+	if err == nil || !strings.Contains(err.Error(), "the rules exclude every one of the next 10000 slots") {
+		t.Errorf("except excluding every slot: %v, want it refused", err)
+	}
+	if _, err := Compile(events.Every(time.Second).Excluding("cron: */2 * * * * *")); err != nil {
+		t.Errorf("except excluding half the slots: %v", err)
+	}
+}

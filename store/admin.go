@@ -27,7 +27,8 @@ import (
 // ARGV[4] -> the task's since (ms) the pause expects ("": any)
 // ARGV[5] -> the failures in a row to record as the pause's baseline
 // (fails_base; "": none)
-// ARGV[6..] -> the paused event's fields
+// ARGV[6] -> the pause's reason in short, kept in the state (paused_why)
+// ARGV[7..] -> the paused event's fields
 //
 // The task leaves the due index, its lease ends and its gen moves on (a
 // planner holding it has its plan refused), and its state records when it
@@ -43,12 +44,12 @@ if st[1] then return {'already', st[1]} end
 if ARGV[4] ~= '' and st[2] ~= ARGV[4] then return {'moved'} end
 local t = redis.call('TIME')
 local now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
-redis.call('HSET', ARGV[1], 'paused', now)
+redis.call('HSET', ARGV[1], 'paused', now, 'paused_why', ARGV[6])
 if ARGV[5] ~= '' then redis.call('HSET', ARGV[1], 'fails_base', ARGV[5]) end
 redis.call('HINCRBY', ARGV[1], 'gen', 1)
 redis.call('HDEL', ARGV[1], 'lease', 'lease_until')
 redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 6))
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 7))
 return now
 `)
 
@@ -86,7 +87,7 @@ var resumeScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return -1 end
 if not redis.call('HGET', ARGV[1], 'paused') then return 0 end
 if redis.call('HGET', ARGV[1], 'gen') ~= ARGV[7] then return -2 end
-redis.call('HDEL', ARGV[1], 'paused', 'lease', 'lease_until')
+redis.call('HDEL', ARGV[1], 'paused', 'paused_why', 'lease', 'lease_until')
 local done = ARGV[6] == '1' or redis.call('HGET', ARGV[1], 'next') == '-1'
 if done then
   redis.call('HSET', ARGV[1], 'next', '-1', 'since', ARGV[4])
@@ -122,7 +123,7 @@ var ErrAlreadyPaused = errors.New("already paused")
 // not in the task set, ErrAlreadyPaused (with the earlier pause time) when
 // it is paused.
 func (s *Store) Pause(ctx context.Context, task, by string) (time.Time, error) {
-	return s.pause(ctx, task, by, "paused by hand", "", "")
+	return s.pause(ctx, task, by, "paused by hand", "by hand", "", "")
 }
 
 // ErrMovedOn is returned by PauseAfterFailures when the task was resumed
@@ -130,17 +131,18 @@ func (s *Store) Pause(ctx context.Context, task, by string) (time.Time, error) {
 var ErrMovedOn = errors.New("resumed or rescheduled meanwhile")
 
 // PauseAfterFailures pauses task for its failures in a row, with reason
-// in its paused event, unless its since is no longer since (resumed or
+// in its paused event and why, its short form, in its state
+// (TaskState.PausedWhy), unless its since is no longer since (resumed or
 // rescheduled meanwhile: ErrMovedOn). fails, the failures in a row it
 // counted, becomes the task's baseline (TaskState.FailsBase), so that
 // after a resume it counts its failures afresh.
-func (s *Store) PauseAfterFailures(ctx context.Context, task, by, reason string, since time.Time, fails int) (time.Time, error) {
-	return s.pause(ctx, task, by, reason, strconv.FormatInt(since.UnixMilli(), 10), strconv.Itoa(fails))
+func (s *Store) PauseAfterFailures(ctx context.Context, task, by, reason, why string, since time.Time, fails int) (time.Time, error) {
+	return s.pause(ctx, task, by, reason, why, strconv.FormatInt(since.UnixMilli(), 10), strconv.Itoa(fails))
 }
 
-func (s *Store) pause(ctx context.Context, task, by, reason, since, failsBase string) (time.Time, error) {
+func (s *Store) pause(ctx context.Context, task, by, reason, why, since, failsBase string) (time.Time, error) {
 	e := events.Event{Type: events.TypePaused, Task: task, Worker: by, Reason: reason}
-	args, err := e.AppendArgs([]any{s.keys.State(task), task, s.eventsMaxLen.Load(), since, failsBase})
+	args, err := e.AppendArgs([]any{s.keys.State(task), task, s.eventsMaxLen.Load(), since, failsBase, why})
 	if err != nil {
 		return time.Time{}, err
 	}

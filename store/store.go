@@ -358,6 +358,11 @@ type TaskState struct {
 	Planned time.Time
 	// Paused is when the task was paused; zero when it is not.
 	Paused time.Time
+	// PausedWhy is the pause's reason in short ("by hand", or "after 3
+	// failed slots in a row (pause_after_failures: 3)"); Fired counts the fires of a task with a
+	// limit since it was registered or rescheduled (0 without a limit).
+	PausedWhy string
+	Fired     int64
 	// FailsBase is the failures in a row a pause after failures counted
 	// (store.PauseAfterFailures): the task counts the ones after it.
 	FailsBase int
@@ -391,7 +396,7 @@ func (s *Store) States(ctx context.Context, tasks []string) (map[string]TaskStat
 	pipe := s.rdb.Pipeline()
 	sts := make([]*redis.SliceCmd, len(tasks))
 	for i, task := range tasks {
-		sts[i] = pipe.HMGet(ctx, s.keys.State(task), "since", "next", "gen", "paused", "fails_base")
+		sts[i] = pipe.HMGet(ctx, s.keys.State(task), "since", "next", "gen", "paused", "fails_base", "paused_why", "fired")
 	}
 	pl := pipe.HMGet(ctx, s.keys.Planned(), tasks...)
 	fields := make([]string, 0, 4*len(tasks))
@@ -419,6 +424,8 @@ func (s *Store) States(ctx context.Context, tasks []string) (map[string]TaskStat
 		ts.Gen, _ = strconv.ParseInt(fmt.Sprint(v[2]), 10, 64)
 		ts.Paused = core.MsTime(v[3])
 		ts.FailsBase, _ = strconv.Atoi(fmt.Sprint(v[4]))
+		ts.PausedWhy, _ = v[5].(string)
+		ts.Fired, _ = strconv.ParseInt(fmt.Sprint(v[6]), 10, 64)
 		ts.Planned = core.MsTime(planned[i])
 		var err error
 		for k, p := range []**events.LastRun{&ts.Latest, &ts.Running, &ts.Outcome, &ts.Success} {

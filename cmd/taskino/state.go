@@ -12,6 +12,7 @@ import (
 
 	"github.com/taskino/taskino/cmd/internal/inspect"
 	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/planner"
 	"github.com/taskino/taskino/store"
 )
 
@@ -56,6 +57,11 @@ func runLs(ctx context.Context, c *cli, args []string) error {
 		switch {
 		case v.Status == store.StatusPaused:
 			status += " since " + inspect.Stamp(ts.Paused, v.Loc)
+			if ts.PausedWhy != "" {
+				status += " " + printable(clip(ts.PausedWhy, 80))
+			}
+		case v.Status == store.StatusDone && v.Spec.Limit > 0 && ts.Fired >= int64(v.Spec.Limit):
+			status += fmt.Sprintf(" (limit of %d fires reached)", v.Spec.Limit)
 		case v.Status == store.StatusRunning:
 			status += " on " + printable(ts.Running.Worker) + " since " + inspect.Stamp(ts.Running.Started, v.Loc)
 		case v.Why != "":
@@ -65,7 +71,8 @@ func runLs(ctx context.Context, c *cli, args []string) error {
 		switch {
 		case !ts.Paused.IsZero() || ts.Done:
 		case !ts.Next.IsZero():
-			next = inspect.Stamp(ts.Next, v.Loc) + " (" + relative(ts.Next.Sub(now)) + ")"
+			n := firesAt(v.Spec, ts.Next)
+			next = inspect.Stamp(n, v.Loc) + " (" + relative(n.Sub(now)) + ")"
 		default:
 			next = "being planned"
 		}
@@ -234,4 +241,29 @@ func (c *cli) views(ctx context.Context, names []string) ([]inspect.View, time.T
 		return nil, now, c.unknownTask(ctx, unknown.Name)
 	}
 	return vs, now, err
+}
+
+// firesAt is the first slot from next on that fires: next, unless the
+// task's except rules exclude it (then the first of the next 1,000 slots
+// they do not).
+func firesAt(spec events.Spec, next time.Time) time.Time {
+	if len(spec.Trigger.Except) == 0 {
+		return next
+	}
+	sched, err := planner.Compile(spec.Trigger)
+	x, ok := sched.(planner.Excluder)
+	if err != nil || !ok {
+		return next
+	}
+	for t, i := next, 0; i < 1000; i++ {
+		if x.Excluded(t) == "" {
+			return t
+		}
+		n, ok := sched.Next(t)
+		if !ok {
+			break
+		}
+		t = n
+	}
+	return next
 }

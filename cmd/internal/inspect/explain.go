@@ -89,10 +89,20 @@ func Explain(ctx context.Context, st *store.Store, v View, now, at time.Time, as
 	}
 	ex.Slot, ex.SlotLocal = ISO(slot), Stamp(slot, loc)
 	if !ts.Paused.IsZero() {
-		ex.Facts = append(ex.Facts, fmt.Sprintf("the task is paused since %s: no slot is fired until it is resumed, and the resume records the slots in between missed", Stamp(ts.Paused, loc)))
+		why := ""
+		if ts.PausedWhy != "" {
+			why = ", " + ts.PausedWhy
+		}
+		ex.Facts = append(ex.Facts, fmt.Sprintf("the task is paused since %s%s: no slot is fired until it is resumed, and the resume records the slots in between missed", Stamp(ts.Paused, loc), why))
 	}
 	ex.Facts = append(ex.Facts, fmt.Sprintf("task %s: trigger %s, queue %s, misfire %s (grace %s; it applies to slots the planners reach late), overlap %s",
 		spec.Name, spec.Trigger, spec.Queue, spec.Misfire, spec.MisfireGrace, spec.Overlap))
+	if spec.Limit > 0 {
+		ex.Facts = append(ex.Facts, fmt.Sprintf("limit: %d fires; %d fired since it was registered or rescheduled", spec.Limit, ts.Fired))
+	}
+	if spec.PauseAfterFailures > 0 {
+		ex.Facts = append(ex.Facts, fmt.Sprintf("pause_after_failures: %d slots in a row", spec.PauseAfterFailures))
+	}
 
 	var rec *store.Slot
 	for i := range slots {

@@ -47,10 +47,14 @@ type Task struct {
 	Why         string `json:"why,omitempty"`
 	Next        string `json:"next,omitempty"`
 	PausedSince string `json:"paused_since,omitempty"`
-	Latest      *Run   `json:"latest_fire,omitempty"`
-	Running     *Run   `json:"running,omitempty"`
-	LastOutcome *Run   `json:"last_outcome,omitempty"`
-	LastSuccess *Run   `json:"last_success,omitempty"`
+	PausedWhy   string `json:"paused_why,omitempty"`
+	// Limit is the spec's fire limit; Fired, the fires counted against it.
+	Limit       int   `json:"limit,omitempty"`
+	Fired       int64 `json:"fired,omitempty"`
+	Latest      *Run  `json:"latest_fire,omitempty"`
+	Running     *Run  `json:"running,omitempty"`
+	LastOutcome *Run  `json:"last_outcome,omitempty"`
+	LastSuccess *Run  `json:"last_success,omitempty"`
 	// ConsecutiveFailures counts the slots that failed since the last
 	// success (a slot's retries count once).
 	ConsecutiveFailures int `json:"consecutive_failures"`
@@ -170,7 +174,7 @@ func Stamp(t time.Time, loc *time.Location) string {
 func (v View) JSON() Task {
 	ts := v.State
 	j := Task{Task: v.Spec.Name, Trigger: v.Spec.Trigger.String(), Zone: v.Loc.String(), Queue: v.Spec.Queue,
-		Mode: string(v.Spec.Mode), Status: v.Status, Why: v.Why, Next: ISO(ts.Next), PausedSince: ISO(ts.Paused),
+		Mode: string(v.Spec.Mode), Status: v.Status, Why: v.Why, Next: ISO(ts.Next), PausedSince: ISO(ts.Paused), PausedWhy: ts.PausedWhy, Limit: v.Spec.Limit, Fired: ts.Fired,
 		Latest: RunOf(ts.Latest), LastOutcome: RunOf(ts.Outcome), LastSuccess: RunOf(ts.Success)}
 	if v.Status == store.StatusRunning {
 		j.Running = RunOf(ts.Running)
