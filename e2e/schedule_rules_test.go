@@ -121,6 +121,18 @@ tasks:
 	if out := mustCLI(t, cli, append([]string{"next", "ticker", "-n", "4"}, common...)...); strings.Count(out, "excluded by except cron: */2 * * * * *: fires nothing") != 2 {
 		t.Errorf("next marks %d of 4 slots excluded, want 2:\n%s", strings.Count(out, "excluded by except"), out)
 	}
+	var nextJSON []struct {
+		At       time.Time `json:"at"`
+		Excluded string    `json:"excluded"`
+	}
+	if err := json.Unmarshal([]byte(mustCLI(t, cli, append([]string{"next", "ticker", "-n", "4", "--json"}, common...)...)), &nextJSON); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nextJSON {
+		if even := n.At.Second()%2 == 0; even != (n.Excluded == "cron: */2 * * * * *") {
+			t.Errorf("next --json: slot %s excluded by %q", n.At, n.Excluded)
+		}
+	}
 	p := startProc(t, "planner", plannerBin, append([]string{"--node", "p1"}, common...)...)
 	w := startProc(t, "worker", workerBin, append([]string{"--node", "w1", "--tasks", tasks}, common...)...)
 	all := awaitEvents(t, b, 60*time.Second, func(es []events.Event) bool {

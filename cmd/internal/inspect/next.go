@@ -12,7 +12,9 @@ import (
 type NextSlot struct {
 	At   time.Time `json:"at"`   // in the trigger's zone
 	UTC  time.Time `json:"utc"`  // the same instant
-	Note string    `json:"note"` // a DST change before it, else empty
+	Note string    `json:"note"` // a DST change before it, an exclusion, else empty
+	// Excluded is the except rule that excludes the slot ("": it fires).
+	Excluded string `json:"excluded,omitempty"`
 }
 
 // NextSlots lists up to n slots of sched after from, in loc, each with a
@@ -31,6 +33,7 @@ func NextSlots(sched planner.Schedule, loc *time.Location, from time.Time, n int
 		}
 		if ex, ok := sched.(planner.Excluder); ok {
 			if rule := ex.Excluded(t); rule != "" {
+				s.Excluded = rule
 				s.Note = strings.TrimPrefix(s.Note+"; ", "; ") + "excluded by except " + rule + ": fires nothing"
 			}
 		}

@@ -167,6 +167,10 @@ func (p *parser) task(index int, item *yaml.Node) (task Task, name string, ok bo
 				t.p.errorf(n.Line, "%s: dst: want a mapping like {gap: skip, overlap: twice}, got %s", t.label, describe(n))
 				break
 			}
+			if len(n.Content) == 0 {
+				t.p.errorf(n.Line, "%s: dst: empty; want gap (shift or skip) or overlap (once or twice), or no dst for the defaults", t.label)
+				break
+			}
 			for _, d := range p.pairs(n, t.label+": dst: ") {
 				switch d.key {
 				case "gap":

@@ -310,6 +310,8 @@ var errorCases = []struct {
 		[]string{"tasks.yaml:4: ", `task "a": dst: gap "later"; want shift (fire once when the gap ends) or skip`}},
 	{"dst field unknown", "tasks:\n  - name: a\n    cron: '0 * * * *'\n    dst: {gap: skip, when: now}\n",
 		[]string{"tasks.yaml:4: ", `task "a": dst: unknown field "when" (fields: gap, overlap)`}},
+	{"dst empty", "tasks:\n  - name: a\n    cron: '0 * * * *'\n    dst: {}\n",
+		[]string{"tasks.yaml:4: ", `task "a": dst: empty; want gap`}},
 	{"dst not a mapping", "tasks:\n  - name: a\n    cron: '0 * * * *'\n    dst: skip\n",
 		[]string{"tasks.yaml:4: ", `task "a": dst: want a mapping like {gap: skip, overlap: twice}`}},
 	{"cron day rule wrong", "tasks:\n  - name: a\n    cron: '0 0 * * 1#6'\n",
