@@ -189,20 +189,25 @@ func TestCronDSTAgainstReference(t *testing.T) {
 				for _, expr := range exprs {
 					sched := compileIn(t, expr, loc)
 					want := referenceSlots(t, expr, loc, from, to, sched.everyHour)
-					var got []time.Time
-					for cur := from.Add(-time.Millisecond); ; {
-						n, ok := sched.Next(cur)
-						if !ok || n.After(to) {
-							break
-						}
-						got = append(got, n)
-						cur = n
-					}
+					got := slotsIn(sched, from, to)
 					if fmt.Sprint(got) != fmt.Sprint(want) {
 						t.Errorf("%s %q around %s:\n got  %v\n want %v", tz, expr, tr.In(loc), got, want)
 					}
 				}
 			}
 		}
+	}
+}
+
+// slotsIn lists sched's slots from from to to, both included.
+func slotsIn(sched Schedule, from, to time.Time) []time.Time {
+	var out []time.Time
+	for cur := from.Add(-time.Millisecond); ; {
+		n, ok := sched.Next(cur)
+		if !ok || n.After(to) {
+			return out
+		}
+		out = append(out, n)
+		cur = n
 	}
 }

@@ -302,15 +302,7 @@ func (d DeadLetter) Task() string { return d.Fields[events.FieldTask] }
 // ListDead returns up to count dead letters from start (an entry id, "-"
 // for the oldest) on, oldest first.
 func (s *Store) ListDead(ctx context.Context, start string, count int64) ([]DeadLetter, error) {
-	msgs, err := s.rdb.XRangeN(ctx, s.keys.Dead(), start, "+", count).Result()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]DeadLetter, 0, len(msgs))
-	for _, m := range msgs {
-		out = append(out, deadLetter(m))
-	}
-	return out, nil
+	return deadLetters(s.rdb.XRangeN(ctx, s.keys.Dead(), start, "+", count).Result())
 }
 
 // ListDeadBack returns up to count dead letters before the entry id
@@ -320,7 +312,11 @@ func (s *Store) ListDeadBack(ctx context.Context, before string, count int64) ([
 	if before != "+" {
 		end = "(" + before
 	}
-	msgs, err := s.rdb.XRevRangeN(ctx, s.keys.Dead(), end, "-", count).Result()
+	return deadLetters(s.rdb.XRevRangeN(ctx, s.keys.Dead(), end, "-", count).Result())
+}
+
+// deadLetters reads a range of the dead-letter stream.
+func deadLetters(msgs []redis.XMessage, err error) ([]DeadLetter, error) {
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/taskino/taskino/cmd/internal/app"
+	"github.com/taskino/taskino/cmd/taskino/console"
 	"github.com/taskino/taskino/cmd/internal/redisurl"
 	"github.com/taskino/taskino/cmd/internal/tasksfile"
 	"github.com/taskino/taskino/events"
@@ -62,7 +63,7 @@ func runDev(ctx context.Context, c *cli, args []string) error {
 		later = append(later, fmt.Sprintf("taskino dev: embedded in-memory Redis at %s (gone when dev stops; --redis URL to use a real one)", mr.Addr()),
 			fmt.Sprintf("taskino dev: in another terminal: taskino --redis %s trigger %s", c.RedisURL, firstTask(file)))
 	}
-	if c.web.addr != "off" && !loopback(c.web.addr) {
+	if c.web.addr != "off" && !console.Loopback(c.web.addr) {
 		return usagef("dev: --http %q: dev serves the console on a loopback address only (taskino web serves it further, with a token)", c.web.addr)
 	}
 	if err := c.connect(ctx); err != nil {

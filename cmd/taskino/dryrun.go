@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/taskino/taskino/cmd/internal/app"
@@ -92,12 +91,11 @@ func dryRunApply(ctx context.Context, c *cli, f *tasksfile.File, version int64) 
 		if err != nil {
 			return ""
 		}
-		for _, s := range inspect.NextSlots(sched, loc, now.Add(-time.Millisecond), 100) {
-			if !strings.Contains(s.Note, "excluded by except") {
-				return " (next fire " + s.At.Format("2006-01-02 15:04:05.000 MST") + ")"
-			}
+		first, ok := sched.Next(now.Add(-time.Millisecond))
+		if !ok {
+			return " (no slot left)"
 		}
-		return " (no slot left, or none of the next 100 fires)"
+		return " (next fire " + inspect.NextFire(specs[name], first).In(loc).Format("2006-01-02 15:04:05.000 MST") + ")"
 	}
 	for _, n := range added {
 		fmt.Fprintf(c.stdout, "  + %s%s\n", printable(n), next(n))

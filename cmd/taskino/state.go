@@ -12,7 +12,6 @@ import (
 
 	"github.com/taskino/taskino/cmd/internal/inspect"
 	"github.com/taskino/taskino/events"
-	"github.com/taskino/taskino/planner"
 	"github.com/taskino/taskino/store"
 )
 
@@ -71,7 +70,7 @@ func runLs(ctx context.Context, c *cli, args []string) error {
 		switch {
 		case !ts.Paused.IsZero() || ts.Done:
 		case !ts.Next.IsZero():
-			n := firesAt(v.Spec, ts.Next)
+			n := inspect.NextFire(v.Spec, ts.Next)
 			next = inspect.Stamp(n, v.Loc) + " (" + relative(n.Sub(now)) + ")"
 		default:
 			next = "being planned"
@@ -241,29 +240,4 @@ func (c *cli) views(ctx context.Context, names []string) ([]inspect.View, time.T
 		return nil, now, c.unknownTask(ctx, unknown.Name)
 	}
 	return vs, now, err
-}
-
-// firesAt is the first slot from next on that fires: next, unless the
-// task's except rules exclude it (then the first of the next 1,000 slots
-// they do not).
-func firesAt(spec events.Spec, next time.Time) time.Time {
-	if len(spec.Trigger.Except) == 0 {
-		return next
-	}
-	sched, err := planner.Compile(spec.Trigger)
-	x, ok := sched.(planner.Excluder)
-	if err != nil || !ok {
-		return next
-	}
-	for t, i := next, 0; i < 1000; i++ {
-		if x.Excluded(t) == "" {
-			return t
-		}
-		n, ok := sched.Next(t)
-		if !ok {
-			break
-		}
-		t = n
-	}
-	return next
 }

@@ -30,19 +30,6 @@ func webFlagSet(fs *flag.FlagSet, c *cli) {
 	fs.StringVar(&c.web.prefix, "prefix", "", "path prefix to serve under, such as /taskino (behind a proxy)")
 }
 
-// loopback reports whether a listen address stays on this machine.
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // consoleConfig reads the web flags into a console configuration.
 func (c *cli) consoleConfig() (console.Config, error) {
 	f := c.web
@@ -59,10 +46,10 @@ func (c *cli) consoleConfig() (console.Config, error) {
 			return console.Config{}, fmt.Errorf("web: --auth-token-file %s is empty", f.tokenFile)
 		}
 	}
-	if p := f.prefix; p != "" && (!strings.HasPrefix(p, "/") || strings.Trim(p, "/abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != "") {
-		return console.Config{}, usagef("web: --prefix %q: want a path such as /taskino (a leading slash; letters, digits, - _ . /)", p)
+	if err := console.CheckPrefix(strings.TrimSuffix(f.prefix, "/")); err != nil {
+		return console.Config{}, usagef("web: --prefix %v", err)
 	}
-	if !loopback(f.addr) && token == "" {
+	if !console.Loopback(f.addr) && token == "" {
 		return console.Config{}, usagef("web: --http %q is reachable from other machines: give --auth-token or --auth-token-file, or listen on 127.0.0.1", f.addr)
 	}
 	nss := []string{c.Namespace}

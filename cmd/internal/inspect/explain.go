@@ -51,14 +51,20 @@ type Explanation struct {
 // Explain answers for the slot at (zero: the most recent, or the next);
 // asked is the text the slot was asked by, shown when it is not a slot.
 func Explain(ctx context.Context, st *store.Store, v View, now, at time.Time, asked string) (Explanation, error) {
+	slots, err := st.History(ctx, v.Spec.Name, 0, now)
+	if err != nil {
+		return Explanation{}, err
+	}
+	return ExplainFrom(ctx, st, v, slots, now, at, asked)
+}
+
+// ExplainFrom is Explain with the task's history already read (all it
+// keeps: store.History with no limit).
+func ExplainFrom(ctx context.Context, st *store.Store, v View, slots []store.Slot, now, at time.Time, asked string) (Explanation, error) {
 	spec, ts, loc := v.Spec, v.State, v.Loc
 	sched, err := planner.Compile(spec.Trigger)
 	if err != nil {
 		return Explanation{}, fmt.Errorf("task %q: %w", spec.Name, err)
-	}
-	slots, err := st.History(ctx, spec.Name, 0, now)
-	if err != nil {
-		return Explanation{}, err
 	}
 	ex := Explanation{Task: spec.Name, Facts: []string{}}
 	var slot time.Time

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/planner"
 )
 
@@ -49,4 +50,29 @@ func offset(sec int) string {
 		sign, sec = '-', -sec
 	}
 	return fmt.Sprintf("%c%02d:%02d", sign, sec/3600, sec%3600/60)
+}
+
+// NextFire is the first slot of spec from next on that fires: next,
+// unless the trigger's except rules exclude it; then the first of the
+// 1,000 slots after it they do not (next when none is found).
+func NextFire(spec events.Spec, next time.Time) time.Time {
+	if len(spec.Trigger.Except) == 0 || next.IsZero() {
+		return next
+	}
+	sched, err := planner.Compile(spec.Trigger)
+	if err != nil {
+		return next
+	}
+	x, _ := sched.(planner.Excluder)
+	for t, i := next, 0; x != nil && i < 1000; i++ {
+		if x.Excluded(t) == "" {
+			return t
+		}
+		n, ok := sched.Next(t)
+		if !ok {
+			break
+		}
+		t = n
+	}
+	return next
 }

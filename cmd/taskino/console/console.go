@@ -113,9 +113,8 @@ func New(cfg Config) (*Console, error) {
 	if len(cfg.Namespaces) == 0 {
 		return nil, errors.New("console: Config.Namespaces is empty: give the namespaces to show")
 	}
-	if cfg.Prefix != "" && (!strings.HasPrefix(cfg.Prefix, "/") || strings.HasSuffix(cfg.Prefix, "/") || strings.Contains(cfg.Prefix, "//") ||
-		strings.Trim(cfg.Prefix, "/abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != "") {
-		return nil, fmt.Errorf("console: Config.Prefix %q: want \"\" or a path such as /ops/taskino (a leading slash, no trailing one; letters, digits, - _ . /)", cfg.Prefix)
+	if err := CheckPrefix(cfg.Prefix); err != nil {
+		return nil, fmt.Errorf("console: Config.Prefix: %w", err)
 	}
 	if cfg.PageSize <= 0 {
 		cfg.PageSize = 50
@@ -190,7 +189,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.static.ServeHTTP(w, r)
 		return
 	}
-	if c.cfg.AuthToken == "" && !c.cfg.AnyHost && !loopbackHost(r.Host) {
+	if c.cfg.AuthToken == "" && !c.cfg.AnyHost && !Loopback(r.Host) {
 		http.Error(w, "taskino console: without a token it answers only for localhost, 127.0.0.1 or [::1] (its Host was "+strconv.Quote(r.Host)+"): give it --auth-token to serve other names", http.StatusForbidden)
 		return
 	}
@@ -219,8 +218,18 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 const authCookie = "taskino_console"
 
-// loopbackHost reports whether a request's Host names this machine.
-func loopbackHost(host string) bool {
+// CheckPrefix says what is wrong with a path prefix for Config.Prefix.
+func CheckPrefix(p string) error {
+	if p != "" && (!strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.Contains(p, "//") ||
+		strings.Trim(p, "/abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != "") {
+		return fmt.Errorf("%q: want \"\" or a path such as /ops/taskino (a leading slash, no trailing one; letters, digits, - _ . /)", p)
+	}
+	return nil
+}
+
+// Loopback reports whether host (a Host header, or a listen address, with
+// or without a port) names this machine: localhost or a loopback address.
+func Loopback(host string) bool {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}

@@ -102,7 +102,7 @@ func (h *hub) run(ctx context.Context) {
 				break
 			}
 		}
-		h.back(keep)
+		h.take(keep, true)
 		read += len(keep)
 		before = es[len(es)-1].ID
 		if len(keep) < len(es) || len(es) < 1000 {
@@ -127,7 +127,7 @@ func (h *hub) run(ctx context.Context) {
 			continue
 		}
 		after = next
-		h.add(es)
+		h.take(es, false)
 	}
 }
 
@@ -168,28 +168,6 @@ func (h *hub) count(e events.Event) {
 	}
 }
 
-// back counts a batch of the backfill (newest first), keeping the newest
-// events and misses.
-func (h *hub) back(es []store.EventEntry) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.err = nil
-	for _, en := range es {
-		if en.Err != nil {
-			continue
-		}
-		e := en.Event
-		e.ID = en.ID
-		h.count(e)
-		if len(h.recent) < keepRecent {
-			h.recent = append(h.recent, e)
-		}
-		if e.Type == events.TypeMissed && len(h.misses) < keepMisses {
-			h.misses = append(h.misses, e)
-		}
-	}
-}
-
 // backDone ends the backfill: the events kept go oldest first.
 func (h *hub) backDone(partial bool) {
 	h.mu.Lock()
@@ -199,8 +177,10 @@ func (h *hub) backDone(partial bool) {
 	h.ready, h.partial = true, partial
 }
 
-// add counts es, keeps them, and hands them to the subscribers.
-func (h *hub) add(es []store.EventEntry) {
+// take counts es and keeps the latest events and misses. Read back (the
+// backfill, newest first) it keeps the first ones it meets; read live, the
+// last ones, and hands each event to the subscribers.
+func (h *hub) take(es []store.EventEntry, back bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.err = nil
@@ -211,7 +191,17 @@ func (h *hub) add(es []store.EventEntry) {
 		e := en.Event
 		e.ID = en.ID
 		h.count(e)
-		if e.Type == events.TypeMissed {
+		missed := e.Type == events.TypeMissed
+		if back {
+			if len(h.recent) < keepRecent {
+				h.recent = append(h.recent, e)
+			}
+			if missed && len(h.misses) < keepMisses {
+				h.misses = append(h.misses, e)
+			}
+			continue
+		}
+		if missed {
 			h.misses = append(h.misses, e)
 			if len(h.misses) > keepMisses {
 				h.misses = h.misses[len(h.misses)-keepMisses:]

@@ -79,12 +79,10 @@ func (c *Console) taskPage(w http.ResponseWriter, r *http.Request, n *namespace)
 		return
 	}
 	d := taskData{Now: now, View: v, Words: TriggerWords(v.Spec.Trigger), Last: v.State.Last(), Failing: failing(v), Paused: !v.State.Paused.IsZero()}
-	if raw, err := n.rdb.HGet(ctx, n.st.Keys().Specs(), v.Spec.Name).Result(); err == nil {
+	if raw, err := events.MarshalSpec(v.Spec); err == nil { // the stored form
 		var buf bytes.Buffer
-		if json.Indent(&buf, []byte(raw), "", "  ") == nil {
+		if json.Indent(&buf, raw, "", "  ") == nil {
 			d.SpecJSON = buf.String()
-		} else {
-			d.SpecJSON = raw
 		}
 	}
 	if sched, err := planner.Compile(v.Spec.Trigger); err != nil {
@@ -106,26 +104,23 @@ func (c *Console) taskPage(w http.ResponseWriter, r *http.Request, n *namespace)
 			at = t
 		}
 	}
-	if d.ExplainErr == "" {
-		ex, err := inspect.Explain(ctx, n.st, v, now, at, asked)
-		if err != nil {
-			d.ExplainErr = err.Error()
-		} else {
-			d.Explain = &ex
-		}
-	}
-	tl, slots, err := c.timeline(r, n, v, now)
+	// The history, read once for the explain answer and the timeline.
+	slots, err := n.st.History(ctx, v.Spec.Name, 0, now)
 	if err != nil {
 		c.fail(w, r, n, http.StatusBadGateway, err)
 		return
 	}
-	if d.Explain != nil {
-		tl.Explained = d.Explain.Slot
-		for i := range tl.Blocks {
-			tl.Blocks[i].Active = tl.Blocks[i].At == d.Explain.Slot
+	explained := ""
+	if d.ExplainErr == "" {
+		ex, err := inspect.ExplainFrom(ctx, n.st, v, slots, now, at, asked)
+		if err != nil {
+			d.ExplainErr = err.Error()
+		} else {
+			d.Explain, explained = &ex, ex.Slot
 		}
 	}
-	d.Timeline = tl
+	slots = slots[:min(len(slots), timelineSlots)]
+	d.Timeline = timeline(v, slots, explained)
 	var es []events.Event
 	for _, s := range slots {
 		if s.Outcome == string(events.TypeCompleted) || s.Outcome == string(events.TypeFailed) || s.Outcome == string(events.TypeDead) {
@@ -139,12 +134,10 @@ func (c *Console) taskPage(w http.ResponseWriter, r *http.Request, n *namespace)
 // timelineSlots is how many recent slots a task's timeline shows.
 const timelineSlots = 60
 
-func (c *Console) timeline(r *http.Request, n *namespace, v inspect.View, now time.Time) (timelineData, []store.Slot, error) {
-	slots, err := n.st.History(r.Context(), v.Spec.Name, timelineSlots, now)
-	if err != nil {
-		return timelineData{}, nil, err
-	}
-	tl := timelineData{Task: v.Spec.Name, Loc: v.Loc, Rows: slots}
+// timeline draws a task's recent slots (newest first), the one explained
+// (RFC 3339, or "") marked.
+func timeline(v inspect.View, slots []store.Slot, explained string) timelineData {
+	tl := timelineData{Task: v.Spec.Name, Loc: v.Loc, Rows: slots, Explained: explained}
 	var costs, lates []bar
 	for i := len(slots) - 1; i >= 0; i-- { // oldest first, left to right
 		s := slots[i]
@@ -164,7 +157,8 @@ func (c *Console) timeline(r *http.Request, n *namespace, v inspect.View, now ti
 			title += ": " + inspect.Clip(s.Reason, 120)
 		}
 		title = show(title)
-		tl.Blocks = append(tl.Blocks, slotBlock{Slot: s, Class: "o-" + s.Outcome, At: inspect.ISO(s.Scheduled), Title: title})
+		at := inspect.ISO(s.Scheduled)
+		tl.Blocks = append(tl.Blocks, slotBlock{Slot: s, Class: "o-" + s.Outcome, At: at, Title: title, Active: at == explained})
 		cost := 0.0
 		if !s.Started.IsZero() && !s.Finished.IsZero() {
 			cost = float64(s.Finished.Sub(s.Started).Milliseconds())
@@ -182,7 +176,7 @@ func (c *Console) timeline(r *http.Request, n *namespace, v inspect.View, now ti
 	}
 	tl.CostChart = barChart("duration of the recent slots", "ms", costs, axis)
 	tl.LateChart = barChart("lateness of the recent slots (first run)", "ms", lates, axis)
-	return tl, slots, nil
+	return tl
 }
 
 func (c *Console) timelineFragment(w http.ResponseWriter, r *http.Request, n *namespace) {
@@ -190,15 +184,12 @@ func (c *Console) timelineFragment(w http.ResponseWriter, r *http.Request, n *na
 	if !ok {
 		return
 	}
-	tl, _, err := c.timeline(r, n, v, now)
+	slots, err := n.st.History(r.Context(), v.Spec.Name, timelineSlots, now)
 	if err != nil {
 		c.fail(w, r, n, http.StatusBadGateway, err)
 		return
 	}
-	tl.Explained = r.URL.Query().Get("at")
-	for i := range tl.Blocks {
-		tl.Blocks[i].Active = tl.Blocks[i].At == tl.Explained
-	}
+	tl := timeline(v, slots, r.URL.Query().Get("at"))
 	var buf bytes.Buffer
 	if err := c.pages["task"].ExecuteTemplate(&buf, "timeline", layout{Prefix: c.cfg.Prefix, NS: n.name,
 		Base: c.cfg.Prefix + "/n/" + url.PathEscape(n.name), Data: tl}); err != nil {

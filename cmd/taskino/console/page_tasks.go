@@ -80,9 +80,8 @@ func (c *Console) tasksPage(w http.ResponseWriter, r *http.Request, n *namespace
 			slices.Reverse(keep)
 		}
 		d.Total = len(keep)
-		page = min(page, max((len(keep)+size-1)/size, 1)) // past the end: the last page
-		lo := min((page-1)*size, len(keep))
-		hi := min(lo+size, len(keep))
+		var lo, hi int
+		page, lo, hi = pageBounds(len(keep), page, size)
 		pageSpecs := make([]events.Spec, 0, hi-lo)
 		for _, i := range keep[lo:hi] {
 			pageSpecs = append(pageSpecs, specs[i])
@@ -115,9 +114,8 @@ func (c *Console) tasksPage(w http.ResponseWriter, r *http.Request, n *namespace
 			slices.Reverse(keep)
 		}
 		d.Total = len(keep)
-		page = min(page, max((len(keep)+size-1)/size, 1))
-		lo := min((page-1)*size, len(keep))
-		hi := min(lo+size, len(keep))
+		var lo, hi int
+		page, lo, hi = pageBounds(len(keep), page, size)
 		for _, i := range keep[lo:hi] {
 			rows = append(rows, all[i])
 		}
@@ -140,7 +138,7 @@ func (c *Console) tasksPage(w http.ResponseWriter, r *http.Request, n *namespace
 		return
 	}
 	for _, v := range rows {
-		d.Rows = append(d.Rows, taskRow{View: v, Words: TriggerWords(v.Spec.Trigger), Next: v.State.Next, Last: v.State.Last(),
+		d.Rows = append(d.Rows, taskRow{View: v, Words: TriggerWords(v.Spec.Trigger), Next: inspect.NextFire(v.Spec, v.State.Next), Last: v.State.Last(),
 			Stats: statsOf(hist[v.Spec.Name]), Failing: failing(v), Done: v.State.Done})
 	}
 	base := c.cfg.Prefix + "/n/" + url.PathEscape(n.name) + "/tasks"
@@ -208,4 +206,12 @@ func sortViews(vs []inspect.View, keep []int, by string) {
 		keys[i] = key(&vs[i])
 	}
 	sort.SliceStable(keep, func(a, b int) bool { return keys[keep[a]] < keys[keep[b]] })
+}
+
+// pageBounds is the page shown when page is asked for (past the end: the
+// last), and the range of a list of n it holds, size a page.
+func pageBounds(n, page, size int) (shown, lo, hi int) {
+	shown = min(page, max((n+size-1)/size, 1))
+	lo = min((shown-1)*size, n)
+	return shown, lo, min(lo+size, n)
 }

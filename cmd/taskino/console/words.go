@@ -206,17 +206,7 @@ func plural(n int, unit string) string {
 // dowWords says a day-of-week field: "every Monday", "on Monday to
 // Friday", "on Monday and Thursday".
 func dowWords(f string) (string, bool) {
-	day := func(s string) (string, bool) {
-		if n, err := strconv.Atoi(s); err == nil && n >= 0 && n <= 7 {
-			return dayNames[n%7], true
-		}
-		for _, d := range dayNames {
-			if strings.EqualFold(s, d[:3]) {
-				return d, true
-			}
-		}
-		return "", false
-	}
+	day := weekdayName
 	if d, ok := day(f); ok {
 		return "every " + d, true
 	}
@@ -248,17 +238,7 @@ var ordinals = []string{"", "first", "second", "third", "fourth", "fifth"}
 // LW, nW, nL, n#k.
 func dayRuleWords(dom, dow string) (string, bool) {
 	star := func(f string) bool { return f == "*" || f == "?" }
-	day := func(s string) (string, bool) {
-		if n, err := strconv.Atoi(s); err == nil && n >= 0 && n <= 7 {
-			return dayNames[n%7], true
-		}
-		for _, d := range dayNames {
-			if strings.EqualFold(s, d[:3]) {
-				return d, true
-			}
-		}
-		return "", false
-	}
+	day := weekdayName
 	u := strings.ToUpper(dom)
 	switch {
 	case star(dow) && u == "L":
@@ -288,6 +268,20 @@ func dayRuleWords(dom, dow string) (string, bool) {
 		n, err := strconv.Atoi(k)
 		if ok1 && err == nil && n >= 1 && n <= 5 {
 			return "on the " + ordinals[n] + " " + name + " of every month", true
+		}
+	}
+	return "", false
+}
+
+// weekdayName is a day-of-week value's name: 0-7 (7 is Sunday) or a
+// three-letter name.
+func weekdayName(s string) (string, bool) {
+	if n, err := strconv.Atoi(s); err == nil && n >= 0 && n <= 7 {
+		return dayNames[n%7], true
+	}
+	for _, d := range dayNames {
+		if strings.EqualFold(s, d[:3]) {
+			return d, true
 		}
 	}
 	return "", false
