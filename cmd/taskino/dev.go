@@ -10,9 +10,9 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/taskino/taskino/cmd/internal/app"
-	"github.com/taskino/taskino/cmd/taskino/console"
 	"github.com/taskino/taskino/cmd/internal/redisurl"
 	"github.com/taskino/taskino/cmd/internal/tasksfile"
+	"github.com/taskino/taskino/cmd/taskino/console"
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/planner"
 	"github.com/taskino/taskino/store"
