@@ -180,6 +180,6 @@ func TestReadmeSnippetsAreTested(t *testing.T) {
 		}
 	}
 	if seen == 0 {
-		t.Error("no Go snippet in any README; README.md should quote the embedding example")
+		t.Error("no Go snippet in any README; cmd/taskino/README.md should quote the embedding example")
 	}
 }
