@@ -8,7 +8,8 @@ import (
 	"github.com/taskino/taskino/store"
 )
 
-// earlyHold keeps the fires read before their slot (planners append fires
+// earlyHold keeps the fires read before they are due (their slot, or a
+// jittered fire's due time; see Fire.DueAt) (planners append fires
 // up to their lookahead ahead of it) until they are due by the Redis
 // server's clock, the soonest first. It owns the held early fires. Fetch's
 // goroutine only: no lock.
@@ -31,10 +32,10 @@ func (e *earlyHold) hold(d *store.Delivery, now time.Time) bool {
 	if e.window <= 0 || now.IsZero() {
 		return false
 	}
-	if appended, err := events.EntryTime(d.EntryID); err == nil && !d.Fire.At.After(appended) {
+	if appended, err := events.EntryTime(d.EntryID); err == nil && !d.Fire.DueAt().After(appended) {
 		return false
 	}
-	if w := d.Fire.At.Sub(now); w > 0 && w <= e.window {
+	if w := d.Fire.DueAt().Sub(now); w > 0 && w <= e.window {
 		heap.Push(&e.h, d)
 		return true
 	}
@@ -51,12 +52,12 @@ func (e *earlyHold) next() (at time.Time, ok bool) {
 	if len(e.h) == 0 {
 		return time.Time{}, false
 	}
-	return e.h[0].Fire.At, true
+	return e.h[0].Fire.DueAt(), true
 }
 
 // dueBy says whether a held fire is due by now.
 func (e *earlyHold) dueBy(now time.Time) bool {
-	return len(e.h) > 0 && !e.h[0].Fire.At.After(now)
+	return len(e.h) > 0 && !e.h[0].Fire.DueAt().After(now)
 }
 
 // popDue takes the soonest held fire if it is due by now.
@@ -72,7 +73,7 @@ func (e *earlyHold) popDue(now time.Time) (*store.Delivery, bool) {
 type earlyHeap []*store.Delivery
 
 func (h earlyHeap) Len() int           { return len(h) }
-func (h earlyHeap) Less(i, j int) bool { return h[i].Fire.At.Before(h[j].Fire.At) }
+func (h earlyHeap) Less(i, j int) bool { return h[i].Fire.DueAt().Before(h[j].Fire.DueAt()) }
 func (h earlyHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
 func (h *earlyHeap) Push(x any)        { *h = append(*h, x.(*store.Delivery)) }
 func (h *earlyHeap) Pop() any {

@@ -85,3 +85,30 @@ func TestEarlyHoldReleasesSoonestFirst(t *testing.T) {
 			e.dueBy(now.Add(3*time.Second)), e.dueBy(now.Add(2*time.Second)), e.full())
 	}
 }
+
+// TestEarlyHoldKeepsJitteredFiresUntilDue: a jittered fire appended ahead
+// of its due time is held until then, though its slot has passed, and
+// comes out after a fire due before it whose slot is later.
+func TestEarlyHoldKeepsJitteredFiresUntilDue(t *testing.T) {
+	now := time.UnixMilli(1_700_000_000_000)
+	e := &earlyHold{window: time.Minute, limit: 10}
+	jittered := fireAt("j", now.Add(-time.Second))
+	jittered.Fire.Due = now.Add(3 * time.Second)
+	jittered.EntryID = fmt.Sprintf("%d-0", now.UnixMilli())
+	if !e.hold(jittered, now) {
+		t.Fatal("a jittered fire appended before its due time was not held")
+	}
+	plain := fireAt("p", now.Add(2*time.Second))
+	if !e.hold(plain, now) {
+		t.Fatal("a fire due in 2s was not held")
+	}
+	if d, ok := e.popDue(now.Add(2500 * time.Millisecond)); !ok || d.Fire.Task != "p" {
+		t.Fatalf("at +2.5s popDue = %v, %v; want the fire due at +2s", d, ok)
+	}
+	if _, ok := e.popDue(now.Add(2999 * time.Millisecond)); ok {
+		t.Fatal("the jittered fire came out before its due time")
+	}
+	if d, ok := e.popDue(now.Add(3 * time.Second)); !ok || d.Fire.Task != "j" {
+		t.Fatalf("at +3s popDue = %v, %v; want the jittered fire", d, ok)
+	}
+}

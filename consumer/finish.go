@@ -20,7 +20,7 @@ func (c *Consumer) Start(d *store.Delivery) {
 	// (see flushOnce), and no allocation per run while thousands start:
 	// the queue holds, as values, what varies by run (a quarter of an
 	// event's size).
-	e := startRec{task: d.Fire.Task, fire: d.Fire.ID, queue: d.Queue, at: d.Fire.At, started: time.Now(), attempt: d.Fire.Attempt}
+	e := startRec{task: d.Fire.Task, fire: d.Fire.ID, queue: d.Queue, at: d.Fire.At, due: d.Fire.Due, started: time.Now(), attempt: d.Fire.Attempt}
 	c.outbox.start(e)
 }
 
@@ -74,7 +74,7 @@ func (c *Consumer) Finish(d *store.Delivery, r Result) {
 	// goroutine that copied it and its events through locals would
 	// outgrow its first stack, and thousands of runs start at one instant.
 	o := &store.Outcome{Delivery: *d, EndOverlap: overlap && !d.Broadcast,
-		LastRun: &events.LastRun{Task: d.Fire.Task, Fire: d.Fire.ID, Scheduled: d.Fire.At, Started: r.Started, Finished: r.Finished,
+		LastRun: &events.LastRun{Task: d.Fire.Task, Fire: d.Fire.ID, Scheduled: d.Fire.At, Due: d.Fire.Due, Started: r.Started, Finished: r.Finished,
 			Attempt: d.Fire.Attempt, Worker: c.cfg.Node}}
 	var fired time.Time // when the slot's fire was appended: a retry's entry is younger
 	if d.Fire.Attempt <= 1 {
@@ -87,7 +87,7 @@ func (c *Consumer) Finish(d *store.Delivery, r Result) {
 	o.Events = make([]events.Event, 1, ne)
 	e := &o.Events[0]
 	e.Task, e.Fire, e.At, e.Attempt, e.Worker, e.Queue = d.Fire.Task, d.Fire.ID, d.Fire.At, d.Fire.Attempt, c.cfg.Node, d.Queue
-	e.CostMs, e.Output, e.Fired, e.Started = r.Finished.Sub(r.Started).Milliseconds(), cleanTail(r.Output), fired, r.Started
+	e.CostMs, e.Output, e.Fired, e.Started, e.Due = r.Finished.Sub(r.Started).Milliseconds(), cleanTail(r.Output), fired, r.Started, d.Fire.Due
 	if r.Err == nil {
 		e.Type, e.Status = events.TypeCompleted, events.StatusCompleted
 		o.LastRun.Status = events.StatusCompleted
@@ -118,7 +118,7 @@ func (c *Consumer) Finish(d *store.Delivery, r Result) {
 // fire is handed back or abandoned: at once, not through the outbox, which
 // could write it after the hand-back. A stop cuts few runs.
 func (c *Consumer) cancelled(d *store.Delivery, r Result) {
-	e := events.Event{Type: events.TypeCancelled, Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Attempt: d.Fire.Attempt,
+	e := events.Event{Type: events.TypeCancelled, Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Due: d.Fire.Due, Attempt: d.Fire.Attempt,
 		Worker: c.cfg.Node, Queue: d.Queue, Reason: clean(r.Reason), Output: cleanTail(r.Output)}
 	if e.Reason == "" {
 		e.Reason = "the worker stopped"
@@ -182,7 +182,7 @@ func deadLetter(log zerolog.Logger, node string, d store.Delivery, reason, lastE
 		if errText == "" {
 			errText = e.Reason
 		}
-		o.LastRun = &events.LastRun{Task: d.Fire.Task, Fire: d.Fire.ID, Scheduled: d.Fire.At, Status: events.StatusDead,
+		o.LastRun = &events.LastRun{Task: d.Fire.Task, Fire: d.Fire.ID, Scheduled: d.Fire.At, Due: d.Fire.Due, Status: events.StatusDead,
 			Error: errText, Attempt: d.Fire.Attempt, Worker: node}
 	}
 	return o

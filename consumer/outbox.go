@@ -54,7 +54,7 @@ func newOutbox(st workerStore, log zerolog.Logger, node string, batch int, relea
 // startRec is a queued started event: the fields that vary by run.
 type startRec struct {
 	task, fire, queue string
-	at, started       time.Time
+	at, due, started  time.Time
 	attempt           int
 }
 
@@ -185,9 +185,9 @@ func (ob *outbox) flushOnce(ctx context.Context) (int, error) {
 		ob.startMu.Unlock()
 		evs, runs := ob.startedBuf[:0], ob.runsBuf[:0]
 		for _, r := range recs {
-			evs = append(evs, events.Event{Type: events.TypeStarted, Task: r.task, Fire: r.fire, At: r.at, Attempt: r.attempt,
+			evs = append(evs, events.Event{Type: events.TypeStarted, Task: r.task, Fire: r.fire, At: r.at, Due: r.due, Attempt: r.attempt,
 				Worker: ob.node, Queue: r.queue})
-			runs = append(runs, events.LastRun{Task: r.task, Fire: r.fire, Scheduled: r.at, Started: r.started,
+			runs = append(runs, events.LastRun{Task: r.task, Fire: r.fire, Scheduled: r.at, Due: r.due, Started: r.started,
 				Status: events.StatusRunning, Attempt: r.attempt, Worker: ob.node})
 		}
 		err := ob.st.AppendStarted(ctx, evs, runs)

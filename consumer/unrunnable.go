@@ -176,7 +176,7 @@ func capable(ws []store.WorkerState, self string, d store.Delivery) string {
 // misfired applies d's misfire policy once its slot is past the misfire
 // grace, and reports whether d was recorded missed.
 func (w *waitRoom) misfired(d store.Delivery, now, newest time.Time) bool {
-	late := now.Sub(d.Fire.At)
+	late := now.Sub(d.Fire.DueAt())
 	if !planned(d) || late <= d.Spec.MisfireGrace {
 		return false
 	}
@@ -246,7 +246,7 @@ func lateSkip(node string, d store.Delivery, now time.Time) (*store.Outcome, boo
 	if d.Broadcast || d.Spec.Misfire != events.MisfireSkip || d.Deliveries > 1 || d.HandedBackBy != "" || d.Routed || !planned(d) {
 		return nil, false
 	}
-	late := now.Sub(d.Fire.At)
+	late := now.Sub(d.Fire.DueAt())
 	if late <= d.Spec.MisfireGrace {
 		return nil, false
 	}

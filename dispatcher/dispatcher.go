@@ -612,7 +612,7 @@ func (dp *Dispatcher) settle(ctx, runCtx context.Context, dl *store.Delivery, ou
 		return r
 	}
 	if m := dp.cfg.Metrics; m != nil {
-		m.Ran(dl.Fire, r.Started.Sub(dl.Fire.At), r.Finished.Sub(r.Started), r.Err)
+		m.Ran(dl.Fire, r.Started.Sub(dl.Fire.DueAt()), r.Finished.Sub(r.Started), r.Err)
 	}
 	if r.Err == nil {
 		return r

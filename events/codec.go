@@ -42,6 +42,7 @@ const (
 	FieldFired    = "fired"    // an outcome: when its fire entry was appended, Unix milliseconds
 	FieldStarted  = "started"  // an outcome: when the run started (the worker's clock), Unix milliseconds
 	FieldLastRun  = "lastrun"  // an outcome: "1" when it became the task's last outcome (see Event.LastRun)
+	FieldDue      = "due"      // a jittered fire: when it is due (its slot plus the jitter delay), Unix milliseconds
 )
 
 // EncodingVersion is the value of FieldV written by this package.
@@ -102,6 +103,17 @@ type Fire struct {
 	Payload string
 	// Attempt counts tries, 1 for the first.
 	Attempt int
+	// Due, on the fire of a task with a jitter, is when it is due: At
+	// plus the task's JitterDelay. Zero otherwise (due at At).
+	Due time.Time
+}
+
+// DueAt is when the fire is due: Due, or At when it has none.
+func (f *Fire) DueAt() time.Time {
+	if f.Due.After(f.At) {
+		return f.Due
+	}
+	return f.At
 }
 
 // MaxFireIDLen bounds the id a manual trigger may give.
@@ -121,11 +133,14 @@ func (f *Fire) AppendArgs(dst []any) []any {
 	if f.Attempt > 1 {
 		dst = append(dst, boxedAttempt, strconv.Itoa(f.Attempt))
 	}
+	if f.Due.After(f.At) {
+		dst = append(dst, boxedDue, ms(f.Due))
+	}
 	return dst
 }
 
 // Fire field names boxed once, for Fire.AppendArgs.
-var boxedTask, boxedID, boxedAt, boxedPayload, boxedAttempt any = FieldTask, FieldID, FieldAt, FieldPayload, FieldAttempt
+var boxedTask, boxedID, boxedAt, boxedPayload, boxedAttempt, boxedDue any = FieldTask, FieldID, FieldAt, FieldPayload, FieldAttempt, FieldDue
 
 // DecodeFire decodes a fire entry. entryID is the stream entry id; it gives
 // the fire's id and time when a hand-written entry has neither. Fields not
@@ -163,6 +178,12 @@ func DecodeFire(entryID string, fields map[string]string) (Fire, error) {
 				return Fire{}, decodeErr(k, "%q; want a whole number from 1", clip(v))
 			}
 			f.Attempt = n
+		case FieldDue:
+			t, err := parseMs(k, v)
+			if err != nil {
+				return Fire{}, err
+			}
+			f.Due = t
 		default:
 			return Fire{}, decodeErr(k, "not a field of a fire entry; want task, and optionally id, payload, at")
 		}
@@ -182,6 +203,9 @@ func DecodeFire(entryID string, fields map[string]string) (Fire, error) {
 			return Fire{}, err
 		}
 		f.At = t
+	}
+	if !f.Due.IsZero() && f.Due.Before(f.At) {
+		return Fire{}, decodeErr(FieldDue, "%s is before at %s; a fire is due at or after its slot", ms(f.Due), ms(f.At))
 	}
 	return f, nil
 }
@@ -240,6 +264,9 @@ type Event struct {
 	// Fired is when the fire's entry was appended, and Started when the
 	// run started (an outcome's).
 	Fired, Started time.Time
+	// Due is the fire's due time when it has one (Fire.Due: a jittered
+	// fire's); lateness is measured from DueAt.
+	Due time.Time
 	// LastRun, on an outcome (completed, failed, dead), is set
 	// by the store, never by the writer: the outcome became the task's
 	// last outcome (and, completed, its last success) in the per-task
@@ -339,6 +366,7 @@ var fields = map[string]field{
 	FieldOutput:   strField(func(e *Event) *string { return &e.Output }),
 	FieldFired:    timeField(FieldFired, func(e *Event) *time.Time { return &e.Fired }),
 	FieldStarted:  timeField(FieldStarted, func(e *Event) *time.Time { return &e.Started }),
+	FieldDue:      timeField(FieldDue, func(e *Event) *time.Time { return &e.Due }),
 	FieldLastRun: {
 		isSet: func(e *Event) bool { return e.LastRun },
 		text:  func(*Event) string { return "1" },
@@ -357,12 +385,12 @@ var fields = map[string]field{
 var typeFields = map[Type]string{
 	TypeRegistered: "task change | version",
 	TypeReload:     "version | previous added changed removed",
-	TypeFired:      "task fire at | queue mode payload attempt worker",
+	TypeFired:      "task fire at | queue mode payload attempt worker due",
 	TypeMissed:     "task at count policy | until reason worker fire queue",
-	TypeStarted:    "task fire at | attempt worker queue",
-	TypeCompleted:  "task fire at | attempt worker cost_ms fired started lastrun status queue output",
-	TypeFailed:     "task fire at | attempt worker cost_ms error fired started lastrun status queue output",
-	TypeCancelled:  "task fire at reason | attempt worker cost_ms error fired started lastrun queue output",
+	TypeStarted:    "task fire at | attempt worker queue due",
+	TypeCompleted:  "task fire at | attempt worker cost_ms fired started lastrun status queue output due",
+	TypeFailed:     "task fire at | attempt worker cost_ms error fired started lastrun status queue output due",
+	TypeCancelled:  "task fire at reason | attempt worker cost_ms error fired started lastrun queue output due",
 	TypeStuck:      "task reason | fire at queue worker",
 	TypeRetried:    "task fire at attempt | worker error reason",
 	TypeDead:       "reason | task fire at attempt worker error fired lastrun queue",
@@ -414,6 +442,15 @@ var typeSets = func() map[Type]fieldSet {
 	}
 	return out
 }()
+
+// DueAt is when the event's fire was due: Due, or At when it has none.
+// A run's lateness is its Started minus DueAt.
+func (e *Event) DueAt() time.Time {
+	if e.Due.After(e.At) {
+		return e.Due
+	}
+	return e.At
+}
 
 // Encode returns the event as stream fields in XADD order: v, type, then the
 // type's fields that are set. It fails on an unknown type, a missing required

@@ -23,6 +23,8 @@ type LastRun struct {
 	Fire string `json:"fire"`
 	// Scheduled is the slot the fire was planned for.
 	Scheduled time.Time `json:"-"`
+	// Due is when a jittered fire was due (Fire.Due); zero otherwise.
+	Due time.Time `json:"-"`
 	// Fired is when the planner appended it (Redis server time).
 	Fired time.Time `json:"-"`
 	// Started and Finished are set by the worker that ran it.
@@ -42,6 +44,7 @@ type LastRun struct {
 type wireLastRun struct {
 	LastRun
 	Scheduled int64 `json:"scheduled"`
+	Due       int64 `json:"due,omitempty"`
 	Fired     int64 `json:"fired,omitempty"`
 	Started   int64 `json:"started,omitempty"`
 	Finished  int64 `json:"finished,omitempty"`
@@ -76,7 +79,7 @@ func appendOptMs(dst []byte, member string, t time.Time) []byte {
 }
 
 // AppendLastRun appends r's stored form to dst: JSON with the members
-// task, fire, status, error (when set), scheduled, then fired, started and
+// task, fire, status, error (when set), scheduled, then due, fired, started and
 // finished (Unix ms, each when set), attempt, worker and fails (each when
 // set), strings escaped as encoding/json
 // escapes them. It is what the planner and the worker write for every
@@ -94,6 +97,9 @@ func AppendLastRun(dst []byte, r LastRun) []byte {
 	}
 	dst = append(dst, `,"scheduled":`...)
 	dst = strconv.AppendInt(dst, r.Scheduled.UnixMilli(), 10)
+	if r.Due.After(r.Scheduled) {
+		dst = appendOptMs(dst, `,"due":`, r.Due)
+	}
 	dst = appendOptMs(dst, `,"fired":`, r.Fired)
 	dst = appendOptMs(dst, `,"started":`, r.Started)
 	dst = appendOptMs(dst, `,"finished":`, r.Finished)
@@ -176,6 +182,16 @@ func UnmarshalLastRun(b []byte) (LastRun, error) {
 	}
 	r := w.LastRun
 	r.Scheduled = time.UnixMilli(w.Scheduled).UTC()
+	r.Due = fromOptMs(w.Due)
 	r.Fired, r.Started, r.Finished = fromOptMs(w.Fired), fromOptMs(w.Started), fromOptMs(w.Finished)
 	return r, nil
+}
+
+// DueAt is when the record's fire was due: Due, or Scheduled when it has
+// none. A run's lateness is Started minus DueAt.
+func (r *LastRun) DueAt() time.Time {
+	if r.Due.After(r.Scheduled) {
+		return r.Due
+	}
+	return r.Scheduled
 }

@@ -52,7 +52,18 @@ type Trigger struct {
 	// "cron: * * 25 12 *" is every 25 December). Days and expressions are
 	// read in the trigger's zone (UTC for an every trigger).
 	Except []string
+	// Jitter, when above zero, delays each slot's fire by a pseudo-random
+	// amount in [0, Jitter) that depends only on the task's name and the
+	// slot (JitterDelay), so every planner computes the same delay. The
+	// fire keeps the slot's id and time, carries the delayed time as its
+	// due time (Fire.Due), and never becomes due at or after the next
+	// slot. Whole milliseconds, at most MaxJitter; an every trigger's
+	// must be below its period.
+	Jitter time.Duration
 }
+
+// MaxJitter bounds Trigger.Jitter.
+const MaxJitter = 24 * time.Hour
 
 // MaxExcept bounds Trigger.Except.
 const MaxExcept = 1000
@@ -100,6 +111,10 @@ func Every(period time.Duration) Trigger { return Trigger{Kind: KindEvery, Perio
 // used.
 func Cron(expr string) Trigger { return Trigger{Kind: KindCron, Cron: expr} }
 
+// Jittered returns the trigger with each slot's fire delayed by up to d
+// (see Trigger.Jitter).
+func (t Trigger) Jittered(d time.Duration) Trigger { t.Jitter = d; return t }
+
 // In returns the trigger with its cron expression read in the IANA zone tz.
 func (t Trigger) In(tz string) Trigger { t.TZ = tz; return t }
 
@@ -140,6 +155,9 @@ func (t Trigger) String() string {
 	}
 	if len(t.Except) > 0 {
 		fmt.Fprintf(&b, " except %s", strings.Join(t.Except, "; "))
+	}
+	if t.Jitter > 0 {
+		fmt.Fprintf(&b, " jitter %s", t.Jitter)
 	}
 	return b.String()
 }
@@ -410,6 +428,14 @@ func (t Trigger) validate(task string) error {
 			return bad("except", "%v", err)
 		}
 	}
+	switch {
+	case t.Jitter < 0 || t.Jitter > MaxJitter:
+		return bad("jitter", "%s; want a duration from 0 to %s", t.Jitter, MaxJitter)
+	case t.Jitter%time.Millisecond != 0:
+		return bad("jitter", "%s; want a whole number of milliseconds", t.Jitter)
+	case t.Jitter > 0 && t.Kind == KindEvery && t.Jitter >= t.Period:
+		return bad("jitter", "%s is not below the period %s; a slot's fire would come after the next slot's", t.Jitter, t.Period)
+	}
 	if g := t.DSTGap; g != "" && g != GapShift && g != GapSkip {
 		return bad("dst", "gap %q; want shift (fire once when the gap ends) or skip", g)
 	}
@@ -486,6 +512,7 @@ type wireSpec struct {
 	DSTGap       string   `json:"dst_gap,omitempty"`
 	DSTOverlap   string   `json:"dst_overlap,omitempty"`
 	Except       []string `json:"except,omitempty"`
+	JitterMs     int64    `json:"jitter_ms,omitempty"`
 	Queue        string   `json:"queue"`
 	Mode         string   `json:"mode"`
 	Misfire      string   `json:"misfire"`
@@ -523,7 +550,8 @@ func MarshalSpec(s Spec) ([]byte, error) {
 		At: msPtr(s.Trigger.At), EveryMs: s.Trigger.Period.Milliseconds(), Cron: s.Trigger.Cron, TZ: s.Trigger.TZ,
 		Start: msPtr(s.Trigger.Start), End: msPtr(s.Trigger.End),
 		DSTGap: string(s.Trigger.DSTGap), DSTOverlap: string(s.Trigger.DSTOverlap), Except: s.Trigger.Except,
-		Queue: s.Queue, Mode: string(s.Mode), Misfire: string(s.Misfire), MisfireLimit: s.MisfireLimit,
+		JitterMs: s.Trigger.Jitter.Milliseconds(),
+		Queue:    s.Queue, Mode: string(s.Mode), Misfire: string(s.Misfire), MisfireLimit: s.MisfireLimit,
 		GraceMs: s.MisfireGrace.Milliseconds(), Overlap: string(s.Overlap), TimeoutMs: s.Timeout.Milliseconds(),
 		Attempts: s.Attempts, Payload: s.Payload, PauseAfter: s.PauseAfterFailures, Limit: s.Limit,
 	}
@@ -546,6 +574,7 @@ func (w *wireSpec) spec() (Spec, error) {
 			Kind: TriggerKind(w.Kind), At: fromMsPtr(w.At), Period: time.Duration(w.EveryMs) * time.Millisecond,
 			Cron: w.Cron, TZ: w.TZ, Start: fromMsPtr(w.Start), End: fromMsPtr(w.End),
 			DSTGap: DSTGap(w.DSTGap), DSTOverlap: DSTOverlap(w.DSTOverlap), Except: w.Except,
+			Jitter: time.Duration(w.JitterMs) * time.Millisecond,
 		},
 		Queue: w.Queue, Mode: Mode(w.Mode), Misfire: Misfire(w.Misfire), MisfireLimit: w.MisfireLimit,
 		MisfireGrace: time.Duration(w.GraceMs) * time.Millisecond, Overlap: Overlap(w.Overlap),
@@ -635,4 +664,36 @@ func ParseExcept(r string) (ExceptRule, error) {
 func checkExcept(r string) error {
 	_, err := ParseExcept(r)
 	return err
+}
+
+// JitterDelay is the delay of the fire of task's slot at under a trigger's
+// jitter: a pseudo-random amount in [0, jitter) that only the task's name
+// and the slot decide (FNV-1a of both), so every planner and worker
+// computes the same one. gap is the time to the next slot (0: none): the
+// delay stays below it, so a slot's fire is never due at or after the
+// next slot's.
+func JitterDelay(task string, at time.Time, jitter, gap time.Duration) time.Duration {
+	span := jitter.Milliseconds()
+	if g := gap.Milliseconds(); g > 0 && g < span {
+		span = g
+	}
+	if span <= 1 {
+		return 0
+	}
+	const prime = 1099511628211
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(task); i++ {
+		h = (h ^ uint64(task[i])) * prime
+	}
+	h = (h ^ '@') * prime
+	ms := uint64(at.UnixMilli())
+	for i := 0; i < 8; i++ {
+		h = (h ^ (ms & 0xff)) * prime
+		ms >>= 8
+	}
+	// FNV's low bits mix poorly for short inputs: fold the high half in.
+	h ^= h >> 29
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 32
+	return time.Duration(h%uint64(span)) * time.Millisecond
 }

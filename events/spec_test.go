@@ -1,9 +1,12 @@
 package events
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"regexp"
+	"strings"
 	"testing"
+	"time"
 )
 
 // onlyOf accepts exactly what the name and queue patterns it replaced
@@ -29,5 +32,65 @@ func TestOnlyOfMatchesThePatterns(t *testing.T) {
 				t.Fatalf("onlyOf(%q, %q) = %v, the pattern %s says %v", in, extra, got, re, want)
 			}
 		}
+	}
+}
+
+// TestJitterDelay: the delay is the same for the same task and slot, below
+// the jitter and below the gap to the next slot, and differs across tasks
+// and slots.
+func TestJitterDelay(t *testing.T) {
+	at := time.UnixMilli(1_767_225_600_000)
+	seen := map[time.Duration]bool{}
+	for i := range 1000 {
+		task := fmt.Sprintf("t%d", i)
+		d := JitterDelay(task, at, 2*time.Second, 0)
+		if d != JitterDelay(task, at, 2*time.Second, 0) {
+			t.Fatalf("%s: two delays for one slot", task)
+		}
+		if d < 0 || d >= 2*time.Second || d%time.Millisecond != 0 {
+			t.Fatalf("%s: delay %s; want whole ms in [0, 2s)", task, d)
+		}
+		if g := JitterDelay(task, at, 2*time.Second, 300*time.Millisecond); g >= 300*time.Millisecond {
+			t.Fatalf("%s: delay %s with the next slot 300ms away", task, g)
+		}
+		seen[d] = true
+		seen[JitterDelay("x", at.Add(time.Duration(i)*time.Minute), 2*time.Second, 0)] = true
+	}
+	if len(seen) < 600 {
+		t.Fatalf("%d distinct delays over 2,000 task-slots; want them spread", len(seen))
+	}
+	if d := JitterDelay("t", at, 0, 0); d != 0 {
+		t.Fatalf("no jitter: delay %s", d)
+	}
+}
+
+// TestJitterValidation: a negative, fractional, too large or (for every)
+// not-below-the-period jitter is refused naming the field.
+func TestJitterValidation(t *testing.T) {
+	for _, tc := range []struct {
+		tr   Trigger
+		want string
+	}{
+		{Every(time.Minute).Jittered(-time.Second), "want a duration from 0"},
+		{Every(time.Minute).Jittered(1500 * time.Microsecond), "whole number of milliseconds"},
+		{Cron("@daily").Jittered(25 * time.Hour), "want a duration from 0 to 24h0m0s"},
+		{Every(5 * time.Second).Jittered(5 * time.Second), "not below the period 5s"},
+	} {
+		err := Spec{Name: "j", Trigger: tc.tr}.Validate()
+		if err == nil || !strings.Contains(err.Error(), "jitter") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Validate = %v; want a jitter error saying %q", tc.tr, err, tc.want)
+		}
+	}
+	s := Spec{Name: "j", Trigger: Cron("0 * * * *").Jittered(90 * time.Second)}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := MarshalSpec(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := UnmarshalSpec(b)
+	if err != nil || back.Trigger.Jitter != 90*time.Second {
+		t.Fatalf("round trip of %s: jitter %s, %v", b, back.Trigger.Jitter, err)
 	}
 }

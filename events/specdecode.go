@@ -174,6 +174,8 @@ func (w *wireSpec) setInt(k string, n int64) bool {
 		w.GraceMs = n
 	case "timeout_ms":
 		w.TimeoutMs = n
+	case "jitter_ms":
+		w.JitterMs = n
 	default:
 		return false
 	}

@@ -66,14 +66,36 @@ func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, lookahead tim
 		limit = spec.MisfireLimit
 	}
 
-	var slots []time.Time
-	for ok && !next.After(horizon) && len(slots) < chunk+limit {
-		slots = append(slots, next)
-		next, ok = sched.Next(next)
+	// A slot's due time is the slot, or with a jitter the slot plus its
+	// delay (kept below the gap to the slot after it): horizon, lateness
+	// and the due score go by it.
+	jit := spec.Trigger.Jitter
+	dueOf := func(slot time.Time) time.Time {
+		if jit <= 0 {
+			return slot
+		}
+		var gap time.Duration
+		if following, ok := sched.Next(slot); ok {
+			gap = following.Sub(slot)
+		}
+		return slot.Add(events.JitterDelay(ct.Name, slot, jit, gap))
 	}
-	more := ok && !next.After(horizon)
+	var slots, dues []time.Time
+	nextDue := next
+	for ok && len(slots) < chunk+limit && !next.After(horizon) {
+		if nextDue = dueOf(next); nextDue.After(horizon) {
+			break
+		}
+		slots, dues = append(slots, next), append(dues, nextDue)
+		next, ok = sched.Next(next)
+		nextDue = next
+	}
+	if ok && jit > 0 && nextDue.Equal(next) {
+		nextDue = dueOf(next)
+	}
+	more := ok && !nextDue.After(horizon)
 	late := 0
-	for late < len(slots) && now.Sub(slots[late]) > spec.MisfireGrace {
+	for late < len(slots) && now.Sub(dues[late]) > spec.MisfireGrace {
 		late++
 	}
 
@@ -94,27 +116,34 @@ func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, lookahead tim
 		return true
 	}
 	// Each missed slot's reason gives its own lateness.
-	miss := func(s []time.Time) {
-		for _, slot := range s {
+	// miss and fire take the slots from index i to j.
+	miss := func(i, j int) {
+		for k := i; k < j; k++ {
+			slot := slots[k]
 			if excluded(slot) {
 				continue
 			}
 			plan.Ops = append(plan.Ops, store.Op{Slot: slot, Event: events.Event{
 				Type: events.TypeMissed, Task: ct.Name, At: slot, Count: 1, Policy: spec.Misfire,
-				Reason: fmt.Sprintf("planned %s late, past the %s grace", now.Sub(slot).Round(time.Millisecond), spec.MisfireGrace), Worker: node,
+				Reason: fmt.Sprintf("planned %s late, past the %s grace", now.Sub(dues[k]).Round(time.Millisecond), spec.MisfireGrace), Worker: node,
 			}})
 		}
 	}
-	fire := func(s []time.Time) {
-		for _, slot := range s {
+	fire := func(i, j int) {
+		for k := i; k < j; k++ {
+			slot := slots[k]
 			if excluded(slot) {
 				continue
 			}
-			f := events.Fire{ID: events.FireID(ct.Name, slot), Task: ct.Name, At: slot, Payload: spec.Payload, Attempt: 1}
+			var due time.Time // none unless jittered
+			if dues[k].After(slot) {
+				due = dues[k]
+			}
+			f := events.Fire{ID: events.FireID(ct.Name, slot), Task: ct.Name, At: slot, Payload: spec.Payload, Attempt: 1, Due: due}
 			plan.Ops = append(plan.Ops, store.Op{Slot: slot, Fire: &f, Event: events.Event{
-				Type: events.TypeFired, Task: ct.Name, Fire: f.ID, At: slot, Queue: spec.Queue, Mode: spec.Mode, Worker: node,
+				Type: events.TypeFired, Task: ct.Name, Fire: f.ID, At: slot, Queue: spec.Queue, Mode: spec.Mode, Worker: node, Due: due,
 			}})
-			plan.LastRun = &events.LastRun{Task: ct.Name, Fire: f.ID, Scheduled: slot, Fired: now, Status: events.StatusFired}
+			plan.LastRun = &events.LastRun{Task: ct.Name, Fire: f.ID, Scheduled: slot, Due: due, Fired: now, Status: events.StatusFired}
 		}
 	}
 
@@ -137,26 +166,26 @@ func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, lookahead tim
 		}
 		plan.Ops = append(plan.Ops, store.Op{Slot: last, Event: ev})
 		if n < len(slots) {
-			next = slots[n]
+			next, nextDue = slots[n], dues[n]
 		}
-		plan.Next = next
+		plan.Next, plan.NextDue = next, nextDue
 		return plan
 	case spec.Misfire == events.MisfireFireAll:
 		keep := late - limit
 		if keep < 0 {
 			keep = 0
 		}
-		miss(slots[:keep])
-		fire(slots[keep:late])
+		miss(0, keep)
+		fire(keep, late)
 	case spec.Misfire == events.MisfireFireOnce && late == len(slots) && late > 0:
-		miss(slots[:late-1])
-		fire(slots[late-1 : late])
+		miss(0, late-1)
+		fire(late-1, late)
 	default: // skip, or fire-once with an on-time slot due
-		miss(slots[:late])
+		miss(0, late)
 	}
-	fire(slots[late:])
+	fire(late, len(slots))
 	if ok {
-		plan.Next = next
+		plan.Next, plan.NextDue = next, nextDue
 	}
 	return plan
 }

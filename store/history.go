@@ -88,8 +88,11 @@ type Slot struct {
 	// Scheduled is the slot; for a range of missed slots, the first, and
 	// Until the last (Count slots in all).
 	Scheduled time.Time
-	Until     time.Time
-	Count     int64
+	// Due is when a jittered slot's fire was due (Fire.Due); zero
+	// otherwise. Late counts from it when set.
+	Due   time.Time
+	Until time.Time
+	Count int64
 	// Fired is when its fire entry was appended; Started and Finished, the
 	// run's, by its worker's clock (a dead letter without a run: Finished
 	// is when it was recorded, Redis time).
@@ -158,7 +161,7 @@ func (s *Store) History(ctx context.Context, task string, limit int, now time.Ti
 					sl.Fired = e.Fired // the first attempt's entry is the slot's fire
 				}
 				if !e.Started.IsZero() {
-					sl.Late = e.Started.Sub(sl.Scheduled) // the first attempt's, as older entries come
+					sl.Late = e.Started.Sub(sl.DueAt()) // the first attempt's, as older entries come
 				}
 				if sl.Outcome == string(events.TypeDead) && sl.Started.IsZero() && !e.Started.IsZero() {
 					o := slotOf(e)
@@ -187,15 +190,15 @@ func (s *Store) History(ctx context.Context, task string, limit int, now time.Ti
 					sl.Attempts = r.Attempt
 				}
 			} else {
-				head = append(head, Slot{Outcome: OutcomeRunning, Fire: r.Fire, Scheduled: r.Scheduled, Fired: r.Fired,
-					Started: r.Started, Late: r.Started.Sub(r.Scheduled), Attempt: r.Attempt, Worker: r.Worker})
+				head = append(head, Slot{Outcome: OutcomeRunning, Fire: r.Fire, Scheduled: r.Scheduled, Due: r.Due, Fired: r.Fired,
+					Started: r.Started, Late: r.Started.Sub(r.DueAt()), Attempt: r.Attempt, Worker: r.Worker})
 			}
 		}
 		if l := ts.Latest; l != nil && l.Status == events.StatusFired && (ts.Running == nil || ts.Running.Fire != l.Fire) {
 			if _, done := byFire[l.Fire]; !done && !hasOutcome(ts, l.Fire) {
-				sl := Slot{Outcome: OutcomeWaiting, Fire: l.Fire, Scheduled: l.Scheduled, Fired: l.Fired}
-				if now.After(l.Scheduled) {
-					sl.Late = now.Sub(l.Scheduled)
+				sl := Slot{Outcome: OutcomeWaiting, Fire: l.Fire, Scheduled: l.Scheduled, Due: l.Due, Fired: l.Fired}
+				if now.After(l.DueAt()) {
+					sl.Late = now.Sub(l.DueAt())
 				}
 				head = append([]Slot{sl}, head...)
 			}
@@ -220,7 +223,7 @@ func at(id string) time.Time {
 
 // slotOf is the slot a history event records.
 func slotOf(e events.Event) Slot {
-	sl := Slot{Outcome: string(e.Type), Fire: e.Fire, Scheduled: e.At, Until: e.Until, Count: e.Count, Fired: e.Fired,
+	sl := Slot{Outcome: string(e.Type), Fire: e.Fire, Scheduled: e.At, Due: e.Due, Until: e.Until, Count: e.Count, Fired: e.Fired,
 		Attempt: e.Attempt, Attempts: max(e.Attempt, 1), Worker: e.Worker, CostMs: e.CostMs, Error: e.Error,
 		Reason: e.Reason, Policy: e.Policy, Event: e.ID, Recorded: at(e.ID)}
 	if e.Type == events.TypeMissed {
@@ -231,7 +234,15 @@ func slotOf(e events.Event) Slot {
 	if !e.Started.IsZero() {
 		sl.Started = e.Started
 		sl.Finished = e.Started.Add(time.Duration(e.CostMs) * time.Millisecond)
-		sl.Late = sl.Started.Sub(sl.Scheduled)
+		sl.Late = sl.Started.Sub(sl.DueAt())
 	}
 	return sl
+}
+
+// DueAt is when the slot's fire was due: Due, or Scheduled; Late counts from it.
+func (sl *Slot) DueAt() time.Time {
+	if sl.Due.After(sl.Scheduled) {
+		return sl.Due
+	}
+	return sl.Scheduled
 }

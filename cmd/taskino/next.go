@@ -62,7 +62,7 @@ func runNext(ctx context.Context, c *cli, args []string) error {
 		from = t
 	}
 	var trig events.Trigger
-	what := ""
+	what, task := "", "" // task: a stored task's name
 	var paused time.Time // a stored task's pause
 	done := false        // a stored task with no slot left to fire
 	switch {
@@ -87,7 +87,7 @@ func runNext(ctx context.Context, c *cli, args []string) error {
 		if err != nil {
 			return err
 		}
-		trig, what = spec.Trigger, "task "+args[0]
+		trig, what, task = spec.Trigger, "task "+args[0], args[0]
 		ts, err := c.st.State(ctx, args[0])
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
@@ -115,6 +115,9 @@ func runNext(ctx context.Context, c *cli, args []string) error {
 		return usagef("next: --tz %q: want an IANA time zone such as Europe/Berlin", zone)
 	}
 	slots := inspect.NextSlots(sched, loc, from, f.n)
+	if task != "" {
+		inspect.Jitter(slots, sched, task, trig.Jitter)
+	}
 	if c.json {
 		b, err := json.Marshal(slots)
 		if err != nil {

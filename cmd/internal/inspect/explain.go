@@ -137,11 +137,18 @@ func ExplainFrom(ctx context.Context, st *store.Store, v View, slots []store.Slo
 
 func explainRecord(ctx context.Context, st *store.Store, ex *Explanation, s store.Slot, v View, now time.Time) {
 	loc := v.Loc
-	late := s.Late.Round(time.Millisecond)                         // the first attempt's
-	lastLate := s.Started.Sub(s.Scheduled).Round(time.Millisecond) // the last attempt's
+	late := s.Late.Round(time.Millisecond)                       // the first attempt's
+	lastLate := s.Started.Sub(s.DueAt()).Round(time.Millisecond) // the last attempt's, after its due time
+	afterSlot := "after its slot"
+	if s.Due.After(s.Scheduled) {
+		afterSlot = "after it was due"
+	}
 	tries := ""
 	if s.Attempts > 1 {
 		tries = fmt.Sprintf(" on attempt %d, after %d failed (the first started %s after the slot)", s.Attempts, s.Attempts-1, late)
+	}
+	if s.Due.After(s.Scheduled) {
+		ex.Facts = append(ex.Facts, fmt.Sprintf("its jitter made it due at %s, %s after the slot; lateness counts from then", Stamp(s.Due, loc), s.Due.Sub(s.Scheduled)))
 	}
 	if !s.Fired.IsZero() {
 		ex.Facts = append(ex.Facts, fmt.Sprintf("fired (appended to queue %s) at %s", v.Spec.Queue, Stamp(s.Fired, loc)))
@@ -149,7 +156,7 @@ func explainRecord(ctx context.Context, st *store.Store, ex *Explanation, s stor
 	switch s.Outcome {
 	case string(events.TypeCompleted):
 		ex.Answer = AnswerRan
-		ex.Summary = fmt.Sprintf("ran: started on %s at %s, %s after its slot, took %s and completed%s", s.Worker, Stamp(s.Started, loc), lastLate, Took(s), tries)
+		ex.Summary = fmt.Sprintf("ran: started on %s at %s, %s %s, took %s and completed%s", s.Worker, Stamp(s.Started, loc), lastLate, afterSlot, Took(s), tries)
 	case string(events.TypeFailed):
 		ex.Answer = AnswerFailed
 		ex.Summary = fmt.Sprintf("failed: the run on %s at %s (attempt %d) failed after %s: %s", s.Worker, Stamp(s.Started, loc), s.Attempt, Took(s), Clip(s.Error, 200))
@@ -165,7 +172,7 @@ func explainRecord(ctx context.Context, st *store.Store, ex *Explanation, s stor
 			ex.Summary += "; last error: " + Clip(s.Error, 200)
 		}
 		if !s.Started.IsZero() {
-			ex.Facts = append(ex.Facts, fmt.Sprintf("its last attempt (%d) started on %s at %s, %s after its slot, and failed after %s", s.Attempts, s.Worker, Stamp(s.Started, loc), lastLate, Took(s)))
+			ex.Facts = append(ex.Facts, fmt.Sprintf("its last attempt (%d) started on %s at %s, %s %s, and failed after %s", s.Attempts, s.Worker, Stamp(s.Started, loc), lastLate, afterSlot, Took(s)))
 		}
 		if id := deadLetterOf(ctx, st, s); id != "" {
 			ex.DeadLetter = id
@@ -194,7 +201,7 @@ func explainRecord(ctx context.Context, st *store.Store, ex *Explanation, s stor
 		ex.Summary = fmt.Sprintf("cut: the run on %s started at %s was stopped after %s (%s); its fire runs again", s.Worker, Stamp(s.Started, loc), Took(s), s.Reason)
 	case store.OutcomeRunning:
 		ex.Answer = AnswerRunning
-		ex.Summary = fmt.Sprintf("running on %s since %s, %s after its slot (attempt %d)", s.Worker, Stamp(s.Started, loc), late, s.Attempt)
+		ex.Summary = fmt.Sprintf("running on %s since %s, %s %s (attempt %d)", s.Worker, Stamp(s.Started, loc), late, afterSlot, s.Attempt)
 		if v.Status != store.StatusRunning {
 			ex.Facts = append(ex.Facts, fmt.Sprintf("worker %s is not live: its fire is reclaimed by another worker once its visibility timeout passes", s.Worker))
 		}

@@ -16,6 +16,31 @@ type NextSlot struct {
 	Note string    `json:"note"` // a DST change before it, an exclusion, else empty
 	// Excluded is the except rule that excludes the slot ("": it fires).
 	Excluded string `json:"excluded,omitempty"`
+	// Due is when a jittered task's fire of the slot is due (see Jitter).
+	Due *time.Time `json:"due,omitempty"`
+}
+
+// Jitter sets each slot's Due to its time plus task's jitter delay (the
+// delay every planner computes), and says so in its note; a slot that
+// fires nothing is left alone. No jitter: slots unchanged.
+func Jitter(slots []NextSlot, sched planner.Schedule, task string, jitter time.Duration) {
+	if jitter <= 0 {
+		return
+	}
+	for i := range slots {
+		s := &slots[i]
+		if s.Excluded != "" {
+			continue
+		}
+		var gap time.Duration
+		if following, ok := sched.Next(s.UTC); ok {
+			gap = following.Sub(s.UTC)
+		}
+		d := events.JitterDelay(task, s.UTC, jitter, gap)
+		due := s.At.Add(d)
+		s.Due = &due
+		s.Note = strings.TrimPrefix(s.Note+"; ", "; ") + "jitter: due " + d.String() + " after the slot"
+	}
 }
 
 // NextSlots lists up to n slots of sched after from, in loc, each with a

@@ -78,7 +78,7 @@ func RunOf(r *events.LastRun) *Run {
 	j := &Run{Fire: r.Fire, Status: r.Status, Scheduled: ISO(r.Scheduled), Fired: ISO(r.Fired), Started: ISO(r.Started),
 		Finished: ISO(r.Finished), Attempt: r.Attempt, Worker: r.Worker, Error: r.Error}
 	if !r.Started.IsZero() {
-		j.LateMs = msPtr(r.Started.Sub(r.Scheduled))
+		j.LateMs = msPtr(r.Started.Sub(r.DueAt()))
 		if !r.Finished.IsZero() {
 			j.CostMs = msPtr(r.Finished.Sub(r.Started))
 		}

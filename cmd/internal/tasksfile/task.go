@@ -136,6 +136,7 @@ func (p *parser) task(index int, item *yaml.Node) (task Task, name string, ok bo
 		dstGap         events.DSTGap
 		dstOverlap     events.DSTOverlap
 		except         []string
+		jitter         time.Duration
 	)
 	for _, kv := range pairs {
 		t.fields[kv.key] = kv
@@ -187,6 +188,8 @@ func (p *parser) task(index int, item *yaml.Node) (task Task, name string, ok bo
 			}
 		case "except":
 			except = t.except(n)
+		case "jitter":
+			jitter = t.millis("jitter", n, "a duration like 2s (whole milliseconds), below the period", true)
 		case "start":
 			if v, ok := t.time("start", n); ok {
 				start, haveStartOrEnd = v, true
@@ -270,6 +273,7 @@ func (p *parser) task(index int, item *yaml.Node) (task Task, name string, ok bo
 	if except != nil {
 		tr = tr.Excluding(except...)
 	}
+	tr = tr.Jittered(jitter)
 	spec.Trigger = tr
 	if err := planner.Validate(spec); err != nil {
 		var se *events.SpecError

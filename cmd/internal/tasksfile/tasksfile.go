@@ -86,7 +86,7 @@ func Load(path string) (*File, error) {
 // The fields of the file, in the order error messages list them.
 var (
 	topFields  = []string{"version", "tasks"}
-	taskFields = []string{"name", "every", "cron", "tz", "dst", "except", "once", "start", "end", "queue", "mode", "misfire", "misfire_limit", "misfire_grace", "overlap", "timeout", "attempts", "limit", "pause_after_failures", "payload", "exec", "http"}
+	taskFields = []string{"name", "every", "cron", "tz", "dst", "except", "jitter", "once", "start", "end", "queue", "mode", "misfire", "misfire_limit", "misfire_grace", "overlap", "timeout", "attempts", "limit", "pause_after_failures", "payload", "exec", "http"}
 	httpFields = []string{"method", "url", "headers", "body"}
 	triggers   = []string{"every", "cron", "once"}
 	methods    = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}

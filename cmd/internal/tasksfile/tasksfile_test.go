@@ -41,6 +41,17 @@ tasks:
     end: 2026-12-02T00:00:00Z
 `
 
+// TestParseJitter: jitter reaches the trigger.
+func TestParseJitter(t *testing.T) {
+	f, err := Parse("tasks.yaml", []byte("version: 1\ntasks:\n  - name: a\n    cron: \"0 * * * *\"\n    jitter: 90s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := f.Tasks[0].Spec.Trigger.Jitter; j != 90*time.Second {
+		t.Errorf("jitter %s, want 90s", j)
+	}
+}
+
 // TestParseMisfireBounds: misfire_limit and misfire_grace reach the spec
 // as written.
 func TestParseMisfireBounds(t *testing.T) {
@@ -213,7 +224,7 @@ var errorCases = []struct {
 	{"no trigger", "tasks:\n  - name: x\n    queue: q\n",
 		[]string{"tasks.yaml:2: ", `task "x": want exactly one trigger of every, cron, once; got none`}},
 	{"unknown task field", "tasks:\n  - name: y\n    every: 1s\n    cmd: [ls]\n",
-		[]string{"tasks.yaml:4: ", `task "y": unknown field "cmd" (fields: name, every, cron, tz, dst, except, once, start, end, queue, mode, misfire, misfire_limit, misfire_grace, overlap, timeout, attempts, limit, pause_after_failures, payload, exec, http)`}},
+		[]string{"tasks.yaml:4: ", `task "y": unknown field "cmd" (fields: name, every, cron, tz, dst, except, jitter, once, start, end, queue, mode, misfire, misfire_limit, misfire_grace, overlap, timeout, attempts, limit, pause_after_failures, payload, exec, http)`}},
 	{"exec and http", "tasks:\n  - name: z\n    every: 1s\n    exec: [ls]\n    http: {url: 'http://h/'}\n",
 		[]string{"tasks.yaml:5: ", `task "z": exec and http both set; want one of them`}},
 	{"duplicate task", "tasks:\n  - name: heartbeat\n    every: 1s\n  - name: heartbeat\n    every: 2s\n",
@@ -352,6 +363,10 @@ var errorCases = []struct {
 		[]string{"tasks.yaml:4: ", `task "a": timeout: -1s; want a positive duration`}},
 	{"timeout too fine", "tasks:\n  - name: a\n    every: 1s\n    timeout: 500us\n",
 		[]string{"tasks.yaml:4: ", `task "a": timeout: want a duration like 30s (whole milliseconds)`, `got "500us"`}},
+	{"jitter not below the period", "tasks:\n  - name: a\n    every: 5s\n    jitter: 5s\n",
+		[]string{"tasks.yaml:", `task "a": jitter: 5s is not below the period 5s`}},
+	{"jitter not a duration", "tasks:\n  - name: a\n    every: 5s\n    jitter: soon\n",
+		[]string{"tasks.yaml:4: ", `task "a": jitter: want a duration like 2s (whole milliseconds), below the period`}},
 	{"misfire_limit without fire-all", "tasks:\n  - name: a\n    every: 1s\n    misfire_limit: 5\n",
 		[]string{"tasks.yaml:4: ", `task "a": misfire_limit: bounds the late slots of misfire: fire-all only; this task's misfire is fire-once`}},
 	{"misfire_limit with skip", "tasks:\n  - name: a\n    every: 1s\n    misfire: skip\n    misfire_limit: 5\n",

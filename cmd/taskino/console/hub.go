@@ -151,7 +151,7 @@ func (h *hub) count(e events.Event) {
 		m.Started++
 		// Lateness of first runs: retries and replays wait on purpose.
 		if _, again := h.started[e.Fire]; !again && !e.At.IsZero() && e.Attempt <= 1 && len(m.Lates) < lateSamples {
-			m.Lates = append(m.Lates, t.Sub(e.At))
+			m.Lates = append(m.Lates, t.Sub(e.DueAt()))
 		}
 		if len(h.started) >= maxStarted {
 			clear(h.started) // bounded: a replay after this counts as a first run

@@ -232,7 +232,7 @@ func statsOf(es []events.Event) outcomeStats {
 			continue
 		}
 		if !e.Started.IsZero() && !e.At.IsZero() && e.Attempt <= 1 {
-			first[e.Fire] = e.Started.Sub(e.At) // older entries come later: the first run wins
+			first[e.Fire] = e.Started.Sub(e.DueAt()) // older entries come later: the first run wins
 		}
 		if e.Fire != "" && seen[e.Fire] {
 			continue // an earlier attempt of a slot counted

@@ -64,10 +64,10 @@ func liveOf(e events.Event) liveEvent {
 		parts = append(parts, fmt.Sprintf("took %dms", e.CostMs))
 	}
 	if !e.Started.IsZero() && !e.At.IsZero() && e.Type == events.TypeStarted {
-		parts = append(parts, "late "+e.Started.Sub(e.At).Round(time.Millisecond).String())
+		parts = append(parts, "late "+e.Started.Sub(e.DueAt()).Round(time.Millisecond).String())
 	}
 	if e.Type == events.TypeStarted && e.Started.IsZero() && !e.At.IsZero() {
-		parts = append(parts, "late "+t.Sub(e.At).Round(time.Millisecond).String())
+		parts = append(parts, "late "+t.Sub(e.DueAt()).Round(time.Millisecond).String())
 	}
 	if e.Count > 1 {
 		parts = append(parts, fmt.Sprintf("%d slots", e.Count))

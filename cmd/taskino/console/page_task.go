@@ -93,6 +93,7 @@ func (c *Console) taskPage(w http.ResponseWriter, r *http.Request, n *namespace)
 			from = v.State.Next.Add(-time.Millisecond)
 		}
 		d.NextSlots = inspect.NextSlots(sched, v.Loc, from, 10)
+		inspect.Jitter(d.NextSlots, sched, v.Spec.Name, v.Spec.Trigger.Jitter)
 	}
 	at := time.Time{}
 	asked := r.URL.Query().Get("at")

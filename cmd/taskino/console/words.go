@@ -53,6 +53,9 @@ func TriggerWords(t events.Trigger) string {
 	case n > 1:
 		s += fmt.Sprintf("; except %s and %d more", t.Except[0], n-1)
 	}
+	if t.Jitter > 0 {
+		s += "; each fire delayed by up to " + durationWords(t.Jitter)
+	}
 	return s
 }
 

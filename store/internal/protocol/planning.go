@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -124,6 +125,9 @@ type TaskPlan struct {
 	Ops []Op
 	// Next is the next slot to plan; zero when the trigger has none left.
 	Next time.Time
+	// NextDue is when Next is due, when that is after Next (a jittered
+	// task's): the task's due score. Zero: Next.
+	NextDue time.Time
 	// LastRun is recorded when at least one fire is appended.
 	LastRun *events.LastRun
 	// Limit is the spec's fire limit (0: none): the script counts the
@@ -160,9 +164,12 @@ func (pl *Planning) Plan(ctx context.Context, token string, plans []TaskPlan, lo
 	var buf []byte // last-run records
 	for i := range plans {
 		p := &plans[i]
-		next := int64(-1)
+		var next any = int64(-1)
 		if !p.Next.IsZero() {
 			next = p.Next.UnixMilli()
+			if p.NextDue.After(p.Next) {
+				next = dueSlot(p.Next, p.NextDue)
+			}
 		}
 		lr := ""
 		if p.LastRun != nil {
@@ -179,7 +186,11 @@ func (pl *Planning) Plan(ctx context.Context, token string, plans []TaskPlan, lo
 		for j := range p.Ops {
 			op := &p.Ops[j]
 			if op.Fire != nil {
-				args = append(args, op.Slot.UnixMilli(), stream, 0)
+				var slot any = op.Slot.UnixMilli()
+				if op.Fire.Due.After(op.Slot) {
+					slot = dueSlot(op.Slot, op.Fire.Due)
+				}
+				args = append(args, slot, stream, 0)
 				at := len(args) - 1
 				args = op.Fire.AppendArgs(args)
 				args[at] = len(args) - at - 1
@@ -200,6 +211,12 @@ func (pl *Planning) Plan(ctx context.Context, token string, plans []TaskPlan, lo
 		return PlanResult{}, fmt.Errorf("plan %d tasks: %w", len(plans), err)
 	}
 	return PlanResult{Fires: int(res[0]), Events: int(res[1]), Lost: int(res[2]), Dropped: int(res[3])}, nil
+}
+
+// dueSlot is a slot argument of planScript for a slot due after it (a
+// jittered task's): "slot:due", both in Unix ms.
+func dueSlot(slot, due time.Time) string {
+	return strconv.FormatInt(slot.UnixMilli(), 10) + ":" + strconv.FormatInt(due.UnixMilli(), 10)
 }
 
 // Release hands back tasks leased to token without planning them, so another

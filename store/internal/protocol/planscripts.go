@@ -92,11 +92,14 @@ return out
 // may be
 // ARGV[6] -> history key prefix (a task's history is it and the name)
 // ARGV[7] -> per-task history approximate MAXLEN
-// ARGV[8..] -> per task: name, gen, next slot (ms, or -1 when none is left),
+// ARGV[8..] -> per task: name, gen, next slot (ms, or -1 when none is left;
+// "slot:due" for a jittered task's, due after its slot: the due score is the
+// due time),
 // last-run record ("" for none), number of ops (written "L<limit>:<ops>"
 // for a task with a fire limit, so a task without one costs no more),
 // then the ops. An op is: slot
-// (ms; for a range of missed slots, the last one), fire stream key ("" when
+// (ms; for a range of missed slots, the last one; "slot:due" for a jittered
+// fire, whose due time the horizon is checked against), fire stream key ("" when
 // the op fires nothing), number of fire fields, the fire fields, number of
 // event fields, the event fields.
 //
@@ -188,13 +191,21 @@ for k = 1, n do
     local ne = N[A[fstart + nf]] or tonumber(A[fstart + nf])
     local estart = fstart + nf + 1
     i = estart + ne
+    -- A jittered fire's slot is "slot:due" (longer than any time in ms):
+    -- the horizon goes by its due time, the watermark by its slot.
+    local raw, dueAt = slot, slot
+    if #slot > 20 then
+      local c = string.find(slot, ':', 1, true)
+      dueAt = string.sub(slot, c + 1)
+      slot = string.sub(slot, 1, c - 1)
+    end
     if not mine then
       -- skip
     elseif full then
       dropped = dropped + 1 -- the limit is reached: nothing more, fired or missed
       if stream ~= '' then lr = '' end -- the record names the plan's last fire, not appended
-    elseif stopAt or (stream ~= '' and before(horizon, slot)) then
-      stopAt = stopAt or slot
+    elseif stopAt or (stream ~= '' and before(horizon, dueAt)) then
+      stopAt = stopAt or raw
       dropped = dropped + 1
     elseif not before(w, slot) then
       dropped = dropped + 1
@@ -223,10 +234,17 @@ for k = 1, n do
       if full then nxt = '-1' end
     end
     if string.byte(nxt) == 45 then nxt = '-1' end
+    -- A jittered next slot is "slot:due": the due score is its due time.
+    local score = nxt
+    if #nxt > 20 then
+      local c = string.find(nxt, ':', 1, true)
+      score = string.sub(nxt, c + 1)
+      nxt = string.sub(nxt, 1, c - 1)
+    end
     if w ~= w0 then wm[name] = w; moved[name] = true end
     -- The lease ends in the same write that records the next slot.
     redis.call('HSET', st, 'next', nxt, 'lease', '', 'lease_until', '')
-    due[name] = nxt ~= '-1' and nxt
+    due[name] = nxt ~= '-1' and score
     if fired and lr ~= '' then lrs[name] = lr end
   else
     lost = lost + 1
