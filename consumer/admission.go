@@ -25,6 +25,7 @@ type admission struct {
 	maxDeliveries int64
 	visibility    time.Duration // the running mark's ttl under an overlap policy
 	specs         *specCache
+	changes       *changeLog // nil: no fire is checked for staleness
 	claims        *claims
 	clock         *redisClock
 	early         *earlyHold
@@ -57,6 +58,9 @@ func (a *admission) admit(ctx context.Context, ds []store.Delivery) []store.Deli
 		}
 		if o, late := lateSkip(a.node, d, now); late {
 			a.queue(o)
+			continue
+		}
+		if a.staleSkip(&d) {
 			continue
 		}
 		if !a.runnable(ctx, d) {
@@ -102,7 +106,7 @@ func (a *admission) nowRunnable(ctx context.Context) []store.Delivery {
 	now := a.clock.now()
 	out := ready[:0]
 	for _, d := range ready {
-		if a.early.hold(&d, now) {
+		if a.early.hold(&d, now) || a.staleSkip(&d) {
 			continue
 		}
 		if a.overlapAdmits(ctx, &d) {
@@ -128,12 +132,27 @@ func (a *admission) takeDue(ctx context.Context, limit int) []store.Delivery {
 		if !ok {
 			break
 		}
+		if a.staleSkip(d) {
+			continue
+		}
 		if a.overlapAdmits(ctx, d) {
 			out = append(out, *d)
 		}
 	}
 	a.releasing(a.early.dueBy(now))
 	return out
+}
+
+// staleSkip records missed a fire planned ahead whose task was paused,
+// changed or removed after it was appended (changeLog.stale), instead of
+// running it; it reports whether it did.
+func (a *admission) staleSkip(d *store.Delivery) bool {
+	reason := a.changes.stale(d)
+	if reason == "" {
+		return false
+	}
+	a.queue(&store.Outcome{Delivery: *d, Events: []events.Event{missedEvent(a.node, *d, PolicyStale, reason)}})
+	return true
 }
 
 // overlapAdmits applies the task's overlap policy, if it has one.

@@ -44,6 +44,7 @@ type Consumer struct {
 
 	clock   redisClock // the Redis server's time, fed by set-up and heartbeats
 	specs   *specCache
+	changes *changeLog
 	self    *advert
 	claims  *claims
 	outbox  *outbox
@@ -77,6 +78,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 	c.specs = newSpecCache(st, c.log, cfg.SpecCheckInterval, cfg.timing.specMiss)
 	c.self = newAdvert(c.log, c.specs, cfg.Node, cfg.Queues, cfg.VisibilityTimeout)
 	c.specs.onLoad = c.self.loaded
+	c.changes = newChangeLog(st, c.log, cfg.SpecCheckInterval)
 	c.claims.self, c.claims.forgetWorkers = c.self, cfg.timing.forgetWorkers
 	for _, q := range cfg.Queues {
 		c.single = append(c.single, st.Keys().Fires(q))
@@ -91,7 +93,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Consumer, error) {
 		groups: c.single, retention: cfg.FireRetention, pruneIdle: cfg.timing.pruneIdle, eventsMaxAge: cfg.EventsMaxAge,
 		retainEvery: cfg.RetainInterval, eventsMaxLen: cfg.EventsMaxLen}
 	c.adm = &admission{st: st, log: c.log, node: cfg.Node, maxDeliveries: cfg.MaxDeliveries, visibility: cfg.VisibilityTimeout,
-		specs: c.specs, claims: c.claims, clock: &c.clock, early: c.early, local: c.local,
+		specs: c.specs, changes: c.changes, claims: c.claims, clock: &c.clock, early: c.early, local: c.local,
 		queue: c.enqueue, missed: c.missed, releasing: c.outbox.setReleasing, stopped: c.stopped, runs: c.self.runs,
 		wait: &waitRoom{st: st, log: c.log, node: cfg.Node, claims: c.claims, clock: &c.clock, runs: c.self.runs,
 			queue: c.enqueue, every: cfg.timing.routeLook, stuck: map[string]bool{}, kick: make(chan struct{}, 1)}}
@@ -195,7 +197,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// The read loop apart: its end is waited for at step 4.
 	go func() { defer close(c.readDone); c.reader.run(ctx) }()
 	var wg sync.WaitGroup
-	for _, f := range []func(context.Context){c.bcast.run, c.claims.run, c.retries.run, c.trim.run, c.trim.retain, c.specs.run, c.adm.wait.run} {
+	for _, f := range []func(context.Context){c.bcast.run, c.claims.run, c.retries.run, c.trim.run, c.trim.retain, c.specs.run, c.changes.run, c.adm.wait.run} {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(ctx) }()
 	}
@@ -267,6 +269,9 @@ func (c *Consumer) trySetUp(ctx context.Context) error {
 	}
 	c.clock.set(before, time.Now(), up)
 	if err := c.bcast.setUp(ctx, up); err != nil {
+		return err
+	}
+	if err := c.changes.load(ctx); err != nil {
 		return err
 	}
 	return c.specs.load(ctx)

@@ -35,6 +35,8 @@ type workerSteps interface {
 	AppendStarted(ctx context.Context, evs []events.Event, runs []events.LastRun) error
 	AppendOutcome(ctx context.Context, e events.Event) error
 	RetainEvents(ctx context.Context) (store.Retention, error)
+	Changes(ctx context.Context) ([]store.Change, error)
+	WatchChanges(ctx context.Context) (notes <-chan store.ChangeNote, close func() error)
 }
 
 // workerStore is the namespace as a Consumer uses it: the store's public

@@ -131,7 +131,7 @@ func TestBinariesRefuseAUserWithoutACommand(t *testing.T) {
 	}{
 		{"taskino-worker", "hincrby", `taskino-worker: Redis user "taskino-worker" may not run HINCRBY on taskino:{e2e}:state:task (NOPERM); grant it, see README "Redis ACL"`, workerBin, []string{"--tasks", tasks}},
 		{"taskino-worker", "xautoclaim", `may not run XAUTOCLAIM on taskino:{e2e}:fires:default (NOPERM)`, workerBin, []string{"--tasks", tasks}},
-		{"taskino-planner", "zrangebyscore", `taskino-planner: Redis user "taskino-planner" may not run ZRANGEBYSCORE on taskino:{e2e}:due (NOPERM)`, plannerBin, nil},
+		{"taskino-planner", "zrangebyscore", `taskino-planner: Redis user "taskino-planner" may not run ZRANGEBYSCORE on taskino:{e2e}:changes, ZRANGEBYSCORE on taskino:{e2e}:due (NOPERM)`, plannerBin, nil},
 		{"taskino-planner", "eval", `taskino-planner: Redis user "taskino-planner" may not run EVAL on taskino:{e2e}:events (NOPERM)`, plannerBin, []string{"--tasks", tasks}},
 	} {
 		applyACL(t, b, acl[c.user]+" -"+c.drop)

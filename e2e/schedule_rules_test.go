@@ -77,8 +77,13 @@ tasks:
 		return n >= 3
 	})
 	for _, e := range after {
-		if e.Task == "flaky" && e.Type == events.TypeFired && e.At.After(pausedAt) {
+		appended, _ := events.EntryTime(e.ID)
+		if e.Task == "flaky" && e.Type == events.TypeFired && e.At.After(pausedAt) && !appended.Before(pausedAt) {
 			t.Errorf("flaky fired slot %s after its pause at %s", e.At, pausedAt)
+		}
+		// A slot fired ahead of the pause does not run.
+		if e.Task == "flaky" && e.Type == events.TypeStarted && e.At.After(pausedAt) {
+			t.Errorf("flaky started slot %s after its pause at %s", e.At, pausedAt)
 		}
 	}
 	if out := mustCLI(t, cli, append([]string{"ls"}, common...)...); !strings.Contains(out, "after 3 failed slots in a row (pause_after_failures: 3)") {

@@ -307,7 +307,9 @@ tasks:
 	hs = history("pausable")
 	var pause *histSlot
 	for i := range hs {
-		if hs[i].Outcome == "missed" {
+		// The range the resume recorded (a slot fired ahead of the pause
+		// is a missed slot of its own, policy stale).
+		if hs[i].Outcome == "missed" && (pause == nil || hs[i].Count > pause.Count) {
 			pause = &hs[i]
 		}
 	}

@@ -496,8 +496,9 @@ func (e *Event) AppendArgs(dst []any) ([]any, error) {
 // paused (slots passed while the task was paused), late (planned later than
 // the misfire grace: planners were down or behind), waited (its fire waited
 // past the grace for a worker of its queue that runs the task), no_slot (a
-// once instant or a window that ended before the task was planned), or
-// other.
+// once instant or a window that ended before the task was planned), stale
+// (a fire planned ahead whose task was changed or removed before it was
+// due; one paused is paused), or other.
 func MissedKind(e Event) string {
 	switch {
 	case strings.HasPrefix(string(e.Policy), "overlap-"):
@@ -512,6 +513,8 @@ func MissedKind(e Event) string {
 		return "waited"
 	case strings.Contains(e.Reason, "no slot"):
 		return "no_slot"
+	case e.Policy == "stale":
+		return "stale"
 	}
 	return "other"
 }

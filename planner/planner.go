@@ -83,15 +83,21 @@ type Config struct {
 	// dies holding tasks delays them by up to this long, so keep it below
 	// the tasks' MisfireGrace.
 	Lease time.Duration
-	// Lookahead is how far ahead of its slot a fire may be appended
-	// (default 0: once due). Workers hold an early fire until its slot (see
+	// Lookahead is how far ahead of its slot (a jittered fire: of its due
+	// time) a fire may be appended (default DefaultLookahead; at most
+	// MaxLookahead). Workers hold an early fire until it is due (see
 	// consumer.Config.HoldEarly), so it starts on time even when planning
 	// many slots due at once takes longer than the lateness one can bear
-	// (10,000 tasks every second: see README's Performance). The price:
-	// pausing, changing or removing a task does not stop a fire already
-	// appended, so it takes effect only for slots more than Lookahead
-	// away. Keep it below the workers' HoldEarly (default 10s).
+	// (1,000 and 10,000 tasks every second: see cmd/taskino-bench). A
+	// task paused, changed or removed after its fire was appended ahead
+	// does not run it: the worker records the slot missed (policy stale;
+	// paused, changed or removed after it was planned). Keep it below the
+	// workers' HoldEarly (default 10s).
 	Lookahead time.Duration
+	// NoLookahead appends each fire only once it is due (Lookahead must
+	// then be 0): a pause or change up to the slot's instant takes effect,
+	// at the price of the lateness of planning many slots due at once.
+	NoLookahead bool
 	// MaxSleep bounds a sleep when nothing is due sooner (default 1s): the
 	// longest a task set applied while a wake-up was lost waits.
 	MaxSleep time.Duration
@@ -159,6 +165,9 @@ func (c Config) WithDefaults() Config {
 	if c.MaxSleep == 0 {
 		c.MaxSleep = time.Second
 	}
+	if c.Lookahead == 0 && !c.NoLookahead {
+		c.Lookahead = DefaultLookahead
+	}
 	if c.CatchUpChunk == 0 {
 		c.CatchUpChunk = 1000
 	}
@@ -170,6 +179,15 @@ func (c Config) WithDefaults() Config {
 	}
 	return c
 }
+
+// DefaultLookahead is Config.Lookahead's default: fires are appended up
+// to a second ahead of their slot, so that planning 1,000 or 10,000 slots
+// due in one second does not make them late.
+const DefaultLookahead = time.Second
+
+// MaxLookahead bounds Config.Lookahead: well within the hour a worker can
+// check a fire planned ahead against its task's changes (store.ChangesKeep).
+const MaxLookahead = time.Minute
 
 // validate refuses values out of range, naming the field: a negative
 // duration is a bug to report at start, not to turn into a default.
@@ -184,8 +202,10 @@ func (c Config) validate() error {
 		return bad("BatchSize", c.BatchSize, "0 (default 256) or more")
 	case c.Lease < 0 || (c.Lease > 0 && c.Lease < minLease):
 		return bad("Lease", c.Lease, "0 (default 5s) or at least "+minLease.String())
-	case c.Lookahead < 0:
-		return bad("Lookahead", c.Lookahead, "0 (fires appended once due) or more")
+	case c.Lookahead < 0 || c.Lookahead > MaxLookahead:
+		return bad("Lookahead", c.Lookahead, "0 (default "+DefaultLookahead.String()+") to "+MaxLookahead.String()+"; NoLookahead appends fires once due")
+	case c.NoLookahead && c.Lookahead != 0:
+		return bad("Lookahead", c.Lookahead, "0 with NoLookahead")
 	case c.MaxSleep < 0:
 		return bad("MaxSleep", c.MaxSleep, "0 (default 1s) or more")
 	case c.CatchUpChunk < 0:

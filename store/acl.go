@@ -71,6 +71,13 @@ var (
 		need("zrem", func(k Keys) []string { return []string{k.Due(), "task"} }),
 		need("xadd", func(k Keys) []string { return []string{k.Events(), "MAXLEN", "~", "1", "*", "f", "v"} }),
 		need("publish", func(k Keys) []string { return []string{k.Wake(), "1"} }),
+		// The changes set and channel (apply and pause note each change).
+		need("zadd", func(k Keys) []string { return []string{k.Changes(), "0", "changed task"} }),
+		need("zrangebyscore", func(k Keys) []string { return []string{k.Changes(), "-inf", "(0", "LIMIT", "0", "100"} }),
+		need("zrem", func(k Keys) []string { return []string{k.Changes(), "changed task"} }),
+		need("publish", func(k Keys) []string { return []string{k.Changes(), "0 reload"} }),
+		// Pause (taskino pause, a worker's pause_after_failures).
+		need("hmget", func(k Keys) []string { return []string{k.State("task"), "paused", "since"} }),
 		// taskino apply's warning of tasks no live worker advertises.
 		need("time", nil),
 		need("hgetall", func(k Keys) []string { return []string{k.Workers()} }),
@@ -109,6 +116,8 @@ var (
 	workNeeds = []aclNeed{
 		need("subscribe", func(k Keys) []string { return []string{k.Wake()} }),
 		need("subscribe", func(k Keys) []string { return []string{k.HandBacks()} }),
+		need("subscribe", func(k Keys) []string { return []string{k.Changes()} }),
+		need("zrange", func(k Keys) []string { return []string{k.Changes(), "0", "-1", "WITHSCORES"} }),
 		need("publish", func(k Keys) []string { return []string{k.HandBacks(), "node"} }),
 		need("hgetall", func(k Keys) []string { return []string{k.Specs()} }),
 		need("multi", nil),

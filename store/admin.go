@@ -21,6 +21,7 @@ import (
 // KEYS[1] -> specs (hash)
 // KEYS[2] -> due (zset)
 // KEYS[3] -> events (stream)
+// KEYS[4] -> changes (zset and channel)
 // ARGV[1] -> the task's state key
 // ARGV[2] -> task name
 // ARGV[3] -> events stream approximate MAXLEN
@@ -32,12 +33,14 @@ import (
 //
 // The task leaves the due index, its lease ends and its gen moves on (a
 // planner holding it has its plan refused), and its state records when it
-// was paused. A reload keeps it paused.
+// was paused; the pause is noted in the changes set and published on its
+// channel ("now paused task"), so workers drop the task's fires appended
+// ahead. A reload keeps it paused.
 // Returns the pause time (ms) of the task, "" if it is not registered,
 // {"already", since} when it was paused before, or {"moved"} when its
 // since is not the one expected (resumed or rescheduled meanwhile; nothing
 // written).
-var pauseScript = redis.NewScript(`
+var pauseScript = redis.NewScript(changeLua + `
 if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return '' end
 local st = redis.call('HMGET', ARGV[1], 'paused', 'since')
 if st[1] then return {'already', st[1]} end
@@ -50,6 +53,8 @@ redis.call('HINCRBY', ARGV[1], 'gen', 1)
 redis.call('HDEL', ARGV[1], 'lease', 'lease_until')
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 7))
+noteChange(KEYS[4], tonumber(now), 'paused', ARGV[2])
+redis.call('PUBLISH', KEYS[4], now .. ' paused ' .. ARGV[2])
 return now
 `)
 
@@ -146,7 +151,7 @@ func (s *Store) pause(ctx context.Context, task, by, reason, why, since, failsBa
 	if err != nil {
 		return time.Time{}, err
 	}
-	res, err := pauseScript.Run(ctx, s.rdb, []string{s.keys.Specs(), s.keys.Due(), s.keys.Events()}, args...).Result()
+	res, err := pauseScript.Run(ctx, s.rdb, []string{s.keys.Specs(), s.keys.Due(), s.keys.Events(), s.keys.Changes()}, args...).Result()
 	if err != nil {
 		return time.Time{}, err
 	}

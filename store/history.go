@@ -23,9 +23,9 @@ const (
 // registry, with the reason in plain words when it is stuck: idle, running
 // (by a worker still live: one that died mid-run leaves a record that
 // says running, and its fire waits to be reclaimed), paused, done, or
-// stuck (its latest fire is due and has no outcome, and no live worker
-// reads its queue, or none of those has a handler for it).
-func Status(spec events.Spec, ts TaskState, workers []WorkerState, now time.Time) (status, why string) {
+// stuck (its latest fire, due or appended ahead, has no outcome, and no
+// live worker reads its queue, or none of those has a handler for it).
+func Status(spec events.Spec, ts TaskState, workers []WorkerState) (status, why string) {
 	if !ts.Paused.IsZero() {
 		return StatusPaused, ""
 	}
@@ -42,7 +42,9 @@ func Status(spec events.Spec, ts TaskState, workers []WorkerState, now time.Time
 	if r := ts.Running; r != nil && live(r.Worker) {
 		return StatusRunning, ""
 	}
-	if l := ts.Latest; l != nil && !hasOutcome(ts, l.Fire) && l.Status != events.StatusCompleted && !l.Scheduled.After(now) {
+	// A fire appended ahead of its slot (a planner's lookahead) counts
+	// too: no worker will take it when it is due either.
+	if l := ts.Latest; l != nil && !hasOutcome(ts, l.Fire) && l.Status != events.StatusCompleted {
 		queue := spec.WithDefaults().Queue
 		readers, capable := 0, 0
 		for _, w := range workers {

@@ -133,6 +133,15 @@ func (k Keys) History(task string) string { return k.prefix + "history:" + task 
 // earlier than they planned to look (a new task set).
 func (k Keys) Wake() string { return k.prefix + "wake" }
 
+// Changes is a sorted set of the namespace's recent pauses, definition
+// changes and removals of tasks (member "kind task": kind paused, changed
+// or removed; score the Redis server time, ms), each kept an hour
+// (ChangesKeep); and the pub/sub channel that announces them ("ms kind
+// task" for a pause, "ms reload" for a task-set apply that changed or
+// removed tasks). A worker drops a fire appended ahead of its slot whose
+// task changed after the fire was appended (Store.Changes).
+func (k Keys) Changes() string { return k.prefix + "changes" }
+
 // Retry is a sorted set of fires waiting to be tried again: member a JSON
 // array [stream, field, value, ...] (the fire entry to append), score the
 // Unix ms it is due. Workers move due members back to their streams.

@@ -55,6 +55,12 @@ type (
 	Held = protocol.Held
 	// HeartbeatResult is what a heartbeat found.
 	HeartbeatResult = protocol.HeartbeatResult
+	// Change is a task paused, changed or removed, at a Redis server
+	// time (see Keys.Changes).
+	Change = protocol.Change
+	// ChangeNote is a note of the changes channel: one change, or a
+	// resync.
+	ChangeNote = protocol.ChangeNote
 	// Self is what a heartbeat records of its worker in the workers
 	// registry (see Store.Workers).
 	Self = protocol.Self
@@ -95,3 +101,14 @@ const DefaultDeadMaxLen = protocol.DefaultDeadMaxLen
 // exist: nobody created it, or the stream was deleted (a flush) and took
 // its groups with it. Match it with errors.Is.
 var ErrNoGroup = core.ErrNoGroup
+
+// ChangesKeep is how long the changes set keeps a pause, change or
+// removal (see Keys.Changes).
+const ChangesKeep = protocol.ChangesKeep
+
+// The kinds of a Change.
+const (
+	ChangePaused  = protocol.ChangePaused
+	ChangeChanged = protocol.ChangeChanged
+	ChangeRemoved = protocol.ChangeRemoved
+)

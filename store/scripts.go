@@ -2,6 +2,19 @@ package store
 
 import "github.com/redis/go-redis/v9"
 
+// changeLua defines noteChange(key, now, kind, name): it records in the
+// changes sorted set (Keys.Changes) that task name was paused, changed or
+// removed at now (ms, a number), and drops up to 100 entries older than
+// ChangesKeep. ZRANGEBYSCORE and ZREM, not ZREMRANGEBYSCORE: every role
+// that changes tasks is granted them already (see acl.go).
+const changeLua = `
+local function noteChange(key, now, kind, name)
+  redis.call('ZADD', key, now, kind .. ' ' .. name)
+  local old = redis.call('ZRANGEBYSCORE', key, '-inf', '(' .. string.format('%.0f', now - 3600000), 'LIMIT', 0, 100)
+  if #old > 0 then redis.call('ZREM', key, unpack(old)) end
+end
+`
+
 // Every multi-key transition is one Lua script, documented like a function:
 // the operator's here and beside the calls that run them (admin.go,
 // trigger.go), the protocol steps' in store/internal/protocol.
@@ -20,6 +33,7 @@ import "github.com/redis/go-redis/v9"
 // KEYS[2] -> specs (hash name -> spec)
 // KEYS[3] -> due (zset)
 // KEYS[4] -> events (stream)
+// KEYS[5] -> changes (zset and channel)
 // ARGV[1] -> state key prefix
 // ARGV[2] -> the new version, decimal (compared as text, so any int64 is exact)
 // ARGV[3] -> events stream approximate MAXLEN
@@ -35,8 +49,10 @@ import "github.com/redis/go-redis/v9"
 // specs, {"conflict", current} when it is stored with other specs, or
 // {"applied", previous, nadded, nchanged, nremoved, names...} where names
 // lists the added, then the changed (each prefixed "!" when rescheduled),
-// then the removed tasks.
-var applyScript = redis.NewScript(`
+// then the removed tasks. Each changed and removed task is noted in the
+// changes set, and, when there is any, "now reload" is published on the
+// changes channel.
+var applyScript = redis.NewScript(changeLua + `
 local function s(x) return string.format('%.0f', x) end
 -- Versions are decimal text without leading zeros: compare length, then text.
 local function vcmp(a, b)
@@ -81,6 +97,7 @@ for i = 0, n - 1 do
     redis.call('ZADD', KEYS[3], now, name)
     added[#added + 1] = name
   elseif old ~= spec then
+    noteChange(KEYS[5], now, 'changed', name)
     -- A paused task stays paused (out of the due index) across reloads.
     local paused = redis.call('HEXISTS', st, 'paused') == 1
     redis.call('HSET', KEYS[2], name, spec)
@@ -105,9 +122,11 @@ for _, name in ipairs(redis.call('HKEYS', KEYS[2])) do
     redis.call('HDEL', KEYS[2], name)
     redis.call('DEL', A[1] .. name)
     redis.call('ZREM', KEYS[3], name)
+    noteChange(KEYS[5], now, 'removed', name)
     removed[#removed + 1] = name
   end
 end
+if #changed + #removed > 0 then redis.call('PUBLISH', KEYS[5], s(now) .. ' reload') end
 redis.call('SET', KEYS[1], ver)
 local prev = cur or '0'
 local ev = {A[6], A[7], A[8], A[9], A[11], ver}

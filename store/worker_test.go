@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -714,5 +715,65 @@ func TestRouteGivesAFireToItsTarget(t *testing.T) {
 	got, _, _, err = b.worker.Reclaim(b.ctx, "can", stream, 30*time.Second, "0-0", 10)
 	if err != nil || len(got) != 1 || got[0].EntryID != ds[0].EntryID || !got[0].Routed || got[0].Deliveries != 1 {
 		t.Fatalf("the target's reclaim took %+v (err %v); want the routed fire, delivered once", got, err)
+	}
+}
+
+// TestChangesRecordPausesChangesAndRemovals: an apply notes each changed
+// and removed task (not an added or unchanged one) in the changes set and
+// publishes a resync; a pause notes the task and publishes it; a watcher
+// gets a resync when its subscription is confirmed, then the notes; old
+// entries (past ChangesKeep) are dropped by the next write.
+func TestChangesRecordPausesChangesAndRemovals(t *testing.T) {
+	b := setup(t)
+	rdb := b.srv.Client(t)
+	notes, closeNotes := b.worker.WatchChanges(b.ctx)
+	defer closeNotes()
+	next := func() store.ChangeNote {
+		t.Helper()
+		select {
+		case n := <-notes:
+			return n
+		case <-time.After(10 * time.Second):
+			t.Fatal("no note within 10s")
+		}
+		return store.ChangeNote{}
+	}
+	if n := next(); !n.Resync {
+		t.Fatalf("first note %+v, want the subscription's resync", n)
+	}
+	old := time.Now().Add(-2 * store.ChangesKeep).UnixMilli()
+	if err := rdb.ZAdd(b.ctx, b.st.Keys().Changes(), redis.Z{Score: float64(old), Member: "changed ancient"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	spec := func(name string, period time.Duration) events.Spec {
+		return events.Spec{Name: name, Trigger: events.Every(period)}
+	}
+	if _, err := b.st.Apply(b.ctx, 1, []events.Spec{spec("a", time.Second), spec("b", time.Second), spec("c", time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.st.Apply(b.ctx, 2, []events.Spec{spec("a", 2*time.Second), spec("c", time.Second), spec("d", time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := next(); !n.Resync {
+		t.Fatalf("note after an apply that changed tasks: %+v, want a resync", n)
+	}
+	pausedAt, err := b.st.Pause(b.ctx, "c", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := next(); n.Resync || n.Change.Task != "c" || n.Change.Kind != store.ChangePaused || !n.Change.At.Equal(pausedAt) {
+		t.Fatalf("note after the pause: %+v, want c paused at %s", n, pausedAt)
+	}
+	cs, err := b.worker.Changes(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range cs {
+		got = append(got, c.Kind+" "+c.Task)
+	}
+	slices.Sort(got) // an apply's changes share its millisecond
+	if strings.Join(got, ",") != "changed a,paused c,removed b" {
+		t.Errorf("changes %v; want changed a, removed b, paused c (added d and unchanged c not noted, the ancient entry dropped)", got)
 	}
 }

@@ -58,6 +58,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/taskino/taskino/cmd/internal/app"
+	"github.com/taskino/taskino/planner"
 )
 
 func main() { app.Main("taskino-bench", &Main{Stdout: os.Stdout}) }
@@ -102,7 +103,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&m.Lead, "lead", 10*time.Second, "how far ahead of applying the burst's tasks they are due (applying 100,000 takes a few seconds)")
 	fs.IntVar(&m.Planners, "planners", 0, "planners in the process (default: 1 for burst, 2 for periodic and idle)")
 	fs.IntVar(&m.Tasks, "tasks", 1000, "tasks every second (periodic)")
-	fs.DurationVar(&m.Lookahead, "lookahead", 0, "the planners' lookahead: fires appended up to this long before their slot, held by the worker until due (burst, periodic)")
+	fs.DurationVar(&m.Lookahead, "lookahead", planner.DefaultLookahead, "the planners' lookahead: fires appended up to this long before they are due, held by the worker until then (burst, periodic); 0: none")
 	fs.DurationVar(&m.For, "for", 30*time.Second, "how long the periodic tasks run, or idle is measured after its first pass (whole seconds)")
 	fs.StringVar(&m.CPUProfile, "cpuprofile", "", "write this process's CPU profile (planners and worker) to FILE")
 	fs.StringVar(&m.Trace, "trace", "", "write this process's execution trace to FILE (go tool trace)")

@@ -263,7 +263,7 @@ func (m *Main) planners(ctx context.Context, ns string, def int, maxLen int64) (
 	}
 	for i := range n {
 		p, err := planner.New(m.rdb, planner.Config{Namespace: ns, Node: fmt.Sprintf("bench-planner-%d", i+1), Logger: zerolog.Nop(),
-			EventsMaxLen: maxLen, Lookahead: m.Lookahead})
+			EventsMaxLen: maxLen, Lookahead: m.Lookahead, NoLookahead: m.Lookahead == 0})
 		if err != nil {
 			stopAll()
 			return nil, err

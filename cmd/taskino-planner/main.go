@@ -11,8 +11,10 @@
 //
 // With --tasks it applies a tasks file at start (an older file never
 // replaces a newer stored version). With --http it serves Prometheus
-// /metrics and /healthz. With --lookahead it appends fires up to D (at
-// most 10s) before their slot; workers hold them until due.
+// /metrics and /healthz. It appends fires up to --lookahead (default 1s,
+// at most 10s; 0 for none) before they are due; workers hold them until
+// then, and record missed (policy stale) a fire whose task was paused,
+// changed or removed after it was appended.
 //
 // It exits 0 after a clean stop on SIGINT or SIGTERM, and 1 with a one-line
 // error when it cannot start (bad flags, unreachable Redis, a Redis user
@@ -58,7 +60,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.TasksPath, "tasks", app.EnvOr("TASKINO_TASKS", ""), "tasks file (YAML) to apply at start (env TASKINO_TASKS)")
 	fs.StringVar(&m.HTTPAddr, "http", "", "serve Prometheus /metrics and /healthz on this address (e.g. :9090)")
 	fs.StringVar(&m.Node, "node", "", "name of this planner in events and logs (default host-pid-random)")
-	fs.DurationVar(&m.Lookahead, "lookahead", 0, "append fires up to this long before their slot (workers hold them until due); a pause, change or removal then takes effect only for slots further away")
+	fs.DurationVar(&m.Lookahead, "lookahead", planner.DefaultLookahead, "append fires up to this long before they are due (workers hold them until then, and drop one whose task was paused, changed or removed after it was appended); 0: append each once due")
 	if err := app.Parse(fs, args); err != nil {
 		return err
 	}
@@ -76,7 +78,8 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.rdb, _, err = m.Common.Start(ctx, log, m.TasksPath, store.RolePlanner); err != nil {
 		return err
 	}
-	cfg := planner.Config{Namespace: m.Namespace, Node: m.Node, Logger: log, Lookahead: m.Lookahead, EventsMaxLen: m.EventsMaxLen, HistoryLen: m.HistoryLen}
+	cfg := planner.Config{Namespace: m.Namespace, Node: m.Node, Logger: log, Lookahead: m.Lookahead, NoLookahead: m.Lookahead == 0,
+		EventsMaxLen: m.EventsMaxLen, HistoryLen: m.HistoryLen}
 	var met *metrics.Metrics
 	if m.HTTPAddr != "" {
 		met = metrics.NewPlanner()

@@ -207,7 +207,10 @@ func explainRecord(ctx context.Context, st *store.Store, ex *Explanation, s stor
 		}
 	case store.OutcomeWaiting:
 		ex.Answer = AnswerWaiting
-		ex.Summary = fmt.Sprintf("waiting: fired, not started yet, %s after its slot", late)
+		ex.Summary = fmt.Sprintf("waiting: fired, not started yet, %s %s", late, afterSlot)
+		if due := s.DueAt(); due.After(now) {
+			ex.Summary = fmt.Sprintf("waiting: fired ahead (a planner's lookahead), due in %s", due.Sub(now).Round(time.Millisecond))
+		}
 		waitingFacts(ctx, st, ex, v)
 	default:
 		ex.Answer = AnswerUnknown

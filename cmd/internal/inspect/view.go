@@ -141,7 +141,7 @@ func ViewsOf(ctx context.Context, st *store.Store, specs []events.Spec) ([]View,
 	for _, s := range specs {
 		s = s.WithDefaults()
 		v := View{Spec: s, State: states[s.Name], Loc: Zone(s)}
-		v.Status, v.Why = store.Status(s, v.State, ws, now)
+		v.Status, v.Why = store.Status(s, v.State, ws)
 		out = append(out, v)
 	}
 	return out, now, nil

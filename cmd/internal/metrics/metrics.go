@@ -319,7 +319,7 @@ func (c *taskCollector) Collect(ch chan<- prometheus.Metric) {
 				}
 			}
 		}
-		status, _ := store.Status(s, ts, workers, now)
+		status, _ := store.Status(s, ts, workers)
 		gauge(pausedDesc, flag(status == store.StatusPaused), s.Name)
 		gauge(stuckDesc, flag(status == store.StatusStuck), s.Name)
 		fails := 0

@@ -41,6 +41,7 @@ type Keys interface {
 	Pulse() string
 	Visibility() string
 	HandBacks() string
+	Changes() string
 	Workers() string
 	Planners() string
 	PlannersSeen() string
