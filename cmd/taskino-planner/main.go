@@ -11,7 +11,7 @@
 //
 // With --tasks it applies a tasks file at start (an older file never
 // replaces a newer stored version). With --http it serves Prometheus
-// /metrics and /healthz. It appends fires up to --lookahead (default 1s,
+// /metrics and /healthz. It appends fires up to --lookahead (default 1.5s,
 // at most 10s; 0 for none) before they are due; workers hold them until
 // then, and record missed (policy stale) a fire whose task was paused,
 // changed or removed after it was appended.
