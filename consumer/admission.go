@@ -201,7 +201,7 @@ func (a *admission) beginOverlap(ctx context.Context, d *store.Delivery) bool {
 	}) {
 		return false
 	}
-	if res != store.BeginRun {
+	if res != store.BeginRun && res != store.BeginReplaced {
 		a.claims.release(*d)
 		if res == store.BeginSkipped {
 			a.missed(missed)
@@ -236,5 +236,5 @@ func (a *admission) retry(ctx context.Context, d store.Delivery, what string, f 
 // missedEvent is the missed event of a fire dropped under policy.
 func missedEvent(node string, d store.Delivery, policy events.Misfire, reason string) events.Event {
 	return events.Event{Type: events.TypeMissed, Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Count: 1,
-		Policy: policy, Worker: node, Queue: d.Queue, Reason: reason}
+		Policy: policy, Worker: node, Queue: d.Queue, Reason: reason, Origin: d.Fire.Origin}
 }

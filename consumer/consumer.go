@@ -45,16 +45,19 @@ type Consumer struct {
 	clock   redisClock // the Redis server's time, fed by set-up and heartbeats
 	specs   *specCache
 	changes *changeLog
-	self    *advert
-	claims  *claims
-	outbox  *outbox
-	reader  *reader
-	early   *earlyHold // Fetch's goroutine only
-	local   *localOverlap
-	adm     *admission // Fetch's goroutine only
-	bcast   *broadcaster
-	retries *retryMover
-	trim    *trimmer
+	// onReplaced is told of each fire replaced under overlap
+	// cancel-previous (OnReplaced); nil: nobody listens.
+	onReplaced func(fire, by string)
+	self       *advert
+	claims     *claims
+	outbox     *outbox
+	reader     *reader
+	early      *earlyHold // Fetch's goroutine only
+	local      *localOverlap
+	adm        *admission // Fetch's goroutine only
+	bcast      *broadcaster
+	retries    *retryMover
+	trim       *trimmer
 }
 
 // New returns a consumer of cfg.Queues on rdb (a single server, Sentinel
@@ -134,6 +137,31 @@ func (c *Consumer) Health() error {
 	return rc
 }
 
+// OnReplaced sets f, called with a fire's id and the id of the fire that
+// replaced it whenever a fire of a task under the overlap policy
+// cancel-previous begins (on any worker) while the older one runs: the
+// caller running the older fire cancels its run and finishes it with
+// Result.Next Replaced. Call it before Run; the dispatcher does.
+func (c *Consumer) OnReplaced(f func(fire, by string)) { c.onReplaced = f }
+
+// watchReplaced passes the cancel channel's notes to onReplaced until ctx
+// ends.
+func (c *Consumer) watchReplaced(ctx context.Context) {
+	if c.onReplaced == nil {
+		return
+	}
+	cancels, closeCancels := c.st.Cancels(ctx)
+	defer func() { _ = closeCancels() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case n := <-cancels:
+			c.onReplaced(n[0], n[1])
+		}
+	}
+}
+
 // Node is the worker's name in the consumer group and in events.
 func (c *Consumer) Node() string { return c.cfg.Node }
 
@@ -197,7 +225,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// The read loop apart: its end is waited for at step 4.
 	go func() { defer close(c.readDone); c.reader.run(ctx) }()
 	var wg sync.WaitGroup
-	for _, f := range []func(context.Context){c.bcast.run, c.claims.run, c.retries.run, c.trim.run, c.trim.retain, c.specs.run, c.changes.run, c.adm.wait.run} {
+	for _, f := range []func(context.Context){c.bcast.run, c.claims.run, c.retries.run, c.trim.run, c.trim.retain, c.specs.run, c.changes.run, c.watchReplaced, c.adm.wait.run} {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(ctx) }()
 	}

@@ -20,7 +20,7 @@ func (c *Consumer) Start(d *store.Delivery) {
 	// (see flushOnce), and no allocation per run while thousands start:
 	// the queue holds, as values, what varies by run (a quarter of an
 	// event's size).
-	e := startRec{task: d.Fire.Task, fire: d.Fire.ID, queue: d.Queue, at: d.Fire.At, due: d.Fire.Due, started: time.Now(), attempt: d.Fire.Attempt}
+	e := startRec{task: d.Fire.Task, fire: d.Fire.ID, queue: d.Queue, at: d.Fire.At, due: d.Fire.Due, origin: d.Fire.Origin, started: time.Now(), attempt: d.Fire.Attempt}
 	c.outbox.start(e)
 }
 
@@ -34,6 +34,10 @@ func (c *Consumer) Finish(d *store.Delivery, r Result) {
 	overlap := d.Spec.Overlap != events.OverlapAllow && d.Spec.Overlap != ""
 	if overlap && d.Broadcast {
 		c.local.end(d.Fire.Task) // a fire it kept waiting takes the run
+	}
+	if r.Next == Replaced {
+		c.enqueue(c.replaced(d, r, overlap && !d.Broadcast))
+		return
 	}
 	if r.Next == HandBack || r.Next == Abandon {
 		if !r.Started.IsZero() || r.Next == Abandon {
@@ -87,7 +91,7 @@ func (c *Consumer) Finish(d *store.Delivery, r Result) {
 	o.Events = make([]events.Event, 1, ne)
 	e := &o.Events[0]
 	e.Task, e.Fire, e.At, e.Attempt, e.Worker, e.Queue = d.Fire.Task, d.Fire.ID, d.Fire.At, d.Fire.Attempt, c.cfg.Node, d.Queue
-	e.CostMs, e.Output, e.Fired, e.Started, e.Due = r.Finished.Sub(r.Started).Milliseconds(), cleanTail(r.Output), fired, r.Started, d.Fire.Due
+	e.CostMs, e.Output, e.Fired, e.Started, e.Due, e.Origin = r.Finished.Sub(r.Started).Milliseconds(), cleanTail(r.Output), fired, r.Started, d.Fire.Due, d.Fire.Origin
 	if r.Err == nil {
 		e.Type, e.Status = events.TypeCompleted, events.StatusCompleted
 		o.LastRun.Status = events.StatusCompleted
@@ -95,7 +99,7 @@ func (c *Consumer) Finish(d *store.Delivery, r Result) {
 		msg := clean(r.Err.Error())
 		e.Type, e.Status, e.Error = events.TypeFailed, events.StatusFailed, msg
 		o.LastRun.Status, o.LastRun.Error = events.StatusFailed, msg
-		next := events.Event{Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Attempt: d.Fire.Attempt, Worker: c.cfg.Node, Error: msg}
+		next := events.Event{Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Attempt: d.Fire.Attempt, Worker: c.cfg.Node, Error: msg, Origin: d.Fire.Origin}
 		switch {
 		case r.Next == Retry && !d.Broadcast:
 			next.Type, next.Attempt, next.Reason = events.TypeRetried, d.Fire.Attempt+1, clean(r.Reason)
@@ -114,11 +118,33 @@ func (c *Consumer) Finish(d *store.Delivery, r Result) {
 	}
 }
 
+// replaced is the outcome of a run cut for a newer fire of its task
+// (overlap cancel-previous): a cancelled event, final (the entry is
+// acked); endOverlap ends its hold, which the newer fire has taken over
+// already, so the running mark stays the newer one's.
+func (c *Consumer) replaced(d *store.Delivery, r Result, endOverlap bool) *store.Outcome {
+	e := events.Event{Type: events.TypeCancelled, Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Due: d.Fire.Due, Origin: d.Fire.Origin, Attempt: d.Fire.Attempt,
+		Worker: c.cfg.Node, Queue: d.Queue, Reason: clean(r.Reason), Output: cleanTail(r.Output), Started: r.Started}
+	if e.Reason == "" {
+		e.Reason = "replaced by a newer fire (overlap: cancel-previous)"
+	}
+	if r.Err != nil {
+		e.Error = clean(r.Err.Error())
+	}
+	if d.Fire.Attempt <= 1 {
+		e.Fired, _ = events.EntryTime(d.EntryID)
+	}
+	if !r.Started.IsZero() && !r.Finished.IsZero() {
+		e.CostMs = max(r.Finished.Sub(r.Started), 0).Milliseconds()
+	}
+	return &store.Outcome{Delivery: *d, Events: []events.Event{e}, EndOverlap: endOverlap}
+}
+
 // cancelled records a run cut by a stop (a cancelled event), before its
 // fire is handed back or abandoned: at once, not through the outbox, which
 // could write it after the hand-back. A stop cuts few runs.
 func (c *Consumer) cancelled(d *store.Delivery, r Result) {
-	e := events.Event{Type: events.TypeCancelled, Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Due: d.Fire.Due, Attempt: d.Fire.Attempt,
+	e := events.Event{Type: events.TypeCancelled, Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Due: d.Fire.Due, Origin: d.Fire.Origin, Attempt: d.Fire.Attempt,
 		Worker: c.cfg.Node, Queue: d.Queue, Reason: clean(r.Reason), Output: cleanTail(r.Output)}
 	if e.Reason == "" {
 		e.Reason = "the worker stopped"
@@ -172,7 +198,7 @@ func (c *Consumer) missed(e events.Event) {
 func deadLetter(log zerolog.Logger, node string, d store.Delivery, reason, lastErr string, endOverlap bool) *store.Outcome {
 	e := events.Event{Type: events.TypeDead, Reason: clean(reason), Worker: node, Queue: d.Queue, Error: clean(lastErr)}
 	if d.Err == nil {
-		e.Task, e.Fire, e.At, e.Attempt = d.Fire.Task, d.Fire.ID, d.Fire.At, d.Fire.Attempt
+		e.Task, e.Fire, e.At, e.Attempt, e.Origin = d.Fire.Task, d.Fire.ID, d.Fire.At, d.Fire.Attempt, d.Fire.Origin
 	}
 	log.Warn().Str("entry", d.EntryID).Str("stream", d.Stream).Str("reason", e.Reason).Msg("dead-lettered")
 	o := &store.Outcome{Delivery: d, Events: []events.Event{e}, Dead: e.Reason, DeadError: e.Error, EndOverlap: endOverlap}

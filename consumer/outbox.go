@@ -55,6 +55,7 @@ func newOutbox(st workerStore, log zerolog.Logger, node string, batch int, relea
 type startRec struct {
 	task, fire, queue string
 	at, due, started  time.Time
+	origin            string
 	attempt           int
 }
 
@@ -185,7 +186,7 @@ func (ob *outbox) flushOnce(ctx context.Context) (int, error) {
 		ob.startMu.Unlock()
 		evs, runs := ob.startedBuf[:0], ob.runsBuf[:0]
 		for _, r := range recs {
-			evs = append(evs, events.Event{Type: events.TypeStarted, Task: r.task, Fire: r.fire, At: r.at, Due: r.due, Attempt: r.attempt,
+			evs = append(evs, events.Event{Type: events.TypeStarted, Task: r.task, Fire: r.fire, At: r.at, Due: r.due, Origin: r.origin, Attempt: r.attempt,
 				Worker: ob.node, Queue: r.queue})
 			runs = append(runs, events.LastRun{Task: r.task, Fire: r.fire, Scheduled: r.at, Due: r.due, Started: r.started,
 				Status: events.StatusRunning, Attempt: r.attempt, Worker: ob.node})

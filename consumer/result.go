@@ -19,7 +19,7 @@ type Result struct {
 	// RetryIn is the wait before the next attempt, when Next is Retry.
 	RetryIn time.Duration
 	// Reason says why, in the retried, dead or cancelled event, when Next
-	// is Retry, Dead, Abandon, or HandBack of a run that started.
+	// is Retry, Dead, Abandon, Replaced, or HandBack of a run that started.
 	Reason string
 }
 
@@ -46,4 +46,9 @@ const (
 	// no longer extended, and another worker reclaims it after the
 	// visibility timeout, as it would a stopped worker's.
 	Abandon
+	// Replaced records a run cut because a newer fire of its task began
+	// under the overlap policy cancel-previous: a cancelled event with
+	// Reason, Err, the cost and Output, and the fire ends (acked, not run
+	// again).
+	Replaced
 )

@@ -37,6 +37,7 @@ type workerSteps interface {
 	RetainEvents(ctx context.Context) (store.Retention, error)
 	Changes(ctx context.Context) ([]store.Change, error)
 	WatchChanges(ctx context.Context) (notes <-chan store.ChangeNote, close func() error)
+	Cancels(ctx context.Context) (cancels <-chan [2]string, close func() error)
 }
 
 // workerStore is the namespace as a Consumer uses it: the store's public

@@ -226,9 +226,10 @@ func (w *waitRoom) stuckEvent(ctx context.Context, d store.Delivery, ws []store.
 }
 
 // planned says whether d is a planner's fire of a slot, first attempt (not
-// a manual trigger, nor a retry, whose times are not slots).
+// a manual trigger, nor a retry, whose times are not slots, nor a
+// backfill's, which runs however late its slot is).
 func planned(d store.Delivery) bool {
-	return d.Fire.Attempt <= 1 && d.Fire.ID == events.FireID(d.Fire.Task, d.Fire.At)
+	return d.Fire.Attempt <= 1 && d.Fire.Origin == "" && d.Fire.ID == events.FireID(d.Fire.Task, d.Fire.At)
 }
 
 // lateSkip records missed, under misfire skip, a planned single-mode fire

@@ -141,6 +141,25 @@ type unhandler interface {
 	Unhandled(d *store.Delivery) bool
 }
 
+// replacer is a Source that learns when a newer fire of a task began under
+// the overlap policy cancel-previous, as a *consumer.Consumer does: it
+// calls the function given (before its Run) with the old fire's id and
+// the new one's, and the dispatcher cancels the old one's run if it holds
+// it.
+type replacer interface {
+	OnReplaced(f func(fire, by string))
+}
+
+// ReplacedError is the cause of the context of a run cancelled because a
+// newer fire of its task began under overlap cancel-previous.
+type ReplacedError struct {
+	By string // the newer fire's id
+}
+
+func (e *ReplacedError) Error() string {
+	return fmt.Sprintf("replaced by fire %s (overlap: cancel-previous)", e.By)
+}
+
 // fetchStopper is a Source that holds fires it has not handed out (read
 // ahead, held early), as a *consumer.Consumer does: when the stop begins,
 // StopFetching hands them back at once, instead of when the runs under
@@ -290,11 +309,29 @@ func New(src Source, cfg Config) (*Dispatcher, error) {
 		return nil, err
 	}
 	cfg = cfg.WithDefaults()
-	return &Dispatcher{
+	dp := &Dispatcher{
 		src: src, cfg: cfg, log: cfg.Logger.With().Str("component", "dispatcher").Logger(),
 		handlers: map[string]Handler{}, inflight: map[*job]struct{}{},
 		stopCh: make(chan struct{}), hardCh: make(chan struct{}), done: make(chan struct{}),
-	}, nil
+	}
+	if r, ok := src.(replacer); ok {
+		r.OnReplaced(dp.replace)
+	}
+	return dp, nil
+}
+
+// replace cancels the run of fire, if this dispatcher runs it, because
+// the fire by replaced it (overlap cancel-previous): the run ends with a
+// *ReplacedError cause and is recorded cancelled, not run again.
+func (dp *Dispatcher) replace(fire, by string) {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	for j := range dp.inflight {
+		if j.d.Fire.ID == fire && j.cancel != nil {
+			dp.log.Info().Str("fire", fire).Str("by", by).Msg("run cancelled: a newer fire of the task began (overlap: cancel-previous)")
+			j.cancel(&ReplacedError{By: by})
+		}
+	}
 }
 
 // Handle registers h for the fires of task, replacing any earlier one. It
@@ -321,6 +358,7 @@ type job struct {
 	started time.Time    // when its handler was called (the run's goroutine only)
 	startNs atomic.Int64 // started, for a stop that abandons the run
 	once    sync.Once
+	cancel  context.CancelCauseFunc // ends the run's context (dp.mu); nil before it runs
 }
 
 // pool runs jobs on goroutines kept from one run to the next, at most
@@ -551,7 +589,11 @@ func (dp *Dispatcher) start(p *pool, dl store.Delivery) {
 // run runs a started job, in a context of parent that ends with the run,
 // and gives back its slot.
 func (dp *Dispatcher) run(parent context.Context, p *pool, j *job) {
-	ctx, cancel := context.WithCancel(parent)
+	ctx, cancelCause := context.WithCancelCause(parent)
+	cancel := func() { cancelCause(nil) }
+	dp.mu.Lock()
+	j.cancel = cancelCause
+	dp.mu.Unlock()
 	returned := false
 	defer p.wg.Done()
 	defer func() { p.slots <- struct{}{} }()
@@ -609,6 +651,13 @@ func (dp *Dispatcher) settle(ctx, runCtx context.Context, dl *store.Delivery, ou
 		if why := dp.cutWhy.Load(); why != nil {
 			r.Reason = *why
 		}
+		return r
+	}
+	var replaced *ReplacedError
+	if r.Err != nil && errors.As(context.Cause(ctx), &replaced) {
+		// Cut for a newer fire (overlap cancel-previous): recorded
+		// cancelled, not retried.
+		r.Next, r.Reason = consumer.Replaced, replaced.Error()
 		return r
 	}
 	if m := dp.cfg.Metrics; m != nil {

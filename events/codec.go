@@ -43,7 +43,12 @@ const (
 	FieldStarted  = "started"  // an outcome: when the run started (the worker's clock), Unix milliseconds
 	FieldLastRun  = "lastrun"  // an outcome: "1" when it became the task's last outcome (see Event.LastRun)
 	FieldDue      = "due"      // a jittered fire: when it is due (its slot plus the jitter delay), Unix milliseconds
+	FieldOrigin   = "origin"   // a fire not planned by a planner for its slot: "backfill" (taskino backfill)
 )
+
+// OriginBackfill is the FieldOrigin of a fire appended by a backfill (and
+// of its events).
+const OriginBackfill = "backfill"
 
 // EncodingVersion is the value of FieldV written by this package.
 const EncodingVersion = "1"
@@ -106,6 +111,10 @@ type Fire struct {
 	// Due, on the fire of a task with a jitter, is when it is due: At
 	// plus the task's JitterDelay. Zero otherwise (due at At).
 	Due time.Time
+	// Origin is OriginBackfill for a fire a backfill appended for a past
+	// slot (it runs however late it is); "" for a planner's or a manual
+	// trigger's.
+	Origin string
 }
 
 // DueAt is when the fire is due: Due, or At when it has none.
@@ -136,11 +145,14 @@ func (f *Fire) AppendArgs(dst []any) []any {
 	if f.Due.After(f.At) {
 		dst = append(dst, boxedDue, ms(f.Due))
 	}
+	if f.Origin != "" {
+		dst = append(dst, boxedOrigin, f.Origin)
+	}
 	return dst
 }
 
 // Fire field names boxed once, for Fire.AppendArgs.
-var boxedTask, boxedID, boxedAt, boxedPayload, boxedAttempt, boxedDue any = FieldTask, FieldID, FieldAt, FieldPayload, FieldAttempt, FieldDue
+var boxedTask, boxedID, boxedAt, boxedPayload, boxedAttempt, boxedDue, boxedOrigin any = FieldTask, FieldID, FieldAt, FieldPayload, FieldAttempt, FieldDue, FieldOrigin
 
 // DecodeFire decodes a fire entry. entryID is the stream entry id; it gives
 // the fire's id and time when a hand-written entry has neither. Fields not
@@ -184,6 +196,11 @@ func DecodeFire(entryID string, fields map[string]string) (Fire, error) {
 				return Fire{}, err
 			}
 			f.Due = t
+		case FieldOrigin:
+			if v != OriginBackfill {
+				return Fire{}, decodeErr(k, "%q; want backfill (or no field)", clip(v))
+			}
+			f.Origin = v
 		default:
 			return Fire{}, decodeErr(k, "not a field of a fire entry; want task, and optionally id, payload, at")
 		}
@@ -222,7 +239,7 @@ const (
 	TypeStarted    Type = "started"    // a worker started a run
 	TypeCompleted  Type = "completed"  // a run succeeded
 	TypeFailed     Type = "failed"     // a run failed
-	TypeCancelled  Type = "cancelled"  // a run was cut by its worker's stop; the fire runs again
+	TypeCancelled  Type = "cancelled"  // a run was cut: by its worker's stop (the fire runs again), or by a newer fire under overlap cancel-previous (final)
 	TypeStuck      Type = "stuck"      // a task's fires wait: no live worker of their queue runs it
 	TypeRetried    Type = "retried"    // a failed fire was scheduled again
 	TypeDead       Type = "dead"       // a fire or entry was dead-lettered
@@ -267,6 +284,8 @@ type Event struct {
 	// Due is the fire's due time when it has one (Fire.Due: a jittered
 	// fire's); lateness is measured from DueAt.
 	Due time.Time
+	// Origin is the fire's Origin (OriginBackfill), on its events.
+	Origin string
 	// LastRun, on an outcome (completed, failed, dead), is set
 	// by the store, never by the writer: the outcome became the task's
 	// last outcome (and, completed, its last success) in the per-task
@@ -367,6 +386,7 @@ var fields = map[string]field{
 	FieldFired:    timeField(FieldFired, func(e *Event) *time.Time { return &e.Fired }),
 	FieldStarted:  timeField(FieldStarted, func(e *Event) *time.Time { return &e.Started }),
 	FieldDue:      timeField(FieldDue, func(e *Event) *time.Time { return &e.Due }),
+	FieldOrigin:   strField(func(e *Event) *string { return &e.Origin }),
 	FieldLastRun: {
 		isSet: func(e *Event) bool { return e.LastRun },
 		text:  func(*Event) string { return "1" },
@@ -385,15 +405,15 @@ var fields = map[string]field{
 var typeFields = map[Type]string{
 	TypeRegistered: "task change | version",
 	TypeReload:     "version | previous added changed removed",
-	TypeFired:      "task fire at | queue mode payload attempt worker due",
-	TypeMissed:     "task at count policy | until reason worker fire queue",
-	TypeStarted:    "task fire at | attempt worker queue due",
-	TypeCompleted:  "task fire at | attempt worker cost_ms fired started lastrun status queue output due",
-	TypeFailed:     "task fire at | attempt worker cost_ms error fired started lastrun status queue output due",
-	TypeCancelled:  "task fire at reason | attempt worker cost_ms error fired started lastrun queue output due",
+	TypeFired:      "task fire at | queue mode payload attempt worker due origin",
+	TypeMissed:     "task at count policy | until reason worker fire queue origin",
+	TypeStarted:    "task fire at | attempt worker queue due origin",
+	TypeCompleted:  "task fire at | attempt worker cost_ms fired started lastrun status queue output due origin",
+	TypeFailed:     "task fire at | attempt worker cost_ms error fired started lastrun status queue output due origin",
+	TypeCancelled:  "task fire at reason | attempt worker cost_ms error fired started lastrun queue output due origin",
 	TypeStuck:      "task reason | fire at queue worker",
-	TypeRetried:    "task fire at attempt | worker error reason",
-	TypeDead:       "reason | task fire at attempt worker error fired lastrun queue",
+	TypeRetried:    "task fire at attempt | worker error reason origin",
+	TypeDead:       "reason | task fire at attempt worker error fired lastrun queue origin",
 	TypeNodeUp:     "worker | status",
 	TypeNodeDown:   "worker | status",
 	TypePaused:     "task | worker reason",

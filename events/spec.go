@@ -192,6 +192,11 @@ const (
 	OverlapAllow     Overlap = "allow"      // run it anyway
 	OverlapSkip      Overlap = "skip"       // drop it (recorded as a missed event)
 	OverlapBufferOne Overlap = "buffer-one" // keep one waiting; drop further ones
+	// OverlapCancelPrevious cancels the running run for the new fire: the
+	// run's context is cancelled (a command's process group stopped), it
+	// is recorded cancelled (final: not run again), and the new fire runs.
+	// Single-mode tasks only.
+	OverlapCancelPrevious Overlap = "cancel-previous"
 )
 
 // Defaults applied by Spec.WithDefaults.
@@ -365,8 +370,12 @@ func (s Spec) Validate() error {
 	}
 	switch s.Overlap {
 	case OverlapAllow, OverlapSkip, OverlapBufferOne:
+	case OverlapCancelPrevious:
+		if s.Mode == ModeBroadcast {
+			return bad("overlap", "cancel-previous cancels a run on whichever worker has it, so it is for single-mode tasks; this one is broadcast (use skip or buffer-one)")
+		}
 	default:
-		return bad("overlap", "%q; want allow, skip or buffer-one", s.Overlap)
+		return bad("overlap", "%q; want allow, skip, buffer-one or cancel-previous", s.Overlap)
 	}
 	if s.Timeout < 0 {
 		return bad("timeout", "%s; want a positive duration, or 0 for none", s.Timeout)

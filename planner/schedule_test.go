@@ -127,7 +127,7 @@ func TestInvalidSpecsRefused(t *testing.T) {
 		{"bad mode", events.Spec{Name: "t", Trigger: events.Every(time.Second), Mode: "all"}, "mode", "single or broadcast"},
 		{"bad misfire", events.Spec{Name: "t", Trigger: events.Every(time.Second), Misfire: "later"}, "misfire", "fire-once, fire-all or skip"},
 		{"misfire limit too big", events.Spec{Name: "t", Trigger: events.Every(time.Second), MisfireLimit: 1e6}, "misfire_limit", "want 1 to"},
-		{"bad overlap", events.Spec{Name: "t", Trigger: events.Every(time.Second), Overlap: "queue"}, "overlap", "allow, skip or buffer-one"},
+		{"bad overlap", events.Spec{Name: "t", Trigger: events.Every(time.Second), Overlap: "queue"}, "overlap", "allow, skip, buffer-one or cancel-previous"},
 		{"bad queue", events.Spec{Name: "t", Trigger: events.Every(time.Second), Queue: "a b"}, "queue", "letters, digits"},
 		{"negative timeout", events.Spec{Name: "t", Trigger: events.Every(time.Second), Timeout: -time.Second}, "timeout", "positive"},
 		{"too many attempts", events.Spec{Name: "t", Trigger: events.Every(time.Second), Attempts: 1000}, "attempts", "want 1 to 100"},

@@ -76,6 +76,10 @@ var (
 		need("zrangebyscore", func(k Keys) []string { return []string{k.Changes(), "-inf", "(0", "LIMIT", "0", "100"} }),
 		need("zrem", func(k Keys) []string { return []string{k.Changes(), "changed task"} }),
 		need("publish", func(k Keys) []string { return []string{k.Changes(), "0 reload"} }),
+		// taskino backfill.
+		need("hexists", func(k Keys) []string { return []string{k.Backfilled("task"), "0"} }),
+		need("hsetnx", func(k Keys) []string { return []string{k.Backfilled("task"), "0", "0-1"} }),
+		need("xadd", func(k Keys) []string { return []string{k.Fires("default"), "*", "f", "v"} }),
 		// Pause (taskino pause, a worker's pause_after_failures).
 		need("hmget", func(k Keys) []string { return []string{k.State("task"), "paused", "since"} }),
 		// taskino apply's warning of tasks no live worker advertises.
@@ -119,6 +123,8 @@ var (
 		need("subscribe", func(k Keys) []string { return []string{k.Changes()} }),
 		need("zrange", func(k Keys) []string { return []string{k.Changes(), "0", "-1", "WITHSCORES"} }),
 		need("publish", func(k Keys) []string { return []string{k.HandBacks(), "node"} }),
+		need("subscribe", func(k Keys) []string { return []string{k.Cancel()} }),
+		need("publish", func(k Keys) []string { return []string{k.Cancel(), "old new"} }),
 		need("hgetall", func(k Keys) []string { return []string{k.Specs()} }),
 		need("multi", nil),
 		need("exec", nil),

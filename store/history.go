@@ -92,9 +92,12 @@ type Slot struct {
 	Scheduled time.Time
 	// Due is when a jittered slot's fire was due (Fire.Due); zero
 	// otherwise. Late counts from it when set.
-	Due   time.Time
-	Until time.Time
-	Count int64
+	Due time.Time
+	// Origin is events.OriginBackfill for a slot a backfill fired (its
+	// Late is then how long it waited after it was fired); "" otherwise.
+	Origin string
+	Until  time.Time
+	Count  int64
 	// Fired is when its fire entry was appended; Started and Finished, the
 	// run's, by its worker's clock (a dead letter without a run: Finished
 	// is when it was recorded, Redis time).
@@ -225,7 +228,7 @@ func at(id string) time.Time {
 
 // slotOf is the slot a history event records.
 func slotOf(e events.Event) Slot {
-	sl := Slot{Outcome: string(e.Type), Fire: e.Fire, Scheduled: e.At, Due: e.Due, Until: e.Until, Count: e.Count, Fired: e.Fired,
+	sl := Slot{Outcome: string(e.Type), Fire: e.Fire, Scheduled: e.At, Due: e.Due, Origin: e.Origin, Until: e.Until, Count: e.Count, Fired: e.Fired,
 		Attempt: e.Attempt, Attempts: max(e.Attempt, 1), Worker: e.Worker, CostMs: e.CostMs, Error: e.Error,
 		Reason: e.Reason, Policy: e.Policy, Event: e.ID, Recorded: at(e.ID)}
 	if e.Type == events.TypeMissed {
@@ -241,8 +244,12 @@ func slotOf(e events.Event) Slot {
 	return sl
 }
 
-// DueAt is when the slot's fire was due: Due, or Scheduled; Late counts from it.
+// DueAt is when the slot's fire was due: Due, or Scheduled; Late counts
+// from it. A backfill's fire was due when it was fired.
 func (sl *Slot) DueAt() time.Time {
+	if sl.Origin == events.OriginBackfill && !sl.Fired.IsZero() {
+		return sl.Fired
+	}
 	if sl.Due.After(sl.Scheduled) {
 		return sl.Due
 	}

@@ -182,9 +182,18 @@ func (k Keys) Planners() string { return k.prefix + "planners" }
 func (k Keys) PlannersSeen() string { return k.prefix + "planners:seen" }
 
 // Running is a string: the id of the fire of task now running, for the
-// overlap policies skip and buffer-one. It expires unless the worker
+// overlap policies skip, buffer-one and cancel-previous. It expires unless the worker
 // running it keeps extending it, so a dead worker does not hold it.
 func (k Keys) Running(task string) string { return k.prefix + "running:" + task }
+
+// Backfilled is a hash: the slots a backfill appended a fire for (Unix ms
+// -> the fire's entry id), so that no slot is backfilled twice.
+func (k Keys) Backfilled(task string) string { return k.prefix + "backfilled:" + task }
+
+// Cancel is the pub/sub channel on which a fire that begins under the
+// overlap policy cancel-previous names the fire it replaces ("old new"):
+// the worker running the old one cancels its run.
+func (k Keys) Cancel() string { return k.prefix + "cancel" }
 
 // Buffer is a string: the one fire of task kept waiting under the overlap
 // policy buffer-one, in the form of a Retry member.

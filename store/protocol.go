@@ -78,6 +78,7 @@ type (
 // The begin results.
 const (
 	BeginRun      = protocol.BeginRun      // run it
+	BeginReplaced = protocol.BeginReplaced // run it; the run under way was told to stop (cancel-previous)
 	BeginBuffered = protocol.BeginBuffered // kept waiting for the run under way (buffer-one)
 	BeginSkipped  = protocol.BeginSkipped  // dropped, recorded missed
 	BeginGone     = protocol.BeginGone     // already acked elsewhere

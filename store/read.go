@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -159,6 +160,28 @@ func (s *Store) EventGroupGap(ctx context.Context, group string) (trimmedPast, r
 		}
 	}
 	return "", "", nil
+}
+
+// StreamReach is how far back a stream reaches: the zero time when it
+// never lost an entry (none trimmed or deleted since it was created: it
+// holds all it was ever given), else the time of its oldest entry (the
+// Redis server's, from its id), or the server's now when it is empty. A
+// stream that does not exist reaches back to the start.
+func (s *Store) StreamReach(ctx context.Context, stream string) (time.Time, error) {
+	info, err := s.rdb.XInfoStream(ctx, stream).Result()
+	if err != nil {
+		if strings.Contains(err.Error(), "no such key") {
+			return time.Time{}, nil
+		}
+		return time.Time{}, err
+	}
+	if info.MaxDeletedEntryID == "0-0" { // Redis 7 and later; before, it is not known
+		return time.Time{}, nil
+	}
+	if info.FirstEntry.ID == "" {
+		return s.Time(ctx)
+	}
+	return events.EntryTime(info.FirstEntry.ID)
 }
 
 // LastEntryID is the id of the last entry of a stream ("0-0" when it is

@@ -83,6 +83,7 @@ func init() {
 		"workers":  {"the workers: live or not, queues, version, tasks they run", jsonFlag, runWorkers},
 		"next":     {"the next fire times of a task, or of --cron/--every, with DST changes", nextFlagSet, runNext},
 		"pause":    {"stop planning a task until resumed", nil, runPause},
+		"backfill": {"fire the slots of a task in a past range that did not fire, paced, and wait for their outcomes", backfillFlagSet, runBackfill},
 		"resume":   {"plan a paused task again, from now on", nil, runResume},
 		"dead":     {"list dead letters; dead replay|delete ID...|--all", deadFlags, runDead},
 		"settings": {"the namespace's settings (events retention) and durable listeners; change them with flags", settingsFlagSet, runSettings},
@@ -118,6 +119,7 @@ type cli struct {
 	embedded    bool // dev: --redis not given
 	logLevelSet bool // --log-level given
 	web         webFlags
+	backfill    backfillFlags
 
 	rdb redis.UniversalClient
 	st  *store.Store

@@ -225,7 +225,11 @@ func runHistory(ctx context.Context, c *cli, args []string) error {
 				detail += "; last error: " + s.Error
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", slot, s.Outcome, inspect.Stamp(s.Started, loc), late, cost, tries,
+		outcome := s.Outcome
+		if s.Origin != "" {
+			outcome += " (" + s.Origin + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", slot, outcome, inspect.Stamp(s.Started, loc), late, cost, tries,
 			orDash(printable(s.Worker)), printable(clip(detail, 80)))
 	}
 	return tw.Flush()

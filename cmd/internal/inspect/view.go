@@ -212,12 +212,14 @@ type Slot struct {
 	Error     string `json:"error,omitempty"`
 	Reason    string `json:"reason,omitempty"`
 	Policy    string `json:"policy,omitempty"`
+	// Origin is "backfill" for a slot taskino backfill fired.
+	Origin string `json:"origin,omitempty"`
 }
 
 func SlotOf(s store.Slot) Slot {
 	j := Slot{Outcome: s.Outcome, Fire: s.Fire, Scheduled: ISO(s.Scheduled), Until: ISO(s.Until), Count: s.Count,
 		Fired: ISO(s.Fired), Started: ISO(s.Started), Finished: ISO(s.Finished), Attempt: s.Attempt, Attempts: s.Attempts,
-		Worker: s.Worker, Error: s.Error, Reason: s.Reason, Policy: string(s.Policy)}
+		Worker: s.Worker, Error: s.Error, Reason: s.Reason, Policy: string(s.Policy), Origin: s.Origin}
 	if !s.Started.IsZero() || s.Outcome == store.OutcomeWaiting {
 		j.LateMs = msPtr(s.Late)
 	}

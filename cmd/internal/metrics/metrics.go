@@ -168,7 +168,7 @@ func (m *Metrics) Ran(f events.Fire, late, cost time.Duration, err error) {
 	}
 	m.runs.WithLabelValues(f.Task, status).Inc()
 	m.duration.WithLabelValues(f.Task).Observe(cost.Seconds())
-	if f.Attempt == 1 {
+	if f.Attempt == 1 && f.Origin == "" { // a backfill runs past slots on purpose
 		m.lateness.WithLabelValues(f.Task).Observe(max(late, 0).Seconds())
 	}
 }

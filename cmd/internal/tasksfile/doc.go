@@ -66,7 +66,9 @@
 //     fire (default 10s).
 //   - overlap: what happens to a fire due while the task's previous run
 //     still runs: allow (default) runs it; skip drops it (recorded as
-//     missed); buffer-one keeps one waiting and drops further ones.
+//     missed); buffer-one keeps one waiting and drops further ones;
+//     cancel-previous cancels the run under way (recorded cancelled) and
+//     runs the new one (single-mode tasks only).
 //   - timeout: a Go duration bounding one run, a whole number of
 //     milliseconds; 0 or absent means no limit.
 //   - attempts: how many times a failing fire is tried before it is

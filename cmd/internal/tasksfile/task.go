@@ -216,7 +216,7 @@ func (p *parser) task(index int, item *yaml.Node) (task Task, name string, ok bo
 			// 0 would silently mean the default.
 			spec.MisfireGrace = t.millis("misfire_grace", n, "a duration like 10s (whole milliseconds)", false)
 		case "overlap":
-			if s, ok := t.text("overlap", n, "allow, skip or buffer-one", true); ok {
+			if s, ok := t.text("overlap", n, "allow, skip, buffer-one or cancel-previous", true); ok {
 				spec.Overlap = events.Overlap(s)
 			}
 		case "timeout":

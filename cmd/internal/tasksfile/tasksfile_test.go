@@ -350,7 +350,7 @@ var errorCases = []struct {
 	{"bad misfire", "tasks:\n  - name: a\n    every: 1s\n    misfire: fire_once\n",
 		[]string{"tasks.yaml:4: ", `task "a": misfire: "fire_once"; want fire-once, fire-all or skip`}},
 	{"bad overlap", "tasks:\n  - name: a\n    every: 1s\n    overlap: queue\n",
-		[]string{"tasks.yaml:4: ", `task "a": overlap: "queue"; want allow, skip or buffer-one`}},
+		[]string{"tasks.yaml:4: ", `task "a": overlap: "queue"; want allow, skip, buffer-one or cancel-previous`}},
 	{"empty mode", "tasks:\n  - name: a\n    every: 1s\n    mode:\n",
 		[]string{"tasks.yaml:4: ", `task "a": mode: want single or broadcast, got nothing`}},
 	{"bad queue", "tasks:\n  - name: a\n    every: 1s\n    queue: 'a b'\n",

@@ -150,7 +150,7 @@ func (h *hub) count(e events.Event) {
 	case events.TypeStarted:
 		m.Started++
 		// Lateness of first runs: retries and replays wait on purpose.
-		if _, again := h.started[e.Fire]; !again && !e.At.IsZero() && e.Attempt <= 1 && len(m.Lates) < lateSamples {
+		if _, again := h.started[e.Fire]; !again && !e.At.IsZero() && e.Attempt <= 1 && e.Origin == "" && len(m.Lates) < lateSamples {
 			m.Lates = append(m.Lates, t.Sub(e.DueAt()))
 		}
 		if len(h.started) >= maxStarted {

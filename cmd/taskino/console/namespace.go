@@ -231,7 +231,7 @@ func statsOf(es []events.Event) outcomeStats {
 		default:
 			continue
 		}
-		if !e.Started.IsZero() && !e.At.IsZero() && e.Attempt <= 1 {
+		if !e.Started.IsZero() && !e.At.IsZero() && e.Attempt <= 1 && e.Origin == "" {
 			first[e.Fire] = e.Started.Sub(e.DueAt()) // older entries come later: the first run wins
 		}
 		if e.Fire != "" && seen[e.Fire] {

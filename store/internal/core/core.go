@@ -42,6 +42,7 @@ type Keys interface {
 	Visibility() string
 	HandBacks() string
 	Changes() string
+	Cancel() string
 	Workers() string
 	Planners() string
 	PlannersSeen() string

@@ -358,6 +358,30 @@ func (w *Worker) Route(ctx context.Context, consumer, target string, held []Held
 	return n, nil
 }
 
+// Cancels subscribes to the namespace's cancel channel: for each fire
+// that began under cancel-previous while another fire of its task ran,
+// the returned channel gets the old fire's id and the new one's. A note
+// the reader is too slow for (capacity 64) is dropped; close ends the
+// subscription. Pub/sub keeps nothing: a note sent while the subscription
+// is down is lost (the old run then goes on to its end).
+func (w *Worker) Cancels(ctx context.Context) (cancels <-chan [2]string, close func() error) {
+	ps := w.rdb.Subscribe(ctx, w.keys.Cancel())
+	out := make(chan [2]string, 64)
+	go func() {
+		for m := range ps.Channel() {
+			old, repl, ok := strings.Cut(m.Payload, " ")
+			if !ok {
+				continue
+			}
+			select {
+			case out <- [2]string{old, repl}:
+			default:
+			}
+		}
+	}()
+	return out, ps.Close
+}
+
 // HandBacks subscribes to the namespace's hand-back channel: a value
 // arrives on the returned channel (capacity 1, never blocking the sender)
 // whenever a worker hands fires back (HandBack), so a worker with free
@@ -375,12 +399,14 @@ type BeginResult string
 // The begin results.
 const (
 	BeginRun      BeginResult = "run"      // run it
+	BeginReplaced BeginResult = "replaced" // run it; the run under way is told to stop (cancel-previous)
 	BeginBuffered BeginResult = "buffered" // kept waiting for the run under way (buffer-one)
 	BeginSkipped  BeginResult = "skipped"  // dropped, recorded missed
 	BeginGone     BeginResult = "gone"     // already acked elsewhere
 )
 
-// Begin applies a task's overlap policy (skip or buffer-one) to a
+// Begin applies a task's overlap policy (skip, buffer-one or
+// cancel-previous) to a
 // single-mode delivery: see beginScript. ttl is how long the running mark
 // lives unless a heartbeat extends it; missed is the event recorded when
 // the fire is dropped.
@@ -393,7 +419,7 @@ func (w *Worker) Begin(ctx context.Context, d Delivery, policy events.Overlap, t
 	if args, err = missed.AppendArgs(args); err != nil {
 		return "", err
 	}
-	keys := []string{w.keys.Running(d.Fire.Task), w.keys.Buffer(d.Fire.Task), w.keys.Events(), w.keys.History(d.Fire.Task)}
+	keys := []string{w.keys.Running(d.Fire.Task), w.keys.Buffer(d.Fire.Task), w.keys.Events(), w.keys.History(d.Fire.Task), w.keys.Cancel()}
 	res, err := beginScript.Run(ctx, w.rdb, keys, args...).Text()
 	if err != nil {
 		return "", fmt.Errorf("begin fire %s: %w", d.Fire.ID, err)

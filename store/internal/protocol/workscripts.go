@@ -222,15 +222,17 @@ end
 return done
 `)
 
-// beginScript starts a run under the overlap policy skip or buffer-one.
+// beginScript starts a run under the overlap policy skip, buffer-one or
+// cancel-previous.
 //
 // KEYS[1] -> the task's running key (string)
 // KEYS[2] -> the task's buffer key (string)
 // KEYS[3] -> events (stream)
 // KEYS[4] -> the task's history (stream)
+// KEYS[5] -> the cancel channel
 // ARGV[1] -> fire id
 // ARGV[2] -> how long the running key lives unless extended, ms
-// ARGV[3] -> policy: "skip" or "buffer-one"
+// ARGV[3] -> policy: "skip", "buffer-one" or "cancel-previous"
 // ARGV[4] -> the fire's stream
 // ARGV[5] -> consumer group
 // ARGV[6] -> the fire's entry id
@@ -242,7 +244,9 @@ return done
 //
 // When no other fire of the task runs (or this one does: a reclaim), the
 // running key is set to this fire and the result is "run". Otherwise, under
-// buffer-one with an empty buffer, the fire goes to the buffer and its entry
+// cancel-previous, the running key is set to this fire and "previous new"
+// published on the cancel channel (the worker running the previous one
+// cancels it): "replaced". Otherwise, under buffer-one with an empty buffer, the fire goes to the buffer and its entry
 // is acked: "buffered". Otherwise the entry is acked and the missed event
 // appended: "skipped". An entry no longer pending (acked elsewhere) is left
 // alone: "gone".
@@ -251,6 +255,11 @@ local cur = redis.call('GET', KEYS[1])
 if not cur or cur == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return 'run'
+end
+if ARGV[3] == 'cancel-previous' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  redis.call('PUBLISH', KEYS[5], cur .. ' ' .. ARGV[1])
+  return 'replaced'
 end
 if redis.call('XACK', ARGV[4], ARGV[5], ARGV[6]) == 0 then return 'gone' end
 if ARGV[3] == 'buffer-one' and redis.call('SET', KEYS[2], ARGV[8], 'NX') then
