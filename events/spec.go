@@ -474,8 +474,16 @@ func (t Trigger) validate(task string) error {
 		if strings.HasPrefix(strings.TrimSpace(t.Cron), "CRON_TZ=") || strings.HasPrefix(strings.TrimSpace(t.Cron), "TZ=") {
 			return bad("cron", "%q sets its zone inline; put the zone in tz", t.Cron)
 		}
-		if _, err := LoadZone(t.TZ); err != nil {
+		loc, err := LoadZone(t.TZ)
+		if err != nil {
 			return bad("tz", "%v", err)
+		}
+		if (t.DSTGap != "" || t.DSTOverlap != "") && !changesClocks(loc) {
+			zone := t.TZ
+			if zone == "" {
+				zone = "UTC (no tz)"
+			}
+			return bad("dst", "the zone %s never changes its clocks (1970-2100), so dst has no effect; set tz to the zone whose clocks change, or drop dst", zone)
 		}
 	case "":
 		return bad("trigger", "none; want exactly one of once, every or cron")
@@ -486,6 +494,23 @@ func (t Trigger) validate(task string) error {
 		return bad("end", "%s is before start %s", t.End.UTC().Format(time.RFC3339), t.Start.UTC().Format(time.RFC3339))
 	}
 	return nil
+}
+
+// changesClocks says whether loc's UTC offset changes between 1970 and
+// 2100 (sampled on 1 January and 1 July of each year, as DST does).
+func changesClocks(loc *time.Location) bool {
+	if loc == time.UTC {
+		return false
+	}
+	_, first := time.Date(1970, 1, 1, 0, 0, 0, 0, loc).Zone()
+	for y := 1970; y <= 2100; y++ {
+		for _, m := range []time.Month{time.January, time.July} {
+			if _, off := time.Date(y, m, 1, 0, 0, 0, 0, loc).Zone(); off != first {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // LoadZone loads an IANA time zone; "" and "UTC" are UTC. "Local" is

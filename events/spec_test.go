@@ -94,3 +94,18 @@ func TestJitterValidation(t *testing.T) {
 		t.Fatalf("round trip of %s: jitter %s, %v", b, back.Trigger.Jitter, err)
 	}
 }
+
+// TestDSTNeedsAZoneThatChanges: dst on a cron read in UTC (or in a zone
+// that never changes its clocks) is refused, naming dst; in a zone with
+// DST it is taken.
+func TestDSTNeedsAZoneThatChanges(t *testing.T) {
+	for _, tz := range []string{"", "UTC", "Etc/GMT+5"} {
+		err := Spec{Name: "d", Trigger: Cron("30 2 * * *").In(tz).DST(GapSkip, "")}.Validate()
+		if err == nil || !strings.Contains(err.Error(), `dst`) || !strings.Contains(err.Error(), "never changes its clocks") {
+			t.Errorf("dst in %q: %v; want refused, the zone never changes its clocks", tz, err)
+		}
+	}
+	if err := (Spec{Name: "d", Trigger: Cron("30 2 * * *").In("Europe/Berlin").DST(GapSkip, OverlapTwice)}).Validate(); err != nil {
+		t.Errorf("dst in Europe/Berlin: %v", err)
+	}
+}
