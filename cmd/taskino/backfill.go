@@ -62,7 +62,7 @@ func runBackfill(ctx context.Context, c *cli, args []string) error {
 			return
 		}
 		lastLine = time.Now()
-		fmt.Fprintf(c.stdout, "backfill %s: %d fired, %d finished %s\n", args[0], len(r.Fired), r.Done, outcomes(r.Outcomes))
+		fmt.Fprintln(c.stdout, strings.TrimSpace(fmt.Sprintf("backfill %s: %d fired, %d finished %s", args[0], len(r.Fired), r.Done, outcomes(r.Outcomes))))
 	}
 	rep, err := planner.Backfill(ctx, c.st, args[0], from, to, opts)
 	if err != nil && !errors.Is(err, context.Canceled) {
@@ -93,7 +93,7 @@ func runBackfill(ctx context.Context, c *cli, args []string) error {
 		show("to fire", rep.Fired, nil)
 		return nil
 	}
-	fmt.Fprintf(c.stdout, "outcomes: %d of %d finished %s\n", rep.Done, len(rep.Fired), outcomes(rep.Outcomes))
+	fmt.Fprintln(c.stdout, strings.TrimSpace(fmt.Sprintf("outcomes: %d of %d finished %s", rep.Done, len(rep.Fired), outcomes(rep.Outcomes))))
 	if err != nil {
 		return fmt.Errorf("backfill %s stopped before every fire finished: %w (the fires appended still run; taskino history %s shows them)", args[0], err, args[0])
 	}
