@@ -115,6 +115,7 @@ type timing struct {
 	pruneIdle   time.Duration // a group consumer idle this long holding nothing is removed: 1h
 	drain       time.Duration // longest a stop waits for the outcomes to be recorded: 5s
 	routeLook   time.Duration // least time between two looks at the workers registry for fires this worker cannot run: 1s
+	earlyWait   time.Duration // longest a due early fire waits for a free run before it is handed back: dispatcher's ReadAheadWait, 1s
 	// forgetWorkers: a worker unseen this long leaves the workers registry
 	// (0: store.ForgetWorkers, which the heartbeat fills in).
 	forgetWorkers time.Duration
@@ -136,6 +137,7 @@ func (t timing) withDefaults(visibility time.Duration) timing {
 	set(&t.pruneIdle, time.Hour)
 	set(&t.drain, 5*time.Second)
 	set(&t.routeLook, time.Second)
+	set(&t.earlyWait, time.Second)
 	return t
 }
 

@@ -162,6 +162,31 @@ func (c *Consumer) watchReplaced(ctx context.Context) {
 	}
 }
 
+// giveBackOverdue hands back, until ctx ends, the early fires held here
+// that have been due for timing.earlyWait without a free run to take them
+// (every run of this worker busy, as with long or stuck handlers), so a
+// worker with free runs takes them, as the dispatcher does with fires
+// read ahead (dispatcher.ReadAheadWait).
+func (c *Consumer) giveBackOverdue(ctx context.Context) {
+	t := time.NewTicker(c.cfg.timing.earlyWait / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := c.clock.now()
+		if now.IsZero() {
+			continue
+		}
+		if ds := c.early.overdue(now.Add(-c.cfg.timing.earlyWait)); len(ds) > 0 {
+			c.log.Info().Int("fires", len(ds)).Msg("handing back early fires that found no free run")
+			c.claims.handBack(ds)
+		}
+	}
+}
+
 // Node is the worker's name in the consumer group and in events.
 func (c *Consumer) Node() string { return c.cfg.Node }
 
@@ -225,7 +250,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// The read loop apart: its end is waited for at step 4.
 	go func() { defer close(c.readDone); c.reader.run(ctx) }()
 	var wg sync.WaitGroup
-	for _, f := range []func(context.Context){c.bcast.run, c.claims.run, c.retries.run, c.trim.run, c.trim.retain, c.specs.run, c.changes.run, c.watchReplaced, c.adm.wait.run} {
+	for _, f := range []func(context.Context){c.bcast.run, c.claims.run, c.retries.run, c.trim.run, c.trim.retain, c.specs.run, c.changes.run, c.watchReplaced, c.giveBackOverdue, c.adm.wait.run} {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(ctx) }()
 	}

@@ -112,3 +112,24 @@ func TestEarlyHoldKeepsJitteredFiresUntilDue(t *testing.T) {
 		t.Fatalf("at +3s popDue = %v, %v; want the jittered fire", d, ok)
 	}
 }
+
+// TestEarlyHoldOverdue: overdue takes the single-mode fires due before the
+// time given, soonest first, and leaves broadcast ones and those due later.
+func TestEarlyHoldOverdue(t *testing.T) {
+	now := time.UnixMilli(1_700_000_000_000)
+	e := &earlyHold{window: time.Minute, limit: 10}
+	for i, task := range []string{"a", "b", "c", "d"} {
+		d := fireAt(task, now.Add(time.Duration(i+1)*time.Second))
+		d.Broadcast = task == "b"
+		if !e.hold(d, now) {
+			t.Fatalf("%s not held", task)
+		}
+	}
+	got := e.overdue(now.Add(3500 * time.Millisecond))
+	if len(got) != 2 || got[0].Fire.Task != "a" || got[1].Fire.Task != "c" {
+		t.Fatalf("overdue = %v; want a and c", got)
+	}
+	if e.len() != 2 {
+		t.Fatalf("%d held after, want b (broadcast) and d (not overdue)", e.len())
+	}
+}

@@ -32,7 +32,8 @@ func TestLateFiresAreNotReplayed(t *testing.T) {
 		t.Fatal(err)
 	}
 	startPlanner(t, b, planner.Config{Node: "p1"}, nil)
-	// The queue has no worker while 20 slots of each task are fired.
+	// The queue has no worker while 30 slots of each task are fired (up
+	// to 8 of them appended ahead of their slot by the lookahead).
 	awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool {
 		n := 0
 		for _, e := range all {
@@ -40,7 +41,7 @@ func TestLateFiresAreNotReplayed(t *testing.T) {
 				n++
 			}
 		}
-		return n >= 20
+		return n >= 30
 	})
 	workerAt := time.Now()
 	noop := func(context.Context, events.Fire) error { return nil }

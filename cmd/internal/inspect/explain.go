@@ -48,7 +48,8 @@ type Explanation struct {
 	DeadLetter string `json:"dead_letter,omitempty"`
 }
 
-// Explain answers for the slot at (zero: the most recent, or the next);
+// Explain answers for the slot at (zero: the most recent one due, or the
+// next);
 // asked is the text the slot was asked by, shown when it is not a slot.
 func Explain(ctx context.Context, st *store.Store, v View, now, at time.Time, asked string) (Explanation, error) {
 	slots, err := st.History(ctx, v.Spec.Name, 0, now)
@@ -80,9 +81,18 @@ func ExplainFrom(ctx context.Context, st *store.Store, v View, slots []store.Slo
 			return Explanation{}, fmt.Errorf("task %s has no slot near %s", spec.Name, Stamp(at, loc))
 		}
 	case len(slots) > 0:
-		slot = slots[0].Scheduled
-		if slots[0].Count > 1 {
-			slot = slots[0].Until
+		// The most recent slot due by now: one fired ahead of its slot
+		// (a planner's lookahead) is the answer only when none is.
+		first := slots[0]
+		for _, s := range slots {
+			if !s.DueAt().After(now) {
+				first = s
+				break
+			}
+		}
+		slot = first.Scheduled
+		if first.Count > 1 {
+			slot = first.Until
 		}
 	case !ts.Planned.IsZero():
 		slot = ts.Planned
