@@ -39,7 +39,16 @@ type proc struct {
 // at the end of the test (stop was not called).
 func startProc(t *testing.T, name, bin string, args ...string) *proc {
 	t.Helper()
+	return startProcEnv(t, name, bin, nil, args...)
+}
+
+// startProcEnv is startProc with env (KEY=value) added to the environment.
+func startProcEnv(t *testing.T, name, bin string, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{name: name, cmd: exec.Command(bin, args...), lines: make(chan string, 100_000)}
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stderr = &lockedWriter{mu: &p.mu, w: &p.err}
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {

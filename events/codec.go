@@ -172,6 +172,9 @@ func DecodeFire(entryID string, fields map[string]string) (Fire, error) {
 			if v == "" || len(v) > MaxFireIDLen || !utf8.ValidString(v) {
 				return Fire{}, decodeErr(k, "want 1 to %d bytes of UTF-8 text", MaxFireIDLen)
 			}
+			if i := controlAt(v); i >= 0 {
+				return Fire{}, decodeErr(k, "a control character (%q at byte %d); want printable text", []rune(v[i:])[0], i)
+			}
 			f.ID = v
 		case FieldAt:
 			t, err := parseMs(k, v)
@@ -706,4 +709,16 @@ func clip(s string) string {
 func (t Type) Known() bool {
 	_, ok := typeFields[t]
 	return ok
+}
+
+// controlAt is the byte index of the first C0 or C1 control character (or
+// DEL) of s, -1 when it has none: what a terminal acts on instead of
+// printing.
+func controlAt(s string) int {
+	for i, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) {
+			return i
+		}
+	}
+	return -1
 }

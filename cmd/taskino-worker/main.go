@@ -67,6 +67,7 @@ type Main struct {
 	HTTPAddr    string
 	Buckets     []float64 // --metrics-buckets
 	Node        string
+	RedactEnv   []string // --redact-env
 
 	rdb redis.UniversalClient
 }
@@ -87,9 +88,19 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&m.Visibility, "visibility", 30*time.Second, "how long a fire held by a worker that stopped answering waits before another worker takes it over (runs on a live worker are never taken away; at most 1h)")
 	fs.StringVar(&m.HTTPAddr, "http", "", "serve Prometheus /metrics and /healthz on this address (e.g. :9090)")
 	fs.StringVar(&m.Node, "node", "", "name of this worker in events and logs (default host-pid-random)")
+	redact := fs.String("redact-env", "", "environment variables of the worker its commands do not get, comma-separated (a trailing * for a prefix: AWS_*); TASKINO_* never reach them")
 	buckets := fs.String("metrics-buckets", "", "bounds in seconds of the run duration and lateness histograms, ascending, comma-separated (default 0.005 to 86400: 5 ms to a day)")
 	if err := app.Parse(fs, args); err != nil {
 		return err
+	}
+	for _, name := range strings.Split(*redact, ",") {
+		if name = strings.TrimSpace(name); name == "" {
+			continue
+		}
+		if !validEnvName(name) {
+			return fmt.Errorf("--redact-env: %q; want variable names of letters, digits and _, comma-separated (a trailing * for a prefix)", name)
+		}
+		m.RedactEnv = append(m.RedactEnv, name)
 	}
 	if *buckets != "" {
 		b, err := metrics.ParseBuckets(*buckets)
@@ -147,7 +158,7 @@ func (m *Main) Run(ctx context.Context) error {
 	cfg := app.WorkerConfig{
 		Namespace: m.Namespace, Queues: m.Queues, Concurrency: m.Concurrency, Grace: m.Grace, Visibility: m.Visibility, Prefetch: m.Prefetch, NoPrefetch: m.Prefetch == 0,
 		EarlyLimit: m.EarlyLimit, EventsMaxLen: m.EventsMaxLen, HistoryLen: m.HistoryLen, EventsMaxAge: m.EventsAge, Node: m.Node, Tasks: file, Logger: log, Metrics: met,
-		Runner: runner.Options{KillGrace: m.KillGrace},
+		Runner: runner.Options{KillGrace: m.KillGrace, RedactEnv: m.RedactEnv},
 	}
 	d, queues, err := app.NewWorker(m.rdb, cfg)
 	if err != nil {
@@ -195,4 +206,19 @@ func (m *Main) Close() {
 	if m.rdb != nil {
 		_ = m.rdb.Close()
 	}
+}
+
+// validEnvName says whether name is a variable name (letters, digits, _;
+// not starting with a digit), with an optional trailing "*".
+func validEnvName(name string) bool {
+	name = strings.TrimSuffix(name, "*")
+	if name == "" || name[0] >= '0' && name[0] <= '9' {
+		return false
+	}
+	for _, c := range name {
+		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }

@@ -264,7 +264,7 @@ func runDead(ctx context.Context, c *cli, args []string) error {
 			if fire == "" {
 				fire = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.ID, task, fire, clip(d.Reason, 60), clip(d.Error, 60))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", printable(d.ID), printable(task), printable(fire), printable(clip(d.Reason, 60)), printable(clip(d.Error, 60)))
 		}
 		return tw.Flush()
 	case "replay", "delete":

@@ -36,6 +36,10 @@ const DefaultRedis = "redis://127.0.0.1:6379/0"
 // Common holds the flags every binary has.
 type Common struct {
 	RedisURL  string
+	// RedisPasswordFile names a file holding the Redis password
+	// (--redis-password-file): kept out of the URL, the environment
+	// (which commands would inherit) and ps.
+	RedisPasswordFile string
 	Namespace string
 	LogLevel  string
 	// EventsMaxLen bounds the events stream: the planners and workers
@@ -57,6 +61,8 @@ type Common struct {
 func (c *Common) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.RedisURL, "redis", or(c.RedisURL, EnvOr("TASKINO_REDIS", DefaultRedis)),
 		"Redis URL: redis://, rediss://, redis+sentinel://host:port,.../master or redis+cluster://host:port,... (env TASKINO_REDIS)")
+	fs.StringVar(&c.RedisPasswordFile, "redis-password-file", or(c.RedisPasswordFile, EnvOr("TASKINO_REDIS_PASSWORD_FILE", "")),
+		"file holding the Redis password (the URL then has none, or only user@); the way to keep it out of ps and the environment (env TASKINO_REDIS_PASSWORD_FILE)")
 	fs.StringVar(&c.Namespace, "namespace", or(c.Namespace, EnvOr("TASKINO_NAMESPACE", store.DefaultNamespace)), "namespace of the task set (env TASKINO_NAMESPACE)")
 	fs.StringVar(&c.LogLevel, "log-level", or(c.LogLevel, "info"), "debug, info, warn or error")
 	// --help shows the default; a password from TASKINO_REDIS stays hidden.
@@ -166,7 +172,11 @@ func (c *Common) Connect(ctx context.Context) (redis.UniversalClient, error) {
 		// lines; the error below says what went wrong.
 		redis.SetLogger(redisLogger{zerolog.Nop()})
 	}
-	rdb, err := redisurl.Open(c.RedisURL)
+	raw := c.RedisURL
+	if c.RedisPasswordFile != "" {
+		raw = redisurl.WithPasswordFile(raw, c.RedisPasswordFile)
+	}
+	rdb, err := redisurl.Open(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -176,6 +186,9 @@ func (c *Common) Connect(ctx context.Context) (redis.UniversalClient, error) {
 		_ = rdb.Close()
 		if msg := err.Error(); strings.HasPrefix(msg, "WRONGPASS") || strings.HasPrefix(msg, "NOAUTH") || strings.HasPrefix(msg, "NOPERM") {
 			return nil, fmt.Errorf("Redis at %s refused the login: %v (check the user and password in --redis or TASKINO_REDIS)", redisurl.Addr(c.RedisURL), oneLine(err))
+		}
+		if why := redisurl.PlainServer(ctx, c.RedisURL); why != "" {
+			return nil, fmt.Errorf("cannot reach Redis at %s over TLS: %s", redisurl.Addr(c.RedisURL), why)
 		}
 		return nil, fmt.Errorf("cannot reach Redis at %s: %v", redisurl.Addr(c.RedisURL), oneLine(err))
 	}
@@ -215,6 +228,7 @@ func FileVersion(f *tasksfile.File, version int64) (int64, error) {
 // handlers builds a handler for each task of f that has a command or an
 // HTTP request, and returns them with the queues of those tasks.
 func handlers(f *tasksfile.File, opts runner.Options) (dispatcher.Handlers, []string) {
+	opts.RedactEnv = append(slices.Clip(opts.RedactEnv), f.RedactEnv...)
 	hs := dispatcher.Handlers{}
 	var queues []string
 	for _, t := range f.Tasks {

@@ -6,11 +6,14 @@
 package redisurl
 
 import (
+	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -119,6 +122,44 @@ func Open(rawURL string) (client redis.UniversalClient, err error) {
 		return redis.NewClusterClient(o), nil
 	}
 	panic("redisurl: unreachable")
+}
+
+// WithPasswordFile returns rawURL with the option password_file=path
+// added (see Open): the password read from that file.
+func WithPasswordFile(rawURL, path string) string {
+	sep := "?"
+	if strings.Contains(rawURL, "?") {
+		sep = "&"
+	}
+	return rawURL + sep + "password_file=" + url.QueryEscape(path)
+}
+
+// PlainServer says, for a TLS URL (rediss://...) whose server did not
+// answer, whether its first host answers plain Redis instead: then it
+// returns the problem in words ("" otherwise, and for a URL without TLS).
+// It dials the host without TLS, sends PING, and reads the first line.
+func PlainServer(ctx context.Context, rawURL string) string {
+	s, problem := parse(rawURL)
+	if problem != "" || s == nil || !s.tls || len(s.hosts) == 0 {
+		return ""
+	}
+	d := net.Dialer{Timeout: 2 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", s.hosts[0])
+	if err != nil {
+		return ""
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		return ""
+	}
+	line := make([]byte, 64)
+	n, _ := conn.Read(line)
+	reply := string(line[:n])
+	if strings.HasPrefix(reply, "+PONG") || strings.HasPrefix(reply, "-NOAUTH") || strings.HasPrefix(reply, "-ERR") {
+		return fmt.Sprintf("%s answers plain Redis, not TLS; use %s:// for it, or enable TLS on the server", s.hosts[0], strings.Replace(s.scheme, "rediss", "redis", 1))
+	}
+	return ""
 }
 
 // Redact returns rawURL with any password replaced by "xxxxx", for logs and
@@ -253,6 +294,10 @@ type spec struct {
 	sentUser string
 	sentPass string
 	secrets  []string // password spellings to scrub from messages
+	// Files named by our own options: the password (password_file), the
+	// CA to check the servers' certificates against (ca_file), and a
+	// client certificate and its key (cert_file, key_file).
+	caFile, certFile, keyFile string
 }
 
 // refuse formats a refusal of rawURL.
@@ -304,6 +349,10 @@ func parse(rawURL string) (*spec, string) {
 	if p.hasUser {
 		s.secrets = append(s.secrets, p.userinfo)
 		rawUser, rawPass, ok := strings.Cut(p.userinfo, ":")
+		if !ok && strings.Contains("&"+p.query, "&password_file=") {
+			// user@ with the password in a file.
+			rawPass, ok = "", true
+		}
 		if !ok {
 			return s, "the user info has no ':password' (a user needs a password; write :password@ for a password alone)"
 		}
@@ -313,7 +362,7 @@ func parse(rawURL string) (*spec, string) {
 		if err1 != nil || err2 != nil {
 			return s, "bad %-escape in the user or password (write a '%' as %25)"
 		}
-		if pass == "" {
+		if pass == "" && !strings.Contains("&"+p.query, "&password_file=") {
 			return s, "empty password"
 		}
 		s.hasAuth, s.user, s.pass = true, user, pass
@@ -411,6 +460,38 @@ func parse(rawURL string) (*spec, string) {
 		s.db = db
 		q.Del("db")
 	}
+	if q.Has("password_file") {
+		if s.pass != "" {
+			return s, "option password_file: the URL has a password too; give one of them"
+		}
+		path := q.Get("password_file")
+		q.Del("password_file")
+		pw, problem := readPassword(path)
+		if problem != "" {
+			return s, "option password_file: " + problem
+		}
+		s.hasAuth, s.pass = true, pw
+		s.secrets = append(s.secrets, pw, url.QueryEscape(pw))
+	}
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"ca_file", &s.caFile}, {"cert_file", &s.certFile}, {"key_file", &s.keyFile}} {
+		if !q.Has(f.name) {
+			continue
+		}
+		if !s.tls {
+			return s, "option " + f.name + ": only for TLS (" + strings.Replace(s.scheme, "redis", "rediss", 1) + "://)"
+		}
+		*f.dst = q.Get(f.name)
+		q.Del(f.name)
+		if *f.dst == "" {
+			return s, "option " + f.name + ": empty; want a file path"
+		}
+	}
+	if (s.certFile == "") != (s.keyFile == "") {
+		return s, "options cert_file and key_file go together (a client certificate and its key)"
+	}
 	if q.Has("skip_verify") && !s.tls {
 		return s, "option skip_verify: only for TLS (" + strings.Replace(s.scheme, "redis", "rediss", 1) + "://)"
 	}
@@ -435,6 +516,50 @@ func parse(rawURL string) (*spec, string) {
 	}
 	s.query = q
 	return s, ""
+}
+
+// readPassword reads a password file: its content without a trailing
+// newline. The problem never quotes the content.
+func readPassword(path string) (string, string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Sprintf("cannot read %s: %v", path, errors.Unwrap(err))
+	}
+	pw := strings.TrimRight(string(b), "\r\n")
+	switch {
+	case pw == "":
+		return "", path + " is empty"
+	case strings.ContainsAny(pw, "\r\n"):
+		return "", path + " holds more than one line; want the password alone"
+	}
+	return pw, ""
+}
+
+// tlsFiles adds the CA (ca_file) and client certificate (cert_file,
+// key_file) to cfg; a problem names the file and what is wrong with it.
+func (s *spec) tlsFiles(cfg *tls.Config) string {
+	if cfg == nil {
+		return ""
+	}
+	if s.caFile != "" {
+		pem, err := os.ReadFile(s.caFile)
+		if err != nil {
+			return fmt.Sprintf("option ca_file: cannot read %s: %v", s.caFile, errors.Unwrap(err))
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Sprintf("option ca_file: %s holds no PEM certificate", s.caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if s.certFile != "" {
+		pair, err := tls.LoadX509KeyPair(s.certFile, s.keyFile)
+		if err != nil {
+			return fmt.Sprintf("options cert_file and key_file: %v", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return ""
 }
 
 // hostPort checks one host[:port] of the host list and returns it as
@@ -559,7 +684,7 @@ func (s *spec) options() (any, string) {
 			// connection checks against the host it dials (tls.DialWithDialer).
 			o.TLSConfig.ServerName = ""
 		}
-		return o, ""
+		return o, s.tlsFiles(o.TLSConfig)
 
 	case cluster:
 		// ParseClusterURL knows no skip_verify.
@@ -587,7 +712,7 @@ func (s *spec) options() (any, string) {
 			o.TLSConfig.InsecureSkipVerify = skip
 		}
 		o.ClusterStateReloadInterval = ClusterStateReloadInterval
-		return o, ""
+		return o, s.tlsFiles(o.TLSConfig)
 	}
 
 	u.RawQuery = q.Encode()
@@ -595,7 +720,7 @@ func (s *spec) options() (any, string) {
 	if err != nil {
 		return nil, s.goRedisProblem(err)
 	}
-	return o, ""
+	return o, s.tlsFiles(o.TLSConfig)
 }
 
 // goRedisProblem words an error of go-redis's parsers. Those quote option

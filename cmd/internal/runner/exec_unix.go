@@ -22,9 +22,10 @@ import (
 
 // Exec returns a handler that runs argv for each fire: argv[0] looked up in
 // PATH (or a path, when it holds a slash), the rest its arguments, no shell.
-// The command gets the worker's environment plus TASKINO_TASK,
-// TASKINO_FIRE_ID, TASKINO_SCHEDULED_AT, TASKINO_ATTEMPT, TASKINO_PAYLOAD
-// and TASKINO_NODE; its output's tail becomes the run's output. Exit
+// The command gets the worker's environment without its TASKINO_*
+// variables (TASKINO_REDIS holds a password) and those opts.RedactEnv
+// names, plus TASKINO_TASK, TASKINO_FIRE_ID, TASKINO_SCHEDULED_AT,
+// TASKINO_ATTEMPT, TASKINO_PAYLOAD and TASKINO_NODE; its output's tail becomes the run's output. Exit
 // status 0 is success. When the run's context ends, the command's process group is
 // sent SIGTERM, then SIGKILL after opts.KillGrace, and Run returns an error
 // that wraps the context's error; no process of the group outlives Run
@@ -74,7 +75,7 @@ func (h *execHandler) run(ctx context.Context, f events.Fire) (string, error) {
 			return "", fmt.Errorf("command %q not started: %s holds a NUL byte, which the environment cannot carry", name, k)
 		}
 	}
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = childEnv(os.Environ(), h.opts.RedactEnv, env)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// One pipe for stdout and stderr, read here: Wait then returns when the
 	// command exits, whoever else holds the pipe.

@@ -86,6 +86,37 @@ type Options struct {
 	// Node is the worker's name, passed to each run as TASKINO_NODE or
 	// X-Taskino-Node, so a run can say which worker ran it.
 	Node string
+	// RedactEnv names variables of the worker's environment that commands
+	// do not get (besides every TASKINO_* one, which none gets: the
+	// worker's own settings, such as TASKINO_REDIS with its password). A
+	// name ending in "*" is a prefix: "AWS_*".
+	RedactEnv []string
+}
+
+// childEnv is the environment of a command: the worker's (environ), minus
+// every TASKINO_* variable and those redact names, plus the fire's
+// TASKINO_* values (fire).
+func childEnv(environ, redact, fire []string) []string {
+	out := make([]string, 0, len(environ)+len(fire))
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "TASKINO_") || redacted(name, redact) {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, fire...)
+}
+
+// redacted says whether name is one of redact (a name, or a prefix ending
+// in "*").
+func redacted(name string, redact []string) bool {
+	for _, r := range redact {
+		if p, ok := strings.CutSuffix(r, "*"); ok && strings.HasPrefix(name, p) || r == name {
+			return true
+		}
+	}
+	return false
 }
 
 const (

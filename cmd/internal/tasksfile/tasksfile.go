@@ -21,6 +21,10 @@ type File struct {
 	Path    string // as given to Parse/Load
 	Version int64  // 0 when the file has none
 	Tasks   []Task // in file order; names are unique
+	// RedactEnv names the worker's environment variables its commands do
+	// not get (redact_env; besides TASKINO_*, which none gets): names,
+	// or prefixes ending in "*".
+	RedactEnv []string
 }
 
 // Task is one task of the file: its spec and what a worker binary runs for
@@ -85,7 +89,7 @@ func Load(path string) (*File, error) {
 
 // The fields of the file, in the order error messages list them.
 var (
-	topFields  = []string{"version", "tasks"}
+	topFields  = []string{"version", "redact_env", "tasks"}
 	taskFields = []string{"name", "every", "cron", "tz", "dst", "except", "jitter", "once", "start", "end", "queue", "mode", "misfire", "misfire_limit", "misfire_grace", "overlap", "timeout", "attempts", "limit", "pause_after_failures", "payload", "exec", "http"}
 	httpFields = []string{"method", "url", "headers", "body"}
 	triggers   = []string{"every", "cron", "once"}
@@ -205,6 +209,8 @@ func (p *parser) file(data []byte) *File {
 			f.Version = v
 		case "tasks":
 			tasks = kv.val
+		case "redact_env":
+			f.RedactEnv = p.redactEnv(kv.val)
 		default:
 			p.errorf(kv.line, "unknown field %q (fields: %s)", kv.key, strings.Join(topFields, ", "))
 			unknown = true
@@ -341,3 +347,26 @@ func describe(n *yaml.Node) string {
 // oneLine escapes line breaks, so that every error is one line whatever
 // text it quotes.
 var oneLine = strings.NewReplacer("\r\n", `\r\n`, "\n", `\n`, "\r", `\r`, "\v", `\v`, "\f", `\f`, "\u0085", `\u0085`, "\u2028", `\u2028`, "\u2029", `\u2029`).Replace
+
+// envNameRE is an environment variable name redact_env takes, with an
+// optional "*" ending a prefix.
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*\*?$`)
+
+// redactEnv reads redact_env: a list of variable names (or prefixes
+// ending in "*").
+func (p *parser) redactEnv(n *yaml.Node) []string {
+	const want = `a list of environment variable names such as [AWS_SECRET_ACCESS_KEY, "DB_*"]`
+	if n.Kind != yaml.SequenceNode {
+		p.errorf(n.Line, "redact_env: want %s, got %s", want, describe(n))
+		return nil
+	}
+	var out []string
+	for i, item := range n.Content {
+		if item.Kind != yaml.ScalarNode || !envNameRE.MatchString(item.Value) {
+			p.errorf(item.Line, "redact_env[%d]: want a variable name of letters, digits and _ (a trailing * for a prefix), got %s", i, describe(item))
+			continue
+		}
+		out = append(out, item.Value)
+	}
+	return out
+}
