@@ -35,13 +35,13 @@ const DefaultRedis = "redis://127.0.0.1:6379/0"
 
 // Common holds the flags every binary has.
 type Common struct {
-	RedisURL  string
+	RedisURL string
 	// RedisPasswordFile names a file holding the Redis password
 	// (--redis-password-file): kept out of the URL, the environment
 	// (which commands would inherit) and ps.
 	RedisPasswordFile string
-	Namespace string
-	LogLevel  string
+	Namespace         string
+	LogLevel          string
 	// EventsMaxLen bounds the events stream: the planners and workers
 	// trim it to about this many entries at each append, so all of a
 	// namespace's should be given the same (see RegisterEvents).
