@@ -49,6 +49,10 @@ func (a *admission) admit(ctx context.Context, ds []store.Delivery) []store.Deli
 			continue
 		}
 		d.Spec = a.specs.get(ctx, d.Fire.Task)
+		if why := a.wrongStream(d); why != "" {
+			a.queue(deadLetter(a.log, a.node, d, why, "", false))
+			continue
+		}
 		if d.Deliveries > a.maxDeliveries {
 			a.queue(deadLetter(a.log, a.node, d, fmt.Sprintf("handed out %d times with no outcome: every worker that took it stopped answering", d.Deliveries), "", false))
 			continue
@@ -76,6 +80,24 @@ func (a *admission) admit(ctx context.Context, ds []store.Delivery) []store.Deli
 		}
 	}
 	return out
+}
+
+// wrongStream says why d, a fire of a task in the task set, came on the
+// wrong kind of stream: a broadcast stream for a single-mode task (every
+// worker would run it) or a single-mode stream for a broadcast one (one
+// worker would); "" when it did not.
+func (a *admission) wrongStream(d store.Delivery) string {
+	if !a.specs.known(d.Fire.Task) {
+		return ""
+	}
+	mode := d.Spec.WithDefaults().Mode
+	switch {
+	case d.Broadcast && mode != events.ModeBroadcast:
+		return fmt.Sprintf("a broadcast stream entry for task %q, whose mode is %s: every worker would run it; append it to the queue's fires stream (taskino trigger does)", d.Fire.Task, mode)
+	case !d.Broadcast && mode == events.ModeBroadcast:
+		return fmt.Sprintf("a single-mode stream entry for task %q, whose mode is broadcast: one worker would run it; append it to the queue's broadcast stream (taskino trigger does)", d.Fire.Task)
+	}
+	return ""
 }
 
 // runnable says whether this worker can run d: it advertises a handler

@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,7 +155,8 @@ func TestAdmitRunsATriggerIDOnce(t *testing.T) {
 // A broadcast fire is held to the policy here, its missed event queued.
 func TestAdmitAppliesOverlapPolicies(t *testing.T) {
 	ctx := context.Background()
-	ta := newTestAdmission(t, events.Spec{Name: "s", Trigger: events.Every(time.Second), Overlap: events.OverlapSkip})
+	ta := newTestAdmission(t, events.Spec{Name: "s", Trigger: events.Every(time.Second), Overlap: events.OverlapSkip},
+		events.Spec{Name: "bs", Trigger: events.Every(time.Second), Overlap: events.OverlapSkip, Mode: events.ModeBroadcast})
 	at := time.UnixMilli(1_700_000_000_000)
 	var ds []store.Delivery
 	for i := range 2 {
@@ -178,7 +180,7 @@ func TestAdmitAppliesOverlapPolicies(t *testing.T) {
 		t.Error("the running fire is not marked: heartbeats would let its task's running mark expire")
 	}
 
-	b1, b2 := *fireAt("s", at), *fireAt("s", at.Add(time.Second))
+	b1, b2 := *fireAt("bs", at), *fireAt("bs", at.Add(time.Second))
 	b1.Broadcast, b2.Broadcast = true, true
 	if got := ta.admit(ctx, []store.Delivery{b1, b2}); len(got) != 1 || got[0].Fire.ID != b1.Fire.ID {
 		t.Fatalf("broadcast: admitted %v, want the first alone", got)
@@ -186,5 +188,26 @@ func TestAdmitAppliesOverlapPolicies(t *testing.T) {
 	if len(ta.queued) != 1 || ta.queued[0].Events[0].Type != events.TypeMissed || ta.queued[0].Events[0].Fire != b2.Fire.ID ||
 		ta.queued[0].Events[0].Policy != "overlap-skip" {
 		t.Errorf("queued %v, want the second broadcast fire's missed event (overlap-skip)", ta.queued)
+	}
+}
+
+// TestAdmitDeadLettersTheWrongStream: a broadcast stream entry for a
+// single-mode task, and a single-mode one for a broadcast task, are
+// dead-lettered with the reason; a task not in the set is left to the
+// dispatcher.
+func TestAdmitDeadLettersTheWrongStream(t *testing.T) {
+	ctx := context.Background()
+	ta := newTestAdmission(t, events.Spec{Name: "single", Trigger: events.Every(time.Second)},
+		events.Spec{Name: "all", Trigger: events.Every(time.Second), Mode: events.ModeBroadcast})
+	at := time.UnixMilli(1_700_000_000_000)
+	onBroadcast, onSingle, unknown := *fireAt("single", at), *fireAt("all", at), *fireAt("nobody", at)
+	onBroadcast.Broadcast, unknown.Broadcast = true, true
+	got := ta.admit(ctx, []store.Delivery{onBroadcast, onSingle, unknown})
+	if len(got) != 1 || got[0].Fire.Task != "nobody" {
+		t.Fatalf("admitted %v, want the unknown task's fire alone", got)
+	}
+	if len(ta.queued) != 2 || !strings.Contains(ta.queued[0].Dead, `a broadcast stream entry for task "single", whose mode is single`) ||
+		!strings.Contains(ta.queued[1].Dead, `a single-mode stream entry for task "all", whose mode is broadcast`) {
+		t.Errorf("queued %+v; want both dead-lettered with the reason", ta.queued)
 	}
 }

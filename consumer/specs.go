@@ -50,6 +50,15 @@ func (c *specCache) all() []events.Spec {
 	return out
 }
 
+// known says whether task's spec is cached (in the stored task set, as
+// last loaded or looked up): no Redis call.
+func (c *specCache) known(task string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.specs[task]
+	return ok
+}
+
 // has says whether task is in the stored task set (looking it up, as get
 // does, when it is not cached).
 func (c *specCache) has(ctx context.Context, task string) bool {
@@ -67,9 +76,14 @@ func (c *specCache) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	specs, err := c.st.Specs(ctx)
+	specs, bad, err := c.st.SpecsAndBad(ctx)
 	if err != nil {
 		return err
+	}
+	for name, why := range bad {
+		// Its fires run with the defaults (or wait for a worker that
+		// knows it); the others are not held back.
+		c.log.Warn().Str("task", name).Err(why).Msg("stored spec does not decode; skipped")
 	}
 	m := make(map[string]events.Spec, len(specs))
 	for _, s := range specs {

@@ -307,22 +307,36 @@ func (s *Store) Version(ctx context.Context) (int64, error) {
 	return v, err
 }
 
-// Specs is the stored task set, sorted by name.
+// Specs is the stored task set, sorted by name, without the specs that
+// do not decode (SpecsAndBad lists those).
 func (s *Store) Specs(ctx context.Context) ([]events.Spec, error) {
+	specs, _, err := s.SpecsAndBad(ctx)
+	return specs, err
+}
+
+// SpecsAndBad is Specs, and the stored specs that do not decode (written
+// into Redis by hand, or by a newer taskino), by task name with why: one
+// such spec never keeps the others from being read.
+func (s *Store) SpecsAndBad(ctx context.Context) ([]events.Spec, map[string]error, error) {
 	m, err := s.rdb.HGetAll(ctx, s.keys.Specs()).Result()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := make([]events.Spec, 0, len(m))
+	var bad map[string]error
 	for name, raw := range m {
 		sp, err := events.UnmarshalSpecString(raw)
 		if err != nil {
-			return nil, fmt.Errorf("task %q: %w", name, err)
+			if bad == nil {
+				bad = map[string]error{}
+			}
+			bad[name] = err
+			continue
 		}
 		out = append(out, sp)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	return out, bad, nil
 }
 
 // Spec is the stored spec of task, or ErrNotFound.

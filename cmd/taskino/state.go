@@ -36,6 +36,11 @@ func runLs(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	if _, bad, err := c.st.SpecsAndBad(ctx); err == nil {
+		for name, why := range bad {
+			fmt.Fprintf(c.stderr, "taskino: the stored spec of task %s does not decode (%s); it is left out\n", printable(name), printable(why.Error()))
+		}
+	}
 	if c.json {
 		return printJSON(c, inspect.JSONOf(vs))
 	}

@@ -236,7 +236,8 @@ func handlers(f *tasksfile.File, opts runner.Options) (dispatcher.Handlers, []st
 		case len(t.Exec) > 0:
 			hs[t.Spec.Name] = runner.Exec(t.Exec, opts)
 		case t.HTTP != nil:
-			hs[t.Spec.Name] = runner.HTTP(runner.Request{Method: t.HTTP.Method, URL: t.HTTP.URL, Headers: t.HTTP.Headers, Body: t.HTTP.Body}, opts)
+			hs[t.Spec.Name] = runner.HTTP(runner.Request{Method: t.HTTP.Method, URL: t.HTTP.URL, Headers: t.HTTP.Headers, Body: t.HTTP.Body,
+				SecretHeaders: t.HTTP.SecretHeaders}, opts)
 		default:
 			continue
 		}

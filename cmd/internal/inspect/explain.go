@@ -81,8 +81,11 @@ func ExplainFrom(ctx context.Context, st *store.Store, v View, slots []store.Slo
 			return Explanation{}, fmt.Errorf("task %s has no slot near %s", spec.Name, Stamp(at, loc))
 		}
 	case len(slots) > 0:
-		// The most recent slot due by now: one fired ahead of its slot
-		// (a planner's lookahead) is the answer only when none is.
+		// The most recent slot due by now. The history lists only the
+		// newest fire waiting (which a planner's lookahead may have fired
+		// ahead of its slot): the schedule's latest slot by now, when
+		// planned and later than the history's latest due, is the one
+		// asked about (its fire waits).
 		first := slots[0]
 		for _, s := range slots {
 			if !s.DueAt().After(now) {
@@ -93,6 +96,9 @@ func ExplainFrom(ctx context.Context, st *store.Store, v View, slots []store.Slo
 		slot = first.Scheduled
 		if first.Count > 1 {
 			slot = first.Until
+		}
+		if s, ok := SlotBefore(sched, now); ok && s.After(slot) && !s.After(ts.Planned) {
+			slot = s
 		}
 	case !ts.Planned.IsZero():
 		slot = ts.Planned

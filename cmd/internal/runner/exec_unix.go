@@ -72,7 +72,8 @@ func (h *execHandler) run(ctx context.Context, f events.Fire) (string, error) {
 	for _, kv := range env {
 		if strings.IndexByte(kv, 0) >= 0 {
 			k, _, _ := strings.Cut(kv, "=")
-			return "", fmt.Errorf("command %q not started: %s holds a NUL byte, which the environment cannot carry", name, k)
+			// The same on every attempt: not retried.
+			return "", fmt.Errorf("command %q not started: %s holds a NUL byte, which the environment cannot carry: %w", name, k, dispatcher.SkipRetry)
 		}
 	}
 	cmd.Env = childEnv(os.Environ(), h.opts.RedactEnv, env)

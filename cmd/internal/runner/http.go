@@ -29,6 +29,28 @@ type Request struct {
 	Headers map[string]string
 	// Body is the request body (none when empty).
 	Body string
+	// SecretHeaders names headers whose values are secrets, besides
+	// DefaultSecretHeaders: dropped from a redirect to another host.
+	SecretHeaders []string
+}
+
+// DefaultSecretHeaders are secret in every request: dropped, with those a
+// Request names, from a redirect to another host (net/http drops only
+// Authorization, WWW-Authenticate and Cookie).
+var DefaultSecretHeaders = []string{"Authorization", "Cookie", "X-Api-Key"}
+
+// SafeURL is u for logs and errors: its scheme and host only ("…" for a
+// path or query, which may hold tokens), never its user info.
+func SafeURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" {
+		return "(a URL that does not parse)"
+	}
+	out := p.Scheme + "://" + p.Host
+	if (p.Path != "" && p.Path != "/") || p.RawQuery != "" {
+		out += "/…"
+	}
+	return out
 }
 
 // HTTP returns a handler that makes req for each fire, with the
@@ -75,9 +97,11 @@ func (h *httpHandler) run(ctx context.Context, f events.Fire) (string, error) {
 	if method == "" {
 		method = http.MethodGet
 	}
+	safe := SafeURL(h.req.URL)
 	req, err := http.NewRequestWithContext(ctx, method, h.req.URL, body)
 	if err != nil {
-		return "", fmt.Errorf("bad request: %w", err)
+		// The same request every time: no retry can build it.
+		return "", fmt.Errorf("bad request to %s: %s: %w", safe, scrub(err.Error(), h.req.URL), dispatcher.SkipRetry)
 	}
 	for k, v := range h.req.Headers {
 		if http.CanonicalHeaderKey(k) == "Host" {
@@ -96,11 +120,38 @@ func (h *httpHandler) run(ctx context.Context, f events.Fire) (string, error) {
 	if f.Payload != "" {
 		req.Header.Set("X-Taskino-Payload", url.PathEscape(f.Payload))
 	}
+	for name, vs := range req.Header {
+		for _, v := range vs {
+			if strings.ContainsAny(v, "\r\n\x00") {
+				// A fire's id or task with a line break: the same on
+				// every attempt.
+				return "", fmt.Errorf("request to %s not sent: header %s holds a line break or NUL: %w", safe, name, dispatcher.SkipRetry)
+			}
+		}
+	}
 
-	log := h.opts.Logger.With().Str("task", f.Task).Str("fire", f.ID).Str("method", method).Str("url", h.req.URL).Logger()
-	resp, err := h.opts.Client.Do(req)
+	log := h.opts.Logger.With().Str("task", f.Task).Str("fire", f.ID).Str("method", method).Str("url", safe).Logger()
+	client := *h.opts.Client
+	secret := append(append([]string(nil), DefaultSecretHeaders...), h.req.SecretHeaders...)
+	next := client.CheckRedirect
+	client.CheckRedirect = func(r *http.Request, via []*http.Request) error {
+		if r.URL.Host != via[0].URL.Host {
+			for _, name := range secret {
+				r.Header.Del(name)
+			}
+		}
+		if next != nil {
+			return next(r, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	resp, err := client.Do(req)
 	if err != nil {
-		return "", err
+		// A url.Error quotes the whole URL, user info, path and query.
+		return "", &scrubbedError{msg: scrub(err.Error(), h.req.URL), err: err}
 	}
 	defer resp.Body.Close()
 	data, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBodyRead))
@@ -125,3 +176,37 @@ func (h *httpHandler) run(ctx context.Context, f events.Fire) (string, error) {
 	}
 	return output, nil
 }
+
+// scrub replaces rawURL (and its parts that may be secrets: the user
+// info, the password, the path and query) in msg by SafeURL(rawURL).
+func scrub(msg, rawURL string) string {
+	safe := SafeURL(rawURL)
+	msg = strings.ReplaceAll(msg, rawURL, safe)
+	if p, err := url.Parse(rawURL); err == nil {
+		if p.User != nil {
+			if pw, ok := p.User.Password(); ok && pw != "" {
+				msg = strings.ReplaceAll(msg, pw, "xxxxx")
+			}
+			msg = strings.ReplaceAll(msg, p.User.String(), "xxxxx")
+		}
+		// The URL as net/http prints it (redacted user info, re-encoded).
+		msg = strings.ReplaceAll(msg, p.Redacted(), safe)
+		if p.RawQuery != "" {
+			msg = strings.ReplaceAll(msg, p.RawQuery, "…")
+		}
+		if p.Path != "" && p.Path != "/" {
+			msg = strings.ReplaceAll(msg, p.Path, "/…")
+		}
+	}
+	return msg
+}
+
+// scrubbedError is an error whose text had the secrets of a URL removed
+// (scrub); it still wraps the error, for errors.Is (a context's end).
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.err }

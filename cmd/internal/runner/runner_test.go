@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskino/taskino/dispatcher"
 	"github.com/taskino/taskino/events"
 )
 
@@ -535,14 +536,75 @@ func TestHTTPTransportError(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	u := srv.URL + "/gone"
 	srv.Close()
-	_, err := httpRun(context.Background(), Request{URL: u}, Options{})
-	if err == nil || !strings.Contains(err.Error(), u) {
-		t.Fatalf("error %v does not name %s", err, u)
+	_, err := httpRun(context.Background(), Request{URL: u + "?token=abc"}, Options{})
+	// The host, not the path or query (which may hold tokens).
+	if err == nil || !strings.Contains(err.Error(), srv.URL+"/…") || strings.Contains(err.Error(), "/gone") || strings.Contains(err.Error(), "abc") {
+		t.Fatalf("error %v; want it to name %s/… and not the path or query", err, srv.URL)
+	}
+}
+
+// An HTTP task's secrets stay out of its errors and off other hosts: the
+// password of the URL and a token in its path and query appear in no
+// error; on a redirect to another host, Authorization, X-Api-Key and the
+// task's secret headers are dropped, the others kept; on a redirect to the
+// same host all are kept.
+func TestHTTPSecrets(t *testing.T) {
+	got := make(chan http.Header, 2)
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Clone()
+		w.WriteHeader(http.StatusTeapot)
+	}))
+	defer other.Close()
+	first := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/landed", http.StatusFound)
+	}))
+	defer first.Close()
+	u := strings.Replace(first.URL, "http://", "http://user:hunter2-pw@", 1) + "/hook/T0K3N-path?key=T0K3N-query"
+	req := Request{URL: u, Headers: map[string]string{"X-Api-Key": "k-secret", "X-Token": "t-secret", "X-Plain": "plain"}, SecretHeaders: []string{"X-Token"}}
+	_, err := httpRun(context.Background(), req, Options{})
+	if err == nil {
+		t.Fatal("want the teapot's status as an error")
+	}
+	for _, s := range []string{"hunter2-pw", "T0K3N", "k-secret", "t-secret"} {
+		if strings.Contains(err.Error(), s) {
+			t.Errorf("error %q holds the secret %q", err, s)
+		}
+	}
+	h := <-got
+	for _, name := range []string{"Authorization", "X-Api-Key", "X-Token"} {
+		if h.Get(name) != "" {
+			t.Errorf("the other host got %s: %q", name, h.Get(name))
+		}
+	}
+	if h.Get("X-Plain") != "plain" {
+		t.Errorf("the other host did not get X-Plain: %v", h)
+	}
+	// A bad URL (a control character in it) is not retried.
+	_, err = httpRun(context.Background(), Request{URL: "http://h/\x7f"}, Options{})
+	if !errors.Is(err, dispatcher.SkipRetry) {
+		t.Errorf("a request that cannot be built: %v; want it to wrap SkipRetry", err)
+	}
+	// A fire id with a line break cannot go in a header: not retried.
+	_, err = HTTP(Request{URL: other.URL}, Options{}).(*httpHandler).run(context.Background(), events.Fire{ID: "a\r\nX-Evil: 1", Task: "t", Attempt: 1})
+	if !errors.Is(err, dispatcher.SkipRetry) {
+		t.Errorf("a fire id with CR LF: %v; want it to wrap SkipRetry", err)
 	}
 }
 
 func TestHTTPBadURL(t *testing.T) {
 	if _, err := httpRun(context.Background(), Request{URL: "://nope"}, Options{}); err == nil {
 		t.Fatal("a bad URL was requested")
+	}
+}
+
+// TestChildEnv: a command gets the worker's environment without any
+// TASKINO_* variable and those redacted (by name or prefix), plus the
+// fire's values.
+func TestChildEnv(t *testing.T) {
+	environ := []string{"PATH=/bin", "TASKINO_REDIS=redis://:pw@h/0", "TASKINO_NAMESPACE=x", "AWS_SECRET=s", "AWS_REGION=eu", "DB_PASSWORD=p", "HOME=/root"}
+	got := childEnv(environ, []string{"AWS_*", "DB_PASSWORD"}, []string{"TASKINO_TASK=t"})
+	want := []string{"PATH=/bin", "HOME=/root", "TASKINO_TASK=t"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("childEnv = %v, want %v", got, want)
 	}
 }

@@ -62,6 +62,18 @@ func (t *taskParse) http(n *yaml.Node) *HTTP {
 			}
 		case "headers":
 			h.Headers = t.headers(v)
+		case "secret_headers":
+			if v.Kind != yaml.SequenceNode {
+				t.bad("http.secret_headers", v, "a list of header names such as [X-Token]")
+				break
+			}
+			for _, item := range v.Content {
+				if item.Kind != yaml.ScalarNode || !validHeaderName(item.Value) {
+					t.bad("http.secret_headers", item, "a header name")
+					continue
+				}
+				h.SecretHeaders = append(h.SecretHeaders, item.Value)
+			}
 		default:
 			t.errorf(kv.line, "http", "unknown field %q (fields: %s)", kv.key, strings.Join(httpFields, ", "))
 		}

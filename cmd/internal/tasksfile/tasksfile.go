@@ -49,6 +49,10 @@ type HTTP struct {
 	URL     string            // an absolute http:// or https:// URL, as written
 	Headers map[string]string // names are valid header names, values have no line breaks; nil when none
 	Body    string
+	// SecretHeaders names headers whose values are secrets (besides
+	// Authorization, Cookie and X-Api-Key): never logged, and dropped on a
+	// redirect to another host.
+	SecretHeaders []string
 }
 
 // Specs returns the tasks' specs, in file order.
@@ -91,7 +95,7 @@ func Load(path string) (*File, error) {
 var (
 	topFields  = []string{"version", "redact_env", "tasks"}
 	taskFields = []string{"name", "every", "cron", "tz", "dst", "except", "jitter", "once", "start", "end", "queue", "mode", "misfire", "misfire_limit", "misfire_grace", "overlap", "timeout", "attempts", "limit", "pause_after_failures", "payload", "exec", "http"}
-	httpFields = []string{"method", "url", "headers", "body"}
+	httpFields = []string{"method", "url", "headers", "secret_headers", "body"}
 	triggers   = []string{"every", "cron", "once"}
 	methods    = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 )

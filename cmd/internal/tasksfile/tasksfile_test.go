@@ -41,6 +41,17 @@ tasks:
     end: 2026-12-02T00:00:00Z
 `
 
+// TestParseRedactEnv: redact_env's names and prefixes reach the file.
+func TestParseRedactEnv(t *testing.T) {
+	f, err := Parse("tasks.yaml", []byte("version: 1\nredact_env: [AWS_SECRET_ACCESS_KEY, \"DB_*\"]\ntasks: []\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(f.RedactEnv, ",") != "AWS_SECRET_ACCESS_KEY,DB_*" {
+		t.Errorf("redact_env %v", f.RedactEnv)
+	}
+}
+
 // TestParseJitter: jitter reaches the trigger.
 func TestParseJitter(t *testing.T) {
 	f, err := Parse("tasks.yaml", []byte("version: 1\ntasks:\n  - name: a\n    cron: \"0 * * * *\"\n    jitter: 90s\n"))
@@ -238,7 +249,7 @@ var errorCases = []struct {
 	{"bad method", "tasks:\n  - name: w\n    every: 1s\n    http:\n      url: http://h/\n      method: FETCH\n",
 		[]string{"tasks.yaml:6: ", `task "w": http.method: want GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS, got "FETCH"`}},
 	{"unknown http field", "tasks:\n  - name: w\n    every: 1s\n    http:\n      url: http://h/\n      uri: http://h/\n",
-		[]string{"tasks.yaml:6: ", `task "w": http: unknown field "uri" (fields: method, url, headers, body)`}},
+		[]string{"tasks.yaml:6: ", `task "w": http: unknown field "uri" (fields: method, url, headers, secret_headers, body)`}},
 	{"http not a mapping", "tasks:\n  - name: w\n    every: 1s\n    http: http://h/\n",
 		[]string{"tasks.yaml:4: ", `task "w": http: want a mapping`, `got "http://h/"`}},
 	{"bad header name", "tasks:\n  - name: w\n    every: 1s\n    http:\n      url: http://h/\n      headers:\n        'X A': b\n",
@@ -266,7 +277,11 @@ var errorCases = []struct {
 	{"top level a list", "- name: a\n  every: 1s\n",
 		[]string{"tasks.yaml:1: ", "want a mapping with version and tasks at the top, got a list"}},
 	{"unknown top-level field", "version: 1\ntask:\n  - name: a\n",
-		[]string{"tasks.yaml:2: ", `unknown field "task" (fields: version, tasks)`}},
+		[]string{"tasks.yaml:2: ", `unknown field "task" (fields: version, redact_env, tasks)`}},
+	{"redact_env not a list", "version: 1\nredact_env: AWS_KEY\ntasks: []\n",
+		[]string{"tasks.yaml:2: ", `redact_env: want a list of environment variable names`}},
+	{"redact_env bad name", "version: 1\nredact_env: [OK_NAME, \"BAD-NAME\"]\ntasks: []\n",
+		[]string{"tasks.yaml:2: ", `redact_env[1]: want a variable name of letters, digits and _`}},
 	{"missing tasks", "version: 1\n",
 		[]string{"tasks.yaml:1: ", `no tasks`}},
 	{"tasks a mapping", "tasks:\n  name: a\n  every: 1s\n",

@@ -1,0 +1,275 @@
+package e2e
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store/redistest"
+)
+
+// Hostile text from Redis stays inert: a hand-written trigger whose id
+// holds ESC, CR and LF is dead-lettered naming the field, and an event
+// and a last-run record whose worker field holds them (forged by a Redis
+// user) are printed escaped by taskino tail, last-run and dead: no raw
+// control character reaches the terminal.
+func TestControlCharactersStayInertWithBinaries(t *testing.T) {
+	b := setup(t)
+	cli, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-worker")
+	dir := t.TempDir()
+	tasks := writeFile(t, dir, "tasks.yaml", "version: 1\ntasks:\n  - name: t\n    cron: \"0 0 1 1 *\"\n    exec: [\"true\"]\n")
+	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
+	w := startProc(t, "worker", workerBin, append([]string{"--node", "w1", "--tasks", tasks}, common...)...)
+
+	const hostile = "ok\x1b[2J\x1b[31mRED\r\nFAKE line\u009b"
+	if err := b.rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: b.st.Keys().Fires("default"), Values: []any{"task", "t", "id", hostile}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	dead := awaitEvent(t, b, 30*time.Second, events.TypeDead, nil)
+	var reason string
+	for _, e := range dead {
+		if e.Type == events.TypeDead {
+			reason = e.Reason
+		}
+	}
+	if !strings.Contains(reason, `field "id": a control character`) {
+		t.Errorf("dead letter reason %q; want it to name the id field and the control character", reason)
+	}
+	// A forged completed event and last-run record, worker and error full
+	// of control characters.
+	forged := events.Event{Type: events.TypeFailed, Task: "t", Fire: "t@1", At: time.UnixMilli(1), Worker: hostile, Status: "failed", Error: hostile}
+	args, err := forged.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals := make([]any, len(args))
+	for i, a := range args {
+		vals[i] = a
+	}
+	if err := b.rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: b.st.Keys().Events(), Values: vals}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	lr := events.AppendLastRun(nil, events.LastRun{Task: "t", Fire: hostile, Scheduled: time.UnixMilli(1), Status: "failed", Error: hostile, Worker: hostile, Started: time.UnixMilli(2), Finished: time.UnixMilli(3)})
+	if err := b.rdb.HSet(b.ctx, b.st.Keys().LastRun(), "t", string(lr)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range [][]string{{"tail", "--since", "0", "--no-follow"}, {"last-run"}, {"last-run", "t"}, {"dead"}} {
+		out, errOut, code := runCLI(t, cli, append(cmd, common...)...)
+		if code != 0 {
+			t.Errorf("taskino %v: exit %d: %s", cmd, code, errOut)
+		}
+		for _, c := range []string{"\x1b", "\r", "\u009b"} {
+			if strings.Contains(out, c) || strings.Contains(errOut, c) {
+				t.Errorf("taskino %v printed a raw %q:\n%q", cmd, c, out)
+			}
+		}
+		if !strings.Contains(out, `\x1b`) {
+			t.Errorf("taskino %v does not show the escaped text:\n%s", cmd, out)
+		}
+	}
+	w.stop(t, syscall.SIGTERM)
+	for _, c := range []string{"\x1b", "\r"} {
+		if strings.Contains(w.stderr(), c) {
+			t.Errorf("the worker's log holds a raw %q", c)
+		}
+	}
+}
+
+// TLS: a redis-server with a certificate from its own CA is reached with
+// rediss:// and ca_file=; without the CA the certificate is refused; a
+// rediss:// URL to a plain server says it answers plain Redis.
+func TestTLSWithItsOwnCAWithBinaries(t *testing.T) {
+	t.Parallel()
+	cli := buildBinary(t, "cmd/taskino")
+	dir := t.TempDir()
+	caFile, certFile, keyFile := writeCA(t, dir)
+	addr := freeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	srv := exec.Command("redis-server", "--port", "0", "--tls-port", port, "--bind", "127.0.0.1", "--tls-cert-file", certFile,
+		"--tls-key-file", keyFile, "--tls-auth-clients", "no", "--save", "", "--appendonly", "no")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	url := "rediss://localhost:" + port + "/0"
+	var out, errOut string
+	var code int
+	for i := 0; i < 50; i++ { // the server's start, awaited by its answer
+		out, errOut, code = runCLI(t, cli, "settings", "--redis", url+"?ca_file="+caFile, "--namespace", ns)
+		if code == 0 || !strings.Contains(errOut, "cannot reach") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code != 0 || !strings.Contains(out, "events") {
+		t.Fatalf("taskino settings over TLS with ca_file: exit %d\n%s%s", code, out, errOut)
+	}
+	_, errOut, code = runCLI(t, cli, "settings", "--redis", url, "--namespace", ns)
+	if code == 0 || !strings.Contains(errOut, "certificate") {
+		t.Errorf("without ca_file: exit %d, %q; want the certificate refused", code, errOut)
+	}
+	_, errOut, code = runCLI(t, cli, "settings", "--redis", url+"?ca_file="+filepath.Join(dir, "none.pem"), "--namespace", ns)
+	if code == 0 || !strings.Contains(errOut, "option ca_file: cannot read") {
+		t.Errorf("a missing ca_file: exit %d, %q; want it named", code, errOut)
+	}
+	plain := redistest.Start(t)
+	_, errOut, code = runCLI(t, cli, "settings", "--redis", "rediss://"+plain.Addr+"/0", "--namespace", ns)
+	if code == 0 || !strings.Contains(errOut, "answers plain Redis, not TLS; use redis://") {
+		t.Errorf("rediss:// to a plain server: exit %d, %q; want it to say the server answers plain Redis", code, errOut)
+	}
+}
+
+// writeCA writes a CA certificate and a server certificate for localhost
+// and 127.0.0.1 it signed, with the server's key, as PEM files.
+func writeCA(t *testing.T, dir string) (caFile, certFile, keyFile string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "taskino test CA"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	caCert, _ := x509.ParseCertificate(caDER)
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, typ string, der []byte) string {
+		return writeFile(t, dir, name, string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})))
+	}
+	return write("ca.pem", "CERTIFICATE", caDER), write("server.pem", "CERTIFICATE", leafDER), write("server.key", "EC PRIVATE KEY", keyDER)
+}
+
+// An HTTP task's secrets, end to end with the worker binary (debug logs
+// on): its URL's password, a token in its path and query, its X-Api-Key
+// and a header it lists in secret_headers appear in no log line, event or
+// dead letter; redirected to another host, that host gets none of the
+// secret headers (a plain one still arrives). A payload with a NUL byte
+// for a command is dead-lettered at attempt 1, not retried.
+func TestHTTPSecretsAndSureFailuresWithBinaries(t *testing.T) {
+	b := setup(t)
+	cli, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-worker")
+	got := make(chan http.Header, 10)
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Clone()
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer other.Close()
+	first := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/elsewhere", http.StatusTemporaryRedirect)
+	}))
+	defer first.Close()
+	hook := strings.Replace(first.URL, "http://", "http://bot:pw-7c1e9@", 1) + "/hooks/TOKEN-in-path-55?sig=TOKEN-in-query-66"
+	dir := t.TempDir()
+	tasks := writeFile(t, dir, "tasks.yaml", fmt.Sprintf(`version: 1
+tasks:
+  - name: hook
+    cron: "0 0 1 1 *"
+    attempts: 2
+    http:
+      url: %q
+      headers: {X-Api-Key: apikey-3b8d, X-Token: xtoken-9f2a, X-Plain: visible}
+      secret_headers: [X-Token]
+  - name: cmd
+    cron: "0 0 1 1 *"
+    attempts: 3
+    exec: [sh, -c, 'echo "$TASKINO_PAYLOAD"']
+`, hook))
+	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
+	w := startProc(t, "worker", workerBin, append([]string{"--node", "w1", "--tasks", tasks, "--log-level", "debug"}, common...)...)
+	mustCLI(t, cli, append([]string{"trigger", "hook"}, common...)...)
+	if err := b.rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: b.st.Keys().Fires("default"), Values: []any{"task", "cmd", "payload", "a\x00b"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	all := awaitEvents(t, b, 60*time.Second, func(all []events.Event) bool {
+		n := 0
+		for _, e := range all {
+			if e.Type == events.TypeDead && (e.Task == "hook" || e.Task == "cmd") {
+				n++
+			}
+		}
+		return n == 2
+	})
+	for _, e := range all {
+		if e.Task == "cmd" && e.Type == events.TypeRetried {
+			t.Errorf("the NUL payload was retried: %+v", e)
+		}
+		if e.Task == "cmd" && e.Type == events.TypeDead && (e.Attempt != 1 || !strings.Contains(e.Reason, "not to retry")) {
+			t.Errorf("the NUL payload's dead event: attempt %d, reason %q; want attempt 1, not retried", e.Attempt, e.Reason)
+		}
+	}
+	for i := 0; i < 2; i++ { // two attempts reached the other host
+		h := <-got
+		for _, name := range []string{"Authorization", "X-Api-Key", "X-Token"} {
+			if v := h.Get(name); v != "" {
+				t.Errorf("the other host got %s: %q", name, v)
+			}
+		}
+		if h.Get("X-Plain") != "visible" {
+			t.Errorf("the other host did not get X-Plain")
+		}
+	}
+	w.stop(t, syscall.SIGTERM)
+	stored := dumpNamespace(t, b)
+	if !strings.Contains(stored, "HTTP 503") {
+		t.Fatalf("no failure of the hook in Redis; the checks below would prove nothing")
+	}
+	for where, text := range map[string]string{"Redis": stored, "worker log": w.stderr()} {
+		for _, s := range []string{"pw-7c1e9", "TOKEN-in-path", "TOKEN-in-query", "apikey-3b8d", "xtoken-9f2a"} {
+			if strings.Contains(text, s) {
+				t.Errorf("%s holds the secret %q", where, s)
+			}
+		}
+	}
+}
+
+// dumpNamespace is every stream, hash, string and sorted set of the test
+// namespace, as text.
+func dumpNamespace(t *testing.T, b testBundle) string {
+	t.Helper()
+	var out strings.Builder
+	keys, err := b.rdb.Keys(b.ctx, "taskino:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		switch b.rdb.Type(b.ctx, k).Val() {
+		case "stream":
+			fmt.Fprintln(&out, b.rdb.XRange(b.ctx, k, "-", "+").Val())
+		case "hash":
+			fmt.Fprintln(&out, b.rdb.HGetAll(b.ctx, k).Val())
+		case "string":
+			fmt.Fprintln(&out, b.rdb.Get(b.ctx, k).Val())
+		case "zset":
+			fmt.Fprintln(&out, b.rdb.ZRange(b.ctx, k, 0, -1).Val())
+		}
+	}
+	return out.String()
+}
