@@ -273,3 +273,50 @@ func dumpNamespace(t *testing.T, b testBundle) string {
 	}
 	return out.String()
 }
+
+// --http with no host binds loopback only, and says so; with
+// --http-token-file, /metrics and /healthz answer 401 without the token
+// and 200 with it.
+func TestMetricsEndpointGuardsWithBinaries(t *testing.T) {
+	b := setup(t)
+	workerBin := buildBinary(t, "cmd/taskino-worker")
+	dir := t.TempDir()
+	tasks := writeFile(t, dir, "tasks.yaml", "version: 1\ntasks:\n  - name: t\n    cron: \"0 0 1 1 *\"\n    exec: [\"true\"]\n")
+	const token = "metrics-token-5d2c9a71"
+	tokenFile := writeFile(t, dir, "token", token+"\n")
+	_, port, _ := net.SplitHostPort(freeAddr(t))
+	w := startProc(t, "worker", workerBin, "--redis", "redis://"+b.srv.Addr+"/0", "--namespace", ns, "--node", "w1", "--tasks", tasks,
+		"--http", ":"+port, "--http-token-file", tokenFile)
+	url := "http://127.0.0.1:" + port
+	var resp *http.Response
+	var err error
+	for i := 0; i < 100; i++ { // the worker's start, awaited by its answer
+		if resp, err = http.Get(url + "/healthz"); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("/healthz without the token: %d, want 401", resp.StatusCode)
+	}
+	for _, path := range []string{"/metrics", "/healthz"} {
+		req, _ := http.NewRequest("GET", url+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s with the token: %d, want 200", path, resp.StatusCode)
+		}
+	}
+	w.stop(t, syscall.SIGTERM)
+	if log := w.stderr(); !strings.Contains(log, "loopback only") || !strings.Contains(log, "127.0.0.1:"+port) {
+		t.Errorf("the worker's log does not say it serves loopback only:\n%s", log)
+	}
+}

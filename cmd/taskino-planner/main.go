@@ -45,8 +45,10 @@ type Main struct {
 	app.Common
 	TasksPath string
 	HTTPAddr  string
-	Node      string
-	Lookahead time.Duration
+	// HTTPTokenFile names the token /metrics and /healthz require.
+	HTTPTokenFile string
+	Node          string
+	Lookahead     time.Duration
 
 	rdb redis.UniversalClient
 }
@@ -58,7 +60,8 @@ func (m *Main) ParseFlags(args []string) error {
 	m.Common.Register(fs)
 	m.Common.RegisterEvents(fs)
 	fs.StringVar(&m.TasksPath, "tasks", app.EnvOr("TASKINO_TASKS", ""), "tasks file (YAML) to apply at start (env TASKINO_TASKS)")
-	fs.StringVar(&m.HTTPAddr, "http", "", "serve Prometheus /metrics and /healthz on this address (e.g. :9090)")
+	fs.StringVar(&m.HTTPAddr, "http", "", "serve Prometheus /metrics and /healthz on this address (:9090 binds loopback only; 0.0.0.0:9090 every interface, with --http-token-file)")
+	fs.StringVar(&m.HTTPTokenFile, "http-token-file", app.EnvOr("TASKINO_HTTP_TOKEN_FILE", ""), "file holding a token /metrics and /healthz require (Authorization: Bearer TOKEN) (env TASKINO_HTTP_TOKEN_FILE)")
 	fs.StringVar(&m.Node, "node", "", "name of this planner in events and logs (default host-pid-random)")
 	fs.DurationVar(&m.Lookahead, "lookahead", planner.DefaultLookahead, "append fires up to this long before they are due (workers hold them until then, and drop one whose task was paused, changed or removed after it was appended); 0: append each once due")
 	if err := app.Parse(fs, args); err != nil {
@@ -92,7 +95,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if met != nil {
 		met.WatchTasks(p.Store())
 	}
-	return app.Group(ctx, log, p.Run, m.HTTPAddr, met, m.rdb, app.Health(p.Store(), store.RolePlanner, p.Health))
+	return app.Group(ctx, log, p.Run, app.HTTPServe{Addr: m.HTTPAddr, TokenFile: m.HTTPTokenFile}, met, m.rdb, app.Health(p.Store(), store.RolePlanner, p.Health))
 }
 
 // Close releases the Redis client.

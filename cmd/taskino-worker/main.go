@@ -65,9 +65,11 @@ type Main struct {
 	EarlyLimit  int
 	EventsAge   time.Duration
 	HTTPAddr    string
-	Buckets     []float64 // --metrics-buckets
-	Node        string
-	RedactEnv   []string // --redact-env
+	// HTTPTokenFile names the token /metrics and /healthz require.
+	HTTPTokenFile string
+	Buckets       []float64 // --metrics-buckets
+	Node          string
+	RedactEnv     []string // --redact-env
 
 	rdb redis.UniversalClient
 }
@@ -86,7 +88,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&m.EarlyLimit, "early-limit", 10_000, "most fires held that planners appended ahead of their slot (--lookahead); with that many, nothing new is read until some are due")
 	fs.DurationVar(&m.EventsAge, "events-max-age", 0, "also trim events older than this from the events stream, every minute (0: by --events-max-len alone)")
 	fs.DurationVar(&m.Visibility, "visibility", 30*time.Second, "how long a fire held by a worker that stopped answering waits before another worker takes it over (runs on a live worker are never taken away; at most 1h)")
-	fs.StringVar(&m.HTTPAddr, "http", "", "serve Prometheus /metrics and /healthz on this address (e.g. :9090)")
+	fs.StringVar(&m.HTTPAddr, "http", "", "serve Prometheus /metrics and /healthz on this address (:9090 binds loopback only; 0.0.0.0:9090 every interface, with --http-token-file)")
+	fs.StringVar(&m.HTTPTokenFile, "http-token-file", app.EnvOr("TASKINO_HTTP_TOKEN_FILE", ""), "file holding a token /metrics and /healthz require (Authorization: Bearer TOKEN) (env TASKINO_HTTP_TOKEN_FILE)")
 	fs.StringVar(&m.Node, "node", "", "name of this worker in events and logs (default host-pid-random)")
 	redact := fs.String("redact-env", "", "environment variables of the worker its commands do not get, comma-separated (a trailing * for a prefix: AWS_*); TASKINO_* never reach them")
 	buckets := fs.String("metrics-buckets", "", "bounds in seconds of the run duration and lateness histograms, ascending, comma-separated (default 0.005 to 86400: 5 ms to a day)")
@@ -174,7 +177,7 @@ func (m *Main) Run(ctx context.Context) error {
 		<-reloading
 		return err
 	}
-	return app.Group(ctx, log, work, m.HTTPAddr, met, m.rdb, app.Health(d.Store(), store.RoleWorker, d.Health))
+	return app.Group(ctx, log, work, app.HTTPServe{Addr: m.HTTPAddr, TokenFile: m.HTTPTokenFile}, met, m.rdb, app.Health(d.Store(), store.RoleWorker, d.Health))
 }
 
 // reloadOnHUP reloads the tasks file at path into d at each signal on hup

@@ -2,12 +2,16 @@ package app
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/oklog/run"
@@ -148,8 +152,67 @@ func Health(st *store.Store, role store.Role, component func() error) func(ctx c
 // Group runs work, and the /metrics and /healthz server of met on addr
 // when met is not nil, until ctx ends; then it stops both and returns nil.
 // /healthz answers 503 while Redis does not answer PING, or while health
+// HTTPServe is where a planner or worker serves /metrics and /healthz
+// (--http; "" for nowhere), and the file of the token they require
+// (--http-token-file; "" for none).
+type HTTPServe struct {
+	Addr, TokenFile string
+}
+
+// ServeAddr is the address to listen on for --http addr: one with no host
+// (":9090") binds loopback only (127.0.0.1), which it reports; a host
+// given (0.0.0.0:9090, a name, an IP) is kept.
+func ServeAddr(addr string) (listen string, loopback bool) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host != "" {
+		return addr, false
+	}
+	return net.JoinHostPort("127.0.0.1", port), true
+}
+
+// IsLoopback says whether addr's host is a loopback address or localhost.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// ReadToken reads a token file: its content without a trailing newline,
+// at least 16 characters.
+func ReadToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimRight(string(b), "\r\n")
+	if len(tok) < 16 || strings.ContainsAny(tok, "\r\n \t") {
+		return "", fmt.Errorf("%s: want one line of at least 16 characters, no spaces", path)
+	}
+	return tok, nil
+}
+
+// RequireToken serves h only to requests with "Authorization: Bearer
+// token" (compared in constant time); others get 401.
+func RequireToken(token string, h http.Handler) http.Handler {
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="taskino"`)
+			http.Error(w, "a token is required (Authorization: Bearer TOKEN)", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // (see Health) returns an error, with that error as the body.
-func Group(ctx context.Context, log zerolog.Logger, work func(ctx context.Context) error, addr string, met *metrics.Metrics, rdb redis.UniversalClient, health func(ctx context.Context) error) error {
+func Group(ctx context.Context, log zerolog.Logger, work func(ctx context.Context) error, serve HTTPServe, met *metrics.Metrics, rdb redis.UniversalClient, health func(ctx context.Context) error) error {
 	var g run.Group
 	{
 		ctx, cancel := context.WithCancel(ctx)
@@ -162,11 +225,27 @@ func Group(ctx context.Context, log zerolog.Logger, work func(ctx context.Contex
 			}
 			return health(ctx)
 		}
-		srv, err := metrics.Listen(addr, met.Handler(check))
-		if err != nil {
-			return fmt.Errorf("--http %q: %v", addr, err)
+		addr, loopback := ServeAddr(serve.Addr)
+		h := met.Handler(check)
+		if serve.TokenFile != "" {
+			token, err := ReadToken(serve.TokenFile)
+			if err != nil {
+				return fmt.Errorf("--http-token-file: %v", err)
+			}
+			h = RequireToken(token, h)
 		}
-		log.Info().Str("addr", srv.Addr()).Msg("serving /metrics and /healthz")
+		srv, err := metrics.Listen(addr, h)
+		if err != nil {
+			return fmt.Errorf("--http %q: %v", serve.Addr, err)
+		}
+		switch {
+		case loopback:
+			log.Info().Str("addr", srv.Addr()).Msg("serving /metrics and /healthz on loopback only (give a host, such as 0.0.0.0:PORT, to serve other hosts)")
+		case serve.TokenFile == "" && !IsLoopback(addr):
+			log.Warn().Str("addr", srv.Addr()).Msg("serving /metrics and /healthz to every host that can reach this address, with no token (--http-token-file requires one)")
+		default:
+			log.Info().Str("addr", srv.Addr()).Msg("serving /metrics and /healthz")
+		}
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return srv.Run(ctx) }, func(error) { cancel() })
 	}
