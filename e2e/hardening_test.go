@@ -7,11 +7,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/taskino/taskino/events"
+	"github.com/taskino/taskino/store"
 	"github.com/taskino/taskino/store/redistest"
 )
 
@@ -319,4 +322,72 @@ func TestMetricsEndpointGuardsWithBinaries(t *testing.T) {
 	if log := w.stderr(); !strings.Contains(log, "loopback only") || !strings.Contains(log, "127.0.0.1:"+port) {
 		t.Errorf("the worker's log does not say it serves loopback only:\n%s", log)
 	}
+}
+
+// Five fires with a 100 MB payload each: every one is dead-lettered
+// naming the payload's size, its dead letter keeps only the first 64 KiB
+// (Redis holds no second copy) and cannot be replayed cut; the next good
+// fire runs. The worker's and Redis's peak memory are logged (figures in
+// the issue's note).
+func TestHugePayloadsWithBinaries(t *testing.T) {
+	b := setup(t)
+	cli, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-worker")
+	dir := t.TempDir()
+	tasks := writeFile(t, dir, "tasks.yaml", "version: 1\ntasks:\n  - name: t\n    cron: \"0 0 1 1 *\"\n    exec: [\"true\"]\n")
+	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
+	w := startProc(t, "worker", workerBin, append([]string{"--node", "w1", "--tasks", tasks}, common...)...)
+	big := strings.Repeat("x", 100<<20)
+	for i := 0; i < 5; i++ {
+		if err := b.rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: b.st.Keys().Fires("default"), Values: []any{"task", "t", "payload", big}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big = ""
+	mustCLI(t, cli, append([]string{"trigger", "t", "--id", "good-one"}, common...)...)
+	all := awaitEvents(t, b, 120*time.Second, func(all []events.Event) bool {
+		dead, good := 0, false
+		for _, e := range all {
+			dead += map[bool]int{true: 1}[e.Type == events.TypeDead]
+			good = good || e.Type == events.TypeCompleted && e.Fire == "good-one"
+		}
+		return dead == 5 && good
+	})
+	for _, e := range all {
+		if e.Type == events.TypeDead && !strings.Contains(e.Reason, `field "payload"`) {
+			t.Errorf("dead event reason %q; want it to name the payload field", e.Reason)
+		}
+	}
+	ds, err := b.st.ListDead(b.ctx, "-", 10)
+	if err != nil || len(ds) != 5 {
+		t.Fatalf("%d dead letters (%v), want 5", len(ds), err)
+	}
+	for _, d := range ds {
+		if d.Cut["payload"] != 100<<20 || len(d.Fields["payload"]) != events.MaxDeadFieldBytes {
+			t.Errorf("dead letter %s: cut %v, payload kept %d bytes; want 104857600 noted and 64 KiB kept", d.ID, d.Cut, len(d.Fields["payload"]))
+		}
+	}
+	if _, err := b.st.Replay(b.ctx, ds[0], "test"); !errors.Is(err, store.ErrNotReplayable) {
+		t.Errorf("replay of a cut dead letter: %v; want ErrNotReplayable", err)
+	}
+	deadBytes, _ := b.rdb.MemoryUsage(b.ctx, b.st.Keys().Dead()).Result()
+	if deadBytes > 5<<20 {
+		t.Errorf("the dead-letter stream takes %d bytes; want well under the payloads' 500 MB", deadBytes)
+	}
+	info := b.rdb.Info(b.ctx, "memory").Val()
+	var peak string
+	for _, l := range strings.Split(info, "\r\n") {
+		if strings.HasPrefix(l, "used_memory_peak_human:") {
+			peak = l
+		}
+	}
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.cmd.Process.Pid))
+	var hwm string
+	for _, l := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			hwm = strings.Join(strings.Fields(l), " ")
+		}
+	}
+	t.Logf("5 x 100 MB payloads: dead-letter stream %d bytes; Redis %s; worker peak %s", deadBytes, peak, hwm)
+	w.stop(t, syscall.SIGTERM)
 }

@@ -67,7 +67,14 @@ const (
 	DeadWorker      = "worker"    // the worker that dead-lettered it
 	DeadFieldPrefix = "f:"        // prefix of each original field's name
 	DeadTruncated   = "truncated" // on a huge entry: how many original fields were not copied
+	DeadCut         = "cut"       // original fields kept only in part: "name:size,..." (their full sizes in bytes)
 )
+
+// MaxDeadFieldBytes bounds each original field a dead letter copies: a
+// longer value keeps its first MaxDeadFieldBytes bytes, and DeadCut names
+// it with its full size. An entry with a 100 MB payload then costs its
+// dead letter 64 KiB, not a copy of the payload.
+const MaxDeadFieldBytes = 64 << 10
 
 // DecodeError is a stream entry that does not decode: which field, and what
 // is wrong with it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -299,6 +300,9 @@ type DeadLetter struct {
 	Fields map[string]string
 	// Truncated counts original fields not copied (a huge entry).
 	Truncated int
+	// Cut are the original fields kept only in part (their first
+	// events.MaxDeadFieldBytes bytes), by name, with their full size.
+	Cut map[string]int
 }
 
 // Task is the task the original entry names, "" if none.
@@ -362,6 +366,14 @@ func deadLetter(m redis.XMessage) DeadLetter {
 			d.Worker = v
 		case k == events.DeadTruncated:
 			fmt.Sscan(v, &d.Truncated)
+		case k == events.DeadCut:
+			d.Cut = map[string]int{}
+			for _, item := range strings.Split(v, ",") {
+				if name, size, ok := strings.Cut(item, ":"); ok {
+					n, _ := strconv.Atoi(size)
+					d.Cut[name] = n
+				}
+			}
 		}
 	}
 	return d
@@ -417,6 +429,13 @@ func (s *Store) Replay(ctx context.Context, d DeadLetter, by string) (string, er
 		return "", fmt.Errorf("dead letter %s: %w: a broadcast fire goes to every worker; trigger the task instead", d.ID, ErrNotReplayable)
 	case d.Truncated > 0:
 		return "", fmt.Errorf("dead letter %s: %w: %d of its fields were not kept", d.ID, ErrNotReplayable, d.Truncated)
+	case len(d.Cut) > 0:
+		var parts []string
+		for name, size := range d.Cut {
+			parts = append(parts, fmt.Sprintf("%s (%d bytes)", name, size))
+		}
+		sort.Strings(parts)
+		return "", fmt.Errorf("dead letter %s: %w: only the start of %s was kept", d.ID, ErrNotReplayable, strings.Join(parts, ", "))
 	}
 	args := []any{d.ID, d.Source, s.eventsMaxLen.Load(), 0} // the target stream, then the field count
 	var ev events.Event                                     // the retried event of a fire replayed; none for an entry that is not one

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/taskino/taskino/events"
@@ -167,13 +168,21 @@ func (w *Worker) Finish(ctx context.Context, worker string, outs []*Outcome) (in
 				args = append(args, events.DeadError, o.DeadError)
 			}
 			k := 0
+			var cut []string
 			for f, v := range d.Raw {
 				if k == MaxDeadFields {
 					args = append(args, events.DeadTruncated, strconv.Itoa(len(d.Raw)-k))
 					break
 				}
+				if len(v) > events.MaxDeadFieldBytes {
+					cut = append(cut, f+":"+strconv.Itoa(len(v)))
+					v = v[:events.MaxDeadFieldBytes]
+				}
 				args = append(args, events.DeadFieldPrefix+f, v)
 				k++
+			}
+			if len(cut) > 0 {
+				args = append(args, events.DeadCut, strings.Join(cut, ","))
 			}
 			done(n)
 		}
