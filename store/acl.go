@@ -76,7 +76,7 @@ var (
 		need("zrangebyscore", func(k Keys) []string { return []string{k.Changes(), "-inf", "(0", "LIMIT", "0", "100"} }),
 		need("zrem", func(k Keys) []string { return []string{k.Changes(), "changed task"} }),
 		need("publish", func(k Keys) []string { return []string{k.Changes(), "0 reload"} }),
-		// taskino backfill.
+		// taskino backfill (with the worker's user).
 		need("hexists", func(k Keys) []string { return []string{k.Backfilled("task"), "0"} }),
 		need("hsetnx", func(k Keys) []string { return []string{k.Backfilled("task"), "0", "0-1"} }),
 		need("xadd", func(k Keys) []string { return []string{k.Fires("default"), "*", "f", "v"} }),
@@ -124,6 +124,8 @@ var (
 		need("zrange", func(k Keys) []string { return []string{k.Changes(), "0", "-1", "WITHSCORES"} }),
 		need("publish", func(k Keys) []string { return []string{k.HandBacks(), "node"} }),
 		need("subscribe", func(k Keys) []string { return []string{k.Cancel()} }),
+		// taskino backfill: how far back the events stream reaches.
+		need("xinfo|stream", func(k Keys) []string { return []string{k.Events()} }),
 		need("publish", func(k Keys) []string { return []string{k.Cancel(), "old new"} }),
 		need("hgetall", func(k Keys) []string { return []string{k.Specs()} }),
 		need("multi", nil),
