@@ -201,8 +201,17 @@ func TestBadEntriesAreDeadLettered(t *testing.T) {
 			t.Errorf("%s: dead letter reason %q, want it to mention %q", name, r, want)
 		}
 		for i := 0; i < len(fields); i += 2 {
-			if got := fmt.Sprint(l.Values[events.DeadFieldPrefix+fields[i].(string)]); got != fields[i+1] {
-				t.Errorf("%s: dead letter field %s is %d bytes, want the original %d bytes", name, fields[i], len(got), len(fields[i+1].(string)))
+			orig := fields[i+1].(string)
+			want := orig
+			if len(orig) > events.MaxDeadFieldBytes {
+				// Kept in part, the cut named with its full size.
+				want = orig[:events.MaxDeadFieldBytes]
+				if cut := fmt.Sprint(l.Values[events.DeadCut]); cut != fmt.Sprintf("%s:%d", fields[i], len(orig)) {
+					t.Errorf("%s: dead letter cut %q, want %s:%d", name, cut, fields[i], len(orig))
+				}
+			}
+			if got := fmt.Sprint(l.Values[events.DeadFieldPrefix+fields[i].(string)]); got != want {
+				t.Errorf("%s: dead letter field %s is %d bytes, want %d bytes of the original", name, fields[i], len(got), len(want))
 			}
 		}
 	}
