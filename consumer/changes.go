@@ -91,7 +91,7 @@ func (l *changeLog) run(ctx context.Context) {
 
 // stale says why d, a planned fire appended ahead of the time it is due,
 // is not to run: its task was paused, changed or removed at or after the
-// append ("" when it was not, or d is not such a fire: a manual trigger,
+// append and before the fire was due ("" when it was not, or d is not such a fire: a manual trigger,
 // a retry, a fire appended once due, which any planner's plan already
 // saw the task's latest state for).
 func (l *changeLog) stale(d *store.Delivery) string {
@@ -105,7 +105,10 @@ func (l *changeLog) stale(d *store.Delivery) string {
 	l.mu.Lock()
 	c, ok := l.last[d.Fire.Task]
 	l.mu.Unlock()
-	if !ok || c.At.Before(appended) {
+	if !ok || c.At.Before(appended) || !c.At.Before(d.Fire.DueAt()) {
+		// Before the append (the plan saw it), or once the fire was due
+		// (it would have run by then had a worker been free: a change
+		// later than that is not what it was planned from).
 		return ""
 	}
 	return fmt.Sprintf("%s at %s, after its fire was planned ahead (appended at %s, due %s)", c.Kind,

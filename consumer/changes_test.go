@@ -26,16 +26,18 @@ func TestChangeLogStale(t *testing.T) {
 	l.note(store.Change{Task: "c", Kind: store.ChangeChanged, At: slot.Add(-time.Second)}) // the append's very ms
 	l.note(store.Change{Task: "old", Kind: store.ChangeChanged, At: slot.Add(-2 * time.Second)})
 	l.note(store.Change{Task: "old", Kind: store.ChangeRemoved, At: slot.Add(-3 * time.Second)}) // older: ignored
+	l.note(store.Change{Task: "after", Kind: store.ChangeChanged, At: slot.Add(500 * time.Millisecond)})
 	for _, tc := range []struct {
 		d    *store.Delivery
 		want string
 	}{
 		{ahead("p", time.Second), "paused at "},
 		{ahead("c", time.Second), "changed at "},
-		{ahead("old", time.Second), ""},  // changed before the append
-		{ahead("p", 0), ""},              // appended once due
-		{ahead("p", -time.Second), ""},   // appended late
-		{ahead("none", time.Second), ""}, // never changed
+		{ahead("old", time.Second), ""},   // changed before the append
+		{ahead("p", 0), ""},               // appended once due
+		{ahead("p", -time.Second), ""},    // appended late
+		{ahead("none", time.Second), ""},  // never changed
+		{ahead("after", time.Second), ""}, // changed once it was due: it would have run by then
 	} {
 		got := l.stale(tc.d)
 		if (tc.want == "") != (got == "") || !strings.HasPrefix(got, tc.want) {

@@ -290,6 +290,11 @@ type Dispatcher struct {
 	handlers map[string]Handler
 	inflight map[*job]struct{}
 	started  bool
+	// replaced are fires a newer fire replaced (overlap cancel-previous)
+	// before their run began (read ahead, waiting for a run slot): fire
+	// id -> the newer one's. A run that begins finds itself here and
+	// ends at once, replaced. Bounded: cleared past maxReplaced.
+	replaced map[string]string
 
 	stopOnce sync.Once
 	stopCh   chan struct{}          // closed by Stop: stop taking fires
@@ -330,9 +335,20 @@ func (dp *Dispatcher) replace(fire, by string) {
 		if j.d.Fire.ID == fire && j.cancel != nil {
 			dp.log.Info().Str("fire", fire).Str("by", by).Msg("run cancelled: a newer fire of the task began (overlap: cancel-previous)")
 			j.cancel(&ReplacedError{By: by})
+			return
 		}
 	}
+	// Not running here (yet): a fire this worker read ahead and has not
+	// started is dropped when it would start.
+	if dp.replaced == nil || len(dp.replaced) >= maxReplaced {
+		dp.replaced = map[string]string{}
+	}
+	dp.replaced[fire] = by
 }
+
+// maxReplaced bounds Dispatcher.replaced: notes of fires this worker
+// never held are many when many workers run cancel-previous tasks.
+const maxReplaced = 10_000
 
 // Handle registers h for the fires of task, replacing any earlier one. It
 // fails on a name that no task can have.
@@ -593,7 +609,20 @@ func (dp *Dispatcher) run(parent context.Context, p *pool, j *job) {
 	cancel := func() { cancelCause(nil) }
 	dp.mu.Lock()
 	j.cancel = cancelCause
+	by, replaced := dp.replaced[j.d.Fire.ID]
+	delete(dp.replaced, j.d.Fire.ID)
 	dp.mu.Unlock()
+	if replaced {
+		// Replaced before it began: recorded so, never run.
+		defer p.wg.Done()
+		defer func() { p.slots <- struct{}{} }()
+		dp.finish(j, consumer.Result{Next: consumer.Replaced, Reason: (&ReplacedError{By: by}).Error()})
+		dp.mu.Lock()
+		delete(dp.inflight, j)
+		dp.mu.Unlock()
+		cancel()
+		return
+	}
 	returned := false
 	defer p.wg.Done()
 	defer func() { p.slots <- struct{}{} }()

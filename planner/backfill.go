@@ -212,6 +212,14 @@ func Backfill(ctx context.Context, st *store.Store, task string, from, to time.T
 				delete(outstanding, e.Fire)
 				rep.Outcomes[string(e.Type)]++
 				rep.Done++
+				if e.Type == events.TypeMissed || e.Type == events.TypeCancelled {
+					// It did not run (the task's overlap policy dropped it,
+					// or a newer fire replaced it): a later backfill may
+					// fire the slot again.
+					if err := st.ForgetBackfill(ctx, task, e.At); err != nil {
+						return rep, fmt.Errorf("backfill %q: %w", task, err)
+					}
+				}
 				progress()
 			}
 		}

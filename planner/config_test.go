@@ -46,7 +46,7 @@ func TestConfigOutOfRange(t *testing.T) {
 		"Lease":           {Lease: -time.Second},
 		"Lease: 10ms":     {Lease: 10 * time.Millisecond},
 		"Lookahead":       {Lookahead: -time.Second},
-		"Lookahead: 2m0s": {Lookahead: 2 * time.Minute},
+		"Lookahead: 11s": {Lookahead: 11 * time.Second},
 		"Lookahead: 1s":   {Lookahead: time.Second, NoLookahead: true},
 		"MaxSleep":        {MaxSleep: -time.Millisecond},
 		"BatchSize":       {BatchSize: -1},

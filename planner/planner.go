@@ -187,9 +187,11 @@ func (c Config) WithDefaults() Config {
 // lateness at both rates with the worker's default early limit.
 const DefaultLookahead = 1500 * time.Millisecond
 
-// MaxLookahead bounds Config.Lookahead: well within the hour a worker can
-// check a fire planned ahead against its task's changes (store.ChangesKeep).
-const MaxLookahead = time.Minute
+// MaxLookahead bounds Config.Lookahead: the workers' default early hold
+// (consumer.Config.HoldEarly, 10s; a fire due further ahead is not held,
+// and would run early), well within the hour a worker can check a fire
+// planned ahead against its task's changes (store.ChangesKeep).
+const MaxLookahead = 10 * time.Second
 
 // validate refuses values out of range, naming the field: a negative
 // duration is a bug to report at start, not to turn into a default.

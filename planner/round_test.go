@@ -123,7 +123,7 @@ func TestRoundPlansSlotsWithinTheLookahead(t *testing.T) {
 		name      string
 		lookahead time.Duration
 		want      int
-	}{{"ahead", time.Minute, 1}, {"none", 0, 0}} {
+	}{{"ahead", 10 * time.Second, 1}, {"none", 0, 0}} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := New(rdb, Config{Namespace: tc.name, Lookahead: tc.lookahead, NoLookahead: tc.lookahead == 0, Logger: zerolog.New(zerolog.NewTestWriter(t))})
 			if err != nil {
@@ -133,7 +133,7 @@ func TestRoundPlansSlotsWithinTheLookahead(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			soon, later := now.Add(30*time.Second).Truncate(time.Millisecond), now.Add(2*time.Minute)
+			soon, later := now.Add(5*time.Second).Truncate(time.Millisecond), now.Add(time.Minute)
 			specs := []events.Spec{{Name: "soon", Trigger: events.Once(soon)}, {Name: "later", Trigger: events.Once(later)}}
 			if _, err := Apply(ctx, p.Store(), 1, specs); err != nil {
 				t.Fatal(err)

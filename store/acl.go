@@ -79,6 +79,7 @@ var (
 		// taskino backfill (with the worker's user).
 		need("hexists", func(k Keys) []string { return []string{k.Backfilled("task"), "0"} }),
 		need("hsetnx", func(k Keys) []string { return []string{k.Backfilled("task"), "0", "0-1"} }),
+		need("hdel", func(k Keys) []string { return []string{k.Backfilled("task"), "0"} }),
 		need("xadd", func(k Keys) []string { return []string{k.Fires("default"), "*", "f", "v"} }),
 		// Pause (taskino pause, a worker's pause_after_failures).
 		need("hmget", func(k Keys) []string { return []string{k.State("task"), "paused", "since"} }),

@@ -80,3 +80,10 @@ func (s *Store) AppendBackfill(ctx context.Context, spec events.Spec, slots []ti
 	}
 	return res, nil
 }
+
+// ForgetBackfill removes slot from task's backfilled hash, so a later
+// backfill may fire it again: its backfilled fire did not run (the task's
+// overlap policy dropped it, or a newer fire replaced it).
+func (s *Store) ForgetBackfill(ctx context.Context, task string, slot time.Time) error {
+	return s.rdb.HDel(ctx, s.keys.Backfilled(task), strconv.FormatInt(slot.UnixMilli(), 10)).Err()
+}

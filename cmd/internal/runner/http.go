@@ -135,7 +135,8 @@ func (h *httpHandler) run(ctx context.Context, f events.Fire) (string, error) {
 	secret := append(append([]string(nil), DefaultSecretHeaders...), h.req.SecretHeaders...)
 	next := client.CheckRedirect
 	client.CheckRedirect = func(r *http.Request, via []*http.Request) error {
-		if r.URL.Host != via[0].URL.Host {
+		if r.URL.Host != via[0].URL.Host || r.URL.Scheme != via[0].URL.Scheme {
+			// Another host, or the same one in clear text.
 			for _, name := range secret {
 				r.Header.Del(name)
 			}
@@ -150,8 +151,15 @@ func (h *httpHandler) run(ctx context.Context, f events.Fire) (string, error) {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		// A url.Error quotes the whole URL, user info, path and query.
-		return "", &scrubbedError{msg: scrub(err.Error(), h.req.URL), err: err}
+		// A url.Error quotes the whole URL (user info, path and query),
+		// and after a redirect the target's: it is rebuilt from its
+		// parts, the URL as SafeURL.
+		msg := err.Error()
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			msg = ue.Op + " " + SafeURL(ue.URL) + ": " + ue.Err.Error()
+		}
+		return "", &scrubbedError{msg: scrub(msg, h.req.URL), err: err}
 	}
 	defer resp.Body.Close()
 	data, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBodyRead))
