@@ -43,17 +43,17 @@ func TestConfigOutOfRange(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never reached
 	defer rdb.Close()
 	for field, cfg := range map[string]planner.Config{
-		"Lease":           {Lease: -time.Second},
-		"Lease: 10ms":     {Lease: 10 * time.Millisecond},
-		"Lookahead":       {Lookahead: -time.Second},
+		"Lease":          {Lease: -time.Second},
+		"Lease: 10ms":    {Lease: 10 * time.Millisecond},
+		"Lookahead":      {Lookahead: -time.Second},
 		"Lookahead: 11s": {Lookahead: 11 * time.Second},
-		"Lookahead: 1s":   {Lookahead: time.Second, NoLookahead: true},
-		"MaxSleep":        {MaxSleep: -time.Millisecond},
-		"BatchSize":       {BatchSize: -1},
-		"CatchUpChunk":    {CatchUpChunk: -1},
-		"EventsMaxLen":    {EventsMaxLen: -5},
-		"Version":         {Version: -1},
-		"Namespace":       {Namespace: "a b"},
+		"Lookahead: 1s":  {Lookahead: time.Second, NoLookahead: true},
+		"MaxSleep":       {MaxSleep: -time.Millisecond},
+		"BatchSize":      {BatchSize: -1},
+		"CatchUpChunk":   {CatchUpChunk: -1},
+		"EventsMaxLen":   {EventsMaxLen: -5},
+		"Version":        {Version: -1},
+		"Namespace":      {Namespace: "a b"},
 	} {
 		_, err := planner.New(rdb, cfg)
 		if err == nil || !strings.Contains(err.Error(), "Config."+field) {
