@@ -165,10 +165,17 @@ func PlainServer(ctx context.Context, rawURL string) string {
 // Redact returns rawURL with any password replaced by "xxxxx", for logs and
 // errors: the password of the user info (all of the user info when it has
 // no ':', as it may be a password written without its ':') and the value
-// of every query option whose name contains "password". It works on any
-// string, also one Open refuses, and leaves the rest as written.
+// of every query option whose name contains "password"; a string with
+// neither a scheme ("://") nor user info is all "xxxxx", as it may be a
+// password alone. It works on any string, also one Open refuses, and
+// leaves the rest as written.
 func Redact(rawURL string) string {
 	p := split(rawURL)
+	if !p.hasScheme && !p.hasUser && rawURL != "" {
+		// Not a URL: perhaps a password given alone. Nothing of it is
+		// shown.
+		return "xxxxx"
+	}
 	var b strings.Builder
 	if p.hasScheme {
 		b.WriteString(p.scheme)

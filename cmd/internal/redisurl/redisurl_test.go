@@ -260,7 +260,7 @@ func TestRedact(t *testing.T) {
 		{"redis+sentinel://a/m?sentinel_password=S3@CRET", "redis+sentinel://a/m?sentinel_password=xxxxx"},
 		{"redis://h?Password=S3CRET&password", "redis://h?Password=xxxxx&password"},
 		{"u:S3CRET@h", "u:xxxxx@h"},
-		{"not a url", "not a url"},
+		{"not a url", "xxxxx"}, // no scheme, no user info: perhaps a password alone
 		{"", ""},
 	}
 	for _, tt := range tests {
