@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -76,28 +75,11 @@ tasks:
 		pr.stop(t, syscall.SIGTERM)
 	}
 	// Every stream and hash of the namespace, every log line.
-	var stored strings.Builder
-	keys, err := rdb.Keys(b.ctx, "taskino:*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range keys {
-		switch typ := rdb.Type(b.ctx, k).Val(); typ {
-		case "stream":
-			msgs, _ := rdb.XRange(b.ctx, k, "-", "+").Result()
-			fmt.Fprintln(&stored, msgs)
-		case "hash":
-			fmt.Fprintln(&stored, rdb.HGetAll(b.ctx, k).Val())
-		case "string":
-			fmt.Fprintln(&stored, rdb.Get(b.ctx, k).Val())
-		case "zset":
-			fmt.Fprintln(&stored, rdb.ZRange(b.ctx, k, 0, -1).Val())
-		}
-	}
-	if !strings.Contains(stored.String(), "redis= token=") {
+	stored := dumpNamespace(t, b)
+	if !strings.Contains(stored, "redis= token=") {
 		t.Fatalf("no output of the command in Redis: the check below would prove nothing")
 	}
-	for where, text := range map[string]string{"Redis": stored.String(), "planner log": p.stderr(), "worker log (env)": wEnv.stderr(),
+	for where, text := range map[string]string{"Redis": stored, "planner log": p.stderr(), "worker log (env)": wEnv.stderr(),
 		"worker log (file)": wFile.stderr()} {
 		for _, secret := range []string{pw, other} {
 			if strings.Contains(text, secret) {
