@@ -391,3 +391,60 @@ func TestHugePayloadsWithBinaries(t *testing.T) {
 	t.Logf("5 x 100 MB payloads: dead-letter stream %d bytes; Redis %s; worker peak %s", deadBytes, peak, hwm)
 	w.stop(t, syscall.SIGTERM)
 }
+
+// A queue no worker reads stops growing at the namespace's fires max
+// backlog: the planner records its slots missed (policy backlog, the
+// reason naming the queue and the bound) instead of appending more, and
+// says so in its log; nothing the stream holds is trimmed; once a worker
+// reads the queue, its slots fire again.
+func TestFiresMaxBacklogWithBinaries(t *testing.T) {
+	b := setup(t)
+	cli, plannerBin, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")
+	dir := t.TempDir()
+	var file strings.Builder
+	file.WriteString("version: 1\ntasks:\n")
+	for i := 0; i < 5; i++ {
+		fmt.Fprintf(&file, "  - name: t%d\n    every: 200ms\n    exec: [\"true\"]\n", i)
+	}
+	tasks := writeFile(t, dir, "tasks.yaml", file.String())
+	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
+	if out := mustCLI(t, cli, append([]string{"settings", "--fires-max-backlog", "30"}, common...)...); !strings.Contains(out, "fires max backlog    30") {
+		t.Fatalf("settings:\n%s", out)
+	}
+	p := startProc(t, "planner", plannerBin, append([]string{"--node", "p1"}, common...)...)
+	missed := awaitEvent(t, b, 30*time.Second, events.TypeMissed, func(e events.Event) bool { return e.Policy == "backlog" })
+	var reason string
+	for _, e := range missed {
+		if e.Policy == "backlog" {
+			reason = e.Reason
+		}
+	}
+	if !strings.Contains(reason, "queue default holds") || !strings.Contains(reason, "fires max backlog 30") {
+		t.Errorf("missed reason %q; want it to name the queue and the bound", reason)
+	}
+	// It stays bounded: the planner checks once a second, so it may pass
+	// the bound by a second's fires (and its lookahead's), never more.
+	awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool {
+		n := 0
+		for _, e := range all {
+			if e.Policy == "backlog" {
+				n++
+			}
+		}
+		return n >= 50
+	})
+	if n := b.rdb.XLen(b.ctx, b.st.Keys().Fires("default")).Val(); n < 30 || n > 30+25*3 {
+		t.Errorf("the fire stream holds %d entries; want the bound (30), give or take 3 seconds of fires", n)
+	}
+	workerAt := time.Now()
+	w := startProc(t, "worker", workerBin, append([]string{"--node", "w1", "--tasks", tasks}, common...)...)
+	awaitEvent(t, b, 60*time.Second, events.TypeCompleted, func(e events.Event) bool {
+		return e.At.After(workerAt.Add(3 * time.Second))
+	})
+	w.stop(t, syscall.SIGTERM)
+	p.stop(t, syscall.SIGTERM)
+	if log := p.stderr(); !strings.Contains(log, "no worker reads this queue") || !strings.Contains(log, "workers read this queue again") {
+		t.Errorf("the planner's log does not say the queue filled and drained:\n%s", log)
+	}
+}

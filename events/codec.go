@@ -528,7 +528,8 @@ func (e *Event) AppendArgs(dst []any) ([]any, error) {
 // past the grace for a worker of its queue that runs the task), no_slot (a
 // once instant or a window that ended before the task was planned), stale
 // (a fire planned ahead whose task was changed or removed before it was
-// due; one paused is paused), or other.
+// due; one paused is paused), backlog (its queue held the namespace's
+// fires max backlog of fires no worker read), or other.
 func MissedKind(e Event) string {
 	switch {
 	case strings.HasPrefix(string(e.Policy), "overlap-"):
@@ -545,6 +546,8 @@ func MissedKind(e Event) string {
 		return "no_slot"
 	case e.Policy == "stale":
 		return "stale"
+	case e.Policy == "backlog":
+		return "backlog"
 	}
 	return "other"
 }

@@ -114,6 +114,9 @@ var (
 		need("xadd", func(k Keys) []string { return []string{k.Fires("default"), "*", "f", "v"} }),
 		need("xadd", func(k Keys) []string { return []string{k.Broadcast("default"), "*", "f", "v"} }),
 		need("hset", func(k Keys) []string { return []string{k.LastRun(), "task", "{}"} }),
+		// The backlog of each fire stream it appends to (fires max backlog).
+		need("xinfo|groups", func(k Keys) []string { return []string{k.Fires("default")} }),
+		need("xlen", func(k Keys) []string { return []string{k.Fires("default")} }),
 	}
 	// workNeeds: the worker protocol (groups, reads, reclaims, begin,
 	// heartbeats, hand-backs, finish, retries, trims), its spec cache and

@@ -494,6 +494,21 @@ func (s *Store) GroupLag(ctx context.Context, stream string) (lag, pending int64
 	return 0, 0, ErrNotFound
 }
 
+// Backlog is how many fires of a fire stream no worker has read: the
+// workers' group's lag, or the stream's length when it has no group yet
+// (no worker ever read it) or Redis cannot tell the lag. 0 for a stream
+// that does not exist.
+func (s *Store) Backlog(ctx context.Context, stream string) (int64, error) {
+	lag, _, err := s.GroupLag(ctx, stream)
+	switch {
+	case err == nil && lag >= 0:
+		return lag, nil
+	case err != nil && !errors.Is(err, ErrNotFound):
+		return 0, err
+	}
+	return s.rdb.XLen(ctx, stream).Result()
+}
+
 // DeleteDead deletes dead letters by id and returns how many there were.
 func (s *Store) DeleteDead(ctx context.Context, ids ...string) (int64, error) {
 	if len(ids) == 0 {

@@ -27,10 +27,19 @@ type Settings struct {
 	// EventsHardMaxAge, when positive, also drops events older than it,
 	// delivered or not.
 	EventsHardMaxAge time.Duration
+	// FiresMaxBacklog bounds the fires a queue's stream holds that no
+	// worker has read: at it, planners record the queue's slots missed
+	// (policy backlog) instead of appending more, until workers read
+	// them. Nothing a group holds is ever trimmed. 0: no bound.
+	FiresMaxBacklog int64
 }
 
+// DefaultFiresMaxBacklog is Settings.FiresMaxBacklog when the namespace
+// stores none.
+const DefaultFiresMaxBacklog = 1_000_000
+
 // DefaultSettings are a namespace's settings until it stores others.
-var DefaultSettings = Settings{EventsMaxLen: DefaultEventsMaxLen, EventsHardMaxLen: DefaultEventsHardMaxLen}
+var DefaultSettings = Settings{EventsMaxLen: DefaultEventsMaxLen, EventsHardMaxLen: DefaultEventsHardMaxLen, FiresMaxBacklog: DefaultFiresMaxBacklog}
 
 // DefaultEventsHardMaxLen is the events stream's hard bound when the
 // namespace stores none: ten times DefaultEventsMaxLen.
@@ -45,6 +54,8 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("events hard max len %d is below the events max len %d: want the hard bound at least the bound (raise both, or lower the bound)", s.EventsHardMaxLen, s.EventsMaxLen)
 	case s.EventsHardMaxAge < 0 || (s.EventsHardMaxAge > 0 && s.EventsHardMaxAge < time.Minute):
 		return fmt.Errorf("events hard max age %s: want 0 (none) or 1m or more", s.EventsHardMaxAge)
+	case s.FiresMaxBacklog < 0:
+		return fmt.Errorf("fires max backlog %d: want 0 (none) or more fires", s.FiresMaxBacklog)
 	}
 	return nil
 }
@@ -57,7 +68,7 @@ func (s *Store) Settings(ctx context.Context) (Settings, error) {
 		return Settings{}, fmt.Errorf("read the namespace's settings: %w", err)
 	}
 	out := DefaultSettings
-	for name, p := range map[string]*int64{"events_max_len": &out.EventsMaxLen, "events_hard_max_len": &out.EventsHardMaxLen} {
+	for name, p := range map[string]*int64{"events_max_len": &out.EventsMaxLen, "events_hard_max_len": &out.EventsHardMaxLen, "fires_max_backlog": &out.FiresMaxBacklog} {
 		if v, ok := m[name]; ok {
 			if *p, err = strconv.ParseInt(v, 10, 64); err != nil {
 				return Settings{}, fmt.Errorf("setting %s: %q is not a whole number", name, v)
@@ -80,7 +91,7 @@ func (s *Store) SetSettings(ctx context.Context, st Settings) error {
 		return err
 	}
 	return s.rdb.HSet(ctx, s.keys.Settings(), "events_max_len", st.EventsMaxLen, "events_hard_max_len", st.EventsHardMaxLen,
-		"events_hard_max_age_ms", st.EventsHardMaxAge.Milliseconds()).Err()
+		"events_hard_max_age_ms", st.EventsHardMaxAge.Milliseconds(), "fires_max_backlog", st.FiresMaxBacklog).Err()
 }
 
 // InitEventsMaxLen stores n as the namespace's events max len when it

@@ -13,6 +13,7 @@ import (
 type settingsFlags struct {
 	maxLen, hardMaxLen int64
 	hardMaxAge         time.Duration
+	firesMaxBacklog    int64
 }
 
 // notGiven is a settings flag's default: any value a user gives, negative
@@ -24,7 +25,8 @@ func settingsFlagSet(fs *flag.FlagSet, c *cli) {
 	fs.Int64Var(&c.settings.maxLen, "events-max-len", notGiven, "set: keep about this many events (more while a durable listener was not delivered them)")
 	fs.Int64Var(&c.settings.hardMaxLen, "events-hard-max-len", notGiven, "set: never keep more events than this, delivered or not")
 	fs.DurationVar(&c.settings.hardMaxAge, "events-hard-max-age", notGiven, "set: drop events older than this, delivered or not (0: none)")
-	for _, name := range []string{"events-max-len", "events-hard-max-len", "events-hard-max-age"} {
+	fs.Int64Var(&c.settings.firesMaxBacklog, "fires-max-backlog", notGiven, "set: at this many fires no worker has read in a queue, planners record its slots missed instead of appending more (0: no bound)")
+	for _, name := range []string{"events-max-len", "events-hard-max-len", "events-hard-max-age", "fires-max-backlog"} {
 		fs.Lookup(name).DefValue = "" // --help shows no sentinel
 	}
 }
@@ -43,7 +45,10 @@ func runSettings(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	f := c.settings
-	if f.maxLen != notGiven || f.hardMaxLen != notGiven || f.hardMaxAge != notGiven {
+	if f.maxLen != notGiven || f.hardMaxLen != notGiven || f.hardMaxAge != notGiven || f.firesMaxBacklog != notGiven {
+		if f.firesMaxBacklog != notGiven {
+			st.FiresMaxBacklog = f.firesMaxBacklog
+		}
 		if f.maxLen != notGiven {
 			st.EventsMaxLen = f.maxLen
 		}
@@ -76,9 +81,10 @@ func runSettings(ctx context.Context, c *cli, args []string) error {
 			EventsMaxLen       int64       `json:"events_max_len"`
 			EventsHardMaxLen   int64       `json:"events_hard_max_len"`
 			EventsHardMaxAgeMs int64       `json:"events_hard_max_age_ms"`
+			FiresMaxBacklog    int64       `json:"fires_max_backlog"`
 			Listeners          []groupJSON `json:"durable_listeners"`
 		}{Namespace: c.Namespace, EventsMaxLen: st.EventsMaxLen, EventsHardMaxLen: st.EventsHardMaxLen,
-			EventsHardMaxAgeMs: st.EventsHardMaxAge.Milliseconds(), Listeners: []groupJSON{}}
+			EventsHardMaxAgeMs: st.EventsHardMaxAge.Milliseconds(), FiresMaxBacklog: st.FiresMaxBacklog, Listeners: []groupJSON{}}
 		for _, g := range groups {
 			out.Listeners = append(out.Listeners, groupJSON{g.Name, g.Behind, g.Pending, g.LastDelivered})
 		}
@@ -88,8 +94,12 @@ func runSettings(ctx context.Context, c *cli, args []string) error {
 	if st.EventsHardMaxAge > 0 {
 		age = st.EventsHardMaxAge.String()
 	}
-	fmt.Fprintf(c.stdout, "namespace %q\nevents max len       %d\nevents hard max len  %d\nevents hard max age  %s\n",
-		c.Namespace, st.EventsMaxLen, st.EventsHardMaxLen, age)
+	backlog := "none"
+	if st.FiresMaxBacklog > 0 {
+		backlog = fmt.Sprint(st.FiresMaxBacklog)
+	}
+	fmt.Fprintf(c.stdout, "namespace %q\nevents max len       %d\nevents hard max len  %d\nevents hard max age  %s\nfires max backlog    %s\n",
+		c.Namespace, st.EventsMaxLen, st.EventsHardMaxLen, age, backlog)
 	if len(groups) == 0 {
 		fmt.Fprintln(c.stdout, "no durable listeners")
 		return nil
