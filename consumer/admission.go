@@ -53,6 +53,10 @@ func (a *admission) admit(ctx context.Context, ds []store.Delivery) []store.Deli
 			a.queue(deadLetter(a.log, a.node, d, why, "", false))
 			continue
 		}
+		if why := a.changes.tooBig(&d); why != "" {
+			a.queue(deadLetter(a.log, a.node, d, why, "", false))
+			continue
+		}
 		if d.Deliveries > a.maxDeliveries {
 			a.queue(deadLetter(a.log, a.node, d, fmt.Sprintf("handed out %d times with no outcome: every worker that took it stopped answering", d.Deliveries), "", false))
 			continue

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -28,6 +29,10 @@ type changeLog struct {
 
 	mu   sync.Mutex
 	last map[string]store.Change // the latest change of each task
+
+	// payloadMax is the namespace's payload bound (store.Settings), read
+	// with the changes: 0 until read.
+	payloadMax atomic.Int64
 }
 
 func newChangeLog(st workerStore, log zerolog.Logger, checkEvery time.Duration) *changeLog {
@@ -40,6 +45,9 @@ func (l *changeLog) load(ctx context.Context) error {
 	cs, err := l.st.Changes(ctx)
 	if err != nil {
 		return err
+	}
+	if st, err := l.st.Settings(ctx); err == nil {
+		l.payloadMax.Store(st.PayloadMax)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -113,6 +121,18 @@ func (l *changeLog) stale(d *store.Delivery) string {
 	}
 	return fmt.Sprintf("%s at %s, after its fire was planned ahead (appended at %s, due %s)", c.Kind,
 		c.At.Format(time.RFC3339Nano), appended.Format(time.RFC3339Nano), d.Fire.DueAt().Format(time.RFC3339Nano))
+}
+
+// tooBig says why d's payload is over the namespace's payload max ("" when
+// it is not, or the bound is not read yet).
+func (l *changeLog) tooBig(d *store.Delivery) string {
+	if l == nil {
+		return ""
+	}
+	if m := l.payloadMax.Load(); m > 0 && int64(len(d.Fire.Payload)) > m {
+		return fmt.Sprintf("field %q: %d bytes; the namespace allows at most %d (taskino settings --payload-max)", events.FieldPayload, len(d.Fire.Payload), m)
+	}
+	return ""
 }
 
 // PolicyStale is the policy of the missed event of a fire planned ahead

@@ -448,3 +448,47 @@ func TestFiresMaxBacklogWithBinaries(t *testing.T) {
 		t.Errorf("the planner's log does not say the queue filled and drained:\n%s", log)
 	}
 }
+
+// The namespace's payload max (taskino settings --payload-max): a task
+// set with a larger spec payload is refused at apply, a larger manual
+// trigger is refused, and a hand-written fire entry with one is
+// dead-lettered naming the size and the bound; smaller ones run.
+func TestPayloadMaxWithBinaries(t *testing.T) {
+	b := setup(t)
+	cli, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-worker")
+	dir := t.TempDir()
+	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	if out := mustCLI(t, cli, append([]string{"settings", "--payload-max", "16"}, common...)...); !strings.Contains(out, "payload max          16 bytes") {
+		t.Fatalf("settings:\n%s", out)
+	}
+	big := writeFile(t, dir, "big.yaml", "version: 1\ntasks:\n  - name: t\n    cron: \"0 0 1 1 *\"\n    payload: this-payload-is-too-long\n    exec: [\"true\"]\n")
+	_, errOut, code := runCLI(t, cli, append([]string{"apply", big}, common...)...)
+	if code == 0 || !strings.Contains(errOut, `task "t": payload: 24 bytes; the namespace allows at most 16`) {
+		t.Errorf("apply of a 24-byte payload: exit %d, %q; want it refused naming the task, the size and the bound", code, errOut)
+	}
+	tasks := writeFile(t, dir, "tasks.yaml", "version: 1\ntasks:\n  - name: t\n    cron: \"0 0 1 1 *\"\n    payload: short\n    exec: [\"true\"]\n")
+	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
+	_, errOut, code = runCLI(t, cli, append([]string{"trigger", "t", "--payload", "this-payload-is-too-long"}, common...)...)
+	if code == 0 || !strings.Contains(errOut, "24 bytes; the namespace allows at most 16") {
+		t.Errorf("trigger with a 24-byte payload: exit %d, %q; want it refused", code, errOut)
+	}
+	w := startProc(t, "worker", workerBin, append([]string{"--node", "w1", "--tasks", tasks}, common...)...)
+	if err := b.rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: b.st.Keys().Fires("default"), Values: []any{"task", "t", "payload", "this-payload-is-too-long"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, cli, append([]string{"trigger", "t", "--payload", "ok", "--id", "small"}, common...)...)
+	all := awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool {
+		dead, ran := false, false
+		for _, e := range all {
+			dead = dead || e.Type == events.TypeDead
+			ran = ran || e.Type == events.TypeCompleted && e.Fire == "small"
+		}
+		return dead && ran
+	})
+	for _, e := range all {
+		if e.Type == events.TypeDead && !strings.Contains(e.Reason, `field "payload": 24 bytes; the namespace allows at most 16`) {
+			t.Errorf("dead reason %q; want the size and the bound", e.Reason)
+		}
+	}
+	w.stop(t, syscall.SIGTERM)
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/store/internal/protocol"
 )
 
@@ -32,6 +33,11 @@ type Settings struct {
 	// (policy backlog) instead of appending more, until workers read
 	// them. Nothing a group holds is ever trimmed. 0: no bound.
 	FiresMaxBacklog int64
+	// PayloadMax bounds a payload in bytes, 1 to events.MaxPayload (64
+	// KiB, the default): a spec's (Apply refuses it), a manual trigger's
+	// (Trigger refuses it), and a hand-written fire entry's (the worker
+	// dead-letters it, naming the size and the bound).
+	PayloadMax int64
 }
 
 // DefaultFiresMaxBacklog is Settings.FiresMaxBacklog when the namespace
@@ -39,7 +45,8 @@ type Settings struct {
 const DefaultFiresMaxBacklog = 1_000_000
 
 // DefaultSettings are a namespace's settings until it stores others.
-var DefaultSettings = Settings{EventsMaxLen: DefaultEventsMaxLen, EventsHardMaxLen: DefaultEventsHardMaxLen, FiresMaxBacklog: DefaultFiresMaxBacklog}
+var DefaultSettings = Settings{EventsMaxLen: DefaultEventsMaxLen, EventsHardMaxLen: DefaultEventsHardMaxLen, FiresMaxBacklog: DefaultFiresMaxBacklog,
+	PayloadMax: events.MaxPayload}
 
 // DefaultEventsHardMaxLen is the events stream's hard bound when the
 // namespace stores none: ten times DefaultEventsMaxLen.
@@ -56,6 +63,8 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("events hard max age %s: want 0 (none) or 1m or more", s.EventsHardMaxAge)
 	case s.FiresMaxBacklog < 0:
 		return fmt.Errorf("fires max backlog %d: want 0 (none) or more fires", s.FiresMaxBacklog)
+	case s.PayloadMax < 1 || s.PayloadMax > events.MaxPayload:
+		return fmt.Errorf("payload max %d: want 1 to %d bytes", s.PayloadMax, events.MaxPayload)
 	}
 	return nil
 }
@@ -68,7 +77,7 @@ func (s *Store) Settings(ctx context.Context) (Settings, error) {
 		return Settings{}, fmt.Errorf("read the namespace's settings: %w", err)
 	}
 	out := DefaultSettings
-	for name, p := range map[string]*int64{"events_max_len": &out.EventsMaxLen, "events_hard_max_len": &out.EventsHardMaxLen, "fires_max_backlog": &out.FiresMaxBacklog} {
+	for name, p := range map[string]*int64{"events_max_len": &out.EventsMaxLen, "events_hard_max_len": &out.EventsHardMaxLen, "fires_max_backlog": &out.FiresMaxBacklog, "payload_max": &out.PayloadMax} {
 		if v, ok := m[name]; ok {
 			if *p, err = strconv.ParseInt(v, 10, 64); err != nil {
 				return Settings{}, fmt.Errorf("setting %s: %q is not a whole number", name, v)
@@ -91,7 +100,7 @@ func (s *Store) SetSettings(ctx context.Context, st Settings) error {
 		return err
 	}
 	return s.rdb.HSet(ctx, s.keys.Settings(), "events_max_len", st.EventsMaxLen, "events_hard_max_len", st.EventsHardMaxLen,
-		"events_hard_max_age_ms", st.EventsHardMaxAge.Milliseconds(), "fires_max_backlog", st.FiresMaxBacklog).Err()
+		"events_hard_max_age_ms", st.EventsHardMaxAge.Milliseconds(), "fires_max_backlog", st.FiresMaxBacklog, "payload_max", st.PayloadMax).Err()
 }
 
 // InitEventsMaxLen stores n as the namespace's events max len when it
@@ -159,4 +168,24 @@ func (s *Store) TakeEventsLost(ctx context.Context, group string) (after, upTo s
 	}
 	after, upTo, _ = strings.Cut(v, " ")
 	return after, upTo, nil
+}
+
+// checkPayload says, for a payload of task over the namespace's payload
+// max, what is wrong, naming the task, the size and the bound.
+func (s *Store) checkPayload(ctx context.Context, task string, payloads ...string) error {
+	longest := 0
+	for _, p := range payloads {
+		longest = max(longest, len(p))
+	}
+	if longest == 0 {
+		return nil
+	}
+	st, err := s.Settings(ctx)
+	if err != nil {
+		return err
+	}
+	if int64(longest) > st.PayloadMax {
+		return &events.SpecError{Task: task, Field: "payload", Problem: fmt.Sprintf("%d bytes; the namespace allows at most %d (taskino settings --payload-max)", longest, st.PayloadMax)}
+	}
+	return nil
 }

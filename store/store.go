@@ -245,6 +245,15 @@ func (s *Store) Apply(ctx context.Context, version int64, specs []events.Spec) (
 		events.FieldVersion, events.FieldPrevious, events.FieldAdded, events.FieldChanged, events.FieldRemoved,
 		events.FieldTask, events.FieldChange, events.ChangeAdded, events.ChangeChanged, events.ChangeRemoved,
 	}
+	longest, longestTask := "", ""
+	for _, sp := range specs {
+		if len(sp.Payload) > len(longest) {
+			longest, longestTask = sp.Payload, sp.Name
+		}
+	}
+	if err := s.checkPayload(ctx, longestTask, longest); err != nil {
+		return ApplyResult{}, err
+	}
 	seen := make(map[string]bool, len(specs))
 	for _, sp := range specs {
 		if seen[sp.Name] {

@@ -38,6 +38,9 @@ func (s *Store) TriggerOnce(ctx context.Context, task, payload, id string) (entr
 	if payload == "" {
 		payload = sp.Payload
 	}
+	if err := s.checkPayload(ctx, task, payload); err != nil {
+		return "", false, fmt.Errorf("trigger %q: %w", task, err)
+	}
 	fields := map[string]string{events.FieldTask: task}
 	if payload != "" {
 		fields[events.FieldPayload] = payload

@@ -14,6 +14,7 @@ type settingsFlags struct {
 	maxLen, hardMaxLen int64
 	hardMaxAge         time.Duration
 	firesMaxBacklog    int64
+	payloadMax         int64
 }
 
 // notGiven is a settings flag's default: any value a user gives, negative
@@ -26,7 +27,8 @@ func settingsFlagSet(fs *flag.FlagSet, c *cli) {
 	fs.Int64Var(&c.settings.hardMaxLen, "events-hard-max-len", notGiven, "set: never keep more events than this, delivered or not")
 	fs.DurationVar(&c.settings.hardMaxAge, "events-hard-max-age", notGiven, "set: drop events older than this, delivered or not (0: none)")
 	fs.Int64Var(&c.settings.firesMaxBacklog, "fires-max-backlog", notGiven, "set: at this many fires no worker has read in a queue, planners record its slots missed instead of appending more (0: no bound)")
-	for _, name := range []string{"events-max-len", "events-hard-max-len", "events-hard-max-age", "fires-max-backlog"} {
+	fs.Int64Var(&c.settings.payloadMax, "payload-max", notGiven, "set: the largest payload in bytes, 1 to 65536: task specs, triggers and fire entries over it are refused or dead-lettered")
+	for _, name := range []string{"events-max-len", "events-hard-max-len", "events-hard-max-age", "fires-max-backlog", "payload-max"} {
 		fs.Lookup(name).DefValue = "" // --help shows no sentinel
 	}
 }
@@ -45,7 +47,10 @@ func runSettings(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	f := c.settings
-	if f.maxLen != notGiven || f.hardMaxLen != notGiven || f.hardMaxAge != notGiven || f.firesMaxBacklog != notGiven {
+	if f.maxLen != notGiven || f.hardMaxLen != notGiven || f.hardMaxAge != notGiven || f.firesMaxBacklog != notGiven || f.payloadMax != notGiven {
+		if f.payloadMax != notGiven {
+			st.PayloadMax = f.payloadMax
+		}
 		if f.firesMaxBacklog != notGiven {
 			st.FiresMaxBacklog = f.firesMaxBacklog
 		}
@@ -82,9 +87,10 @@ func runSettings(ctx context.Context, c *cli, args []string) error {
 			EventsHardMaxLen   int64       `json:"events_hard_max_len"`
 			EventsHardMaxAgeMs int64       `json:"events_hard_max_age_ms"`
 			FiresMaxBacklog    int64       `json:"fires_max_backlog"`
+			PayloadMax         int64       `json:"payload_max"`
 			Listeners          []groupJSON `json:"durable_listeners"`
 		}{Namespace: c.Namespace, EventsMaxLen: st.EventsMaxLen, EventsHardMaxLen: st.EventsHardMaxLen,
-			EventsHardMaxAgeMs: st.EventsHardMaxAge.Milliseconds(), FiresMaxBacklog: st.FiresMaxBacklog, Listeners: []groupJSON{}}
+			EventsHardMaxAgeMs: st.EventsHardMaxAge.Milliseconds(), FiresMaxBacklog: st.FiresMaxBacklog, PayloadMax: st.PayloadMax, Listeners: []groupJSON{}}
 		for _, g := range groups {
 			out.Listeners = append(out.Listeners, groupJSON{g.Name, g.Behind, g.Pending, g.LastDelivered})
 		}
@@ -98,8 +104,8 @@ func runSettings(ctx context.Context, c *cli, args []string) error {
 	if st.FiresMaxBacklog > 0 {
 		backlog = fmt.Sprint(st.FiresMaxBacklog)
 	}
-	fmt.Fprintf(c.stdout, "namespace %q\nevents max len       %d\nevents hard max len  %d\nevents hard max age  %s\nfires max backlog    %s\n",
-		c.Namespace, st.EventsMaxLen, st.EventsHardMaxLen, age, backlog)
+	fmt.Fprintf(c.stdout, "namespace %q\nevents max len       %d\nevents hard max len  %d\nevents hard max age  %s\nfires max backlog    %s\npayload max          %d bytes\n",
+		c.Namespace, st.EventsMaxLen, st.EventsHardMaxLen, age, backlog, st.PayloadMax)
 	if len(groups) == 0 {
 		fmt.Fprintln(c.stdout, "no durable listeners")
 		return nil
