@@ -46,8 +46,8 @@ func (l *changeLog) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if st, err := l.st.Settings(ctx); err == nil {
-		l.payloadMax.Store(st.PayloadMax)
+	if m, err := l.st.PayloadMax(ctx); err == nil {
+		l.payloadMax.Store(m)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -34,9 +34,9 @@ type Settings struct {
 	// them. Nothing a group holds is ever trimmed. 0: no bound.
 	FiresMaxBacklog int64
 	// PayloadMax bounds a payload in bytes, 1 to events.MaxPayload (64
-	// KiB, the default): a spec's (Apply refuses it), a manual trigger's
-	// (Trigger refuses it), and a hand-written fire entry's (the worker
-	// dead-letters it, naming the size and the bound).
+	// KiB; 0 means that default): a spec's (Apply refuses it), a manual
+	// trigger's (Trigger refuses it), and a hand-written fire entry's (the
+	// worker dead-letters it, naming the size and the bound).
 	PayloadMax int64
 }
 
@@ -63,8 +63,8 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("events hard max age %s: want 0 (none) or 1m or more", s.EventsHardMaxAge)
 	case s.FiresMaxBacklog < 0:
 		return fmt.Errorf("fires max backlog %d: want 0 (none) or more fires", s.FiresMaxBacklog)
-	case s.PayloadMax < 1 || s.PayloadMax > events.MaxPayload:
-		return fmt.Errorf("payload max %d: want 1 to %d bytes", s.PayloadMax, events.MaxPayload)
+	case s.PayloadMax < 0 || s.PayloadMax > events.MaxPayload:
+		return fmt.Errorf("payload max %d: want 1 to %d bytes (0: %d)", s.PayloadMax, events.MaxPayload, events.MaxPayload)
 	}
 	return nil
 }
@@ -180,12 +180,27 @@ func (s *Store) checkPayload(ctx context.Context, task string, payloads ...strin
 	if longest == 0 {
 		return nil
 	}
-	st, err := s.Settings(ctx)
+	limit, err := s.PayloadMax(ctx)
 	if err != nil {
 		return err
 	}
-	if int64(longest) > st.PayloadMax {
-		return &events.SpecError{Task: task, Field: "payload", Problem: fmt.Sprintf("%d bytes; the namespace allows at most %d (taskino settings --payload-max)", longest, st.PayloadMax)}
+	if int64(longest) > limit {
+		return &events.SpecError{Task: task, Field: "payload", Problem: fmt.Sprintf("%d bytes; the namespace allows at most %d (taskino settings --payload-max)", longest, limit)}
 	}
 	return nil
+}
+
+// PayloadMax is the namespace's payload bound in bytes (Settings.PayloadMax,
+// events.MaxPayload when it stores none), read alone (one HGET).
+func (s *Store) PayloadMax(ctx context.Context) (int64, error) {
+	v, err := s.rdb.HGet(ctx, s.keys.Settings(), "payload_max").Int64()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return events.MaxPayload, nil
+	case err != nil:
+		return 0, fmt.Errorf("read the namespace's payload max: %w", err)
+	case v <= 0 || v > events.MaxPayload:
+		return events.MaxPayload, nil
+	}
+	return v, nil
 }
