@@ -126,7 +126,7 @@ func (c *Consumer) replaced(d *store.Delivery, r Result, endOverlap bool) *store
 	e := events.Event{Type: events.TypeCancelled, Task: d.Fire.Task, Fire: d.Fire.ID, At: d.Fire.At, Due: d.Fire.Due, Origin: d.Fire.Origin, Attempt: d.Fire.Attempt,
 		Worker: c.cfg.Node, Queue: d.Queue, Reason: clean(r.Reason), Output: cleanTail(r.Output), Started: r.Started}
 	if e.Reason == "" {
-		e.Reason = "replaced by a newer fire (overlap: cancel-previous)"
+		e.Reason = events.ReplacedPrefix + "a newer fire (overlap: cancel-previous)"
 	}
 	if r.Err != nil {
 		e.Error = clean(r.Err.Error())

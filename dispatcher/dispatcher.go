@@ -157,7 +157,7 @@ type ReplacedError struct {
 }
 
 func (e *ReplacedError) Error() string {
-	return fmt.Sprintf("replaced by fire %s (overlap: cancel-previous)", e.By)
+	return fmt.Sprintf("%sfire %s (overlap: cancel-previous)", events.ReplacedPrefix, e.By)
 }
 
 // fetchStopper is a Source that holds fires it has not handed out (read
@@ -612,17 +612,6 @@ func (dp *Dispatcher) run(parent context.Context, p *pool, j *job) {
 	by, replaced := dp.replaced[j.d.Fire.ID]
 	delete(dp.replaced, j.d.Fire.ID)
 	dp.mu.Unlock()
-	if replaced {
-		// Replaced before it began: recorded so, never run.
-		defer p.wg.Done()
-		defer func() { p.slots <- struct{}{} }()
-		dp.finish(j, consumer.Result{Next: consumer.Replaced, Reason: (&ReplacedError{By: by}).Error()})
-		dp.mu.Lock()
-		delete(dp.inflight, j)
-		dp.mu.Unlock()
-		cancel()
-		return
-	}
 	returned := false
 	defer p.wg.Done()
 	defer func() { p.slots <- struct{}{} }()
@@ -638,13 +627,17 @@ func (dp *Dispatcher) run(parent context.Context, p *pool, j *job) {
 		dp.mu.Unlock()
 		cancel()
 	}()
-	if j.h == nil {
+	switch {
+	case replaced:
+		// Replaced before it began: recorded so, never run.
+		dp.finish(j, consumer.Result{Next: consumer.Replaced, Reason: (&ReplacedError{By: by}).Error()})
+	case j.h == nil:
 		if u, ok := dp.src.(unhandler); ok && u.Unhandled(&j.d) {
 			j.once.Do(func() {}) // the source took it back
 		} else {
 			dp.finish(j, consumer.Result{Next: consumer.Dead, Reason: fmt.Sprintf("no handler for task %q on this worker (queue %q)", j.d.Fire.Task, j.d.Queue)})
 		}
-	} else {
+	default:
 		dp.finish(j, dp.execute(ctx, p.runCtx, j))
 	}
 	returned = true

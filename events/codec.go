@@ -46,6 +46,12 @@ const (
 	FieldOrigin   = "origin"   // a fire not planned by a planner for its slot: "backfill" (taskino backfill)
 )
 
+// ReplacedPrefix begins the reason of a cancelled event that is final: its
+// run was replaced by a newer fire under overlap cancel-previous ("replaced
+// by fire X (overlap: cancel-previous)"). A cancelled event without it was
+// cut by its worker's stop, and the fire runs again.
+const ReplacedPrefix = "replaced by "
+
 // OriginBackfill is the FieldOrigin of a fire appended by a backfill (and
 // of its events).
 const OriginBackfill = "backfill"
@@ -125,11 +131,16 @@ type Fire struct {
 }
 
 // DueAt is when the fire is due: Due, or At when it has none.
-func (f *Fire) DueAt() time.Time {
-	if f.Due.After(f.At) {
-		return f.Due
+func (f *Fire) DueAt() time.Time { return DueTime(f.At, f.Due) }
+
+// DueTime is when a fire of slot at with due time due (zero: none) is
+// due: due when it is after at, else at. Fires, events, last-run records
+// and history slots all go by it.
+func DueTime(at, due time.Time) time.Time {
+	if due.After(at) {
+		return due
 	}
-	return f.At
+	return at
 }
 
 // MaxFireIDLen bounds the id a manual trigger may give.
@@ -475,12 +486,7 @@ var typeSets = func() map[Type]fieldSet {
 
 // DueAt is when the event's fire was due: Due, or At when it has none.
 // A run's lateness is its Started minus DueAt.
-func (e *Event) DueAt() time.Time {
-	if e.Due.After(e.At) {
-		return e.Due
-	}
-	return e.At
-}
+func (e *Event) DueAt() time.Time { return DueTime(e.At, e.Due) }
 
 // Encode returns the event as stream fields in XADD order: v, type, then the
 // type's fields that are set. It fails on an unknown type, a missing required

@@ -189,9 +189,4 @@ func UnmarshalLastRun(b []byte) (LastRun, error) {
 
 // DueAt is when the record's fire was due: Due, or Scheduled when it has
 // none. A run's lateness is Started minus DueAt.
-func (r *LastRun) DueAt() time.Time {
-	if r.Due.After(r.Scheduled) {
-		return r.Due
-	}
-	return r.Scheduled
-}
+func (r *LastRun) DueAt() time.Time { return DueTime(r.Scheduled, r.Due) }

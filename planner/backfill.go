@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/taskino/taskino/events"
@@ -241,7 +242,7 @@ func final(e events.Event, mode events.Mode) bool {
 	case events.TypeFailed:
 		return mode == events.ModeBroadcast
 	case events.TypeCancelled:
-		return len(e.Reason) >= 12 && e.Reason[:12] == "replaced by "
+		return strings.HasPrefix(e.Reason, events.ReplacedPrefix)
 	}
 	return false
 }

@@ -70,28 +70,22 @@ func planTask(ct store.ClaimedTask, sched Schedule, now time.Time, lookahead tim
 	// delay (kept below the gap to the slot after it): horizon, lateness
 	// and the due score go by it.
 	jit := spec.Trigger.Jitter
-	dueOf := func(slot time.Time) time.Time {
-		if jit <= 0 {
-			return slot
-		}
-		var gap time.Duration
-		if following, ok := sched.Next(slot); ok {
-			gap = following.Sub(slot)
-		}
-		return slot.Add(events.JitterDelay(ct.Name, slot, jit, gap))
-	}
 	var slots, dues []time.Time
-	nextDue := next
+	nextDue, known := next, jit <= 0 // known: nextDue is next's due time
 	for ok && len(slots) < chunk+limit && !next.After(horizon) {
-		if nextDue = dueOf(next); nextDue.After(horizon) {
+		var following time.Time
+		var more bool
+		nextDue, following, more = Due(sched, ct.Name, next, jit)
+		if nextDue.After(horizon) {
+			known = true
 			break
 		}
 		slots, dues = append(slots, next), append(dues, nextDue)
-		next, ok = sched.Next(next)
-		nextDue = next
+		next, ok = following, more
+		nextDue, known = next, jit <= 0
 	}
-	if ok && jit > 0 && nextDue.Equal(next) {
-		nextDue = dueOf(next)
+	if ok && !known {
+		nextDue, _, _ = Due(sched, ct.Name, next, jit)
 	}
 	more := ok && !nextDue.After(horizon)
 	late := 0
@@ -262,4 +256,20 @@ func onceAfter(spec events.Spec, ct store.ClaimedTask, after time.Time, node str
 			ct.Since.Sub(at).Round(time.Millisecond), spec.MisfireGrace))
 	}
 	return at.Add(-time.Millisecond), nil
+}
+
+// Due is when the fire of task's slot is due under a jitter (the slot
+// itself without one: events.JitterDelay, kept below the gap to the next
+// slot), with that next slot (ok false when there is none), so a caller
+// walking the slots computes each once.
+func Due(sched Schedule, task string, slot time.Time, jitter time.Duration) (due, following time.Time, ok bool) {
+	following, ok = sched.Next(slot)
+	if jitter <= 0 {
+		return slot, following, ok
+	}
+	var gap time.Duration
+	if ok {
+		gap = following.Sub(slot)
+	}
+	return slot.Add(events.JitterDelay(task, slot, jitter, gap)), following, ok
 }

@@ -250,8 +250,5 @@ func (sl *Slot) DueAt() time.Time {
 	if sl.Origin == events.OriginBackfill && !sl.Fired.IsZero() {
 		return sl.Fired
 	}
-	if sl.Due.After(sl.Scheduled) {
-		return sl.Due
-	}
-	return sl.Scheduled
+	return events.DueTime(sl.Scheduled, sl.Due)
 }

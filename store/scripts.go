@@ -1,16 +1,20 @@
 package store
 
-import "github.com/redis/go-redis/v9"
+import (
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // changeLua defines noteChange(key, now, kind, name): it records in the
 // changes sorted set (Keys.Changes) that task name was paused, changed or
 // removed at now (ms, a number), and drops up to 100 entries older than
 // ChangesKeep. ZRANGEBYSCORE and ZREM, not ZREMRANGEBYSCORE: every role
 // that changes tasks is granted them already (see acl.go).
-const changeLua = `
+var changeLua = `
 local function noteChange(key, now, kind, name)
   redis.call('ZADD', key, now, kind .. ' ' .. name)
-  local old = redis.call('ZRANGEBYSCORE', key, '-inf', '(' .. string.format('%.0f', now - 3600000), 'LIMIT', 0, 100)
+  local old = redis.call('ZRANGEBYSCORE', key, '-inf', '(' .. string.format('%.0f', now - ` + strconv.FormatInt(ChangesKeep.Milliseconds(), 10) + `), 'LIMIT', 0, 100)
   if #old > 0 then redis.call('ZREM', key, unpack(old)) end
 end
 `

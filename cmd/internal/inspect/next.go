@@ -32,11 +32,8 @@ func Jitter(slots []NextSlot, sched planner.Schedule, task string, jitter time.D
 		if s.Excluded != "" {
 			continue
 		}
-		var gap time.Duration
-		if following, ok := sched.Next(s.UTC); ok {
-			gap = following.Sub(s.UTC)
-		}
-		d := events.JitterDelay(task, s.UTC, jitter, gap)
+		dueUTC, _, _ := planner.Due(sched, task, s.UTC, jitter)
+		d := dueUTC.Sub(s.UTC)
 		due := s.At.Add(d)
 		s.Due = &due
 		s.Note = strings.TrimPrefix(s.Note+"; ", "; ") + "jitter: due " + d.String() + " after the slot"
