@@ -153,7 +153,7 @@ func TestBinariesRefuseAUserWithoutACommand(t *testing.T) {
 // nothing any of them sends (ACL LOG).
 func TestReadmeACLRunsTheFlow(t *testing.T) {
 	b := setup(t)
-	cli, plannerBin, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")
+	cli, plannerBin, workerBin := buildBinaries(t)
 	acl := readmeACL(t)
 	for _, line := range acl {
 		applyACL(t, b, line)

@@ -27,7 +27,7 @@ import (
 // the range is fired and run exactly once overall.
 func TestBackfillWithBinaries(t *testing.T) {
 	b := setup(t)
-	cli, plannerBin, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")
+	cli, plannerBin, workerBin := buildBinaries(t)
 	dir := t.TempDir()
 	ran := filepath.Join(dir, "ran.log")
 	tasks := writeFile(t, dir, "tasks.yaml", fmt.Sprintf(`version: 1
@@ -36,7 +36,7 @@ tasks:
     every: 1s
     exec: [sh, -c, 'echo "$TASKINO_FIRE_ID" >> %s']
 `, ran))
-	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	common := redisFlags(b)
 	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
 	p := startProc(t, "planner", plannerBin, append([]string{"--node", "p1"}, common...)...)
 	w := startProc(t, "worker", workerBin, append([]string{"--node", "w1", "--tasks", tasks}, common...)...)

@@ -22,7 +22,7 @@ import (
 // retried, and its entry acked; the new fire runs.
 func TestCancelPreviousWithBinaries(t *testing.T) {
 	b := setup(t)
-	cli, plannerBin, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")
+	cli, plannerBin, workerBin := buildBinaries(t)
 	dir := t.TempDir()
 	log := filepath.Join(dir, "runs.log")
 	tasks := writeFile(t, dir, "tasks.yaml", fmt.Sprintf(`version: 1
@@ -32,7 +32,7 @@ tasks:
     overlap: cancel-previous
     exec: [sh, -c, 'sleep 6 & echo "start $TASKINO_FIRE_ID $!" >> %[1]s; wait; echo "end $TASKINO_FIRE_ID" >> %[1]s']
 `, log))
-	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	common := redisFlags(b)
 	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
 	p := startProc(t, "planner", plannerBin, append([]string{"--node", "p1"}, common...)...)
 	w1 := startProc(t, "worker", workerBin, append([]string{"--node", "w1", "--tasks", tasks}, common...)...)

@@ -18,7 +18,7 @@ tasks:
     cron: "30 2 * * *"
     tz: Europe/Berlin
 `)
-	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	common := redisFlags(b)
 	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
 	out := mustCLI(t, cli, append([]string{"next", "backup", "-n", "2", "--from", "2026-03-28T12:00:00Z", "--json"}, common...)...)
 	var slots []struct {
@@ -44,7 +44,7 @@ func TestCLITailNoFollow(t *testing.T) {
 	b := setup(t)
 	cli := buildBinary(t, "cmd/taskino")
 	tasks := writeFile(t, t.TempDir(), "tasks.yaml", "version: 1\ntasks:\n  - name: a\n    every: 1h\n  - name: b\n    every: 1h\n")
-	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	common := redisFlags(b)
 	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
 	out := mustCLI(t, cli, append([]string{"tail", "--since", "0", "--no-follow", "--type", "registered"}, common...)...)
 	if strings.Count(out, "registered") != 2 || strings.Contains(out, "reload") {
@@ -101,7 +101,7 @@ tasks:
   - name: fresh
     every: 1h
 `)
-	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	common := redisFlags(b)
 	mustCLI(t, cli, append([]string{"apply", v1}, common...)...)
 	before, err := b.st.RangeEvents(b.ctx, "-", "+")
 	if err != nil {
@@ -141,7 +141,7 @@ tasks:
 func TestCLISettings(t *testing.T) {
 	b := setup(t)
 	cli := buildBinary(t, "cmd/taskino")
-	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	common := redisFlags(b)
 	if out := mustCLI(t, cli, append([]string{"settings"}, common...)...); !strings.Contains(out, "events max len       100000") ||
 		!strings.Contains(out, "events hard max len  1000000") || !strings.Contains(out, "no durable listeners") {
 		t.Errorf("settings of a new namespace printed\n%s\nwant the defaults and no durable listeners", out)

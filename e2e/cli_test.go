@@ -185,6 +185,18 @@ func mustCLI(t *testing.T, bin string, args ...string) string {
 	return out
 }
 
+// redisFlags are the flags that put a binary on the bundle's Redis and
+// the tests' namespace.
+func redisFlags(b testBundle) []string {
+	return []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+}
+
+// buildBinaries builds the CLI, the planner and the worker.
+func buildBinaries(t *testing.T) (cli, planner, worker string) {
+	t.Helper()
+	return buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -234,7 +246,7 @@ func readRuns(t *testing.T, path string) []run {
 // /healthz, and SIGTERM making every process exit 0.
 func TestBinariesEndToEnd(t *testing.T) {
 	b := setup(t)
-	cli, plannerBin, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")
+	cli, plannerBin, workerBin := buildBinaries(t)
 	dir := t.TempDir()
 	runsFile := filepath.Join(dir, "runs.log")
 	// Each run appends one line (shorter than PIPE_BUF, so appends from
@@ -513,7 +525,7 @@ func TestDevShowsEvents(t *testing.T) {
 // resume, dead list and replay.
 func TestCLIOperatorCommands(t *testing.T) {
 	b := setup(t)
-	cli, plannerBin, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")
+	cli, plannerBin, workerBin := buildBinaries(t)
 	dir := t.TempDir()
 	gate := filepath.Join(dir, "healthy")
 	tasks := writeFile(t, dir, "tasks.yaml", fmt.Sprintf(`version: 4

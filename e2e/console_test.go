@@ -179,7 +179,7 @@ func nextEvent(t *testing.T, rdb *redis.Client, key, after string, limit time.Du
 // run nothing. Screenshots of each page, light and dark, are saved.
 func TestConsoleInChromium(t *testing.T) {
 	b := setup(t)
-	cli, plannerBin, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")
+	cli, plannerBin, workerBin := buildBinaries(t)
 	dir := t.TempDir()
 	payloads := filepath.Join(dir, "payloads.log")
 	tasks := writeFile(t, dir, "tasks.yaml", fmt.Sprintf(`version: 1
@@ -199,7 +199,7 @@ tasks:
     cron: "0 0 1 1 *"
     exec: [sh, -c, 'echo "$TASKINO_PAYLOAD" >> %s']
 `, payloads))
-	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	common := redisFlags(b)
 	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
 	// A hand-written trigger whose id holds markup and ESC: dead-lettered
 	// (a control character), its fields shown as text.

@@ -20,7 +20,7 @@ import (
 // slot is both missed and run.
 func TestTaskAppliedBeforeAnyWorkerHasIt(t *testing.T) {
 	b := setup(t)
-	cli, plannerBin, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")
+	cli, plannerBin, workerBin := buildBinaries(t)
 	dir := t.TempDir()
 	runs := filepath.Join(dir, "runs")
 	v1 := writeFile(t, dir, "v1.yaml", `version: 1
@@ -40,7 +40,7 @@ tasks:
     misfire_grace: 1500ms
     exec: [sh, -c, 'echo "$TASKINO_FIRE_ID" >> %s']
 `, runs))
-	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	common := redisFlags(b)
 	mustCLI(t, cli, append([]string{"apply", v1}, common...)...)
 	w1 := startProc(t, "w1", workerBin, append([]string{"--node", "w1", "--tasks", v1}, common...)...)
 	pl := startProc(t, "planner", plannerBin, append([]string{"--node", "p1"}, common...)...)

@@ -37,7 +37,7 @@ func TestControlCharactersStayInertWithBinaries(t *testing.T) {
 	cli, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-worker")
 	dir := t.TempDir()
 	tasks := writeFile(t, dir, "tasks.yaml", "version: 1\ntasks:\n  - name: t\n    cron: \"0 0 1 1 *\"\n    exec: [\"true\"]\n")
-	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	common := redisFlags(b)
 	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
 	w := startProc(t, "worker", workerBin, append([]string{"--node", "w1", "--tasks", tasks}, common...)...)
 
@@ -204,7 +204,7 @@ tasks:
     attempts: 3
     exec: [sh, -c, 'echo "$TASKINO_PAYLOAD"']
 `, hook))
-	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	common := redisFlags(b)
 	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
 	w := startProc(t, "worker", workerBin, append([]string{"--node", "w1", "--tasks", tasks, "--log-level", "debug"}, common...)...)
 	mustCLI(t, cli, append([]string{"trigger", "hook"}, common...)...)
@@ -334,7 +334,7 @@ func TestHugePayloadsWithBinaries(t *testing.T) {
 	cli, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-worker")
 	dir := t.TempDir()
 	tasks := writeFile(t, dir, "tasks.yaml", "version: 1\ntasks:\n  - name: t\n    cron: \"0 0 1 1 *\"\n    exec: [\"true\"]\n")
-	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	common := redisFlags(b)
 	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
 	w := startProc(t, "worker", workerBin, append([]string{"--node", "w1", "--tasks", tasks}, common...)...)
 	big := strings.Repeat("x", 100<<20)
@@ -399,7 +399,7 @@ func TestHugePayloadsWithBinaries(t *testing.T) {
 // reads the queue, its slots fire again.
 func TestFiresMaxBacklogWithBinaries(t *testing.T) {
 	b := setup(t)
-	cli, plannerBin, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")
+	cli, plannerBin, workerBin := buildBinaries(t)
 	dir := t.TempDir()
 	var file strings.Builder
 	file.WriteString("version: 1\ntasks:\n")
@@ -407,7 +407,7 @@ func TestFiresMaxBacklogWithBinaries(t *testing.T) {
 		fmt.Fprintf(&file, "  - name: t%d\n    every: 200ms\n    exec: [\"true\"]\n", i)
 	}
 	tasks := writeFile(t, dir, "tasks.yaml", file.String())
-	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	common := redisFlags(b)
 	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
 	if out := mustCLI(t, cli, append([]string{"settings", "--fires-max-backlog", "30"}, common...)...); !strings.Contains(out, "fires max backlog    30") {
 		t.Fatalf("settings:\n%s", out)
@@ -457,7 +457,7 @@ func TestPayloadMaxWithBinaries(t *testing.T) {
 	b := setup(t)
 	cli, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-worker")
 	dir := t.TempDir()
-	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	common := redisFlags(b)
 	if out := mustCLI(t, cli, append([]string{"settings", "--payload-max", "16"}, common...)...); !strings.Contains(out, "payload max          16 bytes") {
 		t.Fatalf("settings:\n%s", out)
 	}

@@ -20,7 +20,7 @@ import (
 // run the new definition; the paused one fires nothing more.
 func TestLookaheadObeysPauseAndChangeWithBinaries(t *testing.T) {
 	b := setup(t)
-	cli, plannerBin, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")
+	cli, plannerBin, workerBin := buildBinaries(t)
 	dir := t.TempDir()
 	ran := filepath.Join(dir, "ran.log")
 	file := func(version int, payload string) string {
@@ -36,7 +36,7 @@ tasks:
 `, version, ran, payload))
 	}
 	v1 := file(1, "old")
-	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	common := redisFlags(b)
 	mustCLI(t, cli, append([]string{"apply", v1}, common...)...)
 	p := startProc(t, "planner", plannerBin, append([]string{"--node", "p1"}, common...)...)
 	w := startProc(t, "worker", workerBin, append([]string{"--node", "w1", "--tasks", v1}, common...)...)

@@ -129,7 +129,7 @@ tasks:
     attempts: 1
     exec: [sh, -c, 'exit 1']
 `)
-	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	common := redisFlags(b)
 	pAddr, wAddr, promAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	p1 := startProc(t, "planner", plannerBin, append([]string{"--node", "p1", "--tasks", tasks, "--http", pAddr}, common...)...)
 	w1 := startProc(t, "worker", workerBin, append([]string{"--node", "w1", "--tasks", tasks, "--http", wAddr, "--visibility", "2s"}, common...)...)

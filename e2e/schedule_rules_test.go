@@ -20,7 +20,7 @@ import (
 // explain say paused; resume plans it again.
 func TestPauseAfterFailuresWithBinaries(t *testing.T) {
 	b := setup(t)
-	cli, plannerBin, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")
+	cli, plannerBin, workerBin := buildBinaries(t)
 	tasks := writeFile(t, t.TempDir(), "tasks.yaml", `version: 1
 tasks:
   - name: flaky
@@ -37,7 +37,7 @@ tasks:
     pause_after_failures: 2
     exec: [sh, -c, 'exit 4']
 `)
-	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	common := redisFlags(b)
 	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
 	p := startProc(t, "planner", plannerBin, append([]string{"--node", "p1"}, common...)...)
 	w := startProc(t, "worker", workerBin, append([]string{"--node", "w1", "--tasks", filepath.Clean(tasks)}, common...)...)
@@ -109,7 +109,7 @@ tasks:
 // marks them.
 func TestExceptWithBinaries(t *testing.T) {
 	b := setup(t)
-	cli, plannerBin, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")
+	cli, plannerBin, workerBin := buildBinaries(t)
 	dir := t.TempDir()
 	ran := filepath.Join(dir, "ran.log")
 	tasks := writeFile(t, dir, "tasks.yaml", fmt.Sprintf(`version: 1
@@ -121,7 +121,7 @@ tasks:
       - 2020-01-01
     exec: [sh, -c, 'echo "$TASKINO_FIRE_ID" >> %s']
 `, ran))
-	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	common := redisFlags(b)
 	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
 	if out := mustCLI(t, cli, append([]string{"next", "ticker", "-n", "4"}, common...)...); strings.Count(out, "excluded by except cron: */2 * * * * *: fires nothing") != 2 {
 		t.Errorf("next marks %d of 4 slots excluded, want 2:\n%s", strings.Count(out, "excluded by except"), out)
@@ -214,7 +214,7 @@ tasks:
 // new limit counts again from the apply.
 func TestLimitWithBinaries(t *testing.T) {
 	b := setup(t)
-	cli, plannerBin, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")
+	cli, plannerBin, workerBin := buildBinaries(t)
 	dir := t.TempDir()
 	file := func(version, limit int) string {
 		return writeFile(t, dir, fmt.Sprintf("tasks-%d.yaml", version), fmt.Sprintf(`version: %d
@@ -229,7 +229,7 @@ tasks:
 `, version, limit))
 	}
 	v1 := file(1, 3)
-	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	common := redisFlags(b)
 	mustCLI(t, cli, append([]string{"apply", v1}, common...)...)
 	p := startProc(t, "planner", plannerBin, append([]string{"--node", "p1"}, common...)...)
 	w := startProc(t, "worker", workerBin, append([]string{"--node", "w1", "--tasks", v1}, common...)...)

@@ -34,7 +34,7 @@ func TestSecretsStayOutOfCommandsWithBinaries(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := testBundle{srv: srv, rdb: rdb, st: st, ctx: context.Background()}
-	cli, plannerBin, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")
+	cli, plannerBin, workerBin := buildBinaries(t)
 	dir := t.TempDir()
 	pwFile := writeFile(t, dir, "redis-password", pw+"\n")
 	tasks := writeFile(t, dir, "tasks.yaml", `version: 1

@@ -88,7 +88,7 @@ func isoMs(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC333
 // wrote when they ran.
 func TestStateHistoryAndExplain(t *testing.T) {
 	b := setup(t)
-	cli, plannerBin, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")
+	cli, plannerBin, workerBin := buildBinaries(t)
 	dir := t.TempDir()
 	ev := filepath.Join(dir, "evidence.log")
 	write := fmt.Sprintf(`echo "$TASKINO_FIRE_ID $TASKINO_ATTEMPT" >> %s`, ev)
@@ -113,7 +113,7 @@ tasks:
     queue: lonely
     exec: [sh, -c, '%[1]s']
 `, write))
-	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	common := redisFlags(b)
 	cmd := func(args ...string) string { return mustCLI(t, cli, append(args, common...)...) }
 	cmd("apply", tasks)
 	w1 := startProc(t, "w1", workerBin, append([]string{"--node", "w1", "--tasks", tasks, "--queue", "default", "--visibility", "2s"}, common...)...)

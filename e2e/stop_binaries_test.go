@@ -96,7 +96,7 @@ func TestWorkerStopLeavesNoRunBehind(t *testing.T) {
 	}
 	tidy := `sleep 2; echo "end $TASKINO_TASK $TASKINO_FIRE_ID $TASKINO_NODE" >> ` + filepath.Join(dir, "ev") + `; exit 0`
 	tasks := writeFile(t, dir, "tasks.yaml", "version: 1\ntasks:\n"+task("deaf", runScript(dir, ""))+task("tidy", runScript(dir, tidy)))
-	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	common := redisFlags(b)
 	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
 
 	w1 := startProc(t, "w1", workerBin, append([]string{"--node", "w1", "--tasks", tasks, "--grace", "1s", "--kill-grace", "3s", "--concurrency", "2"}, common...)...)
@@ -188,7 +188,7 @@ func TestWorkerStopLeavesNoRunBehind(t *testing.T) {
 // stopping worker lets the long run finish and exits 0.
 func TestStoppingWorkerHandsBackUnstartedFires(t *testing.T) {
 	b := setup(t)
-	cli, plannerBin, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")
+	cli, plannerBin, workerBin := buildBinaries(t)
 	dir := t.TempDir()
 	tasks := writeFile(t, dir, "tasks.yaml", `version: 1
 tasks:
@@ -199,7 +199,7 @@ tasks:
     once: 2099-01-01T00:00:00Z
     exec: [sleep, "5"]
 `)
-	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	common := redisFlags(b)
 	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
 	// A long visibility: w2's periodic reclaim (every quarter of it) comes
 	// too late to take the hand-back within the second.

@@ -15,7 +15,7 @@ import (
 // `taskino tail --json` and `taskino trigger` work, on each.
 func TestBinariesOnClusterAndSentinel(t *testing.T) {
 	t.Parallel()
-	cli, plannerBin, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")
+	cli, plannerBin, workerBin := buildBinaries(t)
 	nodes := redistest.StartCluster(t, 3)
 	sentinel, _ := redistest.StartSentinel(t, "mymaster")
 	for _, c := range []struct{ name, url string }{

@@ -88,7 +88,7 @@ func workerRow(out, node string) []string {
 // differ, and is listed stale; stopped, it leaves the list.
 func TestWorkerBinaryStateAndSIGHUP(t *testing.T) {
 	b := setup(t)
-	cli, plannerBin, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-planner"), buildBinary(t, "cmd/taskino-worker")
+	cli, plannerBin, workerBin := buildBinaries(t)
 	dir := t.TempDir()
 	runs := filepath.Join(dir, "runs.log")
 	file := func(version int, marker string, extra string) string {
@@ -100,7 +100,7 @@ tasks:
 %s`, version, marker, runs, extra)
 	}
 	tasks := writeFile(t, dir, "tasks.yaml", file(1, "old", ""))
-	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	common := redisFlags(b)
 	worker := startProc(t, "worker", workerBin, append([]string{"--node", "w1", "--tasks", tasks, "--visibility", "1s"}, common...)...)
 	planner := startProc(t, "planner", plannerBin, append([]string{"--node", "p1"}, common...)...)
 	worker.awaitStderr(t, 30*time.Second, "saying it runs", func(l string) bool { return strings.Contains(l, "worker running") })
@@ -200,7 +200,7 @@ tasks:
     once: 2099-01-01T00:00:00Z
     exec: [sleep, "20"]
 `)
-	common := []string{"--redis", "redis://" + b.srv.Addr + "/0", "--namespace", ns}
+	common := redisFlags(b)
 	procs := map[string]*proc{}
 	for _, node := range []string{"w1", "w2"} {
 		procs[node] = startProc(t, node, workerBin, append([]string{"--node", node, "--tasks", tasks, "--visibility", "1s", "--grace", "200ms"}, common...)...)
