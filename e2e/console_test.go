@@ -90,6 +90,28 @@ func browse(t *testing.T, ctx context.Context, limit time.Duration, what string,
 	}
 }
 
+// clickTimeline opens the explain answer of fire's slot from the task
+// page's timeline. The timeline is redrawn on each of the task's events
+// (fires appended ahead of their slot come every second), so a click may
+// land on a row just replaced ("Could not find node"): it is made again on
+// the new row, up to five times.
+func clickTimeline(t *testing.T, ctx context.Context, what, fire string) {
+	t.Helper()
+	var err error
+	for try := 0; try < 5; try++ {
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = chromedp.Run(c, chromedp.Click(fmt.Sprintf(`#timeline tr[data-fire=%q] a`, fire), chromedp.ByQuery),
+			chromedp.WaitVisible("#answer", chromedp.ByQuery))
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "Could not find node") {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
 // screenshots is where the test saves its screenshots:
 // $TASKINO_SCREENSHOTS, else e2e/screenshots.
 func screenshots(t *testing.T) string {
@@ -304,8 +326,7 @@ tasks:
 	browse(t, ctx, time.Until(seen.Add(2*time.Second)), "the completion in the task's timeline within 2 s",
 		chromedp.WaitVisible(fmt.Sprintf(`#timeline tr[data-fire=%q]`, done.Fire), chromedp.ByQuery))
 	// A slot of the timeline opens its explain answer.
-	browse(t, ctx, 20*time.Second, "explain a slot", chromedp.Click(fmt.Sprintf(`#timeline tr[data-fire=%q] a`, done.Fire), chromedp.ByQuery),
-		chromedp.WaitVisible("#answer", chromedp.ByQuery))
+	clickTimeline(t, ctx, "explain a slot", done.Fire)
 	contains("explain", text("#answer"), "ran: started on w1")
 	shoot(t, ctx, shots, "task")
 
@@ -330,8 +351,8 @@ tasks:
 			manualFire = e.Fire
 		}
 	}
-	browse(t, ctx, 20*time.Second, "the manual run explained", chromedp.Navigate(base+"/task?name=manual"),
-		chromedp.Click(fmt.Sprintf(`#timeline tr[data-fire=%q] a`, manualFire), chromedp.ByQuery), chromedp.WaitVisible("#answer", chromedp.ByQuery))
+	browse(t, ctx, 20*time.Second, "the manual task", chromedp.Navigate(base+"/task?name=manual"), chromedp.WaitVisible("#timeline table", chromedp.ByQuery))
+	clickTimeline(t, ctx, "the manual run explained", manualFire)
 	contains("manual run explained", text("#answer"), "ran: started on w1")
 
 	// Pause and resume, from the page; Redis says so.
