@@ -28,6 +28,13 @@ type testBundle struct {
 func setup(t *testing.T) testBundle {
 	t.Helper()
 	t.Parallel()
+	return setupAlone(t)
+}
+
+// setupAlone is setup for a test that does not run in parallel with the
+// others: one whose load (500 MB through Redis) would starve them.
+func setupAlone(t *testing.T) testBundle {
+	t.Helper()
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	st, err := store.New(rdb, ns, store.Options{EventsMaxLen: 10_000_000})
