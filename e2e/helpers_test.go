@@ -32,7 +32,8 @@ func setup(t *testing.T) testBundle {
 }
 
 // setupAlone is setup for a test that does not run in parallel with the
-// others: one whose load (500 MB through Redis) would starve them.
+// others: one whose load (500 MB through Redis, three planners of 200
+// tasks) would starve them.
 func setupAlone(t *testing.T) testBundle {
 	t.Helper()
 	srv := redistest.Start(t)
