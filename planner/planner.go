@@ -676,6 +676,17 @@ func (p *Planner) round(ctx context.Context) (sleep time.Duration, planned int, 
 	}
 	res, err := p.store.Plan(rctx, token, plans, p.cfg.Lookahead)
 	if err != nil {
+		// A plan still unanswered when the lease ran out (Redis or this
+		// host too loaded to plan the batch in time) is as much an overrun
+		// as one sent too late: its tasks come back when the lease expires
+		// (the store refuses the plan should it run after), and the next
+		// claim takes half as many, or a loaded planner would fail every
+		// round at the same size.
+		if rctx.Err() != nil && p.batch > 1 {
+			p.batch = max(1, p.batch/2)
+			p.log.Warn().Err(err).Int("tasks", len(plans)).Int("next_batch", p.batch).
+				Msg("lease ran out before the plan was answered")
+		}
 		return 0, 0, err
 	}
 	if p.cfg.Metrics != nil {

@@ -77,6 +77,62 @@ func TestRoundShrinksItsBatchAfterALeaseOverrun(t *testing.T) {
 	}
 }
 
+// A plan Redis has not answered when the lease runs out (Redis or the host
+// too loaded) halves the next claim as an overrun does, so a loaded planner
+// does not fail every round at the same size; its tasks are planned once
+// their lease expires.
+func TestRoundShrinksItsBatchWhenThePlanTimesOut(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	admin := srv.Client(t)
+	ctx := context.Background()
+	specs := make([]events.Spec, 8)
+	for i := range specs {
+		specs[i] = events.Spec{Name: fmt.Sprintf("t%d", i), Trigger: events.Every(time.Hour)}
+	}
+	var pause atomic.Bool
+	p, err := New(rdb, Config{Namespace: "r", BatchSize: 8, Lease: 200 * time.Millisecond,
+		Logger: zerolog.New(zerolog.NewTestWriter(t)),
+		AfterClaim: func(ctx context.Context, _ []string) {
+			// Writes (the plan script among them) wait out the pause,
+			// longer than the lease.
+			if pause.Load() {
+				if err := admin.Do(ctx, "CLIENT", "PAUSE", 600, "WRITE").Err(); err != nil {
+					t.Error(err)
+				}
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Apply(ctx, p.Store(), 1, specs); err != nil {
+		t.Fatal(err)
+	}
+	pause.Store(true)
+	if _, planned, err := p.round(ctx); !errors.Is(err, context.DeadlineExceeded) || planned != 0 {
+		t.Fatalf("round under a pause planned %d (%v), want 0 and a deadline error", planned, err)
+	}
+	if p.batch != 4 {
+		t.Fatalf("batch %d after a plan timed out, want 4", p.batch)
+	}
+	pause.Store(false)
+	if err := admin.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for total < 8 {
+		sleep, planned, err := p.round(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += planned
+		if planned == 0 { // the tasks are leased to the timed-out round until its lease ends
+			time.Sleep(min(max(sleep, time.Millisecond), 50*time.Millisecond))
+		}
+	}
+}
+
 func TestSplitByOps(t *testing.T) {
 	t.Parallel()
 	plan := func(name string, ops int) store.TaskPlan {
