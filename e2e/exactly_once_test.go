@@ -47,7 +47,7 @@ func testExactlyOnce(t *testing.T, killOne bool) {
 	planners := make([]*runningPlanner, 0, 3)
 	for i, off := range []time.Duration{-30 * time.Second, 0, 30 * time.Second} {
 		node := fmt.Sprintf("p%d", i)
-		cfg := planner.Config{Clock: skewedClock{off}, Lease: time.Second, Node: node}
+		cfg := planner.Config{Clock: skewedClock{off}, Lease: 3 * time.Second, Node: node}
 		if killOne {
 			// No lookahead: the slot a claim holds is then the one due at
 			// the claim, which the check below finds from the time the
