@@ -62,4 +62,10 @@
 // An entry that does not decode (no task field, a bad field, a payload over
 // 64 KiB, text that is not UTF-8) goes to taskino:{ns}:dead with the reason
 // at once, and the worker goes on.
+//
+// A worker reads entries whole, so one XADDed with a 100 MB field costs it
+// 100 MB for a moment, unless its client is bounded by store.BoundReplies
+// (the taskino binaries' are): then it sees only the field's size, and
+// dead-letters the entry naming both. Bound a client that only taskino
+// uses; the bound changes every reply read through it.
 package consumer

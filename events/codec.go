@@ -78,9 +78,37 @@ const (
 
 // MaxDeadFieldBytes bounds each original field a dead letter copies: a
 // longer value keeps its first MaxDeadFieldBytes bytes, and DeadCut names
-// it with its full size. An entry with a 100 MB payload then costs its
-// dead letter 64 KiB, not a copy of the payload.
+// it with its full size. A field a bounded reader got as a CutValue (over
+// MaxReadBytes) keeps nothing, and DeadCut names its size too. An entry
+// with a 100 MB payload then costs its dead letter a few bytes, not a copy
+// of the payload.
 const MaxDeadFieldBytes = 64 << 10
+
+// MaxReadBytes is the longest string a taskino process reads from Redis
+// (see store.BoundReplies): a longer one, which taskino never writes (a
+// payload is at most MaxPayload, a task's definition at most MaxSpecBytes),
+// reaches it as CutValue(its size) and is never held in its memory whole.
+// A fire entry with such a field is dead-lettered naming it and its size.
+const MaxReadBytes = 1 << 20
+
+// cutPrefix begins a CutValue: a NUL, which no field taskino reads takes
+// as valid text, so a marker is never mistaken for a value.
+const cutPrefix = "\x00taskino:cut:"
+
+// CutValue is what a reader bounded by MaxReadBytes gets in place of a
+// string of size bytes.
+func CutValue(size int64) string { return cutPrefix + strconv.FormatInt(size, 10) }
+
+// CutSize says whether v is a CutValue, and the size of the string it
+// stands for.
+func CutSize(v string) (int64, bool) {
+	rest, ok := strings.CutPrefix(v, cutPrefix)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(rest, 10, 64)
+	return n, err == nil && n >= 0
+}
 
 // DecodeError is a stream entry that does not decode: which field, and what
 // is wrong with it.

@@ -46,7 +46,7 @@ var operatorMethods = []string{
 // helpers, and the two accessors of the protocols.
 var packageFuncs = []string{
 	"New", "NewKeys", "NewBackoff", "NewHealth", "ValidateNamespace", "LessID", "ACLCommands", "Status",
-	"PlanningProtocol", "WorkerProtocol",
+	"PlanningProtocol", "WorkerProtocol", "BoundReplies",
 }
 
 // TestStoreKeepsNoProtocolStep type-checks package store from its source

@@ -264,6 +264,11 @@ func (s *Store) Apply(ctx context.Context, version int64, specs []events.Spec) (
 		if err != nil {
 			return ApplyResult{}, fmt.Errorf("task %q: %w", sp.Name, err)
 		}
+		if len(raw) > events.MaxReadBytes {
+			// Processes bounded by BoundReplies could not read it back.
+			return ApplyResult{}, &events.SpecError{Task: sp.Name, Field: "definition",
+				Problem: fmt.Sprintf("%d bytes stored; want at most %d (a long except list?)", len(raw), events.MaxReadBytes)}
+		}
 		args = append(args, sp.Name, string(raw), events.ScheduleKey(sp))
 	}
 	keys := []string{s.keys.Version(), s.keys.Specs(), s.keys.Due(), s.keys.Events(), s.keys.Changes()}

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,6 +95,22 @@ func firePlan(ct store.ClaimedTask, slot time.Time) store.TaskPlan {
 
 // The plan script appends a slot only after the watermark: a second plan
 // for the same slot, even with a valid lease, appends nothing.
+// A task whose stored definition would pass events.MaxReadBytes is refused
+// at apply, naming it: processes bounded by BoundReplies could not read it
+// back, and would skip the task at run time.
+func TestApplyRefusesADefinitionTooLongToRead(t *testing.T) {
+	b := setup(t)
+	minutes := "0" + strings.Repeat(",0", events.MaxReadBytes/2)
+	_, err := b.st.Apply(b.ctx, 1, []events.Spec{every("a", time.Hour), {Name: "long", Trigger: events.Cron(minutes + " * * * *")}})
+	var se *events.SpecError
+	if !errors.As(err, &se) || se.Task != "long" || se.Field != "definition" {
+		t.Fatalf("apply of a %d-byte cron: %v; want a SpecError for task long, field definition", len(minutes), err)
+	}
+	if specs, err := b.st.Specs(b.ctx); err != nil || len(specs) != 0 {
+		t.Fatalf("after the refused apply the store holds %d specs (%v); want none", len(specs), err)
+	}
+}
+
 func TestPlanRefusesASlotTwice(t *testing.T) {
 	b := setup(t)
 	if _, err := b.st.Apply(b.ctx, 1, []events.Spec{every("a", time.Hour)}); err != nil {

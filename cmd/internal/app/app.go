@@ -180,6 +180,12 @@ func (c *Common) Connect(ctx context.Context) (redis.UniversalClient, error) {
 	if err != nil {
 		return nil, err
 	}
+	// No string over events.MaxReadBytes is read whole: a huge entry
+	// XADDed to a fire stream costs a worker a few bytes, not its size.
+	if err := store.BoundReplies(rdb); err != nil {
+		_ = rdb.Close()
+		return nil, err
+	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := rdb.Ping(pctx).Err(); err != nil {

@@ -174,7 +174,11 @@ func (w *Worker) Finish(ctx context.Context, worker string, outs []*Outcome) (in
 					args = append(args, events.DeadTruncated, strconv.Itoa(len(d.Raw)-k))
 					break
 				}
-				if len(v) > events.MaxDeadFieldBytes {
+				if n, ok := events.CutSize(v); ok {
+					// Never read whole (store.BoundReplies): nothing of it to keep.
+					cut = append(cut, f+":"+strconv.FormatInt(n, 10))
+					v = ""
+				} else if len(v) > events.MaxDeadFieldBytes {
 					cut = append(cut, f+":"+strconv.Itoa(len(v)))
 					v = v[:events.MaxDeadFieldBytes]
 				}
