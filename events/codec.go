@@ -86,7 +86,7 @@ const MaxDeadFieldBytes = 64 << 10
 
 // MaxReadBytes is the longest string a taskino process reads from Redis
 // (see store.BoundReplies): a longer one, which taskino never writes (a
-// payload is at most MaxPayload, a task's definition at most MaxSpecBytes),
+// payload is at most MaxPayload, a task's definition at most MaxReadBytes),
 // reaches it as CutValue(its size) and is never held in its memory whole.
 // A fire entry with such a field is dead-lettered naming it and its size.
 const MaxReadBytes = 1 << 20
@@ -530,6 +530,9 @@ func (e *Event) fieldSet() (fieldSet, error) {
 // version must be 1, the type known, required fields present, no field
 // outside the type's, numbers well formed, text UTF-8.
 func DecodeEvent(entryID string, in map[string]string) (Event, error) {
+	if err := checkCut(in); err != nil {
+		return Event{}, err
+	}
 	if err := checkVersion(in); err != nil {
 		return Event{}, err
 	}
@@ -561,6 +564,21 @@ func DecodeEvent(entryID string, in map[string]string) (Event, error) {
 		}
 	}
 	return e, nil
+}
+
+// checkCut refuses an entry with a field a bounded reader cut (CutValue),
+// naming it and its size. It is checked first, so the reason names the cut
+// field whatever else is wrong with the entry.
+func checkCut(in map[string]string) error {
+	for k, v := range in {
+		if n, ok := CutSize(k); ok {
+			return decodeErr("", "a field name of %d bytes; taskino reads at most %d", n, MaxReadBytes)
+		}
+		if n, ok := CutSize(v); ok {
+			return decodeErr(k, "%d bytes; taskino reads at most %d (payloads at most %d)", n, MaxReadBytes, MaxPayload)
+		}
+	}
+	return nil
 }
 
 func checkVersion(in map[string]string) error {

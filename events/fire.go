@@ -83,18 +83,11 @@ var boxedTask, boxedID, boxedAt, boxedPayload, boxedAttempt, boxedDue, boxedOrig
 // in the fire form, a bad task name, a payload over MaxPayload, text that
 // is not UTF-8 and a field cut by a bounded reader (CutValue) are errors.
 func DecodeFire(entryID string, fields map[string]string) (Fire, error) {
-	if err := checkVersion(fields); err != nil {
+	if err := checkCut(fields); err != nil {
 		return Fire{}, err
 	}
-	for k, v := range fields {
-		// Checked first, so the reason names the cut field whatever else
-		// is wrong with the entry.
-		if n, ok := CutSize(k); ok {
-			return Fire{}, decodeErr("", "a field name of %d bytes; a worker reads at most %d", n, MaxReadBytes)
-		}
-		if n, ok := CutSize(v); ok {
-			return Fire{}, decodeErr(k, "%d bytes; a worker reads at most %d (payloads at most %d)", n, MaxReadBytes, MaxPayload)
-		}
+	if err := checkVersion(fields); err != nil {
+		return Fire{}, err
 	}
 	f := Fire{Attempt: 1}
 	for k, v := range fields {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"syscall"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/taskino/taskino/events"
@@ -51,7 +52,7 @@ func (h boundHook) DialHook(next redis.DialHook) redis.DialHook {
 		if err != nil {
 			return nil, err
 		}
-		return newBoundedConn(c, h.limit), nil
+		return wrapBounded(c, h.limit), nil
 	}
 }
 
@@ -61,22 +62,35 @@ func (boundHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proce
 	return next
 }
 
+// wrapBounded wraps c in a boundedConn, one that also lets go-redis check
+// the socket (sysBoundedConn) when c allows that.
+func wrapBounded(c net.Conn, limit int64) net.Conn {
+	b := newBoundedConn(c, limit)
+	if sc, ok := c.(syscall.Conn); ok {
+		return sysBoundedConn{b, sc}
+	}
+	return b
+}
+
 // boundedConn passes a connection's bytes through, except that a bulk
 // string ($, RESP2 and RESP3) longer than limit is replaced by a bulk
 // string holding events.CutValue(its length), and its bytes are discarded
 // as they are read. It follows the protocol one element header at a time
 // (every RESP element starts with a line; $, = and ! are followed by as
 // many bytes as the line says, and their CRLF), so nothing else changes.
-// It deliberately does not expose the underlying connection (no
-// SyscallConn or NetConn): a peek at the socket would see bytes this
-// reader has buffered as not yet read.
+// A read that fails (a timeout, say) loses nothing: a line is taken only
+// once whole, and a skip or copy resumes where it stopped, so a caller
+// that keeps the connection after a timeout (go-redis's pub/sub does) stays
+// in step.
 type boundedConn struct {
 	net.Conn
 	limit int64
 	rd    *bufio.Reader
 	// What the next Read returns, in order: pending (a header line, or a
-	// marker) first, then copyLeft bytes of a string body passed through.
+	// marker) first, then skipLeft bytes of a cut string are dropped, then
+	// copyLeft bytes of a string body are passed through.
 	pending  []byte
+	skipLeft int64
 	copyLeft int64
 	mark     []byte // the last marker written, pending's storage then
 	// inLine: the last header line did not fit bufio's buffer; the rest of
@@ -90,21 +104,30 @@ func newBoundedConn(c net.Conn, limit int64) *boundedConn {
 
 // Read fills p with as many filtered bytes as are at hand: after the first,
 // it goes on only while the next piece is already buffered, so it never
-// waits for bytes the caller may not need yet.
+// waits for bytes the caller may not need yet, nor skips a cut string
+// while it holds bytes for the caller.
 func (c *boundedConn) Read(p []byte) (int, error) {
 	n := 0
 	for n < len(p) {
-		if len(c.pending) > 0 {
+		switch {
+		case len(c.pending) > 0:
 			k := copy(p[n:], c.pending)
 			c.pending = c.pending[k:]
 			n += k
-			continue
-		}
-		if c.copyLeft > 0 {
+		case c.skipLeft > 0:
+			if n > 0 {
+				return n, nil
+			}
+			d, err := c.rd.Discard(int(min(c.skipLeft, 1<<30)))
+			c.skipLeft -= int64(d)
+			if err != nil {
+				return 0, err
+			}
+		case c.copyLeft > 0:
 			want := min(int64(len(p)-n), c.copyLeft)
 			if n > 0 {
 				if want = min(want, int64(c.rd.Buffered())); want == 0 {
-					break
+					return n, nil
 				}
 			}
 			k, err := c.rd.Read(p[n : n+int(want)])
@@ -113,22 +136,48 @@ func (c *boundedConn) Read(p []byte) (int, error) {
 			if err != nil {
 				return n, err
 			}
-			continue
-		}
-		if !c.inLine {
-			if k := c.run(p[n:]); k > 0 {
-				n += k
-				continue
+		default:
+			if !c.inLine {
+				if k := c.run(p[n:]); k > 0 {
+					n += k
+					continue
+				}
 			}
-		}
-		if n > 0 && !c.lineBuffered() {
-			break
-		}
-		if err := c.next(); err != nil {
-			return n, err
+			if n > 0 && !c.lineBuffered() {
+				return n, nil
+			}
+			if err := c.next(); err != nil {
+				return n, err
+			}
 		}
 	}
 	return n, nil
+}
+
+// holds says whether the filter has bytes of the stream it has not passed
+// on, or is inside an element: the socket alone then does not say what is
+// left to read.
+func (c *boundedConn) holds() bool {
+	return c.rd.Buffered() > 0 || len(c.pending) > 0 || c.skipLeft > 0 || c.copyLeft > 0 || c.inLine
+}
+
+// sysBoundedConn is a boundedConn over a connection with a socket, which
+// go-redis peeks at to find connections the server closed while idle. It
+// lets it only when the filter holds nothing; otherwise the check fails
+// and go-redis drops the connection, the safe side.
+type sysBoundedConn struct {
+	*boundedConn
+	sys syscall.Conn
+}
+
+var errHolding = errors.New("bounded connection: bytes are buffered above the socket")
+
+// SyscallConn is the socket's, when the filter holds nothing.
+func (c sysBoundedConn) SyscallConn() (syscall.RawConn, error) {
+	if c.holds() {
+		return nil, errHolding
+	}
+	return c.sys.SyscallConn()
 }
 
 // run passes through, in one copy, the whole elements already buffered
@@ -163,16 +212,16 @@ func (c *boundedConn) run(p []byte) int {
 	return pos
 }
 
-// bodyLen says whether line is the header of an element with a body ($, =,
-// ! and a streamed string's ; chunk), and the body's length without its
-// CRLF.
+// bodyLen says whether line is the header of an element with a body ($, =
+// and !), and the body's length without its CRLF. Streamed strings ($?),
+// which Redis does not send, are passed through as lines.
 func bodyLen(line []byte) (int64, bool) {
 	if len(line) < 4 || line[len(line)-2] != '\r' {
 		return 0, false
 	}
 	switch line[0] {
-	case '$', '=', '!', ';':
-		return parseLen(line[1 : len(line)-2]) // $-1, $?: no body
+	case '$', '=', '!':
+		return parseLen(line[1 : len(line)-2]) // $-1: no body
 	}
 	return 0, false
 }
@@ -184,23 +233,26 @@ func (c *boundedConn) lineBuffered() bool {
 }
 
 // next reads the next element header (or the rest of a long line) and
-// sets what Read returns for it. pending may point into rd's buffer: Read
-// hands it all out before it reads rd again.
+// sets what Read returns for it. It takes a line only once it is whole (or
+// fills the buffer), so a failed read consumes nothing. pending may point
+// into rd's buffer: Read hands it all out before it reads rd again.
 func (c *boundedConn) next() error {
+	for !c.lineBuffered() && c.rd.Buffered() < c.rd.Size() {
+		if _, err := c.rd.Peek(c.rd.Buffered() + 1); err != nil {
+			return err
+		}
+	}
 	line, err := c.rd.ReadSlice('\n')
+	if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+		return err // not reached: the line is buffered
+	}
+	c.pending = line
 	if errors.Is(err, bufio.ErrBufferFull) {
 		// A simple line longer than the buffer (Redis sends none): pass
 		// it through as it comes.
-		c.pending = line
 		c.inLine = true
 		return nil
 	}
-	if err != nil {
-		// go-redis drops a connection whose read failed, so the part of a
-		// line read before the error is of no use.
-		return err
-	}
-	c.pending = line
 	if c.inLine {
 		c.inLine = false
 		return nil
@@ -217,7 +269,8 @@ func (c *boundedConn) next() error {
 		c.mark = append(c.mark, marker...)
 		c.mark = append(c.mark, '\r', '\n')
 		c.pending = c.mark
-		return c.discard(n + 2)
+		c.skipLeft = n + 2
+		return nil
 	}
 	c.copyLeft = n + 2
 	return nil
@@ -236,18 +289,4 @@ func parseLen(b []byte) (n int64, ok bool) {
 		n = n*10 + int64(ch-'0')
 	}
 	return n, true
-}
-
-// discard reads n bytes and drops them, in pieces, so a huge string never
-// sits in memory.
-func (c *boundedConn) discard(n int64) error {
-	for n > 0 {
-		step := min(n, 1<<30)
-		d, err := c.rd.Discard(int(step))
-		n -= int64(d)
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }

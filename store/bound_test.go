@@ -3,12 +3,15 @@ package store
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/taskino/taskino/events"
@@ -64,6 +67,106 @@ func TestBoundedConnCutsOnlyLongBulkStrings(t *testing.T) {
 				t.Errorf("%s, reads of %d:\n got %q\nwant %q", from, size, got, want)
 			}
 		}
+	}
+}
+
+// timeoutAt reads r, failing once with a timeout when it reaches byte at
+// (before any byte of that read is given), as a read deadline would.
+type timeoutAt struct {
+	r    io.Reader
+	at   int
+	off  int
+	done bool
+}
+
+var errTestTimeout = errors.New("i/o timeout")
+
+func (t *timeoutAt) Read(p []byte) (int, error) {
+	if !t.done && t.off <= t.at && t.off+len(p) > t.at {
+		if t.off == t.at {
+			t.done = true
+			return 0, errTestTimeout
+		}
+		p = p[:t.at-t.off]
+	}
+	n, err := t.r.Read(p)
+	t.off += n
+	return n, err
+}
+
+// A read that times out anywhere (in a header, a body, a string being
+// skipped) loses nothing: the reads after it go on from the same byte, as
+// go-redis's pub/sub expects when it keeps a connection after a timeout.
+func TestBoundedConnResumesAfterATimeout(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("y", 40)
+	in := "*3\r\n$3\r\nabc\r\n$40\r\n" + long + "\r\n+ok\r\n>2\r\n$7\r\nmessage\r\n$5\r\nhello\r\n"
+	m := events.CutValue(40)
+	want := "*3\r\n$3\r\nabc\r\n$" + strconv.Itoa(len(m)) + "\r\n" + m + "\r\n+ok\r\n>2\r\n$7\r\nmessage\r\n$5\r\nhello\r\n"
+	for at := 0; at < len(in); at++ {
+		for _, size := range []int{1, 4, 4096} {
+			c := newBoundedConn(readerConn{r: &timeoutAt{r: iotest.HalfReader(strings.NewReader(in)), at: at}}, 10)
+			var got []byte
+			buf := make([]byte, size)
+			timeouts := 0
+			for {
+				n, err := c.Read(buf)
+				got = append(got, buf[:n]...)
+				if err == io.EOF {
+					break
+				}
+				if errors.Is(err, errTestTimeout) {
+					timeouts++
+					continue
+				}
+				if err != nil {
+					t.Fatalf("timeout at byte %d, reads of %d: %v", at, size, err)
+				}
+			}
+			if string(got) != want || timeouts != 1 {
+				t.Errorf("timeout at byte %d, reads of %d (%d timeouts seen):\n got %q\nwant %q", at, size, timeouts, got, want)
+			}
+		}
+	}
+}
+
+// A bounded connection over a socket lets go-redis check the socket while
+// it holds nothing, so a connection the server closed while idle is
+// replaced before a command is sent on it, even with no retries.
+func TestBoundedConnKeepsTheIdleCheck(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: 1, MaxRetries: -1, ClientName: "bounded"})
+	t.Cleanup(func() { _ = rdb.Close() })
+	if err := BoundReplies(rdb); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	admin := srv.Client(t)
+	for i := 0; i < 3; i++ {
+		if n, err := admin.Do(ctx, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").Int(); err != nil || n != 1 {
+			t.Fatalf("CLIENT KILL: %d killed (%v), want the bounded client's one connection", n, err)
+		}
+		// Wait until the server has closed it: the killed client is gone
+		// from CLIENT LIST.
+		for strings.Contains(admin.ClientList(ctx).Val(), "name=bounded") {
+			time.Sleep(time.Millisecond)
+		}
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			t.Fatalf("PING after the server closed the idle connection: %v; want the pool to have replaced it", err)
+		}
+	}
+	c := wrapBounded(&net.TCPConn{}, 10)
+	if _, ok := c.(syscall.Conn); !ok {
+		t.Error("a bounded TCP connection is not a syscall.Conn: go-redis would not check it")
+	}
+	b := c.(sysBoundedConn)
+	b.pending = []byte("x")
+	if _, err := b.SyscallConn(); err == nil {
+		t.Error("a bounded connection holding bytes handed out its socket")
 	}
 }
 
