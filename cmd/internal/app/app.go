@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -188,7 +189,19 @@ func (c *Common) Connect(ctx context.Context) (redis.UniversalClient, error) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
+	err = rdb.Ping(pctx).Err()
+	// A reply slower than a short read_timeout (a loaded host) is tried
+	// again until the 5 s are up: the server answered the dial.
+	for i := 0; err != nil && isTimeout(err) && pctx.Err() == nil; i++ {
+		select {
+		case <-pctx.Done():
+		case <-time.After(time.Duration(min(i+1, 10)) * 20 * time.Millisecond):
+		}
+		if pctx.Err() == nil {
+			err = rdb.Ping(pctx).Err()
+		}
+	}
+	if err != nil {
 		_ = rdb.Close()
 		if msg := err.Error(); strings.HasPrefix(msg, "WRONGPASS") || strings.HasPrefix(msg, "NOAUTH") || strings.HasPrefix(msg, "NOPERM") {
 			return nil, fmt.Errorf("Redis at %s refused the login: %v (check the user and password in --redis or TASKINO_REDIS)", redisurl.Addr(c.RedisURL), oneLine(err))
@@ -351,4 +364,10 @@ func NewWorker(rdb redis.UniversalClient, cfg WorkerConfig) (*dispatcher.Worker,
 		cfg.Metrics.WatchStreams(w.Store(), streams)
 	}
 	return w, queues, nil
+}
+
+// isTimeout says whether err is a network timeout (a read deadline passed).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
