@@ -212,7 +212,13 @@ func (a *admission) firstTrigger(ctx context.Context, d store.Delivery) bool {
 // beginOverlap applies the task's overlap policy; it reports whether the
 // fire is to run now.
 func (a *admission) beginOverlap(ctx context.Context, d *store.Delivery) bool {
-	missed := missedEvent(a.node, *d, events.Misfire("overlap-"+string(d.Spec.Overlap)), "the previous run of the task was still running")
+	reason := "the previous run of the task was still running"
+	if d.Spec.Overlap == events.OverlapCancelPrevious {
+		// The only fire cancel-previous drops: an older slot than the one
+		// running (a retry or a reclaim coming late).
+		reason = "a newer slot of the task was running (overlap: cancel-previous runs the newest)"
+	}
+	missed := missedEvent(a.node, *d, events.Misfire("overlap-"+string(d.Spec.Overlap)), reason)
 	if d.Broadcast {
 		run, kept := a.local.begin(d, d.Spec.Overlap == events.OverlapBufferOne)
 		if !run && !kept {

@@ -777,3 +777,67 @@ func TestChangesRecordPausesChangesAndRemovals(t *testing.T) {
 		t.Errorf("changes %v; want changed a, removed b, paused c (added d and unchanged c not noted, the ancient entry dropped)", got)
 	}
 }
+
+// Under cancel-previous a fire replaces the run under way, unless both are
+// planned fires and it is of the older slot (a retry or a reclaim coming
+// late): that one is dropped, recorded missed, and the newer run goes on.
+// A manual fire, whose id holds no slot, always replaces.
+func TestCancelPreviousKeepsTheNewerSlot(t *testing.T) {
+	b := setup(t)
+	rdb := b.srv.Client(t)
+	stream := b.st.Keys().Fires("q")
+	if err := b.worker.EnsureGroup(b.ctx, stream); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a@2000", "a@1000", "a@3000", "by-hand"} {
+		if err := rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: stream, Values: []any{"task", "a", "id", id}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds, err := b.worker.ReadFires(b.ctx, "w", []string{stream}, 4, 0)
+	if err != nil || len(ds) != 4 {
+		t.Fatalf("read %d fires (%v), want 4", len(ds), err)
+	}
+	subscribed := rdb.Subscribe(b.ctx, b.st.Keys().Cancel())
+	defer subscribed.Close()
+	if _, err := subscribed.Receive(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	begin := func(d store.Delivery) store.BeginResult {
+		t.Helper()
+		missed := events.Event{Type: events.TypeMissed, Task: "a", Fire: d.Fire.ID, At: d.Fire.At, Count: 1, Policy: "overlap-cancel-previous", Reason: "older"}
+		res, err := b.worker.Begin(b.ctx, d, events.OverlapCancelPrevious, time.Minute, missed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	cancelled := func(want string) {
+		t.Helper()
+		m, err := subscribed.ReceiveMessage(b.ctx)
+		if err != nil || m.Payload != want {
+			t.Fatalf("cancel message %v (%v), want %q", m, err, want)
+		}
+	}
+	if res := begin(ds[0]); res != store.BeginRun {
+		t.Fatalf("a@2000 with nothing running: %s, want run", res)
+	}
+	if res := begin(ds[1]); res != store.BeginSkipped {
+		t.Fatalf("a@1000 while a@2000 runs: %s, want skipped (the newer slot goes on)", res)
+	}
+	if n := rdb.XPending(b.ctx, stream, "workers").Val().Count; n != 3 {
+		t.Errorf("%d entries pending after the older slot was dropped, want 3 (it is acked)", n)
+	}
+	evs, err := rdb.XRange(b.ctx, b.st.Keys().Events(), "-", "+").Result()
+	if err != nil || len(evs) != 1 || evs[0].Values["fire"] != "a@1000" || evs[0].Values["type"] != "missed" {
+		t.Errorf("events %v (%v), want one missed event for a@1000", evs, err)
+	}
+	if res := begin(ds[2]); res != store.BeginReplaced {
+		t.Fatalf("a@3000 while a@2000 runs: %s, want replaced", res)
+	}
+	cancelled("a@2000 a@3000")
+	if res := begin(ds[3]); res != store.BeginReplaced {
+		t.Fatalf("a manual fire while a@3000 runs: %s, want replaced", res)
+	}
+	cancelled("a@3000 by-hand")
+}

@@ -415,7 +415,7 @@ func (w *Worker) Begin(ctx context.Context, d Delivery, policy events.Overlap, t
 	if err != nil {
 		return "", err
 	}
-	args := []any{d.Fire.ID, ttl.Milliseconds(), string(policy), d.Stream, core.WorkerGroup, d.EntryID, w.maxLen(), member, w.historyLen}
+	args := []any{d.Fire.ID, ttl.Milliseconds(), string(policy), d.Stream, core.WorkerGroup, d.EntryID, w.maxLen(), member, w.historyLen, d.Fire.Task}
 	if args, err = missed.AppendArgs(args); err != nil {
 		return "", err
 	}
