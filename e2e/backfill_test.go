@@ -191,3 +191,48 @@ func TestBackfillPacesItsFires(t *testing.T) {
 		})
 	}
 }
+
+// Outcomes the events stream lost before the backfill read them (trimmed
+// by a short events bound in a busy namespace) are found in the task's
+// history: the backfill ends with every outcome, instead of waiting for
+// events that are gone.
+func TestBackfillFindsTrimmedOutcomesInTheHistory(t *testing.T) {
+	b := setup(t)
+	task := "nightly-trimmed"
+	spec := events.Spec{Name: task, Trigger: events.Cron("0 3 * * *")}
+	if _, err := planner.Apply(b.ctx, b.st, time.Now().UnixNano(), []events.Spec{spec}); err != nil {
+		t.Fatal(err)
+	}
+	startWorker(t, b, consumer.Config{Node: "w-trimmed"}, dispatcher.Config{Concurrency: 5}, map[string]dispatcher.HandlerFunc{
+		task: func(ctx context.Context, f events.Fire) error { return nil },
+	})
+	var once sync.Once
+	hold := func(planner.BackfillReport) {
+		once.Do(func() {
+			// All three fires are appended: let them run, then trim every
+			// event before the backfill reads one.
+			awaitEvents(t, b, 30*time.Second, func(all []events.Event) bool {
+				n := 0
+				for _, e := range all {
+					if e.Type == events.TypeCompleted && e.Task == task {
+						n++
+					}
+				}
+				return n == 3
+			})
+			if err := b.rdb.XTrimMaxLen(b.ctx, b.st.Keys().Events(), 0).Err(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	to := time.Now().Add(-24 * time.Hour)
+	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+	defer cancel()
+	rep, err := planner.Backfill(ctx, b.st, task, to.Add(-3*24*time.Hour), to, planner.BackfillOptions{Progress: hold, Poll: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("backfill: %v (%d of %d outcomes read); want it to find the trimmed ones in the history", err, rep.Done, len(rep.Fired))
+	}
+	if len(rep.Fired) != 3 || rep.Done != 3 || rep.Outcomes["completed"] != 3 {
+		t.Fatalf("report: %d fired, %d done, %v; want 3 completed", len(rep.Fired), rep.Done, rep.Outcomes)
+	}
+}

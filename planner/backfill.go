@@ -165,11 +165,18 @@ func Backfill(ctx context.Context, st *store.Store, task string, from, to time.T
 		return rep, nil
 	}
 
-	// Append, paced, and wait for the outcomes.
+	// Append, paced, and wait for the outcomes. The events stream's count
+	// of entries ever added, taken before the start, tells whether any
+	// were lost (trimmed) before they were read.
+	added0, _, err := st.StreamCounts(ctx, st.Keys().Events())
+	if err != nil {
+		return rep, fmt.Errorf("backfill %q: %w", task, err)
+	}
 	after, err := st.LastEntryID(ctx, st.Keys().Events())
 	if err != nil {
 		return rep, fmt.Errorf("backfill %q: %w", task, err)
 	}
+	var read int64                   // events read since added0
 	outstanding := map[string]bool{} // fire ids appended, no final outcome yet
 	progress := func() {
 		if opts.Progress != nil {
@@ -204,22 +211,31 @@ func Backfill(ctx context.Context, st *store.Store, task string, from, to time.T
 			return rep, fmt.Errorf("backfill %q: read outcomes: %w", task, err)
 		}
 		after = next
+		read += int64(len(es))
+		if len(es) == 0 {
+			// Nothing for a poll: were events trimmed away before they
+			// were read (a busy namespace with a short events bound)?
+			// Then the task's history has their outcomes.
+			added, _, err := st.StreamCounts(ctx, st.Keys().Events())
+			if err != nil {
+				return rep, fmt.Errorf("backfill %q: read outcomes: %w", task, err)
+			}
+			if added-added0 > read {
+				added0, read = added, 0
+				if err := outcomesFromHistory(ctx, st, spec, outstanding, &rep); err != nil {
+					return rep, err
+				}
+				progress()
+			}
+		}
 		for _, ee := range es {
 			e := ee.Event
 			if ee.Err != nil || e.Task != task || e.Origin != events.OriginBackfill || !outstanding[e.Fire] {
 				continue
 			}
 			if final(e, spec.Mode) {
-				delete(outstanding, e.Fire)
-				rep.Outcomes[string(e.Type)]++
-				rep.Done++
-				if e.Type == events.TypeMissed || e.Type == events.TypeCancelled {
-					// It did not run (the task's overlap policy dropped it,
-					// or a newer fire replaced it): a later backfill may
-					// fire the slot again.
-					if err := st.ForgetBackfill(ctx, task, e.At); err != nil {
-						return rep, fmt.Errorf("backfill %q: %w", task, err)
-					}
+				if err := settle(ctx, st, task, outstanding, &rep, e.Fire, e.Type, e.At); err != nil {
+					return rep, err
 				}
 				progress()
 			}
@@ -229,6 +245,44 @@ func Backfill(ctx context.Context, st *store.Store, task string, from, to time.T
 		}
 	}
 	return rep, nil
+}
+
+// outcomesFromHistory finds in task's history the final outcomes of the
+// outstanding fires (those the events stream lost before Backfill read
+// them), counts them in rep and forgets them.
+func outcomesFromHistory(ctx context.Context, st *store.Store, spec events.Spec, outstanding map[string]bool, rep *BackfillReport) error {
+	hist, err := st.History(ctx, spec.Name, 0, time.Now())
+	if err != nil {
+		return fmt.Errorf("backfill %q: read the task's history for outcomes the events stream lost: %w", spec.Name, err)
+	}
+	for _, h := range hist {
+		if !outstanding[h.Fire] {
+			continue
+		}
+		e := events.Event{Type: events.Type(h.Outcome), Reason: h.Reason}
+		if final(e, spec.Mode) {
+			if err := settle(ctx, st, spec.Name, outstanding, rep, h.Fire, e.Type, h.Scheduled); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// settle records the final outcome typ of the backfilled fire of slot at
+// in rep, and stops waiting for it.
+func settle(ctx context.Context, st *store.Store, task string, outstanding map[string]bool, rep *BackfillReport, fire string, typ events.Type, at time.Time) error {
+	delete(outstanding, fire)
+	rep.Outcomes[string(typ)]++
+	rep.Done++
+	if typ == events.TypeMissed || typ == events.TypeCancelled {
+		// It did not run (the task's overlap policy dropped it, or a newer
+		// fire replaced it): a later backfill may fire the slot again.
+		if err := st.ForgetBackfill(ctx, task, at); err != nil {
+			return fmt.Errorf("backfill %q: %w", task, err)
+		}
+	}
+	return nil
 }
 
 // final says whether e ends a backfilled fire: completed, dead, missed (an

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/taskino/taskino/events"
 	"github.com/taskino/taskino/store"
 )
@@ -64,5 +65,35 @@ func TestEventGroup(t *testing.T) {
 	}
 	if past, upTo, err := b.st.EventGroupGap(b.ctx, "late"); err != nil || past == "" || upTo != "0-0" {
 		t.Errorf("gap of a group behind the trim: %q, %q (%v), want one from 0-0", past, upTo, err)
+	}
+}
+
+// A trimmed stream is known to have lost entries (Redis 7 counts the
+// entries ever added; its max-deleted-entry-id stays 0-0 after a trim), so
+// StreamReach says how far back it reaches instead of "all of it".
+func TestStreamReachSeesATrim(t *testing.T) {
+	b := setup(t)
+	rdb := b.srv.Client(t)
+	for range 3 {
+		if err := rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: "s", Values: []any{"a", "b"}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if reach, err := b.st.StreamReach(b.ctx, "s"); err != nil || !reach.IsZero() {
+		t.Fatalf("untrimmed stream reaches %v (%v), want the zero time: all of it", reach, err)
+	}
+	if err := rdb.XTrimMaxLen(b.ctx, "s", 1).Err(); err != nil {
+		t.Fatal(err)
+	}
+	last, err := b.st.LastEntryID(b.ctx, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := events.EntryTime(last)
+	if reach, err := b.st.StreamReach(b.ctx, "s"); err != nil || !reach.Equal(want) {
+		t.Errorf("trimmed stream reaches %v (%v), want its oldest entry's time %v", reach, err, want)
+	}
+	if added, length, err := b.st.StreamCounts(b.ctx, "s"); err != nil || added != 3 || length != 1 {
+		t.Errorf("counts %d added, %d held (%v), want 3 and 1", added, length, err)
 	}
 }
