@@ -195,7 +195,8 @@ func TestBackfillPacesItsFires(t *testing.T) {
 // Outcomes the events stream lost before the backfill read them (trimmed
 // by a short events bound in a busy namespace) are found in the task's
 // history: the backfill ends with every outcome, instead of waiting for
-// events that are gone.
+// events that are gone. A later backfill of a range before the trim is
+// refused: the stream no longer says whether those slots fired.
 func TestBackfillFindsTrimmedOutcomesInTheHistory(t *testing.T) {
 	b := setup(t)
 	task := "nightly-trimmed"
@@ -234,5 +235,11 @@ func TestBackfillFindsTrimmedOutcomesInTheHistory(t *testing.T) {
 	}
 	if len(rep.Fired) != 3 || rep.Done != 3 || rep.Outcomes["completed"] != 3 {
 		t.Fatalf("report: %d fired, %d done, %v; want 3 completed", len(rep.Fired), rep.Done, rep.Outcomes)
+	}
+	// The trimmed stream no longer says whether earlier slots fired: a
+	// range before the trim is refused, naming --unchecked.
+	earlier := to.Add(-10 * 24 * time.Hour)
+	if _, err := planner.Backfill(ctx, b.st, task, earlier, earlier.Add(48*time.Hour), planner.BackfillOptions{}); err == nil || !strings.Contains(err.Error(), "--unchecked") {
+		t.Errorf("backfill of a range the trimmed events no longer cover: %v; want it refused, naming --unchecked", err)
 	}
 }
