@@ -778,10 +778,11 @@ func TestChangesRecordPausesChangesAndRemovals(t *testing.T) {
 	}
 }
 
-// Under cancel-previous a fire replaces the run under way, unless both are
-// planned fires and it is of the older slot (a retry or a reclaim coming
-// late): that one is dropped, recorded missed, and the newer run goes on.
-// A manual fire, whose id holds no slot, always replaces.
+// Under cancel-previous a fire replaces the run under way, unless it comes
+// late (a retry, a reclaim) for an older slot than the one running: that
+// one is dropped, recorded missed, and the newer run goes on. A first
+// delivery (a jittered slot may arrive after the next one's), a backfill's
+// fire and a manual one always replace.
 func TestCancelPreviousKeepsTheNewerSlot(t *testing.T) {
 	b := setup(t)
 	rdb := b.srv.Client(t)
@@ -789,15 +790,18 @@ func TestCancelPreviousKeepsTheNewerSlot(t *testing.T) {
 	if err := b.worker.EnsureGroup(b.ctx, stream); err != nil {
 		t.Fatal(err)
 	}
-	for _, id := range []string{"a@2000", "a@1000", "a@3000", "by-hand"} {
+	ids := []string{"a@2000", "a@1000", "a@1500", "a@3000", "a@2500", "by-hand"}
+	for _, id := range ids {
 		if err := rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: stream, Values: []any{"task", "a", "id", id}}).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	ds, err := b.worker.ReadFires(b.ctx, "w", []string{stream}, 4, 0)
-	if err != nil || len(ds) != 4 {
-		t.Fatalf("read %d fires (%v), want 4", len(ds), err)
+	ds, err := b.worker.ReadFires(b.ctx, "w", []string{stream}, len(ids), 0)
+	if err != nil || len(ds) != len(ids) {
+		t.Fatalf("read %d fires (%v), want %d", len(ds), err, len(ids))
 	}
+	ds[1].Fire.Attempt = 2                                // a retry of an older slot
+	ds[2].Fire.Attempt, ds[2].Fire.Origin = 2, "backfill" // a backfill's, retried
 	subscribed := rdb.Subscribe(b.ctx, b.st.Keys().Cancel())
 	defer subscribed.Close()
 	if _, err := subscribed.Receive(b.ctx); err != nil {
@@ -812,10 +816,13 @@ func TestCancelPreviousKeepsTheNewerSlot(t *testing.T) {
 		}
 		return res
 	}
-	cancelled := func(want string) {
+	replaces := func(d store.Delivery, running string) {
 		t.Helper()
+		if res := begin(d); res != store.BeginReplaced {
+			t.Fatalf("%s while %s runs: %s, want replaced", d.Fire.ID, running, res)
+		}
 		m, err := subscribed.ReceiveMessage(b.ctx)
-		if err != nil || m.Payload != want {
+		if want := running + " " + d.Fire.ID; err != nil || m.Payload != want {
 			t.Fatalf("cancel message %v (%v), want %q", m, err, want)
 		}
 	}
@@ -823,21 +830,17 @@ func TestCancelPreviousKeepsTheNewerSlot(t *testing.T) {
 		t.Fatalf("a@2000 with nothing running: %s, want run", res)
 	}
 	if res := begin(ds[1]); res != store.BeginSkipped {
-		t.Fatalf("a@1000 while a@2000 runs: %s, want skipped (the newer slot goes on)", res)
+		t.Fatalf("a retry of a@1000 while a@2000 runs: %s, want skipped (the newer slot goes on)", res)
 	}
-	if n := rdb.XPending(b.ctx, stream, "workers").Val().Count; n != 3 {
-		t.Errorf("%d entries pending after the older slot was dropped, want 3 (it is acked)", n)
+	if n := rdb.XPending(b.ctx, stream, "workers").Val().Count; n != int64(len(ids)-1) {
+		t.Errorf("%d entries pending after the older slot was dropped, want %d (it is acked)", n, len(ids)-1)
 	}
 	evs, err := rdb.XRange(b.ctx, b.st.Keys().Events(), "-", "+").Result()
 	if err != nil || len(evs) != 1 || evs[0].Values["fire"] != "a@1000" || evs[0].Values["type"] != "missed" {
 		t.Errorf("events %v (%v), want one missed event for a@1000", evs, err)
 	}
-	if res := begin(ds[2]); res != store.BeginReplaced {
-		t.Fatalf("a@3000 while a@2000 runs: %s, want replaced", res)
-	}
-	cancelled("a@2000 a@3000")
-	if res := begin(ds[3]); res != store.BeginReplaced {
-		t.Fatalf("a manual fire while a@3000 runs: %s, want replaced", res)
-	}
-	cancelled("a@3000 by-hand")
+	replaces(ds[2], "a@2000") // a backfill's fire of an older slot
+	replaces(ds[3], "a@1500")
+	replaces(ds[4], "a@3000") // first delivered after a newer slot
+	replaces(ds[5], "a@2500")
 }

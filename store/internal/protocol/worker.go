@@ -415,7 +415,12 @@ func (w *Worker) Begin(ctx context.Context, d Delivery, policy events.Overlap, t
 	if err != nil {
 		return "", err
 	}
-	args := []any{d.Fire.ID, ttl.Milliseconds(), string(policy), d.Stream, core.WorkerGroup, d.EntryID, w.maxLen(), member, w.historyLen, d.Fire.Task}
+	// A backfill's fire is asked for by hand: it replaces as a manual one.
+	late := ""
+	if (d.Fire.Attempt > 1 || d.Deliveries > 1) && d.Fire.Origin != events.OriginBackfill {
+		late = "1"
+	}
+	args := []any{d.Fire.ID, ttl.Milliseconds(), string(policy), d.Stream, core.WorkerGroup, d.EntryID, w.maxLen(), member, w.historyLen, d.Fire.Task, late}
 	if args, err = missed.AppendArgs(args); err != nil {
 		return "", err
 	}

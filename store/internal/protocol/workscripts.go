@@ -240,17 +240,19 @@ return done
 // ARGV[8] -> the fire as a Retry member (what a buffer holds)
 // ARGV[9] -> the task's history approximate MAXLEN
 // ARGV[10] -> the task's name
-// ARGV[11..] -> the fields of the missed event recorded (on the events
+// ARGV[11] -> "1" when the fire comes late (a retry, or delivered again),
+// else ""
+// ARGV[12..] -> the fields of the missed event recorded (on the events
 // stream and in the history) when the fire is dropped
 //
 // When no other fire of the task runs (or this one does: a reclaim), the
 // running key is set to this fire and the result is "run". Otherwise, under
 // cancel-previous, the running key is set to this fire and "previous new"
 // published on the cancel channel (the worker running the previous one
-// cancels it): "replaced"; unless both are planned fires (ids
-// "<task>@<slot ms>") and this one's slot is the older (a retry or a
-// reclaim coming late): then it is dropped as under skip, and the newer
-// run goes on. Otherwise, under buffer-one with an empty buffer, the fire goes to the buffer and its entry
+// cancels it): "replaced"; unless this fire comes late (a retry, a reclaim
+// or a hand-back), both are of planned slots (ids "<task>@<slot ms>") and
+// this one's slot is the older: then it is dropped as under skip, and the
+// newer run goes on. Otherwise, under buffer-one with an empty buffer, the fire goes to the buffer and its entry
 // is acked: "buffered". Otherwise the entry is acked and the missed event
 // appended: "skipped". An entry no longer pending (acked elsewhere) is left
 // alone: "gone".
@@ -268,7 +270,7 @@ local function slot(id)
   return tonumber(ms)
 end
 if ARGV[3] == 'cancel-previous' then
-  local old, new = slot(cur), slot(ARGV[1])
+  local old, new = slot(cur), ARGV[11] == '1' and slot(ARGV[1])
   if not (old and new and new < old) then
     redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
     redis.call('PUBLISH', KEYS[5], cur .. ' ' .. ARGV[1])
@@ -279,8 +281,8 @@ if redis.call('XACK', ARGV[4], ARGV[5], ARGV[6]) == 0 then return 'gone' end
 if ARGV[3] == 'buffer-one' and redis.call('SET', KEYS[2], ARGV[8], 'NX') then
   return 'buffered'
 end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', unpack(ARGV, 11))
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[9], '*', unpack(ARGV, 11))
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', unpack(ARGV, 12))
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[9], '*', unpack(ARGV, 12))
 return 'skipped'
 `)
 
