@@ -229,7 +229,7 @@ func TestBackfillFindsTrimmedOutcomesInTheHistory(t *testing.T) {
 	to := time.Now().Add(-24 * time.Hour)
 	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
 	defer cancel()
-	rep, err := planner.Backfill(ctx, b.st, task, to.Add(-3*24*time.Hour), to, planner.BackfillOptions{Progress: hold, Poll: 100 * time.Millisecond})
+	rep, err := planner.Backfill(ctx, b.st, task, to.Add(-3*24*time.Hour), to, planner.BackfillOptions{Progress: hold, Poll: 100 * time.Millisecond, HistoryEvery: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatalf("backfill: %v (%d of %d outcomes read); want it to find the trimmed ones in the history", err, rep.Done, len(rep.Fired))
 	}

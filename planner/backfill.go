@@ -42,6 +42,10 @@ type BackfillOptions struct {
 	// Poll bounds each wait for outcomes on the events stream (default
 	// 1s); the wait ends as soon as one arrives.
 	Poll time.Duration
+	// HistoryEvery is how long Backfill waits without an outcome before it
+	// looks for outcomes in the task's history too: those the events
+	// stream lost (trimmed) before Backfill read them (default 5s).
+	HistoryEvery time.Duration
 }
 
 // BackfillReport says what a Backfill did (or, DryRun, would do).
@@ -108,6 +112,9 @@ func Backfill(ctx context.Context, st *store.Store, task string, from, to time.T
 	if opts.Poll <= 0 {
 		opts.Poll = time.Second
 	}
+	if opts.HistoryEvery <= 0 {
+		opts.HistoryEvery = 5 * time.Second
+	}
 	sched, err := Compile(spec.Trigger)
 	if err != nil {
 		return rep, fmt.Errorf("backfill %q: %w", task, err)
@@ -165,10 +172,12 @@ func Backfill(ctx context.Context, st *store.Store, task string, from, to time.T
 		return rep, nil
 	}
 
-	// Append, paced, and wait for the outcomes. The events stream's count
-	// of entries ever added, taken before the start, tells whether any
-	// were lost (trimmed) before they were read.
-	added0, _, err := st.StreamCounts(ctx, st.Keys().Events())
+	// Append, paced, and wait for the outcomes: on the events stream, and
+	// in the task's history for those the stream lost before they were
+	// read (trimmed, in a busy namespace with a short events bound),
+	// looked up whenever HistoryEvery passes without an outcome. Only
+	// history recorded since the start counts.
+	started, err := st.Time(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("backfill %q: %w", task, err)
 	}
@@ -176,7 +185,7 @@ func Backfill(ctx context.Context, st *store.Store, task string, from, to time.T
 	if err != nil {
 		return rep, fmt.Errorf("backfill %q: %w", task, err)
 	}
-	var read int64                   // events read since added0
+	lastOutcome := time.Now()
 	outstanding := map[string]bool{} // fire ids appended, no final outcome yet
 	progress := func() {
 		if opts.Progress != nil {
@@ -211,20 +220,13 @@ func Backfill(ctx context.Context, st *store.Store, task string, from, to time.T
 			return rep, fmt.Errorf("backfill %q: read outcomes: %w", task, err)
 		}
 		after = next
-		read += int64(len(es))
-		if len(es) == 0 {
-			// Nothing for a poll: were events trimmed away before they
-			// were read (a busy namespace with a short events bound)?
-			// Then the task's history has their outcomes.
-			added, _, err := st.StreamCounts(ctx, st.Keys().Events())
-			if err != nil {
-				return rep, fmt.Errorf("backfill %q: read outcomes: %w", task, err)
+		if time.Since(lastOutcome) >= opts.HistoryEvery {
+			lastOutcome = time.Now()
+			n := rep.Done
+			if err := outcomesFromHistory(ctx, st, spec, started, outstanding, &rep); err != nil {
+				return rep, err
 			}
-			if added-added0 > read {
-				added0, read = added, 0
-				if err := outcomesFromHistory(ctx, st, spec, outstanding, &rep); err != nil {
-					return rep, err
-				}
+			if rep.Done > n {
 				progress()
 			}
 		}
@@ -237,6 +239,7 @@ func Backfill(ctx context.Context, st *store.Store, task string, from, to time.T
 				if err := settle(ctx, st, task, outstanding, &rep, e.Fire, e.Type, e.At); err != nil {
 					return rep, err
 				}
+				lastOutcome = time.Now()
 				progress()
 			}
 		}
@@ -247,16 +250,16 @@ func Backfill(ctx context.Context, st *store.Store, task string, from, to time.T
 	return rep, nil
 }
 
-// outcomesFromHistory finds in task's history the final outcomes of the
-// outstanding fires (those the events stream lost before Backfill read
-// them), counts them in rep and forgets them.
-func outcomesFromHistory(ctx context.Context, st *store.Store, spec events.Spec, outstanding map[string]bool, rep *BackfillReport) error {
+// outcomesFromHistory finds in task's history the final outcomes, recorded
+// since since, of the outstanding fires (those the events stream lost
+// before Backfill read them), counts them in rep and forgets them.
+func outcomesFromHistory(ctx context.Context, st *store.Store, spec events.Spec, since time.Time, outstanding map[string]bool, rep *BackfillReport) error {
 	hist, err := st.History(ctx, spec.Name, 0, time.Now())
 	if err != nil {
 		return fmt.Errorf("backfill %q: read the task's history for outcomes the events stream lost: %w", spec.Name, err)
 	}
 	for _, h := range hist {
-		if !outstanding[h.Fire] {
+		if !outstanding[h.Fire] || h.Recorded.Before(since) {
 			continue
 		}
 		e := events.Event{Type: events.Type(h.Outcome), Reason: h.Reason}

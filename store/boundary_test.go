@@ -39,7 +39,7 @@ var operatorMethods = []string{
 	"Trigger", "TriggerOnce", "Pause", "PauseAfterFailures", "Paused", "Resume",
 	"ListDead", "ListDeadBack", "DeadLetterByID", "DeleteDead", "Replay",
 	"RangeEvents", "RangeFires", "ReadEvents", "ReadEventsBack", "EnsureEventGroup", "ReadEventGroup", "ClaimEvents", "AckEvents", "EventGroupGap",
-	"LastEntryID", "StreamReach", "StreamCounts", "SpecsAndBad", "AppendBackfill", "ForgetBackfill", "Backlog", "PayloadMax", "GroupLag", "QueueOf", "Workers", "Planners", "Held", "CheckACL", "Settings", "SetSettings", "InitEventsMaxLen", "EventGroups", "TakeEventsLost",
+	"LastEntryID", "StreamReach", "SpecsAndBad", "AppendBackfill", "ForgetBackfill", "Backlog", "PayloadMax", "GroupLag", "QueueOf", "Workers", "Planners", "Held", "CheckACL", "Settings", "SetSettings", "InitEventsMaxLen", "EventGroups", "TakeEventsLost",
 }
 
 // packageFuncs are store's exported functions: constructors, two pure

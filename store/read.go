@@ -162,21 +162,6 @@ func (s *Store) EventGroupGap(ctx context.Context, group string) (trimmedPast, r
 	return "", "", nil
 }
 
-// StreamCounts is how many entries stream was ever given (XINFO STREAM's
-// entries-added: Redis 7 and later, else 0) and how many it holds: fewer
-// held than given means some were trimmed or deleted. A stream that does
-// not exist has 0 and 0.
-func (s *Store) StreamCounts(ctx context.Context, stream string) (added, length int64, err error) {
-	info, err := s.rdb.XInfoStream(ctx, stream).Result()
-	if err != nil {
-		if strings.Contains(err.Error(), "no such key") {
-			return 0, 0, nil
-		}
-		return 0, 0, err
-	}
-	return info.EntriesAdded, info.Length, nil
-}
-
 // StreamReach is how far back a stream reaches: the zero time when it
 // never lost an entry (none trimmed or deleted since it was created: it
 // holds all it was ever given), else the time of its oldest entry (the
