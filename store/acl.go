@@ -67,6 +67,7 @@ var (
 		need("hdel", func(k Keys) []string { return []string{k.State("task"), "lease"} }),
 		need("hkeys", func(k Keys) []string { return []string{k.Specs()} }),
 		need("del", func(k Keys) []string { return []string{k.State("task")} }),
+		need("hdel", func(k Keys) []string { return []string{k.LastRun(), "task"} }), // a task added again starts afresh
 		need("zadd", func(k Keys) []string { return []string{k.Due(), "0", "task"} }),
 		need("zrem", func(k Keys) []string { return []string{k.Due(), "task"} }),
 		need("xadd", func(k Keys) []string { return []string{k.Events(), "MAXLEN", "~", "1", "*", "f", "v"} }),

@@ -38,6 +38,7 @@ end
 // KEYS[3] -> due (zset)
 // KEYS[4] -> events (stream)
 // KEYS[5] -> changes (zset and channel)
+// KEYS[6] -> last runs (hash)
 // ARGV[1] -> state key prefix
 // ARGV[2] -> the new version, decimal (compared as text, so any int64 is exact)
 // ARGV[3] -> events stream approximate MAXLEN
@@ -97,6 +98,9 @@ for i = 0, n - 1 do
   if not old then
     redis.call('HSET', KEYS[2], name, spec)
     redis.call('DEL', st)
+    -- A task added again starts afresh: a last run of its former self
+    -- (and the failures in a row it counts) is not its own.
+    redis.call('HDEL', KEYS[6], name)
     redis.call('HSET', st, 'since', s(now), 'skey', skey, 'gen', '1')
     redis.call('ZADD', KEYS[3], now, name)
     added[#added + 1] = name

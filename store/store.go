@@ -271,7 +271,7 @@ func (s *Store) Apply(ctx context.Context, version int64, specs []events.Spec) (
 		}
 		args = append(args, sp.Name, string(raw), events.ScheduleKey(sp))
 	}
-	keys := []string{s.keys.Version(), s.keys.Specs(), s.keys.Due(), s.keys.Events(), s.keys.Changes()}
+	keys := []string{s.keys.Version(), s.keys.Specs(), s.keys.Due(), s.keys.Events(), s.keys.Changes(), s.keys.LastRun()}
 	rdb := s.rdb
 	if len(specs) >= LongApplyTasks {
 		long, closeLong := forLongCalls(rdb)

@@ -385,3 +385,36 @@ func TestPlanOrdersSlotsAsNumbers(t *testing.T) {
 		t.Fatalf("state %+v, %v; want watermark 10000", st, err)
 	}
 }
+
+// A task removed and added again starts afresh: the last run of its former
+// self, and with it the failures in a row that pause_after_failures
+// counts, is gone; a task that stays keeps its record.
+func TestReAddedTaskStartsAfresh(t *testing.T) {
+	b := setup(t)
+	rdb := b.srv.Client(t)
+	both := []events.Spec{every("a", time.Hour), every("b", time.Hour)}
+	if _, err := b.st.Apply(b.ctx, 1, both); err != nil {
+		t.Fatal(err)
+	}
+	at := time.UnixMilli(1_700_000_000_000).UTC()
+	for _, name := range []string{"a", "b"} {
+		raw, err := events.MarshalLastRun(events.LastRun{Task: name, Fire: name + "@1", Scheduled: at, Finished: at, Status: events.StatusDead, Fails: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rdb.HSet(b.ctx, b.st.Keys().LastRun(), name, raw).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for v, set := range [][]events.Spec{{every("b", time.Hour)}, both} {
+		if _, err := b.st.Apply(b.ctx, int64(v+2), set); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r, found, err := b.st.LastRun(b.ctx, "a"); err != nil || found {
+		t.Errorf("re-added task a: last run %+v (found %v, %v); want none", r, found, err)
+	}
+	if r, found, err := b.st.LastRun(b.ctx, "b"); err != nil || !found || r.Fails != 3 {
+		t.Errorf("task b, never removed: last run %+v (found %v, %v); want its record, 3 failures in a row", r, found, err)
+	}
+}
