@@ -306,7 +306,7 @@ func (ob *outbox) pauseFailing(ctx context.Context, batch []*store.Outcome) {
 		why := fmt.Sprintf("after %d failed slots in a row (pause_after_failures: %d)", fails, limit[t])
 		_, err = ob.st.PauseAfterFailures(ctx, t, ob.node, reason, why, ts.Since, o.Fails)
 		switch {
-		case errors.Is(err, store.ErrAlreadyPaused), errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrMovedOn), errors.Is(err, store.ErrDone):
+		case errors.Is(err, store.ErrAlreadyPaused), errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrMovedOn):
 		case err != nil:
 			ob.log.Warn().Err(err).Str("task", t).Msg("pause after failures")
 		default:

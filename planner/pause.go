@@ -15,8 +15,7 @@ const maxCountedSlots = 1_000_000
 // Pause stops the planning of task until Resume: no planner fires its slots.
 // Fires already on a stream still run, and manual triggers still do. by
 // names who paused it, for the paused event. Errors: store.ErrNotFound for
-// a task not in the task set, store.ErrAlreadyPaused when it is paused,
-// store.ErrDone when it has no slot left.
+// a task not in the task set, store.ErrAlreadyPaused when it is paused.
 func Pause(ctx context.Context, st *store.Store, task, by string) (time.Time, error) {
 	return st.Pause(ctx, task, by)
 }

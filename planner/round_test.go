@@ -214,32 +214,3 @@ func TestRoundPlansSlotsWithinTheLookahead(t *testing.T) {
 		})
 	}
 }
-
-// A task with no slot left (a once task that fired) cannot be paused:
-// there is nothing to pause, and saying "paused" would mislead.
-func TestPauseRefusesADoneTask(t *testing.T) {
-	t.Parallel()
-	srv := redistest.Start(t)
-	rdb := srv.Client(t)
-	ctx := context.Background()
-	p, err := New(rdb, Config{Namespace: "r", Logger: zerolog.New(zerolog.NewTestWriter(t))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	specs := []events.Spec{
-		{Name: "fired", Trigger: events.Once(time.Now().Add(-time.Second))},
-		{Name: "later", Trigger: events.Once(time.Now().Add(time.Hour))},
-	}
-	if _, err := Apply(ctx, p.Store(), 1, specs); err != nil {
-		t.Fatal(err)
-	}
-	if _, planned, err := p.round(ctx); err != nil || planned != 2 {
-		t.Fatalf("round planned %d (%v), want both tasks", planned, err)
-	}
-	if _, err := Pause(ctx, p.Store(), "fired", "test"); !errors.Is(err, store.ErrDone) {
-		t.Errorf("pause of a once task that fired: %v; want store.ErrDone", err)
-	}
-	if _, err := Pause(ctx, p.Store(), "later", "test"); err != nil {
-		t.Errorf("pause of a once task still to fire: %v", err)
-	}
-}

@@ -38,16 +38,14 @@ import (
 // channel ("now paused task"), so workers drop the task's fires appended
 // ahead. A reload keeps it paused.
 // Returns the pause time (ms) of the task, "" if it is not registered,
-// {"already", since} when it was paused before, {"moved"} when its since
-// is not the one expected (resumed or rescheduled meanwhile), or {"done"}
-// when it has no slot left (nothing to pause); nothing is written but for
-// the first.
+// {"already", since} when it was paused before, or {"moved"} when its
+// since is not the one expected (resumed or rescheduled meanwhile; nothing
+// written).
 var pauseScript = redis.NewScript(changeLua + `
 if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return '' end
-local st = redis.call('HMGET', ARGV[1], 'paused', 'since', 'next')
+local st = redis.call('HMGET', ARGV[1], 'paused', 'since')
 if st[1] then return {'already', st[1]} end
 if ARGV[4] ~= '' and st[2] ~= ARGV[4] then return {'moved'} end
-if st[3] == '-1' then return {'done'} end
 local t = redis.call('TIME')
 local now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 redis.call('HSET', ARGV[1], 'paused', now, 'paused_why', ARGV[6])
@@ -125,11 +123,6 @@ var ErrNotPaused = errors.New("not paused")
 // ErrAlreadyPaused is returned by Pause for a task that is paused.
 var ErrAlreadyPaused = errors.New("already paused")
 
-// ErrDone is returned by Pause for a task whose trigger has no slot left
-// (a once task that fired, a window that ended, a limit reached): there is
-// nothing to pause.
-var ErrDone = errors.New("it has no slot left (done): nothing to pause")
-
 // Pause stops the planning of task until Resume: planners fire none of its
 // slots. Fires already appended still run, and manual triggers still do.
 // It returns when the task was paused (server time); ErrNotFound for a task
@@ -171,9 +164,6 @@ func (s *Store) pause(ctx context.Context, task, by, reason, why, since, failsBa
 		return core.MsTime(v), nil
 	case []any:
 		if len(v) == 1 {
-			if v[0] == "done" {
-				return time.Time{}, ErrDone
-			}
 			return time.Time{}, ErrMovedOn
 		}
 		return core.MsTime(v[1]), ErrAlreadyPaused

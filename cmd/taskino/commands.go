@@ -158,8 +158,6 @@ func runPause(ctx context.Context, c *cli, args []string) error {
 		return c.unknownTask(ctx, args[0])
 	case errors.Is(err, store.ErrAlreadyPaused):
 		return fmt.Errorf("%s is already paused (since %s)", args[0], stamp(at))
-	case errors.Is(err, store.ErrDone):
-		return fmt.Errorf("%s: %w", args[0], err)
 	case err != nil:
 		return err
 	}

@@ -224,8 +224,6 @@ func (c *Console) taskAction(w http.ResponseWriter, r *http.Request, n *namespac
 		switch {
 		case errors.Is(err, store.ErrAlreadyPaused):
 			msg = task + " was already paused (since " + at.UTC().Format(time.RFC3339) + ")"
-		case errors.Is(err, store.ErrDone):
-			msg = "not paused: " + task + " " + err.Error()
 		case err != nil:
 			c.fail(w, r, n, http.StatusBadRequest, fmt.Errorf("pause %s: %w", show(task), err))
 			return
