@@ -270,7 +270,9 @@ tasks:
 		return e.Task == "thrice" && at.After(third) && e.Fire != events.FireID("thrice", e.At)
 	})
 	// Paused and resumed once done, it owes no slot: no missed event.
-	mustCLI(t, cli, append([]string{"pause", "thrice"}, common...)...)
+	if out := mustCLI(t, cli, append([]string{"pause", "thrice"}, common...)...); !strings.Contains(out, "it has no slot left (done)") {
+		t.Errorf("pause of a task done by its limit printed %q; want it to say the task is done", out)
+	}
 	mustCLI(t, cli, append([]string{"resume", "thrice"}, common...)...)
 	resumed := awaitEvent(t, b, 30*time.Second, events.TypeResumed, func(e events.Event) bool { return e.Task == "thrice" })
 	for _, e := range resumed {

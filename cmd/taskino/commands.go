@@ -161,6 +161,10 @@ func runPause(ctx context.Context, c *cli, args []string) error {
 	case err != nil:
 		return err
 	}
+	if st, err := c.st.State(ctx, args[0]); err == nil && st.Done {
+		fmt.Fprintf(c.stdout, "paused %s at %s; it has no slot left (done), so this holds back only a new definition applied before taskino resume %s\n", args[0], stamp(at), args[0])
+		return nil
+	}
 	fmt.Fprintf(c.stdout, "paused %s at %s: no fires until taskino resume %s\n", args[0], stamp(at), args[0])
 	return nil
 }

@@ -229,6 +229,9 @@ func (c *Console) taskAction(w http.ResponseWriter, r *http.Request, n *namespac
 			return
 		default:
 			msg = "paused " + task + ": no slot is fired until it is resumed"
+			if st, err := n.st.State(ctx, task); err == nil && st.Done {
+				msg = "paused " + task + "; it has no slot left (done), so this holds back only a new definition applied before it is resumed"
+			}
 		}
 	case "resume":
 		done, err := planner.Resume(ctx, n.st, task, c.cfg.Who)
