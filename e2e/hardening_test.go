@@ -35,11 +35,8 @@ import (
 func TestControlCharactersStayInertWithBinaries(t *testing.T) {
 	b := setup(t)
 	cli, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-worker")
-	dir := t.TempDir()
-	tasks := writeFile(t, dir, "tasks.yaml", "version: 1\ntasks:\n  - name: t\n    cron: \"0 0 1 1 *\"\n    exec: [\"true\"]\n")
 	common := redisFlags(b)
-	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
-	w := startProc(t, "worker", workerBin, append([]string{"--node", "w1", "--tasks", tasks}, common...)...)
+	w := startYearlyTaskWorker(t, b, cli, workerBin)
 
 	const hostile = "ok\x1b[2J\x1b[31mRED\r\nFAKE line\u009b"
 	if err := b.rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: b.st.Keys().Fires("default"), Values: []any{"task", "t", "id", hostile}}).Err(); err != nil {
@@ -284,7 +281,7 @@ func TestMetricsEndpointGuardsWithBinaries(t *testing.T) {
 	b := setup(t)
 	workerBin := buildBinary(t, "cmd/taskino-worker")
 	dir := t.TempDir()
-	tasks := writeFile(t, dir, "tasks.yaml", "version: 1\ntasks:\n  - name: t\n    cron: \"0 0 1 1 *\"\n    exec: [\"true\"]\n")
+	tasks := writeFile(t, dir, "tasks.yaml", yearlyTask)
 	const token = "metrics-token-5d2c9a71"
 	tokenFile := writeFile(t, dir, "token", token+"\n")
 	_, port, _ := net.SplitHostPort(freeAddr(t))
@@ -335,11 +332,8 @@ func TestHugePayloadsWithBinaries(t *testing.T) {
 	// timing of the tests running beside it miss (CI saw planners time out).
 	b := setupAlone(t)
 	cli, workerBin := buildBinary(t, "cmd/taskino"), buildBinary(t, "cmd/taskino-worker")
-	dir := t.TempDir()
-	tasks := writeFile(t, dir, "tasks.yaml", "version: 1\ntasks:\n  - name: t\n    cron: \"0 0 1 1 *\"\n    exec: [\"true\"]\n")
 	common := redisFlags(b)
-	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
-	w := startProc(t, "worker", workerBin, append([]string{"--node", "w1", "--tasks", tasks}, common...)...)
+	w := startYearlyTaskWorker(t, b, cli, workerBin)
 	big := strings.Repeat("x", 100<<20)
 	for i := 0; i < 5; i++ {
 		if err := b.rdb.XAdd(b.ctx, &redis.XAddArgs{Stream: b.st.Keys().Fires("default"), Values: []any{"task", "t", "payload", big}}).Err(); err != nil {
@@ -499,4 +493,17 @@ func TestPayloadMaxWithBinaries(t *testing.T) {
 		}
 	}
 	w.stop(t, syscall.SIGTERM)
+}
+
+// yearlyTask is a tasks file of one task, t, that fires once a year: a
+// test's own XADDs and triggers are all it runs.
+const yearlyTask = "version: 1\ntasks:\n  - name: t\n    cron: \"0 0 1 1 *\"\n    exec: [\"true\"]\n"
+
+// startYearlyTaskWorker applies yearlyTask and starts worker w1 on it.
+func startYearlyTaskWorker(t *testing.T, b testBundle, cli, workerBin string) *proc {
+	t.Helper()
+	tasks := writeFile(t, t.TempDir(), "tasks.yaml", yearlyTask)
+	common := redisFlags(b)
+	mustCLI(t, cli, append([]string{"apply", tasks}, common...)...)
+	return startProc(t, "worker", workerBin, append([]string{"--node", "w1", "--tasks", tasks}, common...)...)
 }

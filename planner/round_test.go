@@ -31,10 +31,7 @@ func TestRoundShrinksItsBatchAfterALeaseOverrun(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	ctx := context.Background()
-	specs := make([]events.Spec, 8)
-	for i := range specs {
-		specs[i] = events.Spec{Name: fmt.Sprintf("t%d", i), Trigger: events.Every(time.Hour)}
-	}
+	specs := hourlySpecs(8)
 	clock := &jumpClock{}
 	var stall atomic.Bool
 	p, err := New(rdb, Config{Namespace: "r", BatchSize: 8, Lease: time.Second, Clock: clock,
@@ -87,10 +84,7 @@ func TestRoundShrinksItsBatchWhenThePlanTimesOut(t *testing.T) {
 	rdb := srv.Client(t)
 	admin := srv.Client(t)
 	ctx := context.Background()
-	specs := make([]events.Spec, 8)
-	for i := range specs {
-		specs[i] = events.Spec{Name: fmt.Sprintf("t%d", i), Trigger: events.Every(time.Hour)}
-	}
+	specs := hourlySpecs(8)
 	var pause atomic.Bool
 	p, err := New(rdb, Config{Namespace: "r", BatchSize: 8, Lease: 200 * time.Millisecond,
 		Logger: zerolog.New(zerolog.NewTestWriter(t)),
@@ -213,4 +207,14 @@ func TestRoundPlansSlotsWithinTheLookahead(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hourlySpecs is n tasks t0, t1, ... every hour: none due during a test,
+// so a round plans each once, to find its next slot.
+func hourlySpecs(n int) []events.Spec {
+	specs := make([]events.Spec, n)
+	for i := range specs {
+		specs[i] = events.Spec{Name: fmt.Sprintf("t%d", i), Trigger: events.Every(time.Hour)}
+	}
+	return specs
 }
