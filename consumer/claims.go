@@ -56,6 +56,20 @@ type heldFire struct {
 	abandoned bool
 }
 
+// holdsFire says whether this worker holds a fire with id fire (a
+// cancel-previous note concerns it only then). It scans what is held:
+// notes are rare, one per replaced run in the namespace.
+func (c *claims) holdsFire(fire string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, h := range c.held {
+		if h.FireID == fire {
+			return true
+		}
+	}
+	return false
+}
+
 // hold records single-mode deliveries as held, so heartbeats extend them;
 // sent is when the read or reclaim that handed them out was sent.
 func (c *claims) hold(ds []store.Delivery, sent time.Time) {

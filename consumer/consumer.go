@@ -157,7 +157,12 @@ func (c *Consumer) watchReplaced(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case n := <-cancels:
-			c.onReplaced(n[0], n[1])
+			// Every worker hears every note; only the one holding the
+			// old fire acts (the dispatcher keeps a note of a fire it
+			// has not started, and must not fill up with others').
+			if c.claims.holdsFire(n[0]) {
+				c.onReplaced(n[0], n[1])
+			}
 		}
 	}
 }

@@ -46,6 +46,6 @@ func (dp *Dispatcher) replace(fire, by string) {
 	dp.replaced[fire] = by
 }
 
-// maxReplaced bounds Dispatcher.replaced: notes of fires this worker
-// never held are many when many workers run cancel-previous tasks.
+// maxReplaced bounds Dispatcher.replaced. A consumer passes notes only of
+// fires it holds; another Source may pass them all.
 const maxReplaced = 10_000
