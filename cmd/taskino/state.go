@@ -32,14 +32,16 @@ func runLs(ctx context.Context, c *cli, args []string) error {
 	if err := c.connect(ctx); err != nil {
 		return err
 	}
-	vs, now, err := c.views(ctx, nil)
+	specs, bad, err := c.st.SpecsAndBad(ctx)
 	if err != nil {
 		return err
 	}
-	if _, bad, err := c.st.SpecsAndBad(ctx); err == nil {
-		for name, why := range bad {
-			fmt.Fprintf(c.stderr, "taskino: the stored spec of task %s does not decode (%s); it is left out\n", printable(name), printable(why.Error()))
-		}
+	for name, why := range bad {
+		fmt.Fprintf(c.stderr, "taskino: the stored spec of task %s does not decode (%s); it is left out\n", printable(name), printable(why.Error()))
+	}
+	vs, now, err := inspect.ViewsOf(ctx, c.st, specs)
+	if err != nil {
+		return err
 	}
 	if c.json {
 		return printJSON(c, inspect.JSONOf(vs))
