@@ -48,8 +48,9 @@ func (a *admission) admit(ctx context.Context, ds []store.Delivery) []store.Deli
 			a.queue(deadLetter(a.log, a.node, d, "malformed entry: "+d.Err.Error(), "", false))
 			continue
 		}
-		d.Spec = a.specs.get(ctx, d.Fire.Task)
-		if why := a.wrongStream(d); why != "" {
+		var known bool
+		d.Spec, known = a.specs.get(ctx, d.Fire.Task)
+		if why := wrongStream(d, known); why != "" {
 			a.queue(deadLetter(a.log, a.node, d, why, "", false))
 			continue
 		}
@@ -86,15 +87,16 @@ func (a *admission) admit(ctx context.Context, ds []store.Delivery) []store.Deli
 	return out
 }
 
-// wrongStream says why d, a fire of a task in the task set, came on the
-// wrong kind of stream: a broadcast stream for a single-mode task (every
-// worker would run it) or a single-mode stream for a broadcast one (one
-// worker would); "" when it did not.
-func (a *admission) wrongStream(d store.Delivery) string {
-	if !a.specs.known(d.Fire.Task) {
+// wrongStream says why d, a fire of a task in the task set (known: its
+// spec d.Spec is the stored one, defaults applied), came on the wrong kind
+// of stream: a broadcast stream for a single-mode task (every worker would
+// run it) or a single-mode stream for a broadcast one (one worker would);
+// "" when it did not.
+func wrongStream(d store.Delivery, known bool) string {
+	if !known {
 		return ""
 	}
-	mode := d.Spec.WithDefaults().Mode
+	mode := d.Spec.Mode
 	switch {
 	case d.Broadcast && mode != events.ModeBroadcast:
 		return fmt.Sprintf("a broadcast stream entry for task %q, whose mode is %s: every worker would run it; append it to the queue's fires stream (taskino trigger does)", d.Fire.Task, mode)

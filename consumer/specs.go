@@ -50,22 +50,10 @@ func (c *specCache) all() []events.Spec {
 	return out
 }
 
-// known says whether task's spec is cached (in the stored task set, as
-// last loaded or looked up): no Redis call.
-func (c *specCache) known(task string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, ok := c.specs[task]
-	return ok
-}
-
 // has says whether task is in the stored task set (looking it up, as get
 // does, when it is not cached).
 func (c *specCache) has(ctx context.Context, task string) bool {
-	c.get(ctx, task)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, ok := c.specs[task]
+	_, ok := c.get(ctx, task)
 	return ok
 }
 
@@ -102,17 +90,17 @@ func (c *specCache) load(ctx context.Context) error {
 	return nil
 }
 
-// get is task's spec: from the cache, which every task-set apply
+// get is task's spec, and whether it is in the stored task set: from the cache, which every task-set apply
 // refreshes, or read from Redis when the cache lacks it (a set applied a
 // moment ago); a task not in the set gets the defaults (a task run only by
 // manual triggers), and is looked up again after missAfter.
-func (c *specCache) get(ctx context.Context, task string) events.Spec {
+func (c *specCache) get(ctx context.Context, task string) (events.Spec, bool) {
 	c.mu.Lock()
 	sp, ok := c.specs[task]
 	missAt, missed := c.unknown[task]
 	c.mu.Unlock()
 	if ok {
-		return sp
+		return sp, true
 	}
 	if !missed || time.Since(missAt) > c.missAfter {
 		got, err := c.st.Spec(ctx, task)
@@ -123,14 +111,14 @@ func (c *specCache) get(ctx context.Context, task string) events.Spec {
 			sp = got.WithDefaults()
 			c.specs[task] = sp
 			delete(c.unknown, task)
-			return sp
+			return sp, true
 		case errors.Is(err, store.ErrNotFound):
 			c.unknown[task] = time.Now()
 		default:
 			c.log.Warn().Err(err).Str("task", task).Msg("read task spec")
 		}
 	}
-	return events.Spec{Name: task}.WithDefaults()
+	return events.Spec{Name: task}.WithDefaults(), false
 }
 
 // run reloads the specs when a task set is applied, and when the stored

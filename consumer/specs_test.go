@@ -38,19 +38,19 @@ func TestSpecCacheLooksUpMissingTasks(t *testing.T) {
 	if err := c.load(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if sp := c.get(ctx, "a"); sp.Attempts != 3 || sp.Queue != events.DefaultQueue {
-		t.Errorf("a: %+v, want the stored spec with its defaults", sp)
+	if sp, known := c.get(ctx, "a"); !known || sp.Attempts != 3 || sp.Queue != events.DefaultQueue {
+		t.Errorf("a: %+v (known %v), want the stored spec with its defaults", sp, known)
 	}
-	if sp := c.get(ctx, "late"); sp.Name != "late" || sp.Attempts != (events.Spec{}).WithDefaults().Attempts {
-		t.Errorf("late, not stored: %+v, want the defaults", sp)
+	if sp, known := c.get(ctx, "late"); known || sp.Name != "late" || sp.Attempts != (events.Spec{}).WithDefaults().Attempts {
+		t.Errorf("late, not stored: %+v (known %v), want the defaults, not known", sp, known)
 	}
 	apply(t, st, 2, events.Spec{Name: "a", Trigger: events.Every(time.Second), Attempts: 3},
 		events.Spec{Name: "late", Trigger: events.Every(time.Second), Attempts: 7})
-	if sp := c.get(ctx, "late"); sp.Attempts == 7 {
+	if sp, _ := c.get(ctx, "late"); sp.Attempts == 7 {
 		t.Errorf("late was looked up again before missAfter: %+v", sp)
 	}
 	c.missAfter = 0
-	if sp := c.get(ctx, "late"); sp.Attempts != 7 {
+	if sp, _ := c.get(ctx, "late"); sp.Attempts != 7 {
 		t.Errorf("late after missAfter: %+v, want the stored spec (attempts 7)", sp)
 	}
 }
