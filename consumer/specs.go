@@ -90,10 +90,11 @@ func (c *specCache) load(ctx context.Context) error {
 	return nil
 }
 
-// get is task's spec, and whether it is in the stored task set: from the cache, which every task-set apply
-// refreshes, or read from Redis when the cache lacks it (a set applied a
-// moment ago); a task not in the set gets the defaults (a task run only by
-// manual triggers), and is looked up again after missAfter.
+// get is task's spec, and whether it is in the stored task set: from the
+// cache, which every task-set apply refreshes, or read from Redis when the
+// cache lacks it (a set applied a moment ago); a task not in the set gets
+// the defaults (a task run only by manual triggers), and is looked up
+// again after missAfter.
 func (c *specCache) get(ctx context.Context, task string) (events.Spec, bool) {
 	c.mu.Lock()
 	sp, ok := c.specs[task]
