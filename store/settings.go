@@ -34,9 +34,10 @@ type Settings struct {
 	// them. Nothing a group holds is ever trimmed. 0: no bound.
 	FiresMaxBacklog int64
 	// PayloadMax bounds a payload in bytes, 1 to events.MaxPayload (64
-	// KiB; 0 means that default): a spec's (Apply refuses it), a manual
-	// trigger's (Trigger refuses it), and a hand-written fire entry's (the
-	// worker dead-letters it, naming the size and the bound).
+	// KiB; 0 stores that default, and Settings reads it back as 64 KiB):
+	// a spec's (Apply refuses it), a manual trigger's (Trigger refuses
+	// it), and a hand-written fire entry's (the worker dead-letters it,
+	// naming the size and the bound).
 	PayloadMax int64
 }
 
@@ -91,6 +92,7 @@ func (s *Store) Settings(ctx context.Context) (Settings, error) {
 		}
 		out.EventsHardMaxAge = time.Duration(ms) * time.Millisecond
 	}
+	out.PayloadMax = payloadMax(out.PayloadMax)
 	return out, nil
 }
 
@@ -172,20 +174,16 @@ func (s *Store) TakeEventsLost(ctx context.Context, group string) (after, upTo s
 
 // checkPayload says, for a payload of task over the namespace's payload
 // max, what is wrong, naming the task, the size and the bound.
-func (s *Store) checkPayload(ctx context.Context, task string, payloads ...string) error {
-	longest := 0
-	for _, p := range payloads {
-		longest = max(longest, len(p))
-	}
-	if longest == 0 {
+func (s *Store) checkPayload(ctx context.Context, task, payload string) error {
+	if payload == "" {
 		return nil
 	}
 	limit, err := s.PayloadMax(ctx)
 	if err != nil {
 		return err
 	}
-	if int64(longest) > limit {
-		return &events.SpecError{Task: task, Field: "payload", Problem: fmt.Sprintf("%d bytes; the namespace allows at most %d (taskino settings --payload-max)", longest, limit)}
+	if int64(len(payload)) > limit {
+		return &events.SpecError{Task: task, Field: "payload", Problem: fmt.Sprintf("%d bytes; the namespace allows at most %d (taskino settings --payload-max)", len(payload), limit)}
 	}
 	return nil
 }
@@ -199,8 +197,15 @@ func (s *Store) PayloadMax(ctx context.Context) (int64, error) {
 		return events.MaxPayload, nil
 	case err != nil:
 		return 0, fmt.Errorf("read the namespace's payload max: %w", err)
-	case v <= 0 || v > events.MaxPayload:
-		return events.MaxPayload, nil
 	}
-	return v, nil
+	return payloadMax(v), nil
+}
+
+// payloadMax is a stored payload max as it applies: events.MaxPayload for
+// 0 (none stored) or a value out of range.
+func payloadMax(v int64) int64 {
+	if v <= 0 || v > events.MaxPayload {
+		return events.MaxPayload
+	}
+	return v
 }

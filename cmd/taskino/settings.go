@@ -1,15 +1,12 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"math"
 	"text/tabwriter"
 	"time"
-
-	"github.com/taskino/taskino/events"
 )
 
 // settingsFlags: each notGiven when not given.
@@ -93,7 +90,7 @@ func runSettings(ctx context.Context, c *cli, args []string) error {
 			PayloadMax         int64       `json:"payload_max"`
 			Listeners          []groupJSON `json:"durable_listeners"`
 		}{Namespace: c.Namespace, EventsMaxLen: st.EventsMaxLen, EventsHardMaxLen: st.EventsHardMaxLen,
-			EventsHardMaxAgeMs: st.EventsHardMaxAge.Milliseconds(), FiresMaxBacklog: st.FiresMaxBacklog, PayloadMax: cmp.Or(st.PayloadMax, events.MaxPayload), Listeners: []groupJSON{}}
+			EventsHardMaxAgeMs: st.EventsHardMaxAge.Milliseconds(), FiresMaxBacklog: st.FiresMaxBacklog, PayloadMax: st.PayloadMax, Listeners: []groupJSON{}}
 		for _, g := range groups {
 			out.Listeners = append(out.Listeners, groupJSON{g.Name, g.Behind, g.Pending, g.LastDelivered})
 		}
@@ -108,7 +105,7 @@ func runSettings(ctx context.Context, c *cli, args []string) error {
 		backlog = fmt.Sprint(st.FiresMaxBacklog)
 	}
 	fmt.Fprintf(c.stdout, "namespace %q\nevents max len       %d\nevents hard max len  %d\nevents hard max age  %s\nfires max backlog    %s\npayload max          %d bytes\n",
-		c.Namespace, st.EventsMaxLen, st.EventsHardMaxLen, age, backlog, cmp.Or(st.PayloadMax, events.MaxPayload))
+		c.Namespace, st.EventsMaxLen, st.EventsHardMaxLen, age, backlog, st.PayloadMax)
 	if len(groups) == 0 {
 		fmt.Fprintln(c.stdout, "no durable listeners")
 		return nil
