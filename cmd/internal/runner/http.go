@@ -69,12 +69,37 @@ func HTTP(req Request, opts Options) dispatcher.Handler {
 	for k, v := range req.Headers {
 		h.req.Headers[k] = v
 	}
+	h.client = redirectPolicy(*h.opts.Client, append(append([]string(nil), DefaultSecretHeaders...), req.SecretHeaders...))
 	return h
 }
 
 type httpHandler struct {
-	req  Request
-	opts Options
+	req    Request
+	opts   Options
+	client *http.Client // opts.Client with the redirect policy (see redirectPolicy)
+}
+
+// redirectPolicy is client, following at most 10 redirects (and its own
+// CheckRedirect, if any), with the secret headers dropped on a redirect to
+// another host or from https to http.
+func redirectPolicy(client http.Client, secret []string) *http.Client {
+	next := client.CheckRedirect
+	client.CheckRedirect = func(r *http.Request, via []*http.Request) error {
+		if r.URL.Host != via[0].URL.Host || r.URL.Scheme != via[0].URL.Scheme {
+			// Another host, or the same one in clear text.
+			for _, name := range secret {
+				r.Header.Del(name)
+			}
+		}
+		if next != nil {
+			return next(r, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &client
 }
 
 // Run makes the request once and records the response body.
@@ -131,25 +156,7 @@ func (h *httpHandler) run(ctx context.Context, f events.Fire) (string, error) {
 	}
 
 	log := h.opts.Logger.With().Str("task", f.Task).Str("fire", f.ID).Str("method", method).Str("url", safe).Logger()
-	client := *h.opts.Client
-	secret := append(append([]string(nil), DefaultSecretHeaders...), h.req.SecretHeaders...)
-	next := client.CheckRedirect
-	client.CheckRedirect = func(r *http.Request, via []*http.Request) error {
-		if r.URL.Host != via[0].URL.Host || r.URL.Scheme != via[0].URL.Scheme {
-			// Another host, or the same one in clear text.
-			for _, name := range secret {
-				r.Header.Del(name)
-			}
-		}
-		if next != nil {
-			return next(r, via)
-		}
-		if len(via) >= 10 {
-			return errors.New("stopped after 10 redirects")
-		}
-		return nil
-	}
-	resp, err := client.Do(req)
+	resp, err := h.client.Do(req)
 	if err != nil {
 		// A url.Error quotes the whole URL (user info, path and query),
 		// and after a redirect the target's: it is rebuilt from its
